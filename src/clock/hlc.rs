@@ -1,0 +1,280 @@
+//! The hybrid logical clock that issues stamps, with a bound on clock drift.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use super::{ReplicaId, Stamp};
+
+/// Where a clock takes its physical time from.
+///
+/// Injected so that tests and simulations are deterministic; merges never
+/// read a clock at all.
+pub trait TimeSource {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The machine's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemTime;
+
+impl TimeSource for SystemTime {
+    fn now_ms(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// A clock that only moves when told to: for tests and simulations.
+///
+/// Clones share the same time.
+///
+/// # Example
+///
+/// ```
+/// use failback::clock::{ManualTime, TimeSource};
+///
+/// let time = ManualTime::new(1_000);
+/// let view = time.clone();
+/// time.advance(500);
+/// assert_eq!(view.now_ms(), 1_500);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualTime(Arc<AtomicI64>);
+
+impl ManualTime {
+    /// A clock showing `ms`.
+    pub fn new(ms: i64) -> Self {
+        Self(Arc::new(AtomicI64::new(ms)))
+    }
+
+    /// Moves the clock to `ms` (backwards too: clocks misbehave).
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+
+    /// Moves the clock forward by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl TimeSource for ManualTime {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The default bound on how far ahead a remote stamp may be: 5 minutes.
+pub const DEFAULT_MAX_DRIFT_MS: i64 = 5 * 60 * 1000;
+
+/// A stamp further ahead of the local clock than the allowed drift.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "stamp {stamp} from {replica} is {ahead_ms} ms ahead of the local clock, more than the allowed {max_drift_ms} ms"
+)]
+pub struct DriftError {
+    /// The rejected stamp's time, RFC 3339 where representable.
+    pub stamp: String,
+    /// The replica that issued it.
+    pub replica: ReplicaId,
+    /// How far ahead of the local clock it was.
+    pub ahead_ms: i64,
+    /// The bound in force.
+    pub max_drift_ms: i64,
+}
+
+/// Checks `stamp` against the local time `now_ms` and the bound `max_drift_ms`.
+///
+/// # Errors
+///
+/// [`DriftError`] when the stamp is more than `max_drift_ms` ahead of `now_ms`.
+///
+/// # Example
+///
+/// ```
+/// use failback::clock::{check_drift, DEFAULT_MAX_DRIFT_MS};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let hub = ReplicaId::new("secondary")?;
+/// let now = 1_700_000_000_000;
+/// let two_hours = 2 * 3600 * 1000;
+/// assert!(check_drift(&Stamp::new(now + 1000, 0, hub.clone()), now, DEFAULT_MAX_DRIFT_MS).is_ok());
+/// assert!(check_drift(&Stamp::new(now + two_hours, 0, hub), now, DEFAULT_MAX_DRIFT_MS).is_err());
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
+pub fn check_drift(stamp: &Stamp, now_ms: i64, max_drift_ms: i64) -> Result<(), DriftError> {
+    let ahead_ms = stamp.ms().saturating_sub(now_ms);
+    if ahead_ms > max_drift_ms {
+        Err(DriftError {
+            stamp: stamp.to_rfc3339().unwrap_or_else(|| stamp.ms().to_string()),
+            replica: stamp.replica().clone(),
+            ahead_ms,
+            max_drift_ms,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// A hybrid logical clock: physical time from an injected [`TimeSource`],
+/// never going backwards, advanced past every remote stamp it observes.
+///
+/// # Example
+///
+/// ```
+/// use failback::clock::{HybridClock, ManualTime};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let time = ManualTime::new(10_000);
+/// let mut clock = HybridClock::new(ReplicaId::new("primary")?, time.clone());
+/// let a = clock.tick();
+/// let b = clock.tick(); // same millisecond: the logical counter moves
+/// assert!(a < b);
+///
+/// // A remote stamp two hours ahead is refused with the default bound.
+/// let far = Stamp::new(10_000 + 2 * 3600 * 1000, 0, ReplicaId::new("secondary")?);
+/// assert!(clock.observe(&far).is_err());
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct HybridClock<T: TimeSource> {
+    replica: ReplicaId,
+    source: T,
+    last_ms: i64,
+    logical: u32,
+    max_drift_ms: i64,
+}
+
+impl<T: TimeSource> HybridClock<T> {
+    /// A clock for `replica` with the default drift bound of 5 minutes.
+    pub fn new(replica: ReplicaId, source: T) -> Self {
+        Self {
+            replica,
+            source,
+            last_ms: i64::MIN,
+            logical: 0,
+            max_drift_ms: DEFAULT_MAX_DRIFT_MS,
+        }
+    }
+
+    /// The same clock with another drift bound.
+    pub fn with_max_drift_ms(mut self, max_drift_ms: i64) -> Self {
+        self.max_drift_ms = max_drift_ms;
+        self
+    }
+
+    /// The replica this clock stamps for.
+    pub fn replica(&self) -> &ReplicaId {
+        &self.replica
+    }
+
+    /// A new stamp, greater than every stamp issued or observed before.
+    pub fn tick(&mut self) -> Stamp {
+        let now = self.source.now_ms();
+        if now > self.last_ms {
+            self.last_ms = now;
+            self.logical = 0;
+        } else {
+            self.bump_logical();
+        }
+        Stamp::new(self.last_ms, self.logical, self.replica.clone())
+    }
+
+    /// Takes a remote stamp into account so later ticks are greater.
+    ///
+    /// # Errors
+    ///
+    /// [`DriftError`] when the stamp is more than the drift bound ahead of
+    /// the local physical time; the clock is then left unchanged, so a
+    /// replica with a clock set to next year cannot drag this one along.
+    pub fn observe(&mut self, remote: &Stamp) -> Result<(), DriftError> {
+        check_drift(remote, self.source.now_ms(), self.max_drift_ms)?;
+        match remote.ms().cmp(&self.last_ms) {
+            std::cmp::Ordering::Greater => {
+                self.last_ms = remote.ms();
+                self.logical = remote.logical();
+            }
+            std::cmp::Ordering::Equal => self.logical = self.logical.max(remote.logical()),
+            std::cmp::Ordering::Less => {}
+        }
+        Ok(())
+    }
+
+    fn bump_logical(&mut self) {
+        match self.logical.checked_add(1) {
+            Some(next) => self.logical = next,
+            None => {
+                // Four billion writes in one millisecond: borrow the next one.
+                self.last_ms = self.last_ms.saturating_add(1);
+                self.logical = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(name: &str) -> ReplicaId {
+        ReplicaId::new(name).unwrap()
+    }
+
+    #[test]
+    fn ticks_are_strictly_increasing_even_when_time_goes_back() {
+        let time = ManualTime::new(5_000);
+        let mut clock = HybridClock::new(hub("a"), time.clone());
+        let first = clock.tick();
+        time.set(1_000);
+        let second = clock.tick();
+        assert!(second > first);
+        assert_eq!(second.ms(), 5_000);
+        assert_eq!(second.logical(), 1);
+        time.set(9_000);
+        let third = clock.tick();
+        assert_eq!((third.ms(), third.logical()), (9_000, 0));
+    }
+
+    #[test]
+    fn observe_moves_past_remote_stamps_within_the_bound() {
+        let time = ManualTime::new(10_000);
+        let mut clock = HybridClock::new(hub("a"), time);
+        let remote = Stamp::new(12_000, 7, hub("b"));
+        clock.observe(&remote).unwrap();
+        let next = clock.tick();
+        assert!(next > remote);
+        assert_eq!((next.ms(), next.logical()), (12_000, 8));
+    }
+
+    #[test]
+    fn stamps_beyond_the_drift_are_rejected_and_ignored() {
+        let time = ManualTime::new(0);
+        let mut clock = HybridClock::new(hub("a"), time).with_max_drift_ms(1_000);
+        assert!(clock.observe(&Stamp::new(1_000, 0, hub("b"))).is_ok());
+        let err = clock.observe(&Stamp::new(1_001, 0, hub("b"))).unwrap_err();
+        assert_eq!(err.ahead_ms, 1_001);
+        assert_eq!(clock.tick().ms(), 1_000);
+    }
+
+    #[test]
+    fn two_hours_ahead_is_rejected_by_default() {
+        let now = 1_800_000_000_000;
+        let far = Stamp::new(now + 2 * 3600 * 1000, 0, hub("b"));
+        let err = check_drift(&far, now, DEFAULT_MAX_DRIFT_MS).unwrap_err();
+        assert!(err.to_string().contains("ahead of the local clock"));
+        let edge = Stamp::new(now + DEFAULT_MAX_DRIFT_MS, 0, hub("b"));
+        assert!(check_drift(&edge, now, DEFAULT_MAX_DRIFT_MS).is_ok());
+    }
+
+    #[test]
+    fn logical_overflow_borrows_a_millisecond() {
+        let mut clock = HybridClock::new(hub("a"), ManualTime::new(7));
+        clock.tick();
+        clock.logical = u32::MAX;
+        let next = clock.tick();
+        assert_eq!((next.ms(), next.logical()), (8, 0));
+    }
+}

@@ -1,0 +1,16 @@
+//! Clocks: who wrote what ([`Dot`]), what has been seen ([`VersionVector`])
+//! and when ([`Stamp`], issued by a [`HybridClock`]).
+
+mod dot;
+mod hlc;
+mod replica;
+mod stamp;
+mod version_vector;
+
+pub use dot::Dot;
+pub use hlc::{
+    DEFAULT_MAX_DRIFT_MS, DriftError, HybridClock, ManualTime, SystemTime, TimeSource, check_drift,
+};
+pub use replica::{InvalidReplicaId, ReplicaId};
+pub use stamp::Stamp;
+pub use version_vector::VersionVector;

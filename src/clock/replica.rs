@@ -1,0 +1,130 @@
+//! Replica identifiers.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The name of one hub or replica: 1-64 characters of `[A-Za-z0-9._-]`.
+///
+/// Cheap to clone (a shared pointer) and ordered by its text, so every
+/// structure keyed by replica iterates in the same order on every machine.
+///
+/// # Example
+///
+/// ```
+/// use failback::ReplicaId;
+///
+/// let primary = ReplicaId::new("primary")?;
+/// let secondary = ReplicaId::new("secondary")?;
+/// assert!(primary < secondary);
+/// assert!(ReplicaId::new("no spaces").is_err());
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaId(Arc<str>);
+
+/// A replica name that breaks the rules of [`ReplicaId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid replica id {name:?}: expected 1-64 characters of [A-Za-z0-9._-]")]
+pub struct InvalidReplicaId {
+    /// The rejected name (truncated to 80 characters).
+    pub name: String,
+}
+
+impl ReplicaId {
+    /// The longest accepted replica name.
+    pub const MAX_LEN: usize = 64;
+
+    /// Validates and wraps a replica name.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidReplicaId`] when the name is empty, longer than 64 characters
+    /// or holds a character outside `[A-Za-z0-9._-]`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let hub = failback::ReplicaId::new("contoso-hub.azure-devices.net")?;
+    /// assert_eq!(hub.as_str(), "contoso-hub.azure-devices.net");
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
+    pub fn new(name: &str) -> Result<Self, InvalidReplicaId> {
+        let valid = !name.is_empty()
+            && name.len() <= Self::MAX_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            Ok(Self(Arc::from(name)))
+        } else {
+            Err(InvalidReplicaId {
+                name: name.chars().take(80).collect(),
+            })
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ReplicaId {
+    type Err = InvalidReplicaId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for ReplicaId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReplicaId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        Self::new(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_alphabet_and_bounds() {
+        assert!(ReplicaId::new("a").is_ok());
+        assert!(ReplicaId::new(&"x".repeat(64)).is_ok());
+        assert!(ReplicaId::new("Hub_1.west-eu").is_ok());
+        assert!(ReplicaId::new("").is_err());
+        assert!(ReplicaId::new(&"x".repeat(65)).is_err());
+        for bad in ["a b", "a/b", "é", "a:b", "a\n"] {
+            assert!(ReplicaId::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serde_round_trip_validates() {
+        let id = ReplicaId::new("primary").unwrap();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"primary\"");
+        assert_eq!(serde_json::from_str::<ReplicaId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<ReplicaId>("\"bad id\"").is_err());
+    }
+}

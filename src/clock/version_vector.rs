@@ -1,0 +1,182 @@
+//! Version vectors: how much of each replica's history has been seen.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Dot, ReplicaId};
+
+/// Maps each replica to the highest contiguous counter seen from it.
+///
+/// Version vectors are partially ordered: `a < b` when `b` has seen
+/// everything `a` has and more; `partial_cmp` returns `None` for concurrent
+/// vectors. Replicas never seen count as 0 and are never stored, so equal
+/// histories have equal representations.
+///
+/// # Example
+///
+/// ```
+/// use failback::{Dot, ReplicaId, VersionVector};
+///
+/// let p = ReplicaId::new("primary")?;
+/// let s = ReplicaId::new("secondary")?;
+/// let mut a = VersionVector::new();
+/// a.observe(&Dot::new(p.clone(), 1));
+/// let mut b = VersionVector::new();
+/// b.observe(&Dot::new(s.clone(), 1));
+/// assert_eq!(a.partial_cmp(&b), None); // concurrent
+///
+/// let mut joined = a.clone();
+/// joined.join(&b);
+/// assert!(a < joined && b < joined);
+/// assert!(joined.contains(&Dot::new(s, 1)));
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VersionVector {
+    entries: BTreeMap<ReplicaId, u64>,
+}
+
+impl VersionVector {
+    /// The empty vector: nothing seen.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The highest contiguous counter seen from `replica` (0 for none).
+    pub fn get(&self, replica: &ReplicaId) -> u64 {
+        self.entries.get(replica).copied().unwrap_or(0)
+    }
+
+    /// Whether the write `dot` is covered.
+    pub fn contains(&self, dot: &Dot) -> bool {
+        dot.counter() <= self.get(dot.replica())
+    }
+
+    /// Raises the entry of `dot`'s replica to at least `dot`'s counter.
+    ///
+    /// The caller is responsible for contiguity: a version vector covers
+    /// every counter up to its entry. [`CausalContext`](crate::kernel::CausalContext)
+    /// tracks non-contiguous dots.
+    pub fn observe(&mut self, dot: &Dot) {
+        self.set(dot.replica(), dot.counter());
+    }
+
+    /// Raises `replica`'s entry to at least `counter`.
+    pub fn set(&mut self, replica: &ReplicaId, counter: u64) {
+        if counter == 0 {
+            return;
+        }
+        let entry = self.entries.entry(replica.clone()).or_insert(0);
+        *entry = (*entry).max(counter);
+    }
+
+    /// The least upper bound: the pointwise maximum.
+    pub fn join(&mut self, other: &Self) {
+        for (replica, &counter) in &other.entries {
+            self.set(replica, counter);
+        }
+    }
+
+    /// The entries in replica order, without zeros.
+    pub fn iter(&self) -> impl Iterator<Item = (&ReplicaId, u64)> + '_ {
+        self.entries.iter().map(|(r, &n)| (r, n))
+    }
+
+    /// Whether nothing has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The number of replicas with a non-zero entry.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl PartialOrd for VersionVector {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        let mut less = false;
+        let mut greater = false;
+        let replicas = self.entries.keys().chain(other.entries.keys());
+        for replica in replicas {
+            match self.get(replica).cmp(&other.get(replica)) {
+                Ordering::Less => less = true,
+                Ordering::Greater => greater = true,
+                Ordering::Equal => {}
+            }
+        }
+        match (less, greater) {
+            (false, false) => Some(Ordering::Equal),
+            (true, false) => Some(Ordering::Less),
+            (false, true) => Some(Ordering::Greater),
+            (true, true) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for VersionVector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> FromIterator<&'a Dot> for VersionVector {
+    fn from_iter<I: IntoIterator<Item = &'a Dot>>(iter: I) -> Self {
+        let mut vv = Self::new();
+        for dot in iter {
+            vv.observe(dot);
+        }
+        vv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(name: &str) -> ReplicaId {
+        ReplicaId::new(name).unwrap()
+    }
+
+    fn vv(pairs: &[(&str, u64)]) -> VersionVector {
+        let mut v = VersionVector::new();
+        for &(name, n) in pairs {
+            v.set(&r(name), n);
+        }
+        v
+    }
+
+    #[test]
+    fn partial_order_has_all_four_outcomes() {
+        let a = vv(&[("a", 1), ("b", 2)]);
+        assert_eq!(a.partial_cmp(&a.clone()), Some(Ordering::Equal));
+        assert!(vv(&[("a", 1)]) < a);
+        assert!(a > vv(&[("b", 2)]));
+        assert_eq!(vv(&[("a", 2)]).partial_cmp(&vv(&[("b", 1)])), None);
+        assert_eq!(vv(&[("a", 2), ("b", 1)]).partial_cmp(&a), None);
+        assert!(vv(&[]) <= vv(&[("a", 0)]));
+    }
+
+    #[test]
+    fn join_is_pointwise_max_and_contains_follows() {
+        let mut a = vv(&[("a", 3), ("b", 1)]);
+        a.join(&vv(&[("b", 4), ("c", 2)]));
+        assert_eq!(a, vv(&[("a", 3), ("b", 4), ("c", 2)]));
+        assert!(a.contains(&Dot::new(r("b"), 4)));
+        assert!(!a.contains(&Dot::new(r("b"), 5)));
+        assert!(!a.contains(&Dot::new(r("z"), 1)));
+        let order: Vec<_> = a.iter().map(|(r, _)| r.as_str().to_owned()).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn zero_entries_are_not_stored() {
+        let mut a = VersionVector::new();
+        a.set(&r("a"), 0);
+        assert!(a.is_empty());
+        assert_eq!(a, VersionVector::new());
+    }
+}

@@ -1,0 +1,235 @@
+//! The causal context: the set of every dot a state has seen.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Dot, ReplicaId, VersionVector};
+
+/// Every write (dot) a state has seen, whether or not its value survives.
+///
+/// Stored compactly as a [`VersionVector`] for the contiguous prefix of each
+/// replica's writes plus a *dot cloud* for the few dots seen out of order.
+/// A dot that is in the context but not in the store was overwritten or
+/// removed: that is how observed-remove works without a tombstone per
+/// removed value.
+///
+/// Invariant (checked by [`CausalContext::check_invariants`]): no dot of the
+/// cloud is covered by the vector, and no cloud dot extends the vector by
+/// one (it would have been folded in).
+///
+/// # Example
+///
+/// ```
+/// use failback::kernel::CausalContext;
+/// use failback::{Dot, ReplicaId};
+///
+/// let a = ReplicaId::new("a")?;
+/// let mut ctx = CausalContext::new();
+/// ctx.insert(Dot::new(a.clone(), 2)); // seen out of order: kept in the cloud
+/// assert!(!ctx.contains(&Dot::new(a.clone(), 1)));
+/// ctx.insert(Dot::new(a.clone(), 1)); // the gap fills: folded into the vector
+/// assert_eq!(ctx.version_vector().get(&a), 2);
+/// assert_eq!(ctx.next_dot(&a), Dot::new(a, 3));
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RawContext")]
+pub struct CausalContext {
+    vv: VersionVector,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    cloud: BTreeSet<Dot>,
+}
+
+impl CausalContext {
+    /// The empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `dot` has been seen.
+    pub fn contains(&self, dot: &Dot) -> bool {
+        self.vv.contains(dot) || self.cloud.contains(dot)
+    }
+
+    /// Records `dot` as seen.
+    pub fn insert(&mut self, dot: Dot) {
+        if self.vv.contains(&dot) {
+            return;
+        }
+        if dot.counter() == self.vv.get(dot.replica()) + 1 {
+            self.vv.observe(&dot);
+            self.compact_replica(&dot.replica().clone());
+        } else {
+            self.cloud.insert(dot);
+        }
+    }
+
+    /// The dot the next write of `replica` should take: one past the
+    /// highest counter of `replica` seen so far.
+    pub fn next_dot(&self, replica: &ReplicaId) -> Dot {
+        let in_cloud = self
+            .cloud
+            .range(Dot::new(replica.clone(), 0)..=Dot::new(replica.clone(), u64::MAX))
+            .next_back()
+            .map_or(0, Dot::counter);
+        let highest = self.vv.get(replica).max(in_cloud);
+        Dot::new(replica.clone(), highest + 1)
+    }
+
+    /// The union of both contexts.
+    pub fn join(&mut self, other: &Self) {
+        self.vv.join(&other.vv);
+        for dot in &other.cloud {
+            if !self.vv.contains(dot) {
+                self.cloud.insert(dot.clone());
+            }
+        }
+        self.compact();
+    }
+
+    /// The contiguous part: every replica's writes up to the counter given
+    /// are seen. Dots seen out of order are not included.
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    /// Dots seen out of order, beyond a gap.
+    pub fn cloud(&self) -> impl Iterator<Item = &Dot> + '_ {
+        self.cloud.iter()
+    }
+
+    /// Whether nothing has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.vv.is_empty() && self.cloud.is_empty()
+    }
+
+    /// Panics when the invariant documented on the type is broken.
+    ///
+    /// # Panics
+    ///
+    /// On a cloud dot covered by, or adjacent to, the version vector.
+    pub fn check_invariants(&self) {
+        for dot in &self.cloud {
+            let top = self.vv.get(dot.replica());
+            assert!(dot.counter() > top + 1, "cloud dot {dot} not beyond a gap");
+        }
+    }
+
+    fn compact(&mut self) {
+        let replicas: BTreeSet<ReplicaId> =
+            self.cloud.iter().map(|d| d.replica().clone()).collect();
+        for replica in replicas {
+            self.compact_replica(&replica);
+        }
+    }
+
+    fn compact_replica(&mut self, replica: &ReplicaId) {
+        loop {
+            let top = self.vv.get(replica);
+            let Some(first) = self
+                .cloud
+                .range(Dot::new(replica.clone(), 0)..=Dot::new(replica.clone(), u64::MAX))
+                .next()
+                .cloned()
+            else {
+                return;
+            };
+            if first.counter() <= top + 1 {
+                self.cloud.remove(&first);
+                self.vv.set(replica, first.counter());
+            } else {
+                return;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for CausalContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.vv)?;
+        if !self.cloud.is_empty() {
+            write!(f, "+{:?}", self.cloud)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a serialized context holds before the invariant is restored.
+#[derive(Deserialize)]
+struct RawContext {
+    vv: VersionVector,
+    #[serde(default)]
+    cloud: BTreeSet<Dot>,
+}
+
+impl From<RawContext> for CausalContext {
+    fn from(raw: RawContext) -> Self {
+        let mut ctx = Self {
+            vv: raw.vv,
+            cloud: BTreeSet::new(),
+        };
+        for dot in raw.cloud {
+            ctx.insert(dot);
+        }
+        ctx
+    }
+}
+
+impl FromIterator<Dot> for CausalContext {
+    fn from_iter<I: IntoIterator<Item = Dot>>(iter: I) -> Self {
+        let mut ctx = Self::new();
+        for dot in iter {
+            ctx.insert(dot);
+        }
+        ctx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(name: &str, n: u64) -> Dot {
+        Dot::new(ReplicaId::new(name).unwrap(), n)
+    }
+
+    #[test]
+    fn gaps_stay_in_the_cloud_until_filled() {
+        let mut ctx: CausalContext = [d("a", 3), d("a", 5), d("b", 1)].into_iter().collect();
+        ctx.check_invariants();
+        assert_eq!(ctx.cloud().count(), 2);
+        assert!(ctx.contains(&d("a", 5)) && !ctx.contains(&d("a", 4)));
+        assert_eq!(ctx.next_dot(&ReplicaId::new("a").unwrap()), d("a", 6));
+        ctx.insert(d("a", 1));
+        ctx.insert(d("a", 2));
+        ctx.check_invariants();
+        assert_eq!(ctx.version_vector().get(&ReplicaId::new("a").unwrap()), 3);
+        ctx.insert(d("a", 4));
+        assert_eq!(ctx.cloud().count(), 0);
+        assert_eq!(ctx.version_vector().get(&ReplicaId::new("a").unwrap()), 5);
+    }
+
+    #[test]
+    fn join_folds_the_clouds() {
+        let mut left: CausalContext = [d("a", 1), d("a", 3)].into_iter().collect();
+        let right: CausalContext = [d("a", 1), d("a", 2)].into_iter().collect();
+        left.join(&right);
+        left.check_invariants();
+        assert_eq!(
+            left,
+            [d("a", 1), d("a", 2), d("a", 3)].into_iter().collect()
+        );
+        assert_eq!(left.cloud().count(), 0);
+    }
+
+    #[test]
+    fn serde_skips_an_empty_cloud() {
+        let ctx: CausalContext = [d("a", 1)].into_iter().collect();
+        assert_eq!(serde_json::to_string(&ctx).unwrap(), r#"{"vv":{"a":1}}"#);
+        let gap: CausalContext = [d("a", 2)].into_iter().collect();
+        let json = serde_json::to_string(&gap).unwrap();
+        assert_eq!(json, r#"{"vv":{},"cloud":["a:2"]}"#);
+        assert_eq!(serde_json::from_str::<CausalContext>(&json).unwrap(), gap);
+    }
+}

@@ -1,0 +1,12 @@
+//! # failback
+//!
+//! Merge the diverged state of two or more IoT hubs after a regional
+//! failover, so that failback loses nothing, lets no shut-out device back
+//! in, and gives the same answer however the changes arrived.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod kernel;
+
+pub use clock::{Dot, ReplicaId, Stamp, VersionVector};
