@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod doc;
 pub mod kernel;
 
 pub use clock::{Dot, ReplicaId, Stamp, VersionVector};

@@ -1,0 +1,93 @@
+//! Secrets: symmetric keys and certificate thumbprints.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// A symmetric key or certificate thumbprint.
+///
+/// `Debug` and `Display` show only a fingerprint (`sha256:` and the first 8
+/// hex digits of the SHA-256 of the value), so a secret cannot leak into a
+/// log, a report, a conflict record or an error by accident. Conflict
+/// records and reports carry [`Secret::fingerprint`] too. Only `Serialize`
+/// writes the clear value: it is used by the export writer, import plans and
+/// replica state files, which must carry keys to be useful.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::Secret;
+///
+/// let key = Secret::new("c2VjcmV0LWtleQ==");
+/// assert_eq!(format!("{key}"), key.fingerprint());
+/// assert!(!format!("{key:?}").contains("c2VjcmV0"));
+/// assert_eq!(key.expose(), "c2VjcmV0LWtleQ==");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Secret(Box<str>);
+
+impl Secret {
+    /// Wraps a clear value.
+    pub fn new(clear: &str) -> Self {
+        Self(clear.into())
+    }
+
+    /// The clear value: for writers of exports, plans and state files only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `sha256:` followed by the first 8 hex digits of the value's SHA-256.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.0.as_bytes())
+    }
+}
+
+/// `sha256:` followed by the first 8 hex digits of the SHA-256 of `bytes`.
+pub(crate) fn fingerprint(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = Sha256::digest(bytes);
+    let mut out = String::from("sha256:");
+    for byte in &digest[..4] {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.fingerprint())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.fingerprint())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let clear = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(Self::new(&clear))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_a_sha256_prefix() {
+        // SHA-256("abc") = ba7816bf...
+        assert_eq!(Secret::new("abc").fingerprint(), "sha256:ba7816bf");
+        assert_eq!(format!("{:?}", Secret::new("abc")), "sha256:ba7816bf");
+    }
+}

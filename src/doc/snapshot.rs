@@ -1,0 +1,85 @@
+//! Plain, resolved device state: what readers produce and writers consume.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{Authentication, Extra, JsonMap, StatusValue};
+
+/// The resolved state of one device or module: identity fields and twin.
+///
+/// Readers fill it from a file; the three-way import compares snapshots;
+/// the merged state is read back into snapshots for the writers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Entity {
+    /// `status` and `statusReason` (modules usually have none).
+    pub status: Option<StatusValue>,
+    /// `authentication`; `None` when absent or `null`.
+    pub authentication: Option<Authentication>,
+    /// `capabilities`, verbatim.
+    pub capabilities: Option<Value>,
+    /// `deviceScope`.
+    pub device_scope: Option<String>,
+    /// `parentScopes`, verbatim.
+    pub parent_scopes: Option<Value>,
+    /// Every other identity field, verbatim (`managedBy`, fields of newer
+    /// API versions).
+    pub extra: Extra,
+    /// Twin `tags`.
+    pub tags: JsonMap,
+    /// Twin `properties.desired`, without `$metadata` and `$version`.
+    pub desired: JsonMap,
+    /// Twin `properties.reported`, without `$metadata` and `$version`.
+    pub reported: JsonMap,
+}
+
+/// The resolved state of one device with its modules.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceSnapshot {
+    /// The device id.
+    pub id: String,
+    /// The device's own identity and twin.
+    pub device: Entity,
+    /// Its modules by `moduleId`.
+    pub modules: BTreeMap<String, Entity>,
+}
+
+/// A twin section as a tree of `$lastUpdated` times (milliseconds since the
+/// epoch), mirroring `$metadata`: the time of each node, objects included.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetaTree {
+    /// `$lastUpdated` of this node, when given.
+    pub last_updated: Option<i64>,
+    /// The metadata of the node's children.
+    pub children: BTreeMap<String, MetaTree>,
+}
+
+impl MetaTree {
+    /// The time of the node at `path`, or of its nearest ancestor that
+    /// has one.
+    pub fn time_at(&self, path: &[&str]) -> Option<i64> {
+        let mut node = self;
+        let mut best = self.last_updated;
+        for key in path {
+            match node.children.get(*key) {
+                Some(child) => {
+                    node = child;
+                    best = child.last_updated.or(best);
+                }
+                None => break,
+            }
+        }
+        best
+    }
+}
+
+/// When the parts of an entity were last written, as a twin file tells.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntityTimes {
+    /// `statusUpdateTime`.
+    pub status: Option<i64>,
+    /// `properties.desired.$metadata`.
+    pub desired: MetaTree,
+    /// `properties.reported.$metadata`.
+    pub reported: MetaTree,
+}

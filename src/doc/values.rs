@@ -1,0 +1,194 @@
+//! The values of identity fields: status and authentication.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Secret;
+
+/// Whether a device may connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The device may connect.
+    Enabled,
+    /// The device is shut out.
+    Disabled,
+}
+
+/// A device's status with the reason given for it: one value, so the
+/// reason always follows the status that won.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StatusValue {
+    /// The status.
+    pub status: Status,
+    /// `statusReason`, up to 128 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `authentication.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AuthType {
+    /// Shared access signature keys.
+    #[serde(rename = "sas")]
+    Sas,
+    /// Self-signed X.509 certificates, by thumbprint.
+    #[serde(rename = "selfSigned")]
+    SelfSigned,
+    /// Certificates signed by a certificate authority.
+    #[serde(rename = "certificateAuthority")]
+    CertificateAuthority,
+    /// No authentication (modules managed by the edge runtime).
+    #[serde(rename = "none")]
+    None,
+}
+
+/// `authentication.symmetricKey`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SymmetricKey {
+    /// The primary key, base64.
+    pub primary_key: Option<Secret>,
+    /// The secondary key, base64.
+    pub secondary_key: Option<Secret>,
+}
+
+/// `authentication.x509Thumbprint`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509Thumbprint {
+    /// The primary thumbprint, hex.
+    pub primary_thumbprint: Option<Secret>,
+    /// The secondary thumbprint, hex.
+    pub secondary_thumbprint: Option<Secret>,
+}
+
+/// A device's or module's `authentication`: one whole value, so keys from
+/// two replicas are never mixed.
+///
+/// Serializes in IoT Hub's export shape with clear keys; its `Debug` shows
+/// fingerprints only. Use [`Authentication::redacted`] for anything a
+/// person or a log will read.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{Authentication, Secret};
+///
+/// let auth = Authentication::sas(Secret::new("cHJpbWFyeQ=="), Secret::new("c2Vjb25kYXJ5"));
+/// let shown = auth.redacted().to_string();
+/// assert!(shown.contains("sha256:"));
+/// assert!(!shown.contains("cHJpbWFyeQ=="));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authentication {
+    /// SAS keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symmetric_key: Option<SymmetricKey>,
+    /// X.509 thumbprints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509_thumbprint: Option<X509Thumbprint>,
+    /// The kind of authentication.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub auth_type: Option<AuthType>,
+}
+
+impl Authentication {
+    /// SAS authentication with the two keys.
+    pub fn sas(primary: Secret, secondary: Secret) -> Self {
+        Self {
+            symmetric_key: Some(SymmetricKey {
+                primary_key: Some(primary),
+                secondary_key: Some(secondary),
+            }),
+            x509_thumbprint: Some(X509Thumbprint::default()),
+            auth_type: Some(AuthType::Sas),
+        }
+    }
+
+    /// Every key and thumbprint it holds.
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> + '_ {
+        let keys = self
+            .symmetric_key
+            .iter()
+            .flat_map(|k| [&k.primary_key, &k.secondary_key]);
+        let prints = self
+            .x509_thumbprint
+            .iter()
+            .flat_map(|t| [&t.primary_thumbprint, &t.secondary_thumbprint]);
+        keys.chain(prints).flatten()
+    }
+
+    /// The export shape with every secret replaced by its fingerprint: what
+    /// conflict records and reports show.
+    pub fn redacted(&self) -> Value {
+        let mut json = serde_json::to_value(self).unwrap_or(Value::Null);
+        redact_strings(&mut json);
+        json
+    }
+}
+
+fn redact_strings(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if key == "type" {
+                    continue;
+                }
+                if let Value::String(clear) = field {
+                    *field = Value::String(super::secret::fingerprint(clear.as_bytes()));
+                } else {
+                    redact_strings(field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        _ => {}
+    }
+}
+
+/// A JSON object with keys in sorted order.
+pub type JsonMap = serde_json::Map<String, Value>;
+
+/// Unknown identity fields, kept verbatim so nothing a newer hub sends is
+/// dropped.
+pub type Extra = BTreeMap<String, Value>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_hides_every_secret_but_keeps_the_shape() {
+        let auth = Authentication {
+            symmetric_key: Some(SymmetricKey {
+                primary_key: Some(Secret::new("AAAA")),
+                secondary_key: None,
+            }),
+            x509_thumbprint: Some(X509Thumbprint {
+                primary_thumbprint: Some(Secret::new("ABCDEF")),
+                secondary_thumbprint: None,
+            }),
+            auth_type: Some(AuthType::Sas),
+        };
+        let shown = auth.redacted().to_string();
+        assert!(
+            !shown.contains("AAAA") && !shown.contains("ABCDEF"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"type\":\"sas\""));
+        assert!(shown.contains("\"secondaryKey\":null"));
+        assert_eq!(auth.secrets().count(), 2);
+        assert!(!format!("{auth:?}").contains("AAAA"));
+    }
+
+    #[test]
+    fn export_shape_round_trips() {
+        let json = r#"{"symmetricKey":{"primaryKey":"a","secondaryKey":"b"},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
+        let auth: Authentication = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&auth).unwrap(), json);
+    }
+}
