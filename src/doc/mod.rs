@@ -1,12 +1,30 @@
 //! The IoT domain: devices, modules and their twins as CRDT documents, the
 //! failback policies, and the conflict log.
+//!
+//! Where to find a rule: `status` (disabled wins) and `authentication`
+//! (one whole value) in [`entity`](self::EntityDoc); deletes, re-creates and
+//! modules in `device`; twin leaves and `null` in `twin`; the choices a
+//! caller can change in [`Policies`].
 
+mod conflict;
+mod device;
+mod entity;
+mod hub;
+mod policy;
 mod secret;
 mod snapshot;
+mod twin;
 mod values;
+mod write;
 
+pub use conflict::{Conflict, Rule, Side};
+pub use device::{DeviceDoc, Lineage};
+pub use entity::{EntityDoc, IdField, IdValue, Life};
+pub use hub::{HubDelta, HubState, TwinPatch};
+pub use policy::{DeletePolicy, Policies, StatusPolicy};
 pub use secret::Secret;
-pub use snapshot::{DeviceSnapshot, Entity, EntityTimes, MetaTree};
+pub use snapshot::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, MetaTree};
+pub use twin::{Section, TwinNode, TwinTree};
 pub use values::{
     AuthType, Authentication, Extra, JsonMap, Status, StatusValue, SymmetricKey, X509Thumbprint,
 };

@@ -83,3 +83,54 @@ pub struct EntityTimes {
     /// `properties.reported.$metadata`.
     pub reported: MetaTree,
 }
+
+/// When the parts of a device and its modules were last written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceTimes {
+    /// The device's own times.
+    pub device: EntityTimes,
+    /// Each module's times.
+    pub modules: BTreeMap<String, EntityTimes>,
+}
+
+impl Entity {
+    /// The entity in export shape (identity fields, `tags`, `properties`),
+    /// with secrets as fingerprints: what conflict records show of a whole
+    /// losing device.
+    pub fn redacted_json(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        if let Some(status) = &self.status {
+            out.insert(
+                "status".into(),
+                serde_json::to_value(status.status).unwrap_or(Value::Null),
+            );
+            if let Some(reason) = &status.reason {
+                out.insert("statusReason".into(), Value::String(reason.clone()));
+            }
+        }
+        out.insert(
+            "authentication".into(),
+            self.authentication
+                .as_ref()
+                .map_or(Value::Null, Authentication::redacted),
+        );
+        if let Some(v) = &self.capabilities {
+            out.insert("capabilities".into(), v.clone());
+        }
+        if let Some(v) = &self.device_scope {
+            out.insert("deviceScope".into(), Value::String(v.clone()));
+        }
+        if let Some(v) = &self.parent_scopes {
+            out.insert("parentScopes".into(), v.clone());
+        }
+        for (k, v) in &self.extra {
+            out.insert(k.clone(), v.clone());
+        }
+        out.insert("tags".into(), Value::Object(self.tags.clone()));
+        let mut props = serde_json::Map::new();
+        props.insert("desired".into(), Value::Object(self.desired.clone()));
+        props.insert("reported".into(), Value::Object(self.reported.clone()));
+        out.insert("properties".into(), Value::Object(props));
+        Value::Object(out)
+    }
+}

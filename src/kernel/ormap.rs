@@ -98,6 +98,17 @@ impl<K: Ord + Clone, S: DotStore> OrMap<K, S> {
         self.entries.entry(key).or_default()
     }
 
+    /// Mutable access to every value; the caller keeps the context in step
+    /// and calls [`OrMap::prune`] if a value may have become empty.
+    pub fn values_mut(&mut self) -> btree_map::ValuesMut<'_, K, S> {
+        self.entries.values_mut()
+    }
+
+    /// Mutable access to the value under `key`, when present.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut S> {
+        self.entries.get_mut(key)
+    }
+
     /// Drops keys whose value holds no dot.
     pub fn prune(&mut self) {
         self.entries.retain(|_, v| !v.is_bottom());

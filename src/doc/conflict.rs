@@ -1,0 +1,129 @@
+//! The conflict log: every concurrent write that lost, and why.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clock::{ReplicaId, Stamp};
+use crate::kernel::Entry;
+
+/// The rule that decided a conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Rule {
+    /// A concurrent `disabled` beat `enabled` (policy 1).
+    DisabledWins,
+    /// A delete beat a concurrent update (policy 2).
+    DeleteWins,
+    /// A concurrent update beat a delete (the alternative to policy 2).
+    UpdateWins,
+    /// Concurrent writes of `authentication`: one whole value by stamp
+    /// (policy 3).
+    WholeValue,
+    /// Concurrent writes of one field or twin leaf: the highest stamp wins
+    /// (policy 4).
+    LatestWins,
+    /// A scalar against an object at one twin path: one value by stamp.
+    Shape,
+    /// Two replicas created the same device (or module) independently: the
+    /// latest creation wins as a whole; nothing of the other is mixed in.
+    ConcurrentCreate,
+}
+
+impl Rule {
+    /// The rule's name as written in `conflicts.jsonl` and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::DisabledWins => "disabled-wins",
+            Rule::DeleteWins => "delete-wins",
+            Rule::UpdateWins => "update-wins",
+            Rule::WholeValue => "whole-value",
+            Rule::LatestWins => "latest-wins",
+            Rule::Shape => "shape",
+            Rule::ConcurrentCreate => "concurrent-create",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One side of a conflict: who wrote what, when. Secrets appear only as
+/// fingerprints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Side {
+    /// The replica that made the write.
+    pub hub: ReplicaId,
+    /// The value written (`null` for a removal or a delete).
+    pub value: Value,
+    /// The write's stamp.
+    pub stamp: Stamp,
+}
+
+/// Concurrent writes to one field, the winner the policy picked and every
+/// loser.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// The device id.
+    pub id: String,
+    /// The module id, for conflicts inside a module.
+    #[serde(rename = "moduleId", default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// The field: `status`, `authentication`, `tags.a.b`,
+    /// `properties.desired.x`, or `` for the whole device.
+    pub path: String,
+    /// The rule that decided.
+    pub rule: Rule,
+    /// The write that won.
+    pub winner: Side,
+    /// The writes that lost, best first.
+    pub losers: Vec<Side>,
+}
+
+/// Collects the conflicts of one device or module while it is read.
+pub(crate) struct ConflictSink<'a> {
+    id: &'a str,
+    module_id: Option<&'a str>,
+    out: &'a mut Vec<Conflict>,
+}
+
+impl<'a> ConflictSink<'a> {
+    pub(crate) fn new(id: &'a str, module_id: Option<&'a str>, out: &'a mut Vec<Conflict>) -> Self {
+        Self { id, module_id, out }
+    }
+
+    /// Logs a conflict of this sink's device or module.
+    pub(crate) fn record(&mut self, path: &str, rule: Rule, winner: Side, losers: Vec<Side>) {
+        self.out.push(Conflict {
+            id: self.id.to_owned(),
+            module_id: self.module_id.map(str::to_owned),
+            path: path.to_owned(),
+            rule,
+            winner,
+            losers,
+        });
+    }
+
+    /// Logs a register's siblings when they disagree on the value.
+    pub(crate) fn siblings<V: PartialEq>(
+        &mut self,
+        path: &str,
+        rule: Rule,
+        winner: &Entry<V>,
+        losers: &[&Entry<V>],
+        side: impl Fn(&Entry<V>) -> Side,
+    ) {
+        let differing: Vec<Side> = losers
+            .iter()
+            .filter(|e| e.value != winner.value)
+            .map(|e| side(e))
+            .collect();
+        if differing.is_empty() {
+            return;
+        }
+        self.record(path, rule, side(winner), differing);
+    }
+}

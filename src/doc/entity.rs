@@ -1,0 +1,474 @@
+//! One device or module incarnation as a CRDT document.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use super::conflict::{ConflictSink, Rule, Side};
+use super::policy::{DeletePolicy, Policies, StatusPolicy};
+use super::twin::{self, Section, Stamps, TwinTree};
+use super::write::{Write, stamp_at};
+use super::{Authentication, Entity, EntityTimes, StatusValue};
+use crate::clock::{Dot, Stamp, VersionVector};
+use crate::kernel::{CausalContext, DotStore, Entry, MvReg, OrMap, Rank};
+
+/// Whether an incarnation exists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Life {
+    /// Created and not deleted.
+    Alive,
+    /// Deleted by a replica that had seen the writes in `seen`; writes
+    /// outside it were concurrent with the delete.
+    Deleted {
+        /// What the deleting replica had seen.
+        seen: VersionVector,
+    },
+}
+
+impl Life {
+    fn is_deleted(&self) -> bool {
+        matches!(self, Life::Deleted { .. })
+    }
+
+    fn is_alive(&self) -> bool {
+        matches!(self, Life::Alive)
+    }
+}
+
+/// An identity field.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IdField {
+    /// `status` with `statusReason`.
+    Status,
+    /// `authentication`.
+    Authentication,
+    /// `capabilities`.
+    Capabilities,
+    /// `deviceScope`.
+    DeviceScope,
+    /// `parentScopes`.
+    ParentScopes,
+    /// Any other identity field, by name.
+    Extra(String),
+}
+
+impl IdField {
+    /// The field's name in IoT Hub's formats.
+    pub fn name(&self) -> &str {
+        match self {
+            IdField::Status => "status",
+            IdField::Authentication => "authentication",
+            IdField::Capabilities => "capabilities",
+            IdField::DeviceScope => "deviceScope",
+            IdField::ParentScopes => "parentScopes",
+            IdField::Extra(name) => name,
+        }
+    }
+
+    fn from_name(name: &str) -> Self {
+        match name {
+            "status" => IdField::Status,
+            "authentication" => IdField::Authentication,
+            "capabilities" => IdField::Capabilities,
+            "deviceScope" => IdField::DeviceScope,
+            "parentScopes" => IdField::ParentScopes,
+            other => IdField::Extra(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for IdField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for IdField {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for IdField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(Self::from_name(&name))
+    }
+}
+
+/// The value of an identity field. `None` and `null` mean absent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum IdValue {
+    /// `status` and `statusReason`.
+    Status(Option<StatusValue>),
+    /// `authentication`.
+    Auth(Option<Authentication>),
+    /// Any other field, verbatim.
+    Json(Value),
+}
+
+impl IdValue {
+    fn is_absent(&self) -> bool {
+        match self {
+            IdValue::Status(s) => s.is_none(),
+            IdValue::Auth(a) => a.is_none(),
+            IdValue::Json(v) => v.is_null(),
+        }
+    }
+
+    fn is_disabled(&self) -> bool {
+        matches!(self, IdValue::Status(Some(s)) if s.status == super::Status::Disabled)
+    }
+
+    /// The value as conflict records show it: secrets as fingerprints.
+    pub fn shown(&self) -> Value {
+        match self {
+            IdValue::Status(s) => serde_json::to_value(s).unwrap_or(Value::Null),
+            IdValue::Auth(Some(a)) => a.redacted(),
+            IdValue::Auth(None) => Value::Null,
+            IdValue::Json(v) => v.clone(),
+        }
+    }
+}
+
+/// One incarnation of a device or module: its life, identity and twin.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntityDoc {
+    #[serde(default, skip_serializing_if = "MvReg::is_empty")]
+    life: MvReg<Life>,
+    #[serde(rename = "id", default, skip_serializing_if = "OrMap::is_empty")]
+    identity: OrMap<IdField, MvReg<IdValue>>,
+    #[serde(default, skip_serializing_if = "OrMap::is_empty")]
+    tags: TwinTree,
+    #[serde(default, skip_serializing_if = "OrMap::is_empty")]
+    desired: TwinTree,
+    #[serde(default, skip_serializing_if = "OrMap::is_empty")]
+    reported: TwinTree,
+}
+
+impl DotStore for EntityDoc {
+    fn is_bottom(&self) -> bool {
+        self.life.is_empty()
+            && self.identity.is_empty()
+            && self.tags.is_empty()
+            && self.desired.is_empty()
+            && self.reported.is_empty()
+    }
+
+    fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext) {
+        self.life.join(ctx, &other.life, other_ctx);
+        self.identity.join(ctx, &other.identity, other_ctx);
+        self.tags.join(ctx, &other.tags, other_ctx);
+        self.desired.join(ctx, &other.desired, other_ctx);
+        self.reported.join(ctx, &other.reported, other_ctx);
+    }
+
+    fn for_each_dot(&self, f: &mut dyn FnMut(&Dot)) {
+        self.life.for_each_dot(f);
+        self.identity.for_each_dot(f);
+        self.tags.for_each_dot(f);
+        self.desired.for_each_dot(f);
+        self.reported.for_each_dot(f);
+    }
+}
+
+/// Where the stamps of an entity's writes come from.
+#[derive(Clone, Copy)]
+pub(crate) struct EntityStamps<'a> {
+    /// The stamp of writes with no better time.
+    pub fixed: &'a Stamp,
+    /// Per-field times from a twin file.
+    pub times: Option<&'a EntityTimes>,
+}
+
+impl<'a> EntityStamps<'a> {
+    fn status(&self) -> Stamp {
+        match self.times.and_then(|t| t.status) {
+            Some(ms) => stamp_at(ms, self.fixed.replica()),
+            None => self.fixed.clone(),
+        }
+    }
+
+    fn section(&self, which: Section) -> Stamps<'a> {
+        match (self.times, which) {
+            (Some(t), Section::Desired) => Stamps::Meta(&t.desired, self.fixed),
+            (Some(t), Section::Reported) => Stamps::Meta(&t.reported, self.fixed),
+            _ => Stamps::Fixed(self.fixed),
+        }
+    }
+}
+
+impl EntityDoc {
+    fn section_mut(&mut self, which: Section) -> &mut TwinTree {
+        match which {
+            Section::Tags => &mut self.tags,
+            Section::Desired => &mut self.desired,
+            Section::Reported => &mut self.reported,
+        }
+    }
+
+    /// The life register.
+    pub fn life(&self) -> &MvReg<Life> {
+        &self.life
+    }
+
+    /// Whether the incarnation reads as deleted under `policy`.
+    pub(crate) fn is_dead(&self, policy: DeletePolicy) -> bool {
+        let Some(winner) = self.life.value(&Rank::Prefer(Life::is_deleted)) else {
+            return true;
+        };
+        match (winner, policy) {
+            (Life::Alive, _) => false,
+            (Life::Deleted { .. }, DeletePolicy::DeleteWins) => true,
+            (Life::Deleted { seen }, DeletePolicy::UpdateWins) => self.unseen(seen).is_empty(),
+        }
+    }
+
+    /// The stamp of the creation, for ranking concurrent incarnations.
+    pub(crate) fn created(&self) -> Option<&Stamp> {
+        self.life
+            .entries()
+            .iter()
+            .filter(|e| e.value.is_alive())
+            .map(|e| &e.stamp)
+            .max()
+            .or_else(|| self.life.max_stamp())
+    }
+
+    /// Marks the incarnation created (alive) by the operation `w`.
+    pub(crate) fn create(&mut self, w: &mut Write<'_>, stamp: &Stamp) {
+        self.life.set(w.dot(), stamp.clone(), Life::Alive);
+    }
+
+    /// Deletes the incarnation; the writes it holds stay as the tombstone's
+    /// content, so concurrent updates can be logged (or win, by policy).
+    pub(crate) fn mark_deleted(&mut self, w: &mut Write<'_>, stamp: &Stamp) {
+        let dot = w.dot();
+        let seen = w.seen().version_vector().clone();
+        self.life.set(dot, stamp.clone(), Life::Deleted { seen });
+    }
+
+    /// Makes the incarnation equal to `target`, writing only what differs.
+    pub(crate) fn set_exact(
+        &mut self,
+        target: &Entity,
+        w: &mut Write<'_>,
+        stamps: EntityStamps<'_>,
+    ) {
+        if self.life.entries().iter().any(|e| !e.value.is_alive()) || self.life.is_empty() {
+            self.life.set(w.dot(), stamps.fixed.clone(), Life::Alive);
+        }
+        let wanted = identity_of(target);
+        let present: Vec<IdField> = self.identity.keys().cloned().collect();
+        for field in present {
+            if !wanted.iter().any(|(f, _)| *f == field) {
+                let absent = absent_value(&field);
+                self.set_field(field, absent, w, stamps);
+            }
+        }
+        for (field, value) in wanted {
+            self.set_field(field, value, w, stamps);
+        }
+        let mut path = Vec::new();
+        for (which, map) in [
+            (Section::Tags, &target.tags),
+            (Section::Desired, &target.desired),
+            (Section::Reported, &target.reported),
+        ] {
+            let section_stamps = stamps.section(which);
+            twin::set_exact(self.section_mut(which), map, w, section_stamps, &mut path);
+        }
+    }
+
+    fn set_field(
+        &mut self,
+        field: IdField,
+        value: IdValue,
+        w: &mut Write<'_>,
+        stamps: EntityStamps<'_>,
+    ) {
+        let reg = self.identity.entry_mut(field.clone());
+        let unchanged = match reg.entries() {
+            [] => value.is_absent(),
+            [only] => only.value == value,
+            _ => false,
+        };
+        if !unchanged {
+            let stamp = match field {
+                IdField::Status => stamps.status(),
+                _ => stamps.fixed.clone(),
+            };
+            reg.set(w.dot(), stamp, value);
+        }
+        self.identity.prune();
+    }
+
+    /// Applies a twin PATCH to one section.
+    pub(crate) fn patch_section(
+        &mut self,
+        which: Section,
+        patch: &super::JsonMap,
+        w: &mut Write<'_>,
+        stamps: EntityStamps<'_>,
+    ) {
+        let section_stamps = stamps.section(which);
+        twin::patch(
+            self.section_mut(which),
+            patch,
+            w,
+            section_stamps,
+            &mut Vec::new(),
+        );
+    }
+
+    /// Reads the incarnation as a plain entity, logging its conflicts.
+    pub(crate) fn resolve(&self, policies: &Policies, sink: &mut ConflictSink<'_>) -> Entity {
+        let mut entity = Entity::default();
+        for (field, reg) in self.identity.iter() {
+            let rank = match (field, policies.status) {
+                (IdField::Status, StatusPolicy::DisabledWins) => Rank::Prefer(IdValue::is_disabled),
+                _ => Rank::HighestStamp,
+            };
+            let Some(read) = reg.resolve(&rank) else {
+                continue;
+            };
+            let rule = match field {
+                IdField::Status
+                    if read.winner.value.is_disabled()
+                        && read.losers.iter().any(|l| !l.value.is_disabled()) =>
+                {
+                    Rule::DisabledWins
+                }
+                IdField::Authentication => Rule::WholeValue,
+                _ => Rule::LatestWins,
+            };
+            sink.siblings(field.name(), rule, read.winner, &read.losers, id_side);
+            put_field(&mut entity, field, &read.winner.value);
+        }
+        entity.tags = twin::resolve(&self.tags, "tags", sink);
+        entity.desired = twin::resolve(&self.desired, "properties.desired", sink);
+        entity.reported = twin::resolve(&self.reported, "properties.reported", sink);
+        entity
+    }
+
+    /// The winning delete, if the life register holds one: what it had
+    /// seen and who made it, as a conflict side.
+    pub(crate) fn delete(&self) -> Option<(&VersionVector, Side)> {
+        let read = self.life.resolve(&Rank::Prefer(Life::is_deleted))?;
+        match &read.winner.value {
+            Life::Deleted { seen } => Some((
+                seen,
+                Side {
+                    hub: read.winner.stamp.replica().clone(),
+                    value: Value::Null,
+                    stamp: read.winner.stamp.clone(),
+                },
+            )),
+            Life::Alive => None,
+        }
+    }
+
+    /// Every write of the incarnation that `seen` does not cover (writes
+    /// concurrent with a delete), as (path, side) pairs. Tombstones are left
+    /// out: a concurrent removal lost nothing.
+    pub(crate) fn unseen(&self, seen: &VersionVector) -> Vec<(String, Side)> {
+        let mut out = Vec::new();
+        for (field, reg) in self.identity.iter() {
+            for entry in reg.entries() {
+                if !seen.contains(&entry.dot) && !entry.value.is_absent() {
+                    out.push((field.name().to_owned(), id_side(entry)));
+                }
+            }
+        }
+        for (name, tree) in [
+            ("tags", &self.tags),
+            ("properties.desired", &self.desired),
+            ("properties.reported", &self.reported),
+        ] {
+            twin::for_each_entry(tree, name, &mut |path, entry| {
+                if !seen.contains(&entry.dot) && !entry.value.is_null() {
+                    out.push((
+                        path.to_owned(),
+                        Side {
+                            hub: entry.stamp.replica().clone(),
+                            value: entry.value.clone(),
+                            stamp: entry.stamp.clone(),
+                        },
+                    ));
+                }
+            });
+        }
+        out
+    }
+}
+
+fn id_side(entry: &Entry<IdValue>) -> Side {
+    Side {
+        hub: entry.stamp.replica().clone(),
+        value: entry.value.shown(),
+        stamp: entry.stamp.clone(),
+    }
+}
+
+fn absent_value(field: &IdField) -> IdValue {
+    match field {
+        IdField::Status => IdValue::Status(None),
+        IdField::Authentication => IdValue::Auth(None),
+        _ => IdValue::Json(Value::Null),
+    }
+}
+
+/// The identity fields of a plain entity, absent ones left out.
+fn identity_of(entity: &Entity) -> Vec<(IdField, IdValue)> {
+    let mut fields = Vec::new();
+    if entity.status.is_some() {
+        fields.push((IdField::Status, IdValue::Status(entity.status.clone())));
+    }
+    if entity.authentication.is_some() {
+        fields.push((
+            IdField::Authentication,
+            IdValue::Auth(entity.authentication.clone()),
+        ));
+    }
+    let json_fields = [
+        (IdField::Capabilities, entity.capabilities.clone()),
+        (
+            IdField::DeviceScope,
+            entity.device_scope.clone().map(Value::String),
+        ),
+        (IdField::ParentScopes, entity.parent_scopes.clone()),
+    ];
+    for (field, value) in json_fields {
+        if let Some(value) = value.filter(|v| !v.is_null()) {
+            fields.push((field, IdValue::Json(value)));
+        }
+    }
+    for (name, value) in &entity.extra {
+        if !value.is_null() {
+            fields.push((IdField::from_name(name), IdValue::Json(value.clone())));
+        }
+    }
+    fields
+}
+
+fn put_field(entity: &mut Entity, field: &IdField, value: &IdValue) {
+    match (field, value) {
+        (IdField::Status, IdValue::Status(s)) => entity.status = s.clone(),
+        (IdField::Authentication, IdValue::Auth(a)) => entity.authentication = a.clone(),
+        (_, IdValue::Json(Value::Null)) => {}
+        (IdField::Capabilities, IdValue::Json(v)) => entity.capabilities = Some(v.clone()),
+        (IdField::DeviceScope, IdValue::Json(Value::String(s))) => {
+            entity.device_scope = Some(s.clone());
+        }
+        (IdField::ParentScopes, IdValue::Json(v)) => entity.parent_scopes = Some(v.clone()),
+        (IdField::Extra(name), IdValue::Json(v)) => {
+            entity.extra.insert(name.clone(), v.clone());
+        }
+        // A value of the wrong kind for its field cannot be produced by the
+        // writers; a hand-edited state file gets it ignored, not a panic.
+        _ => {}
+    }
+}

@@ -1,0 +1,322 @@
+//! Twin sections (`tags`, `desired`, `reported`) as trees of registers.
+//!
+//! Every node of a section holds a register for the value written *at* that
+//! node and a map of children. A scalar, an array or an empty object is a
+//! value; a non-empty object is expressed by its children. Setting a
+//! property to `null` writes the tombstone `null` to every live node it
+//! removes, so a removal is a write that is ranked by stamp like any other
+//! and a concurrent edit of a sibling key is untouched.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::conflict::{ConflictSink, Rule, Side};
+use super::write::Write;
+use super::{JsonMap, MetaTree};
+use crate::clock::{Dot, Stamp};
+use crate::kernel::{CausalContext, DotStore, MvReg, OrMap, Rank};
+
+/// One of the three sections of a twin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Section {
+    /// `tags`, written by the back end.
+    Tags,
+    /// `properties.desired`, written by the back end.
+    Desired,
+    /// `properties.reported`, written by the device.
+    Reported,
+}
+
+impl Section {
+    /// The section's path in a twin: `tags`, `properties.desired` or
+    /// `properties.reported`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Section::Tags => "tags",
+            Section::Desired => "properties.desired",
+            Section::Reported => "properties.reported",
+        }
+    }
+}
+
+/// A twin section: property name to node.
+pub type TwinTree = OrMap<String, TwinNode>;
+
+/// One property of a twin section.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TwinNode {
+    /// What was written at this node; `null` is a removal.
+    #[serde(rename = "v", default, skip_serializing_if = "MvReg::is_empty")]
+    value: MvReg<Value>,
+    /// The node's children, when it is an object.
+    #[serde(rename = "c", default, skip_serializing_if = "OrMap::is_empty")]
+    children: TwinTree,
+}
+
+impl DotStore for TwinNode {
+    fn is_bottom(&self) -> bool {
+        self.value.is_empty() && self.children.is_empty()
+    }
+
+    fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext) {
+        self.value.join(ctx, &other.value, other_ctx);
+        self.children.join(ctx, &other.children, other_ctx);
+    }
+
+    fn for_each_dot(&self, f: &mut dyn FnMut(&Dot)) {
+        self.value.for_each_dot(f);
+        self.children.for_each_dot(f);
+    }
+}
+
+fn is_live(value: &Value) -> bool {
+    !value.is_null()
+}
+
+fn has_live_entry(reg: &MvReg<Value>) -> bool {
+    reg.entries().iter().any(|e| is_live(&e.value))
+}
+
+/// Writes the tombstone to every live node of `tree`.
+fn remove_all(tree: &mut TwinTree, w: &mut Write<'_>, stamp: &Stamp) {
+    for node in tree.values_mut() {
+        node.remove(w, stamp);
+    }
+}
+
+impl TwinNode {
+    fn remove(&mut self, w: &mut Write<'_>, stamp: &Stamp) {
+        if has_live_entry(&self.value) {
+            self.value.set(w.dot(), stamp.clone(), Value::Null);
+        }
+        remove_all(&mut self.children, w, stamp);
+    }
+
+    /// The winning value at this node (`None` for none or removed).
+    fn current(&self) -> Option<&Value> {
+        self.value.value(&Rank::HighestStamp).filter(|v| is_live(v))
+    }
+
+    fn has_live_children(&self) -> bool {
+        self.children.iter().any(|(_, c)| c.is_live())
+    }
+
+    fn is_live(&self) -> bool {
+        self.current().is_some() || self.has_live_children()
+    }
+}
+
+/// Where the stamps of a section's writes come from: one stamp for every
+/// write (exports, by policy 5), or per-node `$lastUpdated` times.
+#[derive(Clone, Copy)]
+pub(crate) enum Stamps<'a> {
+    /// Every write gets this stamp.
+    Fixed(&'a Stamp),
+    /// Each node gets the time of its nearest `$metadata` node, falling back
+    /// to the stamp given.
+    Meta(&'a MetaTree, &'a Stamp),
+}
+
+impl Stamps<'_> {
+    fn at(&self, path: &[&str]) -> Stamp {
+        match self {
+            Stamps::Fixed(stamp) => (*stamp).clone(),
+            Stamps::Meta(meta, fallback) => match meta.time_at(path) {
+                Some(ms) => Stamp::new(ms, 0, fallback.replica().clone()),
+                None => (*fallback).clone(),
+            },
+        }
+    }
+}
+
+/// Makes the section equal to `target`, writing only where it differs.
+pub(crate) fn set_exact(
+    tree: &mut TwinTree,
+    target: &JsonMap,
+    w: &mut Write<'_>,
+    stamps: Stamps<'_>,
+    path: &mut Vec<String>,
+) {
+    let gone: Vec<String> = tree
+        .keys()
+        .filter(|k| !target.contains_key(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        path.push(key.clone());
+        let stamp = stamps.at(&as_strs(path));
+        tree.entry_mut(key).remove(w, &stamp);
+        path.pop();
+    }
+    for (key, value) in target {
+        path.push(key.clone());
+        let node = tree.entry_mut(key.clone());
+        set_node(node, value, w, stamps, path);
+        path.pop();
+    }
+    tree.prune();
+}
+
+fn set_node(
+    node: &mut TwinNode,
+    value: &Value,
+    w: &mut Write<'_>,
+    stamps: Stamps<'_>,
+    path: &mut Vec<String>,
+) {
+    match value {
+        Value::Null => {
+            let stamp = stamps.at(&as_strs(path));
+            node.remove(w, &stamp);
+        }
+        Value::Object(object) if !object.is_empty() => {
+            if has_live_entry(&node.value) {
+                let stamp = stamps.at(&as_strs(path));
+                node.value.set(w.dot(), stamp, Value::Null);
+            }
+            set_exact(&mut node.children, object, w, stamps, path);
+        }
+        _ => {
+            let unchanged =
+                node.value.len() == 1 && node.current() == Some(value) && !node.has_live_children();
+            if !unchanged {
+                let stamp = stamps.at(&as_strs(path));
+                node.value.set(w.dot(), stamp.clone(), value.clone());
+                remove_all(&mut node.children, w, &stamp);
+            }
+        }
+    }
+}
+
+/// Applies a twin PATCH: listed properties are set, `null` removes, nested
+/// objects are patched recursively.
+pub(crate) fn patch(
+    tree: &mut TwinTree,
+    patch: &JsonMap,
+    w: &mut Write<'_>,
+    stamps: Stamps<'_>,
+    path: &mut Vec<String>,
+) {
+    for (key, value) in patch {
+        path.push(key.clone());
+        let node = tree.entry_mut(key.clone());
+        match value {
+            Value::Object(object) if !object.is_empty() => {
+                if has_live_entry(&node.value) {
+                    let stamp = stamps.at(&as_strs(path));
+                    node.value.set(w.dot(), stamp, Value::Null);
+                }
+                patch_children(node, object, w, stamps, path);
+            }
+            other => set_node(node, other, w, stamps, path),
+        }
+        path.pop();
+    }
+    tree.prune();
+}
+
+fn patch_children(
+    node: &mut TwinNode,
+    object: &JsonMap,
+    w: &mut Write<'_>,
+    stamps: Stamps<'_>,
+    path: &mut Vec<String>,
+) {
+    patch(&mut node.children, object, w, stamps, path);
+}
+
+fn is_empty_object(value: &Value) -> bool {
+    matches!(value, Value::Object(o) if o.is_empty())
+}
+
+fn as_strs(path: &[String]) -> Vec<&str> {
+    path.iter().map(String::as_str).collect()
+}
+
+/// Reads a section into plain JSON, logging every conflict met on the way.
+pub(crate) fn resolve(tree: &TwinTree, path: &str, sink: &mut ConflictSink<'_>) -> JsonMap {
+    let mut out = JsonMap::new();
+    for (key, node) in tree.iter() {
+        let node_path = format!("{path}.{key}");
+        if let Some((value, _)) = resolve_node(node, &node_path, sink) {
+            out.insert(key.clone(), value);
+        }
+    }
+    out
+}
+
+/// The node's value and the highest stamp among the writes that made it.
+fn resolve_node(
+    node: &TwinNode,
+    path: &str,
+    sink: &mut ConflictSink<'_>,
+) -> Option<(Value, Stamp)> {
+    let own = node.value.resolve(&Rank::HighestStamp);
+    if let Some(read) = &own {
+        sink.siblings(path, Rule::LatestWins, read.winner, &read.losers, side_of);
+    }
+    let own = own.map(|r| r.winner).filter(|e| is_live(&e.value));
+    let mut children = JsonMap::new();
+    let mut newest_child: Option<Stamp> = None;
+    for (key, child) in node.children.iter() {
+        let child_path = format!("{path}.{key}");
+        if let Some((value, stamp)) = resolve_node(child, &child_path, sink) {
+            children.insert(key.clone(), value);
+            newest_child = newest_child.max(Some(stamp));
+        }
+    }
+    match (own, newest_child) {
+        (None, None) => None,
+        (Some(entry), None) => Some((entry.value.clone(), entry.stamp.clone())),
+        (Some(entry), Some(child_stamp)) if is_empty_object(&entry.value) => {
+            let stamp = child_stamp.max(entry.stamp.clone());
+            Some((Value::Object(children), stamp))
+        }
+        (Some(entry), Some(child_stamp)) => {
+            // A scalar where the other side built an object: one value by
+            // stamp, the losing shape logged.
+            let object = Value::Object(children);
+            if entry.stamp > child_stamp {
+                let loser = Side {
+                    hub: child_stamp.replica().clone(),
+                    value: object,
+                    stamp: child_stamp,
+                };
+                sink.record(path, Rule::Shape, side_of(entry), vec![loser]);
+                Some((entry.value.clone(), entry.stamp.clone()))
+            } else {
+                let winner = Side {
+                    hub: child_stamp.replica().clone(),
+                    value: object.clone(),
+                    stamp: child_stamp.clone(),
+                };
+                sink.record(path, Rule::Shape, winner, vec![side_of(entry)]);
+                Some((object, child_stamp))
+            }
+        }
+        (None, Some(stamp)) => Some((Value::Object(children), stamp)),
+    }
+}
+
+fn side_of(entry: &crate::kernel::Entry<Value>) -> Side {
+    Side {
+        hub: entry.stamp.replica().clone(),
+        value: entry.value.clone(),
+        stamp: entry.stamp.clone(),
+    }
+}
+
+/// Calls `f` with the path and every entry of every register of the section.
+pub(crate) fn for_each_entry(
+    tree: &TwinTree,
+    path: &str,
+    f: &mut dyn FnMut(&str, &crate::kernel::Entry<Value>),
+) {
+    for (key, node) in tree.iter() {
+        let node_path = format!("{path}.{key}");
+        for entry in node.value.entries() {
+            f(&node_path, entry);
+        }
+        for_each_entry(&node.children, &node_path, f);
+    }
+}

@@ -1,0 +1,320 @@
+//! The failback policies, scenario by scenario (the properties are in
+//! `doc_laws.rs`).
+
+use failback::doc::{
+    Authentication, Conflict, DeletePolicy, DeviceSnapshot, Entity, HubState, Policies, Rule,
+    Secret, Status, StatusValue,
+};
+use failback::kernel::Merge;
+use failback::{ReplicaId, Stamp};
+use serde_json::json;
+
+fn hub(name: &str) -> ReplicaId {
+    ReplicaId::new(name).unwrap()
+}
+
+fn at(ms: i64, name: &str) -> Stamp {
+    Stamp::new(ms, 0, hub(name))
+}
+
+fn device(id: &str, key: &str) -> DeviceSnapshot {
+    let mut d = DeviceSnapshot {
+        id: id.into(),
+        ..Default::default()
+    };
+    d.device.status = Some(StatusValue {
+        status: Status::Enabled,
+        reason: None,
+    });
+    d.device.authentication = Some(Authentication::sas(
+        Secret::new(&format!("{key}-primary")),
+        Secret::new(&format!("{key}-secondary")),
+    ));
+    d.device.tags = json!({"site": "berlin"}).as_object().unwrap().clone();
+    d.device.desired = json!({"fw": "1.0", "cfg": {"rate": 5, "mode": "eco"}})
+        .as_object()
+        .unwrap()
+        .clone();
+    d
+}
+
+fn base_with(devices: &[DeviceSnapshot]) -> HubState {
+    let mut base = HubState::new();
+    for d in devices {
+        base.put_device(&hub("base"), d, &at(0, "base"), None);
+    }
+    base
+}
+
+fn read(state: &HubState, id: &str) -> (Option<DeviceSnapshot>, Vec<Conflict>) {
+    let mut conflicts = Vec::new();
+    let snapshot = state.read_device(id, &Policies::default(), &mut conflicts);
+    (snapshot, conflicts)
+}
+
+fn merged(a: &HubState, b: &HubState) -> HubState {
+    let mut m = a.clone();
+    m.merge(b);
+    let mut other = b.clone();
+    other.merge(a);
+    assert_eq!(
+        m.to_canonical_json(),
+        other.to_canonical_json(),
+        "merge must commute"
+    );
+    m.check_invariants();
+    m
+}
+
+fn with_status(d: &DeviceSnapshot, status: Status, reason: &str) -> DeviceSnapshot {
+    let mut d = d.clone();
+    d.device.status = Some(StatusValue {
+        status,
+        reason: Some(reason.into()),
+    });
+    d
+}
+
+#[test]
+fn disabled_wins_over_a_later_concurrent_enable() {
+    let d = with_status(&device("d1", "k"), Status::Disabled, "maintenance");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    p.put_device(
+        &hub("primary"),
+        &with_status(&d, Status::Disabled, "stolen"),
+        &at(5, "primary"),
+        None,
+    );
+    let mut s = base.clone();
+    s.put_device(
+        &hub("secondary"),
+        &with_status(&d, Status::Enabled, "back"),
+        &at(9, "secondary"),
+        None,
+    );
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    let status = snap.unwrap().device.status.unwrap();
+    assert_eq!(status.status, Status::Disabled);
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("stolen"),
+        "the reason follows the status"
+    );
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].rule, Rule::DisabledWins);
+    assert_eq!(conflicts[0].losers[0].hub, hub("secondary"));
+}
+
+#[test]
+fn an_enable_that_saw_the_disable_wins() {
+    let d = device("d1", "k");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut s = base.clone();
+    s.put_device(
+        &hub("secondary"),
+        &with_status(&d, Status::Disabled, "x"),
+        &at(5, "secondary"),
+        None,
+    );
+    let mut p = base.clone();
+    p.merge(&s);
+    p.put_device(
+        &hub("primary"),
+        &with_status(&d, Status::Enabled, "ok"),
+        &at(1, "primary"),
+        None,
+    );
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    assert_eq!(snap.unwrap().device.status.unwrap().status, Status::Enabled);
+    assert!(conflicts.is_empty());
+}
+
+#[test]
+fn delete_wins_over_a_concurrent_update_which_is_logged() {
+    let d = device("d1", "k");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    let mut updated = d.clone();
+    updated.device.desired.insert("fw".into(), json!("2.0"));
+    p.put_device(&hub("primary"), &updated, &at(9, "primary"), None);
+    let mut s = base.clone();
+    assert!(s.delete_device(&hub("secondary"), "d1", &at(5, "secondary")));
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    assert!(snap.is_none());
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].rule, Rule::DeleteWins);
+    assert_eq!(conflicts[0].path, "properties.desired.fw");
+    assert_eq!(conflicts[0].losers[0].value, json!("2.0"));
+    assert_eq!(conflicts[0].winner.hub, hub("secondary"));
+
+    // The team that prefers updates gets the device back, with the update.
+    let team = Policies {
+        delete: DeletePolicy::UpdateWins,
+        ..Policies::default()
+    };
+    let mut conflicts = Vec::new();
+    let snap = m.read_device("d1", &team, &mut conflicts).unwrap();
+    assert_eq!(snap.device.desired["fw"], json!("2.0"));
+    assert_eq!(conflicts[0].rule, Rule::UpdateWins);
+}
+
+#[test]
+fn a_recreated_device_inherits_nothing() {
+    let mut d = device("d1", "old");
+    d.modules.insert("mod".into(), Entity::default());
+    let base = base_with(std::slice::from_ref(&d));
+    let mut s = base.clone();
+    s.delete_device(&hub("secondary"), "d1", &at(5, "secondary"));
+    let fresh = DeviceSnapshot {
+        id: "d1".into(),
+        device: Entity {
+            authentication: device("d1", "new").device.authentication,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    s.put_device(&hub("secondary"), &fresh, &at(6, "secondary"), None);
+    // Meanwhile the primary, which never saw the delete, edits the old one.
+    let mut p = base.clone();
+    let mut edited = d.clone();
+    edited.device.tags.insert("owner".into(), json!("ops"));
+    p.put_device(&hub("primary"), &edited, &at(7, "primary"), None);
+
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    let snap = snap.unwrap();
+    assert_eq!(snap, fresh, "no old key, tag, twin or module comes back");
+    assert!(
+        conflicts
+            .iter()
+            .any(|c| c.rule == Rule::DeleteWins && c.path == "tags.owner")
+    );
+}
+
+#[test]
+fn authentication_is_one_value_and_secrets_stay_hidden() {
+    let d = device("d1", "k0");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    let mut rotated_p = d.clone();
+    rotated_p.device.authentication = device("d1", "kp").device.authentication;
+    p.put_device(&hub("primary"), &rotated_p, &at(3, "primary"), None);
+    let mut s = base.clone();
+    let mut rotated_s = d.clone();
+    rotated_s.device.authentication = device("d1", "ks").device.authentication;
+    s.put_device(&hub("secondary"), &rotated_s, &at(4, "secondary"), None);
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    assert_eq!(
+        snap.unwrap().device.authentication,
+        rotated_s.device.authentication
+    );
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].rule, Rule::WholeValue);
+    let shown = serde_json::to_string(&conflicts).unwrap() + &format!("{conflicts:?}");
+    for key in ["k0-", "kp-", "ks-"] {
+        assert!(!shown.contains(key), "{key} leaked: {shown}");
+    }
+    assert!(shown.contains("sha256:"));
+}
+
+#[test]
+fn null_removes_and_survives_concurrent_sibling_edits() {
+    let d = device("d1", "k");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    let mut removed = d.clone();
+    removed
+        .device
+        .desired
+        .get_mut("cfg")
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove("mode");
+    p.put_device(&hub("primary"), &removed, &at(3, "primary"), None);
+    let mut s = base.clone();
+    let mut edited = d.clone();
+    edited.device.desired["cfg"]["rate"] = json!(10);
+    s.put_device(&hub("secondary"), &edited, &at(2, "secondary"), None);
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    assert_eq!(snap.unwrap().device.desired["cfg"], json!({"rate": 10}));
+    assert!(conflicts.is_empty());
+}
+
+#[test]
+fn a_scalar_against_an_object_resolves_by_stamp_and_logs_the_loser() {
+    let d = device("d1", "k");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    let mut scalar = d.clone();
+    scalar.device.desired.insert("cfg".into(), json!("off"));
+    p.put_device(&hub("primary"), &scalar, &at(3, "primary"), None);
+    let mut s = base.clone();
+    let mut deeper = d.clone();
+    deeper.device.desired["cfg"]["extra"] = json!({"x": 1});
+    s.put_device(&hub("secondary"), &deeper, &at(2, "secondary"), None);
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    assert_eq!(snap.unwrap().device.desired["cfg"], json!("off"));
+    let shape: Vec<_> = conflicts.iter().filter(|c| c.rule == Rule::Shape).collect();
+    assert_eq!(shape.len(), 1, "{conflicts:?}");
+    assert_eq!(shape[0].losers[0].value, json!({"extra": {"x": 1}}));
+}
+
+#[test]
+fn concurrent_creations_resolve_to_one_whole_incarnation() {
+    let empty = HubState::new();
+    let mut p = empty.clone();
+    p.put_device(
+        &hub("primary"),
+        &device("d1", "kp"),
+        &at(1, "primary"),
+        None,
+    );
+    let mut s = empty.clone();
+    let mut other = device("d1", "ks");
+    other.device.tags.insert("only-s".into(), json!(true));
+    s.put_device(&hub("secondary"), &other, &at(2, "secondary"), None);
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    assert_eq!(snap.unwrap(), other);
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].rule, Rule::ConcurrentCreate);
+    assert!(!serde_json::to_string(&conflicts).unwrap().contains("kp-"));
+}
+
+#[test]
+fn unchanged_devices_take_no_write() {
+    let d = device("d1", "k");
+    let mut state = base_with(std::slice::from_ref(&d));
+    let before = state.to_canonical_json();
+    assert!(!state.put_device(&hub("primary"), &d, &at(5, "primary"), None));
+    assert_eq!(state.to_canonical_json(), before);
+}
+
+#[test]
+fn deltas_carry_what_the_other_lacks_and_apply_idempotently() {
+    let base = base_with(&[device("d1", "a"), device("d2", "b"), device("d3", "c")]);
+    let mut p = base.clone();
+    p.put_device(
+        &hub("primary"),
+        &with_status(&device("d2", "b"), Status::Disabled, "r"),
+        &at(5, "primary"),
+        None,
+    );
+    p.delete_device(&hub("primary"), "d3", &at(6, "primary"));
+    let mut s = base.clone();
+    let delta = p.delta_since(s.version_vector());
+    assert_eq!(delta.len(), 2);
+    s.apply_delta(&delta);
+    assert_eq!(s.to_canonical_json(), p.to_canonical_json());
+    s.apply_delta(&delta);
+    assert_eq!(s.to_canonical_json(), p.to_canonical_json());
+    assert!(p.delta_since(s.version_vector()).is_empty());
+}
