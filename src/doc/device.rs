@@ -63,6 +63,9 @@ impl DotStore for DeviceDoc {
 pub(crate) trait Incarnation: DotStore + Clone {
     fn entity(&self) -> &EntityDoc;
     fn entity_mut(&mut self) -> &mut EntityDoc;
+    /// The whole incarnation as a conflict record shows it (secrets as
+    /// fingerprints), for a losing concurrent creation.
+    fn shown(&self, policies: &Policies, quiet: &mut ConflictSink<'_>) -> Value;
 }
 
 impl Incarnation for EntityDoc {
@@ -72,6 +75,9 @@ impl Incarnation for EntityDoc {
     fn entity_mut(&mut self) -> &mut EntityDoc {
         self
     }
+    fn shown(&self, policies: &Policies, quiet: &mut ConflictSink<'_>) -> Value {
+        self.resolve(policies, quiet).redacted_json()
+    }
 }
 
 impl Incarnation for DeviceDoc {
@@ -80,6 +86,22 @@ impl Incarnation for DeviceDoc {
     }
     fn entity_mut(&mut self) -> &mut EntityDoc {
         &mut self.entity
+    }
+    fn shown(&self, policies: &Policies, _quiet: &mut ConflictSink<'_>) -> Value {
+        let mut scratch = Vec::new();
+        let snapshot = self.read("", policies, &mut scratch);
+        let mut value = snapshot.device.redacted_json();
+        if let Value::Object(map) = &mut value {
+            let modules: serde_json::Map<String, Value> = snapshot
+                .modules
+                .iter()
+                .map(|(id, m)| (id.clone(), m.redacted_json()))
+                .collect();
+            if !modules.is_empty() {
+                map.insert("modules".into(), Value::Object(modules));
+            }
+        }
+        value
     }
 }
 
@@ -184,18 +206,31 @@ fn read_lineage<'l, D: Incarnation>(
         let mut scratch = Vec::new();
         let mut quiet = ConflictSink::new("", None, &mut scratch);
         let shown = |dot: &Dot, doc: &D, quiet: &mut ConflictSink<'_>| {
-            let mut value = doc.entity().resolve(policies, quiet).redacted_json();
+            let mut value = doc.shown(policies, quiet);
             if let Value::Object(map) = &mut value {
                 map.insert("incarnation".into(), json!(dot.to_string()));
             }
             value
         };
         let winner_side = creation(winner_dot, winner, shown(winner_dot, winner, &mut quiet));
-        let loser_sides = losers
+        let same_as_winner = |value: &Value| {
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                if let Value::Object(map) = &mut v {
+                    map.remove("incarnation");
+                }
+                v
+            };
+            strip(value) == strip(&winner_side.value)
+        };
+        let loser_sides: Vec<Side> = losers
             .iter()
             .map(|(dot, doc)| creation(dot, doc, shown(dot, doc, &mut quiet)))
+            .filter(|side| !same_as_winner(&side.value))
             .collect();
-        sink.record("", Rule::ConcurrentCreate, winner_side, loser_sides);
+        if !loser_sides.is_empty() {
+            sink.record("", Rule::ConcurrentCreate, winner_side, loser_sides);
+        }
     }
     Some(winner)
 }

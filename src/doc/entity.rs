@@ -291,10 +291,12 @@ impl EntityDoc {
         stamps: EntityStamps<'_>,
     ) {
         let reg = self.identity.entry_mut(field.clone());
-        let unchanged = match reg.entries() {
-            [] => value.is_absent(),
-            [only] => only.value == value,
-            _ => false,
+        // Compared with what reads now (default ranks), not with the
+        // siblings: an unchanged field takes no write, so it cannot
+        // resurrect a sibling another replica has since replaced.
+        let unchanged = match reg.value(&default_rank(&field)) {
+            None => value.is_absent(),
+            Some(current) => *current == value,
         };
         if !unchanged {
             let stamp = match field {
@@ -402,6 +404,14 @@ impl EntityDoc {
             });
         }
         out
+    }
+}
+
+/// The rank of a field under the default policies.
+fn default_rank(field: &IdField) -> Rank<IdValue> {
+    match field {
+        IdField::Status => Rank::Prefer(IdValue::is_disabled),
+        _ => Rank::HighestStamp,
     }
 }
 

@@ -144,8 +144,7 @@ pub(crate) fn set_exact(
         .collect();
     for key in gone {
         path.push(key.clone());
-        let stamp = stamps.at(&as_strs(path));
-        tree.entry_mut(key).remove(w, &stamp);
+        set_node(tree.entry_mut(key), &Value::Null, w, stamps, path);
         path.pop();
     }
     for (key, value) in target {
@@ -164,6 +163,13 @@ fn set_node(
     stamps: Stamps<'_>,
     path: &mut Vec<String>,
 ) {
+    // Only what reads differently is written: a write never re-stamps a
+    // value it did not change, so it cannot resurrect a sibling someone
+    // else has since replaced.
+    let current = resolve_node(node, "", None).map(|(v, _)| v);
+    if current.as_ref() == Some(value) || (current.is_none() && value.is_null()) {
+        return;
+    }
     match value {
         Value::Null => {
             let stamp = stamps.at(&as_strs(path));
@@ -238,29 +244,33 @@ pub(crate) fn resolve(tree: &TwinTree, path: &str, sink: &mut ConflictSink<'_>) 
     let mut out = JsonMap::new();
     for (key, node) in tree.iter() {
         let node_path = format!("{path}.{key}");
-        if let Some((value, _)) = resolve_node(node, &node_path, sink) {
+        if let Some((value, _)) = resolve_node(node, &node_path, Some(sink)) {
             out.insert(key.clone(), value);
         }
     }
     out
 }
 
-/// The node's value and the highest stamp among the writes that made it.
+/// The node's value and the highest stamp among the writes that made it,
+/// logging conflicts into `sink` when one is given.
 fn resolve_node(
     node: &TwinNode,
     path: &str,
-    sink: &mut ConflictSink<'_>,
+    mut sink: Option<&mut ConflictSink<'_>>,
 ) -> Option<(Value, Stamp)> {
     let own = node.value.resolve(&Rank::HighestStamp);
-    if let Some(read) = &own {
+    if let (Some(read), Some(sink)) = (&own, sink.as_deref_mut()) {
         sink.siblings(path, Rule::LatestWins, read.winner, &read.losers, side_of);
     }
     let own = own.map(|r| r.winner).filter(|e| is_live(&e.value));
     let mut children = JsonMap::new();
     let mut newest_child: Option<Stamp> = None;
     for (key, child) in node.children.iter() {
-        let child_path = format!("{path}.{key}");
-        if let Some((value, stamp)) = resolve_node(child, &child_path, sink) {
+        let child_path = match sink {
+            Some(_) => format!("{path}.{key}"),
+            None => String::new(),
+        };
+        if let Some((value, stamp)) = resolve_node(child, &child_path, sink.as_deref_mut()) {
             children.insert(key.clone(), value);
             newest_child = newest_child.max(Some(stamp));
         }
@@ -282,7 +292,9 @@ fn resolve_node(
                     value: object,
                     stamp: child_stamp,
                 };
-                sink.record(path, Rule::Shape, side_of(entry), vec![loser]);
+                if let Some(sink) = sink {
+                    sink.record(path, Rule::Shape, side_of(entry), vec![loser]);
+                }
                 Some((entry.value.clone(), entry.stamp.clone()))
             } else {
                 let winner = Side {
@@ -290,7 +302,9 @@ fn resolve_node(
                     value: object.clone(),
                     stamp: child_stamp.clone(),
                 };
-                sink.record(path, Rule::Shape, winner, vec![side_of(entry)]);
+                if let Some(sink) = sink {
+                    sink.record(path, Rule::Shape, winner, vec![side_of(entry)]);
+                }
                 Some((object, child_stamp))
             }
         }

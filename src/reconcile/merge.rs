@@ -1,0 +1,156 @@
+//! The per-device three-way merge of hub snapshots.
+//!
+//! Devices never interact, so a failback merge is a sequence of small,
+//! independent merges, one per device id: memory bounded by one device,
+//! parallel across devices, and the same result whatever order devices
+//! are visited in. Each device is replayed as CRDT writes: the base (the
+//! backup both hubs started from) first, then each hub's differences from
+//! the base as that hub's writes, stamped by policy 5. The merged CRDT is
+//! read through the policies.
+
+use crate::clock::{ReplicaId, Stamp};
+use crate::doc::{Conflict, DeviceSnapshot, DeviceTimes, HubState, Policies};
+use crate::kernel::Merge;
+
+/// One hub's view of one device.
+#[derive(Clone, Copy, Debug)]
+pub struct HubDevice<'a> {
+    /// The hub.
+    pub hub: &'a ReplicaId,
+    /// The device as the hub holds it; `None` when the hub lacks it.
+    pub device: Option<&'a DeviceSnapshot>,
+    /// Per-field times, for twin files.
+    pub times: Option<&'a DeviceTimes>,
+    /// The stamp of the hub's writes that carry no time of their own.
+    pub stamp: &'a Stamp,
+}
+
+/// What the base says of a device.
+#[derive(Clone, Copy, Debug)]
+pub enum Base<'a> {
+    /// A common base was given and holds the device.
+    Present(&'a DeviceSnapshot),
+    /// A common base was given and lacks the device: every hub holding it
+    /// created it.
+    Absent,
+    /// No base was given (twin files): every hub's device is taken as the
+    /// same incarnation, and a hub lacking it says nothing about it.
+    Unknown,
+}
+
+/// The merge of one device.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceMerge {
+    /// The merged device; `None` when it ends deleted.
+    pub merged: Option<DeviceSnapshot>,
+    /// Its conflicts.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// The replica name the base's writes are made under.
+pub fn base_replica() -> ReplicaId {
+    ReplicaId::new(BASE).expect("valid literal")
+}
+
+/// The reserved replica name of the common base.
+pub const BASE: &str = "base";
+
+/// Merges one device across hubs.
+///
+/// Fast path: when the hubs that changed the device relative to the base
+/// all hold the same device (most often: one hub changed it, or none did),
+/// that device is the result and no CRDT is built; the CRDT would give the
+/// same, without conflicts.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Policies};
+/// use failback::reconcile::{merge_device, Base, HubDevice};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let base = DeviceSnapshot { id: "d1".into(), ..Default::default() };
+/// let mut changed = base.clone();
+/// changed.device.tags.insert("site".into(), "lab".into());
+/// let (sp, ss) = (Stamp::new(1, 0, p.clone()), Stamp::new(2, 0, s.clone()));
+/// let hubs = [
+///     HubDevice { hub: &p, device: Some(&base), times: None, stamp: &sp },
+///     HubDevice { hub: &s, device: Some(&changed), times: None, stamp: &ss },
+/// ];
+/// let result = merge_device(Base::Present(&base), &hubs, &Policies::default());
+/// assert_eq!(result.merged, Some(changed));
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
+pub fn merge_device(base: Base<'_>, hubs: &[HubDevice<'_>], policies: &Policies) -> DeviceMerge {
+    if let Some(fast) = fast_path(base, hubs) {
+        return fast;
+    }
+    let id = hubs
+        .iter()
+        .find_map(|h| h.device.map(|d| d.id.as_str()))
+        .or(match base {
+            Base::Present(d) => Some(d.id.as_str()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let base_hub = base_replica();
+    let base_stamp = Stamp::new(i64::MIN, 0, base_hub.clone());
+    let mut start = HubState::new();
+    match base {
+        Base::Present(device) => {
+            start.put_device(&base_hub, device, &base_stamp, None);
+        }
+        Base::Unknown => {
+            let empty = DeviceSnapshot {
+                id: id.to_owned(),
+                ..Default::default()
+            };
+            start.put_device(&base_hub, &empty, &base_stamp, None);
+        }
+        Base::Absent => {}
+    }
+    let mut merged = start.clone();
+    for hub in hubs {
+        let mut state = start.clone();
+        match (hub.device, base) {
+            (Some(device), _) => {
+                state.put_device(hub.hub, device, hub.stamp, hub.times);
+            }
+            (None, Base::Present(_)) => {
+                state.delete_device(hub.hub, id, hub.stamp);
+            }
+            (None, _) => continue,
+        }
+        merged.merge(&state);
+    }
+    let mut conflicts = Vec::new();
+    let device = merged.read_device(id, policies, &mut conflicts);
+    DeviceMerge {
+        merged: device,
+        conflicts,
+    }
+}
+
+/// The result without a CRDT when at most one hub departs from the base.
+fn fast_path(base: Base<'_>, hubs: &[HubDevice<'_>]) -> Option<DeviceMerge> {
+    let reference = match base {
+        Base::Present(d) => Some(d),
+        Base::Absent => None,
+        Base::Unknown => return None,
+    };
+    if hubs.iter().any(|h| h.times.is_some()) {
+        return None;
+    }
+    let mut changed = hubs.iter().filter(|h| h.device != reference);
+    let merged = match changed.next() {
+        None => reference.cloned(),
+        // Every hub that changed the device made the same change.
+        Some(first) if changed.all(|h| h.device == first.device) => first.device.cloned(),
+        Some(_) => return None,
+    };
+    Some(DeviceMerge {
+        merged,
+        conflicts: Vec::new(),
+    })
+}
