@@ -430,8 +430,8 @@ proptest! {
     ) {
         let sim = run(3, &ops);
         let merged = merge_all(&sim.states);
-        for d in 0..DEVICES.len() {
-            let Some(device) = merged.read_device(DEVICES[d], &Policies::default(), &mut Vec::new()) else { continue };
+        for (d, id) in DEVICES.iter().enumerate() {
+            let Some(device) = merged.read_device(id, &Policies::default(), &mut Vec::new()) else { continue };
             let same_incarnation = |r: usize| sim.read(r, d).filter(|mine| mine.device.extra.get("gen") == device.device.extra.get("gen"));
             let disabled_somewhere = (0..3).filter_map(same_incarnation).any(|mine| {
                 mine.device.status.map(|s| s.status) == Some(Status::Disabled)
