@@ -1,5 +1,12 @@
-//! Reconciliation: from hub snapshots to the merged state.
+//! Reconciliation: from hub snapshots to the merged state and the plans
+//! that bring each hub to it.
 
+mod fleet;
 mod merge;
+mod plan;
+mod stamps;
 
+pub use fleet::{DeviceOutcome, HubSnapshots, Outcome, merge_fleet};
 pub use merge::{BASE, Base, DeviceMerge, HubDevice, base_replica, merge_device};
+pub use plan::{Action, PlanOp, device_plan, identity_differs, twin_differs};
+pub use stamps::{HubTiming, StampError, default_order, hub_stamps};

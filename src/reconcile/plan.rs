@@ -1,0 +1,123 @@
+//! Import plans: the fewest guarded operations that bring one hub to the
+//! merged state.
+
+use crate::doc::{DeviceSnapshot, Entity};
+
+/// What one import line does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Create a device or module the hub lacks (`create`: fails, rather than
+    /// overwrite, if it appeared meanwhile).
+    Create,
+    /// Replace the identity and twin (`updateIfMatchETag`, guarded by the
+    /// identity etag).
+    UpdateIdentity,
+    /// Replace the twin sections only (`updateTwinIfMatchETag`, guarded by
+    /// the twin etag).
+    UpdateTwin,
+    /// Delete (`deleteIfMatchETag`, guarded by the identity etag). Deleting
+    /// a device deletes its modules: they get no line of their own.
+    Delete,
+}
+
+/// One operation of a plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanOp<'a> {
+    /// What it does.
+    pub action: Action,
+    /// The device id.
+    pub id: &'a str,
+    /// The module id, for a module line.
+    pub module_id: Option<&'a str>,
+    /// The state to write (the merged one); `None` for deletes.
+    pub entity: Option<&'a Entity>,
+}
+
+/// Whether two entities differ in their identity fields.
+pub fn identity_differs(a: &Entity, b: &Entity) -> bool {
+    a.status != b.status
+        || a.authentication != b.authentication
+        || a.capabilities != b.capabilities
+        || a.device_scope != b.device_scope
+        || a.parent_scopes != b.parent_scopes
+        || a.extra != b.extra
+}
+
+/// Whether two entities differ in their twins.
+pub fn twin_differs(a: &Entity, b: &Entity) -> bool {
+    a.tags != b.tags || a.desired != b.desired || a.reported != b.reported
+}
+
+fn entity_ops<'a>(
+    id: &'a str,
+    module_id: Option<&'a str>,
+    hub: Option<&'a Entity>,
+    merged: Option<&'a Entity>,
+    out: &mut Vec<PlanOp<'a>>,
+) {
+    let action = match (hub, merged) {
+        (None, None) => return,
+        (None, Some(_)) => Action::Create,
+        (Some(_), None) => Action::Delete,
+        (Some(h), Some(m)) if identity_differs(h, m) => Action::UpdateIdentity,
+        (Some(h), Some(m)) if twin_differs(h, m) => Action::UpdateTwin,
+        (Some(_), Some(_)) => return,
+    };
+    out.push(PlanOp {
+        action,
+        id,
+        module_id,
+        entity: merged,
+    });
+}
+
+/// The operations that turn `hub`'s device into `merged`'s, device line
+/// first, then its modules by module id.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::DeviceSnapshot;
+/// use failback::reconcile::{device_plan, Action};
+///
+/// let merged = DeviceSnapshot { id: "d1".into(), ..Default::default() };
+/// let ops = device_plan(None, Some(&merged));
+/// assert_eq!(ops[0].action, Action::Create);
+/// assert!(device_plan(Some(&merged), Some(&merged)).is_empty());
+/// ```
+pub fn device_plan<'a>(
+    hub: Option<&'a DeviceSnapshot>,
+    merged: Option<&'a DeviceSnapshot>,
+) -> Vec<PlanOp<'a>> {
+    let mut out = Vec::new();
+    let Some(id) = merged.or(hub).map(|d| d.id.as_str()) else {
+        return out;
+    };
+    entity_ops(
+        id,
+        None,
+        hub.map(|d| &d.device),
+        merged.map(|d| &d.device),
+        &mut out,
+    );
+    if merged.is_none() {
+        return out;
+    }
+    let hub_modules = hub.map(|d| &d.modules);
+    let merged_modules = merged.map(|d| &d.modules);
+    let ids: std::collections::BTreeSet<&'a String> = hub_modules
+        .into_iter()
+        .chain(merged_modules)
+        .flat_map(|m| m.keys())
+        .collect();
+    for module_id in ids {
+        entity_ops(
+            id,
+            Some(module_id),
+            hub_modules.and_then(|m| m.get(module_id)),
+            merged_modules.and_then(|m| m.get(module_id)),
+            &mut out,
+        );
+    }
+    out
+}

@@ -1,0 +1,197 @@
+//! Policy 5: stamping writes that carry no time of their own.
+
+use std::collections::BTreeMap;
+
+use crate::clock::{ReplicaId, Stamp, check_drift};
+
+/// What a caller knows about when one hub took its writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubTiming {
+    /// The hub.
+    pub hub: ReplicaId,
+    /// Whether its input carries real per-field times (twin files).
+    pub real_times: bool,
+    /// The end of the period in which the hub was active, in ms, if given.
+    pub as_of: Option<i64>,
+    /// For inputs with real times: the newest time they carry.
+    pub newest: Option<i64>,
+}
+
+/// Why the hubs' writes cannot be put on one time scale.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StampError {
+    /// Inputs with real times mixed with inputs that have no time at all.
+    #[error(
+        "hub {hub} has no per-field times and no as-of time while other inputs carry real times: add --as-of {hub}=RFC3339"
+    )]
+    MissingAsOf {
+        /// The hub without time.
+        hub: ReplicaId,
+    },
+    /// Some export hubs have an as-of time and some do not.
+    #[error(
+        "hub {hub} has no as-of time while other hubs have one: give --as-of for every hub or for none"
+    )]
+    PartialAsOf {
+        /// The hub without an as-of time.
+        hub: ReplicaId,
+    },
+    /// No input has a time and no activation order was given.
+    #[error(
+        "the hubs carry no times: give --active-order (the order the hubs were active in, most recent last) or --as-of for each hub"
+    )]
+    NeedOrder,
+    /// The activation order does not name exactly the hubs given.
+    #[error("--active-order must name each hub exactly once; {hub} is missing or repeated")]
+    BadOrder {
+        /// The hub missing from, or repeated in, the order.
+        hub: ReplicaId,
+    },
+    /// A time beyond the allowed clock drift.
+    #[error(transparent)]
+    Drift(#[from] crate::clock::DriftError),
+}
+
+/// The stamp each hub's untimed writes take (policy 5).
+///
+/// With as-of times, a hub's writes are stamped at its as-of time. When no
+/// input carries any time, the activation order serves as time: the first
+/// hub active is 1, the next 2. Real-time inputs without an as-of time are
+/// stamped at the newest time they carry. Every time is checked against
+/// `now_ms` and `max_drift_ms`.
+///
+/// # Errors
+///
+/// [`StampError`] when the hubs' times cannot be put on one scale, saying
+/// what to add, or when a time is beyond the drift bound.
+///
+/// # Example
+///
+/// ```
+/// use failback::reconcile::{hub_stamps, HubTiming};
+/// use failback::ReplicaId;
+///
+/// let hubs = ["primary", "secondary"].map(|h| HubTiming {
+///     hub: ReplicaId::new(h).unwrap(), real_times: false, as_of: None, newest: None,
+/// });
+/// let order = [ReplicaId::new("primary")?, ReplicaId::new("secondary")?];
+/// let stamps = hub_stamps(&hubs, Some(&order), 0, 300_000).unwrap();
+/// assert!(stamps[&order[0]] < stamps[&order[1]]);
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
+pub fn hub_stamps(
+    hubs: &[HubTiming],
+    active_order: Option<&[ReplicaId]>,
+    now_ms: i64,
+    max_drift_ms: i64,
+) -> Result<BTreeMap<ReplicaId, Stamp>, StampError> {
+    let any_real = hubs.iter().any(|h| h.real_times);
+    let untimed: Vec<&HubTiming> = hubs.iter().filter(|h| !h.real_times).collect();
+    let with_as_of = untimed.iter().filter(|h| h.as_of.is_some()).count();
+    let mut stamps = BTreeMap::new();
+    if with_as_of == 0 && !any_real {
+        let order = active_order.ok_or(StampError::NeedOrder)?;
+        for hub in hubs {
+            if order.iter().filter(|h| **h == hub.hub).count() != 1 {
+                return Err(StampError::BadOrder {
+                    hub: hub.hub.clone(),
+                });
+            }
+        }
+        if let Some(extra) = order.iter().find(|h| !hubs.iter().any(|x| x.hub == **h)) {
+            return Err(StampError::BadOrder { hub: extra.clone() });
+        }
+        for (rank, hub) in order.iter().enumerate() {
+            let ms = i64::try_from(rank).unwrap_or(i64::MAX - 1) + 1;
+            stamps.insert(hub.clone(), Stamp::new(ms, 0, hub.clone()));
+        }
+        return Ok(stamps);
+    }
+    for hub in &untimed {
+        if hub.as_of.is_none() {
+            return Err(if any_real {
+                StampError::MissingAsOf {
+                    hub: hub.hub.clone(),
+                }
+            } else {
+                StampError::PartialAsOf {
+                    hub: hub.hub.clone(),
+                }
+            });
+        }
+    }
+    for hub in hubs {
+        let ms = hub.as_of.or(hub.newest).unwrap_or(0);
+        let stamp = Stamp::new(ms, 0, hub.hub.clone());
+        check_drift(&stamp, now_ms, max_drift_ms)?;
+        stamps.insert(hub.hub.clone(), stamp);
+    }
+    Ok(stamps)
+}
+
+/// The default activation order: `primary` then `secondary`, when those are
+/// exactly the hubs given.
+pub fn default_order(hubs: &[ReplicaId]) -> Option<Vec<ReplicaId>> {
+    let mut names: Vec<&str> = hubs.iter().map(ReplicaId::as_str).collect();
+    names.sort_unstable();
+    (names == ["primary", "secondary"]).then(|| {
+        ["primary", "secondary"]
+            .iter()
+            .filter_map(|n| ReplicaId::new(n).ok())
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(name: &str, real: bool, as_of: Option<i64>) -> HubTiming {
+        HubTiming {
+            hub: ReplicaId::new(name).unwrap(),
+            real_times: real,
+            as_of,
+            newest: real.then_some(1_000),
+        }
+    }
+
+    #[test]
+    fn mixing_real_times_with_untimed_hubs_says_what_to_add() {
+        let hubs = [timing("a", true, None), timing("b", false, None)];
+        let err = hub_stamps(&hubs, None, 10_000, 1).unwrap_err();
+        assert!(err.to_string().contains("--as-of b="), "{err}");
+        let hubs = [timing("a", false, Some(5)), timing("b", false, None)];
+        assert!(matches!(
+            hub_stamps(&hubs, None, 10_000, 1),
+            Err(StampError::PartialAsOf { .. })
+        ));
+    }
+
+    #[test]
+    fn order_is_required_and_checked_when_nothing_has_time() {
+        let hubs = [timing("x", false, None), timing("y", false, None)];
+        assert_eq!(hub_stamps(&hubs, None, 0, 1), Err(StampError::NeedOrder));
+        let x = ReplicaId::new("x").unwrap();
+        assert!(matches!(
+            hub_stamps(&hubs, Some(std::slice::from_ref(&x)), 0, 1),
+            Err(StampError::BadOrder { .. })
+        ));
+        let ids: Vec<ReplicaId> = hubs.iter().map(|h| h.hub.clone()).collect();
+        assert_eq!(default_order(&ids), None);
+    }
+
+    #[test]
+    fn as_of_times_beyond_the_drift_are_rejected() {
+        let hubs = [
+            timing("a", false, Some(10_000)),
+            timing("b", false, Some(100)),
+        ];
+        assert!(matches!(
+            hub_stamps(&hubs, None, 0, 5_000),
+            Err(StampError::Drift(_))
+        ));
+        let stamps = hub_stamps(&hubs, None, 10_000, 5_000).unwrap();
+        assert_eq!(stamps.len(), 2);
+    }
+}
