@@ -1,12 +1,14 @@
 //! Reconciliation: from hub snapshots to the merged state and the plans
 //! that bring each hub to it.
 
+mod apply;
 mod fleet;
 mod merge;
 mod plan;
 mod stamps;
 
+pub use apply::{HubImage, ImportError, ImportLine, ImportMode, Record};
 pub use fleet::{DeviceOutcome, HubSnapshots, Outcome, merge_fleet};
 pub use merge::{BASE, Base, DeviceMerge, HubDevice, base_replica, merge_device};
-pub use plan::{Action, PlanOp, device_plan, identity_differs, twin_differs};
+pub use plan::{Action, PlanOp, device_plan, identity_differs, import_lines, twin_differs};
 pub use stamps::{HubTiming, StampError, default_order, hub_stamps};

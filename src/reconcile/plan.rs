@@ -1,6 +1,7 @@
 //! Import plans: the fewest guarded operations that bring one hub to the
 //! merged state.
 
+use super::apply::{HubImage, ImportLine, ImportMode};
 use crate::doc::{DeviceSnapshot, Entity};
 
 /// What one import line does.
@@ -120,4 +121,35 @@ pub fn device_plan<'a>(
         );
     }
     out
+}
+
+/// The import lines of a plan for `hub`, each guarded by the etag the hub
+/// holds now, so a hub that changed again meanwhile is not clobbered:
+/// `create` (never overwrites), `updateIfMatchETag`,
+/// `updateTwinIfMatchETag`, `deleteIfMatchETag`.
+pub fn import_lines(ops: &[PlanOp<'_>], hub: &HubImage) -> Vec<ImportLine> {
+    ops.iter()
+        .map(|op| {
+            let record = hub.get(op.id, op.module_id);
+            let mode = match op.action {
+                Action::Create => ImportMode::Create,
+                Action::UpdateIdentity => ImportMode::UpdateIfMatchETag,
+                Action::UpdateTwin => ImportMode::UpdateTwinIfMatchETag,
+                Action::Delete => ImportMode::DeleteIfMatchETag,
+            };
+            let (etag, twin_etag) = match (op.action, record) {
+                (Action::Create, _) | (_, None) => (None, None),
+                (Action::UpdateTwin, Some(r)) => (None, Some(r.twin_etag.clone())),
+                (_, Some(r)) => (Some(r.etag.clone()), None),
+            };
+            ImportLine {
+                mode,
+                id: op.id.to_owned(),
+                module_id: op.module_id.map(str::to_owned),
+                etag,
+                twin_etag,
+                entity: op.entity.cloned().unwrap_or_default(),
+            }
+        })
+        .collect()
 }

@@ -1,0 +1,170 @@
+//! Plans bring every hub to the merged state, and a second merge after
+//! they were applied has nothing left to do.
+
+use std::collections::BTreeMap;
+
+use failback::ReplicaId;
+use failback::doc::{
+    Authentication, DeviceSnapshot, Entity, Policies, Secret, Status, StatusValue,
+};
+use failback::reconcile::{
+    HubImage, HubSnapshots, HubTiming, Record, default_order, device_plan, hub_stamps,
+    import_lines, merge_fleet,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+fn device(id: &str, n: u32) -> DeviceSnapshot {
+    let mut d = DeviceSnapshot {
+        id: id.into(),
+        ..Default::default()
+    };
+    d.device.status = Some(StatusValue {
+        status: Status::Enabled,
+        reason: None,
+    });
+    d.device.authentication = Some(Authentication::sas(
+        Secret::new(&format!("p{n}")),
+        Secret::new(&format!("s{n}")),
+    ));
+    d.device.tags.insert("n".into(), json!(n));
+    d
+}
+
+fn image(devices: &BTreeMap<String, DeviceSnapshot>, salt: &str) -> HubImage {
+    let mut hub = HubImage::new();
+    for d in devices.values() {
+        let record = |e: &Entity, m: &str| Record {
+            entity: e.clone(),
+            etag: format!("{salt}-{}-{m}", d.id),
+            twin_etag: format!("t{salt}-{}-{m}", d.id),
+        };
+        hub.insert(&d.id, None, record(&d.device, ""));
+        for (m, e) in &d.modules {
+            hub.insert(&d.id, Some(m), record(e, m));
+        }
+    }
+    hub
+}
+
+#[derive(Clone, Debug)]
+enum Edit {
+    Delete,
+    Disable,
+    Tag(u32),
+    Rotate(u32),
+    Module(bool),
+    Create,
+}
+
+fn edit() -> impl Strategy<Value = (usize, Edit)> {
+    (
+        0..6usize,
+        prop_oneof![
+            Just(Edit::Delete),
+            Just(Edit::Disable),
+            (0..100u32).prop_map(Edit::Tag),
+            (0..100u32).prop_map(Edit::Rotate),
+            any::<bool>().prop_map(Edit::Module),
+            Just(Edit::Create),
+        ],
+    )
+}
+
+fn edited(
+    base: &BTreeMap<String, DeviceSnapshot>,
+    edits: &[(usize, Edit)],
+    salt: u32,
+) -> BTreeMap<String, DeviceSnapshot> {
+    let mut out = base.clone();
+    for (i, e) in edits {
+        let id = format!("d{i}");
+        match e {
+            Edit::Delete => {
+                out.remove(&id);
+            }
+            Edit::Create => {
+                out.entry(id.clone())
+                    .or_insert_with(|| device(&id, 1000 + salt));
+            }
+            other => {
+                let Some(d) = out.get_mut(&id) else { continue };
+                match other {
+                    Edit::Disable => {
+                        d.device.status = Some(StatusValue {
+                            status: Status::Disabled,
+                            reason: Some("r".into()),
+                        })
+                    }
+                    Edit::Tag(n) => {
+                        d.device.tags.insert(format!("t{salt}"), json!(n));
+                    }
+                    Edit::Rotate(n) => {
+                        d.device.authentication = device(&id, n + salt * 1000).device.authentication
+                    }
+                    Edit::Module(add) => {
+                        if *add {
+                            // Exports carry every identity's keys; a line without them would
+                            // get fresh keys from the hub.
+                            let module = Entity {
+                                authentication: device("m", salt).device.authentication,
+                                ..Entity::default()
+                            };
+                            d.modules.insert("m".into(), module);
+                        } else {
+                            d.modules.remove("m");
+                        }
+                    }
+                    _ => unreachable!(),
+                }
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn plans_reach_the_merged_state_and_a_second_merge_is_empty(
+        p_edits in prop::collection::vec(edit(), 0..8),
+        s_edits in prop::collection::vec(edit(), 0..8),
+        jobs in 1..4usize,
+    ) {
+        let base: BTreeMap<String, DeviceSnapshot> = (0..4).map(|i| (format!("d{i}"), device(&format!("d{i}"), i))).collect();
+        let names = [ReplicaId::new("primary").unwrap(), ReplicaId::new("secondary").unwrap()];
+        let hubs = [
+            HubSnapshots { hub: names[0].clone(), devices: edited(&base, &p_edits, 1), times: BTreeMap::new() },
+            HubSnapshots { hub: names[1].clone(), devices: edited(&base, &s_edits, 2), times: BTreeMap::new() },
+        ];
+        let timing: Vec<HubTiming> = names.iter().map(|h| HubTiming { hub: h.clone(), real_times: false, as_of: None, newest: None }).collect();
+        let order = default_order(&names).unwrap();
+        let stamps = hub_stamps(&timing, Some(&order), 0, 1).unwrap();
+        let outcomes = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), jobs);
+        prop_assert_eq!(&outcomes, &merge_fleet(Some(&base), &[hubs[1].clone(), hubs[0].clone()], &stamps, &Policies::default(), 1));
+        let merged: BTreeMap<String, DeviceSnapshot> = outcomes.iter().filter_map(|o| o.merge.merged.clone().map(|m| (o.id.clone(), m))).collect();
+
+        let mut applied = Vec::new();
+        for (k, hub) in hubs.iter().enumerate() {
+            let mut img = image(&hub.devices, &k.to_string());
+            let mut lines = Vec::new();
+            for o in &outcomes {
+                lines.extend(import_lines(&device_plan(hub.devices.get(&o.id), o.merge.merged.as_ref()), &img));
+            }
+            let errors = img.apply(&lines);
+            prop_assert!(errors.is_empty(), "{errors:?}");
+            prop_assert_eq!(&img.snapshots(), &merged);
+            // A plan applied twice: every guarded line now fails, nothing changes.
+            let again = img.clone();
+            img.apply(&lines);
+            prop_assert_eq!(img.snapshots(), again.snapshots());
+            applied.push(HubSnapshots { hub: hub.hub.clone(), devices: img.snapshots(), times: BTreeMap::new() });
+        }
+        let second = merge_fleet(Some(&merged), &applied, &stamps, &Policies::default(), jobs);
+        for o in &second {
+            prop_assert!(o.merge.conflicts.is_empty());
+            for hub in &applied {
+                prop_assert!(device_plan(hub.devices.get(&o.id), o.merge.merged.as_ref()).is_empty());
+            }
+        }
+    }
+}
