@@ -13,7 +13,7 @@ use super::twin::Section;
 use super::write::Write;
 use super::{DeviceSnapshot, DeviceTimes, EntityTimes, JsonMap};
 use crate::clock::{ReplicaId, Stamp, VersionVector};
-use crate::kernel::{Causal, CausalContext, DotStore, Merge, OrMap};
+use crate::kernel::{Causal, CausalContext, DotStore, Merge};
 
 /// All device documents of a hub replica, with the causal context of every
 /// write seen.
@@ -64,7 +64,63 @@ use crate::kernel::{Causal, CausalContext, DotStore, Merge, OrMap};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HubState {
     #[serde(flatten)]
-    doc: Causal<OrMap<String, Lineage<DeviceDoc>>>,
+    doc: Causal<Devices>,
+}
+
+/// The devices of a hub by id: a B-tree, unlike a document's small maps,
+/// because a hub holds up to a million and takes them in any order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Devices(BTreeMap<String, Lineage<DeviceDoc>>);
+
+impl Devices {
+    fn entry_mut(&mut self, id: String) -> &mut Lineage<DeviceDoc> {
+        self.0.entry(id).or_default()
+    }
+
+    fn get(&self, id: &str) -> Option<&Lineage<DeviceDoc>> {
+        self.0.get(id)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Lineage<DeviceDoc>> {
+        self.0.get_mut(id)
+    }
+
+    fn prune(&mut self) {
+        self.0.retain(|_, lineage| !lineage.is_bottom());
+    }
+}
+
+impl DotStore for Devices {
+    fn is_bottom(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext) {
+        let empty = Lineage::default();
+        for (id, mine) in self.0.iter_mut() {
+            match other.0.get(id) {
+                Some(theirs) => mine.join(ctx, theirs, other_ctx),
+                None => mine.join(ctx, &empty, other_ctx),
+            }
+        }
+        for (id, theirs) in &other.0 {
+            if !self.0.contains_key(id) {
+                let mut fresh = Lineage::default();
+                fresh.join(ctx, theirs, other_ctx);
+                if !fresh.is_bottom() {
+                    self.0.insert(id.clone(), fresh);
+                }
+            }
+        }
+        self.prune();
+    }
+
+    fn for_each_dot(&self, f: &mut dyn FnMut(&crate::clock::Dot)) {
+        for lineage in self.0.values() {
+            lineage.for_each_dot(f);
+        }
+    }
 }
 
 /// A twin PATCH addressed to one section of a device or module.
@@ -133,7 +189,7 @@ impl HubState {
     /// Returns whether it was live.
     pub fn delete_device(&mut self, replica: &ReplicaId, id: &str, stamp: &Stamp) -> bool {
         let mut w = Write::new(replica, &mut self.doc.ctx);
-        let Some(lineage) = self.doc.store.get_mut(&id.to_owned()) else {
+        let Some(lineage) = self.doc.store.get_mut(id) else {
             return false;
         };
         device::delete_device(lineage, &mut w, stamp);
@@ -151,7 +207,7 @@ impl HubState {
         times: Option<&EntityTimes>,
     ) -> bool {
         let mut w = Write::new(replica, &mut self.doc.ctx);
-        let Some(lineage) = self.doc.store.get_mut(&patch.id.to_owned()) else {
+        let Some(lineage) = self.doc.store.get_mut(patch.id) else {
             return false;
         };
         let stamps = EntityStamps {
@@ -176,13 +232,13 @@ impl HubState {
         policies: &Policies,
         conflicts: &mut Vec<Conflict>,
     ) -> Option<DeviceSnapshot> {
-        let lineage = self.doc.store.get(&id.to_owned())?;
+        let lineage = self.doc.store.get(id)?;
         device::read_device(id, lineage, policies, conflicts)
     }
 
     /// Every device id the state knows, live or deleted, in order.
     pub fn device_ids(&self) -> impl Iterator<Item = &str> + '_ {
-        self.doc.store.keys().map(String::as_str)
+        self.doc.store.0.keys().map(String::as_str)
     }
 
     /// Every conflict of the state under `policies`, by device.
@@ -190,7 +246,7 @@ impl HubState {
     /// A function of the state: the same for any order of merges.
     pub fn conflicts(&self, policies: &Policies) -> Vec<Conflict> {
         let mut out = Vec::new();
-        for (id, lineage) in self.doc.store.iter() {
+        for (id, lineage) in &self.doc.store.0 {
             device::read_device(id, lineage, policies, &mut out);
         }
         out
@@ -210,7 +266,7 @@ impl HubState {
     /// write outside `seen`, whole.
     pub fn delta_since(&self, seen: &VersionVector) -> HubDelta {
         let mut devices = BTreeMap::new();
-        for (id, lineage) in self.doc.store.iter() {
+        for (id, lineage) in &self.doc.store.0 {
             let mut newer = false;
             lineage.for_each_dot(&mut |dot| newer |= !seen.contains(dot));
             if newer {
@@ -248,7 +304,7 @@ impl HubState {
     /// As said.
     pub fn check_invariants(&self) {
         self.doc.check_invariants();
-        for (_, lineage) in self.doc.store.iter() {
+        for lineage in self.doc.store.0.values() {
             assert!(!lineage.is_bottom(), "empty lineage stored");
         }
     }

@@ -148,8 +148,8 @@ impl<V> MvReg<V> {
     /// Replaces every sibling by one write, in place. The caller records
     /// `dot` in the context that goes with this store.
     pub fn set(&mut self, dot: Dot, stamp: Stamp, value: V) {
-        self.entries.clear();
-        self.entries.push(Entry { dot, stamp, value });
+        // A fresh one-slot vector: a pushed-to vector would reserve four.
+        self.entries = vec![Entry { dot, stamp, value }];
     }
 
     /// A register holding exactly one write.

@@ -1,9 +1,8 @@
 //! The observed-remove map: keys holding nested causal stores.
 
 use std::collections::BTreeMap;
-use std::collections::btree_map;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Causal, CausalContext, DotStore};
 use crate::clock::Dot;
@@ -45,38 +44,40 @@ use crate::clock::Dot;
 /// # let _ = b;
 /// # Ok::<(), failback::clock::InvalidReplicaId>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-#[serde(bound(
-    serialize = "K: Serialize + Ord, S: Serialize",
-    deserialize = "K: Deserialize<'de> + Ord, S: Deserialize<'de>"
-))]
+///
+/// Stored as a vector sorted by key: a document's maps are small, and a
+/// vector costs a fraction of a B-tree's nodes for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrMap<K, S> {
-    entries: BTreeMap<K, S>,
+    entries: Vec<(K, S)>,
 }
 
 impl<K, S> Default for OrMap<K, S> {
     fn default() -> Self {
         Self {
-            entries: BTreeMap::new(),
+            entries: Vec::new(),
         }
     }
 }
 
 impl<K: Ord, S> OrMap<K, S> {
+    fn find(&self, key: &K) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
     /// The value under `key`.
     pub fn get(&self, key: &K) -> Option<&S> {
-        self.entries.get(key)
+        self.find(key).ok().map(|i| &self.entries[i].1)
     }
 
     /// The entries in key order.
-    pub fn iter(&self) -> btree_map::Iter<'_, K, S> {
-        self.entries.iter()
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &S)> + '_ {
+        self.entries.iter().map(|(k, v)| (k, v))
     }
 
     /// The keys in order.
-    pub fn keys(&self) -> btree_map::Keys<'_, K, S> {
-        self.entries.keys()
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + '_ {
+        self.entries.iter().map(|(k, _)| k)
     }
 
     /// The number of keys present.
@@ -88,38 +89,52 @@ impl<K: Ord, S> OrMap<K, S> {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Mutable access to every value; the caller keeps the context in step
+    /// and calls [`OrMap::prune`] if a value may have become empty.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut S> + '_ {
+        self.entries.iter_mut().map(|(_, v)| v)
+    }
+
+    /// Mutable access to the value under `key`, when present.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut S> {
+        let i = self.find(key).ok()?;
+        Some(&mut self.entries[i].1)
+    }
 }
 
 impl<K: Ord + Clone, S: DotStore> OrMap<K, S> {
     /// Mutable access to the value under `key`, created empty when absent.
     /// Used by documents that apply their own local writes in place; the
-    /// caller keeps the context in step and must not leave an empty value.
+    /// caller keeps the context in step and prunes empty values.
     pub fn entry_mut(&mut self, key: K) -> &mut S {
-        self.entries.entry(key).or_default()
+        let i = match self.find(&key) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(i, (key, S::default()));
+                i
+            }
+        };
+        &mut self.entries[i].1
     }
 
-    /// Mutable access to every value; the caller keeps the context in step
-    /// and calls [`OrMap::prune`] if a value may have become empty.
-    pub fn values_mut(&mut self) -> btree_map::ValuesMut<'_, K, S> {
-        self.entries.values_mut()
-    }
-
-    /// Mutable access to the value under `key`, when present.
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut S> {
-        self.entries.get_mut(key)
-    }
-
-    /// Drops keys whose value holds no dot.
+    /// Drops keys whose value holds no dot, and the spare capacity that
+    /// inserting left: documents hold millions of these small maps.
     pub fn prune(&mut self) {
-        self.entries.retain(|_, v| !v.is_bottom());
+        self.entries.retain(|(_, v)| !v.is_bottom());
+        self.entries.shrink_to_fit();
     }
 
-    /// Inserts a value directly (used by deltas and documents).
+    /// Inserts a value directly (used by deltas and documents); an empty
+    /// value removes the key.
     pub fn insert(&mut self, key: K, value: S) {
-        if value.is_bottom() {
-            self.entries.remove(&key);
-        } else {
-            self.entries.insert(key, value);
+        match (self.find(&key), value.is_bottom()) {
+            (Ok(i), true) => {
+                self.entries.remove(i);
+            }
+            (Ok(i), false) => self.entries[i].1 = value,
+            (Err(_), true) => {}
+            (Err(i), false) => self.entries.insert(i, (key, value)),
         }
     }
 }
@@ -131,31 +146,64 @@ impl<K: Ord + Clone, S: DotStore + Clone> DotStore for OrMap<K, S> {
 
     fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext) {
         let empty = S::default();
-        // Keys only here: keep what the other side never saw.
-        for (key, mine) in self.entries.iter_mut() {
-            if !other.entries.contains_key(key) {
-                mine.join(ctx, &empty, other_ctx);
-            }
-        }
-        for (key, theirs) in &other.entries {
-            match self.entries.get_mut(key) {
-                Some(mine) => mine.join(ctx, theirs, other_ctx),
-                None => {
-                    let mut fresh = S::default();
-                    fresh.join(ctx, theirs, other_ctx);
-                    if !fresh.is_bottom() {
-                        self.entries.insert(key.clone(), fresh);
-                    }
+        let mine = std::mem::take(&mut self.entries);
+        let mut merged = Vec::with_capacity(mine.len().max(other.entries.len()));
+        let mut mine = mine.into_iter().peekable();
+        let mut theirs = other.entries.iter().peekable();
+        loop {
+            let order = match (mine.peek(), theirs.peek()) {
+                (Some((a, _)), Some((b, _))) => a.cmp(b),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => break,
+            };
+            let (key, value) = match order {
+                std::cmp::Ordering::Equal => {
+                    let ((key, mut value), (_, other_value)) =
+                        (mine.next().expect("peeked"), theirs.next().expect("peeked"));
+                    value.join(ctx, other_value, other_ctx);
+                    (key, value)
                 }
+                // Only here: keep what the other side never saw.
+                std::cmp::Ordering::Less => {
+                    let (key, mut value) = mine.next().expect("peeked");
+                    value.join(ctx, &empty, other_ctx);
+                    (key, value)
+                }
+                // Only there: take what this side never saw.
+                std::cmp::Ordering::Greater => {
+                    let (key, other_value) = theirs.next().expect("peeked");
+                    let mut value = S::default();
+                    value.join(ctx, other_value, other_ctx);
+                    (key.clone(), value)
+                }
+            };
+            if !value.is_bottom() {
+                merged.push((key, value));
             }
         }
-        self.prune();
+        self.entries = merged;
     }
 
     fn for_each_dot(&self, f: &mut dyn FnMut(&Dot)) {
-        for value in self.entries.values() {
+        for (_, value) in &self.entries {
             value.for_each_dot(f);
         }
+    }
+}
+
+impl<K: Serialize, S: Serialize> Serialize for OrMap<K, S> {
+    fn serialize<Ser: Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        s.collect_map(self.entries.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de, K: Deserialize<'de> + Ord, S: Deserialize<'de>> Deserialize<'de> for OrMap<K, S> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<K, S>::deserialize(d)?;
+        Ok(Self {
+            entries: map.into_iter().collect(),
+        })
     }
 }
 
