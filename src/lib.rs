@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod appmeta;
 pub mod clock;
 pub mod doc;
 pub mod kernel;
