@@ -27,6 +27,7 @@ enum Op {
     Delete { r: usize, d: usize },
     Create { r: usize, d: usize },
     Module { r: usize, d: usize, add: bool },
+    App { r: usize, key: usize },
     Sync { from: usize, to: usize },
 }
 
@@ -154,6 +155,14 @@ impl Sim {
                 let seen = self.retired[from].clone();
                 self.retired[to].extend(seen);
             }
+            Op::App { r, key } => {
+                let value = self.unique(r);
+                let mut routes = self.states[r]
+                    .app("routes")
+                    .map_or_else(|| json!({}), |doc| doc.to_json());
+                routes[format!("k{key}")] = json!(value);
+                self.states[r].set_app(&hub(r), "routes", &routes).unwrap();
+            }
             Op::Create { r, d } => {
                 if self.read(r, d).is_none() {
                     let tag = self.unique(r);
@@ -175,7 +184,9 @@ impl Sim {
                     | Op::Status { r, d, .. }
                     | Op::Rotate { r, d }
                     | Op::Module { r, d, .. } => (r, d),
-                    Op::Sync { .. } | Op::Create { .. } | Op::Delete { .. } => unreachable!(),
+                    Op::Sync { .. } | Op::Create { .. } | Op::Delete { .. } | Op::App { .. } => {
+                        unreachable!()
+                    }
                 };
                 let Some(mut device) = self.read(r, d) else {
                     return;

@@ -12,6 +12,7 @@ use super::policy::Policies;
 use super::twin::Section;
 use super::write::Write;
 use super::{DeviceSnapshot, DeviceTimes, EntityTimes, JsonMap};
+use crate::appmeta::AppDocument;
 use crate::clock::{ReplicaId, Stamp, VersionVector};
 use crate::kernel::{Causal, CausalContext, DotStore, Merge};
 
@@ -65,6 +66,10 @@ use crate::kernel::{Causal, CausalContext, DotStore, Merge};
 pub struct HubState {
     #[serde(flatten)]
     doc: Causal<Devices>,
+    /// The solution's application-metadata documents by name, each merged
+    /// by automerge.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    apps: BTreeMap<String, AppDocument>,
 }
 
 /// The devices of a hub by id: a B-tree, unlike a document's small maps,
@@ -145,6 +150,10 @@ pub struct TwinPatch<'a> {
 pub struct HubDelta {
     ctx: CausalContext,
     devices: BTreeMap<String, Lineage<DeviceDoc>>,
+    /// Application documents travel whole: they are small, and merging one
+    /// twice changes nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    apps: BTreeMap<String, AppDocument>,
 }
 
 impl HubDelta {
@@ -276,6 +285,7 @@ impl HubState {
         HubDelta {
             ctx: self.doc.ctx.clone(),
             devices,
+            apps: self.apps.clone(),
         }
     }
 
@@ -288,6 +298,40 @@ impl HubState {
         }
         self.doc.store.prune();
         self.doc.ctx.join(&delta.ctx);
+        merge_apps(&mut self.apps, &delta.apps);
+    }
+
+    /// The application-metadata document `name`.
+    pub fn app(&self, name: &str) -> Option<&AppDocument> {
+        self.apps.get(name)
+    }
+
+    /// The names of the application-metadata documents, in order.
+    pub fn app_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.apps.keys().map(String::as_str)
+    }
+
+    /// Sets application-metadata document `name` to `value` as an edit of
+    /// `replica`: only what differs is written, so concurrent edits of other
+    /// keys survive the merge.
+    ///
+    /// # Errors
+    ///
+    /// As [`AppDocument::set_json`].
+    pub fn set_app(
+        &mut self,
+        replica: &ReplicaId,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<bool, crate::appmeta::AppMetaError> {
+        match self.apps.get_mut(name) {
+            Some(doc) => doc.set_json(replica, value),
+            None => {
+                let doc = AppDocument::from_json(replica, value)?;
+                self.apps.insert(name.to_owned(), doc);
+                Ok(true)
+            }
+        }
     }
 
     /// The canonical serialization: the same state always gives the same
@@ -313,5 +357,17 @@ impl HubState {
 impl Merge for HubState {
     fn merge(&mut self, other: &Self) {
         self.doc.merge(&other.doc);
+        merge_apps(&mut self.apps, &other.apps);
+    }
+}
+
+fn merge_apps(mine: &mut BTreeMap<String, AppDocument>, theirs: &BTreeMap<String, AppDocument>) {
+    for (name, doc) in theirs {
+        match mine.get_mut(name) {
+            Some(existing) => existing.merge(doc),
+            None => {
+                mine.insert(name.clone(), doc.clone());
+            }
+        }
     }
 }
