@@ -1,0 +1,163 @@
+//! `failback apply` and `failback diff`.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use failback::doc::DeviceSnapshot;
+use failback::format::{ExportLineRef, ExportReader, read_export, write_export_line};
+use failback::reconcile::{HubImage, ImportLine, Record, identity_differs, twin_differs};
+
+use super::Failure;
+
+/// Arguments of `failback apply`.
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    /// The hub's export file.
+    #[arg(long, value_name = "FILE")]
+    hub: PathBuf,
+    /// The import plan (an import file).
+    #[arg(long, value_name = "PLAN")]
+    plan: PathBuf,
+    /// Where to write the hub after the import (default: standard output).
+    /// Failed lines go to FILE.importErrors.log (default: standard error).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// Arguments of `failback diff`.
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    /// An export file.
+    a: PathBuf,
+    /// Another export file.
+    b: PathBuf,
+}
+
+fn input(e: impl std::fmt::Display) -> Failure {
+    Failure::Input(e.to_string())
+}
+
+fn read_image(path: &Path) -> Result<HubImage, Failure> {
+    let export = read_export(path).map_err(input)?;
+    let mut image = HubImage::new();
+    for (id, device) in export.devices {
+        let record = |entity: &failback::doc::Entity, etag: Option<String>, twin: Option<String>| Record {
+            entity: entity.clone(),
+            etag: etag.unwrap_or_default(),
+            twin_etag: twin.unwrap_or_default(),
+        };
+        image.insert(&id, None, record(&device.snapshot.device, device.etag.clone(), device.twin_etag.clone()));
+        for (module_id, entity) in &device.snapshot.modules {
+            let (etag, twin) = device.module_etags.get(module_id).cloned().unwrap_or_default();
+            image.insert(&id, Some(module_id), record(entity, etag, twin));
+        }
+    }
+    Ok(image)
+}
+
+/// Runs `failback apply`.
+pub fn apply(args: ApplyArgs) -> Result<ExitCode, Failure> {
+    let mut image = read_image(&args.hub)?;
+    let plan_name = args.plan.display().to_string();
+    let file = File::open(&args.plan).map_err(|e| Failure::Input(format!("{plan_name}: {e}")))?;
+    let mut lines = Vec::new();
+    for line in ExportReader::new(BufReader::new(file), plan_name) {
+        let line = line.map_err(input)?;
+        lines.push(ImportLine {
+            mode: line.import_mode,
+            id: line.id,
+            module_id: line.module_id,
+            etag: line.etag,
+            twin_etag: line.twin_etag,
+            entity: line.entity,
+        });
+    }
+    let errors = image.apply(&lines);
+    let write_hub = |w: &mut dyn Write| -> std::io::Result<()> {
+        let mut w = BufWriter::new(w);
+        for (id, module_id, record) in image.records() {
+            let line = ExportLineRef {
+                id,
+                module_id,
+                etag: Some(&record.etag),
+                twin_etag: Some(&record.twin_etag),
+                import_mode: None,
+                entity: &record.entity,
+            };
+            write_export_line(&mut w, &line)?;
+        }
+        w.flush()
+    };
+    let internal = |e: std::io::Error| Failure::Internal(e.to_string());
+    let mut log = Vec::new();
+    for error in &errors {
+        serde_json::to_writer(&mut log, error).map_err(|e| Failure::Internal(e.to_string()))?;
+        log.push(b'\n');
+    }
+    match &args.out {
+        Some(path) => {
+            let tmp = path.with_extension("tmp");
+            write_hub(&mut File::create(&tmp).map_err(internal)?).map_err(internal)?;
+            std::fs::rename(&tmp, path).map_err(internal)?;
+            let mut log_path = path.clone().into_os_string();
+            log_path.push(".importErrors.log");
+            std::fs::write(&log_path, &log).map_err(internal)?;
+        }
+        None => {
+            write_hub(&mut std::io::stdout().lock()).map_err(internal)?;
+            std::io::stderr().write_all(&log).map_err(internal)?;
+        }
+    }
+    eprintln!("applied {} lines, {} failed", lines.len() - errors.len(), errors.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(a: &DeviceSnapshot, b: &DeviceSnapshot) -> String {
+    let mut parts = Vec::new();
+    if identity_differs(&a.device, &b.device) {
+        parts.push("identity".to_owned());
+    }
+    if twin_differs(&a.device, &b.device) {
+        parts.push("twin".to_owned());
+    }
+    let modules: BTreeSet<&String> = a.modules.keys().chain(b.modules.keys()).collect();
+    for m in modules {
+        if a.modules.get(m) != b.modules.get(m) {
+            parts.push(format!("module {m}"));
+        }
+    }
+    parts.join(", ")
+}
+
+/// Runs `failback diff`: exit 0 when equal, 1 with a summary otherwise.
+pub fn diff(args: DiffArgs) -> Result<ExitCode, Failure> {
+    let a = read_export(&args.a).map_err(input)?;
+    let b = read_export(&args.b).map_err(input)?;
+    let ids: BTreeSet<&String> = a.devices.keys().chain(b.devices.keys()).collect();
+    let mut differences = Vec::new();
+    for id in ids {
+        match (a.devices.get(id), b.devices.get(id)) {
+            (Some(_), None) => differences.push(format!("{id}: only in {}", args.a.display())),
+            (None, Some(_)) => differences.push(format!("{id}: only in {}", args.b.display())),
+            (Some(x), Some(y)) if x.snapshot != y.snapshot => {
+                differences.push(format!("{id}: differs in {}", describe(&x.snapshot, &y.snapshot)));
+            }
+            _ => {}
+        }
+    }
+    if differences.is_empty() {
+        println!("equal: {} devices", a.devices.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} devices differ", differences.len());
+    for line in differences.iter().take(50) {
+        println!("  {line}");
+    }
+    if differences.len() > 50 {
+        println!("  ... and {} more", differences.len() - 50);
+    }
+    Ok(ExitCode::from(1))
+}

@@ -1,0 +1,120 @@
+//! `failback merge`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use failback::clock::{SystemTime, TimeSource};
+use failback::doc::Policies;
+use failback::format::Format;
+use failback::job::{MergeJob, run_merge};
+use failback::ReplicaId;
+
+use super::{Failure, parse_duration_ms, parse_rfc3339_ms};
+
+/// Arguments of `failback merge`.
+#[derive(clap::Args, Debug)]
+pub struct MergeArgs {
+    /// The common base: the backup the secondary was seeded from. Required
+    /// for bulk exports, optional for twin files.
+    #[arg(long, value_name = "BASE.jsonl")]
+    base: Option<PathBuf>,
+    /// A hub and its file (export or twin JSONL), twice or more.
+    #[arg(long = "hub", value_name = "NAME=FILE", required = true)]
+    hubs: Vec<String>,
+    /// Where the results go, written whole or not at all.
+    #[arg(long, value_name = "DIR", default_value = "failback-out")]
+    out: PathBuf,
+    /// The order the hubs were active in, most recent last (default:
+    /// primary,secondary when those are the hubs).
+    #[arg(long, value_name = "HUB,HUB", value_delimiter = ',')]
+    active_order: Option<Vec<String>>,
+    /// The end of the period in which a hub took the writes of its file.
+    #[arg(long = "as-of", value_name = "NAME=RFC3339")]
+    as_of: Vec<String>,
+    /// How far ahead of this machine's clock a time may be (e.g. 5m, 90s).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    max_drift: String,
+    /// Threads for the merge (default: all cores). Output is the same for any value.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Force the input format instead of detecting it per file.
+    #[arg(long, value_name = "export|twin")]
+    format: Option<String>,
+}
+
+fn hub_name(text: &str) -> Result<ReplicaId, Failure> {
+    ReplicaId::new(text).map_err(|e| Failure::Input(e.to_string()))
+}
+
+/// Runs `failback merge`.
+pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
+    let mut hubs = Vec::new();
+    for spec in &args.hubs {
+        let (name, file) = spec
+            .split_once('=')
+            .ok_or_else(|| Failure::Input(format!("--hub {spec:?}: expected NAME=FILE")))?;
+        hubs.push((hub_name(name)?, PathBuf::from(file)));
+    }
+    let mut as_of = BTreeMap::new();
+    for spec in &args.as_of {
+        let (name, time) = spec
+            .split_once('=')
+            .ok_or_else(|| Failure::Input(format!("--as-of {spec:?}: expected NAME=RFC3339")))?;
+        as_of.insert(hub_name(name)?, parse_rfc3339_ms(time)?);
+    }
+    let active_order = args
+        .active_order
+        .map(|names| names.iter().map(|n| hub_name(n)).collect::<Result<Vec<_>, _>>())
+        .transpose()?;
+    let format = args
+        .format
+        .as_deref()
+        .map(|f| f.parse::<Format>().map_err(|e| Failure::Input(e.to_string())))
+        .transpose()?;
+    let job = MergeJob {
+        base: args.base,
+        hubs,
+        out: args.out.clone(),
+        active_order,
+        as_of,
+        max_drift_ms: parse_duration_ms(&args.max_drift)?,
+        now_ms: SystemTime.now_ms(),
+        jobs: args.jobs.unwrap_or_else(super::cores),
+        format,
+        policies: Policies::default(),
+    };
+    let report = run_merge(&job).map_err(|e| {
+        if e.is_input() {
+            Failure::Input(e.to_string())
+        } else {
+            Failure::Internal(e.to_string())
+        }
+    })?;
+    println!("merged {} devices", report.devices_merged);
+    for (outcome, n) in &report.outcomes {
+        println!("  {outcome:<12} {n}");
+    }
+    for (hub, modes) in &report.plans {
+        let total: usize = modes.values().sum();
+        let detail: Vec<String> = modes.iter().map(|(m, n)| format!("{m} {n}")).collect();
+        println!("{hub}: {total} import operations{}", if detail.is_empty() { String::new() } else { format!(" ({})", detail.join(", ")) });
+    }
+    let total: usize = report.conflicts.values().sum();
+    println!("conflicts: {total}");
+    for (rule, n) in &report.conflicts {
+        println!("  {rule:<18} {n}");
+    }
+    let skipped: u64 = report.skipped_lines.values().sum();
+    if skipped > 0 {
+        println!("skipped {skipped} warning lines");
+    }
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    println!(
+        "results in {}: merged.jsonl, <hub>.import.jsonl, conflicts.jsonl, report.json",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
