@@ -9,5 +9,6 @@
 pub mod clock;
 pub mod doc;
 pub mod kernel;
+pub mod validate;
 
 pub use clock::{Dot, ReplicaId, Stamp, VersionVector};
