@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod doc;
+pub mod format;
 pub mod kernel;
 pub mod validate;
 
