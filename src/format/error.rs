@@ -79,29 +79,29 @@ pub enum ReadErrorKind {
     #[error("duplicate field")]
     DuplicateField,
     /// `importMode` is none of the nine modes.
-    #[error("unknown importMode {}", shown_value(.value))]
+    #[error("unknown importMode {}", shown(.value))]
     UnknownImportMode {
-        /// The value read.
-        value: String,
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
     },
     /// `status` is neither `enabled` nor `disabled`.
-    #[error("invalid status {}, expected \"enabled\" or \"disabled\"", shown_value(.value))]
+    #[error("invalid status {}, expected \"enabled\" or \"disabled\"", shown(.value))]
     InvalidStatus {
-        /// The value read.
-        value: String,
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
     },
     /// `authentication.type` is none of `sas`, `selfSigned`,
     /// `certificateAuthority`, `none`.
-    #[error("invalid authentication type {}", shown_value(.value))]
+    #[error("invalid authentication type {}", shown(.value))]
     InvalidAuthType {
-        /// The value read.
-        value: String,
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
     },
     /// A timestamp is not ISO-8601 / RFC 3339.
-    #[error("unparseable timestamp {}", shown_value(.value))]
+    #[error("unparseable timestamp {}", shown(.value))]
     InvalidTimestamp {
-        /// The value read.
-        value: String,
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
     },
     /// A limit of IoT Hub is broken.
     #[error("{0}")]
@@ -134,17 +134,30 @@ pub enum ReadErrorKind {
     },
 }
 
-/// The longest value of an enumerated field an error shows.
-const SHOWN_VALUE_MAX: usize = 40;
+/// The longest value of an enumerated field an error keeps.
+const SHOWN_VALUE_MAX: usize = 64;
 
-/// A value for a message: quoted and escaped when short, its length
-/// otherwise, so that a misplaced key can never be printed whole.
-fn shown_value(value: &str) -> String {
+/// A value of an enumerated field (`status`, `importMode`, a timestamp)
+/// to keep in an error, or `None` when it might be a key or thumbprint
+/// put in the wrong field: long, or 16 characters or more of the base64
+/// alphabet with a digit, `+`, `/` or `=` (hex thumbprints and base64 keys
+/// always are; `Enabled`, `CreateOrUpdate` or a timestamp never are).
+pub(crate) fn safe_value(value: &str) -> Option<String> {
     let chars = value.chars().count();
-    if chars <= SHOWN_VALUE_MAX {
-        format!("{value:?}")
-    } else {
-        format!("({chars} characters)")
+    let base64 = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_'));
+    let marked = value
+        .chars()
+        .any(|c| c.is_ascii_digit() || matches!(c, '+' | '/' | '='));
+    let secret_like = chars >= 16 && base64 && marked;
+    (chars <= SHOWN_VALUE_MAX && !secret_like).then(|| value.to_owned())
+}
+
+fn shown(value: &Option<String>) -> String {
+    match value {
+        Some(value) => format!("{value:?}"),
+        None => "(not shown)".to_owned(),
     }
 }
 
@@ -243,13 +256,27 @@ mod tests {
 
     #[test]
     fn long_values_and_ids_are_not_shown_whole() {
-        let kind = ReadErrorKind::InvalidStatus {
-            value: "k".repeat(44),
-        };
-        assert_eq!(
-            kind.to_string(),
-            r#"invalid status (44 characters), expected "enabled" or "disabled""#
-        );
+        for secret in [
+            "UWaSl1f+BjX8a+7iW60sSZvbhjYbbG+pLDK1EeDq56w=",
+            "6FDAC291C47F01F7C559651F1E2EDE017582085A",
+            "c2VjcmV0LWtleS0x",
+        ] {
+            let kind = ReadErrorKind::InvalidStatus {
+                value: safe_value(secret),
+            };
+            assert_eq!(
+                kind.to_string(),
+                r#"invalid status (not shown), expected "enabled" or "disabled""#
+            );
+            assert!(!format!("{kind:?}").contains(secret));
+        }
+        for shown in [
+            "Enabled",
+            "createOrUpdateIfMatchEtag",
+            "2024-02-30T00:00:00.1234567Z",
+        ] {
+            assert_eq!(safe_value(shown).as_deref(), Some(shown));
+        }
         let err = ReadError::new("f", 1, ReadErrorKind::MissingField)
             .with_device(Some(&"a\n".repeat(100)), None);
         let shown = err.to_string();

@@ -289,7 +289,7 @@ fn convert(raw: RawExport, id: String) -> Result<ExportLine, (String, ReadErrorK
             (
                 "importMode".to_owned(),
                 ReadErrorKind::UnknownImportMode {
-                    value: name.to_owned(),
+                    value: super::error::safe_value(name),
                 },
             )
         })?,

@@ -209,7 +209,7 @@ pub(crate) fn status(value: &str) -> Result<Status, (String, ReadErrorKind)> {
         _ => Err((
             "status".to_owned(),
             ReadErrorKind::InvalidStatus {
-                value: value.to_owned(),
+                value: super::error::safe_value(value),
             },
         )),
     }
@@ -455,7 +455,7 @@ impl RawMeta {
 /// "never", is no time.
 pub(crate) fn parse_time(text: &str) -> Result<Option<i64>, ReadErrorKind> {
     let bad = || ReadErrorKind::InvalidTimestamp {
-        value: text.to_owned(),
+        value: super::error::safe_value(text),
     };
     let time = match chrono::DateTime::parse_from_rfc3339(text) {
         Ok(time) => time.to_utc(),
@@ -505,7 +505,7 @@ impl RawAuth {
                 return Err((
                     "authentication.type".to_owned(),
                     ReadErrorKind::InvalidAuthType {
-                        value: other.to_owned(),
+                        value: super::error::safe_value(other),
                     },
                 ));
             }
