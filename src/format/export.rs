@@ -9,109 +9,15 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::group::{DeviceLine, group};
 use super::lines::Lines;
 use super::raw::{self, Ctx, Key, PropertiesSeed, RawAuth, RawProperties, RawSection, SectionSeed};
 use super::write::{Obj, Properties, Section};
-use super::{Format, ReadError, ReadErrorKind};
+use super::{Format, ImportMode, ReadError, ReadErrorKind};
 use crate::doc::{DeviceSnapshot, Entity, Extra, StatusValue};
 use crate::validate::validate_entity;
-
-/// `importMode` of an import line: what the hub does with it.
-///
-/// All nine modes are read; plans use the guarded ones (`...IfMatchETag`),
-/// so a hub that changed again meanwhile is not clobbered.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(rename_all = "camelCase")]
-pub enum ImportMode {
-    /// Create, or overwrite without an etag check. The default.
-    #[default]
-    CreateOrUpdate,
-    /// Create; an error if the device exists.
-    Create,
-    /// Overwrite without an etag check; an error if the device is absent.
-    Update,
-    /// Overwrite if `eTag` matches.
-    UpdateIfMatchETag,
-    /// Create, or overwrite if `eTag` matches.
-    CreateOrUpdateIfMatchETag,
-    /// Delete.
-    Delete,
-    /// Delete if `eTag` matches.
-    DeleteIfMatchETag,
-    /// Overwrite the twin without an etag check.
-    UpdateTwin,
-    /// Overwrite the twin if `twinETag` matches.
-    UpdateTwinIfMatchETag,
-}
-
-impl ImportMode {
-    /// Every mode, in declaration order.
-    pub const ALL: [ImportMode; 9] = [
-        ImportMode::CreateOrUpdate,
-        ImportMode::Create,
-        ImportMode::Update,
-        ImportMode::UpdateIfMatchETag,
-        ImportMode::CreateOrUpdateIfMatchETag,
-        ImportMode::Delete,
-        ImportMode::DeleteIfMatchETag,
-        ImportMode::UpdateTwin,
-        ImportMode::UpdateTwinIfMatchETag,
-    ];
-
-    /// The name in an import file, such as `updateTwinIfMatchETag`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImportMode::CreateOrUpdate => "createOrUpdate",
-            ImportMode::Create => "create",
-            ImportMode::Update => "update",
-            ImportMode::UpdateIfMatchETag => "updateIfMatchETag",
-            ImportMode::CreateOrUpdateIfMatchETag => "createOrUpdateIfMatchETag",
-            ImportMode::Delete => "delete",
-            ImportMode::DeleteIfMatchETag => "deleteIfMatchETag",
-            ImportMode::UpdateTwin => "updateTwin",
-            ImportMode::UpdateTwinIfMatchETag => "updateTwinIfMatchETag",
-        }
-    }
-
-    /// The mode named `name`, exactly (names are case-sensitive).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use failback::format::ImportMode;
-    ///
-    /// assert_eq!(ImportMode::from_name("deleteIfMatchETag"), Some(ImportMode::DeleteIfMatchETag));
-    /// assert_eq!(ImportMode::from_name("DeleteIfMatchETag"), None);
-    /// ```
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|mode| mode.as_str() == name)
-    }
-
-    /// Whether a line in this mode carries a whole identity, so that
-    /// `status` is required on a device line.
-    pub fn writes_identity(self) -> bool {
-        matches!(
-            self,
-            ImportMode::CreateOrUpdate
-                | ImportMode::Create
-                | ImportMode::Update
-                | ImportMode::UpdateIfMatchETag
-                | ImportMode::CreateOrUpdateIfMatchETag
-        )
-    }
-}
-
-impl fmt::Display for ImportMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One line of an export or import file: a device, or a module of the
 /// device `id`.
@@ -159,13 +65,16 @@ pub struct ExportLine {
 #[derive(Debug)]
 pub struct ExportReader<R> {
     lines: Lines<R>,
+    file: String,
 }
 
 impl<R: BufRead> ExportReader<R> {
     /// Reads `reader`, naming it `file` in errors.
     pub fn new(reader: R, file: impl Into<String>) -> Self {
+        let file = file.into();
         Self {
-            lines: Lines::new(reader, file.into()),
+            lines: Lines::new(reader, file.clone()),
+            file,
         }
     }
 
@@ -187,9 +96,8 @@ impl<R: BufRead> Iterator for ExportReader<R> {
     type Item = Result<ExportLine, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let file = self.lines.file().to_owned();
         Some(match self.lines.next_json()? {
-            Ok((line, text)) => parse_export_line(&file, line, text),
+            Ok((line, text)) => parse_export_line(&self.file, line, text),
             Err(error) => Err(error),
         })
     }
@@ -500,7 +408,7 @@ pub fn read_export(path: impl AsRef<Path>) -> Result<ExportFile, ReadError> {
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
 pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<ExportFile, ReadError> {
-    let file = reader.lines.file().to_owned();
+    let file = reader.file.clone();
     let grouped = group(&file, reader.by_ref())?;
     let devices = grouped
         .into_iter()
@@ -731,15 +639,6 @@ mod tests {
 
     fn parse(text: &str) -> Result<ExportLine, ReadError> {
         parse_export_line("devices.txt", 3, text)
-    }
-
-    #[test]
-    fn every_import_mode_has_its_name() {
-        for mode in ImportMode::ALL {
-            let json = serde_json::to_string(&mode).unwrap_or_default();
-            assert_eq!(json, format!("\"{}\"", mode.as_str()));
-            assert_eq!(ImportMode::from_name(mode.as_str()), Some(mode));
-        }
     }
 
     #[test]

@@ -48,10 +48,6 @@ impl<R: BufRead> Lines<R> {
         self.max_line = max_line;
     }
 
-    pub(crate) fn file(&self) -> &str {
-        &self.file
-    }
-
     pub(crate) fn skipped(&self) -> u64 {
         self.skipped
     }

@@ -43,6 +43,7 @@ mod detect;
 mod error;
 mod export;
 mod group;
+mod import_mode;
 mod lines;
 mod raw;
 mod twin;
@@ -51,9 +52,10 @@ mod write;
 pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input, sniff_format};
 pub use error::{ReadError, ReadErrorKind};
 pub use export::{
-    DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ImportMode,
-    ModuleEtags, collect_export, parse_export_line, read_export, write_device, write_export_line,
+    DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ModuleEtags,
+    collect_export, parse_export_line, read_export, write_device, write_export_line,
 };
+pub use import_mode::ImportMode;
 pub use lines::DEFAULT_MAX_LINE;
 pub use twin::{
     TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, parse_twin_line,

@@ -99,13 +99,16 @@ const FIELDS: [&str; 12] = [
 #[derive(Debug)]
 pub struct TwinReader<R> {
     lines: Lines<R>,
+    file: String,
 }
 
 impl<R: BufRead> TwinReader<R> {
     /// Reads `reader`, naming it `file` in errors.
     pub fn new(reader: R, file: impl Into<String>) -> Self {
+        let file = file.into();
         Self {
-            lines: Lines::new(reader, file.into()),
+            lines: Lines::new(reader, file.clone()),
+            file,
         }
     }
 
@@ -127,9 +130,8 @@ impl<R: BufRead> Iterator for TwinReader<R> {
     type Item = Result<TwinLine, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let file = self.lines.file().to_owned();
         Some(match self.lines.next_json()? {
-            Ok((line, text)) => parse_twin_line(&file, line, text),
+            Ok((line, text)) => parse_twin_line(&self.file, line, text),
             Err(error) => Err(error),
         })
     }
@@ -414,7 +416,7 @@ pub fn read_twins(path: impl AsRef<Path>) -> Result<TwinFile, ReadError> {
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
 pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<TwinFile, ReadError> {
-    let file = reader.lines.file().to_owned();
+    let file = reader.file.clone();
     let grouped = group(&file, reader.by_ref())?;
     let devices = grouped
         .into_iter()
