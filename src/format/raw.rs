@@ -194,7 +194,10 @@ fn found_name(unexpected: &str) -> &'static str {
 fn expected_name(expected: &str) -> String {
     if expected.starts_with("struct ") || expected == "a map" || expected == "map" {
         "an object".to_owned()
-    } else if expected.starts_with('u') || expected.starts_with('i') {
+    } else if matches!(
+        expected,
+        "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64"
+    ) {
         "an integer".to_owned()
     } else {
         expected.to_owned()
