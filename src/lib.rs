@@ -9,7 +9,9 @@
 pub mod appmeta;
 pub mod clock;
 pub mod doc;
+pub mod format;
 pub mod kernel;
 pub mod reconcile;
+pub mod validate;
 
 pub use clock::{Dot, ReplicaId, Stamp, VersionVector};

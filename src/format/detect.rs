@@ -1,0 +1,192 @@
+//! Telling an export file from a twin file by its first JSON line.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+
+use super::lines::Lines;
+use super::raw::Key;
+use super::{
+    ExportFile, ExportReader, ReadError, ReadErrorKind, TwinFile, TwinReader, collect_export,
+    collect_twins,
+};
+
+/// The two line formats a hub's state comes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Format {
+    /// Bulk export / import lines: `id`, `moduleId`, `eTag`, ...
+    Export,
+    /// Twin lines of the query and get-twin APIs: `deviceId`, `etag`,
+    /// `$metadata`, ...
+    Twin,
+}
+
+impl Format {
+    /// `export` or `twin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Export => "export",
+            Format::Twin => "twin",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is neither `export` nor `twin`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {0:?}, expected \"export\" or \"twin\"")]
+pub struct UnknownFormatName(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormatName;
+
+    /// Parses `export` or `twin`, as a command line forces a format.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "export" => Ok(Format::Export),
+            "twin" => Ok(Format::Twin),
+            _ => Err(UnknownFormatName(name.to_owned())),
+        }
+    }
+}
+
+/// The format of one JSON line: [`Format::Twin`] when its object has a
+/// top-level `deviceId`, [`Format::Export`] when it has `id`, `None` when
+/// it has neither or is not a JSON object.
+///
+/// Only the top-level keys are looked at; values are skipped unparsed.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{detect_format, Format};
+///
+/// assert_eq!(detect_format(r#"{"id":"d1","status":"enabled"}"#), Some(Format::Export));
+/// assert_eq!(detect_format(r#"{"properties":{},"deviceId":"d1"}"#), Some(Format::Twin));
+/// assert_eq!(detect_format(r#"{"hello":1}"#), None);
+/// ```
+pub fn detect_format(line: &str) -> Option<Format> {
+    let mut de = serde_json::Deserializer::from_str(line);
+    de::Deserializer::deserialize_map(&mut de, KeysVisitor)
+        .ok()
+        .flatten()
+}
+
+struct KeysVisitor;
+
+impl<'de> Visitor<'de> for KeysVisitor {
+    type Value = Option<Format>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut device_id, mut id) = (false, false);
+        while let Some(Key(key)) = map.next_key()? {
+            device_id |= key == "deviceId";
+            id |= key == "id";
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(match (device_id, id) {
+            (true, _) => Some(Format::Twin),
+            (false, true) => Some(Format::Export),
+            (false, false) => None,
+        })
+    }
+}
+
+/// The format of a stream: `forced` if given, else that of its first line
+/// that starts with `{`. `None` for a stream with no such line.
+///
+/// # Errors
+///
+/// A [`ReadError`] naming `file` when the stream cannot be read or its
+/// first JSON line has neither `id` nor `deviceId`.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{sniff_format, Format};
+///
+/// let input = "Warning: export started\n{\"deviceId\":\"d1\"}\n";
+/// assert_eq!(sniff_format(input.as_bytes(), "x.jsonl", None)?, Some(Format::Twin));
+/// assert_eq!(sniff_format(input.as_bytes(), "x.jsonl", Some(Format::Export))?, Some(Format::Export));
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn sniff_format<R: BufRead>(
+    reader: R,
+    file: &str,
+    forced: Option<Format>,
+) -> Result<Option<Format>, ReadError> {
+    if forced.is_some() {
+        return Ok(forced);
+    }
+    let mut lines = Lines::new(reader, file.to_owned());
+    match lines.next_json() {
+        None => Ok(None),
+        Some(Err(error)) => Err(error),
+        Some(Ok((line, text))) => match detect_format(text) {
+            Some(format) => Ok(Some(format)),
+            None => {
+                let kind = super::raw::syntax_error(text).unwrap_or(ReadErrorKind::UnknownFormat);
+                Err(ReadError::new(file, line, kind))
+            }
+        },
+    }
+}
+
+/// A file read in its format.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputFile {
+    /// A bulk export or import file.
+    Export(ExportFile),
+    /// A twin file.
+    Twin(TwinFile),
+}
+
+/// Reads a file of either format: `forced`, or the format of its first
+/// JSON line. A file with no JSON line at all is an empty export.
+///
+/// # Errors
+///
+/// As [`sniff_format`], then as [`read_export`](super::read_export) or
+/// [`read_twins`](super::read_twins).
+///
+/// # Example
+///
+/// ```no_run
+/// use failback::format::{read_input, InputFile};
+///
+/// match read_input("hub-a.jsonl", None)? {
+///     InputFile::Export(export) => println!("export of {} devices", export.devices.len()),
+///     InputFile::Twin(twins) => println!("twins of {} devices", twins.devices.len()),
+/// }
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn read_input(path: impl AsRef<Path>, forced: Option<Format>) -> Result<InputFile, ReadError> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let open = || {
+        File::open(path)
+            .map(BufReader::new)
+            .map_err(|e| ReadError::io(name.clone(), e))
+    };
+    match sniff_format(open()?, &name, forced)? {
+        Some(Format::Twin) => {
+            collect_twins(TwinReader::new(open()?, name.clone())).map(InputFile::Twin)
+        }
+        Some(Format::Export) | None => {
+            collect_export(ExportReader::new(open()?, name.clone())).map(InputFile::Export)
+        }
+    }
+}

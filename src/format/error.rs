@@ -1,0 +1,286 @@
+//! The one error of every reader: what is wrong, in which file, on which
+//! line, for which device, module and field.
+
+use std::fmt;
+use std::io;
+
+use thiserror::Error;
+
+use crate::validate::{ValidationError, ValidationErrorKind, shown_id};
+
+/// Bad input: a line a reader could not take.
+///
+/// Displays on one line, as the CLI prints it before exiting with status 2:
+///
+/// ```text
+/// devices.txt:12: device "d1" field "properties.desired.a": key contains the forbidden character '.'
+/// ```
+///
+/// Neither `Display` nor `Debug` ever shows a key, a thumbprint or a twin
+/// value: only ids, field paths, and short values of enumerated fields
+/// (`status`, `importMode`, timestamps).
+#[derive(Debug, Error)]
+#[error("{}", self.display())]
+pub struct ReadError {
+    /// The file, as the caller named it.
+    pub file: String,
+    /// The line, counted from 1; 0 for an error about the whole file.
+    pub line: u64,
+    /// The device id, when the line told it.
+    pub device: Option<String>,
+    /// The module id, for a module line.
+    pub module: Option<String>,
+    /// The field, as a dotted path (`properties.desired.a`), when known.
+    pub field: Option<String>,
+    /// What is wrong.
+    #[source]
+    pub kind: ReadErrorKind,
+}
+
+/// What is wrong with a line.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ReadErrorKind {
+    /// The file could not be opened or read.
+    #[error("cannot read: {0}")]
+    Io(#[source] io::Error),
+    /// A line is longer than the reader's bound (1 MiB by default).
+    #[error("line is longer than {limit} bytes")]
+    LineTooLong {
+        /// The bound, in bytes.
+        limit: usize,
+    },
+    /// A line is not UTF-8.
+    #[error("invalid UTF-8 after byte {valid_up_to}")]
+    InvalidUtf8 {
+        /// How many bytes of the line are valid.
+        valid_up_to: usize,
+    },
+    /// A line is not JSON (truncated, for instance).
+    #[error("invalid JSON at column {column}: {message}")]
+    InvalidJson {
+        /// The column of the error, counted from 1.
+        column: usize,
+        /// The parser's message, which never quotes the input.
+        message: String,
+    },
+    /// A field has the wrong JSON type.
+    #[error("expected {expected}, found {found}")]
+    WrongType {
+        /// What the field must be (`a string`, `an object`).
+        expected: String,
+        /// What it is (`a number`, `null`).
+        found: String,
+    },
+    /// A required field is absent.
+    #[error("missing field")]
+    MissingField,
+    /// A field appears twice in one object.
+    #[error("duplicate field")]
+    DuplicateField,
+    /// `importMode` is none of the nine modes.
+    #[error("unknown importMode {}", shown(.value))]
+    UnknownImportMode {
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
+    },
+    /// `status` is neither `enabled` nor `disabled`.
+    #[error("invalid status {}, expected \"enabled\" or \"disabled\"", shown(.value))]
+    InvalidStatus {
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
+    },
+    /// `authentication.type` is none of `sas`, `selfSigned`,
+    /// `certificateAuthority`, `none`.
+    #[error("invalid authentication type {}", shown(.value))]
+    InvalidAuthType {
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
+    },
+    /// A timestamp is not ISO-8601 / RFC 3339.
+    #[error("unparseable timestamp {}", shown(.value))]
+    InvalidTimestamp {
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
+    },
+    /// A limit of IoT Hub is broken.
+    #[error("{0}")]
+    Invalid(#[source] ValidationErrorKind),
+    /// A second line for a device.
+    #[error("duplicate device line, first on line {first_line}")]
+    DuplicateDevice {
+        /// The line of the first one.
+        first_line: u64,
+    },
+    /// A second line for a module.
+    #[error("duplicate module line, first on line {first_line}")]
+    DuplicateModule {
+        /// The line of the first one.
+        first_line: u64,
+    },
+    /// A module line whose device has no line in the file.
+    #[error("module line without a line for its device")]
+    OrphanModule,
+    /// The first JSON line has neither `id` nor `deviceId`.
+    #[error("cannot tell the format: the first JSON line has neither \"id\" nor \"deviceId\"")]
+    UnknownFormat,
+    /// The line is of the other format than the one being read.
+    #[error("line is in {found} format, the file is read as {expected}")]
+    FormatMismatch {
+        /// The format the file is read as.
+        expected: super::Format,
+        /// The format the line is in.
+        found: super::Format,
+    },
+}
+
+/// The longest value of an enumerated field an error keeps.
+const SHOWN_VALUE_MAX: usize = 64;
+
+/// A value of an enumerated field (`status`, `importMode`, a timestamp)
+/// to keep in an error, or `None` when it might be a key or thumbprint
+/// put in the wrong field: long, or 16 characters or more of the base64
+/// alphabet with a digit, `+`, `/` or `=` (hex thumbprints and base64 keys
+/// always are; `Enabled`, `CreateOrUpdate` or a timestamp never are).
+pub(crate) fn safe_value(value: &str) -> Option<String> {
+    let chars = value.chars().count();
+    let base64 = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_'));
+    let marked = value
+        .chars()
+        .any(|c| c.is_ascii_digit() || matches!(c, '+' | '/' | '='));
+    let secret_like = chars >= 16 && base64 && marked;
+    (chars <= SHOWN_VALUE_MAX && !secret_like).then(|| value.to_owned())
+}
+
+fn shown(value: &Option<String>) -> String {
+    match value {
+        Some(value) => format!("{value:?}"),
+        None => "(not shown)".to_owned(),
+    }
+}
+
+impl ReadError {
+    /// An error on `line` of `file`, about no device yet.
+    pub fn new(file: impl Into<String>, line: u64, kind: ReadErrorKind) -> Self {
+        Self {
+            file: file.into(),
+            line,
+            device: None,
+            module: None,
+            field: None,
+            kind,
+        }
+    }
+
+    /// An error about a whole file: it could not be opened or read.
+    pub fn io(file: impl Into<String>, error: io::Error) -> Self {
+        Self::new(file, 0, ReadErrorKind::Io(error))
+    }
+
+    /// An error from validation, with the device, module and path it
+    /// names.
+    pub fn invalid(file: impl Into<String>, line: u64, error: ValidationError) -> Self {
+        Self {
+            file: file.into(),
+            line,
+            device: Some(error.device),
+            module: error.module,
+            field: Some(error.path),
+            kind: ReadErrorKind::Invalid(error.kind),
+        }
+    }
+
+    /// Names the device (and the module) the error is about.
+    #[must_use]
+    pub fn with_device(mut self, device: Option<&str>, module: Option<&str>) -> Self {
+        self.device = device.map(str::to_owned);
+        self.module = module.map(str::to_owned);
+        self
+    }
+
+    /// Names the field the error is about.
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    fn display(&self) -> String {
+        use fmt::Write;
+        let mut out = self.file.clone();
+        if self.line > 0 {
+            let _ = write!(out, ":{}", self.line);
+        }
+        out.push(':');
+        if let Some(device) = &self.device {
+            let _ = write!(out, " device {}", shown_id(device));
+        }
+        if let Some(module) = &self.module {
+            let _ = write!(out, " module {}", shown_id(module));
+        }
+        if let Some(field) = &self.field {
+            let _ = write!(out, " field {field:?}");
+        }
+        if self.device.is_some() || self.field.is_some() {
+            out.push(':');
+        }
+        let _ = write!(out, " {}", self.kind);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_on_one_line_like_the_cli_prints_it() {
+        let err = ReadError::new(
+            "devices.txt",
+            12,
+            ReadErrorKind::Invalid(ValidationErrorKind::KeyChar { ch: '.' }),
+        )
+        .with_device(Some("d1"), None)
+        .with_field("properties.desired.a");
+        assert_eq!(
+            err.to_string(),
+            r#"devices.txt:12: device "d1" field "properties.desired.a": key contains the forbidden character '.'"#
+        );
+        let err = ReadError::new("t.jsonl", 3, ReadErrorKind::LineTooLong { limit: 10 });
+        assert_eq!(err.to_string(), "t.jsonl:3: line is longer than 10 bytes");
+        let err = ReadError::io("x", io::Error::other("gone"));
+        assert_eq!(err.to_string(), "x: cannot read: gone");
+    }
+
+    #[test]
+    fn long_values_and_ids_are_not_shown_whole() {
+        for secret in [
+            "UWaSl1f+BjX8a+7iW60sSZvbhjYbbG+pLDK1EeDq56w=",
+            "6FDAC291C47F01F7C559651F1E2EDE017582085A",
+            "c2VjcmV0LWtleS0x",
+        ] {
+            let kind = ReadErrorKind::InvalidStatus {
+                value: safe_value(secret),
+            };
+            assert_eq!(
+                kind.to_string(),
+                r#"invalid status (not shown), expected "enabled" or "disabled""#
+            );
+            assert!(!format!("{kind:?}").contains(secret));
+        }
+        for shown in [
+            "Enabled",
+            "createOrUpdateIfMatchEtag",
+            "2024-02-30T00:00:00.1234567Z",
+        ] {
+            assert_eq!(safe_value(shown).as_deref(), Some(shown));
+        }
+        let err = ReadError::new("f", 1, ReadErrorKind::MissingField)
+            .with_device(Some(&"a\n".repeat(100)), None);
+        let shown = err.to_string();
+        assert!(!shown.contains('\n'));
+        assert!(shown.contains("..."));
+    }
+}

@@ -1,0 +1,703 @@
+//! IoT Hub's bulk export / import lines (`devices.txt`): a streaming
+//! reader, a reader of whole files grouped by device, and a canonical
+//! writer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::Path;
+
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde_json::Value;
+
+use super::group::{DeviceLine, group};
+use super::lines::Lines;
+use super::raw::{self, Ctx, Key, PropertiesSeed, RawAuth, RawProperties, RawSection, SectionSeed};
+use super::write::{Obj, Properties, Section};
+use super::{Format, ImportMode, ReadError, ReadErrorKind};
+use crate::doc::{DeviceSnapshot, Entity, Extra, StatusValue};
+use crate::validate::validate_entity;
+
+/// One line of an export or import file: a device, or a module of the
+/// device `id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportLine {
+    /// The line number in the file, from 1.
+    pub line: u64,
+    /// `id`: the device id (on a module line, its device's).
+    pub id: String,
+    /// `moduleId`, on a module line.
+    pub module_id: Option<String>,
+    /// `eTag`, without the pair of `"` it may arrive wrapped in.
+    pub etag: Option<String>,
+    /// `twinETag`.
+    pub twin_etag: Option<String>,
+    /// `importMode`; `createOrUpdate` when absent.
+    pub import_mode: ImportMode,
+    /// Identity and twin.
+    pub entity: Entity,
+}
+
+/// A streaming reader of export lines.
+///
+/// Reads one line at a time, each bounded (1 MiB by default), skips and
+/// counts lines that do not start with `{` (hub warnings, blank lines),
+/// and checks every line against IoT Hub's limits. It goes on after an
+/// error in a line; after an I/O error it ends.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{ExportReader, ImportMode};
+///
+/// let input = "Warning: 1 device skipped\n\
+///     {\"id\":\"d1\",\"eTag\":\"\\\"AAAA\\\"\",\"status\":\"enabled\",\"importMode\":\"delete\"}\n";
+/// let mut reader = ExportReader::new(input.as_bytes(), "devices.txt");
+/// let line = reader.next().unwrap()?;
+/// assert_eq!((line.line, line.id.as_str()), (2, "d1"));
+/// assert_eq!(line.etag.as_deref(), Some("AAAA"));
+/// assert_eq!(line.import_mode, ImportMode::Delete);
+/// assert!(reader.next().is_none());
+/// assert_eq!(reader.skipped(), 1);
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+#[derive(Debug)]
+pub struct ExportReader<R> {
+    lines: Lines<R>,
+    file: String,
+}
+
+impl<R: BufRead> ExportReader<R> {
+    /// Reads `reader`, naming it `file` in errors.
+    pub fn new(reader: R, file: impl Into<String>) -> Self {
+        let file = file.into();
+        Self {
+            lines: Lines::new(reader, file.clone()),
+            file,
+        }
+    }
+
+    /// Bounds each line to `bytes` instead of 1 MiB.
+    #[must_use]
+    pub fn with_max_line(mut self, bytes: usize) -> Self {
+        self.lines.set_max_line(bytes);
+        self
+    }
+
+    /// How many lines were skipped so far because they do not start with
+    /// `{`.
+    pub fn skipped(&self) -> u64 {
+        self.lines.skipped()
+    }
+}
+
+impl<R: BufRead> Iterator for ExportReader<R> {
+    type Item = Result<ExportLine, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(match self.lines.next_json()? {
+            Ok((line, text)) => parse_export_line(&self.file, line, text),
+            Err(error) => Err(error),
+        })
+    }
+}
+
+/// Parses one export line (`text` must be one JSON object) and checks it.
+///
+/// # Errors
+///
+/// A [`ReadError`] on `file` and `line` for invalid JSON, wrong types, an
+/// unknown `importMode` or `status`, a missing `id` or `status`, or a
+/// broken limit.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{parse_export_line, ReadErrorKind};
+///
+/// let err = parse_export_line("devices.txt", 7, r#"{"id":"d1","importMode":"upsert"}"#).unwrap_err();
+/// assert!(matches!(err.kind, ReadErrorKind::UnknownImportMode { .. }));
+/// assert_eq!(err.to_string(), r#"devices.txt:7: device "d1" field "importMode": unknown importMode "upsert""#);
+/// ```
+pub fn parse_export_line(file: &str, line: u64, text: &str) -> Result<ExportLine, ReadError> {
+    let ctx = Ctx::default();
+    let mut raw =
+        raw::parse(text, ExportSeed { ctx: &ctx }).map_err(|e| ctx.error(file, line, &e))?;
+    let (device, module) = (raw.id.clone(), raw.module_id.clone());
+    let fail = |field: &str, kind| {
+        ReadError::new(file, line, kind)
+            .with_device(device.as_deref(), module.as_deref())
+            .with_field(field)
+    };
+    let Some(id) = raw.id.take() else {
+        return Err(if raw.saw_device_id {
+            fail(
+                "id",
+                ReadErrorKind::FormatMismatch {
+                    expected: Format::Export,
+                    found: Format::Twin,
+                },
+            )
+        } else {
+            fail("id", ReadErrorKind::MissingField)
+        });
+    };
+    let line_out = convert(raw, id).map_err(|(field, kind)| fail(&field, kind))?;
+    validate_entity(
+        &line_out.id,
+        line_out.module_id.as_deref(),
+        &line_out.entity,
+    )
+    .map_err(|e| ReadError::invalid(file, line, e))?;
+    Ok(ExportLine { line, ..line_out })
+}
+
+/// An export line as read, before its values are checked.
+#[derive(Default)]
+struct RawExport {
+    id: Option<String>,
+    module_id: Option<String>,
+    etag: Option<String>,
+    import_mode: Option<String>,
+    status: Option<String>,
+    status_reason: Option<String>,
+    authentication: Option<RawAuth>,
+    twin_etag: Option<String>,
+    tags: RawSection,
+    properties: RawProperties,
+    capabilities: Option<Value>,
+    device_scope: Option<String>,
+    parent_scopes: Option<Value>,
+    extra: Extra,
+    saw_device_id: bool,
+}
+
+/// The fields of an export line, in the order the writer writes them.
+const FIELDS: [&str; 13] = [
+    "id",
+    "moduleId",
+    "eTag",
+    "importMode",
+    "status",
+    "statusReason",
+    "authentication",
+    "twinETag",
+    "tags",
+    "properties",
+    "capabilities",
+    "deviceScope",
+    "parentScopes",
+];
+
+fn convert(raw: RawExport, id: String) -> Result<ExportLine, (String, ReadErrorKind)> {
+    let import_mode = match raw.import_mode.as_deref() {
+        None => ImportMode::CreateOrUpdate,
+        Some(name) => ImportMode::from_name(name).ok_or_else(|| {
+            (
+                "importMode".to_owned(),
+                ReadErrorKind::UnknownImportMode {
+                    value: super::error::safe_value(name),
+                },
+            )
+        })?,
+    };
+    let status = match raw.status.as_deref() {
+        Some(status) => Some(StatusValue {
+            status: raw::status(status)?,
+            reason: raw.status_reason,
+        }),
+        None if raw.module_id.is_none() && import_mode.writes_identity() => {
+            return Err(("status".to_owned(), ReadErrorKind::MissingField));
+        }
+        // A reason with no status to follow has nowhere to go.
+        None if raw.status_reason.as_deref().is_some_and(|r| !r.is_empty()) => {
+            return Err(("status".to_owned(), ReadErrorKind::MissingField));
+        }
+        None => None,
+    };
+    let authentication = raw.authentication.map(RawAuth::into_auth).transpose()?;
+    Ok(ExportLine {
+        line: 0,
+        id,
+        module_id: raw.module_id,
+        etag: raw.etag.map(unquote),
+        twin_etag: raw.twin_etag,
+        import_mode,
+        entity: Entity {
+            status,
+            authentication,
+            capabilities: raw.capabilities,
+            device_scope: raw.device_scope,
+            parent_scopes: raw.parent_scopes,
+            extra: raw.extra,
+            tags: raw.tags.map,
+            desired: raw.properties.desired.map,
+            reported: raw.properties.reported.map,
+        },
+    })
+}
+
+/// Strips one surrounding pair of `"`.
+fn unquote(etag: String) -> String {
+    match etag.strip_prefix('"').and_then(|e| e.strip_suffix('"')) {
+        Some(inner) => inner.to_owned(),
+        None => etag,
+    }
+}
+
+struct ExportSeed<'c> {
+    ctx: &'c Ctx,
+}
+
+impl<'de> DeserializeSeed<'de> for ExportSeed<'_> {
+    type Value = RawExport;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawExport, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ExportSeed<'_> {
+    type Value = RawExport;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawExport, A::Error> {
+        let ctx = self.ctx;
+        let mut raw = RawExport::default();
+        let mut seen = [false; FIELDS.len()];
+        while let Some(Key(key)) = map.next_key()? {
+            let Some(i) = FIELDS.iter().position(|f| *f == key) else {
+                raw.saw_device_id |= key == "deviceId";
+                let value = map.next_value::<Value>()?;
+                if raw.extra.contains_key(key.as_ref()) {
+                    return Err(ctx.fail(key, ReadErrorKind::DuplicateField));
+                }
+                raw.extra.insert(key.into_owned(), value);
+                continue;
+            };
+            let (Some(name), Some(seen)) = (FIELDS.get(i).copied(), seen.get_mut(i)) else {
+                continue;
+            };
+            match name {
+                "id" => {
+                    let id: String = ctx.value(&mut map, name, seen)?;
+                    *ctx.device.borrow_mut() = Some(id.clone());
+                    raw.id = Some(id);
+                }
+                "moduleId" => {
+                    raw.module_id = ctx.value(&mut map, name, seen)?;
+                    ctx.module.borrow_mut().clone_from(&raw.module_id);
+                }
+                "eTag" => raw.etag = ctx.value(&mut map, name, seen)?,
+                "importMode" => raw.import_mode = ctx.value(&mut map, name, seen)?,
+                "status" => raw.status = ctx.value(&mut map, name, seen)?,
+                "statusReason" => raw.status_reason = ctx.value(&mut map, name, seen)?,
+                "authentication" => raw.authentication = ctx.value(&mut map, name, seen)?,
+                "twinETag" => raw.twin_etag = ctx.value(&mut map, name, seen)?,
+                "tags" => {
+                    let seed = SectionSeed {
+                        ctx,
+                        path: "tags",
+                        metadata: false,
+                    };
+                    raw.tags = ctx.value_seed(&mut map, name, seen, seed)?;
+                }
+                "properties" => {
+                    let seed = PropertiesSeed {
+                        ctx,
+                        metadata: false,
+                    };
+                    raw.properties = ctx.value_seed(&mut map, name, seen, seed)?;
+                }
+                "capabilities" => raw.capabilities = ctx.value(&mut map, name, seen)?,
+                "deviceScope" => raw.device_scope = ctx.value(&mut map, name, seen)?,
+                _ => raw.parent_scopes = ctx.value(&mut map, name, seen)?,
+            }
+        }
+        Ok(raw)
+    }
+}
+
+/// Each module's `eTag` and `twinETag`, by `moduleId`.
+pub type ModuleEtags = BTreeMap<String, (Option<String>, Option<String>)>;
+
+/// A device of an export file with its modules.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExportDevice {
+    /// The device and its modules.
+    pub snapshot: DeviceSnapshot,
+    /// The device's `eTag`, unquoted.
+    pub etag: Option<String>,
+    /// The device's `twinETag`.
+    pub twin_etag: Option<String>,
+    /// Each module's `eTag` and `twinETag`.
+    pub module_etags: ModuleEtags,
+    /// The line of the device.
+    pub line: u64,
+}
+
+impl ExportDevice {
+    /// The etags, for [`write_device`].
+    pub fn etags(&self) -> DeviceEtags<'_> {
+        DeviceEtags {
+            etag: self.etag.as_deref(),
+            twin_etag: self.twin_etag.as_deref(),
+            modules: Some(&self.module_etags),
+        }
+    }
+}
+
+/// A whole export file, grouped by device.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExportFile {
+    /// The devices by id.
+    pub devices: BTreeMap<String, ExportDevice>,
+    /// How many lines were skipped because they do not start with `{`.
+    pub skipped: u64,
+}
+
+/// Reads a whole export file and groups module lines under their device.
+///
+/// The file is named in errors as `path` displays.
+///
+/// # Errors
+///
+/// The first [`ReadError`] in file order: the file cannot be read, a line
+/// is bad, or a device or module has two lines (naming both). A module
+/// whose device has no line is reported last, at the first such module.
+///
+/// # Example
+///
+/// ```no_run
+/// let export = failback::format::read_export("devices.txt")?;
+/// for (id, device) in &export.devices {
+///     println!("{id}: {} modules", device.snapshot.modules.len());
+/// }
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn read_export(path: impl AsRef<Path>) -> Result<ExportFile, ReadError> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| ReadError::io(name.clone(), e))?;
+    collect_export(ExportReader::new(BufReader::new(file), name))
+}
+
+/// Groups the lines of `reader` as [`read_export`] does.
+///
+/// # Errors
+///
+/// As [`read_export`].
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{collect_export, ExportReader};
+///
+/// let input = concat!(
+///     r#"{"id":"edge-1","status":"enabled","capabilities":{"iotEdge":true}}"#, "\n",
+///     r#"{"id":"edge-1","moduleId":"$edgeAgent","eTag":"MQ=="}"#, "\n",
+/// );
+/// let file = collect_export(ExportReader::new(input.as_bytes(), "devices.txt"))?;
+/// let device = &file.devices["edge-1"];
+/// assert!(device.snapshot.modules.contains_key("$edgeAgent"));
+/// assert_eq!(device.module_etags["$edgeAgent"].0.as_deref(), Some("MQ=="));
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<ExportFile, ReadError> {
+    let file = reader.file.clone();
+    let grouped = group(&file, reader.by_ref())?;
+    let devices = grouped
+        .into_iter()
+        .map(|(id, (device, modules))| {
+            let mut module_etags = BTreeMap::new();
+            let mut entities = BTreeMap::new();
+            for (module, line) in modules {
+                module_etags.insert(module.clone(), (line.etag, line.twin_etag));
+                entities.insert(module, line.entity);
+            }
+            let export = ExportDevice {
+                snapshot: DeviceSnapshot {
+                    id: id.clone(),
+                    device: device.entity,
+                    modules: entities,
+                },
+                etag: device.etag,
+                twin_etag: device.twin_etag,
+                module_etags,
+                line: device.line,
+            };
+            (id, export)
+        })
+        .collect();
+    Ok(ExportFile {
+        devices,
+        skipped: reader.skipped(),
+    })
+}
+
+impl DeviceLine for ExportLine {
+    fn line(&self) -> u64 {
+        self.line
+    }
+    fn device_id(&self) -> &str {
+        &self.id
+    }
+    fn module_id(&self) -> Option<&str> {
+        self.module_id.as_deref()
+    }
+}
+
+/// One line to write, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct ExportLineRef<'a> {
+    /// `id`: the device id.
+    pub id: &'a str,
+    /// `moduleId`, for a module line.
+    pub module_id: Option<&'a str>,
+    /// `eTag`, written as given.
+    pub etag: Option<&'a str>,
+    /// `twinETag`.
+    pub twin_etag: Option<&'a str>,
+    /// `importMode`; not written when `None`.
+    pub import_mode: Option<ImportMode>,
+    /// Identity and twin.
+    pub entity: &'a Entity,
+}
+
+impl<'a> From<&'a ExportLine> for ExportLineRef<'a> {
+    fn from(line: &'a ExportLine) -> Self {
+        Self {
+            id: &line.id,
+            module_id: line.module_id.as_deref(),
+            etag: line.etag.as_deref(),
+            twin_etag: line.twin_etag.as_deref(),
+            import_mode: Some(line.import_mode),
+            entity: &line.entity,
+        }
+    }
+}
+
+/// Writes one canonical export line, ending in `\n`.
+///
+/// Fields come in a fixed order: `id`, `moduleId`, `eTag`, `importMode`,
+/// `status`, `statusReason`, `authentication`, `twinETag`, `tags`,
+/// `properties` (`desired`, `reported`), `capabilities`, `deviceScope`,
+/// `parentScopes`, then unknown fields sorted by name. Absent optional
+/// fields are left out; `tags` and both sections are always written, so an
+/// import replaces them whole. Keys are written in clear: this is an export.
+///
+/// # Errors
+///
+/// Any error of `w`.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{Entity, Status, StatusValue};
+/// use failback::format::{write_export_line, ExportLineRef, ImportMode};
+///
+/// let entity = Entity {
+///     status: Some(StatusValue { status: Status::Disabled, reason: Some("stolen".into()) }),
+///     ..Entity::default()
+/// };
+/// let mut out = Vec::new();
+/// write_export_line(&mut out, &ExportLineRef {
+///     id: "d1",
+///     module_id: None,
+///     etag: Some("AAAABQ=="),
+///     twin_etag: None,
+///     import_mode: Some(ImportMode::UpdateIfMatchETag),
+///     entity: &entity,
+/// })?;
+/// assert_eq!(
+///     String::from_utf8(out).unwrap(),
+///     concat!(
+///         r#"{"id":"d1","eTag":"AAAABQ==","importMode":"updateIfMatchETag","status":"disabled","#,
+///         r#""statusReason":"stolen","tags":{},"properties":{"desired":{},"reported":{}}}"#,
+///         "\n"
+///     )
+/// );
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_export_line<W: Write>(w: &mut W, line: &ExportLineRef<'_>) -> io::Result<()> {
+    let entity = line.entity;
+    let mut obj = Obj::open(w)?;
+    obj.field("id", line.id)?;
+    obj.opt("moduleId", line.module_id)?;
+    obj.opt("eTag", line.etag)?;
+    obj.opt("importMode", line.import_mode)?;
+    if let Some(status) = &entity.status {
+        obj.field("status", &status.status)?;
+        obj.opt("statusReason", status.reason.as_deref())?;
+    }
+    obj.opt("authentication", entity.authentication.as_ref())?;
+    obj.opt("twinETag", line.twin_etag)?;
+    obj.field("tags", &entity.tags)?;
+    obj.field(
+        "properties",
+        &Properties {
+            desired: Section {
+                map: &entity.desired,
+                meta: None,
+            },
+            reported: Section {
+                map: &entity.reported,
+                meta: None,
+            },
+        },
+    )?;
+    obj.opt("capabilities", entity.capabilities.as_ref())?;
+    obj.opt("deviceScope", entity.device_scope.as_deref())?;
+    obj.opt("parentScopes", entity.parent_scopes.as_ref())?;
+    for (key, value) in &entity.extra {
+        // The reader never puts a known field here; a caller who did would
+        // otherwise write a line with the key twice.
+        if !FIELDS.contains(&key.as_str()) {
+            obj.field(key, value)?;
+        }
+    }
+    obj.close_line()
+}
+
+/// The etags to write with a device and its modules.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceEtags<'a> {
+    /// The device's `eTag`.
+    pub etag: Option<&'a str>,
+    /// The device's `twinETag`.
+    pub twin_etag: Option<&'a str>,
+    /// Each module's `eTag` and `twinETag`.
+    pub modules: Option<&'a ModuleEtags>,
+}
+
+/// Writes a device line then its module lines sorted by `moduleId`, with no
+/// `importMode`: the shape of `merged.jsonl`.
+///
+/// # Errors
+///
+/// Any error of `w`.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Entity, Status, StatusValue};
+/// use failback::format::{collect_export, write_device, DeviceEtags, ExportReader};
+///
+/// let mut snapshot = DeviceSnapshot { id: "edge-1".into(), ..Default::default() };
+/// snapshot.device.status = Some(StatusValue { status: Status::Enabled, reason: None });
+/// snapshot.modules.insert("$edgeHub".into(), Entity::default());
+/// snapshot.modules.insert("$edgeAgent".into(), Entity::default());
+/// let mut out = Vec::new();
+/// write_device(&mut out, &snapshot, DeviceEtags::default())?;
+/// let file = collect_export(ExportReader::new(out.as_slice(), "merged.jsonl"))?;
+/// assert_eq!(file.devices["edge-1"].snapshot, snapshot);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_device<W: Write>(
+    w: &mut W,
+    snapshot: &DeviceSnapshot,
+    etags: DeviceEtags<'_>,
+) -> io::Result<()> {
+    write_export_line(
+        w,
+        &ExportLineRef {
+            id: &snapshot.id,
+            module_id: None,
+            etag: etags.etag,
+            twin_etag: etags.twin_etag,
+            import_mode: None,
+            entity: &snapshot.device,
+        },
+    )?;
+    for (module, entity) in &snapshot.modules {
+        let (etag, twin_etag) = etags
+            .modules
+            .and_then(|m| m.get(module))
+            .map_or((None, None), |(e, t)| (e.as_deref(), t.as_deref()));
+        write_export_line(
+            w,
+            &ExportLineRef {
+                id: &snapshot.id,
+                module_id: Some(module),
+                etag,
+                twin_etag,
+                import_mode: None,
+                entity,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ExportLine, ReadError> {
+        parse_export_line("devices.txt", 3, text)
+    }
+
+    #[test]
+    fn absent_and_null_authentication_are_none() {
+        for text in [
+            r#"{"id":"d","status":"enabled"}"#,
+            r#"{"id":"d","status":"enabled","authentication":null}"#,
+        ] {
+            let line = parse(text).map_err(|e| e.to_string());
+            assert_eq!(line.map(|l| l.entity.authentication), Ok(None));
+        }
+    }
+
+    #[test]
+    fn metadata_in_an_export_is_ignored() {
+        let line = parse(
+            r#"{"id":"d","status":"enabled","properties":{"desired":{"a":1,"$metadata":{"$lastUpdated":"x"},"$version":4}}}"#,
+        );
+        let desired = line.map(|l| l.entity.desired).map_err(|e| e.to_string());
+        assert_eq!(
+            desired,
+            Ok(serde_json::json!({"a":1})
+                .as_object()
+                .cloned()
+                .unwrap_or_default())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse(r#"{"id":"d","status":"enabled","authentication":{"type":"token"}}"#)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                r#"devices.txt:3: device "d" field "authentication.type": invalid authentication type "token""#
+            )
+        );
+        let err = parse(r#"{"id":"d","status":"enabled","tags":[]}"#)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(r#"devices.txt:3: device "d" field "tags": expected an object, found an array"#)
+        );
+        let err = parse(r#"{"id":"d","status":"enabled","status":"enabled"}"#)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(r#"devices.txt:3: device "d" field "status": duplicate field"#)
+        );
+        let err = parse(r#"{"deviceId":"d"}"#).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                r#"devices.txt:3: field "id": line is in twin format, the file is read as export"#
+            )
+        );
+    }
+}

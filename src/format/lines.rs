@@ -1,0 +1,223 @@
+//! Bounded reading of JSON lines: one line at a time, never more than a
+//! fixed number of bytes in memory, hub warning lines skipped and counted.
+
+use std::io::{BufRead, ErrorKind};
+
+use super::{ReadError, ReadErrorKind};
+
+/// The default bound on one line: 1 MiB, far above the largest twin
+/// (8 KB of tags, 2 × 32 KB of properties and their metadata).
+pub const DEFAULT_MAX_LINE: usize = 1 << 20;
+
+/// What one line is.
+enum Line {
+    /// JSON, between these byte offsets of the buffer.
+    Json(usize, usize),
+    /// A warning or blank line.
+    Skip,
+    /// A JSON line that is not UTF-8, valid up to this offset.
+    BadUtf8(usize),
+}
+
+/// Splits a stream into JSON lines.
+#[derive(Debug)]
+pub(crate) struct Lines<R> {
+    reader: R,
+    file: String,
+    line: u64,
+    skipped: u64,
+    max_line: usize,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl<R: BufRead> Lines<R> {
+    pub(crate) fn new(reader: R, file: String) -> Self {
+        Self {
+            reader,
+            file,
+            line: 0,
+            skipped: 0,
+            max_line: DEFAULT_MAX_LINE,
+            buf: Vec::new(),
+            done: false,
+        }
+    }
+
+    pub(crate) fn set_max_line(&mut self, max_line: usize) {
+        self.max_line = max_line;
+    }
+
+    pub(crate) fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The next line that starts with `{`, with its number, trimmed.
+    /// After an I/O error, ends.
+    pub(crate) fn next_json(&mut self) -> Option<Result<(u64, &str), ReadError>> {
+        let (start, end) = loop {
+            if self.done {
+                return None;
+            }
+            match self.fill() {
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(true) => {}
+                Err(kind) => {
+                    if matches!(kind, ReadErrorKind::Io(_)) {
+                        self.done = true;
+                    }
+                    return Some(Err(ReadError::new(self.file.clone(), self.line, kind)));
+                }
+            }
+            match self.classify() {
+                Line::Json(start, end) => break (start, end),
+                Line::Skip => self.skipped += 1,
+                Line::BadUtf8(valid_up_to) => {
+                    let kind = ReadErrorKind::InvalidUtf8 { valid_up_to };
+                    return Some(Err(ReadError::new(self.file.clone(), self.line, kind)));
+                }
+            }
+        };
+        let text = self
+            .buf
+            .get(start..end)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or_default();
+        Some(Ok((self.line, text)))
+    }
+
+    /// What the line in `buf` is.
+    fn classify(&self) -> Line {
+        let bom = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        let bytes = self.buf.get(bom..).unwrap_or_default();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                let trimmed = text.trim_start();
+                let start = bom + (text.len() - trimmed.len());
+                let end = bom + text.trim_end().len();
+                if trimmed.starts_with('{') {
+                    Line::Json(start, end)
+                } else {
+                    Line::Skip
+                }
+            }
+            // A warning line in another encoding is still a warning line;
+            // a JSON line with a bad byte is an error.
+            Err(e) if bytes.trim_ascii_start().first() == Some(&b'{') => {
+                Line::BadUtf8(e.valid_up_to())
+            }
+            Err(_) => Line::Skip,
+        }
+    }
+
+    /// Reads the next line into `buf`, without its end. `Ok(false)` at the
+    /// end of the stream.
+    fn fill(&mut self) -> Result<bool, ReadErrorKind> {
+        self.buf.clear();
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.line += 1;
+                    return Err(ReadErrorKind::Io(e));
+                }
+            };
+            if chunk.is_empty() {
+                if !any {
+                    return Ok(false);
+                }
+                break;
+            }
+            any = true;
+            let (taken, end) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            if !too_long {
+                if self.buf.len() + taken > self.max_line {
+                    too_long = true;
+                    self.buf.clear();
+                } else {
+                    self.buf
+                        .extend_from_slice(chunk.get(..taken).unwrap_or(chunk));
+                }
+            }
+            self.reader.consume(taken + usize::from(end));
+            if end {
+                break;
+            }
+        }
+        self.line += 1;
+        if too_long {
+            return Err(ReadErrorKind::LineTooLong {
+                limit: self.max_line,
+            });
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Read = Vec<Result<(u64, String), String>>;
+
+    fn all(input: &[u8], max: usize) -> (Read, u64) {
+        let mut lines = Lines::new(input, "f".into());
+        lines.set_max_line(max);
+        let mut out = Vec::new();
+        while let Some(next) = lines.next_json() {
+            out.push(
+                next.map(|(n, t)| (n, t.to_owned()))
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        (out, lines.skipped())
+    }
+
+    #[test]
+    fn skips_and_counts_warning_lines() {
+        let (out, skipped) = all(
+            b"\xEF\xBB\xBF{\"a\":1}\r\n\nwarning: x\n  {} \n\xFFoops\n{",
+            100,
+        );
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\"a\":1}".to_owned())),
+                Ok((4, "{}".to_owned())),
+                Ok((6, "{".to_owned()))
+            ]
+        );
+        assert_eq!(skipped, 3);
+    }
+
+    #[test]
+    fn bounds_a_line_and_goes_on() {
+        let (out, _) = all(b"{\"a\":\"xxxxxxxxxxxxxxxx\"}\n{}\n", 8);
+        assert_eq!(
+            out,
+            vec![
+                Err("f:1: line is longer than 8 bytes".to_owned()),
+                Ok((2, "{}".to_owned()))
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_json_line_is_an_error() {
+        let (out, _) = all(b"{\"id\":\"\xC3\x28\"}\n", 100);
+        assert_eq!(out, vec![Err("f:1: invalid UTF-8 after byte 7".to_owned())]);
+    }
+}

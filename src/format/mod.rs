@@ -1,0 +1,63 @@
+//! Reading and writing IoT Hub's files: bulk export / import lines and
+//! twin lines.
+//!
+//! Readers stream: one line at a time, each bounded in size, lines that do
+//! not start with `{` (hub warnings) skipped and counted, every line parsed
+//! with serde into typed fields and checked against IoT Hub's limits
+//! ([`crate::validate`]). Bad input is a [`ReadError`] naming the file, the
+//! line, the device, the module and the field, never quoting a key.
+//! `read_*` helpers group a whole file by device into
+//! [`DeviceSnapshot`](crate::doc::DeviceSnapshot)s. Writers produce
+//! canonical lines: fixed field order, sorted keys, so equal states are
+//! equal bytes.
+//!
+//! # Example
+//!
+//! ```
+//! use failback::format::{collect_export, write_device, ExportReader};
+//!
+//! let input = concat!(
+//!     "Warning: hub export started\n",
+//!     r#"{"id":"d1","eTag":"\"MQ==\"","status":"enabled","authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeQ==","secondaryKey":"c2Vjb25kYXJ5"},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"},"twinETag":"AAAAAAAAAAE=","tags":{"site":"lyon"},"properties":{"desired":{},"reported":{}}}"#,
+//!     "\n",
+//! );
+//! let export = collect_export(ExportReader::new(input.as_bytes(), "devices.txt"))?;
+//! assert_eq!(export.skipped, 1);
+//! let device = &export.devices["d1"];
+//! assert_eq!(device.etag.as_deref(), Some("MQ=="));
+//!
+//! let mut out = Vec::new();
+//! write_device(&mut out, &device.snapshot, device.etags())?;
+//! let again = collect_export(ExportReader::new(out.as_slice(), "merged.jsonl"))?;
+//! assert_eq!(again.devices["d1"].snapshot, device.snapshot);
+//! assert_eq!(again.devices["d1"].etags().etag, Some("MQ=="));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+// A `ReadError` carries file, line, device, module and field by contract
+// (the CLI prints them); it is returned once per failed read, on a cold
+// path, so its size costs nothing worth boxing it for.
+#![allow(clippy::result_large_err)]
+
+mod detect;
+mod error;
+mod export;
+mod group;
+mod import_mode;
+mod lines;
+mod raw;
+mod twin;
+mod write;
+
+pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input, sniff_format};
+pub use error::{ReadError, ReadErrorKind};
+pub use export::{
+    DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ModuleEtags,
+    collect_export, parse_export_line, read_export, write_device, write_export_line,
+};
+pub use import_mode::ImportMode;
+pub use lines::DEFAULT_MAX_LINE;
+pub use twin::{
+    TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, parse_twin_line,
+    read_twins, write_twin_device, write_twin_line,
+};

@@ -1,0 +1,568 @@
+//! What both readers share: parsing one line with serde straight into typed
+//! fields, and turning serde's errors into [`ReadErrorKind`]s that name the
+//! field and never quote the input.
+//!
+//! The line visitors are written by hand rather than derived with
+//! `#[serde(flatten)]`: flatten buffers the whole line into an untyped tree
+//! first, while a visitor reads each field once into its final type. A
+//! visitor also knows which field it is reading when something fails, and
+//! records it in a [`Ctx`] beside serde's error.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+
+use super::{ReadError, ReadErrorKind};
+use crate::doc::{
+    AuthType, Authentication, JsonMap, MetaTree, Status, SymmetricKey, X509Thumbprint,
+};
+
+/// What a visitor knew when parsing failed.
+#[derive(Default)]
+pub(crate) struct Ctx {
+    /// The field being read.
+    field: Cell<Option<&'static str>>,
+    /// A typed error found by a visitor, which serde's error only carries
+    /// as an empty message.
+    error: RefCell<Option<(String, ReadErrorKind)>>,
+    /// The device id, once read.
+    pub(crate) device: RefCell<Option<String>>,
+    /// The module id, once read.
+    pub(crate) module: RefCell<Option<String>>,
+}
+
+impl Ctx {
+    /// Records a typed error for `field` and returns the serde error that
+    /// stops parsing.
+    pub(crate) fn fail<E: de::Error>(&self, field: impl Into<String>, kind: ReadErrorKind) -> E {
+        *self.error.borrow_mut() = Some((field.into(), kind));
+        E::custom("")
+    }
+
+    /// Reads one field's value, noting the field in case it fails; a second
+    /// occurrence of the field is an error.
+    pub(crate) fn value<'de, A, T>(
+        &self,
+        map: &mut A,
+        field: &'static str,
+        seen: &mut bool,
+    ) -> Result<T, A::Error>
+    where
+        A: MapAccess<'de>,
+        T: Deserialize<'de>,
+    {
+        self.value_seed(map, field, seen, std::marker::PhantomData)
+    }
+
+    /// As [`Ctx::value`], with a seed.
+    pub(crate) fn value_seed<'de, A, S>(
+        &self,
+        map: &mut A,
+        field: &'static str,
+        seen: &mut bool,
+        seed: S,
+    ) -> Result<S::Value, A::Error>
+    where
+        A: MapAccess<'de>,
+        S: DeserializeSeed<'de>,
+    {
+        if std::mem::replace(seen, true) {
+            return Err(self.fail(field, ReadErrorKind::DuplicateField));
+        }
+        self.field.set(Some(field));
+        let value = map.next_value_seed(seed)?;
+        self.field.set(None);
+        Ok(value)
+    }
+
+    /// Turns a failed parse into a [`ReadError`] for `file` and `line`.
+    pub(crate) fn error(&self, file: &str, line: u64, err: &serde_json::Error) -> ReadError {
+        let (field, kind) = match self.error.borrow_mut().take() {
+            Some((field, kind)) => (Some(field), kind),
+            None => {
+                let (field, kind) = classify(err);
+                (field.or_else(|| self.field.get().map(str::to_owned)), kind)
+            }
+        };
+        let device = self.device.borrow();
+        let module = self.module.borrow();
+        let mut error =
+            ReadError::new(file, line, kind).with_device(device.as_deref(), module.as_deref());
+        error.field = field;
+        error
+    }
+}
+
+/// Parses `text` as one JSON object with `seed`, nothing after it.
+pub(crate) fn parse<'de, S>(text: &'de str, seed: S) -> Result<S::Value, serde_json::Error>
+where
+    S: DeserializeSeed<'de>,
+{
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = seed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// The error of `text` if it is not JSON at all.
+pub(crate) fn syntax_error(text: &str) -> Option<ReadErrorKind> {
+    serde_json::from_str::<IgnoredAny>(text)
+        .err()
+        .map(|e| classify(&e).1)
+}
+
+/// serde's error as a kind, and the field it names, if any. Messages that
+/// could quote the input are rebuilt from their parts.
+fn classify(err: &serde_json::Error) -> (Option<String>, ReadErrorKind) {
+    let full = err.to_string();
+    let message = match full.rfind(" at line ") {
+        Some(at) => full.get(..at).unwrap_or(&full),
+        None => &full,
+    };
+    let column = err.column();
+    match err.classify() {
+        serde_json::error::Category::Data => {}
+        // Syntax and end-of-input messages are fixed texts of serde_json's
+        // that never quote the input.
+        _ => {
+            return (
+                None,
+                ReadErrorKind::InvalidJson {
+                    column,
+                    message: message.to_owned(),
+                },
+            );
+        }
+    }
+    for (prefix, invalid_value) in [("invalid type: ", false), ("invalid value: ", true)] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some(sep) = rest.rfind(", expected ") {
+                let found = rest.get(..sep).unwrap_or_default();
+                let expected = rest.get(sep + ", expected ".len()..).unwrap_or_default();
+                let mut found = found_name(found).to_owned();
+                if invalid_value {
+                    found = format!("an out-of-range {}", found.trim_start_matches("a "));
+                }
+                return (
+                    None,
+                    ReadErrorKind::WrongType {
+                        expected: expected_name(expected),
+                        found,
+                    },
+                );
+            }
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.trim_end_matches('`');
+        return (Some(name.to_owned()), ReadErrorKind::MissingField);
+    }
+    (
+        None,
+        ReadErrorKind::InvalidJson {
+            column,
+            message: "unexpected value".to_owned(),
+        },
+    )
+}
+
+/// The JSON type serde's "unexpected" text names, without the value it
+/// quotes.
+fn found_name(unexpected: &str) -> &'static str {
+    let word = unexpected
+        .split(['`', '"'])
+        .next()
+        .unwrap_or_default()
+        .trim();
+    match word {
+        "string" | "character" => "a string",
+        "integer" | "floating point" | "number" => "a number",
+        "boolean" => "a boolean",
+        "sequence" => "an array",
+        "map" => "an object",
+        "unit value" | "Option value" | "null" => "null",
+        _ => "another value",
+    }
+}
+
+/// serde's "expected" text, which comes from this crate's types, in the
+/// words of JSON.
+fn expected_name(expected: &str) -> String {
+    if expected.starts_with("struct ") || expected == "a map" || expected == "map" {
+        "an object".to_owned()
+    } else if matches!(
+        expected,
+        "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64"
+    ) {
+        "an integer".to_owned()
+    } else {
+        expected.to_owned()
+    }
+}
+
+/// `status`, read as a string so a bad value gets its own error.
+pub(crate) fn status(value: &str) -> Result<Status, (String, ReadErrorKind)> {
+    match value {
+        "enabled" => Ok(Status::Enabled),
+        "disabled" => Ok(Status::Disabled),
+        _ => Err((
+            "status".to_owned(),
+            ReadErrorKind::InvalidStatus {
+                value: super::error::safe_value(value),
+            },
+        )),
+    }
+}
+
+/// An object key, borrowed from the line when it has no escapes.
+pub(crate) struct Key<'de>(pub(crate) std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A twin section (`tags`, `desired`, `reported`): `null` is empty,
+/// `$version` is dropped, `$metadata` is kept raw when asked for and
+/// dropped otherwise, a key given twice is an error.
+pub(crate) struct SectionSeed<'c> {
+    pub(crate) ctx: &'c Ctx,
+    pub(crate) path: &'static str,
+    pub(crate) metadata: bool,
+}
+
+/// A section read by [`SectionSeed`].
+#[derive(Default)]
+pub(crate) struct RawSection {
+    pub(crate) map: JsonMap,
+    pub(crate) meta: Option<RawMeta>,
+}
+
+impl<'de> DeserializeSeed<'de> for SectionSeed<'_> {
+    type Value = RawSection;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawSection, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SectionSeed<'_> {
+    type Value = RawSection;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<RawSection, E> {
+        Ok(RawSection::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSection, A::Error> {
+        let mut section = RawSection::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "$version" if self.path != "tags" => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                "$metadata" if self.path != "tags" => {
+                    if self.metadata {
+                        section.meta = Some(map.next_value::<RawMeta>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                _ => {
+                    let value = map.next_value::<Value>()?;
+                    if section.map.contains_key(&key) {
+                        return Err(self.ctx.fail(
+                            format!("{}.{key}", self.path),
+                            ReadErrorKind::DuplicateField,
+                        ));
+                    }
+                    section.map.insert(key, value);
+                }
+            }
+        }
+        Ok(section)
+    }
+}
+
+/// `properties`: `desired` and `reported`; other keys are ignored.
+pub(crate) struct PropertiesSeed<'c> {
+    pub(crate) ctx: &'c Ctx,
+    pub(crate) metadata: bool,
+}
+
+/// `properties` as read by [`PropertiesSeed`].
+#[derive(Default)]
+pub(crate) struct RawProperties {
+    pub(crate) desired: RawSection,
+    pub(crate) reported: RawSection,
+}
+
+impl<'de> DeserializeSeed<'de> for PropertiesSeed<'_> {
+    type Value = RawProperties;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawProperties, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PropertiesSeed<'_> {
+    type Value = RawProperties;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<RawProperties, E> {
+        Ok(RawProperties::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawProperties, A::Error> {
+        let mut props = RawProperties::default();
+        let (mut seen_desired, mut seen_reported) = (false, false);
+        while let Some(key) = map.next_key::<String>()? {
+            let (path, seen, slot) = match key.as_str() {
+                "desired" => ("properties.desired", &mut seen_desired, &mut props.desired),
+                "reported" => (
+                    "properties.reported",
+                    &mut seen_reported,
+                    &mut props.reported,
+                ),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            let seed = SectionSeed {
+                ctx: self.ctx,
+                path,
+                metadata: self.metadata,
+            };
+            *slot = self.ctx.value_seed(&mut map, path, seen, seed)?;
+        }
+        Ok(props)
+    }
+}
+
+/// `$metadata` as read: `$lastUpdated` strings, parsed afterwards so that a
+/// bad one gets a typed error with its path.
+#[derive(Default)]
+pub(crate) struct RawMeta {
+    last_updated: Option<String>,
+    children: BTreeMap<String, RawMeta>,
+}
+
+impl<'de> Deserialize<'de> for RawMeta {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MetaVisitor)
+            .map(Option::unwrap_or_default)
+    }
+}
+
+/// Reads a metadata node; anything but an object is no metadata.
+struct MetaVisitor;
+
+impl<'de> Visitor<'de> for MetaVisitor {
+    type Value = Option<RawMeta>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("metadata")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut node = RawMeta::default();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "$lastUpdated" {
+                node.last_updated = map.next_value()?;
+            } else if key.starts_with('$') {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                let child: RawMeta = map.next_value()?;
+                node.children.insert(key, child);
+            }
+        }
+        Ok(Some(node))
+    }
+}
+
+impl RawMeta {
+    /// The metadata tree in milliseconds, or the path of the first
+    /// unparseable `$lastUpdated`.
+    pub(crate) fn into_tree(self, path: &str) -> Result<MetaTree, (String, ReadErrorKind)> {
+        let last_updated = match self.last_updated {
+            Some(text) => {
+                parse_time(&text).map_err(|kind| (format!("{path}.$lastUpdated"), kind))?
+            }
+            None => None,
+        };
+        let mut children = BTreeMap::new();
+        for (key, child) in self.children {
+            let child_path = format!("{path}.{key}");
+            children.insert(key, child.into_tree(&child_path)?);
+        }
+        Ok(MetaTree {
+            last_updated,
+            children,
+        })
+    }
+}
+
+/// An ISO-8601 / RFC 3339 time in milliseconds since the epoch. .NET's
+/// `DateTime.MinValue` (`0001-01-01T00:00:00Z`), which IoT Hub writes for
+/// "never", is no time.
+pub(crate) fn parse_time(text: &str) -> Result<Option<i64>, ReadErrorKind> {
+    let bad = || ReadErrorKind::InvalidTimestamp {
+        value: super::error::safe_value(text),
+    };
+    let time = match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(time) => time.to_utc(),
+        // Without an offset: UTC, as IoT Hub means it.
+        Err(_) => chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+            .map_err(|_| bad())?
+            .and_utc(),
+    };
+    let ms = time.timestamp_millis();
+    if ms == NEVER_MS {
+        return Ok(None);
+    }
+    Ok(Some(ms))
+}
+
+/// `0001-01-01T00:00:00Z` in milliseconds.
+const NEVER_MS: i64 = -62_135_596_800_000;
+
+/// An RFC 3339 UTC time with milliseconds, as IoT Hub writes them.
+pub(crate) fn format_time(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// `authentication` as read: the type as a string, for its own error.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawAuth {
+    #[serde(default)]
+    symmetric_key: Option<SymmetricKey>,
+    #[serde(default)]
+    x509_thumbprint: Option<X509Thumbprint>,
+    #[serde(rename = "type", default)]
+    auth_type: Option<String>,
+}
+
+impl RawAuth {
+    /// The authentication, or an error naming `authentication.type`.
+    pub(crate) fn into_auth(self) -> Result<Authentication, (String, ReadErrorKind)> {
+        let auth_type = match self.auth_type.as_deref() {
+            None => None,
+            Some("sas") => Some(AuthType::Sas),
+            Some("selfSigned") => Some(AuthType::SelfSigned),
+            Some("certificateAuthority") => Some(AuthType::CertificateAuthority),
+            Some("none") => Some(AuthType::None),
+            Some(other) => {
+                return Err((
+                    "authentication.type".to_owned(),
+                    ReadErrorKind::InvalidAuthType {
+                        value: super::error::safe_value(other),
+                    },
+                ));
+            }
+        };
+        Ok(Authentication {
+            symmetric_key: self.symmetric_key,
+            x509_thumbprint: self.x509_thumbprint,
+            auth_type,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z").ok(), Some(Some(1500)));
+        assert_eq!(
+            parse_time("2024-03-01T12:00:00.1234567Z").ok(),
+            Some(Some(1_709_294_400_123))
+        );
+        assert_eq!(
+            parse_time("2024-03-01T13:00:00+01:00").ok(),
+            Some(Some(1_709_294_400_000))
+        );
+        assert_eq!(
+            parse_time("2024-03-01T12:00:00").ok(),
+            Some(Some(1_709_294_400_000))
+        );
+        assert_eq!(parse_time("0001-01-01T00:00:00Z").ok(), Some(None));
+        assert!(parse_time("yesterday").is_err());
+        assert_eq!(
+            format_time(1_709_294_400_123).as_deref(),
+            Some("2024-03-01T12:00:00.123Z")
+        );
+    }
+
+    #[test]
+    fn serde_messages_lose_the_values_they_quote() {
+        let err = serde_json::from_str::<bool>("\"c2VjcmV0\"").unwrap_err();
+        let (_, kind) = classify(&err);
+        let shown = kind.to_string();
+        assert_eq!(shown, "expected a boolean, found a string");
+        let err = serde_json::from_str::<u8>("300").unwrap_err();
+        assert_eq!(
+            classify(&err).1.to_string(),
+            "expected an integer, found an out-of-range number"
+        );
+        let err = serde_json::from_str::<Value>("{\"a\":").unwrap_err();
+        assert_eq!(
+            classify(&err).1.to_string(),
+            "invalid JSON at column 5: EOF while parsing a value"
+        );
+    }
+}

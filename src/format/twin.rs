@@ -1,0 +1,613 @@
+//! Twin JSON lines, as the registry query and get-twin APIs return them:
+//! a streaming reader that keeps the per-node times of `$metadata`, a
+//! reader of whole files grouped by device, and a writer.
+//!
+//! Runtime fields (`connectionState`, `lastActivityTime`,
+//! `cloudToDeviceMessageCount`, `deviceEtag`, `configurations`,
+//! `authenticationType`, `x509Thumbprint`, ...) are not identity state and
+//! are dropped; `modelId` and fields this crate does not know are kept in
+//! [`Entity::extra`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::Path;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+
+use super::group::{DeviceLine, group};
+use super::lines::Lines;
+use super::raw::{self, Ctx, Key, PropertiesSeed, RawProperties, RawSection, SectionSeed};
+use super::write::{Obj, Properties, Section};
+use super::{Format, ReadError, ReadErrorKind};
+use crate::doc::{DeviceSnapshot, Entity, EntityTimes, Extra, MetaTree, StatusValue};
+use crate::validate::validate_entity;
+
+/// One twin: a device's, or a module's of `device_id`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TwinLine {
+    /// The line number in the file, from 1.
+    pub line: u64,
+    /// `deviceId`.
+    pub device_id: String,
+    /// `moduleId`, for a module twin.
+    pub module_id: Option<String>,
+    /// `etag`: the twin's etag.
+    pub etag: Option<String>,
+    /// `version`: the twin's version.
+    pub version: Option<u64>,
+    /// Identity fields the twin shows (status, capabilities, scopes,
+    /// `modelId` in `extra`) and the twin itself. Never authentication.
+    pub entity: Entity,
+    /// `statusUpdateTime` and the `$lastUpdated` of every node.
+    pub times: EntityTimes,
+}
+
+/// Fields of the twin shape that are runtime state, not identity: dropped.
+const RUNTIME: [&str; 9] = [
+    "deviceEtag",
+    "connectionState",
+    "connectionStateUpdatedTime",
+    "lastActivityTime",
+    "cloudToDeviceMessageCount",
+    "authenticationType",
+    "x509Thumbprint",
+    "configurations",
+    "statusUpdatedTime",
+];
+
+/// The fields of a twin line, in the order the writer writes them.
+const FIELDS: [&str; 12] = [
+    "deviceId",
+    "moduleId",
+    "etag",
+    "version",
+    "status",
+    "statusReason",
+    "statusUpdateTime",
+    "capabilities",
+    "deviceScope",
+    "parentScopes",
+    "tags",
+    "properties",
+];
+
+/// A streaming reader of twin lines.
+///
+/// As [`ExportReader`](super::ExportReader): bounded lines, warning lines
+/// skipped and counted, every line checked, errors do not end it.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::TwinReader;
+///
+/// let input = concat!(
+///     r#"{"deviceId":"d1","etag":"AAAAAAAAAAI=","version":4,"status":"enabled","#,
+///     r#""connectionState":"Disconnected","properties":{"desired":{"fan":2,"#,
+///     r#""$metadata":{"$lastUpdated":"2024-03-01T12:00:00Z","fan":{"$lastUpdated":"2024-03-01T12:00:00.5Z"}},"$version":3}}}"#,
+/// );
+/// let mut reader = TwinReader::new(input.as_bytes(), "twins.jsonl");
+/// let twin = reader.next().unwrap()?;
+/// assert_eq!(twin.version, Some(4));
+/// assert_eq!(twin.times.desired.time_at(&["fan"]), Some(1_709_294_400_500));
+/// assert!(twin.entity.extra.is_empty());
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+#[derive(Debug)]
+pub struct TwinReader<R> {
+    lines: Lines<R>,
+    file: String,
+}
+
+impl<R: BufRead> TwinReader<R> {
+    /// Reads `reader`, naming it `file` in errors.
+    pub fn new(reader: R, file: impl Into<String>) -> Self {
+        let file = file.into();
+        Self {
+            lines: Lines::new(reader, file.clone()),
+            file,
+        }
+    }
+
+    /// Bounds each line to `bytes` instead of 1 MiB.
+    #[must_use]
+    pub fn with_max_line(mut self, bytes: usize) -> Self {
+        self.lines.set_max_line(bytes);
+        self
+    }
+
+    /// How many lines were skipped so far because they do not start with
+    /// `{`.
+    pub fn skipped(&self) -> u64 {
+        self.lines.skipped()
+    }
+}
+
+impl<R: BufRead> Iterator for TwinReader<R> {
+    type Item = Result<TwinLine, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(match self.lines.next_json()? {
+            Ok((line, text)) => parse_twin_line(&self.file, line, text),
+            Err(error) => Err(error),
+        })
+    }
+}
+
+/// Parses one twin line (`text` must be one JSON object) and checks it.
+///
+/// # Errors
+///
+/// A [`ReadError`] on `file` and `line` for invalid JSON, wrong types, an
+/// invalid `status`, an unparseable time, a missing `deviceId`, or a
+/// broken limit.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{parse_twin_line, ReadErrorKind};
+///
+/// let text = r#"{"deviceId":"d1","properties":{"reported":{"$metadata":{"t":{"$lastUpdated":"soon"}}}}}"#;
+/// let err = parse_twin_line("twins.jsonl", 2, text).unwrap_err();
+/// assert!(matches!(err.kind, ReadErrorKind::InvalidTimestamp { .. }));
+/// assert_eq!(err.field.as_deref(), Some("properties.reported.$metadata.t.$lastUpdated"));
+/// ```
+pub fn parse_twin_line(file: &str, line: u64, text: &str) -> Result<TwinLine, ReadError> {
+    let ctx = Ctx::default();
+    let mut raw =
+        raw::parse(text, TwinSeed { ctx: &ctx }).map_err(|e| ctx.error(file, line, &e))?;
+    let (device, module) = (raw.device_id.clone(), raw.module_id.clone());
+    let fail = |field: &str, kind| {
+        ReadError::new(file, line, kind)
+            .with_device(device.as_deref(), module.as_deref())
+            .with_field(field)
+    };
+    let Some(device_id) = raw.device_id.take() else {
+        let kind = if raw.saw_id {
+            ReadErrorKind::FormatMismatch {
+                expected: Format::Twin,
+                found: Format::Export,
+            }
+        } else {
+            ReadErrorKind::MissingField
+        };
+        return Err(fail("deviceId", kind));
+    };
+    let twin = convert(raw, device_id).map_err(|(field, kind)| fail(&field, kind))?;
+    validate_entity(&twin.device_id, twin.module_id.as_deref(), &twin.entity)
+        .map_err(|e| ReadError::invalid(file, line, e))?;
+    Ok(TwinLine { line, ..twin })
+}
+
+/// A twin line as read, before its values are checked.
+#[derive(Default)]
+struct RawTwin {
+    device_id: Option<String>,
+    module_id: Option<String>,
+    etag: Option<String>,
+    version: Option<u64>,
+    status: Option<String>,
+    status_reason: Option<String>,
+    status_update_time: Option<String>,
+    capabilities: Option<Value>,
+    device_scope: Option<String>,
+    parent_scopes: Option<Value>,
+    tags: RawSection,
+    properties: RawProperties,
+    extra: Extra,
+    saw_id: bool,
+}
+
+fn convert(raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErrorKind)> {
+    let status = match raw.status.as_deref() {
+        Some(status) => Some(StatusValue {
+            status: raw::status(status)?,
+            reason: raw.status_reason,
+        }),
+        None if raw.status_reason.as_deref().is_some_and(|r| !r.is_empty()) => {
+            return Err(("status".to_owned(), ReadErrorKind::MissingField));
+        }
+        None => None,
+    };
+    let status_time = match raw.status_update_time.as_deref() {
+        Some(text) => {
+            raw::parse_time(text).map_err(|kind| ("statusUpdateTime".to_owned(), kind))?
+        }
+        None => None,
+    };
+    let meta = |section: Option<raw::RawMeta>, path: &str| match section {
+        Some(meta) => meta.into_tree(path),
+        None => Ok(MetaTree::default()),
+    };
+    let desired_meta = meta(raw.properties.desired.meta, "properties.desired.$metadata")?;
+    let reported_meta = meta(
+        raw.properties.reported.meta,
+        "properties.reported.$metadata",
+    )?;
+    Ok(TwinLine {
+        line: 0,
+        device_id,
+        module_id: raw.module_id,
+        etag: raw.etag,
+        version: raw.version,
+        entity: Entity {
+            status,
+            authentication: None,
+            capabilities: raw.capabilities,
+            device_scope: raw.device_scope,
+            parent_scopes: raw.parent_scopes,
+            extra: raw.extra,
+            tags: raw.tags.map,
+            desired: raw.properties.desired.map,
+            reported: raw.properties.reported.map,
+        },
+        times: EntityTimes {
+            status: status_time,
+            desired: desired_meta,
+            reported: reported_meta,
+        },
+    })
+}
+
+struct TwinSeed<'c> {
+    ctx: &'c Ctx,
+}
+
+impl<'de> DeserializeSeed<'de> for TwinSeed<'_> {
+    type Value = RawTwin;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawTwin, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TwinSeed<'_> {
+    type Value = RawTwin;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTwin, A::Error> {
+        let ctx = self.ctx;
+        let mut raw = RawTwin::default();
+        let mut seen = [false; FIELDS.len()];
+        while let Some(Key(key)) = map.next_key()? {
+            let Some(i) = FIELDS.iter().position(|f| *f == key) else {
+                if RUNTIME.contains(&key.as_ref()) {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                raw.saw_id |= key == "id";
+                let value = map.next_value::<Value>()?;
+                if raw.extra.contains_key(key.as_ref()) {
+                    return Err(ctx.fail(key, ReadErrorKind::DuplicateField));
+                }
+                raw.extra.insert(key.into_owned(), value);
+                continue;
+            };
+            let (Some(name), Some(seen)) = (FIELDS.get(i).copied(), seen.get_mut(i)) else {
+                continue;
+            };
+            match name {
+                "deviceId" => {
+                    let id: String = ctx.value(&mut map, name, seen)?;
+                    *ctx.device.borrow_mut() = Some(id.clone());
+                    raw.device_id = Some(id);
+                }
+                "moduleId" => {
+                    raw.module_id = ctx.value(&mut map, name, seen)?;
+                    ctx.module.borrow_mut().clone_from(&raw.module_id);
+                }
+                "etag" => raw.etag = ctx.value(&mut map, name, seen)?,
+                "version" => raw.version = ctx.value(&mut map, name, seen)?,
+                "status" => raw.status = ctx.value(&mut map, name, seen)?,
+                "statusReason" => raw.status_reason = ctx.value(&mut map, name, seen)?,
+                "statusUpdateTime" => raw.status_update_time = ctx.value(&mut map, name, seen)?,
+                "capabilities" => raw.capabilities = ctx.value(&mut map, name, seen)?,
+                "deviceScope" => raw.device_scope = ctx.value(&mut map, name, seen)?,
+                "parentScopes" => raw.parent_scopes = ctx.value(&mut map, name, seen)?,
+                "tags" => {
+                    let seed = SectionSeed {
+                        ctx,
+                        path: "tags",
+                        metadata: false,
+                    };
+                    raw.tags = ctx.value_seed(&mut map, name, seen, seed)?;
+                }
+                _ => {
+                    let seed = PropertiesSeed {
+                        ctx,
+                        metadata: true,
+                    };
+                    raw.properties = ctx.value_seed(&mut map, name, seen, seed)?;
+                }
+            }
+        }
+        Ok(raw)
+    }
+}
+
+/// The twin metadata of a device or module in a twin file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TwinInfo {
+    /// `etag`.
+    pub etag: Option<String>,
+    /// `version`.
+    pub version: Option<u64>,
+    /// `statusUpdateTime` and `$metadata`.
+    pub times: EntityTimes,
+    /// The line of the twin.
+    pub line: u64,
+}
+
+impl TwinInfo {
+    fn of(twin: &mut TwinLine) -> Self {
+        Self {
+            etag: twin.etag.take(),
+            version: twin.version,
+            times: std::mem::take(&mut twin.times),
+            line: twin.line,
+        }
+    }
+}
+
+/// A device of a twin file with its module twins.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TwinDevice {
+    /// The device and its modules.
+    pub snapshot: DeviceSnapshot,
+    /// The device twin's etag, version, times and line.
+    pub twin: TwinInfo,
+    /// The same for each module twin.
+    pub modules: BTreeMap<String, TwinInfo>,
+}
+
+/// A whole twin file, grouped by device.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TwinFile {
+    /// The devices by id.
+    pub devices: BTreeMap<String, TwinDevice>,
+    /// How many lines were skipped because they do not start with `{`.
+    pub skipped: u64,
+}
+
+/// Reads a whole twin file and groups module twins under their device.
+///
+/// # Errors
+///
+/// As [`read_export`](super::read_export): the first bad line, a device or
+/// module twice (naming both lines), a module twin without its device's.
+///
+/// # Example
+///
+/// ```no_run
+/// let twins = failback::format::read_twins("twins.jsonl")?;
+/// println!("{} devices", twins.devices.len());
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn read_twins(path: impl AsRef<Path>) -> Result<TwinFile, ReadError> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| ReadError::io(name.clone(), e))?;
+    collect_twins(TwinReader::new(BufReader::new(file), name))
+}
+
+/// Groups the lines of `reader` as [`read_twins`] does.
+///
+/// # Errors
+///
+/// As [`read_twins`].
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{collect_twins, TwinReader};
+///
+/// let input = concat!(
+///     r#"{"deviceId":"d1","moduleId":"m1","version":2}"#, "\n",
+///     r#"{"deviceId":"d1","version":7,"status":"enabled"}"#, "\n",
+/// );
+/// let file = collect_twins(TwinReader::new(input.as_bytes(), "twins.jsonl"))?;
+/// assert_eq!(file.devices["d1"].modules["m1"].line, 1);
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<TwinFile, ReadError> {
+    let file = reader.file.clone();
+    let grouped = group(&file, reader.by_ref())?;
+    let devices = grouped
+        .into_iter()
+        .map(|(id, (mut device, modules))| {
+            let mut infos = BTreeMap::new();
+            let mut entities = BTreeMap::new();
+            for (module, mut twin) in modules {
+                infos.insert(module.clone(), TwinInfo::of(&mut twin));
+                entities.insert(module, twin.entity);
+            }
+            let twin = TwinInfo::of(&mut device);
+            let snapshot = DeviceSnapshot {
+                id: id.clone(),
+                device: device.entity,
+                modules: entities,
+            };
+            let device = TwinDevice {
+                snapshot,
+                twin,
+                modules: infos,
+            };
+            (id, device)
+        })
+        .collect();
+    Ok(TwinFile {
+        devices,
+        skipped: reader.skipped(),
+    })
+}
+
+impl DeviceLine for TwinLine {
+    fn line(&self) -> u64 {
+        self.line
+    }
+    fn device_id(&self) -> &str {
+        &self.device_id
+    }
+    fn module_id(&self) -> Option<&str> {
+        self.module_id.as_deref()
+    }
+}
+
+/// Writes one twin line, ending in `\n`, for fixtures and tests.
+///
+/// Fields in order: `deviceId`, `moduleId`, `etag`, `version`, `status`,
+/// `statusReason`, `statusUpdateTime`, `capabilities`, `deviceScope`,
+/// `parentScopes`, unknown fields sorted (`modelId`), `tags`, `properties`
+/// with each section's `$metadata` (times in milliseconds, UTC). A twin has
+/// no keys: `authentication` is not written.
+///
+/// # Errors
+///
+/// Any error of `w`.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{parse_twin_line, write_twin_line, TwinLine};
+///
+/// let mut twin = TwinLine { line: 1, device_id: "d1".into(), version: Some(3), ..Default::default() };
+/// twin.entity.reported.insert("temp".into(), 21.5.into());
+/// twin.times.reported.children.entry("temp".into()).or_default().last_updated = Some(1_709_294_400_000);
+/// let mut out = Vec::new();
+/// write_twin_line(&mut out, &twin)?;
+/// let text = String::from_utf8(out).unwrap();
+/// assert!(text.contains(r#""$metadata":{"temp":{"$lastUpdated":"2024-03-01T12:00:00.000Z"}}"#));
+/// assert_eq!(parse_twin_line("t", 1, text.trim()).unwrap(), twin);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
+    write_twin(
+        w,
+        &twin.device_id,
+        twin.module_id.as_deref(),
+        &TwinInfo {
+            etag: twin.etag.clone(),
+            version: twin.version,
+            times: twin.times.clone(),
+            line: twin.line,
+        },
+        &twin.entity,
+    )
+}
+
+/// Writes a device twin then its module twins sorted by `moduleId`.
+///
+/// # Errors
+///
+/// Any error of `w`.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{collect_twins, write_twin_device, TwinDevice, TwinReader};
+///
+/// let mut device = TwinDevice::default();
+/// device.snapshot.id = "d1".into();
+/// device.snapshot.modules.insert("m1".into(), Default::default());
+/// let mut out = Vec::new();
+/// write_twin_device(&mut out, &device)?;
+/// let file = collect_twins(TwinReader::new(out.as_slice(), "t"))?;
+/// assert_eq!(file.devices["d1"].snapshot, device.snapshot);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_twin_device<W: Write>(w: &mut W, device: &TwinDevice) -> io::Result<()> {
+    let id = &device.snapshot.id;
+    write_twin(w, id, None, &device.twin, &device.snapshot.device)?;
+    let none = TwinInfo::default();
+    for (module, entity) in &device.snapshot.modules {
+        let info = device.modules.get(module).unwrap_or(&none);
+        write_twin(w, id, Some(module), info, entity)?;
+    }
+    Ok(())
+}
+
+fn write_twin<W: Write>(
+    w: &mut W,
+    device_id: &str,
+    module_id: Option<&str>,
+    info: &TwinInfo,
+    entity: &Entity,
+) -> io::Result<()> {
+    let mut obj = Obj::open(w)?;
+    obj.field("deviceId", device_id)?;
+    obj.opt("moduleId", module_id)?;
+    obj.opt("etag", info.etag.as_deref())?;
+    obj.opt("version", info.version)?;
+    if let Some(status) = &entity.status {
+        obj.field("status", &status.status)?;
+        obj.opt("statusReason", status.reason.as_deref())?;
+    }
+    obj.opt(
+        "statusUpdateTime",
+        info.times.status.and_then(raw::format_time),
+    )?;
+    obj.opt("capabilities", entity.capabilities.as_ref())?;
+    obj.opt("deviceScope", entity.device_scope.as_deref())?;
+    obj.opt("parentScopes", entity.parent_scopes.as_ref())?;
+    for (key, value) in &entity.extra {
+        if !FIELDS.contains(&key.as_str()) && !RUNTIME.contains(&key.as_str()) {
+            obj.field(key, value)?;
+        }
+    }
+    obj.field("tags", &entity.tags)?;
+    obj.field(
+        "properties",
+        &Properties {
+            desired: Section {
+                map: &entity.desired,
+                meta: Some(&info.times.desired),
+            },
+            reported: Section {
+                map: &entity.reported,
+                meta: Some(&info.times.reported),
+            },
+        },
+    )?;
+    obj.close_line()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_fields_are_dropped_and_model_id_kept() {
+        let text = r#"{"deviceId":"d1","etag":"AAAAAAAAAAE=","deviceEtag":"MTIz","version":2,"status":"enabled","statusUpdateTime":"0001-01-01T00:00:00Z","connectionState":"Connected","lastActivityTime":"2024-03-01T12:00:00Z","cloudToDeviceMessageCount":0,"authenticationType":"sas","x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"modelId":"dtmi:com:example:Thermostat;1","configurations":{},"tags":{}}"#;
+        let twin = parse_twin_line("t", 1, text).map_err(|e| e.to_string());
+        let twin = twin.unwrap_or_default();
+        assert_eq!(twin.etag.as_deref(), Some("AAAAAAAAAAE="));
+        assert_eq!(twin.times.status, None);
+        assert_eq!(
+            twin.entity.extra.keys().collect::<Vec<_>>(),
+            vec!["modelId"]
+        );
+    }
+
+    #[test]
+    fn a_bad_status_time_names_its_field() {
+        let err = parse_twin_line(
+            "t",
+            4,
+            r#"{"deviceId":"d1","statusUpdateTime":"2024-13-01T00:00:00Z"}"#,
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                r#"t:4: device "d1" field "statusUpdateTime": unparseable timestamp "2024-13-01T00:00:00Z""#
+            )
+        );
+    }
+}
