@@ -13,7 +13,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--test");
     let n = if quick { 1_000 } else { 100_000 };
     let devices: Vec<_> = (0..n).map(common::typical_device).collect();
-    let export_bytes: usize = devices.iter().map(|d| export_len(d)).sum();
+    let export_bytes: usize = devices.iter().map(export_len).sum();
     let hub = ReplicaId::new("base").expect("valid literal");
     let stamp = Stamp::new(0, 0, hub.clone());
     let before = common::live_bytes();

@@ -10,6 +10,7 @@ pub mod appmeta;
 pub mod clock;
 pub mod doc;
 pub mod format;
+pub mod job;
 pub mod kernel;
 pub mod reconcile;
 pub mod validate;

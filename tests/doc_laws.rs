@@ -62,6 +62,9 @@ fn op(replicas: usize, syncs: bool) -> impl Strategy<Value = Op> {
         (r.clone(), d.clone(), any::<bool>())
             .prop_map(|(r, d, add)| Op::Module { r, d, add })
             .boxed(),
+        (r.clone(), 0..2usize)
+            .prop_map(|(r, key)| Op::App { r, key })
+            .boxed(),
     ];
     if syncs {
         choices.push(

@@ -44,14 +44,27 @@ fn read_image(path: &Path) -> Result<HubImage, Failure> {
     let export = read_export(path).map_err(input)?;
     let mut image = HubImage::new();
     for (id, device) in export.devices {
-        let record = |entity: &failback::doc::Entity, etag: Option<String>, twin: Option<String>| Record {
-            entity: entity.clone(),
-            etag: etag.unwrap_or_default(),
-            twin_etag: twin.unwrap_or_default(),
-        };
-        image.insert(&id, None, record(&device.snapshot.device, device.etag.clone(), device.twin_etag.clone()));
+        let record =
+            |entity: &failback::doc::Entity, etag: Option<String>, twin: Option<String>| Record {
+                entity: entity.clone(),
+                etag: etag.unwrap_or_default(),
+                twin_etag: twin.unwrap_or_default(),
+            };
+        image.insert(
+            &id,
+            None,
+            record(
+                &device.snapshot.device,
+                device.etag.clone(),
+                device.twin_etag.clone(),
+            ),
+        );
         for (module_id, entity) in &device.snapshot.modules {
-            let (etag, twin) = device.module_etags.get(module_id).cloned().unwrap_or_default();
+            let (etag, twin) = device
+                .module_etags
+                .get(module_id)
+                .cloned()
+                .unwrap_or_default();
             image.insert(&id, Some(module_id), record(entity, etag, twin));
         }
     }
@@ -111,7 +124,11 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode, Failure> {
             std::io::stderr().write_all(&log).map_err(internal)?;
         }
     }
-    eprintln!("applied {} lines, {} failed", lines.len() - errors.len(), errors.len());
+    eprintln!(
+        "applied {} lines, {} failed",
+        lines.len() - errors.len(),
+        errors.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -143,7 +160,10 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode, Failure> {
             (Some(_), None) => differences.push(format!("{id}: only in {}", args.a.display())),
             (None, Some(_)) => differences.push(format!("{id}: only in {}", args.b.display())),
             (Some(x), Some(y)) if x.snapshot != y.snapshot => {
-                differences.push(format!("{id}: differs in {}", describe(&x.snapshot, &y.snapshot)));
+                differences.push(format!(
+                    "{id}: differs in {}",
+                    describe(&x.snapshot, &y.snapshot)
+                ));
             }
             _ => {}
         }

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use failback::ReplicaId;
 use failback::clock::{SystemTime, TimeSource};
 use failback::doc::Policies;
 use failback::format::Format;
 use failback::job::{MergeJob, run_merge};
-use failback::ReplicaId;
 
 use super::{Failure, parse_duration_ms, parse_rfc3339_ms};
 
@@ -65,12 +65,20 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
     }
     let active_order = args
         .active_order
-        .map(|names| names.iter().map(|n| hub_name(n)).collect::<Result<Vec<_>, _>>())
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| hub_name(n))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .transpose()?;
     let format = args
         .format
         .as_deref()
-        .map(|f| f.parse::<Format>().map_err(|e| Failure::Input(e.to_string())))
+        .map(|f| {
+            f.parse::<Format>()
+                .map_err(|e| Failure::Input(e.to_string()))
+        })
         .transpose()?;
     let job = MergeJob {
         base: args.base,
@@ -98,7 +106,14 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
     for (hub, modes) in &report.plans {
         let total: usize = modes.values().sum();
         let detail: Vec<String> = modes.iter().map(|(m, n)| format!("{m} {n}")).collect();
-        println!("{hub}: {total} import operations{}", if detail.is_empty() { String::new() } else { format!(" ({})", detail.join(", ")) });
+        println!(
+            "{hub}: {total} import operations{}",
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", detail.join(", "))
+            }
+        );
     }
     let total: usize = report.conflicts.values().sum();
     println!("conflicts: {total}");

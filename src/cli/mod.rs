@@ -4,7 +4,9 @@
 //! or a failed check (`diff` finding differences, `drill` finding a broken
 //! invariant), 2 on bad input or usage, with a one-line error.
 
+mod apply;
 mod drill;
+mod merge;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Merge hubs' exports or twin files into one state and an import plan per hub.
+    Merge(merge::MergeArgs),
+    /// Dry-run an import plan on a hub's export file, with IoT Hub's import-mode semantics.
+    Apply(apply::ApplyArgs),
+    /// Compare two export files as states (ignoring etags and line order).
+    Diff(apply::DiffArgs),
     /// Rehearse a failover and failback of a simulated fleet and check every invariant.
     Drill(drill::DrillArgs),
 }
@@ -47,6 +55,9 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Merge(args) => merge::run(args),
+        Command::Apply(args) => apply::apply(args),
+        Command::Diff(args) => apply::diff(args),
         Command::Drill(args) => drill::run(args),
     };
     match result {
@@ -60,4 +71,37 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The number of cores, the default for `--jobs`.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// Parses `90s`, `5m`, `2h` or plain milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<i64, Failure> {
+    let bad = || {
+        Failure::Input(format!(
+            "invalid duration {text:?}: expected e.g. 90s, 5m, 2h"
+        ))
+    };
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale).ok_or_else(bad)
+}
+
+/// Parses an RFC 3339 time into ms since the epoch.
+pub fn parse_rfc3339_ms(text: &str) -> Result<i64, Failure> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| Failure::Input(format!("invalid time {text:?}: {e}")))
 }

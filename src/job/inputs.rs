@@ -38,12 +38,19 @@ pub(super) fn read_hub(path: &Path, format: Option<Format>) -> Result<HubInput, 
                 let twin_etag = device.twin_etag.unwrap_or_default();
                 image.insert(&id, None, record(&device.snapshot.device, etag, twin_etag));
                 for (module_id, entity) in &device.snapshot.modules {
-                    let (etag, twin_etag) =
-                        device.module_etags.get(module_id).cloned().unwrap_or_default();
+                    let (etag, twin_etag) = device
+                        .module_etags
+                        .get(module_id)
+                        .cloned()
+                        .unwrap_or_default();
                     image.insert(
                         &id,
                         Some(module_id),
-                        record(entity, etag.unwrap_or_default(), twin_etag.unwrap_or_default()),
+                        record(
+                            entity,
+                            etag.unwrap_or_default(),
+                            twin_etag.unwrap_or_default(),
+                        ),
                     );
                 }
                 devices.insert(id, device.snapshot);
@@ -53,7 +60,11 @@ pub(super) fn read_hub(path: &Path, format: Option<Format>) -> Result<HubInput, 
         InputFile::Twin(twins) => {
             for (id, device) in twins.devices {
                 let twin_etag = device.twin.etag.clone().unwrap_or_default();
-                image.insert(&id, None, record(&device.snapshot.device, String::new(), twin_etag));
+                image.insert(
+                    &id,
+                    None,
+                    record(&device.snapshot.device, String::new(), twin_etag),
+                );
                 let mut device_times = DeviceTimes {
                     device: device.twin.times.clone(),
                     modules: BTreeMap::new(),
@@ -61,9 +72,15 @@ pub(super) fn read_hub(path: &Path, format: Option<Format>) -> Result<HubInput, 
                 for (module_id, entity) in &device.snapshot.modules {
                     let info = device.modules.get(module_id);
                     let twin_etag = info.and_then(|i| i.etag.clone()).unwrap_or_default();
-                    image.insert(&id, Some(module_id), record(entity, String::new(), twin_etag));
+                    image.insert(
+                        &id,
+                        Some(module_id),
+                        record(entity, String::new(), twin_etag),
+                    );
                     if let Some(info) = info {
-                        device_times.modules.insert(module_id.clone(), info.times.clone());
+                        device_times
+                            .modules
+                            .insert(module_id.clone(), info.times.clone());
                     }
                 }
                 times.insert(id.clone(), device_times);
@@ -117,11 +134,18 @@ impl HubInput {
     fn newest_time(&self) -> Option<(i64, String, String)> {
         let mut overall: Option<(i64, String, String)> = None;
         for (id, times) in &self.snapshots.times {
-            let entities = std::iter::once((String::new(), &times.device))
-                .chain(times.modules.iter().map(|(m, t)| (format!("modules.{m}."), t)));
+            let entities = std::iter::once((String::new(), &times.device)).chain(
+                times
+                    .modules
+                    .iter()
+                    .map(|(m, t)| (format!("modules.{m}."), t)),
+            );
             for (prefix, entity) in entities {
                 let mut best = entity.status.map(|ms| (ms, "status".to_owned()));
-                for (section, tree) in [("properties.desired", &entity.desired), ("properties.reported", &entity.reported)] {
+                for (section, tree) in [
+                    ("properties.desired", &entity.desired),
+                    ("properties.reported", &entity.reported),
+                ] {
                     let mut path = vec![section.to_owned()];
                     newest(tree, &mut path, &mut best);
                 }
@@ -145,7 +169,7 @@ impl HubInput {
             file: self.file.clone(),
             device,
             path,
-            source,
+            source: Box::new(source),
         })
     }
 

@@ -49,7 +49,7 @@ pub struct MergeJob {
 pub enum JobError {
     /// A file could not be read or holds a bad line.
     #[error(transparent)]
-    Read(#[from] ReadError),
+    Read(Box<ReadError>),
     /// The command was given inconsistent arguments.
     #[error("{0}")]
     Usage(String),
@@ -66,7 +66,7 @@ pub enum JobError {
         /// The field.
         path: String,
         /// The bound crossed.
-        source: crate::clock::DriftError,
+        source: Box<crate::clock::DriftError>,
     },
     /// Writing the results failed.
     #[error("cannot write {path}: {source}")]
@@ -76,6 +76,12 @@ pub enum JobError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+impl From<ReadError> for JobError {
+    fn from(error: ReadError) -> Self {
+        JobError::Read(Box::new(error))
+    }
 }
 
 impl JobError {
@@ -138,7 +144,9 @@ pub fn run_merge(job: &MergeJob) -> Result<MergeReport, JobError> {
         .collect();
     for hub in job.as_of.keys() {
         if !names.contains(hub) {
-            return Err(JobError::Usage(format!("--as-of names {hub}, which is not a --hub")));
+            return Err(JobError::Usage(format!(
+                "--as-of names {hub}, which is not a --hub"
+            )));
         }
     }
     let order = job.active_order.clone().or_else(|| default_order(&names));
@@ -153,11 +161,18 @@ pub fn run_merge(job: &MergeJob) -> Result<MergeReport, JobError> {
     );
     let mut report = MergeReport::default();
     for input in base.iter().chain(&hubs) {
-        report.skipped_lines.insert(input.file.clone(), input.skipped);
+        report
+            .skipped_lines
+            .insert(input.file.clone(), input.skipped);
     }
-    outputs::write_all(&job.out, &outcomes, &hubs, &mut report)?;
+    let real_time = stamps.values().any(|s| s.ms() > ORDER_SCALE_LIMIT);
+    outputs::write_all(&job.out, &outcomes, &hubs, real_time, &mut report)?;
     Ok(report)
 }
+
+/// Stamps on the activation-order scale are small ranks; anything above
+/// this is a real time.
+const ORDER_SCALE_LIMIT: i64 = 1_000_000;
 
 fn check_names(names: &[ReplicaId]) -> Result<(), JobError> {
     if names.len() < 2 {

@@ -10,8 +10,8 @@ use serde_json::json;
 use super::inputs::HubInput;
 use super::{JobError, MergeReport};
 use crate::doc::{Conflict, Entity};
-use crate::format::{DeviceEtags, ExportLineRef, write_device, write_export_line};
-use crate::reconcile::{DeviceOutcome, ImportMode, device_plan, import_lines};
+use crate::format::{DeviceEtags, ExportLineRef, ImportMode, write_device, write_export_line};
+use crate::reconcile::{DeviceOutcome, device_plan, import_lines};
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
     move |source| JobError::Io {
@@ -26,18 +26,16 @@ fn create(dir: &Path, name: &str) -> Result<(PathBuf, BufWriter<File>), JobError
     Ok((path, BufWriter::new(file)))
 }
 
-/// One conflict as a line of `conflicts.jsonl`.
-pub(crate) fn conflict_json(conflict: &Conflict) -> serde_json::Value {
+/// One conflict as a line of `conflicts.jsonl`. On the activation-order
+/// scale (`real_time` false) a stamp's `ms` is the hub's rank, not a time,
+/// and no `time` is written.
+pub(crate) fn conflict_json(conflict: &Conflict, real_time: bool) -> serde_json::Value {
     let side = |s: &crate::doc::Side| {
-        json!({
-            "hub": s.hub.as_str(),
-            "value": s.value,
-            "stamp": {
-                "ms": s.stamp.ms(),
-                "logical": s.stamp.logical(),
-                "time": s.stamp.to_rfc3339(),
-            },
-        })
+        let mut stamp = json!({"ms": s.stamp.ms(), "logical": s.stamp.logical()});
+        if real_time {
+            stamp["time"] = json!(s.stamp.to_rfc3339());
+        }
+        json!({"hub": s.hub.as_str(), "value": s.value, "stamp": stamp})
     };
     let mut line = json!({
         "id": conflict.id,
@@ -56,6 +54,7 @@ pub(super) fn write_all(
     out: &Path,
     outcomes: &[DeviceOutcome],
     hubs: &[HubInput],
+    real_time: bool,
     report: &mut MergeReport,
 ) -> Result<(), JobError> {
     let tmp = sibling(out, "tmp");
@@ -63,7 +62,7 @@ pub(super) fn write_all(
         fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
     }
     fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
-    let result = write_into(&tmp, outcomes, hubs, report);
+    let result = write_into(&tmp, outcomes, hubs, real_time, report);
     if let Err(err) = result {
         let _ = fs::remove_dir_all(&tmp);
         return Err(err);
@@ -80,9 +79,10 @@ pub(super) fn write_all(
 }
 
 fn sibling(out: &Path, what: &str) -> PathBuf {
-    let name = out
-        .file_name()
-        .map_or_else(|| "failback-out".into(), |n| n.to_string_lossy().into_owned());
+    let name = out.file_name().map_or_else(
+        || "failback-out".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     out.with_file_name(format!(".{name}.{what}-{}", std::process::id()))
 }
 
@@ -90,6 +90,7 @@ fn write_into(
     dir: &Path,
     outcomes: &[DeviceOutcome],
     hubs: &[HubInput],
+    real_time: bool,
     report: &mut MergeReport,
 ) -> Result<(), JobError> {
     let (merged_path, mut merged) = create(dir, "merged.jsonl")?;
@@ -109,13 +110,18 @@ fn write_into(
         }
         for conflict in &outcome.merge.conflicts {
             *report.conflicts.entry(conflict.rule.name()).or_default() += 1;
-            serde_json::to_writer(&mut conflicts, &conflict_json(conflict))
+            serde_json::to_writer(&mut conflicts, &conflict_json(conflict, real_time))
                 .map_err(|e| io_error(&conflicts_path)(e.into()))?;
-            conflicts.write_all(b"\n").map_err(io_error(&conflicts_path))?;
+            conflicts
+                .write_all(b"\n")
+                .map_err(io_error(&conflicts_path))?;
         }
         for (hub, (path, writer)) in hubs.iter().zip(plans.iter_mut()) {
             let ops = device_plan(hub.snapshots.devices.get(&outcome.id), merged_device);
-            let counts = report.plans.entry(hub.snapshots.hub.to_string()).or_default();
+            let counts = report
+                .plans
+                .entry(hub.snapshots.hub.to_string())
+                .or_default();
             for line in import_lines(&ops, &hub.image) {
                 *counts.entry(line.mode.as_str()).or_default() += 1;
                 let writes_identity = !matches!(
@@ -164,7 +170,8 @@ fn write_into(
         writer.flush().map_err(io_error(&path))?;
     }
     let report_path = dir.join("report.json");
-    let mut bytes = serde_json::to_vec_pretty(report).map_err(|e| io_error(&report_path)(e.into()))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(report).map_err(|e| io_error(&report_path)(e.into()))?;
     bytes.push(b'\n');
     fs::write(&report_path, bytes).map_err(io_error(&report_path))?;
     Ok(())

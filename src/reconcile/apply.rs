@@ -7,65 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::doc::{Authentication, DeviceSnapshot, Entity, Secret};
-
-/// `importMode` of an import line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ImportMode {
-    /// Create, or overwrite without an etag check (the default).
-    #[default]
-    CreateOrUpdate,
-    /// Create; error if present.
-    Create,
-    /// Overwrite; error if absent.
-    Update,
-    /// Overwrite if `eTag` matches; error if absent or changed.
-    UpdateIfMatchETag,
-    /// Create, or overwrite if `eTag` matches.
-    CreateOrUpdateIfMatchETag,
-    /// Delete; error if absent.
-    Delete,
-    /// Delete if `eTag` matches.
-    DeleteIfMatchETag,
-    /// Overwrite the twin; error if absent.
-    UpdateTwin,
-    /// Overwrite the twin if `twinETag` matches.
-    UpdateTwinIfMatchETag,
-}
-
-impl ImportMode {
-    /// Every mode, in the order of AZURE-FORMATS.md.
-    pub const ALL: [ImportMode; 9] = [
-        ImportMode::CreateOrUpdate,
-        ImportMode::Create,
-        ImportMode::Update,
-        ImportMode::UpdateIfMatchETag,
-        ImportMode::CreateOrUpdateIfMatchETag,
-        ImportMode::Delete,
-        ImportMode::DeleteIfMatchETag,
-        ImportMode::UpdateTwin,
-        ImportMode::UpdateTwinIfMatchETag,
-    ];
-
-    /// The mode's name in import files.
-    pub fn name(self) -> &'static str {
-        match self {
-            ImportMode::CreateOrUpdate => "createOrUpdate",
-            ImportMode::Create => "create",
-            ImportMode::Update => "update",
-            ImportMode::UpdateIfMatchETag => "updateIfMatchETag",
-            ImportMode::CreateOrUpdateIfMatchETag => "createOrUpdateIfMatchETag",
-            ImportMode::Delete => "delete",
-            ImportMode::DeleteIfMatchETag => "deleteIfMatchETag",
-            ImportMode::UpdateTwin => "updateTwin",
-            ImportMode::UpdateTwinIfMatchETag => "updateTwinIfMatchETag",
-        }
-    }
-
-    /// The mode named `name`, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.name() == name)
-    }
-}
+use crate::format::ImportMode;
 
 /// One line of an import job.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -170,7 +112,8 @@ impl HubImage {
     /// # Example
     ///
     /// ```
-    /// use failback::reconcile::{HubImage, ImportLine, ImportMode};
+    /// use failback::format::ImportMode;
+    /// use failback::reconcile::{HubImage, ImportLine};
     ///
     /// let mut hub = HubImage::new();
     /// let create = ImportLine { mode: ImportMode::Create, id: "d1".into(), ..Default::default() };

@@ -7,7 +7,7 @@ mod merge;
 mod plan;
 mod stamps;
 
-pub use apply::{HubImage, ImportError, ImportLine, ImportMode, Record};
+pub use apply::{HubImage, ImportError, ImportLine, Record};
 pub use fleet::{DeviceOutcome, HubSnapshots, Outcome, merge_fleet};
 pub use merge::{BASE, Base, DeviceMerge, HubDevice, base_replica, merge_device};
 pub use plan::{Action, PlanOp, device_plan, identity_differs, import_lines, twin_differs};

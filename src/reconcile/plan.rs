@@ -1,8 +1,9 @@
 //! Import plans: the fewest guarded operations that bring one hub to the
 //! merged state.
 
-use super::apply::{HubImage, ImportLine, ImportMode};
+use super::apply::{HubImage, ImportLine};
 use crate::doc::{DeviceSnapshot, Entity};
+use crate::format::ImportMode;
 
 /// What one import line does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,0 +1,369 @@
+//! The `failback` binary end to end on the hand-written fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/failback");
+
+fn failback(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_failback"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn fixture(name: &str) -> String {
+    format!("{FIXTURES}/{name}")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("failback-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn merge(base: &str, hubs: &[(&str, &str)], out: &Path) -> Output {
+    let mut args = vec!["merge".to_owned(), "--base".into(), base.into()];
+    for (name, file) in hubs {
+        args.push("--hub".into());
+        args.push(format!("{name}={file}"));
+    }
+    args.push("--out".into());
+    args.push(out.display().to_string());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    failback(&refs)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn keys_in(file: &str) -> Vec<String> {
+    let text = read(Path::new(file));
+    let mut keys = Vec::new();
+    for field in [
+        "primaryKey",
+        "secondaryKey",
+        "primaryThumbprint",
+        "secondaryThumbprint",
+    ] {
+        let needle = format!("\"{field}\":\"");
+        for (i, _) in text.match_indices(&needle) {
+            let rest = &text[i + needle.len()..];
+            keys.push(rest[..rest.find('"').unwrap()].to_owned());
+        }
+    }
+    keys
+}
+
+#[test]
+fn plans_bring_every_hub_to_the_merged_state_and_a_second_merge_is_empty() {
+    let dir = scratch("roundtrip");
+    let out = dir.join("out");
+    let hubs = [
+        ("primary", fixture("primary.jsonl")),
+        ("secondary", fixture("secondary.jsonl")),
+    ];
+    let hub_refs: Vec<(&str, &str)> = hubs.iter().map(|(n, f)| (*n, f.as_str())).collect();
+    let run = merge(&fixture("base.jsonl"), &hub_refs, &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let merged = out.join("merged.jsonl");
+    let mut applied = Vec::new();
+    for (name, file) in &hubs {
+        let after = dir.join(format!("{name}.after.jsonl"));
+        let plan = out.join(format!("{name}.import.jsonl"));
+        let run = failback(&[
+            "apply",
+            "--hub",
+            file,
+            "--plan",
+            plan.to_str().unwrap(),
+            "--out",
+            after.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let errors = read(Path::new(&format!("{}.importErrors.log", after.display())));
+        assert!(errors.is_empty(), "{errors}");
+        let diff = failback(&["diff", after.to_str().unwrap(), merged.to_str().unwrap()]);
+        assert!(
+            diff.status.success(),
+            "{}",
+            String::from_utf8_lossy(&diff.stdout)
+        );
+        applied.push((*name, after.display().to_string()));
+    }
+    let again = dir.join("again");
+    let refs: Vec<(&str, &str)> = applied.iter().map(|(n, f)| (*n, f.as_str())).collect();
+    let run = merge(merged.to_str().unwrap(), &refs, &again);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for name in ["primary", "secondary"] {
+        assert_eq!(
+            read(&again.join(format!("{name}.import.jsonl"))),
+            "",
+            "{name}'s second plan"
+        );
+    }
+    assert_eq!(read(&again.join("conflicts.jsonl")), "");
+}
+
+#[test]
+fn the_fixture_merge_follows_every_policy() {
+    let dir = scratch("policies");
+    let out = dir.join("out");
+    let run = merge(
+        &fixture("base.jsonl"),
+        &[
+            ("primary", &fixture("primary.jsonl")),
+            ("secondary", &fixture("secondary.jsonl")),
+        ],
+        &out,
+    );
+    assert!(run.status.success());
+    let merged = read(&out.join("merged.jsonl"));
+    let line = |id: &str| -> serde_json::Value {
+        let prefix = format!("{{\"id\":\"{id}\",");
+        let text = merged
+            .lines()
+            .find(|l| l.starts_with(&prefix) && !l.contains("\"moduleId\""))
+            .unwrap_or_else(|| panic!("{id} missing"));
+        serde_json::from_str(text).unwrap()
+    };
+    assert_eq!(line("disable-me")["status"], "disabled");
+    assert_eq!(line("disable-me")["tags"]["floor"], 3);
+    assert_eq!(line("status-fight")["status"], "disabled");
+    assert_eq!(line("status-fight")["statusReason"], "suspected theft");
+    assert!(!merged.contains("\"delete-me\""));
+    assert!(merged.contains("\"new-on-secondary\""));
+    assert_eq!(line("made-on-both")["tags"]["by"], "secondary");
+    assert_eq!(
+        line("twin-leaves")["properties"]["desired"],
+        serde_json::json!({"a": 10, "b": {"d": 3}})
+    );
+    assert_eq!(
+        line("twin-leaves")["properties"]["reported"],
+        serde_json::json!({"x": 1, "y": 2})
+    );
+    assert_eq!(
+        line("leaf-null-auth")["properties"]["reported"]["empty"],
+        serde_json::json!({})
+    );
+    assert_eq!(
+        line("edge-gw")["futureField"],
+        serde_json::json!({"kept": true})
+    );
+    assert!(merged.contains("\"moduleId\":\"$edgeAgent\""));
+    let rotate = line("rotate-me")["authentication"]["symmetricKey"].clone();
+    let secondary_keys = keys_in(&fixture("secondary.jsonl"));
+    assert!(secondary_keys.contains(&rotate["primaryKey"].as_str().unwrap().to_owned()));
+    assert!(secondary_keys.contains(&rotate["secondaryKey"].as_str().unwrap().to_owned()));
+    let rules: Vec<String> = read(&out.join("conflicts.jsonl"))
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["rule"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for rule in [
+        "disabled-wins",
+        "delete-wins",
+        "whole-value",
+        "shape",
+        "concurrent-create",
+    ] {
+        assert!(rules.iter().any(|r| r == rule), "{rule} not in {rules:?}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&read(&out.join("report.json"))).unwrap();
+    assert_eq!(report["outcomes"]["deleted"], 1);
+    assert_eq!(
+        report["skipped_lines"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>(),
+        2
+    );
+}
+
+#[test]
+fn output_is_the_same_bytes_whatever_the_flag_order_and_run() {
+    let dir = scratch("determinism");
+    let (p, s) = (fixture("primary.jsonl"), fixture("secondary.jsonl"));
+    let runs = [
+        merge(
+            &fixture("base.jsonl"),
+            &[("primary", &p), ("secondary", &s)],
+            &dir.join("a"),
+        ),
+        merge(
+            &fixture("base.jsonl"),
+            &[("secondary", &s), ("primary", &p)],
+            &dir.join("b"),
+        ),
+        merge(
+            &fixture("base.jsonl"),
+            &[("primary", &p), ("secondary", &s)],
+            &dir.join("c"),
+        ),
+    ];
+    assert!(runs.iter().all(|r| r.status.success()));
+    assert_eq!(runs[0].stdout.len(), runs[1].stdout.len());
+    for file in [
+        "merged.jsonl",
+        "primary.import.jsonl",
+        "secondary.import.jsonl",
+        "conflicts.jsonl",
+        "report.json",
+    ] {
+        let a = read(&dir.join("a").join(file));
+        assert_eq!(
+            a,
+            read(&dir.join("b").join(file)),
+            "{file} depends on flag order"
+        );
+        assert_eq!(
+            a,
+            read(&dir.join("c").join(file)),
+            "{file} differs between runs"
+        );
+    }
+}
+
+#[test]
+fn keys_appear_only_in_the_merged_file_and_the_plans() {
+    let dir = scratch("secrets");
+    let out = dir.join("out");
+    let run = merge(
+        &fixture("base.jsonl"),
+        &[
+            ("primary", &fixture("primary.jsonl")),
+            ("secondary", &fixture("secondary.jsonl")),
+        ],
+        &out,
+    );
+    assert!(run.status.success());
+    let mut keys = Vec::new();
+    for file in ["base.jsonl", "primary.jsonl", "secondary.jsonl"] {
+        keys.extend(keys_in(&fixture(file)));
+    }
+    assert!(keys.len() > 10);
+    let shown = [
+        read(&out.join("conflicts.jsonl")),
+        read(&out.join("report.json")),
+        String::from_utf8_lossy(&run.stdout).into_owned(),
+        String::from_utf8_lossy(&run.stderr).into_owned(),
+    ];
+    for key in &keys {
+        for text in &shown {
+            assert!(!text.contains(key.as_str()), "a key leaked");
+        }
+    }
+    assert!(shown[0].contains("sha256:"));
+}
+
+#[test]
+fn bad_input_exits_2_naming_file_and_line_and_leaves_no_output() {
+    let dir = scratch("bad");
+    let good = std::fs::read_to_string(fixture("primary.jsonl")).unwrap();
+    let cases = [
+        (
+            "truncated",
+            format!("{good}{{\"id\":\"x\",\"status\":\"ena\n"),
+        ),
+        (
+            "bad-id",
+            format!("{good}{{\"id\":\"bad/id\",\"status\":\"enabled\"}}\n"),
+        ),
+        (
+            "key-dollar",
+            format!("{good}{{\"id\":\"k\",\"status\":\"enabled\",\"tags\":{{\"a$b\":1}}}}\n"),
+        ),
+        (
+            "key-dot",
+            format!("{good}{{\"id\":\"k\",\"status\":\"enabled\",\"tags\":{{\"a.b\":1}}}}\n"),
+        ),
+        (
+            "depth-11",
+            format!(
+                "{good}{{\"id\":\"deep\",\"status\":\"enabled\",\"tags\":{}}}\n",
+                (0..11).fold("1".to_owned(), |inner, i| format!("{{\"k{i}\":{inner}}}"))
+            ),
+        ),
+    ];
+    let lines = good.lines().count() + 1;
+    for (name, text) in cases {
+        let file = dir.join(format!("{name}.jsonl"));
+        std::fs::write(&file, text).unwrap();
+        let out = dir.join(format!("out-{name}"));
+        let run = merge(
+            &fixture("base.jsonl"),
+            &[
+                ("primary", file.to_str().unwrap()),
+                ("secondary", &fixture("secondary.jsonl")),
+            ],
+            &out,
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{name}.jsonl:{lines}")),
+            "{name}: {stderr}"
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{name}: one line: {stderr}"
+        );
+        assert!(!out.exists(), "{name}: output left behind");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{name}: temporary directory left behind"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = scratch("usage");
+    let p = fixture("primary.jsonl");
+    let no_base = failback(&[
+        "merge",
+        "--hub",
+        &format!("primary={p}"),
+        "--hub",
+        &format!("secondary={p}"),
+        "--out",
+        dir.join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(no_base.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_base.stderr).contains("--base is required"));
+    let unnamed_order = merge(
+        &fixture("base.jsonl"),
+        &[("west", &p), ("east", &p)],
+        &dir.join("o"),
+    );
+    assert_eq!(unnamed_order.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unnamed_order.stderr).contains("--active-order"));
+    let one_hub = merge(&fixture("base.jsonl"), &[("primary", &p)], &dir.join("o"));
+    assert_eq!(one_hub.status.code(), Some(2));
+}
