@@ -367,3 +367,73 @@ fn usage_errors_exit_2() {
     let one_hub = merge(&fixture("base.jsonl"), &[("primary", &p)], &dir.join("o"));
     assert_eq!(one_hub.status.code(), Some(2));
 }
+
+#[test]
+fn twin_files_merge_leaf_by_leaf_by_their_own_times_without_a_base() {
+    let dir = scratch("twins");
+    let out = dir.join("out");
+    let twins = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/twins");
+    let run = failback(&[
+        "merge",
+        "--hub",
+        &format!("primary={twins}/primary.jsonl"),
+        "--hub",
+        &format!("secondary={twins}/secondary.jsonl"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let merged = read(&out.join("merged.jsonl"));
+    let thermo: serde_json::Value = serde_json::from_str(merged.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        thermo["properties"]["desired"],
+        serde_json::json!({"mode": "eco", "targetTemp": 23})
+    );
+    assert_eq!(
+        thermo["properties"]["reported"],
+        serde_json::json!({"temp": 20.5})
+    );
+    let valve: serde_json::Value = serde_json::from_str(merged.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(
+        valve["status"], "disabled",
+        "no base: the enable cannot be shown to have seen the disable"
+    );
+    assert_eq!(valve["properties"]["desired"]["open"], true);
+    let conflicts = read(&out.join("conflicts.jsonl"));
+    assert!(
+        conflicts.contains("\"time\":\"2024-03-01T10:05:00.000Z\""),
+        "{conflicts}"
+    );
+
+    // A twin time two hours ahead of this machine's clock is refused.
+    let future = dir.join("future.jsonl");
+    let far = chrono_free_future_line();
+    std::fs::write(&future, far).unwrap();
+    let run = failback(&[
+        "merge",
+        "--hub",
+        &format!("primary={twins}/primary.jsonl"),
+        "--hub",
+        &format!("secondary={}", future.display()),
+        "--out",
+        dir.join("o2").to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("ahead of the local clock"));
+    assert!(!dir.join("o2").exists());
+}
+
+/// A twin line whose desired property was updated in the year 2999.
+fn chrono_free_future_line() -> String {
+    concat!(
+        r#"{"deviceId":"thermo-7","etag":"AAAAAAAAAAU=","status":"enabled","version":2,"tags":{},"#,
+        r#""properties":{"desired":{"x":1,"$metadata":{"$lastUpdated":"2999-01-01T00:00:00Z","#,
+        r#""x":{"$lastUpdated":"2999-01-01T00:00:00Z"}},"$version":2},"reported":{}}}"#,
+        "\n"
+    )
+    .to_owned()
+}
