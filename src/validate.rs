@@ -44,34 +44,14 @@ pub const MAX_DEPTH: usize = 10;
 /// The longest `statusReason`, in characters.
 pub const MAX_STATUS_REASON_CHARS: usize = 128;
 
-/// One of the three twin sections, each with its own size limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Section {
-    /// `tags`, at most 8 KB.
-    Tags,
-    /// `properties.desired`, at most 32 KB.
-    Desired,
-    /// `properties.reported`, at most 32 KB.
-    Reported,
-}
+pub use crate::doc::Section;
 
-impl Section {
-    /// The section's path in the twin: `tags`, `properties.desired` or
-    /// `properties.reported`.
-    pub fn path(self) -> &'static str {
-        match self {
-            Section::Tags => "tags",
-            Section::Desired => "properties.desired",
-            Section::Reported => "properties.reported",
-        }
-    }
-
-    /// The section's size limit in bytes, counted as [`section_size`] does.
-    pub fn max_bytes(self) -> usize {
-        match self {
-            Section::Tags => 8 * 1024,
-            Section::Desired | Section::Reported => 32 * 1024,
-        }
+/// The size limit of a twin section in bytes, counted as [`section_size`]
+/// does: `tags` 8 KB, `desired` and `reported` 32 KB each.
+pub fn max_section_bytes(section: Section) -> usize {
+    match section {
+        Section::Tags => 8 * 1024,
+        Section::Desired | Section::Reported => 32 * 1024,
     }
 }
 
@@ -343,7 +323,7 @@ pub fn validate_section(
     let mut path = String::from(section.path());
     check_object(map, 1, &mut path)?;
     let bytes = section_size(map);
-    let limit = section.max_bytes();
+    let limit = max_section_bytes(section);
     if bytes > limit {
         return Err((
             section.path().to_owned(),
