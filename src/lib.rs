@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod doc;
+pub mod drill;
 pub mod kernel;
 pub mod reconcile;
 

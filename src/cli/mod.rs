@@ -47,7 +47,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Drill(args) => drill::run(args),
+        Command::Drill(args) => drill::run_drill(args),
     };
     match result {
         Ok(code) => code,
