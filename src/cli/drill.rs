@@ -23,7 +23,7 @@ pub struct DrillArgs {
     /// any violated invariant, printing the seed and how to replay it.
     #[arg(long, value_name = "A..B", conflicts_with = "report")]
     pub seeds: Option<String>,
-    /// Devices in the initial fleet [default: 20000, or 20 with --seeds].
+    /// Devices in the initial fleet [default: 10000, or 20 with --seeds].
     #[arg(long, value_name = "N")]
     pub devices: Option<u64>,
     /// The recovery point objective: the backup lags the primary by up to
@@ -207,7 +207,9 @@ fn seeds(args: &DrillArgs, range: &str) -> Result<ExitCode, Failure> {
                         Err(e) => Some(format!("{e}")),
                     };
                     if let Some(text) = failure {
-                        progress.suspend(|| eprintln!("seed {} FAILED: {text}", config.seed));
+                        if !progress.is_hidden() {
+                            progress.suspend(|| eprintln!("seed {} FAILED: {text}", config.seed));
+                        }
                         if let Ok(mut all) = failures.lock() {
                             all.push(SeedFailure {
                                 seed: config.seed,

@@ -55,7 +55,11 @@ pub const MAX_DRIFT_MS: i64 = 5 * 60_000;
 
 /// Devices per shard: the unit a thread simulates, merges and checks at
 /// once, which bounds memory whatever the fleet size.
-pub const SHARD: u64 = 2048;
+pub const SHARD: u64 = 512;
+
+/// One shard in this many is merged a second time, hubs swapped and on two
+/// threads, for the `deterministic` invariant (always the first shard).
+pub const DETERMINISM_SAMPLE: usize = 8;
 
 /// What to rehearse.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,12 +85,12 @@ pub struct DrillConfig {
 }
 
 impl DrillConfig {
-    /// The default drill for `seed`: 20,000 devices, a 5-minute RPO, two
+    /// The default drill for `seed`: 10,000 devices, a 5-minute RPO, two
     /// cycles, no split brain, no skew.
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
-            devices: 20_000,
+            devices: 10_000,
             rpo_ms: 5 * 60_000,
             split_brain: false,
             skew_ms: None,
@@ -308,7 +312,10 @@ pub fn run(
                         cycles: &cycles,
                         stamps: &stamps,
                         width,
-                        check_determinism: true,
+                        // A second merge with the hubs swapped on two
+                        // threads costs as much as the first: a sample of
+                        // shards is enough to catch an order dependence.
+                        check_determinism: s % DETERMINISM_SAMPLE == 0,
                     };
                     let result = shard.run(from..to, progress);
                     if let Ok(mut all) = results.lock() {
