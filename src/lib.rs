@@ -9,6 +9,7 @@
 pub mod appmeta;
 pub mod clock;
 pub mod doc;
+pub mod drill;
 pub mod format;
 pub mod job;
 pub mod kernel;

@@ -168,3 +168,94 @@ proptest! {
         }
     }
 }
+
+fn edge(id: &str, n: u32, modules: &[&str]) -> DeviceSnapshot {
+    let mut d = device(id, n);
+    for (k, m) in modules.iter().enumerate() {
+        let module = Entity {
+            authentication: device(m, n * 10 + k as u32).device.authentication,
+            ..Entity::default()
+        };
+        d.modules.insert((*m).into(), module);
+    }
+    d
+}
+
+/// Merges, cuts `cut`'s plan after every possible line, re-runs the merge
+/// on what the hubs hold then, and checks it gives the first merge's
+/// device.
+fn resume_after_every_cut(primary: Option<DeviceSnapshot>, secondary: Option<DeviceSnapshot>) {
+    let names = [
+        ReplicaId::new("primary").unwrap(),
+        ReplicaId::new("secondary").unwrap(),
+    ];
+    let base: BTreeMap<String, DeviceSnapshot> = BTreeMap::new();
+    let snapshots = |k: usize, d: &Option<DeviceSnapshot>| HubSnapshots {
+        hub: names[k].clone(),
+        devices: d.iter().map(|d| (d.id.clone(), d.clone())).collect(),
+        times: BTreeMap::new(),
+    };
+    let timing: Vec<HubTiming> = names
+        .iter()
+        .map(|h| HubTiming {
+            hub: h.clone(),
+            real_times: false,
+            as_of: None,
+            newest: None,
+        })
+        .collect();
+    let stamps = hub_stamps(&timing, Some(&default_order(&names).unwrap()), 0, 1).unwrap();
+    let hubs = [snapshots(0, &primary), snapshots(1, &secondary)];
+    let first = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), 1);
+    let merged = first[0].merge.merged.clone();
+    for (k, hub) in hubs.iter().enumerate() {
+        let ops = device_plan(hub.devices.values().next(), merged.as_ref());
+        for cut in 0..=ops.len() {
+            let mut img = image(&hub.devices, &k.to_string());
+            let lines = import_lines(&ops[..cut], &img);
+            assert!(img.apply(&lines).is_empty());
+            let mut resumed = [hubs[0].clone(), hubs[1].clone()];
+            resumed[k].devices = img.snapshots();
+            let again = merge_fleet(Some(&base), &resumed, &stamps, &Policies::default(), 1);
+            assert_eq!(
+                again[0].merge.merged,
+                merged,
+                "{}'s plan cut after {cut} of {} lines",
+                names[k],
+                ops.len()
+            );
+        }
+    }
+}
+
+/// Found by `failback drill --seed 3 --devices 2000 --split-brain --skew`: a
+/// device created during the divergence on one hub is copied to the other
+/// by a plan whose import job stops after the device line, before its
+/// module lines. The merge re-run must not take the partial copy for a
+/// second, concurrent creation that wins by stamp and drops the modules.
+#[test]
+fn a_creation_copied_half_way_by_an_interrupted_plan_is_not_a_second_creation() {
+    let created = edge("d9", 9, &["$edgeAgent", "$edgeHub", "filter"]);
+    resume_after_every_cut(Some(created.clone()), None);
+    resume_after_every_cut(None, Some(created));
+}
+
+/// Found by `failback drill --seed 265 --devices 20 --cycles 2
+/// --split-brain --skew 96s`: the losing hub of a concurrent creation is
+/// brought to the winner by a plan cut after the device line, leaving the
+/// loser's modules beside the winner's device. The merge re-run must not
+/// keep them.
+#[test]
+fn an_interrupted_plan_never_mixes_two_creations() {
+    let loser = edge("d9", 1, &["$edgeAgent", "$edgeHub", "tempSensor"]);
+    let winner = edge("d9", 2, &["$edgeAgent", "filter"]);
+    let plain = device("d9", 3);
+    for (p, s) in [
+        (&loser, &winner),
+        (&winner, &loser),
+        (&loser, &plain),
+        (&plain, &loser),
+    ] {
+        resume_after_every_cut(Some(p.clone()), Some(s.clone()));
+    }
+}

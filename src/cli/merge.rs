@@ -10,7 +10,7 @@ use failback::doc::Policies;
 use failback::format::Format;
 use failback::job::{MergeJob, run_merge};
 
-use super::{Failure, parse_duration_ms, parse_rfc3339_ms};
+use super::{Failure, parse_rfc3339_ms};
 
 /// Arguments of `failback merge`.
 #[derive(clap::Args, Debug)]
@@ -33,8 +33,8 @@ pub struct MergeArgs {
     #[arg(long = "as-of", value_name = "NAME=RFC3339")]
     as_of: Vec<String>,
     /// How far ahead of this machine's clock a time may be (e.g. 5m, 90s).
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    max_drift: String,
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::duration_ms)]
+    max_drift: i64,
     /// Threads for the merge (default: all cores). Output is the same for any value.
     #[arg(long)]
     jobs: Option<usize>,
@@ -86,7 +86,7 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
         out: args.out.clone(),
         active_order,
         as_of,
-        max_drift_ms: parse_duration_ms(&args.max_drift)?,
+        max_drift_ms: args.max_drift,
         now_ms: SystemTime.now_ms(),
         jobs: args.jobs.unwrap_or_else(super::cores),
         format,

@@ -58,7 +58,7 @@ pub fn main() -> ExitCode {
         Command::Merge(args) => merge::run(args),
         Command::Apply(args) => apply::apply(args),
         Command::Diff(args) => apply::diff(args),
-        Command::Drill(args) => drill::run(args),
+        Command::Drill(args) => drill::run_drill(args),
     };
     match result {
         Ok(code) => code,
@@ -78,25 +78,25 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
-/// Parses `90s`, `5m`, `2h` or plain milliseconds.
-pub fn parse_duration_ms(text: &str) -> Result<i64, Failure> {
-    let bad = || {
-        Failure::Input(format!(
-            "invalid duration {text:?}: expected e.g. 90s, 5m, 2h"
-        ))
-    };
-    let (number, unit) = text
+/// Parses `5m`, `300s`, `1500ms`, `1h` or plain seconds into ms.
+pub fn duration_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, ""), |i| text.split_at(i));
-    let n: i64 = number.parse().map_err(|_| bad())?;
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 5m, 300s or 1500ms"))?;
     let scale = match unit {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" | "min" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(bad()),
+        _ => return Err(format!("unknown unit `{unit}`: use ms, s, m or h")),
     };
-    n.checked_mul(scale).ok_or_else(bad)
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too long"))
 }
 
 /// Parses an RFC 3339 time into ms since the epoch.

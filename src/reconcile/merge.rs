@@ -147,10 +147,35 @@ fn fast_path(base: Base<'_>, hubs: &[HubDevice<'_>]) -> Option<DeviceMerge> {
         None => reference.cloned(),
         // Every hub that changed the device made the same change.
         Some(first) if changed.all(|h| h.device == first.device) => first.device.cloned(),
+        Some(_) if reference.is_none() => Some(one_creation(hubs)?.clone()),
         Some(_) => return None,
     };
     Some(DeviceMerge {
         merged,
         conflicts: Vec::new(),
     })
+}
+
+/// The creation every hub holding a device absent from the base holds a
+/// copy of, when there is one: the same device line, and a subset of the
+/// same modules.
+///
+/// A plan copies a device created during the divergence to the hubs that
+/// lack it with one import line for the device and one per module. An
+/// import job stopped between them leaves a hub with the device and only
+/// some of its modules. That partial copy is not a second creation: were
+/// it taken for one, the merge re-run after the interruption would let it
+/// win as a whole by stamp and drop the modules nobody deleted. Two
+/// independent creations never share a device line (their keys differ),
+/// so they still resolve as concurrent creations.
+fn one_creation<'a>(hubs: &[HubDevice<'a>]) -> Option<&'a DeviceSnapshot> {
+    let held: Vec<&DeviceSnapshot> = hubs.iter().filter_map(|h| h.device).collect();
+    let fullest = *held.iter().max_by_key(|d| d.modules.len())?;
+    let copies = held.iter().all(|d| {
+        d.device == fullest.device
+            && d.modules
+                .iter()
+                .all(|(m, e)| fullest.modules.get(m) == Some(e))
+    });
+    copies.then_some(fullest)
 }

@@ -73,8 +73,14 @@ fn entity_ops<'a>(
     });
 }
 
-/// The operations that turn `hub`'s device into `merged`'s, device line
-/// first, then its modules by module id.
+/// The operations that turn `hub`'s device into `merged`'s: the deletes
+/// of modules first, then the device line, then the other module lines by
+/// module id.
+///
+/// An import job can stop after any line. In this order a hub cut short
+/// never holds the merged device line beside modules of the incarnation
+/// it replaces, which a merge re-run could not tell from a copy of the
+/// merged device missing some modules.
 ///
 /// # Example
 ///
@@ -91,20 +97,21 @@ pub fn device_plan<'a>(
     hub: Option<&'a DeviceSnapshot>,
     merged: Option<&'a DeviceSnapshot>,
 ) -> Vec<PlanOp<'a>> {
-    let mut out = Vec::new();
+    let mut device = Vec::new();
     let Some(id) = merged.or(hub).map(|d| d.id.as_str()) else {
-        return out;
+        return device;
     };
     entity_ops(
         id,
         None,
         hub.map(|d| &d.device),
         merged.map(|d| &d.device),
-        &mut out,
+        &mut device,
     );
     if merged.is_none() {
-        return out;
+        return device;
     }
+    let mut out = Vec::new();
     let hub_modules = hub.map(|d| &d.modules);
     let merged_modules = merged.map(|d| &d.modules);
     let ids: std::collections::BTreeSet<&'a String> = hub_modules
@@ -121,7 +128,11 @@ pub fn device_plan<'a>(
             &mut out,
         );
     }
-    out
+    let (mut ops, others): (Vec<_>, Vec<_>) =
+        out.into_iter().partition(|op| op.action == Action::Delete);
+    ops.extend(device);
+    ops.extend(others);
+    ops
 }
 
 /// The import lines of a plan for `hub`, each guarded by the etag the hub

@@ -1,0 +1,284 @@
+//! Failback through the library: exports of both hubs, the merge, the
+//! plans applied with the hubs' import semantics — one plan applied twice,
+//! the other interrupted half-way and finished by a second merge.
+
+use std::collections::BTreeMap;
+
+use super::invariants::{
+    DETERMINISTIC, Findings, HUBS_CONVERGE, PLAN_IDEMPOTENT, RESUME_CONVERGES,
+};
+use super::oracle::Hub;
+use super::sim::Cycle;
+use crate::clock::{ReplicaId, Stamp};
+use crate::doc::{DeviceSnapshot, Policies};
+use crate::reconcile::{
+    Action, DeviceOutcome, HubImage, HubSnapshots, ImportLine, device_plan, import_lines,
+    merge_fleet,
+};
+
+/// A hub's export as the failback reads it: the hub written to an export
+/// file and read back. The drill's hubs are already in the shape a reader
+/// produces, so this is the identity; with a file format it is the
+/// writer's output parsed by the reader.
+pub fn export_roundtrip(hub: &HubImage) -> HubImage {
+    hub.clone()
+}
+
+/// The import lines of each plan, by hub and action.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanCounts {
+    /// Lines by (hub, action name).
+    pub lines: BTreeMap<(&'static str, &'static str), u64>,
+    /// Lines the second merge added to finish the interrupted plans.
+    pub resumed: u64,
+}
+
+impl PlanCounts {
+    /// Adds another part's counts.
+    pub fn add(&mut self, other: &PlanCounts) {
+        for (k, v) in &other.lines {
+            *self.lines.entry(*k).or_default() += v;
+        }
+        self.resumed += other.resumed;
+    }
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::UpdateIdentity => "update-identity",
+        Action::UpdateTwin => "update-twin",
+        Action::Delete => "delete",
+    }
+}
+
+/// What a failback of one shard produced.
+pub(crate) struct Failback {
+    /// The merge, device by device.
+    pub outcomes: Vec<DeviceOutcome>,
+    /// What each hub holds at the end.
+    pub after: [BTreeMap<String, DeviceSnapshot>; 2],
+}
+
+fn replica(hub: Hub) -> ReplicaId {
+    match ReplicaId::new(hub.name()) {
+        Ok(r) => r,
+        Err(_) => unreachable!("hub names are valid replica ids"),
+    }
+}
+
+fn exports(hubs: &[HubImage; 2]) -> [HubSnapshots; 2] {
+    Hub::BOTH.map(|h| HubSnapshots {
+        hub: replica(h),
+        devices: export_roundtrip(&hubs[h.index()]).snapshots(),
+        times: BTreeMap::new(),
+    })
+}
+
+fn merged_of(outcomes: &[DeviceOutcome]) -> BTreeMap<&str, Option<&DeviceSnapshot>> {
+    outcomes
+        .iter()
+        .map(|o| (o.id.as_str(), o.merge.merged.as_ref()))
+        .collect()
+}
+
+fn plan(
+    outcomes: &[DeviceOutcome],
+    export: &HubSnapshots,
+    hub: &HubImage,
+    counts: Option<(&mut PlanCounts, Hub)>,
+) -> Vec<ImportLine> {
+    let mut lines = Vec::new();
+    let mut counts = counts;
+    for o in outcomes {
+        let ops = device_plan(export.devices.get(&o.id), o.merge.merged.as_ref());
+        if let Some((counts, h)) = counts.as_mut() {
+            for op in &ops {
+                *counts
+                    .lines
+                    .entry((h.name(), action_name(op.action)))
+                    .or_default() += 1;
+            }
+        }
+        lines.extend(import_lines(&ops, hub));
+    }
+    lines
+}
+
+fn import_errors(
+    findings: &mut Findings,
+    cycle: usize,
+    hub: Hub,
+    errors: &[crate::reconcile::ImportError],
+) {
+    for e in errors {
+        findings.report(
+            HUBS_CONVERGE,
+            cycle,
+            &e.device_id,
+            format!(
+                "the {} hub refused a plan line: {} {}",
+                hub.name(),
+                e.error_code,
+                e.error_status
+            ),
+        );
+    }
+}
+
+/// What a shard's failback merges: the cycle, its base and the hubs'
+/// stamps.
+pub(crate) struct Inputs<'a> {
+    /// The cycle's index.
+    pub c: usize,
+    /// Its timeline.
+    pub cycle: &'a Cycle,
+    /// The backup both hubs diverged from.
+    pub base: &'a BTreeMap<String, DeviceSnapshot>,
+    /// The stamps of each hub's writes (policy 5).
+    pub stamps: &'a BTreeMap<ReplicaId, Stamp>,
+}
+
+/// Fails back one shard: merges, applies the plans (one applied twice, the
+/// other cut short and finished by a second merge), and checks that the
+/// hubs converge.
+pub(crate) fn failback(
+    inputs: &Inputs<'_>,
+    hubs: &mut [HubImage; 2],
+    check_determinism: bool,
+    findings: &mut Findings,
+    counts: &mut PlanCounts,
+) -> Failback {
+    let Inputs {
+        c,
+        cycle,
+        base,
+        stamps,
+    } = *inputs;
+    let policies = Policies::default();
+    let mut exported = exports(hubs);
+    let outcomes = merge_fleet(Some(base), &exported, stamps, &policies, 1);
+    if check_determinism {
+        exported.swap(0, 1);
+        let again = merge_fleet(Some(base), &exported, stamps, &policies, 2);
+        exported.swap(0, 1);
+        if again != outcomes {
+            let first = outcomes
+                .iter()
+                .zip(&again)
+                .find(|(a, b)| a != b)
+                .map_or(String::new(), |(a, _)| a.id.clone());
+            findings.report(
+                DETERMINISTIC,
+                c,
+                &first,
+                "merging with the hubs in the other order on two threads gave another result"
+                    .into(),
+            );
+        }
+    }
+    let plans = Hub::BOTH.map(|h| {
+        plan(
+            &outcomes,
+            &exported[h.index()],
+            &hubs[h.index()],
+            Some((&mut *counts, h)),
+        )
+    });
+
+    let cut_hub = cycle.interrupt;
+    let full_hub = cut_hub.other();
+    let (x, y) = (cut_hub.index(), full_hub.index());
+    let errors = hubs[y].apply(&plans[y]);
+    import_errors(findings, c, full_hub, &errors);
+    let once = hubs[y].clone();
+    hubs[y].apply(&plans[y]);
+    if hubs[y] != once {
+        let before = once.snapshots();
+        let after = hubs[y].snapshots();
+        let changed = after
+            .iter()
+            .find(|(id, d)| before.get(*id) != Some(*d))
+            .map_or(String::new(), |(id, _)| id.clone());
+        findings.report(
+            PLAN_IDEMPOTENT,
+            c,
+            &changed,
+            format!(
+                "applying the {} hub's plan a second time changed it",
+                full_hub.name()
+            ),
+        );
+    }
+    let cut = plans[x].len() * cycle.interrupt_permille as usize / 1000;
+    let errors = hubs[x].apply(plans[x].get(..cut).unwrap_or_default());
+    import_errors(findings, c, cut_hub, &errors);
+
+    // The operator re-runs the failback on what the hubs hold now.
+    let exported = exports(hubs);
+    let rerun = merge_fleet(Some(base), &exported, stamps, &policies, 1);
+    let first = merged_of(&outcomes);
+    let second = merged_of(&rerun);
+    for (id, merged) in &second {
+        if first.get(id) != Some(merged) {
+            findings.report(
+                RESUME_CONVERGES,
+                c,
+                id,
+                "the merge re-run after an interrupted plan gave another device".into(),
+            );
+        }
+    }
+    for id in first.keys().filter(|id| !second.contains_key(*id)) {
+        findings.report(
+            RESUME_CONVERGES,
+            c,
+            id,
+            "the merge re-run after an interrupted plan lost the device".into(),
+        );
+    }
+    let rest = Hub::BOTH.map(|h| plan(&rerun, &exported[h.index()], &hubs[h.index()], None));
+    if let Some(line) = rest[y].first() {
+        findings.report(
+            HUBS_CONVERGE,
+            c,
+            &line.id,
+            format!(
+                "the {} hub differs from the merged state after its whole plan was applied",
+                full_hub.name()
+            ),
+        );
+    }
+    counts.resumed += rest[x].len() as u64;
+    for h in Hub::BOTH {
+        let errors = hubs[h.index()].apply(&rest[h.index()]);
+        import_errors(findings, c, h, &errors);
+    }
+
+    let after = [hubs[0].snapshots(), hubs[1].snapshots()];
+    for h in Hub::BOTH {
+        let held = &after[h.index()];
+        for (id, merged) in &second {
+            if held.get(*id) != *merged {
+                findings.report(
+                    HUBS_CONVERGE,
+                    c,
+                    id,
+                    format!("the {} hub differs from the merged state", h.name()),
+                );
+            }
+        }
+        for id in held.keys().filter(|id| !second.contains_key(id.as_str())) {
+            findings.report(
+                HUBS_CONVERGE,
+                c,
+                id,
+                format!(
+                    "the {} hub holds a device the merge does not know",
+                    h.name()
+                ),
+            );
+        }
+    }
+    Failback { outcomes, after }
+}

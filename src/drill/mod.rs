@@ -1,0 +1,527 @@
+//! The drill: a whole failover and failback of a simulated fleet, with the
+//! faults of RELIABILITY.md, merged by the real library, the plans applied
+//! with IoT Hub's import semantics, and every invariant checked against an
+//! oracle that saw every write.
+//!
+//! A run is a pure function of its [`DrillConfig`]: the seed draws the
+//! cycles' timelines and every device's content and writes, so the same
+//! seed gives the same [`Report`], byte for byte, whatever the thread
+//! count. Wall-clock times are measured only for the human table
+//! ([`PhaseTimes`]).
+//!
+//! # Example
+//!
+//! ```
+//! use failback::drill::{DrillConfig, run};
+//!
+//! let config = DrillConfig { devices: 20, ..DrillConfig::new(7) };
+//! let outcome = run(&config, &|_| {}).unwrap();
+//! assert!(outcome.report.passed(), "{}", outcome.report.table(None));
+//! let again = run(&config, &|_| {}).unwrap();
+//! assert_eq!(outcome.report.to_json(), again.report.to_json());
+//! ```
+
+mod failback;
+mod fleet;
+mod invariants;
+mod oracle;
+mod paths;
+mod report;
+mod rng;
+mod sim;
+mod writes;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use failback::{PlanCounts, export_roundtrip};
+pub use fleet::device_id;
+pub use invariants::{ALL as INVARIANTS, Accounting, EXAMPLES, Findings, Invariant, Violation};
+pub use oracle::Hub;
+pub use report::{DeviceCounts, Report};
+pub use rng::Rng;
+pub use sim::{BUCKETS, Cycle, EPOCH_MS, WriteCounts};
+
+use crate::clock::{ReplicaId, Stamp};
+use crate::reconcile::{HubImage, HubTiming, default_order, hub_stamps};
+use invariants::{DeviceCheck, SIMULATOR_CONSISTENT, check_device};
+use sim::{CycleIo, DeviceSim, plan_cycles, simulate, stream};
+use writes::HubDev;
+
+/// The clock drift the merge allows (policy 6), in ms.
+pub const MAX_DRIFT_MS: i64 = 5 * 60_000;
+
+/// Devices per shard: the unit a thread simulates, merges and checks at
+/// once, which bounds memory whatever the fleet size.
+pub const SHARD: u64 = 512;
+
+/// One shard in this many is merged a second time, hubs swapped and on two
+/// threads, for the `deterministic` invariant (always the first shard).
+pub const DETERMINISM_SAMPLE: usize = 8;
+
+/// What to rehearse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrillConfig {
+    /// The seed every random draw comes from.
+    pub seed: u64,
+    /// Devices in the initial fleet (about 2% more are provisioned in each
+    /// cycle).
+    pub devices: u64,
+    /// The recovery point objective: the backup lags the primary by up to
+    /// this, in ms.
+    pub rpo_ms: i64,
+    /// Whether the primary keeps taking a share of writes during the
+    /// outage.
+    pub split_brain: bool,
+    /// The clock skew of one hub, in ms; with it the merge stamps writes
+    /// with as-of times instead of the activation order.
+    pub skew_ms: Option<i64>,
+    /// Failover and failback rounds.
+    pub cycles: u32,
+    /// Threads (the report does not depend on it).
+    pub threads: usize,
+}
+
+impl DrillConfig {
+    /// The default drill for `seed`: 10,000 devices, a 5-minute RPO, two
+    /// cycles, no split brain, no skew.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            devices: 10_000,
+            rpo_ms: 5 * 60_000,
+            split_brain: false,
+            skew_ms: None,
+            cycles: 2,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+        }
+    }
+
+    /// A drill whose faults are drawn from the seed too: split brain half
+    /// the time, a skew of up to four minutes half the time, one to three
+    /// cycles. What `--seeds` runs.
+    pub fn varied(seed: u64, devices: u64) -> Self {
+        let mut rng = Rng::derive(seed, &[stream::SCENARIO]);
+        let split_brain = rng.chance(500);
+        let skew = rng.range(10, 241) * 1000;
+        let skewed = rng.chance(500);
+        let cycles = 1 + rng.below(3) as u32;
+        Self {
+            devices,
+            split_brain,
+            skew_ms: skewed.then_some(skew),
+            cycles,
+            threads: 1,
+            ..Self::new(seed)
+        }
+    }
+
+    /// Checks that the drill can be rehearsed, without running it.
+    ///
+    /// # Errors
+    ///
+    /// [`DrillError`] saying what to change.
+    pub fn validate(&self) -> Result<(), DrillError> {
+        if self.devices == 0 || self.cycles == 0 {
+            return Err(DrillError::Empty);
+        }
+        if self.rpo_ms < 0 {
+            return Err(DrillError::NegativeRpo);
+        }
+        if let Some(skew_ms) = self.skew_ms.filter(|ms| ms.abs() >= MAX_DRIFT_MS) {
+            return Err(DrillError::SkewBeyondDrift { skew_ms });
+        }
+        Ok(())
+    }
+
+    /// The command that replays this drill.
+    pub fn command(&self) -> String {
+        let mut out = format!(
+            "failback drill --seed {} --devices {} --cycles {} --rpo {}s",
+            self.seed,
+            self.devices,
+            self.cycles,
+            self.rpo_ms / 1000
+        );
+        if self.split_brain {
+            out.push_str(" --split-brain");
+        }
+        if let Some(ms) = self.skew_ms {
+            out.push_str(&format!(" --skew {}s", ms / 1000));
+        }
+        out
+    }
+}
+
+/// Why a drill cannot run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DrillError {
+    /// No devices or no cycles asked for.
+    #[error("a drill needs at least one device and one cycle")]
+    Empty,
+    /// A negative RPO.
+    #[error("the RPO must not be negative")]
+    NegativeRpo,
+    /// A skew the merge would reject (policy 6).
+    #[error(
+        "a clock skew of {skew_ms} ms is beyond the allowed drift of {MAX_DRIFT_MS} ms: the merge rejects such stamps; use a smaller --skew"
+    )]
+    SkewBeyondDrift {
+        /// The skew asked for.
+        skew_ms: i64,
+    },
+    /// The library refused the hubs' stamps.
+    #[error("the merge refused the hubs' times in cycle {cycle}: {message}")]
+    Stamps {
+        /// The cycle, from 1.
+        cycle: usize,
+        /// The library's error.
+        message: String,
+    },
+}
+
+/// Time spent in each phase, summed over threads. Wall-clock, so never in
+/// `report.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PhaseTimes {
+    /// Drawing the initial fleet and writing it to both hubs.
+    pub generate: Duration,
+    /// Replaying the writes of every cycle.
+    pub simulate: Duration,
+    /// Exports, merges, plans and their application.
+    pub failback: Duration,
+    /// The invariant checks against the oracle.
+    pub check: Duration,
+    /// The whole run, wall-clock.
+    pub total: Duration,
+}
+
+impl PhaseTimes {
+    fn add(&mut self, o: &PhaseTimes) {
+        self.generate += o.generate;
+        self.simulate += o.simulate;
+        self.failback += o.failback;
+        self.check += o.check;
+    }
+}
+
+/// A finished drill.
+#[derive(Clone, Debug)]
+pub struct DrillOutcome {
+    /// Everything that is a function of the seed.
+    pub report: Report,
+    /// Where the time went.
+    pub times: PhaseTimes,
+}
+
+#[derive(Default)]
+struct ShardResult {
+    findings: Findings,
+    accounting: Accounting,
+    writes: WriteCounts,
+    plans: PlanCounts,
+    conflicts: BTreeMap<&'static str, u64>,
+    outcomes: BTreeMap<&'static str, u64>,
+    devices: DeviceCounts,
+    times: PhaseTimes,
+}
+
+fn stamps_of(cycles: &[Cycle]) -> Result<Vec<BTreeMap<ReplicaId, Stamp>>, DrillError> {
+    let names = Hub::BOTH.map(|h| ReplicaId::new(h.name()).expect("valid literal"));
+    let mut out = Vec::new();
+    for (c, cycle) in cycles.iter().enumerate() {
+        let timing: Vec<HubTiming> = Hub::BOTH
+            .iter()
+            .map(|h| {
+                // A hub's writes end when it stops being active: the
+                // primary at the failure (or failback, in split brain), the
+                // secondary at failback; each read on the hub's own clock.
+                let end = match h {
+                    Hub::Primary if !cycle.split_brain => cycle.fail,
+                    _ => cycle.failback,
+                };
+                let skew = match cycle.skew {
+                    Some((skewed, ms)) if skewed == *h => ms,
+                    _ => 0,
+                };
+                HubTiming {
+                    hub: names[h.index()].clone(),
+                    real_times: false,
+                    as_of: cycle.skew.map(|_| end + skew),
+                    newest: None,
+                }
+            })
+            .collect();
+        let order = default_order(&names);
+        let stamps =
+            hub_stamps(&timing, order.as_deref(), cycle.failback, MAX_DRIFT_MS).map_err(|e| {
+                DrillError::Stamps {
+                    cycle: c + 1,
+                    message: e.to_string(),
+                }
+            })?;
+        out.push(stamps);
+    }
+    Ok(out)
+}
+
+/// Runs a drill. `progress` is called with the number of devices each
+/// finished shard-cycle covered (the total is
+/// [`Report::device_cycles`]-sized: devices, new ones included, times
+/// cycles).
+///
+/// # Errors
+///
+/// [`DrillError`] when the configuration cannot be rehearsed; a broken
+/// invariant is not an error but a finding of the report.
+pub fn run(
+    config: &DrillConfig,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<DrillOutcome, DrillError> {
+    let started = Instant::now();
+    config.validate()?;
+    let cycles = plan_cycles(
+        config.seed,
+        config.cycles,
+        config.rpo_ms,
+        config.split_brain,
+        config.skew_ms,
+    );
+    let stamps = stamps_of(&cycles)?;
+    let total = total_devices(config);
+    let width = total.saturating_sub(1).to_string().len().max(6);
+    let shards = usize::try_from(total.div_ceil(SHARD)).unwrap_or(usize::MAX);
+    let threads = config.threads.clamp(1, shards.max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<ShardResult>>> = Mutex::new((0..shards).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let s = next.fetch_add(1, Ordering::Relaxed);
+                    if s >= shards {
+                        break;
+                    }
+                    let from = s as u64 * SHARD;
+                    let to = (from + SHARD).min(total);
+                    let shard = Shard {
+                        config,
+                        cycles: &cycles,
+                        stamps: &stamps,
+                        width,
+                        // A second merge with the hubs swapped on two
+                        // threads costs as much as the first: a sample of
+                        // shards is enough to catch an order dependence.
+                        check_determinism: s % DETERMINISM_SAMPLE == 0,
+                    };
+                    let result = shard.run(from..to, progress);
+                    if let Ok(mut all) = results.lock() {
+                        if let Some(slot) = all.get_mut(s) {
+                            *slot = Some(result);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut sum = ShardResult::default();
+    for r in results.iter().flatten() {
+        sum.findings.add(&r.findings);
+        sum.accounting.add(&r.accounting);
+        sum.writes.add(&r.writes);
+        sum.plans.add(&r.plans);
+        for (k, v) in &r.conflicts {
+            *sum.conflicts.entry(k).or_default() += v;
+        }
+        for (k, v) in &r.outcomes {
+            *sum.outcomes.entry(k).or_default() += v;
+        }
+        sum.devices.add(&r.devices);
+        sum.times.add(&r.times);
+    }
+    if results.iter().any(Option::is_none) {
+        sum.findings.report(
+            SIMULATOR_CONSISTENT,
+            0,
+            "",
+            "a shard of the fleet did not finish".into(),
+        );
+    }
+    sum.devices.initial = config.devices;
+    sum.times.total = started.elapsed();
+    Ok(DrillOutcome {
+        report: Report {
+            config: config.clone(),
+            cycles,
+            devices: sum.devices,
+            writes: sum.writes,
+            conflicts: sum.conflicts,
+            outcomes: sum.outcomes,
+            plans: sum.plans,
+            accounting: sum.accounting,
+            findings: sum.findings,
+        },
+        times: sum.times,
+    })
+}
+
+/// Device ids a drill uses: the initial fleet and those provisioned later.
+pub fn total_devices(config: &DrillConfig) -> u64 {
+    config.devices + sim::new_per_cycle(config.devices) * u64::from(config.cycles)
+}
+
+struct Shard<'a> {
+    config: &'a DrillConfig,
+    cycles: &'a [Cycle],
+    stamps: &'a [BTreeMap<ReplicaId, Stamp>],
+    width: usize,
+    check_determinism: bool,
+}
+
+impl Shard<'_> {
+    fn run(&self, range: std::ops::Range<u64>, progress: &(dyn Fn(u64) + Sync)) -> ShardResult {
+        let mut out = ShardResult::default();
+        let seed = self.config.seed;
+        let initial = self.config.devices;
+        let t = Instant::now();
+        let mut hubs = [HubImage::new(), HubImage::new()];
+        let mut devices = Vec::new();
+        for index in range.clone() {
+            match DeviceSim::new(seed, index, self.width, initial, &mut hubs) {
+                Ok(dev) => devices.push(dev),
+                Err(e) => {
+                    out.findings
+                        .report(SIMULATOR_CONSISTENT, 0, &device_id(index, self.width), e)
+                }
+            }
+        }
+        out.times.generate += t.elapsed();
+        for (c, cycle) in self.cycles.iter().enumerate() {
+            let t = Instant::now();
+            let mut base = BTreeMap::new();
+            let mut logs = Vec::with_capacity(devices.len());
+            let mut io = CycleIo {
+                hubs: &mut hubs,
+                base: &mut base,
+                counts: &mut out.writes,
+            };
+            for dev in &mut devices {
+                match simulate(dev, seed, initial, self.cycles, c, &mut io) {
+                    Ok(log) => logs.push(Some(log)),
+                    Err(e) => {
+                        out.findings.report(SIMULATOR_CONSISTENT, c, &dev.id, e);
+                        logs.push(None);
+                    }
+                }
+            }
+            out.times.simulate += t.elapsed();
+
+            let t = Instant::now();
+            let Some(stamps) = self.stamps.get(c) else {
+                break;
+            };
+            let inputs = failback::Inputs {
+                c,
+                cycle,
+                base: &base,
+                stamps,
+            };
+            let result = failback::failback(
+                &inputs,
+                &mut hubs,
+                self.check_determinism,
+                &mut out.findings,
+                &mut out.plans,
+            );
+            out.times.failback += t.elapsed();
+
+            let t = Instant::now();
+            let by_id: BTreeMap<&str, &crate::reconcile::DeviceOutcome> =
+                result.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
+            for o in &result.outcomes {
+                *out.outcomes.entry(o.outcome.name()).or_default() += 1;
+                for conflict in &o.merge.conflicts {
+                    *out.conflicts.entry(conflict.rule.name()).or_default() += 1;
+                }
+            }
+            for (dev, log) in devices.iter_mut().zip(&logs) {
+                let outcome = by_id.get(dev.id.as_str());
+                let merged = outcome.and_then(|o| o.merge.merged.as_ref());
+                if let Some(log) = log {
+                    let check = DeviceCheck {
+                        cycle: c,
+                        id: &dev.id,
+                        start: dev.start.as_ref(),
+                        base: base.get(&dev.id),
+                        merged,
+                        conflicts: outcome.map_or(&[], |o| o.merge.conflicts.as_slice()),
+                        log,
+                    };
+                    check_device(&check, &mut out.findings, &mut out.accounting);
+                }
+                dev.start = merged.cloned();
+                for h in Hub::BOTH {
+                    let held = result.after[h.index()].get(&dev.id);
+                    dev.hubs[h.index()] = HubDev::at_start(held, dev.hubs[h.index()].known);
+                }
+                if c + 1 == self.cycles.len() {
+                    if let Some(m) = merged {
+                        out.devices.final_devices += 1;
+                        out.devices.final_modules += m.modules.len() as u64;
+                    }
+                }
+            }
+            out.devices.provisioned += logs
+                .iter()
+                .flatten()
+                .flat_map(|l| &l.writes)
+                .filter(|w| w.kind == oracle::Kind::Provision && !w.lost)
+                .count() as u64;
+            out.times.check += t.elapsed();
+            progress(range.end - range.start);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varied_configs_replay_from_their_command() {
+        let config = DrillConfig::varied(12, 20);
+        let cmd = config.command();
+        assert!(cmd.starts_with("failback drill --seed 12 --devices 20"));
+        assert_eq!(config, DrillConfig::varied(12, 20));
+        let kinds: std::collections::BTreeSet<(bool, bool)> = (0..40)
+            .map(|s| {
+                let c = DrillConfig::varied(s, 20);
+                (c.split_brain, c.skew_ms.is_some())
+            })
+            .collect();
+        assert_eq!(kinds.len(), 4, "every mix of faults is drawn");
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let base = DrillConfig {
+            devices: 5,
+            ..DrillConfig::new(1)
+        };
+        let skewed = DrillConfig {
+            skew_ms: Some(MAX_DRIFT_MS),
+            ..base.clone()
+        };
+        assert!(matches!(
+            run(&skewed, &|_| {}),
+            Err(DrillError::SkewBeyondDrift { .. })
+        ));
+        let empty = DrillConfig { cycles: 0, ..base };
+        assert_eq!(run(&empty, &|_| {}).err(), Some(DrillError::Empty));
+    }
+}

@@ -1,0 +1,344 @@
+//! The oracle: every write of a cycle, what it set, and which hub state it
+//! was made on.
+//!
+//! Whether one write *saw* another is decided by causal knowledge, never by
+//! timestamps: a write sees the earlier writes of its own hub (unless the
+//! hub lost them and was restored to an earlier point), the secondary sees
+//! the primary's writes that were in the backup it was seeded from, and
+//! every write of a cycle sees the state the previous failback left.
+
+use serde_json::Value;
+
+use super::paths;
+use crate::doc::{Authentication, DeviceSnapshot, Entity, Section, StatusValue};
+
+/// One of the drill's two hubs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hub {
+    /// The hub of the primary region.
+    Primary,
+    /// The hub of the secondary region.
+    Secondary,
+}
+
+impl Hub {
+    /// Both hubs, primary first.
+    pub const BOTH: [Hub; 2] = [Hub::Primary, Hub::Secondary];
+
+    /// The hub's replica name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hub::Primary => "primary",
+            Hub::Secondary => "secondary",
+        }
+    }
+
+    /// The other hub.
+    pub fn other(self) -> Hub {
+        match self {
+            Hub::Primary => Hub::Secondary,
+            Hub::Secondary => Hub::Primary,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Hub::Primary => 0,
+            Hub::Secondary => 1,
+        }
+    }
+}
+
+/// A part of a device or module that a write can set.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Field {
+    /// `status` with `statusReason`.
+    Status,
+    /// `authentication`, one whole value.
+    Auth,
+    /// Another identity field, by name (`capabilities`, `deviceScope`).
+    Identity(&'static str),
+    /// A twin leaf.
+    Twin(Section, Vec<String>),
+}
+
+impl Field {
+    /// The field's path as conflict records write it.
+    pub(crate) fn path(&self) -> String {
+        match self {
+            Field::Status => "status".into(),
+            Field::Auth => "authentication".into(),
+            Field::Identity(name) => (*name).into(),
+            Field::Twin(section, path) => format!("{}.{}", section.path(), path.join(".")),
+        }
+    }
+
+    /// Whether writing one of the two fields replaces the other: the same
+    /// field, or twin paths one under the other.
+    pub(crate) fn overlaps(&self, other: &Field) -> bool {
+        match (self, other) {
+            (Field::Twin(sa, a), Field::Twin(sb, b)) => {
+                sa == sb && (paths::is_prefix(a, b) || paths::is_prefix(b, a))
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// A value a write set; `Null` for a removal.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Val {
+    /// A status with its reason.
+    Status(StatusValue),
+    /// A whole authentication.
+    Auth(Authentication),
+    /// A JSON value (identity field or twin leaf).
+    Json(Value),
+    /// A twin removal (PATCH with `null`), with what it removed.
+    Removed(Value),
+    /// Nothing (an absent field).
+    Null,
+}
+
+/// One value set by one write, on the device (`module: None`) or a module.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Fact {
+    pub module: Option<String>,
+    pub field: Field,
+    pub value: Val,
+}
+
+/// What a write did to the device's life.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Op {
+    /// Created an incarnation (provisioned, or re-created after a delete).
+    Create { inc: u64 },
+    /// Deleted incarnation `inc` with its modules.
+    Delete { inc: u64 },
+    /// Added a module incarnation.
+    ModuleCreate { module: String, inc: u64 },
+    /// Removed a module incarnation.
+    ModuleDelete { module: String, inc: u64 },
+    /// Changed fields of the live incarnation.
+    Update,
+}
+
+/// The kinds of writes, for the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Kind {
+    Provision,
+    Recreate,
+    Delete,
+    Disable,
+    Enable,
+    Rotate,
+    Desired,
+    Reported,
+    Tags,
+    ModuleAdd,
+    ModuleRemove,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Provision => "provision",
+            Kind::Recreate => "re-create",
+            Kind::Delete => "delete",
+            Kind::Disable => "disable",
+            Kind::Enable => "enable",
+            Kind::Rotate => "rotate-keys",
+            Kind::Desired => "desired",
+            Kind::Reported => "reported",
+            Kind::Tags => "tags",
+            Kind::ModuleAdd => "module-add",
+            Kind::ModuleRemove => "module-remove",
+        }
+    }
+}
+
+/// One write, as the oracle saw it.
+#[derive(Clone, Debug)]
+pub(crate) struct Write {
+    pub hub: Hub,
+    /// Simulated time, ms since the epoch (true time, not the hub's clock).
+    pub time: i64,
+    /// Position in its hub's history this cycle.
+    pub seq: u32,
+    /// A primary write that was in the backup the secondary was seeded
+    /// from.
+    pub in_backup: bool,
+    /// A primary write the primary lost when its region failed: no export
+    /// ever held it.
+    pub lost: bool,
+    pub kind: Kind,
+    pub op: Op,
+    /// The device incarnation the write was made on (after it, for
+    /// creates).
+    pub inc: u64,
+    pub facts: Vec<Fact>,
+}
+
+impl Write {
+    /// Whether `self` was made on a hub state that held `earlier`.
+    pub(crate) fn saw(&self, earlier: &Write) -> bool {
+        if earlier.lost && !self.lost {
+            return false;
+        }
+        match (self.hub, earlier.hub) {
+            (a, b) if a == b => earlier.seq < self.seq,
+            (Hub::Secondary, Hub::Primary) => earlier.in_backup,
+            _ => false,
+        }
+    }
+
+    /// Whether the write is a status write that set `disabled`.
+    pub(crate) fn disables(&self) -> bool {
+        self.facts.iter().any(|f| {
+            f.module.is_none()
+                && matches!(&f.value, Val::Status(s) if s.status == crate::doc::Status::Disabled)
+        })
+    }
+
+    /// Whether the write set the device's status to `enabled`.
+    pub(crate) fn enables(&self) -> bool {
+        self.facts.iter().any(|f| {
+            f.module.is_none()
+                && matches!(&f.value, Val::Status(s) if s.status == crate::doc::Status::Enabled)
+        })
+    }
+}
+
+/// Every value of an entity as facts.
+pub(crate) fn entity_facts(module: Option<&str>, e: &Entity, out: &mut Vec<Fact>) {
+    let module = module.map(str::to_owned);
+    let mut push = |field, value| {
+        out.push(Fact {
+            module: module.clone(),
+            field,
+            value,
+        })
+    };
+    if let Some(s) = &e.status {
+        push(Field::Status, Val::Status(s.clone()));
+    }
+    if let Some(a) = &e.authentication {
+        push(Field::Auth, Val::Auth(a.clone()));
+    }
+    if let Some(c) = &e.capabilities {
+        push(Field::Identity("capabilities"), Val::Json(c.clone()));
+    }
+    if let Some(s) = &e.device_scope {
+        push(
+            Field::Identity("deviceScope"),
+            Val::Json(Value::String(s.clone())),
+        );
+    }
+    for (section, map) in [
+        (Section::Tags, &e.tags),
+        (Section::Desired, &e.desired),
+        (Section::Reported, &e.reported),
+    ] {
+        for (path, value) in paths::leaves(map) {
+            push(Field::Twin(section, path), Val::Json(value));
+        }
+    }
+}
+
+/// Every value of a device and its modules as facts.
+pub(crate) fn device_facts(d: &DeviceSnapshot) -> Vec<Fact> {
+    let mut out = Vec::new();
+    entity_facts(None, &d.device, &mut out);
+    for (m, e) in &d.modules {
+        entity_facts(Some(m), e, &mut out);
+    }
+    out
+}
+
+/// The entity a fact is about.
+pub(crate) fn entity_of<'a>(d: &'a DeviceSnapshot, module: Option<&str>) -> Option<&'a Entity> {
+    match module {
+        None => Some(&d.device),
+        Some(m) => d.modules.get(m),
+    }
+}
+
+/// The value an entity holds at `field`, as a fact value (`Null` when
+/// absent).
+pub(crate) fn value_at(e: &Entity, field: &Field) -> Val {
+    match field {
+        Field::Status => e.status.clone().map_or(Val::Null, Val::Status),
+        Field::Auth => e.authentication.clone().map_or(Val::Null, Val::Auth),
+        Field::Identity("capabilities") => e.capabilities.clone().map_or(Val::Null, Val::Json),
+        Field::Identity("deviceScope") => e
+            .device_scope
+            .clone()
+            .map_or(Val::Null, |s| Val::Json(Value::String(s))),
+        Field::Identity(name) => e.extra.get(*name).cloned().map_or(Val::Null, Val::Json),
+        Field::Twin(section, path) => {
+            let map = match section {
+                Section::Tags => &e.tags,
+                Section::Desired => &e.desired,
+                Section::Reported => &e.reported,
+            };
+            paths::get(map, path).cloned().map_or(Val::Null, Val::Json)
+        }
+    }
+}
+
+impl Val {
+    /// The value as conflict records show it: secrets as fingerprints.
+    pub(crate) fn shown(&self) -> Value {
+        match self {
+            Val::Status(s) => serde_json::to_value(s).unwrap_or(Value::Null),
+            Val::Auth(a) => a.redacted(),
+            Val::Json(v) => v.clone(),
+            Val::Removed(_) | Val::Null => Value::Null,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(hub: Hub, seq: u32, in_backup: bool, lost: bool) -> Write {
+        Write {
+            hub,
+            time: 0,
+            seq,
+            in_backup,
+            lost,
+            kind: Kind::Desired,
+            op: Op::Update,
+            inc: 0,
+            facts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn seeing_follows_hub_history_and_the_backup_only() {
+        let p1 = write(Hub::Primary, 1, true, false);
+        let p2 = write(Hub::Primary, 2, false, false);
+        let p3_lost = write(Hub::Primary, 3, false, true);
+        let p4 = write(Hub::Primary, 4, false, false);
+        let s1 = write(Hub::Secondary, 1, false, false);
+        assert!(p2.saw(&p1) && !p1.saw(&p2));
+        assert!(s1.saw(&p1), "the backup held p1");
+        assert!(!s1.saw(&p2), "p2 came after the backup");
+        assert!(!p4.saw(&p3_lost), "the primary was restored without p3");
+        assert!(p3_lost.saw(&p2));
+        assert!(!p2.saw(&s1) && !p4.saw(&s1));
+    }
+
+    #[test]
+    fn fields_overlap_along_twin_paths() {
+        let p = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
+        let a = Field::Twin(Section::Desired, p("cfg"));
+        let b = Field::Twin(Section::Desired, p("cfg.rate"));
+        let c = Field::Twin(Section::Reported, p("cfg.rate"));
+        assert!(a.overlaps(&b) && b.overlaps(&a) && !b.overlaps(&c));
+        assert!(Field::Auth.overlaps(&Field::Auth) && !Field::Auth.overlaps(&Field::Status));
+        assert_eq!(b.path(), "properties.desired.cfg.rate");
+    }
+}

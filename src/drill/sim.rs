@@ -1,0 +1,546 @@
+//! The simulated failover: a timeline per cycle, and each device's writes
+//! replayed against the two hubs in time order.
+//!
+//! A cycle: the primary takes writes; a backup is taken (the base, and
+//! what the secondary is seeded from); the primary fails, and is restored
+//! to a point at or after the backup, losing what it took after that
+//! point; the secondary takes writes during the outage (and, in split
+//! brain, so does the primary); then failback.
+//!
+//! Devices never interact, so each device's part of the timeline is drawn
+//! from its own random stream and replayed on its own: the same seed gives
+//! the same fleet whatever the shard size or thread count.
+
+use std::collections::BTreeMap;
+
+use super::fleet::{Gen, device_id};
+use super::oracle::{Hub, Write};
+use super::rng::Rng;
+use super::writes::{HubDev, draw};
+use crate::doc::DeviceSnapshot;
+use crate::reconcile::{HubImage, device_plan, import_lines};
+
+/// Random streams of a drill, by purpose.
+pub(crate) mod stream {
+    pub const CYCLES: u64 = 1;
+    pub const FLEET: u64 = 2;
+    pub const WRITES: u64 = 3;
+    pub const BIRTH: u64 = 4;
+    pub const SCENARIO: u64 = 5;
+}
+
+/// 2025-01-01T00:00:00Z: where simulated time starts.
+pub const EPOCH_MS: i64 = 1_735_689_600_000;
+const MINUTE: i64 = 60_000;
+
+/// The buckets of each cycle's timeline in reports.
+pub const BUCKETS: usize = 48;
+
+/// One failover and failback round, on the true clock (ms since the epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cycle {
+    /// The primary is active from here.
+    pub start: i64,
+    /// The last backup before the failure: the base of the merge, and what
+    /// the secondary is seeded from.
+    pub backup: i64,
+    /// The point the primary is restored to: what it took after this is
+    /// lost (equal to `fail` when it loses nothing).
+    pub restore: i64,
+    /// The primary's region fails; devices move to the secondary.
+    pub fail: i64,
+    /// Failback: exports, merge, plans.
+    pub failback: i64,
+    /// Whether the primary keeps taking a share of writes during the
+    /// outage.
+    pub split_brain: bool,
+    /// The hub whose clock is off, and by how much (ms).
+    pub skew: Option<(Hub, i64)>,
+    /// The hub whose plan is interrupted, then finished by a second merge.
+    pub interrupt: Hub,
+    /// Where its plan is cut, in thousandths of its length.
+    pub interrupt_permille: u32,
+}
+
+/// Draws the timeline of every cycle.
+pub(crate) fn plan_cycles(
+    seed: u64,
+    cycles: u32,
+    rpo_ms: i64,
+    split_brain: bool,
+    skew_ms: Option<i64>,
+) -> Vec<Cycle> {
+    let mut rng = Rng::derive(seed, &[stream::CYCLES]);
+    let mut t = EPOCH_MS;
+    let mut out = Vec::new();
+    for _ in 0..cycles {
+        let normal = (rng.range(20, 41) * MINUTE).max(rpo_ms + 5 * MINUTE);
+        let start = t;
+        let fail = start + normal;
+        let backup = fail - rng.range(0, rpo_ms + 1);
+        let intact = rng.chance(500);
+        let restore_at = rng.range(backup, fail + 1);
+        let restore = if intact { fail } else { restore_at };
+        let failback = fail + rng.range(15, 46) * MINUTE;
+        let skewed = if rng.chance(500) {
+            Hub::Primary
+        } else {
+            Hub::Secondary
+        };
+        let ahead = rng.chance(500);
+        let interrupt = if rng.chance(500) {
+            Hub::Primary
+        } else {
+            Hub::Secondary
+        };
+        let interrupt_permille = rng.range(1, 1000) as u32;
+        out.push(Cycle {
+            start,
+            backup,
+            restore,
+            fail,
+            failback,
+            split_brain,
+            skew: skew_ms.map(|ms| (skewed, if ahead { ms } else { -ms })),
+            interrupt,
+            interrupt_permille,
+        });
+        t = failback + 60 * MINUTE;
+    }
+    out
+}
+
+/// How many devices are provisioned during each cycle's outage, besides the
+/// initial fleet.
+pub(crate) fn new_per_cycle(devices: u64) -> u64 {
+    (devices / 50).max(1)
+}
+
+/// When and where device `index` is first provisioned: the cycle and the
+/// (hub, time) of each creation. Two creations are a concurrent create in
+/// split brain.
+fn birth(
+    seed: u64,
+    index: u64,
+    initial: u64,
+    cycles: &[Cycle],
+) -> Option<(usize, Vec<(Hub, i64)>)> {
+    let c = usize::try_from((index.checked_sub(initial)?) / new_per_cycle(initial)).ok()?;
+    let cycle = cycles.get(c)?;
+    let mut rng = Rng::derive(seed, &[stream::BIRTH, index]);
+    let outage = |rng: &mut Rng| rng.range(cycle.fail + 1, cycle.failback);
+    let roll = rng.below(100);
+    let mut at = Vec::new();
+    if roll < 20 {
+        at.push((Hub::Primary, rng.range(cycle.start + 1, cycle.fail + 1)));
+    } else if cycle.split_brain && roll < 45 {
+        at.push((Hub::Primary, outage(&mut rng)));
+        if roll < 35 {
+            at.push((Hub::Secondary, outage(&mut rng)));
+        }
+    } else {
+        at.push((Hub::Secondary, outage(&mut rng)));
+    }
+    Some((c, at))
+}
+
+/// One device's simulation state, kept across cycles.
+pub(crate) struct DeviceSim {
+    pub index: u64,
+    pub id: String,
+    /// The device's counter of unique values.
+    pub next: u64,
+    /// What each hub holds of it.
+    pub hubs: [HubDev; 2],
+    /// The device as the cycle started (the previous failback's result).
+    pub start: Option<DeviceSnapshot>,
+}
+
+impl DeviceSim {
+    /// Device `index`, written to both hubs when it is in the initial
+    /// fleet.
+    pub(crate) fn new(
+        seed: u64,
+        index: u64,
+        width: usize,
+        initial: u64,
+        hubs: &mut [HubImage; 2],
+    ) -> Result<Self, String> {
+        let id = device_id(index, width);
+        let mut next = 0;
+        let start = if index < initial {
+            let mut rng = Rng::derive(seed, &[stream::FLEET, index]);
+            let mut g = Gen {
+                rng: &mut rng,
+                next: &mut next,
+            };
+            let device = g.device(&id);
+            for hub in hubs.iter_mut() {
+                write_device(hub, &id, None, Some(&device))?;
+            }
+            Some(device)
+        } else {
+            None
+        };
+        let at_start = HubDev::at_start(start.as_ref(), false);
+        Ok(Self {
+            index,
+            id,
+            next,
+            hubs: [at_start.clone(), at_start],
+            start,
+        })
+    }
+}
+
+/// Write rates: binomial counts of 8 trials of the given thousandths.
+struct Rates {
+    primary: u32,
+    secondary: u32,
+    split: u32,
+}
+
+impl Rates {
+    fn of(cycle: &Cycle) -> Self {
+        if cycle.split_brain {
+            Self {
+                primary: 150,
+                secondary: 140,
+                split: 70,
+            }
+        } else {
+            Self {
+                primary: 150,
+                secondary: 200,
+                split: 0,
+            }
+        }
+    }
+}
+
+/// Counts of writes for the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    /// Primary writes held by the backup.
+    pub primary_backed_up: u64,
+    /// Primary writes after the backup that the primary kept: the RPO
+    /// window the merge must bring back.
+    pub primary_rpo_kept: u64,
+    /// Primary writes lost with its region: data the platform lost.
+    pub primary_lost: u64,
+    /// Primary writes during the outage (split brain).
+    pub primary_split: u64,
+    /// Secondary writes during the outage.
+    pub secondary: u64,
+    /// Writes by kind.
+    pub kinds: BTreeMap<&'static str, u64>,
+    /// Per cycle, per bucket: primary kept, primary lost, secondary.
+    pub timeline: Vec<Vec<[u64; 3]>>,
+}
+
+impl WriteCounts {
+    fn count(&mut self, c: usize, cycle: &Cycle, w: &Write, failed: bool) {
+        match (w.hub, w.lost, w.in_backup, failed) {
+            (Hub::Secondary, ..) => self.secondary += 1,
+            (Hub::Primary, true, ..) => self.primary_lost += 1,
+            (Hub::Primary, false, true, _) => self.primary_backed_up += 1,
+            (Hub::Primary, false, false, false) => self.primary_rpo_kept += 1,
+            (Hub::Primary, false, false, true) => self.primary_split += 1,
+        }
+        *self.kinds.entry(w.kind.name()).or_default() += 1;
+        if self.timeline.len() <= c {
+            self.timeline.resize(c + 1, vec![[0; 3]; BUCKETS]);
+        }
+        let span = (cycle.failback - cycle.start).max(1);
+        let bucket = ((w.time - cycle.start).clamp(0, span - 1) * BUCKETS as i64 / span) as usize;
+        let lane = match (w.hub, w.lost) {
+            (Hub::Primary, false) => 0,
+            (Hub::Primary, true) => 1,
+            (Hub::Secondary, _) => 2,
+        };
+        if let Some(slot) = self.timeline.get_mut(c).and_then(|t| t.get_mut(bucket)) {
+            slot[lane] += 1;
+        }
+    }
+
+    /// Adds another part's counts.
+    pub fn add(&mut self, other: &WriteCounts) {
+        self.primary_backed_up += other.primary_backed_up;
+        self.primary_rpo_kept += other.primary_rpo_kept;
+        self.primary_lost += other.primary_lost;
+        self.primary_split += other.primary_split;
+        self.secondary += other.secondary;
+        for (k, v) in &other.kinds {
+            *self.kinds.entry(k).or_default() += v;
+        }
+        if self.timeline.len() < other.timeline.len() {
+            self.timeline
+                .resize(other.timeline.len(), vec![[0; 3]; BUCKETS]);
+        }
+        for (mine, theirs) in self.timeline.iter_mut().zip(&other.timeline) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                for lane in 0..3 {
+                    a[lane] += b[lane];
+                }
+            }
+        }
+    }
+}
+
+/// Reads a device and the given modules from a hub.
+pub(crate) fn read_device<'a>(
+    hub: &HubImage,
+    id: &str,
+    modules: impl Iterator<Item = &'a String>,
+) -> Option<DeviceSnapshot> {
+    let record = hub.get(id, None)?;
+    let mut device = DeviceSnapshot {
+        id: id.to_owned(),
+        device: record.entity.clone(),
+        ..DeviceSnapshot::default()
+    };
+    for m in modules {
+        if let Some(r) = hub.get(id, Some(m)) {
+            device.modules.insert(m.clone(), r.entity.clone());
+        }
+    }
+    Some(device)
+}
+
+/// Makes the hub hold `after` for device `id` (absent for `None`), through
+/// the hub's own import semantics, and checks that it does.
+///
+/// # Errors
+///
+/// A description of the inconsistency when the hub refuses a line or ends
+/// up holding something else.
+pub(crate) fn write_device(
+    hub: &mut HubImage,
+    id: &str,
+    before: Option<&DeviceSnapshot>,
+    after: Option<&DeviceSnapshot>,
+) -> Result<(), String> {
+    let ops = device_plan(before, after);
+    let lines = import_lines(&ops, hub);
+    let errors = hub.apply(&lines);
+    if let Some(e) = errors.first() {
+        return Err(format!(
+            "the simulated hub refused a write to {id}: {} {}",
+            e.error_code, e.error_status
+        ));
+    }
+    let modules = before
+        .into_iter()
+        .chain(after)
+        .flat_map(|d| d.modules.keys())
+        .collect::<std::collections::BTreeSet<_>>();
+    let held = read_device(hub, id, modules.into_iter());
+    if held.as_ref() != after {
+        return Err(format!(
+            "the simulated hub holds something else than written for {id}"
+        ));
+    }
+    Ok(())
+}
+
+/// One device's cycle, as the checks need it.
+pub(crate) struct DeviceCycle {
+    /// Every write, in the order they happened.
+    pub writes: Vec<Write>,
+    /// What each hub held of the device at failback.
+    pub finals: [HubDev; 2],
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    time: i64,
+    hub: Hub,
+    birth: bool,
+}
+
+/// Everything a cycle's simulation writes to.
+pub(crate) struct CycleIo<'a> {
+    pub hubs: &'a mut [HubImage; 2],
+    pub base: &'a mut BTreeMap<String, DeviceSnapshot>,
+    pub counts: &'a mut WriteCounts,
+}
+
+/// Replays device `dev`'s writes of cycle `c` against the hubs, takes its
+/// part of the backup, and returns what the oracle saw.
+///
+/// # Errors
+///
+/// An inconsistency of the simulated hubs (a write they refused).
+pub(crate) fn simulate(
+    dev: &mut DeviceSim,
+    seed: u64,
+    initial: u64,
+    cycles: &[Cycle],
+    c: usize,
+    io: &mut CycleIo<'_>,
+) -> Result<DeviceCycle, String> {
+    let Some(cycle) = cycles.get(c) else {
+        return Err(format!("no cycle {c}"));
+    };
+    let mut rng = Rng::derive(seed, &[stream::WRITES, c as u64, dev.index]);
+    let rates = Rates::of(cycle);
+    let mut events = Vec::new();
+    let mut times = |rng: &mut Rng, hub: Hub, per_mille: u32, from: i64, to: i64| {
+        for _ in 0..rng.count(8, per_mille) {
+            events.push(Event {
+                time: rng.range(from + 1, to + 1),
+                hub,
+                birth: false,
+            });
+        }
+    };
+    times(
+        &mut rng,
+        Hub::Primary,
+        rates.primary,
+        cycle.start,
+        cycle.fail,
+    );
+    times(
+        &mut rng,
+        Hub::Secondary,
+        rates.secondary,
+        cycle.fail,
+        cycle.failback - 1,
+    );
+    times(
+        &mut rng,
+        Hub::Primary,
+        rates.split,
+        cycle.fail,
+        cycle.failback - 1,
+    );
+    if let Some((born, at)) = birth(seed, dev.index, initial, cycles) {
+        if born == c {
+            events.extend(at.into_iter().map(|(hub, time)| Event {
+                time,
+                hub,
+                birth: true,
+            }));
+        }
+    }
+    events.sort();
+
+    let id = dev.id.clone();
+    let mut current: [Option<DeviceSnapshot>; 2] = [
+        read_device(&io.hubs[0], &id, dev.hubs[0].modules.keys()),
+        read_device(&io.hubs[1], &id, dev.hubs[1].modules.keys()),
+    ];
+    // The primary's state after its restore point: writes there are lost.
+    let mut ghost: Option<(Option<DeviceSnapshot>, HubDev)> = None;
+    let (mut backed_up, mut forked, mut failed) = (false, false, false);
+    let mut seq = [0u32; 2];
+    let mut writes = Vec::new();
+    let mut g = Gen {
+        rng: &mut rng,
+        next: &mut dev.next,
+    };
+    for event in events {
+        if !backed_up && event.time > cycle.backup {
+            backup(&id, &mut current, &mut dev.hubs, io)?;
+            backed_up = true;
+        }
+        if !forked && cycle.restore < cycle.fail && event.time > cycle.restore {
+            ghost = Some((current[0].clone(), dev.hubs[0].clone()));
+            forked = true;
+        }
+        if !failed && event.time > cycle.fail {
+            ghost = None;
+            failed = true;
+        }
+        let h = event.hub.index();
+        let lost = event.hub == Hub::Primary && ghost.is_some();
+        let (state, hub_dev) = match (&mut ghost, lost) {
+            (Some((state, hub_dev)), true) => (state, hub_dev),
+            _ => (&mut current[h], &mut dev.hubs[h]),
+        };
+        let Some(change) = draw(&mut g, &id, hub_dev, state.as_ref(), event.birth) else {
+            continue;
+        };
+        if !lost {
+            write_device(&mut io.hubs[h], &id, state.as_ref(), change.after.as_ref())?;
+        }
+        *state = change.after;
+        seq[h] += 1;
+        let write = Write {
+            hub: event.hub,
+            time: event.time,
+            seq: seq[h],
+            in_backup: event.hub == Hub::Primary && !backed_up,
+            lost,
+            kind: change.kind,
+            inc: hub_dev.inc.unwrap_or(match &change.op {
+                super::oracle::Op::Delete { inc } => *inc,
+                _ => 0,
+            }),
+            op: change.op,
+            facts: change.facts,
+        };
+        io.counts.count(c, cycle, &write, failed);
+        writes.push(write);
+    }
+    if !backed_up {
+        backup(&id, &mut current, &mut dev.hubs, io)?;
+    }
+    Ok(DeviceCycle {
+        writes,
+        finals: dev.hubs.clone(),
+    })
+}
+
+/// The backup: the base takes the primary's device, and the secondary is
+/// seeded with it by an import.
+fn backup(
+    id: &str,
+    current: &mut [Option<DeviceSnapshot>; 2],
+    hubs: &mut [HubDev; 2],
+    io: &mut CycleIo<'_>,
+) -> Result<(), String> {
+    let [primary, secondary] = current;
+    if let Some(device) = primary.as_ref() {
+        io.base.insert(id.to_owned(), device.clone());
+    }
+    write_device(&mut io.hubs[1], id, secondary.as_ref(), primary.as_ref())?;
+    *secondary = primary.clone();
+    hubs[1] = hubs[0].clone();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_follow_the_failover_story() {
+        for seed in 0..50 {
+            let cycles = plan_cycles(seed, 3, 300_000, seed % 2 == 0, Some(90_000));
+            let mut previous_end = i64::MIN;
+            for c in &cycles {
+                assert!(previous_end < c.start);
+                assert!(c.start < c.backup && c.backup <= c.restore && c.restore <= c.fail);
+                assert!(c.fail - c.backup <= 300_000);
+                assert!(c.fail < c.failback);
+                assert_eq!(c.skew.map(|(_, ms)| ms.abs()), Some(90_000));
+                previous_end = c.failback;
+            }
+        }
+    }
+
+    #[test]
+    fn births_land_in_their_cycle() {
+        let cycles = plan_cycles(3, 2, 300_000, true, None);
+        let per = new_per_cycle(100);
+        assert_eq!(birth(3, 99, 100, &cycles), None);
+        let (c, at) = birth(3, 100 + per, 100, &cycles).unwrap();
+        assert_eq!(c, 1);
+        for (_, t) in at {
+            assert!(cycles[1].start < t && t < cycles[1].failback);
+        }
+        assert_eq!(birth(3, 100 + 2 * per, 100, &cycles), None);
+    }
+}
