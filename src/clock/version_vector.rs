@@ -201,4 +201,17 @@ mod tests {
         right.join(&zero);
         assert_eq!(left, right);
     }
+
+    #[test]
+    fn counts_formats_and_collects_dots() {
+        let a = vv(&[("a", 2), ("b", 1)]);
+        assert_eq!((a.len(), a.is_empty()), (2, false));
+        assert_eq!(format!("{a:?}"), r#"{"a": 2, "b": 1}"#);
+        let dots = [
+            Dot::new(r("a"), 2),
+            Dot::new(r("b"), 1),
+            Dot::new(r("a"), 1),
+        ];
+        assert_eq!(dots.iter().collect::<VersionVector>(), a);
+    }
 }
