@@ -181,9 +181,13 @@ fn no_zero_entries(vv: &VersionVector) {
 
 proptest! {
     #[test]
-    fn version_vector_join_is_a_semilattice(vvs in any::<()>().prop_flat_map(|()| [version_vector(), version_vector(), version_vector()])) {
+    fn version_vector_join_is_a_semilattice(
+        vvs in [version_vector(), version_vector(), version_vector()],
+    ) {
         laws::semilattice(&vvs, no_zero_entries)?;
-        laws::round_trip(&vvs[0])?;
+        for vv in &vvs {
+            laws::round_trip(vv)?;
+        }
     }
 
     #[test]

@@ -196,6 +196,8 @@ mod tests {
         assert_eq!(map.len(), 2);
         map.prune();
         assert_eq!(map.keys().copied().collect::<Vec<_>>(), [1]);
+        let lens: Vec<_> = map.iter().map(|(k, v)| (*k, v.len())).collect();
+        assert_eq!(lens, [(1, 1)]);
         assert!(!map.is_empty());
         map.insert(1, MvReg::default());
         assert!(map.is_empty());
