@@ -94,4 +94,12 @@ mod tests {
             assert!(serde_json::from_str::<Dot>(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn exposes_its_parts_and_formats_like_its_text() {
+        let dot = Dot::new(ReplicaId::new("a").unwrap(), 7);
+        assert_eq!(dot.replica().as_str(), "a");
+        assert_eq!(dot.counter(), 7);
+        assert_eq!(format!("{dot:?}"), "a:7");
+    }
 }

@@ -277,4 +277,39 @@ mod tests {
         let next = clock.tick();
         assert_eq!((next.ms(), next.logical()), (8, 0));
     }
+
+    #[test]
+    fn system_time_reads_a_plausible_wall_clock() {
+        let now = SystemTime.now_ms();
+        let year_2020 = 1_577_836_800_000;
+        let year_3000 = 32_503_680_000_000;
+        assert!(now > year_2020 && now < year_3000, "{now}");
+    }
+
+    #[test]
+    fn manual_time_moves_only_when_told() {
+        let time = ManualTime::new(5);
+        time.set(-3);
+        assert_eq!(time.now_ms(), -3);
+        time.advance(10);
+        assert_eq!(time.now_ms(), 7);
+    }
+
+    #[test]
+    fn the_default_drift_bound_is_five_minutes() {
+        assert_eq!(DEFAULT_MAX_DRIFT_MS, 300_000);
+        let mut clock = HybridClock::new(hub("a"), ManualTime::new(0));
+        assert_eq!(clock.replica(), &hub("a"));
+        assert!(clock.observe(&Stamp::new(4 * 60_000, 0, hub("b"))).is_ok());
+        assert!(clock.observe(&Stamp::new(6 * 60_000, 0, hub("b"))).is_err());
+    }
+
+    #[test]
+    fn ticks_in_the_same_millisecond_move_the_logical_counter() {
+        let mut clock = HybridClock::new(hub("a"), ManualTime::new(3));
+        let stamps: Vec<_> = (0..3).map(|_| clock.tick()).collect();
+        let parts: Vec<_> = stamps.iter().map(|s| (s.ms(), s.logical())).collect();
+        assert_eq!(parts, [(3, 0), (3, 1), (3, 2)]);
+        assert!(stamps.iter().all(|s| s.replica() == &hub("a")));
+    }
 }

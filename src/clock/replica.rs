@@ -127,4 +127,13 @@ mod tests {
         assert_eq!(serde_json::from_str::<ReplicaId>(&json).unwrap(), id);
         assert!(serde_json::from_str::<ReplicaId>("\"bad id\"").is_err());
     }
+
+    #[test]
+    fn reads_back_as_text_and_parses() {
+        let id: ReplicaId = "hub-1".parse().unwrap();
+        assert_eq!(id.as_str(), "hub-1");
+        assert_eq!(id.to_string(), "hub-1");
+        assert_eq!(format!("{id:?}"), "\"hub-1\"");
+        assert!("hub 1".parse::<ReplicaId>().is_err());
+    }
 }

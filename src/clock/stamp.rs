@@ -81,3 +81,26 @@ impl fmt::Display for Stamp {
         fmt::Debug::fmt(self, f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_as_ms_logical_at_replica() {
+        let stamp = Stamp::new(1_500, 2, ReplicaId::new("hub-a").unwrap());
+        assert_eq!(format!("{stamp:?}"), "1500.2@hub-a");
+        assert_eq!(stamp.to_string(), "1500.2@hub-a");
+    }
+
+    #[test]
+    fn rfc3339_only_for_representable_times() {
+        let hub = ReplicaId::new("a").unwrap();
+        let epoch = Stamp::new(1_234, 0, hub.clone());
+        assert_eq!(
+            epoch.to_rfc3339().as_deref(),
+            Some("1970-01-01T00:00:01.234Z")
+        );
+        assert_eq!(Stamp::new(i64::MAX, 0, hub).to_rfc3339(), None);
+    }
+}

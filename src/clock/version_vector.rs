@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Dot, ReplicaId};
 
@@ -33,7 +33,7 @@ use super::{Dot, ReplicaId};
 /// assert!(joined.contains(&Dot::new(s, 1)));
 /// # Ok::<(), failback::clock::InvalidReplicaId>(())
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct VersionVector {
     entries: BTreeMap<ReplicaId, u64>,
@@ -117,6 +117,16 @@ impl PartialOrd for VersionVector {
     }
 }
 
+impl<'de> Deserialize<'de> for VersionVector {
+    /// Reads the entries, dropping zeros so that equal histories keep equal
+    /// representations (and merges stay commutative) whatever the input.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries = BTreeMap::<ReplicaId, u64>::deserialize(d)?;
+        let entries = entries.into_iter().filter(|&(_, n)| n > 0).collect();
+        Ok(Self { entries })
+    }
+}
+
 impl std::fmt::Debug for VersionVector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map().entries(self.iter()).finish()
@@ -178,5 +188,30 @@ mod tests {
         a.set(&r("a"), 0);
         assert!(a.is_empty());
         assert_eq!(a, VersionVector::new());
+    }
+
+    #[test]
+    fn deserialized_zero_entries_are_dropped() {
+        let read: VersionVector = serde_json::from_str(r#"{"a":0,"b":2}"#).unwrap();
+        assert_eq!(read, vv(&[("b", 2)]));
+        let zero: VersionVector = serde_json::from_str(r#"{"a":0}"#).unwrap();
+        assert!(zero.is_empty());
+        let (mut left, mut right) = (zero.clone(), VersionVector::new());
+        left.join(&VersionVector::new());
+        right.join(&zero);
+        assert_eq!(left, right);
+    }
+
+    #[test]
+    fn counts_formats_and_collects_dots() {
+        let a = vv(&[("a", 2), ("b", 1)]);
+        assert_eq!((a.len(), a.is_empty()), (2, false));
+        assert_eq!(format!("{a:?}"), r#"{"a": 2, "b": 1}"#);
+        let dots = [
+            Dot::new(r("a"), 2),
+            Dot::new(r("b"), 1),
+            Dot::new(r("a"), 1),
+        ];
+        assert_eq!(dots.iter().collect::<VersionVector>(), a);
     }
 }

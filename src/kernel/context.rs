@@ -232,4 +232,24 @@ mod tests {
         assert_eq!(json, r#"{"vv":{},"cloud":["a:2"]}"#);
         assert_eq!(serde_json::from_str::<CausalContext>(&json).unwrap(), gap);
     }
+
+    #[test]
+    fn formats_the_vector_then_the_cloud() {
+        let ctx: CausalContext = [d("a", 1), d("b", 3)].into_iter().collect();
+        assert_eq!(format!("{ctx:?}"), r#"{"a": 1}+{b:3}"#);
+        let plain: CausalContext = [d("a", 1)].into_iter().collect();
+        assert_eq!(format!("{plain:?}"), r#"{"a": 1}"#);
+        assert_eq!(plain.version_vector().get(&ReplicaId::new("a").unwrap()), 1);
+        assert!(!plain.is_empty() && CausalContext::new().is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "not beyond a gap")]
+    fn check_invariants_rejects_a_cloud_dot_next_to_the_vector() {
+        let broken = CausalContext {
+            vv: [d("a", 1)].iter().collect(),
+            cloud: [d("a", 2)].into_iter().collect(),
+        };
+        broken.check_invariants();
+    }
 }

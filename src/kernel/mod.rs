@@ -118,3 +118,21 @@ impl<S: DotStore> Causal<S> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ReplicaId;
+
+    #[test]
+    #[should_panic(expected = "missing from the context")]
+    fn check_invariants_rejects_a_stored_dot_never_seen() {
+        let a = ReplicaId::new("a").unwrap();
+        let stamp = crate::Stamp::new(0, 0, a.clone());
+        let state = Causal {
+            store: MvReg::single(Dot::new(a, 1), stamp, 0),
+            ctx: CausalContext::new(),
+        };
+        state.check_invariants();
+    }
+}

@@ -251,3 +251,82 @@ impl<V: Clone> Causal<MvReg<V>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::Merge;
+
+    fn r(name: &str) -> ReplicaId {
+        ReplicaId::new(name).unwrap()
+    }
+
+    /// Three concurrent writes: "b" at 30, "c" at 20, "a" at 10.
+    fn siblings() -> Causal<MvReg<&'static str>> {
+        let mut state = Causal::default();
+        for (name, ms) in [("b", 30), ("c", 20), ("a", 10)] {
+            let delta = Causal::default().write(&r(name), Stamp::new(ms, 0, r(name)), name);
+            state.merge(&delta);
+        }
+        state
+    }
+
+    #[test]
+    fn reads_rank_the_siblings() {
+        let reg = siblings().store;
+        assert_eq!((reg.len(), reg.is_empty()), (3, false));
+        assert_eq!(reg.max_stamp(), Some(&Stamp::new(30, 0, r("b"))));
+        assert_eq!(reg.value(&Rank::HighestStamp), Some(&"b"));
+        let read = reg.resolve(&Rank::HighestStamp).unwrap();
+        let losers: Vec<_> = read.losers.iter().map(|e| e.value).collect();
+        assert_eq!((read.winner.value, losers), ("b", vec!["c", "a"]));
+        let prefer_a = Rank::Prefer(|v: &&str| *v == "a");
+        assert_eq!(reg.value(&prefer_a), Some(&"a"));
+        assert_eq!(reg.resolve(&prefer_a).unwrap().winner.value, "a");
+    }
+
+    #[test]
+    fn equal_stamps_fall_back_to_the_dot() {
+        let stamp = Stamp::new(5, 0, r("a"));
+        let low = Entry {
+            dot: Dot::new(r("a"), 1),
+            stamp: stamp.clone(),
+            value: 0,
+        };
+        let high = Entry {
+            dot: Dot::new(r("a"), 2),
+            stamp,
+            value: 0,
+        };
+        assert_eq!(Rank::HighestStamp.compare(&high, &low), Ordering::Greater);
+        assert_eq!(Rank::HighestStamp.compare(&low, &high), Ordering::Less);
+    }
+
+    #[test]
+    fn empty_register_reads_nothing() {
+        let reg = MvReg::<u8>::default();
+        assert!(reg.is_empty() && reg.resolve(&Rank::HighestStamp).is_none());
+        assert_eq!(
+            (reg.value(&Rank::HighestStamp), reg.max_stamp()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn set_replaces_every_sibling() {
+        let mut reg = siblings().store;
+        reg.set(Dot::new(r("a"), 9), Stamp::new(1, 0, r("a")), "new");
+        let values: Vec<_> = reg.entries().iter().map(|e| e.value).collect();
+        assert_eq!(values, ["new"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of order")]
+    fn check_invariants_rejects_unsorted_siblings() {
+        let json = r#"[{"dot":"b:1","stamp":{"ms":1,"l":0,"r":"b"},"value":1},
+                      {"dot":"a:1","stamp":{"ms":1,"l":0,"r":"a"},"value":2}]"#;
+        serde_json::from_str::<MvReg<u8>>(json)
+            .unwrap()
+            .check_invariants();
+    }
+}

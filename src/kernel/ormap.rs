@@ -237,3 +237,43 @@ impl<K: Ord + Clone, S: DotStore + Clone> Causal<OrMap<K, S>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{Merge, MvReg};
+    use crate::{ReplicaId, Stamp};
+
+    #[test]
+    fn entry_mut_creates_and_prune_drops_empty_values() {
+        let a = ReplicaId::new("a").unwrap();
+        let mut map: OrMap<u8, MvReg<u8>> = OrMap::default();
+        assert!(map.is_empty());
+        map.entry_mut(1)
+            .set(Dot::new(a.clone(), 1), Stamp::new(0, 0, a), 7);
+        map.entry_mut(2);
+        assert_eq!(map.len(), 2);
+        map.prune();
+        assert_eq!(map.keys().copied().collect::<Vec<_>>(), [1]);
+        let lens: Vec<_> = map.iter().map(|(k, v)| (*k, v.len())).collect();
+        assert_eq!(lens, [(1, 1)]);
+        assert!(!map.is_empty());
+        map.insert(1, MvReg::default());
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn a_remove_that_saw_nothing_removes_nothing() {
+        let a = ReplicaId::new("a").unwrap();
+        let mut state: Causal<OrMap<u8, MvReg<u8>>> = Causal::default();
+        let nothing = state.remove(&1);
+        assert!(nothing.ctx.is_empty());
+        state.merge(&state.update(1, |reg| reg.write(&a, Stamp::new(0, 0, a.clone()), 3)));
+        let seen = state.remove(&1);
+        assert_eq!(seen.ctx.version_vector().get(&a), 1);
+        state.merge(&nothing);
+        assert_eq!(state.store.get(&1).map(MvReg::len), Some(1));
+        state.merge(&seen);
+        assert!(state.store.is_empty());
+    }
+}
