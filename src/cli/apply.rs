@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use failback::doc::DeviceSnapshot;
-use failback::format::{ExportLineRef, ExportReader, read_export, write_export_line};
-use failback::reconcile::{HubImage, ImportLine, Record, identity_differs, twin_differs};
+use failback::format::{ExportReader, read_export};
+use failback::reconcile::{HubImage, ImportLine, identity_differs, twin_differs};
 
 use super::Failure;
 
@@ -41,34 +41,7 @@ fn input(e: impl std::fmt::Display) -> Failure {
 }
 
 fn read_image(path: &Path) -> Result<HubImage, Failure> {
-    let export = read_export(path).map_err(input)?;
-    let mut image = HubImage::new();
-    for (id, device) in export.devices {
-        let record =
-            |entity: &failback::doc::Entity, etag: Option<String>, twin: Option<String>| Record {
-                entity: entity.clone(),
-                etag: etag.unwrap_or_default(),
-                twin_etag: twin.unwrap_or_default(),
-            };
-        image.insert(
-            &id,
-            None,
-            record(
-                &device.snapshot.device,
-                device.etag.clone(),
-                device.twin_etag.clone(),
-            ),
-        );
-        for (module_id, entity) in &device.snapshot.modules {
-            let (etag, twin) = device
-                .module_etags
-                .get(module_id)
-                .cloned()
-                .unwrap_or_default();
-            image.insert(&id, Some(module_id), record(entity, etag, twin));
-        }
-    }
-    Ok(image)
+    Ok(HubImage::from_export(&read_export(path).map_err(input)?))
 }
 
 /// Runs `failback apply`.
@@ -78,30 +51,12 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode, Failure> {
     let file = File::open(&args.plan).map_err(|e| Failure::Input(format!("{plan_name}: {e}")))?;
     let mut lines = Vec::new();
     for line in ExportReader::new(BufReader::new(file), plan_name) {
-        let line = line.map_err(input)?;
-        lines.push(ImportLine {
-            mode: line.import_mode,
-            id: line.id,
-            module_id: line.module_id,
-            etag: line.etag,
-            twin_etag: line.twin_etag,
-            entity: line.entity,
-        });
+        lines.push(ImportLine::from(line.map_err(input)?));
     }
     let errors = image.apply(&lines);
     let write_hub = |w: &mut dyn Write| -> std::io::Result<()> {
         let mut w = BufWriter::new(w);
-        for (id, module_id, record) in image.records() {
-            let line = ExportLineRef {
-                id,
-                module_id,
-                etag: Some(&record.etag),
-                twin_etag: Some(&record.twin_etag),
-                import_mode: None,
-                entity: &record.entity,
-            };
-            write_export_line(&mut w, &line)?;
-        }
+        image.write_export(&mut w)?;
         w.flush()
     };
     let internal = |e: std::io::Error| Failure::Internal(e.to_string());

@@ -5,23 +5,135 @@
 use std::collections::BTreeMap;
 
 use super::invariants::{
-    DETERMINISTIC, Findings, HUBS_CONVERGE, PLAN_IDEMPOTENT, RESUME_CONVERGES,
+    DETERMINISTIC, FILES_ROUNDTRIP, Findings, HUBS_CONVERGE, PLAN_IDEMPOTENT, RESUME_CONVERGES,
 };
 use super::oracle::Hub;
 use super::sim::Cycle;
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{DeviceSnapshot, Policies};
+use crate::format::{ExportReader, ImportMode, ReadError, collect_export};
 use crate::reconcile::{
     Action, DeviceOutcome, HubImage, HubSnapshots, ImportLine, device_plan, import_lines,
-    merge_fleet,
+    merge_fleet, write_import_line,
 };
 
-/// A hub's export as the failback reads it: the hub written to an export
-/// file and read back. The drill's hubs are already in the shape a reader
-/// produces, so this is the identity; with a file format it is the
-/// writer's output parsed by the reader.
-pub fn export_roundtrip(hub: &HubImage) -> HubImage {
-    hub.clone()
+/// A hub's export as the failback reads it: the hub written as an export
+/// file and read back by the export reader.
+///
+/// # Errors
+///
+/// The reader's, should the writer produce a line it cannot take.
+pub fn export_roundtrip(hub: &HubImage) -> Result<HubImage, Box<ReadError>> {
+    let mut bytes = Vec::new();
+    hub.write_export(&mut bytes)
+        .map_err(|e| ReadError::io("export.jsonl", e))?;
+    let file =
+        collect_export(ExportReader::new(bytes.as_slice(), "export.jsonl")).map_err(Box::new)?;
+    Ok(HubImage::from_export(&file))
+}
+
+/// A plan as the hub's import job reads it: written as an import file and
+/// read back by the same reader.
+///
+/// # Errors
+///
+/// The reader's, should the writer produce a line it cannot take.
+pub fn plan_roundtrip(lines: &[ImportLine]) -> Result<Vec<ImportLine>, Box<ReadError>> {
+    let mut bytes = Vec::new();
+    for line in lines {
+        write_import_line(&mut bytes, line).map_err(|e| ReadError::io("plan.jsonl", e))?;
+    }
+    let mut read = Vec::with_capacity(lines.len());
+    for line in ExportReader::new(bytes.as_slice(), "plan.jsonl") {
+        read.push(ImportLine::from(line.map_err(Box::new)?));
+    }
+    Ok(read)
+}
+
+/// The hubs' exports through the file format; a hub whose export does not
+/// survive it is reported and merged as held.
+fn exports_checked(hubs: &[HubImage; 2], findings: &mut Findings, c: usize) -> [HubSnapshots; 2] {
+    Hub::BOTH.map(|h| {
+        let held = &hubs[h.index()];
+        let read = match export_roundtrip(held) {
+            Ok(read) if read == *held => read,
+            Ok(read) => {
+                let (a, b) = (held.snapshots(), read.snapshots());
+                let id = a
+                    .iter()
+                    .find(|(id, d)| b.get(*id) != Some(*d))
+                    .map_or(String::new(), |(id, _)| id.clone());
+                findings.report(
+                    FILES_ROUNDTRIP,
+                    c,
+                    &id,
+                    format!("the {} hub's export read back differently", h.name()),
+                );
+                held.clone()
+            }
+            Err(e) => {
+                findings.report(
+                    FILES_ROUNDTRIP,
+                    c,
+                    e.device.as_deref().unwrap_or(""),
+                    format!("the {} hub's export does not read back: {e}", h.name()),
+                );
+                held.clone()
+            }
+        };
+        HubSnapshots {
+            hub: replica(h),
+            devices: read.snapshots(),
+            times: BTreeMap::new(),
+        }
+    })
+}
+
+/// A plan through the file format; a plan that does not survive it is
+/// reported and applied as made.
+fn plan_checked(
+    lines: Vec<ImportLine>,
+    findings: &mut Findings,
+    c: usize,
+    hub: Hub,
+) -> Vec<ImportLine> {
+    match plan_roundtrip(&lines) {
+        Ok(read) => {
+            // Twin lines carry only the twin: compare what an import reads.
+            let same = read.len() == lines.len()
+                && read.iter().zip(&lines).all(|(r, l)| {
+                    r.mode == l.mode
+                        && r.id == l.id
+                        && r.module_id == l.module_id
+                        && r.etag == l.etag
+                        && r.twin_etag == l.twin_etag
+                        && r.entity.tags == l.entity.tags
+                        && r.entity.desired == l.entity.desired
+                        && r.entity.reported == l.entity.reported
+                        && (matches!(l.mode, ImportMode::UpdateTwinIfMatchETag)
+                            || r.entity == l.entity)
+                });
+            if !same {
+                findings.report(
+                    FILES_ROUNDTRIP,
+                    c,
+                    "",
+                    format!("the {} hub's plan read back differently", hub.name()),
+                );
+                return lines;
+            }
+            read
+        }
+        Err(e) => {
+            findings.report(
+                FILES_ROUNDTRIP,
+                c,
+                e.device.as_deref().unwrap_or(""),
+                format!("the {} hub's plan does not read back: {e}", hub.name()),
+            );
+            lines
+        }
+    }
 }
 
 /// The import lines of each plan, by hub and action.
@@ -65,14 +177,6 @@ fn replica(hub: Hub) -> ReplicaId {
         Ok(r) => r,
         Err(_) => unreachable!("hub names are valid replica ids"),
     }
-}
-
-fn exports(hubs: &[HubImage; 2]) -> [HubSnapshots; 2] {
-    Hub::BOTH.map(|h| HubSnapshots {
-        hub: replica(h),
-        devices: export_roundtrip(&hubs[h.index()]).snapshots(),
-        times: BTreeMap::new(),
-    })
 }
 
 fn merged_of(outcomes: &[DeviceOutcome]) -> BTreeMap<&str, Option<&DeviceSnapshot>> {
@@ -156,7 +260,7 @@ pub(crate) fn failback(
         stamps,
     } = *inputs;
     let policies = Policies::default();
-    let mut exported = exports(hubs);
+    let mut exported = exports_checked(hubs, findings, c);
     let outcomes = merge_fleet(Some(base), &exported, stamps, &policies, 1);
     if check_determinism {
         exported.swap(0, 1);
@@ -185,6 +289,11 @@ pub(crate) fn failback(
             Some((&mut *counts, h)),
         )
     });
+    let [p0, p1] = plans;
+    let plans = [
+        plan_checked(p0, findings, c, Hub::BOTH[0]),
+        plan_checked(p1, findings, c, Hub::BOTH[1]),
+    ];
 
     let cut_hub = cycle.interrupt;
     let full_hub = cut_hub.other();
@@ -215,7 +324,7 @@ pub(crate) fn failback(
     import_errors(findings, c, cut_hub, &errors);
 
     // The operator re-runs the failback on what the hubs hold now.
-    let exported = exports(hubs);
+    let exported = exports_checked(hubs, findings, c);
     let rerun = merge_fleet(Some(base), &exported, stamps, &policies, 1);
     let first = merged_of(&outcomes);
     let second = merged_of(&rerun);

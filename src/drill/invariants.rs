@@ -50,6 +50,8 @@ invariants! {
         "a plan interrupted half-way, then the merge re-run, reaches the same merged state";
     DETERMINISTIC = "deterministic":
         "the merge is the same for either hub order and any thread count";
+    FILES_ROUNDTRIP = "files-roundtrip":
+        "every export and every plan survives IoT Hub's file format: written, read back, unchanged";
     SIMULATOR_CONSISTENT = "simulator-consistent":
         "the simulated hubs took every write as written (the drill's own check)";
 }

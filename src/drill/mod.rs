@@ -36,7 +36,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use failback::{PlanCounts, export_roundtrip};
+pub use failback::{PlanCounts, export_roundtrip, plan_roundtrip};
 pub use fleet::device_id;
 pub use invariants::{ALL as INVARIANTS, Accounting, EXAMPLES, Findings, Invariant, Violation};
 pub use oracle::Hub;

@@ -33,26 +33,8 @@ pub(super) fn read_hub(path: &Path, format: Option<Format>) -> Result<HubInput, 
     let mut times = BTreeMap::new();
     let (real_times, skipped) = match read_input(path, format)? {
         InputFile::Export(export) => {
+            image = HubImage::from_export(&export);
             for (id, device) in export.devices {
-                let etag = device.etag.unwrap_or_default();
-                let twin_etag = device.twin_etag.unwrap_or_default();
-                image.insert(&id, None, record(&device.snapshot.device, etag, twin_etag));
-                for (module_id, entity) in &device.snapshot.modules {
-                    let (etag, twin_etag) = device
-                        .module_etags
-                        .get(module_id)
-                        .cloned()
-                        .unwrap_or_default();
-                    image.insert(
-                        &id,
-                        Some(module_id),
-                        record(
-                            entity,
-                            etag.unwrap_or_default(),
-                            twin_etag.unwrap_or_default(),
-                        ),
-                    );
-                }
                 devices.insert(id, device.snapshot);
             }
             (false, export.skipped)

@@ -9,9 +9,9 @@ use serde_json::json;
 
 use super::inputs::HubInput;
 use super::{JobError, MergeReport};
-use crate::doc::{Conflict, Entity};
-use crate::format::{DeviceEtags, ExportLineRef, ImportMode, write_device, write_export_line};
-use crate::reconcile::{DeviceOutcome, device_plan, import_lines};
+use crate::doc::Conflict;
+use crate::format::{DeviceEtags, ImportMode, write_device};
+use crate::reconcile::{DeviceOutcome, device_plan, import_lines, write_import_line};
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
     move |source| JobError::Io {
@@ -131,31 +131,7 @@ fn write_into(
                 if writes_identity && line.entity.authentication.is_none() {
                     keyless += 1;
                 }
-                let twin_only;
-                let entity = match line.mode {
-                    ImportMode::UpdateTwinIfMatchETag => {
-                        twin_only = Entity {
-                            tags: line.entity.tags.clone(),
-                            desired: line.entity.desired.clone(),
-                            reported: line.entity.reported.clone(),
-                            ..Entity::default()
-                        };
-                        &twin_only
-                    }
-                    _ => &line.entity,
-                };
-                write_export_line(
-                    writer,
-                    &ExportLineRef {
-                        id: &line.id,
-                        module_id: line.module_id.as_deref(),
-                        etag: line.etag.as_deref(),
-                        twin_etag: line.twin_etag.as_deref(),
-                        import_mode: Some(line.mode),
-                        entity,
-                    },
-                )
-                .map_err(io_error(path))?;
+                write_import_line(writer, &line).map_err(io_error(path))?;
             }
         }
     }

@@ -230,3 +230,61 @@ impl HubImage {
         );
     }
 }
+
+impl From<crate::format::ExportLine> for ImportLine {
+    fn from(line: crate::format::ExportLine) -> Self {
+        Self {
+            mode: line.import_mode,
+            id: line.id,
+            module_id: line.module_id,
+            etag: line.etag,
+            twin_etag: line.twin_etag,
+            entity: line.entity,
+        }
+    }
+}
+
+impl HubImage {
+    /// The hub an export file describes, etags included.
+    pub fn from_export(export: &crate::format::ExportFile) -> Self {
+        let mut image = Self::new();
+        for (id, device) in &export.devices {
+            let record = |entity: &Entity, etags: (Option<&String>, Option<&String>)| Record {
+                entity: entity.clone(),
+                etag: etags.0.cloned().unwrap_or_default(),
+                twin_etag: etags.1.cloned().unwrap_or_default(),
+            };
+            let etags = (device.etag.as_ref(), device.twin_etag.as_ref());
+            image.insert(id, None, record(&device.snapshot.device, etags));
+            for (module_id, entity) in &device.snapshot.modules {
+                let etags = device
+                    .module_etags
+                    .get(module_id)
+                    .map_or((None, None), |(e, t)| (e.as_ref(), t.as_ref()));
+                image.insert(id, Some(module_id), record(entity, etags));
+            }
+        }
+        image
+    }
+
+    /// Writes the hub as an export file: devices before their modules,
+    /// with etags.
+    ///
+    /// # Errors
+    ///
+    /// Any error of `w`.
+    pub fn write_export<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        for (id, module_id, record) in self.records() {
+            let line = crate::format::ExportLineRef {
+                id,
+                module_id,
+                etag: Some(&record.etag),
+                twin_etag: Some(&record.twin_etag),
+                import_mode: None,
+                entity: &record.entity,
+            };
+            crate::format::write_export_line(w, &line)?;
+        }
+        Ok(())
+    }
+}

@@ -10,5 +10,7 @@ mod stamps;
 pub use apply::{HubImage, ImportError, ImportLine, Record};
 pub use fleet::{DeviceOutcome, HubSnapshots, Outcome, merge_fleet};
 pub use merge::{BASE, Base, DeviceMerge, HubDevice, base_replica, merge_device};
-pub use plan::{Action, PlanOp, device_plan, identity_differs, import_lines, twin_differs};
+pub use plan::{
+    Action, PlanOp, device_plan, identity_differs, import_lines, twin_differs, write_import_line,
+};
 pub use stamps::{HubTiming, StampError, default_order, hub_stamps};

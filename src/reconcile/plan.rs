@@ -165,3 +165,37 @@ pub fn import_lines(ops: &[PlanOp<'_>], hub: &HubImage) -> Vec<ImportLine> {
         })
         .collect()
 }
+
+/// Writes one line of an import file. A twin update carries only the twin
+/// sections (whole, so either reading of `updateTwin` gives the same
+/// result); every other line carries the whole identity.
+///
+/// # Errors
+///
+/// Any error of `w`.
+pub fn write_import_line<W: std::io::Write>(w: &mut W, line: &ImportLine) -> std::io::Result<()> {
+    let twin_only;
+    let entity =
+        if line.mode == ImportMode::UpdateTwinIfMatchETag || line.mode == ImportMode::UpdateTwin {
+            twin_only = Entity {
+                tags: line.entity.tags.clone(),
+                desired: line.entity.desired.clone(),
+                reported: line.entity.reported.clone(),
+                ..Entity::default()
+            };
+            &twin_only
+        } else {
+            &line.entity
+        };
+    crate::format::write_export_line(
+        w,
+        &crate::format::ExportLineRef {
+            id: &line.id,
+            module_id: line.module_id.as_deref(),
+            etag: line.etag.as_deref(),
+            twin_etag: line.twin_etag.as_deref(),
+            import_mode: Some(line.mode),
+            entity,
+        },
+    )
+}
