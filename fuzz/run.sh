@@ -64,7 +64,7 @@ summary() {
     else
         echo "fuzz: $target FAILED (exit $status); its log ends:"
         tail -n 40 "$log"
-        ls "artifacts/$target" 2>/dev/null | sed "s|^|fuzz: input kept: fuzz/artifacts/$target/|"
+        find "artifacts/$target" -type f 2>/dev/null | sed 's|^|fuzz: input kept: fuzz/|' || true
     fi
 }
 
