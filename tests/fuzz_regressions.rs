@@ -85,3 +85,28 @@ fn parse_twin_float_changes_on_rewrite() {
 fn status_less_device_line_round_trips() {
     export_round_trip(&input("parse_export-status-less-device-line.jsonl"));
 }
+
+/// `parse_twin`: a time without offset was read with any year chrono
+/// knows (`+10000-01-01T00:00:00`, `-0001-…`), then written as RFC 3339,
+/// which has four-digit years only, and the re-read rejected it. Years
+/// outside 0000-9999 are now unparseable timestamps on the first read.
+#[test]
+fn parse_twin_year_beyond_9999() {
+    let bytes = input("parse_twin-year-beyond-9999.jsonl");
+    let e = collect_twins(TwinReader::new(bytes.as_slice(), "fuzz.jsonl")).err();
+    assert!(
+        matches!(
+            e.as_ref().map(|e| (&e.kind, e.field.as_deref())),
+            Some((
+                failback::format::ReadErrorKind::InvalidTimestamp { .. },
+                Some("statusUpdateTime")
+            ))
+        ),
+        "{e:?}"
+    );
+    // Within the years RFC 3339 writes, the round trip holds.
+    let text = String::from_utf8_lossy(&bytes)
+        .replace("+10000", "9999")
+        .replace("-0001", "0000");
+    twin_round_trip(text.as_bytes());
+}
