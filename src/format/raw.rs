@@ -467,6 +467,11 @@ pub(crate) fn parse_time(text: &str) -> Result<Option<i64>, ReadErrorKind> {
             .map_err(|_| bad())?
             .and_utc(),
     };
+    // RFC 3339 years have four digits: a time outside them would be
+    // written in a form no reader takes back.
+    if !(0..=9999).contains(&chrono::Datelike::year(&time)) {
+        return Err(bad());
+    }
     let ms = time.timestamp_millis();
     if ms == NEVER_MS {
         return Ok(None);
@@ -542,6 +547,16 @@ mod tests {
         );
         assert_eq!(parse_time("0001-01-01T00:00:00Z").ok(), Some(None));
         assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("+10000-01-01T00:00:00").is_err());
+        assert!(parse_time("-0001-12-31T23:59:59").is_err());
+        assert_eq!(
+            parse_time("9999-12-31T23:59:59.999Z")
+                .ok()
+                .flatten()
+                .and_then(format_time)
+                .as_deref(),
+            Some("9999-12-31T23:59:59.999Z")
+        );
         assert_eq!(
             format_time(1_709_294_400_123).as_deref(),
             Some("2024-03-01T12:00:00.123Z")

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS each (default 60) and fails if any
+# crashes; cargo-fuzz leaves the crashing input in fuzz/artifacts/TARGET/.
+#
+#   bash fuzz/run.sh 60            # what CI runs
+#   bash fuzz/run.sh 1800          # on demand: 30 minutes a target
+#   FUZZ_JOBS=1 bash fuzz/run.sh 60  # one target at a time
+#
+# New inputs go to fuzz/target/corpus/TARGET, which is git-ignored and kept
+# between runs; the committed seeds in fuzz/corpus/TARGET are only read.
+# Targets run FUZZ_JOBS at a time (default: the number of cores), each for
+# the full SECONDS, after one build of all of them.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SECONDS_EACH=${1:-60}
+CARGO_FUZZ_VERSION=0.13.2
+TARGETS=(parse_export parse_twin merge_converges apply_plan)
+JOBS=${FUZZ_JOBS:-$(nproc)}
+# Safe Rust: AddressSanitizer finds nothing the panics don't, and costs
+# build time and half the executions.
+SANITIZER=(--sanitizer none)
+
+# A nightly toolchain, as cargo-fuzz expects. Where none can be installed
+# (a machine whose network reaches the package registries only), stable
+# builds the same targets: without a sanitizer, cargo-fuzz passes no -Z flag.
+if rustup toolchain list | grep -q '^nightly'; then
+    TOOLCHAIN=nightly
+elif timeout 300 rustup toolchain install nightly --profile minimal; then
+    TOOLCHAIN=nightly
+else
+    echo "fuzz: no nightly toolchain to be had; building with stable" >&2
+    TOOLCHAIN=stable
+fi
+
+if [[ "$(cargo fuzz --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+fi
+
+echo "fuzz: building ${#TARGETS[@]} targets with $TOOLCHAIN"
+cargo "+$TOOLCHAIN" fuzz build "${SANITIZER[@]}"
+
+mkdir -p target/logs
+run_one() {
+    local target=$1
+    local dict=()
+    # The JSON dictionary helps the byte-level readers only; the other
+    # targets read structured input through `arbitrary`.
+    [[ $target == parse_* ]] && dict=(-dict=dict/json.dict)
+    mkdir -p "target/corpus/$target"
+    cargo "+$TOOLCHAIN" fuzz run "${SANITIZER[@]}" "$target" \
+        "target/corpus/$target" "corpus/$target" -- \
+        -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \
+        -print_final_stats=1 "${dict[@]}" >"target/logs/$target.log" 2>&1
+}
+
+summary() {
+    local target=$1 status=$2 log="target/logs/$1.log"
+    local done_line execs
+    done_line=$(grep -E '^#[0-9]+\s+DONE' "$log" | tail -n 1 || true)
+    execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)
+    if [[ $status -eq 0 ]]; then
+        echo "fuzz: $target ok: ${execs:-?} executions; ${done_line:-no DONE line}"
+    else
+        echo "fuzz: $target FAILED (exit $status); its log ends:"
+        tail -n 40 "$log"
+        find "artifacts/$target" -type f 2>/dev/null | sed 's|^|fuzz: input kept: fuzz/|' || true
+    fi
+}
+
+declare -A pids=()
+failed=0
+for target in "${TARGETS[@]}"; do
+    while [[ ${#pids[@]} -ge $JOBS ]]; do
+        status=0
+        wait -n -p done_pid "${!pids[@]}" || status=$?
+        summary "${pids[$done_pid]}" "$status"
+        [[ $status -eq 0 ]] || failed=1
+        unset "pids[$done_pid]"
+    done
+    echo "fuzz: running $target for ${SECONDS_EACH}s"
+    run_one "$target" &
+    pids[$!]=$target
+done
+while [[ ${#pids[@]} -gt 0 ]]; do
+    status=0
+    wait -n -p done_pid "${!pids[@]}" || status=$?
+    summary "${pids[$done_pid]}" "$status"
+    [[ $status -eq 0 ]] || failed=1
+    unset "pids[$done_pid]"
+done
+exit "$failed"

@@ -1,0 +1,112 @@
+//! Every crash the fuzz targets (`fuzz/`) found, minimised by
+//! `cargo fuzz tmin` and replayed here against the law its target asserts.
+//! The inputs are kept as files under `tests/fixtures/fuzz/`, named by
+//! target and by what they broke.
+
+use std::path::PathBuf;
+
+use failback::format::{
+    ExportFile, ExportReader, TwinFile, TwinReader, collect_export, collect_twins, write_device,
+    write_twin_device,
+};
+
+fn input(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The law of `parse_export`: what the reader accepts, the writer writes
+/// back and the reader re-reads to the same snapshots.
+fn export_round_trip(bytes: &[u8]) {
+    let file = collect_export(ExportReader::new(bytes, "fuzz.jsonl"))
+        .unwrap_or_else(|e| panic!("the input is a valid export: {e}"));
+    let mut out = Vec::new();
+    for device in file.devices.values() {
+        write_device(&mut out, &device.snapshot, device.etags()).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let again: ExportFile = collect_export(ExportReader::new(out.as_slice(), "rewritten.jsonl"))
+        .unwrap_or_else(|e| panic!("the writer wrote what the reader rejects: {e}"));
+    assert_eq!(again.devices.len(), file.devices.len());
+    for (id, device) in &file.devices {
+        assert_eq!(again.devices[id].snapshot, device.snapshot);
+    }
+}
+
+/// The law of `parse_twin`: the same, for twins, times and versions
+/// included, and the twin writer is a fixed point.
+fn twin_round_trip(bytes: &[u8]) {
+    let write = |file: &TwinFile| {
+        let mut out = Vec::new();
+        for device in file.devices.values() {
+            write_twin_device(&mut out, device).unwrap_or_else(|e| panic!("{e}"));
+        }
+        out
+    };
+    let file = collect_twins(TwinReader::new(bytes, "fuzz.jsonl"))
+        .unwrap_or_else(|e| panic!("the input is a valid twin file: {e}"));
+    let out = write(&file);
+    let again = collect_twins(TwinReader::new(out.as_slice(), "rewritten.jsonl"))
+        .unwrap_or_else(|e| panic!("the writer wrote what the reader rejects: {e}"));
+    assert_eq!(again.devices.len(), file.devices.len());
+    for (id, device) in &file.devices {
+        let back = &again.devices[id];
+        assert_eq!(back.snapshot, device.snapshot);
+        assert_eq!(back.twin.times, device.twin.times);
+        assert_eq!(back.twin.version, device.twin.version);
+    }
+    assert_eq!(write(&again), out);
+}
+
+/// `parse_export`: a float of many digits (`-4503599627376666…604963`)
+/// read as one double and, once written in its shortest form, re-read as
+/// its neighbour: serde_json's default parser may be one ulp off, so a
+/// value changed by merely being read and written. Fixed by serde_json's
+/// `float_roundtrip`.
+#[test]
+fn parse_export_float_changes_on_rewrite() {
+    export_round_trip(&input("parse_export-float-changes-on-rewrite.jsonl"));
+}
+
+/// `parse_twin`: the same, in a desired property of a twin.
+#[test]
+fn parse_twin_float_changes_on_rewrite() {
+    twin_round_trip(&input("parse_twin-float-changes-on-rewrite.jsonl"));
+}
+
+/// `parse_export`: a `delete` line needs no `status`, but once grouped into
+/// a snapshot it is written without `importMode`, so as a `createOrUpdate`
+/// line that lacks the `status` such a line requires. Open: whether a
+/// device without status is writable is the format's call, not a local
+/// fix; the fuzz target leaves such devices out meanwhile.
+#[test]
+#[ignore = "open: a status-less device reads but does not write back"]
+fn status_less_device_line_round_trips() {
+    export_round_trip(&input("parse_export-status-less-device-line.jsonl"));
+}
+
+/// `parse_twin`: a time without offset was read with any year chrono
+/// knows (`+10000-01-01T00:00:00`, `-0001-…`), then written as RFC 3339,
+/// which has four-digit years only, and the re-read rejected it. Years
+/// outside 0000-9999 are now unparseable timestamps on the first read.
+#[test]
+fn parse_twin_year_beyond_9999() {
+    let bytes = input("parse_twin-year-beyond-9999.jsonl");
+    let e = collect_twins(TwinReader::new(bytes.as_slice(), "fuzz.jsonl")).err();
+    assert!(
+        matches!(
+            e.as_ref().map(|e| (&e.kind, e.field.as_deref())),
+            Some((
+                failback::format::ReadErrorKind::InvalidTimestamp { .. },
+                Some("statusUpdateTime")
+            ))
+        ),
+        "{e:?}"
+    );
+    // Within the years RFC 3339 writes, the round trip holds.
+    let text = String::from_utf8_lossy(&bytes)
+        .replace("+10000", "9999")
+        .replace("-0001", "0000");
+    twin_round_trip(text.as_bytes());
+}
