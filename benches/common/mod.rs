@@ -3,36 +3,64 @@
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use failback::doc::{Authentication, DeviceSnapshot, Secret, Status, StatusValue};
 use serde_json::json;
 
 /// Counts live heap bytes, so a bench can report memory per device.
+///
+/// Counting costs two atomic operations per allocation, which threads
+/// allocating at once contend on: a bench that times parallel code turns
+/// it off with [`stop_counting`] before allocating anything.
 pub struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// Where the count starts, so that frees of memory allocated while the
+/// count was off never take it below zero.
+const ORIGIN: usize = 1 << 48;
+
+static LIVE: AtomicUsize = AtomicUsize::new(ORIGIN);
+static PEAK: AtomicUsize = AtomicUsize::new(ORIGIN);
+static OFF: AtomicBool = AtomicBool::new(false);
 
 // SAFETY: forwards every call to the system allocator unchanged; only
 // counts the sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
+        if !OFF.load(Ordering::Relaxed) {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        if !OFF.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
 }
 
-/// Live heap bytes now.
+/// Live heap bytes now (counted since the start of the process).
 pub fn live_bytes() -> usize {
-    LIVE.load(Ordering::Relaxed)
+    LIVE.load(Ordering::Relaxed).wrapping_sub(ORIGIN)
+}
+
+/// The most live heap bytes since the last [`reset_peak`].
+pub fn peak_bytes() -> usize {
+    PEAK.load(Ordering::Relaxed).wrapping_sub(ORIGIN)
+}
+
+/// Starts a new peak from the live bytes now.
+pub fn reset_peak() {
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Stops counting for the rest of the process.
+pub fn stop_counting() {
+    OFF.store(true, Ordering::Relaxed);
 }
 
 /// A typical device of about 1 KB of export JSON: two keys, a few tags,
