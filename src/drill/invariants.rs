@@ -49,7 +49,7 @@ invariants! {
     RESUME_CONVERGES = "resume-converges":
         "a plan interrupted half-way, then the merge re-run, reaches the same merged state";
     DETERMINISTIC = "deterministic":
-        "the merge is the same for either hub order and any thread count";
+        "the merge is the same for either hub order and any thread count (one shard in eight merged twice)";
     SIMULATOR_CONSISTENT = "simulator-consistent":
         "the simulated hubs took every write as written (the drill's own check)";
 }
