@@ -49,7 +49,7 @@ invariants! {
     RESUME_CONVERGES = "resume-converges":
         "a plan interrupted half-way, then the merge re-run, reaches the same merged state";
     DETERMINISTIC = "deterministic":
-        "the merge is the same for either hub order and any thread count";
+        "the merge is the same for either hub order and any thread count (one shard in eight merged twice)";
     FILES_ROUNDTRIP = "files-roundtrip":
         "every export and every plan survives IoT Hub's file format: written, read back, unchanged";
     SIMULATOR_CONSISTENT = "simulator-consistent":

@@ -122,7 +122,10 @@ impl Report {
                     "splitBrain": cy.split_brain,
                     "skew": cy.skew.map(|(h, ms)| json!({"hub": h.name(), "ms": ms})),
                     "interrupted": {"hub": cy.interrupt.name(), "atPermille": cy.interrupt_permille},
-                    "timeline": self.writes.timeline.get(i).map(|t| t.iter().map(|b| json!(b)).collect::<Vec<_>>()),
+                    "timeline": self.writes.timeline.get(i).map(|t| {
+                        let lane = |k: usize| t.iter().map(|b| b[k]).collect::<Vec<u64>>();
+                        json!({"primary": lane(0), "primaryLost": lane(1), "secondary": lane(2)})
+                    }),
                 })
             })
             .collect();
@@ -173,7 +176,6 @@ impl Report {
                 },
                 "secondary": w.secondary,
                 "byKind": w.kinds,
-                "timelineLanes": ["primary", "primary-lost", "secondary"],
                 "timelineBuckets": BUCKETS,
             },
             "rpoLoss": {"writes": w.primary_lost, "values": a.rpo_lost},
