@@ -5,6 +5,7 @@
 #   bash fuzz/run.sh 60            # what CI runs
 #   bash fuzz/run.sh 1800          # on demand: 30 minutes a target
 #   FUZZ_JOBS=1 bash fuzz/run.sh 60  # one target at a time
+#   FUZZ_TARGETS="parse_twin" bash fuzz/run.sh 600  # some targets only
 #
 # New inputs go to fuzz/target/corpus/TARGET, which is git-ignored and kept
 # between runs; the committed seeds in fuzz/corpus/TARGET are only read.
@@ -15,7 +16,7 @@ cd "$(dirname "$0")"
 
 SECONDS_EACH=${1:-60}
 CARGO_FUZZ_VERSION=0.13.2
-TARGETS=(parse_export parse_twin merge_converges apply_plan)
+read -r -a TARGETS <<<"${FUZZ_TARGETS:-parse_export parse_twin merge_converges apply_plan}"
 JOBS=${FUZZ_JOBS:-$(nproc)}
 # Safe Rust: AddressSanitizer finds nothing the panics don't, and costs
 # build time and half the executions.
