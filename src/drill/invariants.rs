@@ -50,6 +50,8 @@ invariants! {
         "a plan interrupted half-way, then the merge re-run, reaches the same merged state";
     DETERMINISTIC = "deterministic":
         "the merge is the same for either hub order and any thread count (one shard in eight merged twice)";
+    NO_PANIC = "no-panic":
+        "the merge, the plans and the drill ran to the end without panicking";
     SIMULATOR_CONSISTENT = "simulator-consistent":
         "the simulated hubs took every write as written (the drill's own check)";
 }
