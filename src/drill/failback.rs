@@ -173,10 +173,7 @@ pub(crate) struct Failback {
 }
 
 fn replica(hub: Hub) -> ReplicaId {
-    match ReplicaId::new(hub.name()) {
-        Ok(r) => r,
-        Err(_) => unreachable!("hub names are valid replica ids"),
-    }
+    ReplicaId::new(hub.name()).expect("valid literal")
 }
 
 fn merged_of(outcomes: &[DeviceOutcome]) -> BTreeMap<&str, Option<&DeviceSnapshot>> {

@@ -52,6 +52,8 @@ invariants! {
         "the merge is the same for either hub order and any thread count (one shard in eight merged twice)";
     FILES_ROUNDTRIP = "files-roundtrip":
         "every export and every plan survives IoT Hub's file format: written, read back, unchanged";
+    NO_PANIC = "no-panic":
+        "the merge, the plans and the drill ran to the end without panicking";
     SIMULATOR_CONSISTENT = "simulator-consistent":
         "the simulated hubs took every write as written (the drill's own check)";
 }

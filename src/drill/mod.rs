@@ -46,7 +46,7 @@ pub use sim::{BUCKETS, Cycle, EPOCH_MS, WriteCounts};
 
 use crate::clock::{ReplicaId, Stamp};
 use crate::reconcile::{HubImage, HubTiming, default_order, hub_stamps};
-use invariants::{DeviceCheck, SIMULATOR_CONSISTENT, check_device};
+use invariants::{DeviceCheck, NO_PANIC, SIMULATOR_CONSISTENT, check_device};
 use sim::{CycleIo, DeviceSim, plan_cycles, simulate, stream};
 use writes::HubDev;
 
@@ -317,7 +317,24 @@ pub fn run(
                         // shards is enough to catch an order dependence.
                         check_determinism: s % DETERMINISM_SAMPLE == 0,
                     };
-                    let result = shard.run(from..to, progress);
+                    // A panic in the library on some seed is a finding to
+                    // report with that seed, not the end of a seed range.
+                    let run = std::panic::AssertUnwindSafe(|| shard.run(from..to, progress));
+                    let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        let mut failed = ShardResult::default();
+                        failed.findings.report(
+                            NO_PANIC,
+                            0,
+                            &device_id(from, width),
+                            format!("the shard from this device panicked: {message}"),
+                        );
+                        failed
+                    });
                     if let Ok(mut all) = results.lock() {
                         if let Some(slot) = all.get_mut(s) {
                             *slot = Some(result);

@@ -459,15 +459,18 @@ code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>\n\
                     }
                 }
             }
-            for (t, label) in [
-                (cy.backup, "backup"),
-                (cy.fail, "failure"),
-                (cy.failback, "failback"),
+            // Backup and failure are often a minute apart: label the
+            // backup left of its line and the failure right of its line.
+            for (t, label, anchor, dx) in [
+                (cy.backup, "backup", "end", -2.0),
+                (cy.fail, "failure", "start", 2.0),
+                (cy.failback, "failback", "end", -2.0),
             ] {
                 let _ = writeln!(
                     s,
-                    "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{top}\" y2=\"{bottom}\" stroke=\"#555\" stroke-dasharray=\"3,2\"/><text x=\"{0:.1}\" y=\"{1}\" text-anchor=\"middle\">{label}</text>",
-                    x(t).min(x0 + w - 20.0),
+                    "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{top}\" y2=\"{bottom}\" stroke=\"#555\" stroke-dasharray=\"3,2\"/><text x=\"{1:.1}\" y=\"{2}\" text-anchor=\"{anchor}\">{label}</text>",
+                    x(t),
+                    x(t) + dx,
                     top - 6.0
                 );
             }
