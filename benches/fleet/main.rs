@@ -71,7 +71,9 @@ fn options(args: &[String]) -> Options {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let test = args.iter().any(|a| a == "--test");
+    // `cargo bench` passes --bench; without it (`cargo test --all-targets`)
+    // or with --test, run the tiny fleet once, as criterion does.
+    let test = args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench");
     let sizes = value("--sizes")
         .or_else(|| std::env::var("FAILBACK_BENCH_SIZES").ok())
         .map(|s| s.split(',').map(parse_size).collect())
