@@ -2,7 +2,8 @@
 //! merged independently, in parallel, in id order.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -151,14 +152,11 @@ fn fleet_map<'a, T: Send>(
         .filter_map(|h| Some((&h.hub, h, stamps.get(&h.hub)?)))
         .collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let ids: Vec<&str> = base
-        .into_iter()
-        .flat_map(|b| b.keys())
-        .chain(sorted.iter().flat_map(|(_, h, _)| h.devices.keys()))
-        .map(String::as_str)
-        .collect::<BTreeSet<&str>>()
-        .into_iter()
-        .collect();
+    let ids = union_of_keys(
+        base.into_iter()
+            .chain(sorted.iter().map(|(_, h, _)| &h.devices))
+            .collect(),
+    );
     let one = |id: &'a str| -> T {
         let base_device = match base {
             Some(b) => b.get(id).map_or(Base::Absent, Base::Present),
@@ -185,12 +183,26 @@ fn fleet_map<'a, T: Send>(
     if jobs == 1 || ids.len() < 2 * jobs {
         return ids.iter().map(|id| one(id)).collect();
     }
-    let chunk = ids.len().div_ceil(jobs);
-    let one = &one;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = ids
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|id| one(id)).collect::<Vec<_>>()))
+    // Blocks handed out one at a time, so that a thread that drew devices
+    // the CRDT must merge does not hold the others back; results are put
+    // back in block order.
+    let blocks: Vec<&[&str]> = ids.chunks(BLOCK).collect();
+    let next = AtomicUsize::new(0);
+    let (one, blocks, next) = (&one, &blocks, &next);
+    let mut done: Vec<(usize, Vec<T>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs.min(blocks.len()))
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(block) = blocks.get(n) else {
+                            break mine;
+                        };
+                        mine.push((n, block.iter().map(|id| one(id)).collect()));
+                    }
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -199,5 +211,25 @@ fn fleet_map<'a, T: Send>(
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
-    })
+    });
+    done.sort_unstable_by_key(|(n, _)| *n);
+    done.into_iter().flat_map(|(_, block)| block).collect()
+}
+
+/// Devices a thread takes at a time.
+const BLOCK: usize = 512;
+
+/// The keys of sorted maps, merged: each once, in order.
+fn union_of_keys<V>(maps: Vec<&BTreeMap<String, V>>) -> Vec<&str> {
+    let mut heads: Vec<_> = maps.into_iter().map(|m| m.keys().peekable()).collect();
+    let mut out = Vec::new();
+    while let Some(least) = heads.iter_mut().filter_map(|k| k.peek().copied()).min() {
+        for keys in &mut heads {
+            if keys.peek() == Some(&least) {
+                keys.next();
+            }
+        }
+        out.push(least.as_str());
+    }
+    out
 }
