@@ -232,6 +232,7 @@ fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, 
         Ok(report) => Ok(Some(report)),
         Err(Stop::Output(error)) => Err(error),
         Err(Stop::Source(..)) => Ok(None),
+        Err(Stop::Panicked(panic)) => panic.resume(),
     }
 }
 
@@ -298,6 +299,7 @@ fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError>
     }
     merge(job, &metas, &stamps, sources, false).map_err(|stop| match stop {
         Stop::Output(error) => error,
+        Stop::Panicked(panic) => panic.resume(),
         Stop::Source(_, SourceError::Read(error)) => JobError::Read(error),
         Stop::Source(n, SourceError::Unsorted) => JobError::Io {
             path: metas.get(n).map(|m| m.file.clone()).unwrap_or_default(),

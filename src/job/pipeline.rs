@@ -11,6 +11,7 @@
 //! fleet's size.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, RecvError, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -57,6 +58,25 @@ pub(super) enum Stop {
     Source(usize, SourceError),
     /// Writing failed.
     Output(JobError),
+    /// A worker panicked: resumed on the calling thread once every thread
+    /// is stopped, rather than leaving the others waiting for its batch.
+    Panicked(Panic),
+}
+
+/// A panic's payload.
+pub(super) struct Panic(Box<dyn std::any::Any + Send>);
+
+impl Panic {
+    /// Goes on panicking.
+    pub(super) fn resume(self) -> ! {
+        std::panic::resume_unwind(self.0)
+    }
+}
+
+impl std::fmt::Debug for Panic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Panic")
+    }
 }
 
 /// One device id's lines, one slot per input.
@@ -212,7 +232,10 @@ pub(super) fn run(
         drop(join);
         return Ok(sources.iter().map(Source::skipped).collect());
     }
-    run_parallel(sources, ctx, jobs, outputs)
+    match run_parallel(sources, ctx, jobs, outputs) {
+        Err(Stop::Panicked(panic)) => panic.resume(),
+        result => result,
+    }
 }
 
 type Work = Mutex<Receiver<(u64, Vec<Group>)>>;
@@ -242,7 +265,10 @@ fn run_parallel(
             let done_tx = done_tx.clone();
             scope.spawn(move || {
                 while let Some((seq, batch)) = next_work(&work) {
-                    if done_tx.send((seq, render_batch(batch, ctx))).is_err() {
+                    let render = AssertUnwindSafe(|| render_batch(batch, ctx));
+                    let rendered = std::panic::catch_unwind(render)
+                        .unwrap_or_else(|panic| Err(Stop::Panicked(Panic(panic))));
+                    if done_tx.send((seq, rendered)).is_err() {
                         break;
                     }
                 }
