@@ -89,10 +89,7 @@ pub fn run(inputs: &[&Path; 3], live: impl Fn() -> usize) -> std::io::Result<Fig
     let before = live();
     let start = Instant::now();
     let mut forks: Vec<(AppDocument, AppDocument)> = Vec::new();
-    loop {
-        let Some(id) = heads.iter().flatten().map(|(id, _)| id.clone()).min() else {
-            break;
-        };
+    while let Some(id) = heads.iter().flatten().map(|(id, _)| id.clone()).min() {
         let mut docs: Vec<Option<Value>> = Vec::new();
         for (head, file) in heads.iter_mut().zip(files.iter_mut()) {
             if head.as_ref().is_some_and(|(h, _)| *h == id) {
