@@ -285,6 +285,7 @@ fn twin_merge(name: &str, secondary: &str) -> (Result<(), JobError>, PathBuf) {
         max_drift_ms: 5 * 60 * 1000,
         now_ms: NOW_MS,
         jobs: 1,
+        reading: failback::job::Reading::Auto,
         format: None,
         policies: Policies::default(),
     };

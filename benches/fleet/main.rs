@@ -8,7 +8,14 @@
 //! cargo bench --bench fleet -- --test                    # CI: 1,000 devices, once
 //! ```
 //!
-//! `FAILBACK_BENCH_SIZES` may stand for `--sizes`. Each measurement runs
+//! Run without `--bench` (as `cargo test --all-targets` does) and without
+//! `--sizes`, it measures the tiny fleet of `--test`.
+//!
+//! `FAILBACK_BENCH_SIZES` may stand for `--sizes`. What holds a whole
+//! fleet in memory (the in-memory serde baseline: 3.3 GB at 100k devices;
+//! the merge phase alone, which merges fleets read whole; automerge) runs
+//! up to `--in-memory-max` and `--automerge-max` devices (100k each by
+//! default), lest a million devices exhaust the machine. Each measurement runs
 //! in a child process of this binary (`--child TASK`), so its peak RSS is
 //! its own; runs of different tasks are interleaved, so a machine shared
 //! with other work slows them alike. The table gives medians and ratios
@@ -30,8 +37,8 @@ use std::time::Instant;
 use failback::ReplicaId;
 use failback::doc::{DeviceSnapshot, Policies};
 use failback::format::{InputFile, read_input};
-use failback::job::{MergeJob, run_merge};
-use failback::reconcile::{HubSnapshots, HubTiming, default_order, hub_stamps, merge_fleet};
+use failback::job::{MergeJob, Reading, run_merge};
+use failback::reconcile::{HubSnapshots, HubTiming, default_order, hub_stamps, resolve_fleet};
 
 #[global_allocator]
 static ALLOC: common::Counting = common::Counting;
@@ -46,7 +53,7 @@ struct Options {
     runs: usize,
     dir: PathBuf,
     automerge_max: usize,
-    merge_phase_max: usize,
+    in_memory_max: usize,
 }
 
 fn parse_size(text: &str) -> usize {
@@ -71,9 +78,11 @@ fn options(args: &[String]) -> Options {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    // `cargo bench` passes --bench; without it (`cargo test --all-targets`)
-    // or with --test, run the tiny fleet once, as criterion does.
-    let test = args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench");
+    // `cargo test --all-targets` runs this binary with no arguments, and
+    // `cargo bench -- --test` with `--test`: both get the tiny fleet.
+    // `cargo bench` passes `--bench`.
+    let test = args.iter().any(|a| a == "--test")
+        || !args.iter().any(|a| a == "--bench" || a == "--sizes");
     let sizes = value("--sizes")
         .or_else(|| std::env::var("FAILBACK_BENCH_SIZES").ok())
         .map(|s| s.split(',').map(parse_size).collect())
@@ -92,7 +101,7 @@ fn options(args: &[String]) -> Options {
             PathBuf::from,
         ),
         automerge_max: value("--automerge-max").map_or(100_000, |s| parse_size(&s)),
-        merge_phase_max: value("--merge-phase-max").map_or(100_000, |s| parse_size(&s)),
+        in_memory_max: value("--in-memory-max").map_or(100_000, |s| parse_size(&s)),
     }
 }
 
@@ -108,13 +117,17 @@ fn main() {
     for &n in &opts.sizes {
         let dir = opts.dir.join(format!("{n}-g{GENERATION}"));
         ensure_fleet(&dir, n);
-        let mut tasks: Vec<Vec<String>> = vec![
-            vec!["serde-memory".into()],
+        let mut tasks: Vec<Vec<String>> = Vec::new();
+        if n <= opts.in_memory_max {
+            tasks.push(vec!["serde-memory".into()]);
+        }
+        tasks.extend([
             vec!["serde-stream".into()],
             vec!["e2e".into(), "2".into()],
             vec!["e2e".into(), "1".into()],
-        ];
-        if n <= opts.merge_phase_max {
+            vec!["indexed".into(), "2".into()],
+        ]);
+        if n <= opts.in_memory_max {
             tasks.push(vec!["merge-phase".into(), "1".into()]);
             tasks.push(vec!["merge-phase".into(), "2".into()]);
         }
@@ -181,6 +194,25 @@ fn spawn(dir: &Path, n: usize, task: &[String]) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// CPU seconds (user and system) this process used so far, from
+/// `/proc/self/stat` (0 where it is absent).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 here;
+    // the clock ticks 100 times a second on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// `VmHWM` and `VmRSS` of this process, in bytes (0 where /proc is absent).
 fn rss() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -198,7 +230,7 @@ fn files(dir: &Path) -> [PathBuf; 3] {
     ["base", "primary", "secondary"].map(|f| dir.join(format!("{f}.jsonl")))
 }
 
-fn merge_job(dir: &Path, out: &Path, jobs: usize) -> MergeJob {
+fn merge_job(dir: &Path, out: &Path, jobs: usize, reading: Reading) -> MergeJob {
     let [base, primary, secondary] = files(dir);
     MergeJob {
         base: Some(base),
@@ -212,6 +244,7 @@ fn merge_job(dir: &Path, out: &Path, jobs: usize) -> MergeJob {
         max_drift_ms: 300_000,
         now_ms: 1_800_000_000_000,
         jobs,
+        reading,
         format: None,
         policies: Policies::default(),
     }
@@ -242,6 +275,7 @@ fn child(args: &[String]) {
     let inputs = [base.as_path(), primary.as_path(), secondary.as_path()];
     let (_, rss_start) = rss();
     let scratch = dir.join(format!("out-{}", std::process::id()));
+    let cpu_start = cpu_secs();
     let start = Instant::now();
     let mut extra = String::new();
     match task {
@@ -251,9 +285,16 @@ fn child(args: &[String]) {
         "serde-stream" => {
             baseline::streaming(&inputs, &scratch).expect("baseline runs");
         }
-        "e2e" => {
+        "e2e" | "indexed" => {
             let jobs = args[1].parse().expect("jobs");
-            let report = run_merge(&merge_job(&dir, &scratch, jobs)).expect("the merge runs");
+            let reading = if task == "e2e" {
+                Reading::Auto
+            } else {
+                Reading::Indexed
+            };
+            let job = merge_job(&dir, &scratch, jobs, reading);
+            let report = run_merge(&job).expect("the merge runs");
+            assert_eq!(report.streamed, reading == Reading::Auto, "the path taken");
             extra = format!("merged={}", report.devices_merged);
         }
         "merge-phase" => {
@@ -281,9 +322,15 @@ fn child(args: &[String]) {
             let stamps = hub_stamps(&timings, order.as_deref(), 0, 300_000).expect("stamps");
             let policies = Policies::default();
             let start = Instant::now();
-            let outcomes = merge_fleet(Some(&base), &hubs, &stamps, &policies, jobs);
+            let cpu_start = cpu_secs();
+            let outcomes = resolve_fleet(Some(&base), &hubs, &stamps, &policies, jobs);
             let secs = start.elapsed().as_secs_f64();
-            println!("RESULT secs={secs} merged={}", outcomes.len());
+            let cpu = cpu_secs() - cpu_start;
+            println!(
+                "RESULT secs={secs} cpu={cpu} cores={} merged={}",
+                cpu / secs,
+                outcomes.len()
+            );
             return;
         }
         "automerge" => {
@@ -303,11 +350,13 @@ fn child(args: &[String]) {
         other => panic!("unknown task {other}"),
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu_start;
     let (peak, _) = rss();
     let _ = std::fs::remove_dir_all(&scratch);
     let _ = std::fs::remove_file(&scratch);
     println!(
-        "RESULT secs={secs} rss_peak={peak} rss_per_device={} {extra}",
+        "RESULT secs={secs} cpu={cpu} cores={} rss_peak={peak} rss_per_device={} {extra}",
+        cpu / secs,
         (peak - rss_start) / n as f64
     );
 }
@@ -332,6 +381,159 @@ fn med(results: &Results, task: &str, key: &str) -> Option<f64> {
     (!values.is_empty()).then(|| median(&mut values))
 }
 
+/// One cell of the table, from the results of one fleet size.
+enum Cell {
+    /// The size of the three files.
+    Bytes,
+    /// A median, in seconds.
+    Secs(&'static str, &'static str),
+    /// A median, in MB.
+    Mb(&'static str, &'static str),
+    /// A median, as is.
+    Count(&'static str, &'static str),
+    /// The ratio of two medians.
+    Ratio((&'static str, &'static str), (&'static str, &'static str)),
+    /// Two medians.
+    Pair((&'static str, &'static str), (&'static str, &'static str)),
+}
+
+const ROWS: &[(&str, Cell)] = &[
+    ("export files, base + 2 hubs (MB)", Cell::Bytes),
+    (
+        "serde typed: read 3 files whole, write 1 (s)",
+        Cell::Secs("serde-memory", "secs"),
+    ),
+    (
+        "serde typed: read 3 files streaming, write 1 (s)",
+        Cell::Secs("serde-stream", "secs"),
+    ),
+    (
+        "failback merge end to end, streaming, --jobs 2 (s)",
+        Cell::Secs("e2e 2", "secs"),
+    ),
+    (
+        "  ÷ serde streaming (goal ≤ 3×)",
+        Cell::Ratio(("e2e 2", "secs"), ("serde-stream", "secs")),
+    ),
+    (
+        "failback merge end to end, streaming, --jobs 1 (s)",
+        Cell::Secs("e2e 1", "secs"),
+    ),
+    (
+        "  ÷ serde streaming",
+        Cell::Ratio(("e2e 1", "secs"), ("serde-stream", "secs")),
+    ),
+    (
+        "  speed-up of --jobs 2",
+        Cell::Ratio(("e2e 1", "secs"), ("e2e 2", "secs")),
+    ),
+    (
+        "  cores it got, --jobs 1 and 2 (CPU time ÷ wall time)",
+        Cell::Pair(("e2e 1", "cores"), ("e2e 2", "cores")),
+    ),
+    (
+        "failback merge end to end, indexed (unsorted inputs), --jobs 2 (s)",
+        Cell::Secs("indexed 2", "secs"),
+    ),
+    (
+        "  ÷ serde in memory",
+        Cell::Ratio(("indexed 2", "secs"), ("serde-memory", "secs")),
+    ),
+    (
+        "merge phase alone (resolve_fleet), --jobs 1 (s)",
+        Cell::Secs("merge-phase 1", "secs"),
+    ),
+    (
+        "merge phase alone (resolve_fleet), --jobs 2 (s)",
+        Cell::Secs("merge-phase 2", "secs"),
+    ),
+    (
+        "  speed-up of --jobs 2 (goal ≥ 1.7×)",
+        Cell::Ratio(("merge-phase 1", "secs"), ("merge-phase 2", "secs")),
+    ),
+    (
+        "  cores it got, --jobs 1 and 2 (CPU time ÷ wall time)",
+        Cell::Pair(("merge-phase 1", "cores"), ("merge-phase 2", "cores")),
+    ),
+    (
+        "  CPU time of --jobs 2 ÷ --jobs 1 (parallel overhead)",
+        Cell::Ratio(("merge-phase 2", "cpu"), ("merge-phase 1", "cpu")),
+    ),
+    (
+        "peak RSS, serde typed in memory (MB)",
+        Cell::Mb("serde-memory", "rss_peak"),
+    ),
+    (
+        "peak RSS, failback streaming, --jobs 2 (MB; goal < 256)",
+        Cell::Mb("e2e 2", "rss_peak"),
+    ),
+    (
+        "peak RSS, failback streaming, --jobs 1 (MB)",
+        Cell::Mb("e2e 1", "rss_peak"),
+    ),
+    (
+        "peak RSS, failback indexed, --jobs 2 (MB; goal ≤ 3000 at 1M)",
+        Cell::Mb("indexed 2", "rss_peak"),
+    ),
+    (
+        "failback indexed: peak RSS per device (B)",
+        Cell::Count("indexed 2", "rss_per_device"),
+    ),
+    (
+        "failback streaming: peak RSS per device (B)",
+        Cell::Count("e2e 2", "rss_per_device"),
+    ),
+    (
+        "automerge per device: build and fork (s)",
+        Cell::Secs("automerge", "build"),
+    ),
+    (
+        "automerge per device: merge (s)",
+        Cell::Secs("automerge", "merge"),
+    ),
+    (
+        "  ÷ failback merge phase, --jobs 1 (goal ≥ 5×)",
+        Cell::Ratio(("automerge", "merge"), ("merge-phase 1", "secs")),
+    ),
+    (
+        "automerge per device: live heap per device (B)",
+        Cell::Count("automerge", "heap_per_device"),
+    ),
+    (
+        "automerge per device: peak RSS per device (B)",
+        Cell::Count("automerge", "rss_per_device"),
+    ),
+    (
+        "  ÷ failback indexed, per device (goal ≥ 10×)",
+        Cell::Ratio(
+            ("automerge", "rss_per_device"),
+            ("indexed 2", "rss_per_device"),
+        ),
+    ),
+    (
+        "  ÷ failback streaming, per device",
+        Cell::Ratio(("automerge", "rss_per_device"), ("e2e 2", "rss_per_device")),
+    ),
+];
+
+fn cell(cell: &Cell, bytes: u64, r: &Results) -> String {
+    let none = || "–".to_owned();
+    match cell {
+        Cell::Bytes => format!("{:.0}", bytes as f64 / 1e6),
+        Cell::Secs(task, key) => med(r, task, key).map_or_else(none, |v| format!("{v:.2}")),
+        Cell::Mb(task, key) => med(r, task, key).map_or_else(none, |v| format!("{:.0}", v / 1e6)),
+        Cell::Count(task, key) => med(r, task, key).map_or_else(none, |v| format!("{v:.0}")),
+        Cell::Ratio((ta, ka), (tb, kb)) => match (med(r, ta, ka), med(r, tb, kb)) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => none(),
+        },
+        Cell::Pair((ta, ka), (tb, kb)) => match (med(r, ta, ka), med(r, tb, kb)) {
+            (Some(a), Some(b)) => format!("{a:.2}, {b:.2}"),
+            _ => none(),
+        },
+    }
+}
+
 fn print_table(table: &[(usize, u64, Results)], runs: usize) {
     let header: Vec<String> = table
         .iter()
@@ -342,115 +544,12 @@ fn print_table(table: &[(usize, u64, Results)], runs: usize) {
         })
         .collect();
     println!();
-    println!(
-        "Medians of {runs} run(s); ratios are of medians from this run. Time in seconds, memory in MB or bytes per device."
-    );
+    println!("Medians of {runs} run(s); ratios are of medians from this run.");
     println!();
-    println!("| measure | {} |", header.join(" | "));
+    println!("| devices | {} |", header.join(" | "));
     println!("|---|{}", "---:|".repeat(header.len()));
-    let secs = |x: Option<f64>| x.map_or("–".to_owned(), |v| format!("{v:.2}"));
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
-        _ => "–".to_owned(),
-    };
-    let mb = |x: Option<f64>| x.map_or("–".to_owned(), |v| format!("{:.0}", v / 1e6));
-    let per = |x: Option<f64>| x.map_or("–".to_owned(), |v| format!("{v:.0}"));
-    type Row<'a> = (&'a str, Box<dyn Fn(u64, &Results) -> String + 'a>);
-    let rows: Vec<Row<'_>> = vec![
-        (
-            "export files, base + 2 hubs (MB)",
-            Box::new(|b, _| format!("{:.0}", b as f64 / 1e6)),
-        ),
-        (
-            "serde typed: read 3 files whole, write 1 (s)",
-            Box::new(|_, r| secs(med(r, "serde-memory", "secs"))),
-        ),
-        (
-            "serde typed: read 3 files streaming, write 1 (s)",
-            Box::new(|_, r| secs(med(r, "serde-stream", "secs"))),
-        ),
-        (
-            "failback merge end to end, --jobs 2 (s)",
-            Box::new(|_, r| secs(med(r, "e2e 2", "secs"))),
-        ),
-        (
-            "  ÷ serde streaming (goal ≤ 3×)",
-            Box::new(|_, r| ratio(med(r, "e2e 2", "secs"), med(r, "serde-stream", "secs"))),
-        ),
-        (
-            "failback merge end to end, --jobs 1 (s)",
-            Box::new(|_, r| secs(med(r, "e2e 1", "secs"))),
-        ),
-        (
-            "  ÷ serde streaming",
-            Box::new(|_, r| ratio(med(r, "e2e 1", "secs"), med(r, "serde-stream", "secs"))),
-        ),
-        (
-            "merge phase alone (merge_fleet), --jobs 1 (s)",
-            Box::new(|_, r| secs(med(r, "merge-phase 1", "secs"))),
-        ),
-        (
-            "merge phase alone (merge_fleet), --jobs 2 (s)",
-            Box::new(|_, r| secs(med(r, "merge-phase 2", "secs"))),
-        ),
-        (
-            "  speed-up of --jobs 2 (goal ≥ 1.7×)",
-            Box::new(|_, r| {
-                ratio(
-                    med(r, "merge-phase 1", "secs"),
-                    med(r, "merge-phase 2", "secs"),
-                )
-            }),
-        ),
-        (
-            "peak RSS, failback merge --jobs 2 (MB)",
-            Box::new(|_, r| mb(med(r, "e2e 2", "rss_peak"))),
-        ),
-        (
-            "peak RSS, serde typed in memory (MB)",
-            Box::new(|_, r| mb(med(r, "serde-memory", "rss_peak"))),
-        ),
-        (
-            "failback merge: peak RSS per device (B)",
-            Box::new(|_, r| per(med(r, "e2e 2", "rss_per_device"))),
-        ),
-        (
-            "automerge per device: build and fork (s)",
-            Box::new(|_, r| secs(med(r, "automerge", "build"))),
-        ),
-        (
-            "automerge per device: merge (s)",
-            Box::new(|_, r| secs(med(r, "automerge", "merge"))),
-        ),
-        (
-            "  ÷ failback merge phase --jobs 1 (goal ≥ 5×)",
-            Box::new(|_, r| {
-                ratio(
-                    med(r, "automerge", "merge"),
-                    med(r, "merge-phase 1", "secs"),
-                )
-            }),
-        ),
-        (
-            "automerge per device: live heap per device (B)",
-            Box::new(|_, r| per(med(r, "automerge", "heap_per_device"))),
-        ),
-        (
-            "automerge per device: peak RSS per device (B)",
-            Box::new(|_, r| per(med(r, "automerge", "rss_per_device"))),
-        ),
-        (
-            "  ÷ failback peak RSS per device (goal ≥ 10×)",
-            Box::new(|_, r| {
-                ratio(
-                    med(r, "automerge", "rss_per_device"),
-                    med(r, "e2e 2", "rss_per_device"),
-                )
-            }),
-        ),
-    ];
-    for (name, cell) in &rows {
-        let cells: Vec<String> = table.iter().map(|(_, b, r)| cell(*b, r)).collect();
+    for (name, row) in ROWS {
+        let cells: Vec<String> = table.iter().map(|(_, b, r)| cell(row, *b, r)).collect();
         println!("| {name} | {} |", cells.join(" | "));
     }
 }

@@ -8,7 +8,7 @@ use failback::ReplicaId;
 use failback::clock::{SystemTime, TimeSource};
 use failback::doc::Policies;
 use failback::format::Format;
-use failback::job::{MergeJob, run_merge};
+use failback::job::{MergeJob, Reading, run_merge};
 
 use super::{Failure, parse_rfc3339_ms};
 
@@ -89,6 +89,7 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
         max_drift_ms: args.max_drift,
         now_ms: SystemTime.now_ms(),
         jobs: args.jobs.unwrap_or_else(super::cores),
+        reading: Reading::Auto,
         format,
         policies: Policies::default(),
     };

@@ -105,6 +105,63 @@ impl<'de> Visitor<'de> for KeysVisitor {
     }
 }
 
+/// The device id of one JSON line of a file in `format` (its `id`, or its
+/// `deviceId` in a twin file), without parsing the rest: what grouping
+/// lines by device needs before they are parsed.
+///
+/// Lines as hubs write them start with the id (`{"id":"...`), which is
+/// then taken as it stands when it holds no escape; other lines are
+/// scanned with serde, skipping every value but the id. `None` when the
+/// line is not a JSON object with a string id: parsing it fully then says
+/// what is wrong.
+pub(crate) fn line_id(text: &str, format: Format) -> Option<std::borrow::Cow<'_, str>> {
+    let prefix = match format {
+        Format::Export => "{\"id\":\"",
+        Format::Twin => "{\"deviceId\":\"",
+    };
+    if let Some(rest) = text.strip_prefix(prefix) {
+        // An id without escapes ends at the first quote; a valid line has
+        // no second `id`, so this is the line's id if the line is valid.
+        if let Some(end) = rest.find(['"', '\\']) {
+            if rest.as_bytes().get(end) == Some(&b'"') {
+                return rest.get(..end).map(std::borrow::Cow::Borrowed);
+            }
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de::Deserializer::deserialize_map(&mut de, IdVisitor { format })
+        .ok()
+        .flatten()
+}
+
+struct IdVisitor {
+    format: Format,
+}
+
+impl<'de> Visitor<'de> for IdVisitor {
+    type Value = Option<std::borrow::Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let wanted = match self.format {
+            Format::Export => "id",
+            Format::Twin => "deviceId",
+        };
+        let mut id = None;
+        while let Some(Key(key)) = map.next_key()? {
+            if key == wanted && id.is_none() {
+                id = Some(map.next_value::<Key<'de>>()?.0);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(id)
+    }
+}
+
 /// The format of a stream: `forced` if given, else that of its first line
 /// that starts with `{`. `None` for a stream with no such line.
 ///
@@ -188,5 +245,39 @@ pub fn read_input(path: impl AsRef<Path>, forced: Option<Format>) -> Result<Inpu
         Some(Format::Export) | None => {
             collect_export(ExportReader::new(open()?, name.clone())).map(InputFile::Export)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_id_reads_the_id_however_the_line_is_written() {
+        let id = |text, format| line_id(text, format).map(|c| c.into_owned());
+        assert_eq!(
+            id(r#"{"id":"d1","status":"enabled"}"#, Format::Export).as_deref(),
+            Some("d1")
+        );
+        assert_eq!(
+            id(r#"{"moduleId":"m","id":"d2"}"#, Format::Export).as_deref(),
+            Some("d2")
+        );
+        assert_eq!(
+            id(r#"{"id":"a\"b","x":1}"#, Format::Export).as_deref(),
+            Some("a\"b")
+        );
+        assert_eq!(
+            id(r#"{ "tags":{"id":"no"}, "id" : "d3" }"#, Format::Export).as_deref(),
+            Some("d3")
+        );
+        assert_eq!(
+            id(r#"{"deviceId":"t1","id":"x"}"#, Format::Twin).as_deref(),
+            Some("t1")
+        );
+        assert_eq!(id(r#"{"deviceId":"t1"}"#, Format::Export), None);
+        assert_eq!(id(r#"{"id":7}"#, Format::Export), None);
+        assert_eq!(id(r#"{"id":"x""#, Format::Export).as_deref(), Some("x"));
+        assert_eq!(id("{\"id\":\"trunc", Format::Export), None);
     }
 }

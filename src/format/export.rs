@@ -90,6 +90,11 @@ impl<R: BufRead> ExportReader<R> {
     pub fn skipped(&self) -> u64 {
         self.lines.skipped()
     }
+
+    /// Where the last line read starts in the stream and its length.
+    pub(crate) fn span(&self) -> (u64, usize) {
+        self.lines.span()
+    }
 }
 
 impl<R: BufRead> Iterator for ExportReader<R> {
@@ -413,23 +418,7 @@ pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<ExportF
     let devices = grouped
         .into_iter()
         .map(|(id, (device, modules))| {
-            let mut module_etags = BTreeMap::new();
-            let mut entities = BTreeMap::new();
-            for (module, line) in modules {
-                module_etags.insert(module.clone(), (line.etag, line.twin_etag));
-                entities.insert(module, line.entity);
-            }
-            let export = ExportDevice {
-                snapshot: DeviceSnapshot {
-                    id: id.clone(),
-                    device: device.entity,
-                    modules: entities,
-                },
-                etag: device.etag,
-                twin_etag: device.twin_etag,
-                module_etags,
-                line: device.line,
-            };
+            let export = export_device(id.clone(), device, modules);
             (id, export)
         })
         .collect();
@@ -437,6 +426,31 @@ pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<ExportF
         devices,
         skipped: reader.skipped(),
     })
+}
+
+/// A device from its line and its modules' lines, grouped.
+pub(crate) fn export_device(
+    id: String,
+    device: ExportLine,
+    modules: BTreeMap<String, ExportLine>,
+) -> ExportDevice {
+    let mut module_etags = BTreeMap::new();
+    let mut entities = BTreeMap::new();
+    for (module, line) in modules {
+        module_etags.insert(module.clone(), (line.etag, line.twin_etag));
+        entities.insert(module, line.entity);
+    }
+    ExportDevice {
+        snapshot: DeviceSnapshot {
+            id,
+            device: device.entity,
+            modules: entities,
+        },
+        etag: device.etag,
+        twin_etag: device.twin_etag,
+        module_etags,
+        line: device.line,
+    }
 }
 
 impl DeviceLine for ExportLine {

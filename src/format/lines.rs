@@ -29,6 +29,12 @@ pub(crate) struct Lines<R> {
     max_line: usize,
     buf: Vec<u8>,
     done: bool,
+    /// Bytes consumed from `reader` so far.
+    pos: u64,
+    /// Where the line in `buf` starts in the stream.
+    line_start: u64,
+    /// Where the last JSON text returned starts, and its length.
+    span: (u64, usize),
 }
 
 impl<R: BufRead> Lines<R> {
@@ -41,6 +47,9 @@ impl<R: BufRead> Lines<R> {
             max_line: DEFAULT_MAX_LINE,
             buf: Vec::new(),
             done: false,
+            pos: 0,
+            line_start: 0,
+            span: (0, 0),
         }
     }
 
@@ -50,6 +59,13 @@ impl<R: BufRead> Lines<R> {
 
     pub(crate) fn skipped(&self) -> u64 {
         self.skipped
+    }
+
+    /// Where the text the last [`Lines::next_json`] returned starts in the
+    /// stream, in bytes, and its length: what reading it again by offset
+    /// needs.
+    pub(crate) fn span(&self) -> (u64, usize) {
+        self.span
     }
 
     /// The next line that starts with `{`, with its number, trimmed.
@@ -73,7 +89,10 @@ impl<R: BufRead> Lines<R> {
                 }
             }
             match self.classify() {
-                Line::Json(start, end) => break (start, end),
+                Line::Json(start, end) => {
+                    self.span = (self.line_start + start as u64, end - start);
+                    break (start, end);
+                }
                 Line::Skip => self.skipped += 1,
                 Line::BadUtf8(valid_up_to) => {
                     let kind = ReadErrorKind::InvalidUtf8 { valid_up_to };
@@ -121,6 +140,7 @@ impl<R: BufRead> Lines<R> {
     /// end of the stream.
     fn fill(&mut self) -> Result<bool, ReadErrorKind> {
         self.buf.clear();
+        self.line_start = self.pos;
         let mut too_long = false;
         let mut any = false;
         loop {
@@ -153,6 +173,7 @@ impl<R: BufRead> Lines<R> {
                 }
             }
             self.reader.consume(taken + usize::from(end));
+            self.pos += (taken + usize::from(end)) as u64;
             if end {
                 break;
             }
@@ -201,6 +222,21 @@ mod tests {
             ]
         );
         assert_eq!(skipped, 3);
+    }
+
+    #[test]
+    fn spans_locate_the_json_text_in_the_stream() {
+        let input = b"\xEF\xBB\xBF{\"a\":1}\r\nwarning\n  {\"b\":2} \n";
+        let mut lines = Lines::new(&input[..], "f".into());
+        let mut spans = Vec::new();
+        while let Some(Ok((_, text))) = lines.next_json() {
+            let text = text.to_owned();
+            let (offset, len) = lines.span();
+            let at = usize::try_from(offset).unwrap();
+            assert_eq!(&input[at..at + len], text.as_bytes());
+            spans.push((offset, len));
+        }
+        assert_eq!(spans, vec![(3, 7), (22, 7)]);
     }
 
     #[test]

@@ -49,14 +49,19 @@ mod raw;
 mod twin;
 mod write;
 
+pub(crate) use detect::line_id;
 pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input, sniff_format};
 pub use error::{ReadError, ReadErrorKind};
+pub(crate) use export::export_device;
 pub use export::{
     DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ModuleEtags,
     collect_export, parse_export_line, read_export, write_device, write_export_line,
 };
+pub(crate) use group::{DeviceLine, group};
 pub use import_mode::ImportMode;
 pub use lines::DEFAULT_MAX_LINE;
+pub(crate) use lines::Lines;
+pub(crate) use twin::twin_device;
 pub use twin::{
     TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, parse_twin_line,
     read_twins, write_twin_device, write_twin_line,

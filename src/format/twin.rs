@@ -124,6 +124,11 @@ impl<R: BufRead> TwinReader<R> {
     pub fn skipped(&self) -> u64 {
         self.lines.skipped()
     }
+
+    /// Where the last line read starts in the stream and its length.
+    pub(crate) fn span(&self) -> (u64, usize) {
+        self.lines.span()
+    }
 }
 
 impl<R: BufRead> Iterator for TwinReader<R> {
@@ -420,24 +425,8 @@ pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<TwinFile, 
     let grouped = group(&file, reader.by_ref())?;
     let devices = grouped
         .into_iter()
-        .map(|(id, (mut device, modules))| {
-            let mut infos = BTreeMap::new();
-            let mut entities = BTreeMap::new();
-            for (module, mut twin) in modules {
-                infos.insert(module.clone(), TwinInfo::of(&mut twin));
-                entities.insert(module, twin.entity);
-            }
-            let twin = TwinInfo::of(&mut device);
-            let snapshot = DeviceSnapshot {
-                id: id.clone(),
-                device: device.entity,
-                modules: entities,
-            };
-            let device = TwinDevice {
-                snapshot,
-                twin,
-                modules: infos,
-            };
+        .map(|(id, (device, modules))| {
+            let device = twin_device(id.clone(), device, modules);
             (id, device)
         })
         .collect();
@@ -445,6 +434,30 @@ pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<TwinFile, 
         devices,
         skipped: reader.skipped(),
     })
+}
+
+/// A device from its twin and its modules' twins, grouped.
+pub(crate) fn twin_device(
+    id: String,
+    mut device: TwinLine,
+    modules: BTreeMap<String, TwinLine>,
+) -> TwinDevice {
+    let mut infos = BTreeMap::new();
+    let mut entities = BTreeMap::new();
+    for (module, mut twin) in modules {
+        infos.insert(module.clone(), TwinInfo::of(&mut twin));
+        entities.insert(module, twin.entity);
+    }
+    let twin = TwinInfo::of(&mut device);
+    TwinDevice {
+        snapshot: DeviceSnapshot {
+            id,
+            device: device.entity,
+            modules: entities,
+        },
+        twin,
+        modules: infos,
+    }
 }
 
 impl DeviceLine for TwinLine {

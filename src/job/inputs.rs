@@ -1,99 +1,48 @@
-//! Reading the base and the hubs.
+//! What the merge must know of each input before its first device: its
+//! format (whether it carries real times) and the newest time it holds,
+//! from which the hubs' stamps (policy 5) are settled.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use super::JobError;
+use super::{JobError, MergeJob};
 use crate::clock::{ReplicaId, Stamp, check_drift};
-use crate::doc::{DeviceTimes, MetaTree};
-use crate::format::{Format, InputFile, read_input};
-use crate::reconcile::{HubImage, HubSnapshots, HubTiming, Record};
+use crate::doc::{DeviceTimes, EntityTimes, MetaTree};
+use crate::reconcile::{HubTiming, default_order, hub_stamps};
 
-/// One input file, read: its devices as snapshots, its records with etags
-/// (what plans are guarded by) and its times.
+/// One input, as the stamps need it.
 #[derive(Clone, Debug)]
-pub struct HubInput {
+pub(super) struct InputMeta {
     /// The file, as named on the command line.
     pub file: String,
-    /// The devices, named by hub.
-    pub snapshots: HubSnapshots,
-    /// The records with their etags.
-    pub image: HubImage,
+    /// The hub (`base` for the common base).
+    pub hub: ReplicaId,
     /// Whether the file carries real per-field times (a twin file).
     pub real_times: bool,
-    /// Lines skipped as hub warnings.
-    pub skipped: u64,
+    /// The newest time the file carries.
+    pub newest: Newest,
 }
 
-pub(super) fn read_hub(path: &Path, format: Option<Format>) -> Result<HubInput, JobError> {
-    let file = path.display().to_string();
-    let placeholder = ReplicaId::new(crate::reconcile::BASE).expect("valid literal");
-    let mut image = HubImage::new();
-    let mut devices = BTreeMap::new();
-    let mut times = BTreeMap::new();
-    let (real_times, skipped) = match read_input(path, format)? {
-        InputFile::Export(export) => {
-            image = HubImage::from_export(&export);
-            for (id, device) in export.devices {
-                devices.insert(id, device.snapshot);
-            }
-            (false, export.skipped)
-        }
-        InputFile::Twin(twins) => {
-            for (id, device) in twins.devices {
-                let twin_etag = device.twin.etag.clone().unwrap_or_default();
-                image.insert(
-                    &id,
-                    None,
-                    record(&device.snapshot.device, String::new(), twin_etag),
-                );
-                let mut device_times = DeviceTimes {
-                    device: device.twin.times.clone(),
-                    modules: BTreeMap::new(),
-                };
-                for (module_id, entity) in &device.snapshot.modules {
-                    let info = device.modules.get(module_id);
-                    let twin_etag = info.and_then(|i| i.etag.clone()).unwrap_or_default();
-                    image.insert(
-                        &id,
-                        Some(module_id),
-                        record(entity, String::new(), twin_etag),
-                    );
-                    if let Some(info) = info {
-                        device_times
-                            .modules
-                            .insert(module_id.clone(), info.times.clone());
-                    }
-                }
-                times.insert(id.clone(), device_times);
-                devices.insert(id, device.snapshot);
-            }
-            (true, twins.skipped)
-        }
-    };
-    Ok(HubInput {
-        file,
-        snapshots: HubSnapshots {
-            hub: placeholder,
-            devices,
-            times,
-        },
-        image,
-        real_times,
-        skipped,
-    })
+/// The newest `$lastUpdated` or `statusUpdateTime` of a file, with where it
+/// is. Entities may be offered in any order: of equal times, the one of
+/// the smallest device id wins, a device before its modules, modules by
+/// id, and within an entity the first in field order; so the result is
+/// that of visiting the file sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Newest {
+    best: Option<NewestAt>,
 }
 
-fn record(entity: &crate::doc::Entity, etag: String, twin_etag: String) -> Record {
-    Record {
-        entity: entity.clone(),
-        etag,
-        twin_etag,
-    }
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NewestAt {
+    ms: i64,
+    id: String,
+    module: Option<String>,
+    path: String,
 }
 
-/// The newest `$lastUpdated` of a tree, with its path.
-fn newest(tree: &MetaTree, path: &mut Vec<String>, best: &mut Option<(i64, String)>) {
+/// The newest time of a tree, with its path: the first of equal times in
+/// pre-order, children by key.
+fn newest_in(tree: &MetaTree, path: &mut Vec<String>, best: &mut Option<(i64, String)>) {
     if let Some(ms) = tree.last_updated {
         if best.as_ref().is_none_or(|(b, _)| ms > *b) {
             *best = Some((ms, path.join(".")));
@@ -101,52 +50,70 @@ fn newest(tree: &MetaTree, path: &mut Vec<String>, best: &mut Option<(i64, Strin
     }
     for (key, child) in &tree.children {
         path.push(key.clone());
-        newest(child, path, best);
+        newest_in(child, path, best);
         path.pop();
     }
 }
 
-impl HubInput {
-    pub(super) fn named(mut self, hub: ReplicaId) -> Self {
-        self.snapshots.hub = hub;
-        self
-    }
-
-    /// The newest time the file carries: (ms, device, path).
-    fn newest_time(&self) -> Option<(i64, String, String)> {
-        let mut overall: Option<(i64, String, String)> = None;
-        for (id, times) in &self.snapshots.times {
-            let entities = std::iter::once((String::new(), &times.device)).chain(
-                times
-                    .modules
-                    .iter()
-                    .map(|(m, t)| (format!("modules.{m}."), t)),
-            );
-            for (prefix, entity) in entities {
-                let mut best = entity.status.map(|ms| (ms, "status".to_owned()));
-                for (section, tree) in [
-                    ("properties.desired", &entity.desired),
-                    ("properties.reported", &entity.reported),
-                ] {
-                    let mut path = vec![section.to_owned()];
-                    newest(tree, &mut path, &mut best);
-                }
-                if let Some((ms, path)) = best {
-                    if overall.as_ref().is_none_or(|(b, _, _)| ms > *b) {
-                        overall = Some((ms, id.clone(), format!("{prefix}{path}")));
-                    }
-                }
-            }
+impl Newest {
+    /// Offers the times of one device and its modules.
+    pub(super) fn offer_device(&mut self, id: &str, times: &DeviceTimes) {
+        self.offer_entity(id, None, &times.device);
+        for (module, entity) in &times.modules {
+            self.offer_entity(id, Some(module), entity);
         }
-        overall
     }
 
+    /// Offers the times of one entity: a device's own, or a module's.
+    pub(super) fn offer_entity(&mut self, id: &str, module: Option<&str>, entity: &EntityTimes) {
+        let mut best = entity.status.map(|ms| (ms, "status".to_owned()));
+        for (section, tree) in [
+            ("properties.desired", &entity.desired),
+            ("properties.reported", &entity.reported),
+        ] {
+            let mut path = vec![section.to_owned()];
+            newest_in(tree, &mut path, &mut best);
+        }
+        let Some((ms, path)) = best else {
+            return;
+        };
+        let wins = self.best.as_ref().is_none_or(|b| {
+            ms > b.ms || (ms == b.ms && (id, module) < (b.id.as_str(), b.module.as_deref()))
+        });
+        if wins {
+            self.best = Some(NewestAt {
+                ms,
+                id: id.to_owned(),
+                module: module.map(str::to_owned),
+                path,
+            });
+        }
+    }
+
+    /// The time, ms since the epoch.
+    pub(super) fn ms(&self) -> Option<i64> {
+        self.best.as_ref().map(|b| b.ms)
+    }
+
+    /// The time with its device and its field path (`modules.M.` before
+    /// a module's).
+    fn located(&self) -> Option<(i64, String, String)> {
+        let b = self.best.as_ref()?;
+        let path = match &b.module {
+            Some(m) => format!("modules.{m}.{}", b.path),
+            None => b.path.clone(),
+        };
+        Some((b.ms, b.id.clone(), path))
+    }
+}
+
+impl InputMeta {
     /// Rejects a file whose newest time is beyond the drift bound.
-    pub(super) fn check_drift(&self, now_ms: i64, max_drift_ms: i64) -> Result<(), JobError> {
-        let Some((ms, device, path)) = self.newest_time() else {
+    fn check_drift(&self, now_ms: i64, max_drift_ms: i64) -> Result<(), JobError> {
+        let Some((ms, device, path)) = self.newest.located() else {
             return Ok(());
         };
-        let stamp = Stamp::new(ms, 0, self.snapshots.hub.clone());
+        let stamp = Stamp::new(ms, 0, self.hub.clone());
         check_drift(&stamp, now_ms, max_drift_ms).map_err(|source| JobError::Drift {
             file: self.file.clone(),
             device,
@@ -154,13 +121,99 @@ impl HubInput {
             source: Box::new(source),
         })
     }
+}
 
-    pub(super) fn timing(&self, as_of: Option<i64>) -> HubTiming {
-        HubTiming {
-            hub: self.snapshots.hub.clone(),
-            real_times: self.real_times,
-            as_of,
-            newest: self.newest_time().map(|(ms, _, _)| ms),
+/// The stamp of each hub's untimed writes, once every input is known.
+/// `hubs` are sorted by name; `names` are the hubs as given.
+///
+/// # Errors
+///
+/// Exports without a base, a time beyond the drift bound, an `--as-of`
+/// naming no hub, and whatever [`hub_stamps`] refuses; in that order.
+pub(super) fn settle(
+    job: &MergeJob,
+    names: &[ReplicaId],
+    base: Option<&InputMeta>,
+    hubs: &[InputMeta],
+) -> Result<BTreeMap<ReplicaId, Stamp>, JobError> {
+    if base.is_none() {
+        if let Some(export) = hubs.iter().find(|h| !h.real_times) {
+            return Err(JobError::Usage(format!(
+                "{}: a bulk export carries no times: --base is required to tell who changed what",
+                export.file
+            )));
         }
+    }
+    for input in base.into_iter().chain(hubs) {
+        input.check_drift(job.now_ms, job.max_drift_ms)?;
+    }
+    let timings: Vec<HubTiming> = hubs
+        .iter()
+        .map(|h| HubTiming {
+            hub: h.hub.clone(),
+            real_times: h.real_times,
+            as_of: job.as_of.get(&h.hub).copied(),
+            newest: h.newest.ms(),
+        })
+        .collect();
+    for hub in job.as_of.keys() {
+        if !names.contains(hub) {
+            return Err(JobError::Usage(format!(
+                "--as-of names {hub}, which is not a --hub"
+            )));
+        }
+    }
+    let order = job.active_order.clone().or_else(|| default_order(names));
+    Ok(hub_stamps(
+        &timings,
+        order.as_deref(),
+        job.now_ms,
+        job.max_drift_ms,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times(status: Option<i64>, desired: &[(&str, i64)]) -> EntityTimes {
+        let mut tree = MetaTree::default();
+        for (key, ms) in desired {
+            tree.children.insert(
+                (*key).to_owned(),
+                MetaTree {
+                    last_updated: Some(*ms),
+                    children: BTreeMap::new(),
+                },
+            );
+        }
+        EntityTimes {
+            status,
+            desired: tree,
+            reported: MetaTree::default(),
+        }
+    }
+
+    #[test]
+    fn the_newest_time_does_not_depend_on_the_order_entities_come_in() {
+        let entities = [
+            ("d2", None, times(Some(5), &[])),
+            ("d1", Some("m"), times(None, &[("a", 5)])),
+            ("d1", None, times(Some(3), &[("b", 5), ("c", 5)])),
+            ("d3", None, times(Some(4), &[])),
+        ];
+        let mut seen = Vec::new();
+        for rotation in 0..entities.len() {
+            let mut newest = Newest::default();
+            for (id, module, t) in entities.iter().cycle().skip(rotation).take(entities.len()) {
+                newest.offer_entity(id, *module, t);
+            }
+            seen.push(newest.located());
+        }
+        assert!(seen.iter().all(|s| *s == seen[0]));
+        assert_eq!(
+            seen[0],
+            Some((5, "d1".to_owned(), "properties.desired.b".to_owned()))
+        );
     }
 }

@@ -1,21 +1,36 @@
 //! The failback merge as operators run it: read the base and the hubs'
 //! files, merge, and write `merged.jsonl`, one import plan per hub,
 //! `conflicts.jsonl` and `report.json`, all or nothing.
+//!
+//! Devices never interact, so the merge goes device by device in id
+//! order. When every input is sorted by id (exports are), the inputs are
+//! streamed side by side and memory holds a few batches of devices,
+//! whatever the fleet's size. When one is not, or anything is wrong with
+//! one, the merge starts again on the indexed path: each input is read and
+//! checked whole first, keeping only where each device's lines are, then
+//! read again device by device in id order. Both paths write the same
+//! bytes; errors are always those of the indexed path, which reads the
+//! inputs in the order given, so a bad line is reported the same way
+//! whatever path found it.
 
 mod inputs;
 mod outputs;
+mod pipeline;
+mod source;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use inputs::HubInput;
-
-use crate::clock::ReplicaId;
+use crate::clock::{ReplicaId, Stamp};
 use crate::doc::Policies;
 use crate::format::{Format, ReadError};
-use crate::reconcile::{StampError, default_order, hub_stamps, merge_fleet};
+use crate::reconcile::{BASE, StampError};
+use inputs::{InputMeta, Newest, settle};
+use outputs::Outputs;
+use pipeline::{Context, Stop};
+use source::{Index, Source, SourceError, Stream};
 
 /// What to merge and where to put the results.
 #[derive(Clone, Debug)]
@@ -35,12 +50,31 @@ pub struct MergeJob {
     pub max_drift_ms: i64,
     /// The merging machine's time (the merge itself never reads a clock).
     pub now_ms: i64,
-    /// Threads for the merge.
+    /// Threads for the merge: 1 runs everything on the calling thread;
+    /// more read each input on a thread of its own and merge batches of
+    /// devices on `jobs` threads. The output is the same bytes for any
+    /// value.
     pub jobs: usize,
+    /// How the inputs are read.
+    pub reading: Reading,
     /// The input format, when not detected per file.
     pub format: Option<Format>,
     /// The policies.
     pub policies: Policies,
+}
+
+/// How a merge reads its inputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reading {
+    /// Streams the inputs when every one is sorted by id, falling back to
+    /// [`Reading::Indexed`] at the first id that goes backwards.
+    #[default]
+    Auto,
+    /// Reads and checks each input whole first, keeping only where each
+    /// device's lines are, then reads the devices again in id order: for
+    /// inputs in any order.
+    Indexed,
 }
 
 /// Why a merge could not run. Everything but `Io` is the input's fault.
@@ -106,6 +140,10 @@ pub struct MergeReport {
     pub skipped_lines: BTreeMap<String, u64>,
     /// Things an operator should know.
     pub warnings: Vec<String>,
+    /// Whether the inputs were streamed (all sorted by id) rather than
+    /// indexed. Not written to `report.json`.
+    #[serde(skip)]
+    pub streamed: bool,
 }
 
 /// Runs a merge job: reads, merges, writes the results into `job.out`.
@@ -117,56 +155,211 @@ pub struct MergeReport {
 pub fn run_merge(job: &MergeJob) -> Result<MergeReport, JobError> {
     let names: Vec<ReplicaId> = job.hubs.iter().map(|(n, _)| n.clone()).collect();
     check_names(&names)?;
-    let base = job
-        .base
-        .as_ref()
-        .map(|path| inputs::read_hub(path, job.format))
-        .transpose()?;
-    let mut hubs = Vec::new();
-    for (name, path) in &job.hubs {
-        hubs.push(inputs::read_hub(path, job.format)?.named(name.clone()));
-    }
-    hubs.sort_by(|a, b| a.snapshots.hub.cmp(&b.snapshots.hub));
-    if base.is_none() {
-        if let Some(export) = hubs.iter().find(|h| !h.real_times) {
-            return Err(JobError::Usage(format!(
-                "{}: a bulk export carries no times: --base is required to tell who changed what",
-                export.file
-            )));
+    if job.reading == Reading::Auto {
+        if let Some(report) = streamed(job, &names)? {
+            return Ok(report);
         }
     }
-    for hub in base.iter().chain(&hubs) {
-        hub.check_drift(job.now_ms, job.max_drift_ms)?;
-    }
-    let timings: Vec<_> = hubs
+    indexed(job, &names)
+}
+
+/// The inputs in merge order: the base, then the hubs sorted by name.
+fn in_merge_order(job: &MergeJob) -> Vec<(Option<&ReplicaId>, &Path)> {
+    let mut hubs: Vec<(Option<&ReplicaId>, &Path)> = job
+        .hubs
         .iter()
-        .map(|h| h.timing(job.as_of.get(&h.snapshots.hub).copied()))
+        .map(|(name, path)| (Some(name), path.as_path()))
         .collect();
-    for hub in job.as_of.keys() {
-        if !names.contains(hub) {
-            return Err(JobError::Usage(format!(
-                "--as-of names {hub}, which is not a --hub"
-            )));
+    hubs.sort_by(|a, b| a.0.cmp(&b.0));
+    job.base
+        .iter()
+        .map(|path| (None, path.as_path()))
+        .chain(hubs)
+        .collect()
+}
+
+fn base_name() -> ReplicaId {
+    ReplicaId::new(BASE).expect("valid literal")
+}
+
+/// The streaming path. `Ok(None)` when the inputs must be indexed instead:
+/// one is not sorted, or something is wrong, which the indexed path then
+/// reports as it always does.
+fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, JobError> {
+    let order = in_merge_order(job);
+    let mut metas = Vec::new();
+    let mut sources = Vec::new();
+    for (hub, path) in &order {
+        let Ok((stream, format)) = Stream::open(path, job.format) else {
+            return Ok(None);
+        };
+        let mut newest = Newest::default();
+        if format == Format::Twin {
+            // The stamps need the newest time of a twin file before its
+            // first device is merged: read it once through.
+            let Ok((scan, _)) = Stream::open(path, job.format) else {
+                return Ok(None);
+            };
+            let mut scan = Source::Stream(scan);
+            let (name, format) = scan.file();
+            let (name, format) = (name.to_owned(), format);
+            while let Some(raw) = scan.next() {
+                let Ok(device) = raw
+                    .map_err(|_| ())
+                    .and_then(|r| r.parse(&name, format).map_err(|_| ()))
+                else {
+                    return Ok(None);
+                };
+                if let Some(times) = &device.times {
+                    newest.offer_device(&device.snapshot.id, times);
+                }
+            }
         }
+        metas.push(InputMeta {
+            file: path.display().to_string(),
+            hub: hub.cloned().unwrap_or_else(base_name),
+            real_times: format == Format::Twin,
+            newest,
+        });
+        sources.push(Source::Stream(stream));
     }
-    let order = job.active_order.clone().or_else(|| default_order(&names));
-    let stamps = hub_stamps(&timings, order.as_deref(), job.now_ms, job.max_drift_ms)?;
-    let snapshots: Vec<_> = hubs.iter().map(|h| h.snapshots.clone()).collect();
-    let outcomes = merge_fleet(
-        base.as_ref().map(|b| &b.snapshots.devices),
-        &snapshots,
-        &stamps,
-        &job.policies,
-        job.jobs,
+    let (base, hubs) = split_base(job, &metas);
+    let Ok(stamps) = settle(job, names, base, hubs) else {
+        return Ok(None);
+    };
+    let report = merge(job, &metas, &stamps, sources, true);
+    match report {
+        Ok(report) => Ok(Some(report)),
+        Err(Stop::Output(error)) => Err(error),
+        Err(Stop::Source(..)) => Ok(None),
+        Err(Stop::Panicked(panic)) => panic.resume(),
+    }
+}
+
+/// The indexed path: every input read and checked whole (in the order
+/// given, base first), then merged device by device in id order.
+fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError> {
+    let build = |path: &PathBuf| Index::build(path, job.format).map_err(Box::new);
+    let paths: Vec<&PathBuf> = job
+        .base
+        .iter()
+        .chain(job.hubs.iter().map(|(_, p)| p))
+        .collect();
+    let built: Vec<Result<Index, Box<ReadError>>> = if job.jobs > 1 {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = paths
+                .iter()
+                .map(|path| scope.spawn(move || build(path)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    } else {
+        paths.iter().map(|path| build(path)).collect()
+    };
+    // The first error in the order given, as reading them one by one.
+    let mut indexes = Vec::new();
+    for index in built {
+        indexes.push(index.map_err(JobError::Read)?);
+    }
+    let mut indexes = indexes.into_iter();
+    let base_index = job.base.as_ref().and_then(|_| indexes.next());
+    let mut hub_indexes: Vec<(&ReplicaId, &PathBuf, Index)> = job
+        .hubs
+        .iter()
+        .zip(indexes)
+        .map(|((name, path), index)| (name, path, index))
+        .collect();
+    hub_indexes.sort_by(|a, b| a.0.cmp(b.0));
+    let meta = |hub: ReplicaId, index: &Index| InputMeta {
+        file: index.name().to_owned(),
+        hub,
+        real_times: index.format() == Format::Twin,
+        newest: index.newest().clone(),
+    };
+    let mut metas = Vec::new();
+    if let Some(index) = &base_index {
+        metas.push(meta(base_name(), index));
+    }
+    for (name, _, index) in &hub_indexes {
+        metas.push(meta((*name).clone(), index));
+    }
+    let (base, hubs) = split_base(job, &metas);
+    let stamps = settle(job, names, base, hubs)?;
+    let mut sources = Vec::new();
+    let inputs = job.base.iter().zip(base_index).chain(
+        hub_indexes
+            .into_iter()
+            .map(|(_, path, index)| (path, index)),
     );
-    let mut report = MergeReport::default();
-    for input in base.iter().chain(&hubs) {
-        report
-            .skipped_lines
-            .insert(input.file.clone(), input.skipped);
+    for (path, index) in inputs {
+        sources.push(Source::Indexed(index.reader(path)?));
     }
-    let real_time = stamps.values().any(|s| s.ms() > ORDER_SCALE_LIMIT);
-    outputs::write_all(&job.out, &outcomes, &hubs, real_time, &mut report)?;
+    merge(job, &metas, &stamps, sources, false).map_err(|stop| match stop {
+        Stop::Output(error) => error,
+        Stop::Panicked(panic) => panic.resume(),
+        Stop::Source(_, SourceError::Read(error)) => JobError::Read(error),
+        Stop::Source(n, SourceError::Unsorted) => JobError::Io {
+            path: metas.get(n).map(|m| m.file.clone()).unwrap_or_default(),
+            source: std::io::Error::other("the index of the file is not sorted"),
+        },
+    })
+}
+
+fn split_base<'m>(
+    job: &MergeJob,
+    metas: &'m [InputMeta],
+) -> (Option<&'m InputMeta>, &'m [InputMeta]) {
+    match (&job.base, metas.split_first()) {
+        (Some(_), Some((base, hubs))) => (Some(base), hubs),
+        _ => (None, metas),
+    }
+}
+
+/// Merges `sources` (in merge order, as `metas`) into `job.out`.
+fn merge(
+    job: &MergeJob,
+    metas: &[InputMeta],
+    stamps: &BTreeMap<ReplicaId, Stamp>,
+    sources: Vec<Source>,
+    streamed: bool,
+) -> Result<MergeReport, Stop> {
+    let (_, hubs) = split_base(job, metas);
+    let hub_names: Vec<ReplicaId> = hubs.iter().map(|h| h.hub.clone()).collect();
+    let ctx = Context {
+        inputs: sources
+            .iter()
+            .map(|s| {
+                let (name, format) = s.file();
+                (name.to_owned(), format)
+            })
+            .collect(),
+        stamps: hub_names
+            .iter()
+            .map(|h| {
+                stamps
+                    .get(h)
+                    .cloned()
+                    .unwrap_or_else(|| Stamp::new(0, 0, h.clone()))
+            })
+            .collect(),
+        hubs: hub_names,
+        has_base: job.base.is_some(),
+        policies: &job.policies,
+        real_time: stamps.values().any(|s| s.ms() > ORDER_SCALE_LIMIT),
+    };
+    let mut outputs = Outputs::begin(&job.out, &ctx.hubs).map_err(Stop::Output)?;
+    let skipped = pipeline::run(sources, &ctx, job.jobs, &mut outputs)?;
+    let mut report = MergeReport {
+        streamed,
+        ..MergeReport::default()
+    };
+    for (meta, skipped) in metas.iter().zip(skipped) {
+        report.skipped_lines.insert(meta.file.clone(), skipped);
+    }
+    outputs.finish(&mut report).map_err(Stop::Output)?;
     Ok(report)
 }
 
@@ -180,7 +373,7 @@ fn check_names(names: &[ReplicaId]) -> Result<(), JobError> {
     }
     let mut seen = std::collections::BTreeSet::new();
     for name in names {
-        if name.as_str() == crate::reconcile::BASE {
+        if name.as_str() == BASE {
             return Err(JobError::Usage(
                 "the hub name \"base\" is reserved for the common base".into(),
             ));

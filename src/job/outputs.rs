@@ -1,29 +1,27 @@
-//! Writing the results: into a temporary directory, renamed into place only
-//! when every file is complete.
+//! Writing the results: each device's lines rendered into memory, appended
+//! in id order to files in a temporary directory, renamed into place only
+//! when every file is complete. A merge that stops leaves nothing: the
+//! temporary directory goes with the [`Outputs`] that made it.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::inputs::HubInput;
+use super::source::DeviceInput;
 use super::{JobError, MergeReport};
-use crate::doc::Conflict;
-use crate::format::{DeviceEtags, ImportMode, write_device};
-use crate::reconcile::{DeviceOutcome, device_plan, import_lines, write_import_line};
+use crate::clock::ReplicaId;
+use crate::doc::{Conflict, Entity};
+use crate::format::{DeviceEtags, ExportLineRef, ImportMode, write_device};
+use crate::reconcile::{Action, Outcome, PlanOp, Resolved, device_plan, write_import};
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
     move |source| JobError::Io {
         path: path.display().to_string(),
         source,
     }
-}
-
-fn create(dir: &Path, name: &str) -> Result<(PathBuf, BufWriter<File>), JobError> {
-    let path = dir.join(name);
-    let file = File::create(&path).map_err(io_error(&path))?;
-    Ok((path, BufWriter::new(file)))
 }
 
 /// One conflict as a line of `conflicts.jsonl`. On the activation-order
@@ -50,32 +48,297 @@ pub(crate) fn conflict_json(conflict: &Conflict, real_time: bool) -> serde_json:
     line
 }
 
-pub(super) fn write_all(
-    out: &Path,
-    outcomes: &[DeviceOutcome],
-    hubs: &[HubInput],
+/// What a batch of devices counts for the report.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    devices: usize,
+    devices_merged: usize,
+    outcomes: BTreeMap<&'static str, usize>,
+    conflicts: BTreeMap<&'static str, usize>,
+    plans: Vec<BTreeMap<&'static str, usize>>,
+    keyless: usize,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.devices += other.devices;
+        self.devices_merged += other.devices_merged;
+        for (k, n) in other.outcomes {
+            *self.outcomes.entry(k).or_default() += n;
+        }
+        for (k, n) in other.conflicts {
+            *self.conflicts.entry(k).or_default() += n;
+        }
+        self.plans
+            .resize_with(self.plans.len().max(other.plans.len()), BTreeMap::new);
+        for (mine, theirs) in self.plans.iter_mut().zip(other.plans) {
+            for (k, n) in theirs {
+                *mine.entry(k).or_default() += n;
+            }
+        }
+        self.keyless += other.keyless;
+    }
+}
+
+/// The lines of a batch of devices, rendered.
+#[derive(Debug)]
+pub(super) struct Rendered {
+    merged: Vec<u8>,
+    conflicts: Vec<u8>,
+    plans: Vec<Vec<u8>>,
+    tally: Tally,
+}
+
+impl Rendered {
+    /// Nothing yet, for `hubs` hubs.
+    pub(super) fn new(hubs: usize) -> Self {
+        Self {
+            merged: Vec::new(),
+            conflicts: Vec::new(),
+            plans: vec![Vec::new(); hubs],
+            tally: Tally {
+                plans: vec![BTreeMap::new(); hubs],
+                ..Tally::default()
+            },
+        }
+    }
+}
+
+/// Renders one merged device: its lines in `merged.jsonl`, its conflicts,
+/// and each hub's import operations, guarded by the etags the hub holds.
+/// `hubs` are the hubs' devices, sorted by hub name.
+pub(super) fn render_device(
+    out: &mut Rendered,
+    hubs: &[Option<&DeviceInput>],
+    resolved: &Resolved<'_>,
+    outcome: Outcome,
     real_time: bool,
-    report: &mut MergeReport,
-) -> Result<(), JobError> {
-    let tmp = sibling(out, "tmp");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
+) {
+    // Writing into a `Vec` cannot fail; the results are ignored.
+    let tally = &mut out.tally;
+    tally.devices += 1;
+    *tally.outcomes.entry(outcome.name()).or_default() += 1;
+    let merged = resolved.merged.as_deref();
+    if let Some(device) = merged {
+        tally.devices_merged += 1;
+        let _ = write_device(&mut out.merged, device, DeviceEtags::default());
     }
-    fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
-    let result = write_into(&tmp, outcomes, hubs, real_time, report);
-    if let Err(err) = result {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(err);
+    for conflict in &resolved.conflicts {
+        *tally.conflicts.entry(conflict.rule.name()).or_default() += 1;
+        let _ = serde_json::to_writer(&mut out.conflicts, &conflict_json(conflict, real_time));
+        out.conflicts.push(b'\n');
     }
-    let old = sibling(out, "old");
-    if out.exists() {
-        fs::rename(out, &old).map_err(io_error(out))?;
+    let settled = resolved
+        .settled
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(false));
+    for (n, (hub, settled)) in hubs.iter().zip(settled).enumerate() {
+        if settled {
+            continue;
+        }
+        let (Some(lines), Some(counts)) = (out.plans.get_mut(n), tally.plans.get_mut(n)) else {
+            continue;
+        };
+        let ops = device_plan(hub.map(|d| &d.snapshot), merged);
+        for op in &ops {
+            let mode = plan_line(lines, op, *hub, &mut tally.keyless);
+            *counts.entry(mode.as_str()).or_default() += 1;
+        }
     }
-    fs::rename(&tmp, out).map_err(io_error(out))?;
-    if old.exists() {
-        fs::remove_dir_all(&old).map_err(io_error(&old))?;
+}
+
+/// Writes one import line of a hub's plan, guarded by the etag the hub
+/// holds: `create` never overwrites, updates and deletes match the etag.
+fn plan_line(
+    w: &mut Vec<u8>,
+    op: &PlanOp<'_>,
+    hub: Option<&DeviceInput>,
+    keyless: &mut usize,
+) -> ImportMode {
+    let mode = match op.action {
+        Action::Create => ImportMode::Create,
+        Action::UpdateIdentity => ImportMode::UpdateIfMatchETag,
+        Action::UpdateTwin => ImportMode::UpdateTwinIfMatchETag,
+        Action::Delete => ImportMode::DeleteIfMatchETag,
+    };
+    // The etags of the record the hub holds, absent ones as empty.
+    let record = hub.and_then(|d| match op.module_id {
+        None => Some((d.etag.as_deref(), d.twin_etag.as_deref())),
+        Some(m) => d
+            .module_etags
+            .get(m)
+            .map(|(e, t)| (e.as_deref(), t.as_deref())),
+    });
+    let (etag, twin_etag) = match (op.action, record) {
+        (Action::Create, _) | (_, None) => (None, None),
+        (Action::UpdateTwin, Some((_, twin))) => (None, Some(twin.unwrap_or_default())),
+        (_, Some((etag, _))) => (Some(etag.unwrap_or_default()), None),
+    };
+    let none = Entity::default();
+    let entity = op.entity.unwrap_or(&none);
+    let writes_identity = !matches!(
+        mode,
+        ImportMode::UpdateTwinIfMatchETag | ImportMode::DeleteIfMatchETag
+    );
+    if writes_identity && entity.authentication.is_none() {
+        *keyless += 1;
     }
-    Ok(())
+    let _ = write_import(
+        w,
+        &ExportLineRef {
+            id: op.id,
+            module_id: op.module_id,
+            etag,
+            twin_etag,
+            import_mode: Some(mode),
+            entity,
+        },
+    );
+    mode
+}
+
+/// An output file being written.
+struct Output {
+    path: PathBuf,
+    writer: BufWriter<File>,
+}
+
+impl Output {
+    fn create(dir: &Path, name: &str) -> Result<Self, JobError> {
+        let path = dir.join(name);
+        let file = File::create(&path).map_err(io_error(&path))?;
+        Ok(Self {
+            writer: BufWriter::with_capacity(1 << 18, file),
+            path,
+        })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), JobError> {
+        self.writer.write_all(bytes).map_err(io_error(&self.path))
+    }
+
+    fn finish(mut self) -> Result<(), JobError> {
+        self.writer.flush().map_err(io_error(&self.path))
+    }
+}
+
+/// The files of the results, open.
+struct Files {
+    merged: Output,
+    conflicts: Output,
+    plans: Vec<(ReplicaId, Output)>,
+}
+
+/// The results being written into a temporary directory beside `out`.
+pub(super) struct Outputs {
+    out: PathBuf,
+    tmp: PathBuf,
+    files: Option<Files>,
+    tally: Tally,
+    done: bool,
+}
+
+impl Outputs {
+    /// Starts the results for `hubs` (sorted by name), in a fresh
+    /// temporary directory.
+    pub(super) fn begin(out: &Path, hubs: &[ReplicaId]) -> Result<Self, JobError> {
+        let tmp = sibling(out, "tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
+        // From here on, dropping `Outputs` removes the directory.
+        let mut outputs = Self {
+            out: out.to_owned(),
+            tmp,
+            files: None,
+            tally: Tally::default(),
+            done: false,
+        };
+        let dir = &outputs.tmp;
+        let mut plans = Vec::new();
+        for hub in hubs {
+            plans.push((
+                hub.clone(),
+                Output::create(dir, &format!("{hub}.import.jsonl"))?,
+            ));
+        }
+        outputs.files = Some(Files {
+            merged: Output::create(dir, "merged.jsonl")?,
+            conflicts: Output::create(dir, "conflicts.jsonl")?,
+            plans,
+        });
+        Ok(outputs)
+    }
+
+    /// Appends a batch of rendered devices.
+    pub(super) fn append(&mut self, rendered: Rendered) -> Result<(), JobError> {
+        if let Some(files) = &mut self.files {
+            files.merged.append(&rendered.merged)?;
+            files.conflicts.append(&rendered.conflicts)?;
+            for ((_, output), bytes) in files.plans.iter_mut().zip(&rendered.plans) {
+                output.append(bytes)?;
+            }
+        }
+        self.tally.add(rendered.tally);
+        Ok(())
+    }
+
+    /// Completes the report from what was written, writes `report.json`,
+    /// and renames the directory into place.
+    pub(super) fn finish(mut self, report: &mut MergeReport) -> Result<(), JobError> {
+        let tally = std::mem::take(&mut self.tally);
+        let Some(files) = self.files.take() else {
+            return Ok(());
+        };
+        report.devices_merged = tally.devices_merged;
+        report.outcomes = tally.outcomes;
+        report.conflicts = tally.conflicts;
+        if tally.devices > 0 {
+            let counts = tally
+                .plans
+                .into_iter()
+                .chain(std::iter::repeat_with(BTreeMap::new));
+            for ((hub, _), counts) in files.plans.iter().zip(counts) {
+                report.plans.insert(hub.to_string(), counts);
+            }
+        }
+        if tally.keyless > 0 {
+            report.warnings.push(format!(
+                "{} import lines write an identity without authentication (the inputs carried no keys): the hub will generate new keys for them",
+                tally.keyless
+            ));
+        }
+        files.merged.finish()?;
+        files.conflicts.finish()?;
+        for (_, plan) in files.plans {
+            plan.finish()?;
+        }
+        let report_path = self.tmp.join("report.json");
+        let mut bytes =
+            serde_json::to_vec_pretty(report).map_err(|e| io_error(&report_path)(e.into()))?;
+        bytes.push(b'\n');
+        fs::write(&report_path, bytes).map_err(io_error(&report_path))?;
+        let old = sibling(&self.out, "old");
+        if self.out.exists() {
+            fs::rename(&self.out, &old).map_err(io_error(&self.out))?;
+        }
+        fs::rename(&self.tmp, &self.out).map_err(io_error(&self.out))?;
+        self.done = true;
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(io_error(&old))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
 }
 
 fn sibling(out: &Path, what: &str) -> PathBuf {
@@ -84,71 +347,4 @@ fn sibling(out: &Path, what: &str) -> PathBuf {
         |n| n.to_string_lossy().into_owned(),
     );
     out.with_file_name(format!(".{name}.{what}-{}", std::process::id()))
-}
-
-fn write_into(
-    dir: &Path,
-    outcomes: &[DeviceOutcome],
-    hubs: &[HubInput],
-    real_time: bool,
-    report: &mut MergeReport,
-) -> Result<(), JobError> {
-    let (merged_path, mut merged) = create(dir, "merged.jsonl")?;
-    let (conflicts_path, mut conflicts) = create(dir, "conflicts.jsonl")?;
-    let mut plans = Vec::new();
-    for hub in hubs {
-        plans.push(create(dir, &format!("{}.import.jsonl", hub.snapshots.hub))?);
-    }
-    let mut keyless = 0usize;
-    for outcome in outcomes {
-        *report.outcomes.entry(outcome.outcome.name()).or_default() += 1;
-        let merged_device = outcome.merge.merged.as_ref();
-        if let Some(device) = merged_device {
-            report.devices_merged += 1;
-            write_device(&mut merged, device, DeviceEtags::default())
-                .map_err(io_error(&merged_path))?;
-        }
-        for conflict in &outcome.merge.conflicts {
-            *report.conflicts.entry(conflict.rule.name()).or_default() += 1;
-            serde_json::to_writer(&mut conflicts, &conflict_json(conflict, real_time))
-                .map_err(|e| io_error(&conflicts_path)(e.into()))?;
-            conflicts
-                .write_all(b"\n")
-                .map_err(io_error(&conflicts_path))?;
-        }
-        for (hub, (path, writer)) in hubs.iter().zip(plans.iter_mut()) {
-            let ops = device_plan(hub.snapshots.devices.get(&outcome.id), merged_device);
-            let counts = report
-                .plans
-                .entry(hub.snapshots.hub.to_string())
-                .or_default();
-            for line in import_lines(&ops, &hub.image) {
-                *counts.entry(line.mode.as_str()).or_default() += 1;
-                let writes_identity = !matches!(
-                    line.mode,
-                    ImportMode::UpdateTwinIfMatchETag | ImportMode::DeleteIfMatchETag
-                );
-                if writes_identity && line.entity.authentication.is_none() {
-                    keyless += 1;
-                }
-                write_import_line(writer, &line).map_err(io_error(path))?;
-            }
-        }
-    }
-    if keyless > 0 {
-        report.warnings.push(format!(
-            "{keyless} import lines write an identity without authentication (the inputs carried no keys): the hub will generate new keys for them"
-        ));
-    }
-    merged.flush().map_err(io_error(&merged_path))?;
-    conflicts.flush().map_err(io_error(&conflicts_path))?;
-    for (path, mut writer) in plans {
-        writer.flush().map_err(io_error(&path))?;
-    }
-    let report_path = dir.join("report.json");
-    let mut bytes =
-        serde_json::to_vec_pretty(report).map_err(|e| io_error(&report_path)(e.into()))?;
-    bytes.push(b'\n');
-    fs::write(&report_path, bytes).map_err(io_error(&report_path))?;
-    Ok(())
 }

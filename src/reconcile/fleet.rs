@@ -1,11 +1,13 @@
 //! The merge of a whole fleet: every device id of the base and the hubs,
 //! merged independently, in parallel, in id order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use super::merge::{Base, DeviceMerge, HubDevice, merge_device};
+use super::merge::{Base, DeviceMerge, HubDevice, Resolved, resolve_device};
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{DeviceSnapshot, DeviceTimes, Policies};
 
@@ -60,6 +62,28 @@ pub struct DeviceOutcome {
     pub outcome: Outcome,
 }
 
+/// How a device came out of its merge.
+pub(crate) fn classify(base: Base<'_>, resolved: &Resolved<'_>) -> Outcome {
+    match (&resolved.merged, base) {
+        (None, _) => Outcome::Deleted,
+        (Some(_), _) if !resolved.conflicts.is_empty() => Outcome::Conflicted,
+        (Some(_), Base::Absent) => Outcome::Created,
+        (Some(_), _) if resolved.settled.iter().all(|s| *s) => Outcome::Unchanged,
+        (Some(_), _) => Outcome::Merged,
+    }
+}
+
+/// The merge of one device id, borrowed from the inputs where it can be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedOutcome<'a> {
+    /// The device id.
+    pub id: &'a str,
+    /// The merged device, its conflicts, and which hubs hold it already.
+    pub resolved: Resolved<'a>,
+    /// How it came out.
+    pub outcome: Outcome,
+}
+
 /// Merges every device of the fleet with up to `jobs` threads.
 ///
 /// `hubs` may come in any order: they are visited by name, so the result
@@ -71,25 +95,74 @@ pub fn merge_fleet(
     policies: &Policies,
     jobs: usize,
 ) -> Vec<DeviceOutcome> {
+    fleet_map(base, hubs, stamps, policies, jobs, |r| DeviceOutcome {
+        id: r.id.to_owned(),
+        merge: DeviceMerge {
+            merged: r.resolved.merged.map(Cow::into_owned),
+            conflicts: r.resolved.conflicts,
+        },
+        outcome: r.outcome,
+    })
+}
+
+/// [`merge_fleet`] without copying: each merged device is borrowed from
+/// the inputs when one of them is the result, as the failback job merges.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::doc::{DeviceSnapshot, Policies};
+/// use failback::reconcile::{resolve_fleet, HubSnapshots, Outcome};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let device = DeviceSnapshot { id: "d1".into(), ..Default::default() };
+/// let fleet = BTreeMap::from([("d1".to_owned(), device)]);
+/// let hubs: Vec<HubSnapshots> = ["primary", "secondary"]
+///     .map(|h| HubSnapshots { hub: ReplicaId::new(h).unwrap(), devices: fleet.clone(), times: BTreeMap::new() })
+///     .into();
+/// let stamps: BTreeMap<_, _> = hubs.iter().enumerate()
+///     .map(|(n, h)| (h.hub.clone(), Stamp::new(n as i64 + 1, 0, h.hub.clone())))
+///     .collect();
+/// let merged = resolve_fleet(Some(&fleet), &hubs, &stamps, &Policies::default(), 2);
+/// assert_eq!(merged[0].outcome, Outcome::Unchanged);
+/// ```
+pub fn resolve_fleet<'a>(
+    base: Option<&'a BTreeMap<String, DeviceSnapshot>>,
+    hubs: &'a [HubSnapshots],
+    stamps: &'a BTreeMap<ReplicaId, Stamp>,
+    policies: &Policies,
+    jobs: usize,
+) -> Vec<ResolvedOutcome<'a>> {
+    fleet_map(base, hubs, stamps, policies, jobs, |r| r)
+}
+
+/// Merges every device id of the fleet, in id order, with up to `jobs`
+/// threads, and maps each result with `f` on the thread that merged it.
+fn fleet_map<'a, T: Send>(
+    base: Option<&'a BTreeMap<String, DeviceSnapshot>>,
+    hubs: &'a [HubSnapshots],
+    stamps: &'a BTreeMap<ReplicaId, Stamp>,
+    policies: &Policies,
+    jobs: usize,
+    f: impl Fn(ResolvedOutcome<'a>) -> T + Sync,
+) -> Vec<T> {
     let mut sorted: Vec<(&ReplicaId, &HubSnapshots, &Stamp)> = hubs
         .iter()
         .filter_map(|h| Some((&h.hub, h, stamps.get(&h.hub)?)))
         .collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let ids: Vec<&str> = base
-        .into_iter()
-        .flat_map(|b| b.keys())
-        .chain(sorted.iter().flat_map(|(_, h, _)| h.devices.keys()))
-        .map(String::as_str)
-        .collect::<BTreeSet<&str>>()
-        .into_iter()
-        .collect();
-    let one = |id: &str| -> DeviceOutcome {
+    let ids = union_of_keys(
+        base.into_iter()
+            .chain(sorted.iter().map(|(_, h, _)| &h.devices))
+            .collect(),
+    );
+    let one = |id: &'a str| -> T {
         let base_device = match base {
             Some(b) => b.get(id).map_or(Base::Absent, Base::Present),
             None => Base::Unknown,
         };
-        let views: Vec<HubDevice<'_>> = sorted
+        let views: Vec<HubDevice<'a>> = sorted
             .iter()
             .map(|(name, h, stamp)| HubDevice {
                 hub: name,
@@ -98,33 +171,38 @@ pub fn merge_fleet(
                 stamp,
             })
             .collect();
-        let merge = merge_device(base_device, &views, policies);
-        let reference = match base_device {
-            Base::Present(d) => Some(d),
-            _ => None,
-        };
-        let outcome = match (&merge.merged, reference) {
-            (None, _) => Outcome::Deleted,
-            (Some(_), _) if !merge.conflicts.is_empty() => Outcome::Conflicted,
-            (Some(_), None) if base.is_some() => Outcome::Created,
-            (Some(m), _) if views.iter().all(|v| v.device == Some(m)) => Outcome::Unchanged,
-            (Some(_), _) => Outcome::Merged,
-        };
-        DeviceOutcome {
-            id: id.to_owned(),
-            merge,
+        let resolved = resolve_device(base_device, &views, policies);
+        let outcome = classify(base_device, &resolved);
+        f(ResolvedOutcome {
+            id,
+            resolved,
             outcome,
-        }
+        })
     };
     let jobs = jobs.max(1);
     if jobs == 1 || ids.len() < 2 * jobs {
         return ids.iter().map(|id| one(id)).collect();
     }
-    let chunk = ids.len().div_ceil(jobs);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = ids
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|id| one(id)).collect::<Vec<_>>()))
+    // Blocks handed out one at a time, so that a thread that drew devices
+    // the CRDT must merge does not hold the others back; results are put
+    // back in block order.
+    let blocks: Vec<&[&str]> = ids.chunks(BLOCK).collect();
+    let next = AtomicUsize::new(0);
+    let (one, blocks, next) = (&one, &blocks, &next);
+    let mut done: Vec<(usize, Vec<T>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs.min(blocks.len()))
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(block) = blocks.get(n) else {
+                            break mine;
+                        };
+                        mine.push((n, block.iter().map(|id| one(id)).collect()));
+                    }
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -133,5 +211,25 @@ pub fn merge_fleet(
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
-    })
+    });
+    done.sort_unstable_by_key(|(n, _)| *n);
+    done.into_iter().flat_map(|(_, block)| block).collect()
+}
+
+/// Devices a thread takes at a time.
+const BLOCK: usize = 512;
+
+/// The keys of sorted maps, merged: each once, in order.
+fn union_of_keys<V>(maps: Vec<&BTreeMap<String, V>>) -> Vec<&str> {
+    let mut heads: Vec<_> = maps.into_iter().map(|m| m.keys().peekable()).collect();
+    let mut out = Vec::new();
+    while let Some(least) = heads.iter_mut().filter_map(|k| k.peek().copied()).min() {
+        for keys in &mut heads {
+            if keys.peek() == Some(&least) {
+                keys.next();
+            }
+        }
+        out.push(least.as_str());
+    }
+    out
 }

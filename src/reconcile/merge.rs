@@ -8,6 +8,8 @@
 //! the base as that hub's writes, stamped by policy 5. The merged CRDT is
 //! read through the policies.
 
+use std::borrow::Cow;
+
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{Conflict, DeviceSnapshot, DeviceTimes, HubState, Policies};
 use crate::kernel::Merge;
@@ -83,6 +85,58 @@ pub const BASE: &str = "base";
 /// # Ok::<(), failback::clock::InvalidReplicaId>(())
 /// ```
 pub fn merge_device(base: Base<'_>, hubs: &[HubDevice<'_>], policies: &Policies) -> DeviceMerge {
+    let resolved = resolve_device(base, hubs, policies);
+    DeviceMerge {
+        merged: resolved.merged.map(Cow::into_owned),
+        conflicts: resolved.conflicts,
+    }
+}
+
+/// The merge of one device, borrowed from the inputs where it can be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved<'a> {
+    /// The merged device, `None` when it ends deleted: borrowed when one
+    /// of the inputs is the result (the fast path), owned when the CRDT
+    /// made it.
+    pub merged: Option<Cow<'a, DeviceSnapshot>>,
+    /// Its conflicts.
+    pub conflicts: Vec<Conflict>,
+    /// For each hub, in the order given, whether the hub already holds
+    /// exactly the merged device (or, when it ends deleted, lacks it): its
+    /// plan for this device is then empty.
+    pub settled: Vec<bool>,
+}
+
+/// [`merge_device`] without copying: the merged device is borrowed from
+/// the inputs on the fast path, and each hub is marked settled when it
+/// already holds the result, so callers compare nothing twice.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Policies};
+/// use failback::reconcile::{resolve_device, Base, HubDevice};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let base = DeviceSnapshot { id: "d1".into(), ..Default::default() };
+/// let mut changed = base.clone();
+/// changed.device.tags.insert("site".into(), "lab".into());
+/// let (sp, ss) = (Stamp::new(1, 0, p.clone()), Stamp::new(2, 0, s.clone()));
+/// let hubs = [
+///     HubDevice { hub: &p, device: Some(&base), times: None, stamp: &sp },
+///     HubDevice { hub: &s, device: Some(&changed), times: None, stamp: &ss },
+/// ];
+/// let resolved = resolve_device(Base::Present(&base), &hubs, &Policies::default());
+/// assert!(matches!(resolved.merged, Some(std::borrow::Cow::Borrowed(d)) if *d == changed));
+/// assert_eq!(resolved.settled, [false, true]);
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
+pub fn resolve_device<'a>(
+    base: Base<'a>,
+    hubs: &[HubDevice<'a>],
+    policies: &Policies,
+) -> Resolved<'a> {
     if let Some(fast) = fast_path(base, hubs) {
         return fast;
     }
@@ -126,14 +180,16 @@ pub fn merge_device(base: Base<'_>, hubs: &[HubDevice<'_>], policies: &Policies)
     }
     let mut conflicts = Vec::new();
     let device = merged.read_device(id, policies, &mut conflicts);
-    DeviceMerge {
-        merged: device,
+    let settled = hubs.iter().map(|h| h.device == device.as_ref()).collect();
+    Resolved {
+        merged: device.map(Cow::Owned),
         conflicts,
+        settled,
     }
 }
 
 /// The result without a CRDT when at most one hub departs from the base.
-fn fast_path(base: Base<'_>, hubs: &[HubDevice<'_>]) -> Option<DeviceMerge> {
+fn fast_path<'a>(base: Base<'a>, hubs: &[HubDevice<'a>]) -> Option<Resolved<'a>> {
     let reference = match base {
         Base::Present(d) => Some(d),
         Base::Absent => None,
@@ -142,17 +198,21 @@ fn fast_path(base: Base<'_>, hubs: &[HubDevice<'_>]) -> Option<DeviceMerge> {
     if hubs.iter().any(|h| h.times.is_some()) {
         return None;
     }
-    let mut changed = hubs.iter().filter(|h| h.device != reference);
-    let merged = match changed.next() {
-        None => reference.cloned(),
+    let mut departing = hubs.iter().filter(|h| !same(h.device, reference));
+    let merged = match departing.next() {
+        // Every hub holds the base.
+        None => reference,
         // Every hub that changed the device made the same change.
-        Some(first) if changed.all(|h| h.device == first.device) => first.device.cloned(),
-        Some(_) if reference.is_none() => Some(one_creation(hubs)?.clone()),
+        Some(first) if departing.all(|h| same(h.device, first.device)) => first.device,
+        // Copies of one creation, some cut short by an interrupted plan.
+        Some(_) if reference.is_none() => Some(one_creation(hubs)?),
         Some(_) => return None,
     };
-    Some(DeviceMerge {
-        merged,
+    let settled = hubs.iter().map(|h| same(h.device, merged)).collect();
+    Some(Resolved {
+        merged: merged.map(Cow::Borrowed),
         conflicts: Vec::new(),
+        settled,
     })
 }
 
@@ -178,4 +238,14 @@ fn one_creation<'a>(hubs: &[HubDevice<'a>]) -> Option<&'a DeviceSnapshot> {
                 .all(|(m, e)| fullest.modules.get(m) == Some(e))
     });
     copies.then_some(fullest)
+}
+
+/// Whether two inputs hold the same device: the same one in memory (a
+/// reader that found two inputs' lines equal parses them once), or equal.
+fn same(a: Option<&DeviceSnapshot>, b: Option<&DeviceSnapshot>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
+    }
 }

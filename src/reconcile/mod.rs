@@ -8,8 +8,14 @@ mod plan;
 mod stamps;
 
 pub use apply::{HubImage, ImportError, ImportLine, Record};
-pub use fleet::{DeviceOutcome, HubSnapshots, Outcome, merge_fleet};
-pub use merge::{BASE, Base, DeviceMerge, HubDevice, base_replica, merge_device};
+pub(crate) use fleet::classify;
+pub use fleet::{
+    DeviceOutcome, HubSnapshots, Outcome, ResolvedOutcome, merge_fleet, resolve_fleet,
+};
+pub use merge::{
+    BASE, Base, DeviceMerge, HubDevice, Resolved, base_replica, merge_device, resolve_device,
+};
+pub(crate) use plan::write_import;
 pub use plan::{
     Action, PlanOp, device_plan, identity_differs, import_lines, twin_differs, write_import_line,
 };

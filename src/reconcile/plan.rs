@@ -174,20 +174,7 @@ pub fn import_lines(ops: &[PlanOp<'_>], hub: &HubImage) -> Vec<ImportLine> {
 ///
 /// Any error of `w`.
 pub fn write_import_line<W: std::io::Write>(w: &mut W, line: &ImportLine) -> std::io::Result<()> {
-    let twin_only;
-    let entity =
-        if line.mode == ImportMode::UpdateTwinIfMatchETag || line.mode == ImportMode::UpdateTwin {
-            twin_only = Entity {
-                tags: line.entity.tags.clone(),
-                desired: line.entity.desired.clone(),
-                reported: line.entity.reported.clone(),
-                ..Entity::default()
-            };
-            &twin_only
-        } else {
-            &line.entity
-        };
-    crate::format::write_export_line(
+    write_import(
         w,
         &crate::format::ExportLineRef {
             id: &line.id,
@@ -195,7 +182,28 @@ pub fn write_import_line<W: std::io::Write>(w: &mut W, line: &ImportLine) -> std
             etag: line.etag.as_deref(),
             twin_etag: line.twin_etag.as_deref(),
             import_mode: Some(line.mode),
-            entity,
+            entity: &line.entity,
         },
     )
+}
+
+/// Writes a borrowed import line: a twin update carries the twin alone.
+pub(crate) fn write_import<W: std::io::Write>(
+    w: &mut W,
+    line: &crate::format::ExportLineRef<'_>,
+) -> std::io::Result<()> {
+    let twin_only;
+    let entity = match line.import_mode {
+        Some(ImportMode::UpdateTwinIfMatchETag | ImportMode::UpdateTwin) => {
+            twin_only = Entity {
+                tags: line.entity.tags.clone(),
+                desired: line.entity.desired.clone(),
+                reported: line.entity.reported.clone(),
+                ..Entity::default()
+            };
+            &twin_only
+        }
+        _ => line.entity,
+    };
+    crate::format::write_export_line(w, &crate::format::ExportLineRef { entity, ..*line })
 }

@@ -1,0 +1,373 @@
+//! The merge proper: the inputs' devices joined by id, merged in batches,
+//! and written in id order.
+//!
+//! With one job everything runs on the calling thread. With `jobs` > 1,
+//! each input is read (and its lines parsed) on a thread of its own, and
+//! `jobs` workers merge and render batches of devices while the calling
+//! thread joins the inputs by id and writes the batches back in order.
+//! Output is the same bytes whatever `jobs` is: batches are cut the same
+//! way and written in the order they were cut. Memory is bounded by the
+//! channels and batches in flight, a few thousand devices, whatever the
+//! fleet's size.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, RecvError, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use super::JobError;
+use super::outputs::{Outputs, Rendered, render_device};
+use super::source::{DeviceInput, RawDevice, Source, SourceError};
+use crate::clock::{ReplicaId, Stamp};
+use crate::doc::Policies;
+use crate::format::Format;
+use crate::reconcile::{Base, HubDevice, classify, resolve_device};
+
+/// Devices merged and rendered together.
+const BATCH: usize = 256;
+/// Devices an input's reader sends at once: one wake-up of the merge per
+/// chunk rather than per device.
+const READ_CHUNK: usize = 128;
+/// Chunks an input's reader may run ahead of the merge.
+const READ_AHEAD: usize = 4;
+
+/// What a reader sends: devices in id order, the last one possibly an
+/// error that ends the input.
+type Chunk = Vec<Result<RawDevice, SourceError>>;
+
+/// What every device's merge needs.
+pub(super) struct Context<'a> {
+    /// Each input's file name and format, in merge order (base first).
+    pub inputs: Vec<(String, Format)>,
+    /// The hubs, sorted by name: the order of the inputs after the base.
+    pub hubs: Vec<ReplicaId>,
+    /// Each hub's stamp, in the same order.
+    pub stamps: Vec<Stamp>,
+    /// Whether the first input is a common base.
+    pub has_base: bool,
+    /// The policies.
+    pub policies: &'a Policies,
+    /// Whether stamps are real times (conflicts then show them).
+    pub real_time: bool,
+}
+
+/// Why the merge stopped.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// Input `n` (base first) stopped.
+    Source(usize, SourceError),
+    /// Writing failed.
+    Output(JobError),
+    /// A worker panicked: resumed on the calling thread once every thread
+    /// is stopped, rather than leaving the others waiting for its batch.
+    Panicked(Panic),
+}
+
+/// A panic's payload.
+pub(super) struct Panic(Box<dyn std::any::Any + Send>);
+
+impl Panic {
+    /// Goes on panicking.
+    pub(super) fn resume(self) -> ! {
+        std::panic::resume_unwind(self.0)
+    }
+}
+
+impl std::fmt::Debug for Panic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Panic")
+    }
+}
+
+/// One device id's lines, one slot per input.
+type Group = Vec<Option<RawDevice>>;
+
+/// Joins the inputs by id: each call takes the devices of the smallest id
+/// any input is at.
+struct Join<P> {
+    heads: Vec<Option<RawDevice>>,
+    pull: P,
+}
+
+impl<P: FnMut(usize) -> Option<Result<RawDevice, SourceError>>> Join<P> {
+    fn new(inputs: usize, mut pull: P) -> Result<Self, Stop> {
+        let mut heads = Vec::with_capacity(inputs);
+        for n in 0..inputs {
+            heads.push(pull(n).transpose().map_err(|e| Stop::Source(n, e))?);
+        }
+        Ok(Self { heads, pull })
+    }
+
+    fn next_group(&mut self) -> Result<Option<Group>, Stop> {
+        let Some(id) = self
+            .heads
+            .iter()
+            .flatten()
+            .map(RawDevice::id)
+            .min()
+            .map(str::to_owned)
+        else {
+            return Ok(None);
+        };
+        let mut group = Vec::with_capacity(self.heads.len());
+        for (n, head) in self.heads.iter_mut().enumerate() {
+            if head.as_ref().is_some_and(|d| d.id() == id) {
+                group.push(head.take());
+                *head = (self.pull)(n).transpose().map_err(|e| Stop::Source(n, e))?;
+            } else {
+                group.push(None);
+            }
+        }
+        Ok(Some(group))
+    }
+
+    fn next_batch(&mut self) -> Result<Vec<Group>, Stop> {
+        let mut batch = Vec::with_capacity(BATCH);
+        while batch.len() < BATCH {
+            match self.next_group()? {
+                Some(group) => batch.push(group),
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+}
+
+/// Parses a device's lines in each input, once for lines that are byte
+/// for byte an earlier input's: those share the earlier input's device,
+/// which the merge then knows to be the same without comparing.
+fn parse_group(group: &Group, ctx: &Context<'_>) -> Result<Vec<Option<DeviceInput>>, Stop> {
+    let mut parsed: Vec<Option<DeviceInput>> = Vec::with_capacity(group.len());
+    for (n, raw) in group.iter().enumerate() {
+        let Some(raw) = raw else {
+            parsed.push(None);
+            continue;
+        };
+        let earlier = group
+            .iter()
+            .take(n)
+            .position(|other| other.as_ref().is_some_and(|o| o.same_lines(raw)));
+        if earlier.is_some() {
+            parsed.push(None);
+            continue;
+        }
+        let (file, format) = ctx
+            .inputs
+            .get(n)
+            .map_or(("", Format::Export), |(f, format)| (f.as_str(), *format));
+        let device = raw
+            .parse(file, format)
+            .map_err(|e| Stop::Source(n, SourceError::from(e)))?;
+        parsed.push(Some(device));
+    }
+    Ok(parsed)
+}
+
+/// Merges and renders a batch of devices.
+fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> {
+    let mut out = Rendered::new(ctx.hubs.len());
+    for group in batch {
+        let parsed = parse_group(&group, ctx)?;
+        // Each input's device: its own, or the earlier input's it equals.
+        let inputs: Vec<Option<&DeviceInput>> = group
+            .iter()
+            .enumerate()
+            .map(|(n, raw)| {
+                let raw = raw.as_ref()?;
+                let owner = group
+                    .iter()
+                    .take(n)
+                    .position(|o| o.as_ref().is_some_and(|o| o.same_lines(raw)))
+                    .unwrap_or(n);
+                parsed.get(owner)?.as_ref()
+            })
+            .collect();
+        let (base_input, hubs) = match inputs.split_first() {
+            Some((base, hubs)) if ctx.has_base => (*base, hubs),
+            _ => (None, inputs.as_slice()),
+        };
+        let base = match (base_input, ctx.has_base) {
+            (_, false) => Base::Unknown,
+            (Some(d), true) => Base::Present(&d.snapshot),
+            (None, true) => Base::Absent,
+        };
+        let views: Vec<HubDevice<'_>> = hubs
+            .iter()
+            .zip(ctx.hubs.iter().zip(&ctx.stamps))
+            .map(|(input, (hub, stamp))| HubDevice {
+                hub,
+                device: input.map(|d| &d.snapshot),
+                times: input.and_then(|d| d.times.as_ref()),
+                stamp,
+            })
+            .collect();
+        let resolved = resolve_device(base, &views, ctx.policies);
+        let outcome = classify(base, &resolved);
+        render_device(&mut out, hubs, &resolved, outcome, ctx.real_time);
+    }
+    Ok(out)
+}
+
+/// Merges the inputs (base first when there is one, then the hubs sorted by
+/// name) into `outputs`. Returns each input's count of skipped lines.
+pub(super) fn run(
+    sources: Vec<Source>,
+    ctx: &Context<'_>,
+    jobs: usize,
+    outputs: &mut Outputs,
+) -> Result<Vec<u64>, Stop> {
+    if jobs <= 1 {
+        let mut sources = sources;
+        let count = sources.len();
+        let mut join = Join::new(count, |n| sources.get_mut(n).and_then(Source::next))?;
+        loop {
+            let batch = join.next_batch()?;
+            if batch.is_empty() {
+                break;
+            }
+            outputs
+                .append(render_batch(batch, ctx)?)
+                .map_err(Stop::Output)?;
+        }
+        drop(join);
+        return Ok(sources.iter().map(Source::skipped).collect());
+    }
+    match run_parallel(sources, ctx, jobs, outputs) {
+        Err(Stop::Panicked(panic)) => panic.resume(),
+        result => result,
+    }
+}
+
+type Work = Mutex<Receiver<(u64, Vec<Group>)>>;
+
+fn run_parallel(
+    sources: Vec<Source>,
+    ctx: &Context<'_>,
+    jobs: usize,
+    outputs: &mut Outputs,
+) -> Result<Vec<u64>, Stop> {
+    let (work_tx, work_rx) = sync_channel::<(u64, Vec<Group>)>(jobs);
+    let work: Arc<Work> = Arc::new(Mutex::new(work_rx));
+    std::thread::scope(|scope| {
+        let mut readers = Vec::new();
+        let mut inputs = Vec::new();
+        for mut source in sources {
+            let (tx, rx) = sync_channel(READ_AHEAD);
+            readers.push(scope.spawn(move || {
+                read_into(&mut source, &tx);
+                source.skipped()
+            }));
+            inputs.push(rx);
+        }
+        let (done_tx, done_rx) = channel::<(u64, Result<Rendered, Stop>)>();
+        for _ in 0..jobs {
+            let work = Arc::clone(&work);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                while let Some((seq, batch)) = next_work(&work) {
+                    let render = AssertUnwindSafe(|| render_batch(batch, ctx));
+                    let rendered = std::panic::catch_unwind(render)
+                        .unwrap_or_else(|panic| Err(Stop::Panicked(Panic(panic))));
+                    if done_tx.send((seq, rendered)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let merged = join_and_write(&inputs, work_tx, &done_rx, jobs, outputs);
+        // Unblock and end every thread: readers on a full channel, workers
+        // waiting for work.
+        drop(inputs);
+        drop(done_rx);
+        let skipped = readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
+        merged.map(|()| skipped)
+    })
+}
+
+fn read_into(source: &mut Source, tx: &SyncSender<Chunk>) {
+    let mut chunk = Vec::with_capacity(READ_CHUNK);
+    while let Some(item) = source.next() {
+        let failed = item.is_err();
+        chunk.push(item);
+        if failed || chunk.len() == READ_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(READ_CHUNK));
+            if tx.send(full).is_err() || failed {
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(chunk);
+    }
+}
+
+fn next_work(work: &Work) -> Option<(u64, Vec<Group>)> {
+    work.lock().ok()?.recv().ok()
+}
+
+/// The calling thread's part: joins the inputs into batches, hands them to
+/// the workers, and writes what they rendered in order.
+fn join_and_write(
+    inputs: &[Receiver<Chunk>],
+    work_tx: SyncSender<(u64, Vec<Group>)>,
+    done_rx: &Receiver<(u64, Result<Rendered, Stop>)>,
+    jobs: usize,
+    outputs: &mut Outputs,
+) -> Result<(), Stop> {
+    let in_flight_max = 2 * jobs as u64 + 1;
+    let mut pending: Vec<std::vec::IntoIter<Result<RawDevice, SourceError>>> =
+        inputs.iter().map(|_| Vec::new().into_iter()).collect();
+    let mut join = Join::new(inputs.len(), |n| {
+        let buffered = pending.get_mut(n)?;
+        if let Some(item) = buffered.next() {
+            return Some(item);
+        }
+        *buffered = inputs.get(n)?.recv().ok()?.into_iter();
+        buffered.next()
+    })?;
+    let mut ready: BTreeMap<u64, Result<Rendered, Stop>> = BTreeMap::new();
+    let (mut sent, mut written) = (0u64, 0u64);
+    let mut write_ready = |ready: &mut BTreeMap<u64, Result<Rendered, Stop>>, written: &mut u64| {
+        while let Some(rendered) = ready.remove(written) {
+            outputs.append(rendered?).map_err(Stop::Output)?;
+            *written += 1;
+        }
+        Ok::<(), Stop>(())
+    };
+    let lost = |_: RecvError| {
+        Stop::Output(JobError::Io {
+            path: "a merge worker".into(),
+            source: std::io::Error::other("a merge worker stopped"),
+        })
+    };
+    loop {
+        let batch = join.next_batch()?;
+        if batch.is_empty() {
+            break;
+        }
+        while sent - written >= in_flight_max {
+            let (seq, rendered) = done_rx.recv().map_err(lost)?;
+            ready.insert(seq, rendered);
+            write_ready(&mut ready, &mut written)?;
+        }
+        if work_tx.send((sent, batch)).is_err() {
+            return Err(lost(RecvError));
+        }
+        sent += 1;
+        while let Ok((seq, rendered)) = done_rx.try_recv() {
+            ready.insert(seq, rendered);
+        }
+        write_ready(&mut ready, &mut written)?;
+    }
+    drop(work_tx);
+    while written < sent {
+        let (seq, rendered) = done_rx.recv().map_err(lost)?;
+        ready.insert(seq, rendered);
+        write_ready(&mut ready, &mut written)?;
+    }
+    Ok(())
+}
