@@ -9,7 +9,7 @@ use super::conflict::{ConflictSink, Rule, Side};
 use super::policy::{DeletePolicy, Policies, StatusPolicy};
 use super::twin::{self, Section, Stamps, TwinTree};
 use super::write::{Write, stamp_at};
-use super::{Authentication, Entity, EntityTimes, StatusValue};
+use super::{Authentication, CompactJson, Entity, EntityTimes, StatusValue};
 use crate::clock::{Dot, Stamp, VersionVector};
 use crate::kernel::{CausalContext, DotStore, Entry, MvReg, OrMap, Rank};
 
@@ -22,8 +22,9 @@ pub enum Life {
     /// Deleted by a replica that had seen the writes in `seen`; writes
     /// outside it were concurrent with the delete.
     Deleted {
-        /// What the deleting replica had seen.
-        seen: VersionVector,
+        /// What the deleting replica had seen, boxed: every incarnation
+        /// holds a life register, and few are deleted.
+        seen: Box<VersionVector>,
     },
 }
 
@@ -51,7 +52,7 @@ pub enum IdField {
     /// `parentScopes`.
     ParentScopes,
     /// Any other identity field, by name.
-    Extra(String),
+    Extra(Box<str>),
 }
 
 impl IdField {
@@ -74,7 +75,7 @@ impl IdField {
             "capabilities" => IdField::Capabilities,
             "deviceScope" => IdField::DeviceScope,
             "parentScopes" => IdField::ParentScopes,
-            other => IdField::Extra(other.to_owned()),
+            other => IdField::Extra(other.into()),
         }
     }
 }
@@ -104,10 +105,11 @@ impl<'de> Deserialize<'de> for IdField {
 pub enum IdValue {
     /// `status` and `statusReason`.
     Status(Option<StatusValue>),
-    /// `authentication`.
-    Auth(Option<Authentication>),
+    /// `authentication`, boxed: most values of the register's type are
+    /// small, and a value costs the size of the largest.
+    Auth(Option<Box<Authentication>>),
     /// Any other field, verbatim.
-    Json(Value),
+    Json(CompactJson),
 }
 
 impl IdValue {
@@ -129,7 +131,7 @@ impl IdValue {
             IdValue::Status(s) => serde_json::to_value(s).unwrap_or(Value::Null),
             IdValue::Auth(Some(a)) => a.redacted(),
             IdValue::Auth(None) => Value::Null,
-            IdValue::Json(v) => v.clone(),
+            IdValue::Json(v) => v.to_value(),
         }
     }
 }
@@ -233,22 +235,22 @@ impl EntityDoc {
             .entries()
             .iter()
             .filter(|e| e.value.is_alive())
-            .map(|e| &e.stamp)
+            .map(Entry::stamp)
             .max()
             .or_else(|| self.life.max_stamp())
     }
 
     /// Marks the incarnation created (alive) by the operation `w`.
     pub(crate) fn create(&mut self, w: &mut Write<'_>, stamp: &Stamp) {
-        self.life.set(w.dot(), stamp.clone(), Life::Alive);
+        self.life.set_tagged(w.tag(stamp), Life::Alive);
     }
 
     /// Deletes the incarnation; the writes it holds stay as the tombstone's
     /// content, so concurrent updates can be logged (or win, by policy).
     pub(crate) fn mark_deleted(&mut self, w: &mut Write<'_>, stamp: &Stamp) {
-        let dot = w.dot();
-        let seen = w.seen().version_vector().clone();
-        self.life.set(dot, stamp.clone(), Life::Deleted { seen });
+        let tag = w.tag(stamp);
+        let seen = Box::new(w.seen().version_vector().clone());
+        self.life.set_tagged(tag, Life::Deleted { seen });
     }
 
     /// Makes the incarnation equal to `target`, writing only what differs.
@@ -259,7 +261,7 @@ impl EntityDoc {
         stamps: EntityStamps<'_>,
     ) {
         if self.life.entries().iter().any(|e| !e.value.is_alive()) || self.life.is_empty() {
-            self.life.set(w.dot(), stamps.fixed.clone(), Life::Alive);
+            self.life.set_tagged(w.tag(stamps.fixed), Life::Alive);
         }
         let wanted = identity_of(target);
         let present: Vec<IdField> = self.identity.keys().cloned().collect();
@@ -303,7 +305,7 @@ impl EntityDoc {
                 IdField::Status => stamps.status(),
                 _ => stamps.fixed.clone(),
             };
-            reg.set(w.dot(), stamp, value);
+            reg.set_tagged(w.tag(&stamp), value);
         }
         self.identity.prune();
     }
@@ -364,9 +366,9 @@ impl EntityDoc {
             Life::Deleted { seen } => Some((
                 seen,
                 Side {
-                    hub: read.winner.stamp.replica().clone(),
+                    hub: read.winner.stamp().replica().clone(),
                     value: Value::Null,
-                    stamp: read.winner.stamp.clone(),
+                    stamp: read.winner.stamp().clone(),
                 },
             )),
             Life::Alive => None,
@@ -380,7 +382,7 @@ impl EntityDoc {
         let mut out = Vec::new();
         for (field, reg) in self.identity.iter() {
             for entry in reg.entries() {
-                if !seen.contains(&entry.dot) && !entry.value.is_absent() {
+                if !seen.contains(entry.dot()) && !entry.value.is_absent() {
                     out.push((field.name().to_owned(), id_side(entry)));
                 }
             }
@@ -391,13 +393,13 @@ impl EntityDoc {
             ("properties.reported", &self.reported),
         ] {
             twin::for_each_entry(tree, name, &mut |path, entry| {
-                if !seen.contains(&entry.dot) && !entry.value.is_null() {
+                if !seen.contains(entry.dot()) && !entry.value.is_null() {
                     out.push((
                         path.to_owned(),
                         Side {
-                            hub: entry.stamp.replica().clone(),
-                            value: entry.value.clone(),
-                            stamp: entry.stamp.clone(),
+                            hub: entry.stamp().replica().clone(),
+                            value: entry.value.to_value(),
+                            stamp: entry.stamp().clone(),
                         },
                     ));
                 }
@@ -417,9 +419,9 @@ fn default_rank(field: &IdField) -> Rank<IdValue> {
 
 fn id_side(entry: &Entry<IdValue>) -> Side {
     Side {
-        hub: entry.stamp.replica().clone(),
+        hub: entry.stamp().replica().clone(),
         value: entry.value.shown(),
-        stamp: entry.stamp.clone(),
+        stamp: entry.stamp().clone(),
     }
 }
 
@@ -427,7 +429,7 @@ fn absent_value(field: &IdField) -> IdValue {
     match field {
         IdField::Status => IdValue::Status(None),
         IdField::Authentication => IdValue::Auth(None),
-        _ => IdValue::Json(Value::Null),
+        _ => IdValue::Json(CompactJson::NULL),
     }
 }
 
@@ -440,7 +442,7 @@ fn identity_of(entity: &Entity) -> Vec<(IdField, IdValue)> {
     if entity.authentication.is_some() {
         fields.push((
             IdField::Authentication,
-            IdValue::Auth(entity.authentication.clone()),
+            IdValue::Auth(entity.authentication.clone().map(Box::new)),
         ));
     }
     let json_fields = [
@@ -453,12 +455,15 @@ fn identity_of(entity: &Entity) -> Vec<(IdField, IdValue)> {
     ];
     for (field, value) in json_fields {
         if let Some(value) = value.filter(|v| !v.is_null()) {
-            fields.push((field, IdValue::Json(value)));
+            fields.push((field, IdValue::Json(CompactJson::from(&value))));
         }
     }
     for (name, value) in &entity.extra {
         if !value.is_null() {
-            fields.push((IdField::from_name(name), IdValue::Json(value.clone())));
+            fields.push((
+                IdField::from_name(name),
+                IdValue::Json(CompactJson::from(value)),
+            ));
         }
     }
     fields
@@ -467,15 +472,17 @@ fn identity_of(entity: &Entity) -> Vec<(IdField, IdValue)> {
 fn put_field(entity: &mut Entity, field: &IdField, value: &IdValue) {
     match (field, value) {
         (IdField::Status, IdValue::Status(s)) => entity.status = s.clone(),
-        (IdField::Authentication, IdValue::Auth(a)) => entity.authentication = a.clone(),
-        (_, IdValue::Json(Value::Null)) => {}
-        (IdField::Capabilities, IdValue::Json(v)) => entity.capabilities = Some(v.clone()),
-        (IdField::DeviceScope, IdValue::Json(Value::String(s))) => {
-            entity.device_scope = Some(s.clone());
+        (IdField::Authentication, IdValue::Auth(a)) => {
+            entity.authentication = a.as_deref().cloned();
         }
-        (IdField::ParentScopes, IdValue::Json(v)) => entity.parent_scopes = Some(v.clone()),
+        (_, IdValue::Json(v)) if v.is_null() => {}
+        (IdField::Capabilities, IdValue::Json(v)) => entity.capabilities = Some(v.to_value()),
+        (IdField::DeviceScope, IdValue::Json(v)) if v.as_str().is_some() => {
+            entity.device_scope = v.as_str().map(str::to_owned);
+        }
+        (IdField::ParentScopes, IdValue::Json(v)) => entity.parent_scopes = Some(v.to_value()),
         (IdField::Extra(name), IdValue::Json(v)) => {
-            entity.extra.insert(name.clone(), v.clone());
+            entity.extra.insert(name.to_string(), v.to_value());
         }
         // A value of the wrong kind for its field cannot be produced by the
         // writers; a hand-edited state file gets it ignored, not a panic.

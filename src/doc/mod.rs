@@ -6,10 +6,12 @@
 //! modules in `device`; twin leaves and `null` in `twin`; the choices a
 //! caller can change in [`Policies`].
 
+mod compact;
 mod conflict;
 mod device;
 mod entity;
 mod hub;
+mod key;
 mod policy;
 mod secret;
 mod snapshot;
@@ -17,10 +19,12 @@ mod twin;
 mod values;
 mod write;
 
+pub use compact::CompactJson;
 pub use conflict::{Conflict, Rule, Side};
 pub use device::{DeviceDoc, Lineage};
 pub use entity::{EntityDoc, IdField, IdValue, Life};
 pub use hub::{HubDelta, HubState, TwinPatch};
+pub use key::Key;
 pub use policy::{DeletePolicy, Policies, StatusPolicy};
 pub use secret::Secret;
 pub use snapshot::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, MetaTree};

@@ -7,11 +7,13 @@
 //! removes, so a removal is a write that is ranked by stamp like any other
 //! and a concurrent edit of a sibling key is untouched.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::conflict::{ConflictSink, Rule, Side};
 use super::write::Write;
+use super::{CompactJson, Key};
 use super::{JsonMap, MetaTree};
 use crate::clock::{Dot, Stamp};
 use crate::kernel::{CausalContext, DotStore, MvReg, OrMap, Rank};
@@ -40,40 +42,196 @@ impl Section {
 }
 
 /// A twin section: property name to node.
-pub type TwinTree = OrMap<String, TwinNode>;
+pub type TwinTree = OrMap<Key, TwinNode>;
 
-/// One property of a twin section.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TwinNode {
-    /// What was written at this node; `null` is a removal.
-    #[serde(rename = "v", default, skip_serializing_if = "MvReg::is_empty")]
-    value: MvReg<Value>,
-    /// The node's children, when it is an object.
-    #[serde(rename = "c", default, skip_serializing_if = "OrMap::is_empty")]
+/// The tree every leaf reads as its children.
+static NO_CHILDREN: TwinTree = OrMap::new();
+
+/// The register every object node without a value of its own reads as.
+static NO_VALUE: MvReg<CompactJson> = MvReg::new();
+
+/// One property of a twin section: a register for the value written at
+/// the node and, when it is an object, its children.
+///
+/// Almost every node of a twin is a leaf, so a leaf is held as its register
+/// alone (24 bytes), an object node as a box of its children, and only a
+/// node with both pays for both. The forms are one value: a node takes the
+/// smallest form that holds what it has, and equality and serialization
+/// see only the register and the children.
+#[derive(Clone, Debug)]
+pub struct TwinNode(Node);
+
+#[derive(Clone, Debug)]
+enum Node {
+    /// A value and no children.
+    Leaf(MvReg<CompactJson>),
+    /// Children and no value.
+    Object(Box<TwinTree>),
+    /// Both.
+    Branch(Box<Branch>),
+}
+
+#[derive(Clone, Debug)]
+struct Branch {
+    value: MvReg<CompactJson>,
     children: TwinTree,
+}
+
+impl Default for TwinNode {
+    fn default() -> Self {
+        Self(Node::Leaf(MvReg::new()))
+    }
+}
+
+impl PartialEq for TwinNode {
+    fn eq(&self, other: &Self) -> bool {
+        self.value() == other.value() && self.children() == other.children()
+    }
+}
+
+impl Serialize for TwinNode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (value, children) = (self.value(), self.children());
+        let len = usize::from(!value.is_empty()) + usize::from(!children.is_empty());
+        let mut st = s.serialize_struct("TwinNode", len)?;
+        if !value.is_empty() {
+            st.serialize_field("v", value)?;
+        }
+        if !children.is_empty() {
+            st.serialize_field("c", children)?;
+        }
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TwinNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(rename = "v", default)]
+            value: MvReg<CompactJson>,
+            #[serde(rename = "c", default)]
+            children: TwinTree,
+        }
+        let raw = Raw::deserialize(d)?;
+        let mut node = Self(Node::Branch(Box::new(Branch {
+            value: raw.value,
+            children: raw.children,
+        })));
+        node.settle();
+        Ok(node)
+    }
+}
+
+impl TwinNode {
+    /// What was written at this node; `null` is a removal.
+    fn value(&self) -> &MvReg<CompactJson> {
+        match &self.0 {
+            Node::Leaf(value) => value,
+            Node::Object(_) => &NO_VALUE,
+            Node::Branch(branch) => &branch.value,
+        }
+    }
+
+    /// The register, to write to. Call [`TwinNode::settle`] when done.
+    fn value_mut(&mut self) -> &mut MvReg<CompactJson> {
+        if let Node::Object(children) = &mut self.0 {
+            let children = std::mem::take(&mut **children);
+            self.0 = Node::Branch(Box::new(Branch {
+                value: MvReg::new(),
+                children,
+            }));
+        }
+        match &mut self.0 {
+            Node::Leaf(value) => value,
+            Node::Branch(branch) => &mut branch.value,
+            Node::Object(_) => unreachable!("made a branch above"),
+        }
+    }
+
+    /// The node's children (none for a leaf).
+    fn children(&self) -> &TwinTree {
+        match &self.0 {
+            Node::Leaf(_) => &NO_CHILDREN,
+            Node::Object(children) => children,
+            Node::Branch(branch) => &branch.children,
+        }
+    }
+
+    /// The children, to add to. Call [`TwinNode::settle`] when done.
+    fn children_mut(&mut self) -> &mut TwinTree {
+        if let Node::Leaf(value) = &mut self.0 {
+            self.0 = if value.is_empty() {
+                Node::Object(Box::default())
+            } else {
+                Node::Branch(Box::new(Branch {
+                    value: std::mem::take(value),
+                    children: TwinTree::new(),
+                }))
+            };
+        }
+        match &mut self.0 {
+            Node::Object(children) => children,
+            Node::Branch(branch) => &mut branch.children,
+            Node::Leaf(_) => unreachable!("made an object above"),
+        }
+    }
+
+    /// The children when there are any, to change in place.
+    fn existing_children_mut(&mut self) -> Option<&mut TwinTree> {
+        match &mut self.0 {
+            Node::Leaf(_) => None,
+            Node::Object(children) => Some(children),
+            Node::Branch(branch) => Some(&mut branch.children),
+        }
+    }
+
+    /// Takes the smallest form that holds what the node has.
+    fn settle(&mut self) {
+        let next = match &mut self.0 {
+            Node::Leaf(_) => return,
+            Node::Object(children) if children.is_empty() => Node::Leaf(MvReg::new()),
+            Node::Object(_) => return,
+            Node::Branch(branch) if branch.children.is_empty() => {
+                Node::Leaf(std::mem::take(&mut branch.value))
+            }
+            Node::Branch(branch) if branch.value.is_empty() => {
+                Node::Object(Box::new(std::mem::take(&mut branch.children)))
+            }
+            Node::Branch(_) => return,
+        };
+        self.0 = next;
+    }
 }
 
 impl DotStore for TwinNode {
     fn is_bottom(&self) -> bool {
-        self.value.is_empty() && self.children.is_empty()
+        self.value().is_empty() && self.children().is_empty()
     }
 
     fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext) {
-        self.value.join(ctx, &other.value, other_ctx);
-        self.children.join(ctx, &other.children, other_ctx);
+        if !(self.value().is_empty() && other.value().is_empty()) {
+            self.value_mut().join(ctx, other.value(), other_ctx);
+        }
+        if !other.children().is_empty() {
+            self.children_mut().join(ctx, other.children(), other_ctx);
+        } else if let Some(children) = self.existing_children_mut() {
+            children.join(ctx, &NO_CHILDREN, other_ctx);
+        }
+        self.settle();
     }
 
     fn for_each_dot(&self, f: &mut dyn FnMut(&Dot)) {
-        self.value.for_each_dot(f);
-        self.children.for_each_dot(f);
+        self.value().for_each_dot(f);
+        self.children().for_each_dot(f);
     }
 }
 
-fn is_live(value: &Value) -> bool {
+fn is_live(value: &CompactJson) -> bool {
     !value.is_null()
 }
 
-fn has_live_entry(reg: &MvReg<Value>) -> bool {
+fn has_live_entry(reg: &MvReg<CompactJson>) -> bool {
     reg.entries().iter().any(|e| is_live(&e.value))
 }
 
@@ -86,19 +244,23 @@ fn remove_all(tree: &mut TwinTree, w: &mut Write<'_>, stamp: &Stamp) {
 
 impl TwinNode {
     fn remove(&mut self, w: &mut Write<'_>, stamp: &Stamp) {
-        if has_live_entry(&self.value) {
-            self.value.set(w.dot(), stamp.clone(), Value::Null);
+        if has_live_entry(self.value()) {
+            self.value_mut().set_tagged(w.tag(stamp), CompactJson::NULL);
         }
-        remove_all(&mut self.children, w, stamp);
+        if let Some(children) = self.existing_children_mut() {
+            remove_all(children, w, stamp);
+        }
     }
 
     /// The winning value at this node (`None` for none or removed).
-    fn current(&self) -> Option<&Value> {
-        self.value.value(&Rank::HighestStamp).filter(|v| is_live(v))
+    fn current(&self) -> Option<&CompactJson> {
+        self.value()
+            .value(&Rank::HighestStamp)
+            .filter(|v| is_live(v))
     }
 
     fn has_live_children(&self) -> bool {
-        self.children.iter().any(|(_, c)| c.is_live())
+        self.children().iter().any(|(_, c)| c.is_live())
     }
 
     fn is_live(&self) -> bool {
@@ -137,19 +299,19 @@ pub(crate) fn set_exact(
     stamps: Stamps<'_>,
     path: &mut Vec<String>,
 ) {
-    let gone: Vec<String> = tree
+    let gone: Vec<Key> = tree
         .keys()
-        .filter(|k| !target.contains_key(*k))
+        .filter(|k| !target.contains_key(k.as_str()))
         .cloned()
         .collect();
     for key in gone {
-        path.push(key.clone());
+        path.push(key.to_string());
         set_node(tree.entry_mut(key), &Value::Null, w, stamps, path);
         path.pop();
     }
     for (key, value) in target {
         path.push(key.clone());
-        let node = tree.entry_mut(key.clone());
+        let node = tree.entry_mut_by(key.as_str(), Key::new);
         set_node(node, value, w, stamps, path);
         path.pop();
     }
@@ -176,19 +338,25 @@ fn set_node(
             node.remove(w, &stamp);
         }
         Value::Object(object) if !object.is_empty() => {
-            if has_live_entry(&node.value) {
+            if has_live_entry(node.value()) {
                 let stamp = stamps.at(&as_strs(path));
-                node.value.set(w.dot(), stamp, Value::Null);
+                node.value_mut()
+                    .set_tagged(w.tag(&stamp), CompactJson::NULL);
             }
-            set_exact(&mut node.children, object, w, stamps, path);
+            set_exact(node.children_mut(), object, w, stamps, path);
+            node.settle();
         }
         _ => {
-            let unchanged =
-                node.value.len() == 1 && node.current() == Some(value) && !node.has_live_children();
+            let unchanged = node.value().len() == 1
+                && node.current().is_some_and(|c| c.eq_value(value))
+                && !node.has_live_children();
             if !unchanged {
                 let stamp = stamps.at(&as_strs(path));
-                node.value.set(w.dot(), stamp.clone(), value.clone());
-                remove_all(&mut node.children, w, &stamp);
+                node.value_mut()
+                    .set_tagged(w.tag(&stamp), CompactJson::from(value));
+                if let Some(children) = node.existing_children_mut() {
+                    remove_all(children, w, &stamp);
+                }
             }
         }
     }
@@ -205,12 +373,13 @@ pub(crate) fn patch(
 ) {
     for (key, value) in patch {
         path.push(key.clone());
-        let node = tree.entry_mut(key.clone());
+        let node = tree.entry_mut_by(key.as_str(), Key::new);
         match value {
             Value::Object(object) if !object.is_empty() => {
-                if has_live_entry(&node.value) {
+                if has_live_entry(node.value()) {
                     let stamp = stamps.at(&as_strs(path));
-                    node.value.set(w.dot(), stamp, Value::Null);
+                    node.value_mut()
+                        .set_tagged(w.tag(&stamp), CompactJson::NULL);
                 }
                 patch_children(node, object, w, stamps, path);
             }
@@ -228,11 +397,8 @@ fn patch_children(
     stamps: Stamps<'_>,
     path: &mut Vec<String>,
 ) {
-    patch(&mut node.children, object, w, stamps, path);
-}
-
-fn is_empty_object(value: &Value) -> bool {
-    matches!(value, Value::Object(o) if o.is_empty())
+    patch(node.children_mut(), object, w, stamps, path);
+    node.settle();
 }
 
 fn as_strs(path: &[String]) -> Vec<&str> {
@@ -245,7 +411,7 @@ pub(crate) fn resolve(tree: &TwinTree, path: &str, sink: &mut ConflictSink<'_>) 
     for (key, node) in tree.iter() {
         let node_path = format!("{path}.{key}");
         if let Some((value, _)) = resolve_node(node, &node_path, Some(sink)) {
-            out.insert(key.clone(), value);
+            out.insert(key.to_string(), value);
         }
     }
     out
@@ -258,35 +424,35 @@ fn resolve_node(
     path: &str,
     mut sink: Option<&mut ConflictSink<'_>>,
 ) -> Option<(Value, Stamp)> {
-    let own = node.value.resolve(&Rank::HighestStamp);
+    let own = node.value().resolve(&Rank::HighestStamp);
     if let (Some(read), Some(sink)) = (&own, sink.as_deref_mut()) {
         sink.siblings(path, Rule::LatestWins, read.winner, &read.losers, side_of);
     }
     let own = own.map(|r| r.winner).filter(|e| is_live(&e.value));
     let mut children = JsonMap::new();
     let mut newest_child: Option<Stamp> = None;
-    for (key, child) in node.children.iter() {
+    for (key, child) in node.children().iter() {
         let child_path = match sink {
             Some(_) => format!("{path}.{key}"),
             None => String::new(),
         };
         if let Some((value, stamp)) = resolve_node(child, &child_path, sink.as_deref_mut()) {
-            children.insert(key.clone(), value);
+            children.insert(key.to_string(), value);
             newest_child = newest_child.max(Some(stamp));
         }
     }
     match (own, newest_child) {
         (None, None) => None,
-        (Some(entry), None) => Some((entry.value.clone(), entry.stamp.clone())),
-        (Some(entry), Some(child_stamp)) if is_empty_object(&entry.value) => {
-            let stamp = child_stamp.max(entry.stamp.clone());
+        (Some(entry), None) => Some((entry.value.to_value(), entry.stamp().clone())),
+        (Some(entry), Some(child_stamp)) if entry.value.is_empty_object() => {
+            let stamp = child_stamp.max(entry.stamp().clone());
             Some((Value::Object(children), stamp))
         }
         (Some(entry), Some(child_stamp)) => {
             // A scalar where the other side built an object: one value by
             // stamp, the losing shape logged.
             let object = Value::Object(children);
-            if entry.stamp > child_stamp {
+            if *entry.stamp() > child_stamp {
                 let loser = Side {
                     hub: child_stamp.replica().clone(),
                     value: object,
@@ -295,7 +461,7 @@ fn resolve_node(
                 if let Some(sink) = sink {
                     sink.record(path, Rule::Shape, side_of(entry), vec![loser]);
                 }
-                Some((entry.value.clone(), entry.stamp.clone()))
+                Some((entry.value.to_value(), entry.stamp().clone()))
             } else {
                 let winner = Side {
                     hub: child_stamp.replica().clone(),
@@ -312,11 +478,11 @@ fn resolve_node(
     }
 }
 
-fn side_of(entry: &crate::kernel::Entry<Value>) -> Side {
+fn side_of(entry: &crate::kernel::Entry<CompactJson>) -> Side {
     Side {
-        hub: entry.stamp.replica().clone(),
-        value: entry.value.clone(),
-        stamp: entry.stamp.clone(),
+        hub: entry.stamp().replica().clone(),
+        value: entry.value.to_value(),
+        stamp: entry.stamp().clone(),
     }
 }
 
@@ -324,13 +490,13 @@ fn side_of(entry: &crate::kernel::Entry<Value>) -> Side {
 pub(crate) fn for_each_entry(
     tree: &TwinTree,
     path: &str,
-    f: &mut dyn FnMut(&str, &crate::kernel::Entry<Value>),
+    f: &mut dyn FnMut(&str, &crate::kernel::Entry<CompactJson>),
 ) {
     for (key, node) in tree.iter() {
         let node_path = format!("{path}.{key}");
-        for entry in node.value.entries() {
+        for entry in node.value().entries() {
             f(&node_path, entry);
         }
-        for_each_entry(&node.children, &node_path, f);
+        for_each_entry(node.children(), &node_path, f);
     }
 }

@@ -1,7 +1,7 @@
 //! One local operation in progress: the replica, its stamp and its dot.
 
 use crate::clock::{Dot, ReplicaId, Stamp};
-use crate::kernel::CausalContext;
+use crate::kernel::{CausalContext, Tag};
 
 /// A local operation of one replica on one document.
 ///
@@ -12,6 +12,9 @@ pub(crate) struct Write<'a> {
     replica: &'a ReplicaId,
     ctx: &'a mut CausalContext,
     dot: Option<Dot>,
+    /// The tags handed out, newest last: the registers one operation
+    /// writes at one stamp share one tag.
+    tags: Vec<Tag>,
 }
 
 impl<'a> Write<'a> {
@@ -20,6 +23,7 @@ impl<'a> Write<'a> {
             replica,
             ctx,
             dot: None,
+            tags: Vec::new(),
         }
     }
 
@@ -32,6 +36,26 @@ impl<'a> Write<'a> {
         self.ctx.insert(dot.clone());
         self.dot = Some(dot.clone());
         dot
+    }
+
+    /// The operation's tag at `stamp`: its dot with that stamp, shared with
+    /// the other registers written at the same stamp.
+    pub(crate) fn tag(&mut self, stamp: &Stamp) -> Tag {
+        // Twin files give each leaf its own time, but most leaves share a
+        // few: looking back a little finds them without a map.
+        const LOOK_BACK: usize = 8;
+        if let Some(tag) = self
+            .tags
+            .iter()
+            .rev()
+            .take(LOOK_BACK)
+            .find(|t| t.stamp() == stamp)
+        {
+            return tag.clone();
+        }
+        let tag = Tag::new(self.dot(), stamp.clone());
+        self.tags.push(tag.clone());
+        tag
     }
 
     /// Whether the operation wrote anything.

@@ -12,7 +12,7 @@ mod mvreg;
 mod ormap;
 
 pub use context::CausalContext;
-pub use mvreg::{Entry, MvReg, Rank, Resolved};
+pub use mvreg::{Entry, MvReg, Rank, Resolved, Tag};
 pub use ormap::OrMap;
 
 use serde::{Deserialize, Serialize};

@@ -1,21 +1,135 @@
 //! The multi-value register: concurrent writes kept side by side.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Causal, CausalContext, DotStore};
 use crate::clock::{Dot, ReplicaId, Stamp};
 
-/// One write held by a register: its dot, its stamp and its value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry<V> {
+/// The identity and time of one write: its dot and its stamp.
+///
+/// One write usually sets many registers (every field and twin leaf an
+/// import changes) with one dot and one stamp: they share one `Tag`, a
+/// pointer to the pair, so each register entry pays 8 bytes for it instead
+/// of repeating a 56-byte dot and stamp. Compared by content, never by
+/// address.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tag(Arc<(Dot, Stamp)>);
+
+impl Tag {
+    /// The tag of the write `dot`, made at `stamp`.
+    pub fn new(dot: Dot, stamp: Stamp) -> Self {
+        Self(Arc::new((dot, stamp)))
+    }
+
     /// The write's identity.
-    pub dot: Dot,
+    pub fn dot(&self) -> &Dot {
+        &self.0.0
+    }
+
     /// When the write happened.
-    pub stamp: Stamp,
+    pub fn stamp(&self) -> &Stamp {
+        &self.0.1
+    }
+
+    /// A tag equal to `(dot, stamp)`, shared with the one this thread
+    /// deserialized last when they are equal: the entries of one write sit
+    /// side by side in a state file and come back sharing one tag.
+    fn shared(dot: Dot, stamp: Stamp) -> Self {
+        thread_local! {
+            static LAST: RefCell<Option<Tag>> = const { RefCell::new(None) };
+        }
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            match &*last {
+                Some(tag) if *tag.dot() == dot && *tag.stamp() == stamp => tag.clone(),
+                _ => {
+                    let tag = Tag::new(dot, stamp);
+                    *last = Some(tag.clone());
+                    tag
+                }
+            }
+        })
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}/{:?}", self.dot(), self.stamp())
+    }
+}
+
+/// One write held by a register: its [`Tag`] (dot and stamp) and its value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Entry<V> {
+    tag: Tag,
     /// What was written.
     pub value: V,
+}
+
+impl<V> Entry<V> {
+    /// The entry of the write `dot` at `stamp` of `value`.
+    pub fn new(dot: Dot, stamp: Stamp, value: V) -> Self {
+        Self::tagged(Tag::new(dot, stamp), value)
+    }
+
+    /// The entry of `value` written by the write `tag`.
+    pub fn tagged(tag: Tag, value: V) -> Self {
+        Self { tag, value }
+    }
+
+    /// The write's identity.
+    pub fn dot(&self) -> &Dot {
+        self.tag.dot()
+    }
+
+    /// When the write happened.
+    pub fn stamp(&self) -> &Stamp {
+        self.tag.stamp()
+    }
+
+    /// The write's dot and stamp.
+    pub fn tag(&self) -> &Tag {
+        &self.tag
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Entry<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("dot", self.dot())
+            .field("stamp", self.stamp())
+            .field("value", &self.value)
+            .finish()
+    }
+}
+
+impl<V: Serialize> Serialize for Entry<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Entry", 3)?;
+        st.serialize_field("dot", self.dot())?;
+        st.serialize_field("stamp", self.stamp())?;
+        st.serialize_field("value", &self.value)?;
+        st.end()
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entry<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw<V> {
+            dot: Dot,
+            stamp: Stamp,
+            value: V,
+        }
+        let raw = Raw::<V>::deserialize(d)?;
+        Ok(Self::tagged(Tag::shared(raw.dot, raw.stamp), raw.value))
+    }
 }
 
 /// A multi-value register over dots.
@@ -53,17 +167,40 @@ pub struct Entry<V> {
 /// assert_eq!(read.losers[0].value, "enabled");
 /// # Ok::<(), failback::clock::InvalidReplicaId>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Stored without a heap allocation while it holds one write, as almost
+/// every register does; siblings go to a vector.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MvReg<V> {
-    entries: Vec<Entry<V>>,
+    slots: Slots<V>,
+}
+
+/// A register's entries: none, one inline, or two or more in an exactly
+/// sized box, so equal registers have equal representations. The box,
+/// half a vector's size, lets the register take no more room than its one
+/// entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Slots<V> {
+    Empty,
+    One(Entry<V>),
+    Many(Box<[Entry<V>]>),
 }
 
 impl<V> Default for MvReg<V> {
     fn default() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+        Self::new()
+    }
+}
+
+impl<V: Serialize> Serialize for MvReg<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.entries())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for MvReg<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Entry<V>>::deserialize(d).map(Self::from_vec)
     }
 }
 
@@ -89,8 +226,8 @@ impl<V> Rank<V> {
             Rank::Prefer(pred) => pred(&a.value).cmp(&pred(&b.value)),
         };
         preferred
-            .then_with(|| a.stamp.cmp(&b.stamp))
-            .then_with(|| a.dot.cmp(&b.dot))
+            .then_with(|| a.stamp().cmp(b.stamp()))
+            .then_with(|| a.dot().cmp(b.dot()))
     }
 }
 
@@ -104,25 +241,48 @@ pub struct Resolved<'a, V> {
 }
 
 impl<V> MvReg<V> {
+    /// The empty register.
+    pub const fn new() -> Self {
+        Self {
+            slots: Slots::Empty,
+        }
+    }
+
+    fn from_vec(mut entries: Vec<Entry<V>>) -> Self {
+        let slots = match entries.pop() {
+            Some(only) if entries.is_empty() => Slots::One(only),
+            Some(last) => {
+                entries.push(last);
+                Slots::Many(entries.into_boxed_slice())
+            }
+            None => Slots::Empty,
+        };
+        Self { slots }
+    }
+
     /// The siblings, in dot order.
     pub fn entries(&self) -> &[Entry<V>] {
-        &self.entries
+        match &self.slots {
+            Slots::Empty => &[],
+            Slots::One(entry) => std::slice::from_ref(entry),
+            Slots::Many(entries) => entries,
+        }
     }
 
     /// The number of siblings.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 
     /// Whether the register holds no value.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries().is_empty()
     }
 
     /// The sibling that wins under `rank`, with the others, without
     /// changing the register. `None` when it is empty.
     pub fn resolve(&self, rank: &Rank<V>) -> Option<Resolved<'_, V>> {
-        let mut sorted: Vec<&Entry<V>> = self.entries.iter().collect();
+        let mut sorted: Vec<&Entry<V>> = self.entries().iter().collect();
         sorted.sort_by(|a, b| rank.compare(b, a));
         let mut iter = sorted.into_iter();
         let winner = iter.next()?;
@@ -134,7 +294,7 @@ impl<V> MvReg<V> {
 
     /// The winning value under `rank`.
     pub fn value(&self, rank: &Rank<V>) -> Option<&V> {
-        self.entries
+        self.entries()
             .iter()
             .max_by(|a, b| rank.compare(a, b))
             .map(|e| &e.value)
@@ -142,20 +302,25 @@ impl<V> MvReg<V> {
 
     /// The highest stamp among the siblings.
     pub fn max_stamp(&self) -> Option<&Stamp> {
-        self.entries.iter().map(|e| &e.stamp).max()
+        self.entries().iter().map(Entry::stamp).max()
     }
 
     /// Replaces every sibling by one write, in place. The caller records
     /// `dot` in the context that goes with this store.
     pub fn set(&mut self, dot: Dot, stamp: Stamp, value: V) {
-        // A fresh one-slot vector: a pushed-to vector would reserve four.
-        self.entries = vec![Entry { dot, stamp, value }];
+        self.set_tagged(Tag::new(dot, stamp), value);
+    }
+
+    /// Replaces every sibling by `value` written by `tag`, in place: the
+    /// writes of one operation share its tag.
+    pub fn set_tagged(&mut self, tag: Tag, value: V) {
+        self.slots = Slots::One(Entry::tagged(tag, value));
     }
 
     /// A register holding exactly one write.
     pub fn single(dot: Dot, stamp: Stamp, value: V) -> Self {
         Self {
-            entries: vec![Entry { dot, stamp, value }],
+            slots: Slots::One(Entry::new(dot, stamp, value)),
         }
     }
 
@@ -166,74 +331,100 @@ impl<V> MvReg<V> {
     ///
     /// As said.
     pub fn check_invariants(&self) {
-        for pair in self.entries.windows(2) {
-            assert!(pair[0].dot < pair[1].dot, "register entries out of order");
+        for pair in self.entries().windows(2) {
+            assert!(
+                pair[0].dot() < pair[1].dot(),
+                "register entries out of order"
+            );
         }
     }
 }
 
 impl<V: Clone> DotStore for MvReg<V> {
     fn is_bottom(&self) -> bool {
-        self.entries.is_empty()
+        self.is_empty()
     }
 
     fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext) {
+        let (mine, theirs) = (self.entries(), other.entries());
         // Fast path for the common case of an identical register.
-        if self.entries.len() == other.entries.len()
-            && self
-                .entries
+        if mine.len() == theirs.len()
+            && mine
                 .iter()
-                .zip(&other.entries)
-                .all(|(a, b)| a.dot == b.dot)
+                .zip(theirs)
+                .all(|(a, b)| Arc::ptr_eq(&a.tag.0, &b.tag.0) || a.dot() == b.dot())
         {
             return;
         }
-        let mut merged = Vec::with_capacity(self.entries.len().max(other.entries.len()));
-        let (mut mine, mut theirs) = (
-            std::mem::take(&mut self.entries).into_iter().peekable(),
-            other.entries.iter().peekable(),
-        );
+        // One write on each side, as most registers hold: no vector unless
+        // both survive.
+        if let (Slots::One(a), [b]) = (&self.slots, theirs) {
+            let keep_a = !other_ctx.contains(a.dot());
+            let keep_b = !ctx.contains(b.dot());
+            match (keep_a, keep_b) {
+                (true, false) => {}
+                (false, true) => self.slots = Slots::One(b.clone()),
+                (false, false) => self.slots = Slots::Empty,
+                (true, true) => {
+                    let a = a.clone();
+                    let pair = if a.dot() < b.dot() {
+                        vec![a, b.clone()]
+                    } else {
+                        vec![b.clone(), a]
+                    };
+                    self.slots = Slots::Many(pair.into_boxed_slice());
+                }
+            }
+            return;
+        }
+        let mut merged = Vec::with_capacity(mine.len().max(theirs.len()));
+        let mine = match std::mem::take(self).slots {
+            Slots::Empty => Vec::new(),
+            Slots::One(entry) => vec![entry],
+            Slots::Many(entries) => entries.into_vec(),
+        };
+        let (mut mine, mut theirs) = (mine.into_iter().peekable(), theirs.iter().peekable());
         loop {
             match (mine.peek(), theirs.peek()) {
-                (Some(a), Some(b)) => match a.dot.cmp(&b.dot) {
+                (Some(a), Some(b)) => match a.dot().cmp(b.dot()) {
                     Ordering::Equal => {
                         merged.extend(mine.next());
                         theirs.next();
                     }
                     Ordering::Less => {
                         let a = mine.next().expect("peeked");
-                        if !other_ctx.contains(&a.dot) {
+                        if !other_ctx.contains(a.dot()) {
                             merged.push(a);
                         }
                     }
                     Ordering::Greater => {
                         let b = theirs.next().expect("peeked");
-                        if !ctx.contains(&b.dot) {
+                        if !ctx.contains(b.dot()) {
                             merged.push(b.clone());
                         }
                     }
                 },
                 (Some(_), None) => {
                     let a = mine.next().expect("peeked");
-                    if !other_ctx.contains(&a.dot) {
+                    if !other_ctx.contains(a.dot()) {
                         merged.push(a);
                     }
                 }
                 (None, Some(_)) => {
                     let b = theirs.next().expect("peeked");
-                    if !ctx.contains(&b.dot) {
+                    if !ctx.contains(b.dot()) {
                         merged.push(b.clone());
                     }
                 }
                 (None, None) => break,
             }
         }
-        self.entries = merged;
+        *self = Self::from_vec(merged);
     }
 
     fn for_each_dot(&self, f: &mut dyn FnMut(&Dot)) {
-        for entry in &self.entries {
-            f(&entry.dot);
+        for entry in self.entries() {
+            f(entry.dot());
         }
     }
 }
@@ -243,7 +434,12 @@ impl<V: Clone> Causal<MvReg<V>> {
     /// this state holds. Apply it with [`Merge::merge`](super::Merge::merge).
     pub fn write(&self, replica: &ReplicaId, stamp: Stamp, value: V) -> Self {
         let dot = self.ctx.next_dot(replica);
-        let mut ctx: CausalContext = self.store.entries.iter().map(|e| e.dot.clone()).collect();
+        let mut ctx: CausalContext = self
+            .store
+            .entries()
+            .iter()
+            .map(|e| e.dot().clone())
+            .collect();
         ctx.insert(dot.clone());
         Causal {
             store: MvReg::single(dot, stamp, value),
@@ -288,16 +484,8 @@ mod tests {
     #[test]
     fn equal_stamps_fall_back_to_the_dot() {
         let stamp = Stamp::new(5, 0, r("a"));
-        let low = Entry {
-            dot: Dot::new(r("a"), 1),
-            stamp: stamp.clone(),
-            value: 0,
-        };
-        let high = Entry {
-            dot: Dot::new(r("a"), 2),
-            stamp,
-            value: 0,
-        };
+        let low = Entry::new(Dot::new(r("a"), 1), stamp.clone(), 0);
+        let high = Entry::new(Dot::new(r("a"), 2), stamp, 0);
         assert_eq!(Rank::HighestStamp.compare(&high, &low), Ordering::Greater);
         assert_eq!(Rank::HighestStamp.compare(&low, &high), Ordering::Less);
     }

@@ -54,6 +54,13 @@ pub struct OrMap<K, S> {
 
 impl<K, S> Default for OrMap<K, S> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, S> OrMap<K, S> {
+    /// The empty map.
+    pub const fn new() -> Self {
         Self {
             entries: Vec::new(),
         }
@@ -62,7 +69,14 @@ impl<K, S> Default for OrMap<K, S> {
 
 impl<K: Ord, S> OrMap<K, S> {
     fn find(&self, key: &K) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, _)| k.cmp(key))
+        self.find_by(key)
+    }
+
+    fn find_by<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key))
     }
 
     /// The value under `key`.
@@ -112,6 +126,22 @@ impl<K: Ord + Clone, S: DotStore> OrMap<K, S> {
             Ok(i) => i,
             Err(i) => {
                 self.entries.insert(i, (key, S::default()));
+                i
+            }
+        };
+        &mut self.entries[i].1
+    }
+
+    /// As [`OrMap::entry_mut`], looking the key up by a borrowed form and
+    /// making the owned key with `make` only when it is absent.
+    pub fn entry_mut_by<Q: Ord + ?Sized>(&mut self, key: &Q, make: impl FnOnce(&Q) -> K) -> &mut S
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        let i = match self.find_by(key) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(i, (make(key), S::default()));
                 i
             }
         };
