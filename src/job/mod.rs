@@ -63,8 +63,8 @@ pub struct MergeJob {
     pub format: Option<Format>,
     /// The policies.
     pub policies: Policies,
-    /// Merge only this shard's devices (every input is still read and
-    /// checked whole); `None` merges them all.
+    /// Merge only this shard's devices (every input is still read
+    /// whole); `None` merges them all.
     pub shard: Option<Shard>,
 }
 

@@ -13,10 +13,11 @@ use std::str::FromStr;
 /// tool can split or check files the same way. Shards are written `K/N`
 /// with `K` from 1 to `N`.
 ///
-/// Every shard reads every input whole (lines of other shards are only
-/// checked, never parsed into devices or merged), so errors and the stamps
-/// of policy 5 are the same on every machine. A device and its modules are
-/// always in one shard: the hash is of the device id alone.
+/// Every shard reads every input whole (lines of other shards are split
+/// off by id, never parsed into devices or merged), so the stamps of
+/// policy 5 are the same on every machine; a bad line fails at least the
+/// shard its device is in. A device and its modules are always in one
+/// shard: the hash is of the device id alone.
 ///
 /// # Example
 ///
