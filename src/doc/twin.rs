@@ -500,3 +500,78 @@ pub(crate) fn for_each_entry(
         for_each_entry(node.children(), &node_path, f);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ReplicaId;
+    use serde_json::json;
+
+    fn form(node: &TwinNode) -> &'static str {
+        match node.0 {
+            Node::Leaf(_) => "leaf",
+            Node::Object(_) => "object",
+            Node::Branch(_) => "branch",
+        }
+    }
+
+    fn put(tree: &mut TwinTree, ctx: &mut CausalContext, ms: i64, target: Value) {
+        let hub = ReplicaId::new("a").unwrap();
+        let stamp = Stamp::new(ms, 0, hub.clone());
+        let mut w = Write::new(&hub, ctx);
+        let target = target.as_object().cloned().unwrap_or_default();
+        set_exact(
+            tree,
+            &target,
+            &mut w,
+            Stamps::Fixed(&stamp),
+            &mut Vec::new(),
+        );
+    }
+
+    #[test]
+    fn nodes_take_the_smallest_form_that_holds_them() {
+        let (mut tree, mut ctx) = (TwinTree::new(), CausalContext::new());
+        let a = Key::new("a");
+        put(&mut tree, &mut ctx, 1, json!({"a": {"b": 1}}));
+        assert_eq!(form(tree.get(&a).unwrap()), "object");
+        // A scalar over the object: a value, and the removed child kept as
+        // a tombstone.
+        put(&mut tree, &mut ctx, 2, json!({"a": 5}));
+        assert_eq!(form(tree.get(&a).unwrap()), "branch");
+        put(&mut tree, &mut ctx, 3, json!({"a": {"c": "x"}}));
+        let node = tree.get(&a).unwrap();
+        assert_eq!(form(node), "branch");
+        assert_eq!(form(node.children().get(&Key::new("c")).unwrap()), "leaf");
+        let json = serde_json::to_string(&tree).unwrap();
+        let back: TwinTree = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, tree);
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        // The empty forms all read, compare and serialize alike.
+        let forms = [
+            TwinNode(Node::Leaf(MvReg::new())),
+            TwinNode(Node::Object(Box::default())),
+            TwinNode(Node::Branch(Box::new(Branch {
+                value: MvReg::new(),
+                children: TwinTree::new(),
+            }))),
+        ];
+        for node in &forms {
+            assert_eq!(node, &TwinNode::default());
+            assert_eq!(serde_json::to_string(node).unwrap(), "{}");
+            let mut settled = node.clone();
+            settled.settle();
+            assert_eq!(form(&settled), "leaf");
+        }
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_leaf_costs_its_slot_alone() {
+        // The memory budget of a typical device (`cargo bench --bench
+        // memory`) rests on these.
+        assert_eq!(std::mem::size_of::<TwinNode>(), 24);
+        assert_eq!(std::mem::size_of::<(Key, TwinNode)>(), 32);
+        assert_eq!(std::mem::size_of::<MvReg<CompactJson>>(), 24);
+    }
+}
