@@ -599,3 +599,43 @@ fn cli_a_replica_state_merges_with_exports() {
     let report = std::fs::read_to_string(out_dir.join("report.json")).unwrap_or_default();
     assert!(report.contains("primary.json"), "{report}");
 }
+
+/// The law of the `parse_events` fuzz target, on its committed seeds (the
+/// fixtures, whole and line by line): every line an error on one line or
+/// an event that round-trips canonically, and the replica's state file a
+/// fixed point.
+#[test]
+fn the_parse_events_law_holds_on_its_seed_corpus() {
+    use failback::format::{EventReader, write_event_line};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_events");
+    let mut seeds: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the corpus is committed")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    seeds.sort();
+    assert!(seeds.len() >= 10);
+    for seed in seeds {
+        let data = std::fs::read(&seed).expect("readable");
+        let mut replica = Replica::new(ReplicaId::new("fuzz").expect("valid"));
+        for event in EventReader::new(data.as_slice(), "fuzz.jsonl") {
+            let Ok(event) = event else {
+                continue;
+            };
+            let mut written = Vec::new();
+            write_event_line(&mut written, &event).expect("to a Vec");
+            let text = String::from_utf8(written.clone()).expect("UTF-8");
+            let again = parse_event_line("re.jsonl", event.line, text.trim_end())
+                .unwrap_or_else(|e| panic!("{}: {e}", seed.display()));
+            assert_eq!(again, event);
+            let mut rewritten = Vec::new();
+            write_event_line(&mut rewritten, &again).expect("to a Vec");
+            assert_eq!(rewritten, written);
+            let _ = replica.ingest(event);
+        }
+        let bytes = replica.to_bytes();
+        let back = read_state(bytes.as_slice(), "state.json")
+            .unwrap_or_else(|e| panic!("{}: {e}", seed.display()));
+        assert!(back == replica);
+        assert_eq!(back.to_bytes(), bytes);
+    }
+}

@@ -255,7 +255,7 @@ fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, 
 fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError> {
     let build = |path: &PathBuf| -> Result<Built, Box<ReadError>> {
         match replica_source(path).map_err(Box::new)? {
-            Some((source, newest)) => Ok(Built::Replica(source, newest)),
+            Some((source, newest)) => Ok(Built::Replica(Box::new(source), newest)),
             None => Index::build(path, job.format)
                 .map(Built::Index)
                 .map_err(Box::new),
@@ -326,7 +326,7 @@ fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError>
     for (path, built) in inputs {
         sources.push(match built {
             Built::Index(index) => Source::Indexed(index.reader(path)?),
-            Built::Replica(source, _) => source,
+            Built::Replica(source, _) => *source,
         });
     }
     merge(job, &metas, &stamps, sources, false).map_err(|stop| match stop {
@@ -344,7 +344,7 @@ fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError>
 /// replica state derived.
 enum Built {
     Index(Index),
-    Replica(Source, Newest),
+    Replica(Box<Source>, Newest),
 }
 
 fn split_base<'m>(
