@@ -65,6 +65,7 @@ pub(crate) use group::{DeviceLine, group};
 pub use import_mode::ImportMode;
 pub use lines::DEFAULT_MAX_LINE;
 pub(crate) use lines::Lines;
+pub use lines::{JsonlReader, ParseLine};
 pub(crate) use twin::twin_device;
 pub use twin::{
     TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, parse_twin_line,

@@ -18,7 +18,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::group::{DeviceLine, group};
-use super::lines::Lines;
+use super::lines::{JsonlReader, ParseLine};
 use super::raw::{self, Ctx, Key, PropertiesSeed, RawProperties, RawSection, SectionSeed};
 use super::write::{Obj, Properties, Section};
 use super::{Format, ReadError, ReadErrorKind};
@@ -96,49 +96,11 @@ const FIELDS: [&str; 12] = [
 /// assert!(twin.entity.extra.is_empty());
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-#[derive(Debug)]
-pub struct TwinReader<R> {
-    lines: Lines<R>,
-    file: String,
-}
+pub type TwinReader<R> = JsonlReader<R, TwinLine>;
 
-impl<R: BufRead> TwinReader<R> {
-    /// Reads `reader`, naming it `file` in errors.
-    pub fn new(reader: R, file: impl Into<String>) -> Self {
-        let file = file.into();
-        Self {
-            lines: Lines::new(reader, file.clone()),
-            file,
-        }
-    }
-
-    /// Bounds each line to `bytes` instead of 1 MiB.
-    #[must_use]
-    pub fn with_max_line(mut self, bytes: usize) -> Self {
-        self.lines.set_max_line(bytes);
-        self
-    }
-
-    /// How many lines were skipped so far because they do not start with
-    /// `{`.
-    pub fn skipped(&self) -> u64 {
-        self.lines.skipped()
-    }
-
-    /// Where the last line read starts in the stream and its length.
-    pub(crate) fn span(&self) -> (u64, usize) {
-        self.lines.span()
-    }
-}
-
-impl<R: BufRead> Iterator for TwinReader<R> {
-    type Item = Result<TwinLine, ReadError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        Some(match self.lines.next_json()? {
-            Ok((line, text)) => parse_twin_line(&self.file, line, text),
-            Err(error) => Err(error),
-        })
+impl ParseLine for TwinLine {
+    fn parse_line(file: &str, line: u64, text: &str) -> Result<Self, ReadError> {
+        parse_twin_line(file, line, text)
     }
 }
 
@@ -486,7 +448,7 @@ pub fn read_twins(path: impl AsRef<Path>) -> Result<TwinFile, ReadError> {
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
 pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<TwinFile, ReadError> {
-    let file = reader.file.clone();
+    let file = reader.file().to_owned();
     let grouped = group(&file, reader.by_ref())?;
     let devices = grouped
         .into_iter()

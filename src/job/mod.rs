@@ -16,6 +16,7 @@
 mod inputs;
 mod outputs;
 mod pipeline;
+mod shard;
 mod source;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use crate::reconcile::{BASE, StampError};
 use inputs::{InputMeta, Newest, settle};
 use outputs::Outputs;
 use pipeline::{Context, Stop};
+pub use shard::Shard;
 use source::{Index, Source, SourceError, Stream, replica_source};
 
 /// What to merge and where to put the results.
@@ -61,6 +63,9 @@ pub struct MergeJob {
     pub format: Option<Format>,
     /// The policies.
     pub policies: Policies,
+    /// Merge only this shard's devices (every input is still read
+    /// whole); `None` merges them all.
+    pub shard: Option<Shard>,
 }
 
 /// How a merge reads its inputs.
@@ -138,6 +143,9 @@ pub struct MergeReport {
     pub plans: BTreeMap<String, BTreeMap<&'static str, usize>>,
     /// Lines skipped (hub warnings), per input file.
     pub skipped_lines: BTreeMap<String, u64>,
+    /// The shard merged (`K/N`), when not the whole fleet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// Things an operator should know.
     pub warnings: Vec<String>,
     /// Whether the inputs were streamed (all sorted by id) rather than
@@ -388,11 +396,13 @@ fn merge(
         has_base: job.base.is_some(),
         policies: &job.policies,
         real_time: stamps.values().any(|s| s.ms() > ORDER_SCALE_LIMIT),
+        shard: job.shard,
     };
     let mut outputs = Outputs::begin(&job.out, &ctx.hubs).map_err(Stop::Output)?;
     let skipped = pipeline::run(sources, &ctx, job.jobs, &mut outputs)?;
     let mut report = MergeReport {
         streamed,
+        shard: job.shard.map(|s| s.to_string()),
         ..MergeReport::default()
     };
     for (meta, skipped) in metas.iter().zip(skipped) {
