@@ -488,7 +488,8 @@ mod tests {
         );
         let err = parse_event_line("e", 1, &text).map(|_| ()).unwrap_err();
         assert!(
-            err.to_string().contains("\"properties.desired.a.b\""),
+            err.to_string()
+                .contains("field \"body.properties.desired.a.b\": key contains"),
             "{err}"
         );
     }
