@@ -19,7 +19,8 @@ pub struct MergeArgs {
     /// for bulk exports, optional for twin files.
     #[arg(long, value_name = "BASE.jsonl")]
     base: Option<PathBuf>,
-    /// A hub and its file (export or twin JSONL), twice or more.
+    /// A hub and its file (export or twin JSONL, or a replica state from
+    /// `failback ingest`), twice or more.
     #[arg(long = "hub", value_name = "NAME=FILE", required = true)]
     hubs: Vec<String>,
     /// Where the results go, written whole or not at all.

@@ -149,6 +149,71 @@ pub fn parse_twin_line(file: &str, line: u64, text: &str) -> Result<TwinLine, Re
     Ok(TwinLine { line, ..twin })
 }
 
+/// Which sections of a twin a body gives: a patch or a replace covers
+/// only those.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Covers {
+    /// `tags` is given.
+    pub(crate) tags: bool,
+    /// `properties.desired` is given.
+    pub(crate) desired: bool,
+    /// `properties.reported` is given.
+    pub(crate) reported: bool,
+}
+
+/// Parses the twin `body` of a change event for `device` (and `module`):
+/// `deviceId` and `moduleId` may be absent, and must name the same entity
+/// when given. Errors name the body's fields as `body.<path>`.
+pub(crate) fn parse_twin_body(
+    file: &str,
+    line: u64,
+    text: &str,
+    device: &str,
+    module: Option<&str>,
+) -> Result<(TwinLine, Covers), ReadError> {
+    let ctx = Ctx::default();
+    *ctx.device.borrow_mut() = Some(device.to_owned());
+    ctx.module
+        .borrow_mut()
+        .clone_from(&module.map(str::to_owned));
+    let in_body = |mut e: ReadError| {
+        e.field = e.field.map(|f| format!("body.{f}"));
+        e.with_device(Some(device), module)
+    };
+    let raw =
+        raw::parse(text, TwinSeed { ctx: &ctx }).map_err(|e| in_body(ctx.error(file, line, &e)))?;
+    let fail = |field: &str, kind| in_body(ReadError::new(file, line, kind).with_field(field));
+    if raw.device_id.as_deref().is_some_and(|d| d != device) {
+        return Err(fail(
+            "deviceId",
+            ReadErrorKind::Mismatch {
+                other: "properties.deviceId".to_owned(),
+            },
+        ));
+    }
+    if raw.module_id.is_some() && raw.module_id.as_deref() != module {
+        return Err(fail(
+            "moduleId",
+            ReadErrorKind::Mismatch {
+                other: "properties.moduleId".to_owned(),
+            },
+        ));
+    }
+    let covers = Covers {
+        tags: raw.tags.present,
+        desired: raw.properties.desired.present,
+        reported: raw.properties.reported.present,
+    };
+    let mut twin = convert(raw, device.to_owned()).map_err(|(field, kind)| fail(&field, kind))?;
+    twin.module_id = module.map(str::to_owned);
+    // A twin carries no keys: a body's stray `authentication` is dropped
+    // rather than kept in clear among the unknown fields.
+    twin.entity.extra.remove("authentication");
+    validate_entity(device, module, &twin.entity)
+        .map_err(|e| in_body(ReadError::invalid(file, line, e)))?;
+    Ok((TwinLine { line, ..twin }, covers))
+}
+
 /// A twin line as read, before its values are checked.
 #[derive(Default)]
 struct RawTwin {
