@@ -476,7 +476,9 @@ pub struct ExportLineRef<'a> {
     pub etag: Option<&'a str>,
     /// `twinETag`.
     pub twin_etag: Option<&'a str>,
-    /// `importMode`; not written when `None`.
+    /// `importMode`; not written when `None`, except on a device line
+    /// without `status`, which is written as `updateTwin` (see
+    /// [`write_export_line`]).
     pub import_mode: Option<ImportMode>,
     /// Identity and twin.
     pub entity: &'a Entity,
@@ -503,6 +505,16 @@ impl<'a> From<&'a ExportLine> for ExportLineRef<'a> {
 /// `parentScopes`, then unknown fields sorted by name. Absent optional
 /// fields are left out; `tags` and both sections are always written, so an
 /// import replaces them whole. Keys are written in clear: this is an export.
+///
+/// A device line without `importMode` and without `status` is written with
+/// `"importMode":"updateTwin"`. IoT Hub requires `status` on a line that
+/// writes an identity (`createOrUpdate`, the mode of a line without
+/// `importMode`, among them), so such a line would be rejected, by the
+/// hub and by [`ExportReader`] alike. A device whose status is not known
+/// (read from an `updateTwin` or `delete` line, or from a twin without
+/// `status`) is therefore written as the one thing its line can say: its
+/// twin, leaving the identity (keys, status) of a hub that imports it as
+/// it is, rather than inventing `enabled` or fresh keys.
 ///
 /// # Errors
 ///
@@ -543,7 +555,10 @@ pub fn write_export_line<W: Write>(w: &mut W, line: &ExportLineRef<'_>) -> io::R
     obj.field("id", line.id)?;
     obj.opt("moduleId", line.module_id)?;
     obj.opt("eTag", line.etag)?;
-    obj.opt("importMode", line.import_mode)?;
+    let import_mode = line.import_mode.or_else(|| {
+        (line.module_id.is_none() && entity.status.is_none()).then_some(ImportMode::UpdateTwin)
+    });
+    obj.opt("importMode", import_mode)?;
     if let Some(status) = &entity.status {
         obj.field("status", &status.status)?;
         obj.opt("statusReason", status.reason.as_deref())?;
@@ -589,7 +604,9 @@ pub struct DeviceEtags<'a> {
 }
 
 /// Writes a device line then its module lines sorted by `moduleId`, with no
-/// `importMode`: the shape of `merged.jsonl`.
+/// `importMode`: the shape of `merged.jsonl`. A device without `status` is
+/// the exception: it is written as an `updateTwin` line, as
+/// [`write_export_line`] says, so that the reader takes it back.
 ///
 /// # Errors
 ///
@@ -712,6 +729,71 @@ mod tests {
             Some(
                 r#"devices.txt:3: field "id": line is in twin format, the file is read as export"#
             )
+        );
+    }
+
+    fn written(line: &ExportLineRef<'_>) -> String {
+        let mut out = Vec::new();
+        write_export_line(&mut out, line).unwrap_or_else(|e| panic!("{e}"));
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_device_without_status_is_written_as_an_update_twin_line() {
+        let line = parse(r#"{"id":"d","importMode":"delete","tags":{"a":1}}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(line.entity.status, None);
+        let mut out = Vec::new();
+        let snapshot = DeviceSnapshot {
+            id: "d".into(),
+            device: line.entity.clone(),
+            modules: BTreeMap::from([("m".to_owned(), Entity::default())]),
+        };
+        write_device(&mut out, &snapshot, DeviceEtags::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            concat!(
+                r#"{"id":"d","importMode":"updateTwin","tags":{"a":1},"properties":{"desired":{},"reported":{}}}"#,
+                "\n",
+                // A module line needs no status: no importMode either.
+                r#"{"id":"d","moduleId":"m","tags":{},"properties":{"desired":{},"reported":{}}}"#,
+                "\n",
+            )
+        );
+        let again = collect_export(ExportReader::new(out.as_slice(), "again"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.devices["d"].snapshot, snapshot);
+    }
+
+    #[test]
+    fn an_explicit_import_mode_is_kept_without_status() {
+        let entity = Entity::default();
+        let line = |import_mode| ExportLineRef {
+            id: "d",
+            module_id: None,
+            etag: None,
+            twin_etag: None,
+            import_mode,
+            entity: &entity,
+        };
+        assert_eq!(
+            written(&line(Some(ImportMode::DeleteIfMatchETag))),
+            "{\"id\":\"d\",\"importMode\":\"deleteIfMatchETag\",\"tags\":{},\"properties\":{\"desired\":{},\"reported\":{}}}\n"
+        );
+        let enabled = Entity {
+            status: Some(StatusValue {
+                status: crate::doc::Status::Enabled,
+                reason: None,
+            }),
+            ..Entity::default()
+        };
+        let with_status = ExportLineRef {
+            entity: &enabled,
+            ..line(None)
+        };
+        assert_eq!(
+            written(&with_status),
+            "{\"id\":\"d\",\"status\":\"enabled\",\"tags\":{},\"properties\":{\"desired\":{},\"reported\":{}}}\n"
         );
     }
 }
