@@ -796,4 +796,43 @@ mod tests {
             "{\"id\":\"d\",\"status\":\"enabled\",\"tags\":{},\"properties\":{\"desired\":{},\"reported\":{}}}\n"
         );
     }
+    #[test]
+    fn a_line_that_is_not_an_object_is_a_wrong_type() {
+        let err = parse("[1]").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("devices.txt:3: expected an object, found an array")
+        );
+    }
+
+    #[test]
+    fn the_reader_counts_skipped_lines_and_locates_each_line() {
+        let input = "Warning: x\n\n{\"id\":\"d1\",\"status\":\"enabled\"}\r\nnote\n  {\"id\":\"d2\",\"status\":\"disabled\"}\n";
+        let mut reader = ExportReader::new(input.as_bytes(), "f");
+        let mut seen = Vec::new();
+        while let Some(line) = reader.next() {
+            let line = line.unwrap_or_else(|e| panic!("{e}"));
+            let (offset, len) = reader.span();
+            let at = usize::try_from(offset).unwrap_or(usize::MAX);
+            let text = input.get(at..at + len).unwrap_or_default();
+            seen.push((line.line, line.id, text.to_owned(), reader.skipped()));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    3,
+                    "d1".to_owned(),
+                    r#"{"id":"d1","status":"enabled"}"#.to_owned(),
+                    2
+                ),
+                (
+                    5,
+                    "d2".to_owned(),
+                    r#"{"id":"d2","status":"disabled"}"#.to_owned(),
+                    3
+                ),
+            ]
+        );
+    }
 }

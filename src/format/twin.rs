@@ -623,4 +623,40 @@ mod tests {
             )
         );
     }
+    #[test]
+    fn a_line_that_is_not_an_object_is_a_wrong_type() {
+        let err = parse_twin_line("t", 2, "\"d1\"")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("t:2: expected an object, found a string")
+        );
+    }
+
+    #[test]
+    fn the_reader_counts_skipped_lines_and_locates_each_line() {
+        let input = "Warning\n{\"deviceId\":\"d1\"}\n\n {\"deviceId\":\"d2\",\"moduleId\":\"m\"}\n";
+        let mut reader = TwinReader::new(input.as_bytes(), "t");
+        let mut seen = Vec::new();
+        while let Some(line) = reader.next() {
+            let line = line.unwrap_or_else(|e| panic!("{e}"));
+            let (offset, len) = reader.span();
+            let at = usize::try_from(offset).unwrap_or(usize::MAX);
+            let text = input.get(at..at + len).unwrap_or_default();
+            seen.push((line.line, line.device_id, text.to_owned(), reader.skipped()));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (2, "d1".to_owned(), r#"{"deviceId":"d1"}"#.to_owned(), 1),
+                (
+                    4,
+                    "d2".to_owned(),
+                    r#"{"deviceId":"d2","moduleId":"m"}"#.to_owned(),
+                    2
+                ),
+            ]
+        );
+    }
 }
