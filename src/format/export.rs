@@ -835,4 +835,46 @@ mod tests {
             ]
         );
     }
+    #[test]
+    fn status_is_required_only_where_a_line_writes_an_identity() {
+        let status_of = |text: &str| {
+            parse(text)
+                .map(|l| l.entity.status.map(|s| (s.status, s.reason)))
+                .map_err(|e| (e.kind.to_string(), e.field))
+        };
+        let missing = Err(("missing field".to_owned(), Some("status".to_owned())));
+        for mode in ImportMode::ALL {
+            let line = format!(r#"{{"id":"d","importMode":"{mode}"}}"#);
+            let expected = if mode.writes_identity() {
+                missing.clone()
+            } else {
+                Ok(None)
+            };
+            assert_eq!(status_of(&line), expected, "{mode}");
+            // A module line never needs one.
+            let module = format!(r#"{{"id":"d","moduleId":"m","importMode":"{mode}"}}"#);
+            assert_eq!(status_of(&module), Ok(None), "{mode}");
+        }
+        // A reason needs a status to follow, on any line; an empty one is
+        // no reason.
+        assert_eq!(
+            status_of(r#"{"id":"d","importMode":"delete","statusReason":"stolen"}"#),
+            missing
+        );
+        assert_eq!(
+            status_of(r#"{"id":"d","moduleId":"m","statusReason":"x"}"#),
+            missing
+        );
+        assert_eq!(
+            status_of(r#"{"id":"d","importMode":"delete","statusReason":""}"#),
+            Ok(None)
+        );
+        assert_eq!(
+            status_of(r#"{"id":"d","status":"disabled","statusReason":"stolen"}"#),
+            Ok(Some((
+                crate::doc::Status::Disabled,
+                Some("stolen".to_owned())
+            )))
+        );
+    }
 }

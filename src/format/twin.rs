@@ -659,4 +659,25 @@ mod tests {
             ]
         );
     }
+    #[test]
+    fn a_status_reason_needs_a_status() {
+        let status_of = |text: &str| {
+            parse_twin_line("t", 1, text)
+                .map(|l| l.entity.status.map(|s| (s.status, s.reason)))
+                .map_err(|e| (e.kind.to_string(), e.field))
+        };
+        assert_eq!(status_of(r#"{"deviceId":"d"}"#), Ok(None));
+        assert_eq!(
+            status_of(r#"{"deviceId":"d","statusReason":"stolen"}"#),
+            Err(("missing field".to_owned(), Some("status".to_owned())))
+        );
+        assert_eq!(status_of(r#"{"deviceId":"d","statusReason":""}"#), Ok(None));
+        assert_eq!(
+            status_of(r#"{"deviceId":"d","status":"disabled","statusReason":"stolen"}"#),
+            Ok(Some((
+                crate::doc::Status::Disabled,
+                Some("stolen".to_owned())
+            )))
+        );
+    }
 }
