@@ -641,4 +641,37 @@ mod tests {
         .map(|l| l.entity.desired.keys().cloned().collect::<Vec<_>>());
         assert_eq!(line.ok(), Some(vec!["a".to_owned()]));
     }
+    #[test]
+    fn properties_and_sections_must_be_objects_or_null() {
+        let parse = |text: &str| {
+            super::super::parse_export_line("f", 1, text)
+                .map(|l| (l.entity.desired.len(), l.entity.reported.len()))
+                .map_err(|e| (e.field, e.kind.to_string()))
+        };
+        let head = r#"{"id":"d","status":"enabled","#;
+        assert_eq!(
+            parse(&format!(r#"{head}"properties":5}}"#)),
+            Err((
+                Some("properties".to_owned()),
+                "expected an object, found a number".to_owned()
+            ))
+        );
+        assert_eq!(
+            parse(&format!(r#"{head}"properties":{{"desired":"x"}}}}"#)),
+            Err((
+                Some("properties.desired".to_owned()),
+                "expected an object, found a string".to_owned()
+            ))
+        );
+        assert_eq!(
+            parse(&format!(r#"{head}"properties":null,"tags":null}}"#)),
+            Ok((0, 0))
+        );
+        assert_eq!(
+            parse(&format!(
+                r#"{head}"properties":{{"desired":{{"a":1}},"reported":{{"b":2,"c":3}},"other":1}}}}"#
+            )),
+            Ok((1, 2))
+        );
+    }
 }
