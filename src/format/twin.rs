@@ -680,4 +680,29 @@ mod tests {
             )))
         );
     }
+    #[test]
+    fn metadata_nodes_that_are_not_objects_are_no_metadata() {
+        let text = concat!(
+            r#"{"deviceId":"d","properties":{"desired":{"a":{"b":1},"$metadata":{"#,
+            r#""$lastUpdated":"2024-03-01T12:00:00Z","$lastUpdatedVersion":3,"#,
+            r#""a":{"$lastUpdated":"2024-03-01T12:00:01Z","b":[1,{"c":2}],"x":true,"y":7,"z":-1,"w":1.5,"v":"s","u":null}}}}}"#
+        );
+        let twin = parse_twin_line("t", 1, text).unwrap_or_else(|e| panic!("{e}"));
+        let meta = &twin.times.desired;
+        assert_eq!(meta.last_updated, Some(1_709_294_400_000));
+        let a = meta.children.get("a");
+        assert_eq!(a.and_then(|a| a.last_updated), Some(1_709_294_401_000));
+        // Each non-object node reads as a node with no time and no children.
+        let children = a.map(|a| a.children.clone()).unwrap_or_default();
+        assert_eq!(
+            children.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["b", "u", "v", "w", "x", "y", "z"]
+        );
+        assert!(
+            children
+                .values()
+                .all(|c| *c == crate::doc::MetaTree::default())
+        );
+        assert_eq!(meta.time_at(&["a", "b"]), Some(1_709_294_401_000));
+    }
 }
