@@ -705,4 +705,17 @@ mod tests {
         );
         assert_eq!(meta.time_at(&["a", "b"]), Some(1_709_294_401_000));
     }
+    #[test]
+    fn an_export_line_in_a_twin_file_says_so() {
+        let err = parse_twin_line("t", 3, r#"{"id":"d1","status":"enabled"}"#).err();
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some(r#"t:3: field "deviceId": line is in export format, the file is read as twin"#)
+        );
+        let err = parse_twin_line("t", 3, r#"{"moduleId":"m"}"#).err();
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some(r#"t:3: module "m" field "deviceId": missing field"#)
+        );
+    }
 }
