@@ -407,4 +407,33 @@ mod tests {
         assert!(merged.conflicts.is_empty());
         assert_eq!(base_replica().to_string(), BASE);
     }
+    /// The fast path gives what the CRDT gives: forced down the CRDT path
+    /// (a hub with times never takes the fast path), each case resolves
+    /// the same.
+    #[test]
+    fn the_fast_path_answers_as_the_crdt_does() {
+        let hubs = Hubs::new();
+        let base = device(&["a", "b"]);
+        let mut changed = base.clone();
+        changed.device.tags.insert("t".into(), json!(1));
+        let same_change = changed.clone();
+        let no_times = DeviceTimes::default();
+        let cases: [(Base<'_>, [Option<&DeviceSnapshot>; 2]); 4] = [
+            (Base::Present(&base), [Some(&base), Some(&base)]),
+            (Base::Present(&base), [Some(&base), Some(&changed)]),
+            (Base::Present(&base), [Some(&changed), Some(&same_change)]),
+            (Base::Present(&base), [None, None]),
+        ];
+        for (i, (base, devices)) in cases.into_iter().enumerate() {
+            let fast = hubs.resolve(base, devices);
+            let views = [0, 1].map(|h| HubDevice {
+                hub: &hubs.names[h],
+                device: devices[h],
+                times: Some(&no_times),
+                stamp: &hubs.stamps[h],
+            });
+            let crdt = resolve_device(base, &views, &Policies::default());
+            assert_eq!(fast, crdt, "case {i}");
+        }
+    }
 }
