@@ -877,4 +877,52 @@ mod tests {
             )))
         );
     }
+    #[test]
+    fn every_field_of_an_export_line_is_read_into_its_place() {
+        let text = concat!(
+            r#"{"id":"d","moduleId":"m","eTag":"\"MQ==\"","importMode":"updateIfMatchETag","#,
+            r#""status":"disabled","statusReason":"lost","authentication":null,"twinETag":"AAE=","#,
+            r#""tags":{"site":"lyon"},"properties":{"desired":{"d":1},"reported":{"r":2}},"#,
+            r#""capabilities":{"iotEdge":false},"deviceScope":"scope-1","parentScopes":["p-1"],"#,
+            r#""managedBy":"x"}"#
+        );
+        let line = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(line.line, 3);
+        assert_eq!(
+            (line.id.as_str(), line.module_id.as_deref()),
+            ("d", Some("m"))
+        );
+        assert_eq!(
+            (line.etag.as_deref(), line.twin_etag.as_deref()),
+            (Some("MQ=="), Some("AAE="))
+        );
+        assert_eq!(line.import_mode, ImportMode::UpdateIfMatchETag);
+        let e = &line.entity;
+        assert_eq!(
+            e.status.as_ref().map(|s| (s.status, s.reason.as_deref())),
+            Some((crate::doc::Status::Disabled, Some("lost")))
+        );
+        assert_eq!(e.capabilities, Some(serde_json::json!({"iotEdge": false})));
+        assert_eq!(e.device_scope.as_deref(), Some("scope-1"));
+        assert_eq!(e.parent_scopes, Some(serde_json::json!(["p-1"])));
+        let map = |m: &crate::doc::JsonMap| serde_json::to_value(m).ok();
+        assert_eq!(map(&e.tags), Some(serde_json::json!({"site": "lyon"})));
+        assert_eq!(map(&e.desired), Some(serde_json::json!({"d": 1})));
+        assert_eq!(map(&e.reported), Some(serde_json::json!({"r": 2})));
+        assert_eq!(
+            serde_json::to_value(&e.extra).ok(),
+            Some(serde_json::json!({"managedBy": "x"}))
+        );
+        // An eTag in one pair of quotes loses them; others stay as given.
+        for (given, read) in [(r#""\"a\"""#, "a"), (r#""a""#, "a"), (r#""\"a""#, "\"a")] {
+            let line = parse(&format!(
+                r#"{{"id":"d","status":"enabled","eTag":{given}}}"#
+            ));
+            assert_eq!(
+                line.ok().and_then(|l| l.etag).as_deref(),
+                Some(read),
+                "{given}"
+            );
+        }
+    }
 }

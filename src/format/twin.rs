@@ -718,4 +718,41 @@ mod tests {
             Some(r#"t:3: module "m" field "deviceId": missing field"#)
         );
     }
+    #[test]
+    fn every_identity_field_of_a_twin_is_read_into_its_place() {
+        let text = concat!(
+            r#"{"deviceId":"d","moduleId":"m","etag":"AAE=","version":9,"status":"disabled","#,
+            r#""statusReason":"lost","statusUpdateTime":"2024-03-01T12:00:00Z","#,
+            r#""capabilities":{"iotEdge":true},"deviceScope":"ms-azure-iot-edge://e-1","#,
+            r#""parentScopes":["ms-azure-iot-edge://p-1"],"tags":{"site":"lyon"},"#,
+            r#""properties":{"desired":{"d":1},"reported":{"r":2}}}"#
+        );
+        let twin = parse_twin_line("t", 5, text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(twin.line, 5);
+        assert_eq!(
+            (twin.device_id.as_str(), twin.module_id.as_deref()),
+            ("d", Some("m"))
+        );
+        assert_eq!(
+            (twin.etag.as_deref(), twin.version),
+            (Some("AAE="), Some(9))
+        );
+        assert_eq!(twin.times.status, Some(1_709_294_400_000));
+        let e = &twin.entity;
+        assert_eq!(
+            e.status.as_ref().map(|s| (s.status, s.reason.as_deref())),
+            Some((crate::doc::Status::Disabled, Some("lost")))
+        );
+        assert_eq!(e.capabilities, Some(serde_json::json!({"iotEdge": true})));
+        assert_eq!(e.device_scope.as_deref(), Some("ms-azure-iot-edge://e-1"));
+        assert_eq!(
+            e.parent_scopes,
+            Some(serde_json::json!(["ms-azure-iot-edge://p-1"]))
+        );
+        let map = |m: &crate::doc::JsonMap| serde_json::to_value(m).ok();
+        assert_eq!(map(&e.tags), Some(serde_json::json!({"site": "lyon"})));
+        assert_eq!(map(&e.desired), Some(serde_json::json!({"d": 1})));
+        assert_eq!(map(&e.reported), Some(serde_json::json!({"r": 2})));
+        assert!(e.extra.is_empty() && e.authentication.is_none());
+    }
 }
