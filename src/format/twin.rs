@@ -755,4 +755,43 @@ mod tests {
         assert_eq!(map(&e.reported), Some(serde_json::json!({"r": 2})));
         assert!(e.extra.is_empty() && e.authentication.is_none());
     }
+    #[test]
+    fn the_twin_writer_writes_its_fields_in_order_and_drops_runtime_state() {
+        let mut twin = TwinLine {
+            line: 1,
+            device_id: "d".into(),
+            module_id: Some("m".into()),
+            etag: Some("AAE=".into()),
+            version: Some(4),
+            ..TwinLine::default()
+        };
+        twin.times.status = Some(1_709_294_400_000);
+        twin.entity.status = Some(crate::doc::StatusValue {
+            status: crate::doc::Status::Enabled,
+            reason: Some("ok".into()),
+        });
+        twin.entity.device_scope = Some("s".into());
+        for (key, value) in [
+            ("modelId", serde_json::json!("dtmi:x;1")),
+            ("connectionState", serde_json::json!("Connected")),
+            ("status", serde_json::json!("disabled")),
+        ] {
+            twin.entity.extra.insert(key.into(), value);
+        }
+        // Reported is empty but has a time; desired has values, no time.
+        twin.entity.desired.insert("a".into(), serde_json::json!(1));
+        twin.times.reported.last_updated = Some(1_709_294_400_000);
+        let mut out = Vec::new();
+        write_twin_line(&mut out, &twin).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            concat!(
+                r#"{"deviceId":"d","moduleId":"m","etag":"AAE=","version":4,"status":"enabled","#,
+                r#""statusReason":"ok","statusUpdateTime":"2024-03-01T12:00:00.000Z","#,
+                r#""deviceScope":"s","modelId":"dtmi:x;1","tags":{},"properties":{"desired":{"a":1},"#,
+                r#""reported":{"$metadata":{"$lastUpdated":"2024-03-01T12:00:00.000Z"}}}}"#,
+                "\n"
+            )
+        );
+    }
 }
