@@ -436,4 +436,13 @@ mod tests {
             assert_eq!(fast, crdt, "case {i}");
         }
     }
+    #[test]
+    fn equal_copies_of_one_creation_are_all_settled() {
+        let hubs = Hubs::new();
+        let (one, two) = (device(&["a"]), device(&["a"]));
+        let resolved = hubs.resolve(Base::Absent, [Some(&one), Some(&two)]);
+        assert_eq!(resolved.merged.as_deref(), Some(&one));
+        assert_eq!(resolved.settled, [true, true]);
+        assert!(resolved.conflicts.is_empty());
+    }
 }
