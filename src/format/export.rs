@@ -845,7 +845,16 @@ mod tests {
         let missing = Err(("missing field".to_owned(), Some("status".to_owned())));
         for mode in ImportMode::ALL {
             let line = format!(r#"{{"id":"d","importMode":"{mode}"}}"#);
-            let expected = if mode.writes_identity() {
+            let writes_identity = matches!(
+                mode,
+                ImportMode::CreateOrUpdate
+                    | ImportMode::Create
+                    | ImportMode::Update
+                    | ImportMode::UpdateIfMatchETag
+                    | ImportMode::CreateOrUpdateIfMatchETag
+            );
+            assert_eq!(mode.writes_identity(), writes_identity, "{mode}");
+            let expected = if writes_identity {
                 missing.clone()
             } else {
                 Ok(None)
