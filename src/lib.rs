@@ -14,6 +14,7 @@ pub mod format;
 pub mod job;
 pub mod kernel;
 pub mod reconcile;
+pub mod replica;
 pub mod validate;
 
 pub use clock::{Dot, ReplicaId, Stamp, VersionVector};

@@ -437,3 +437,35 @@ fn chrono_free_future_line() -> String {
     )
     .to_owned()
 }
+
+#[test]
+fn a_shard_merges_its_devices_and_a_bad_shard_exits_2() {
+    let dir = scratch("shard");
+    let (base, primary, secondary) = (
+        fixture("base.jsonl"),
+        format!("primary={}", fixture("primary.jsonl")),
+        format!("secondary={}", fixture("secondary.jsonl")),
+    );
+    let out = dir.join("out");
+    let args = |shard: &str, out: &Path| {
+        let out = out.display().to_string();
+        failback(&[
+            "merge", "--base", &base, "--hub", &primary, "--hub", &secondary, "--out", &out,
+            "--shard", shard,
+        ])
+    };
+    let run = args("1/2", &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("(shard 1/2)"));
+    assert!(read(&out.join("report.json")).contains("\"shard\": \"1/2\""));
+    for bad in ["0/2", "3/2", "half"] {
+        let bad_out = dir.join(format!("bad-{}", bad.replace('/', "-")));
+        let run = args(bad, &bad_out);
+        assert_eq!(run.status.code(), Some(2), "--shard {bad}");
+        assert!(!bad_out.exists());
+    }
+}

@@ -96,18 +96,7 @@ fn hub(i: usize) -> ReplicaId {
 }
 
 fn fresh_device(id: &str, tag: &str, key: &str) -> DeviceSnapshot {
-    let mut d = DeviceSnapshot {
-        id: id.into(),
-        ..Default::default()
-    };
-    d.device.status = Some(StatusValue {
-        status: Status::Enabled,
-        reason: None,
-    });
-    d.device.authentication = Some(Authentication::sas(
-        Secret::new(&format!("{key}p")),
-        Secret::new(&format!("{key}s")),
-    ));
+    let mut d = DeviceSnapshot::enabled_sas(id, &format!("{key}p"), &format!("{key}s"));
     d.device.tags.insert("t0".into(), json!(tag));
     // Marks the incarnation: never changed after creation.
     d.device

@@ -288,6 +288,7 @@ fn twin_merge(name: &str, secondary: &str) -> (Result<(), JobError>, PathBuf) {
         reading: failback::job::Reading::Auto,
         format: None,
         policies: Policies::default(),
+        shard: None,
     };
     (run_merge(&job).map(|_| ()), out)
 }

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 
 use failback::ReplicaId;
-use failback::doc::{
-    Authentication, DeviceSnapshot, Entity, Policies, Secret, Status, StatusValue,
-};
+use failback::doc::{DeviceSnapshot, Entity, Policies, Status, StatusValue};
 use failback::reconcile::{
     HubImage, HubSnapshots, HubTiming, Record, default_order, device_plan, hub_stamps,
     import_lines, merge_fleet,
@@ -15,18 +13,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 fn device(id: &str, n: u32) -> DeviceSnapshot {
-    let mut d = DeviceSnapshot {
-        id: id.into(),
-        ..Default::default()
-    };
-    d.device.status = Some(StatusValue {
-        status: Status::Enabled,
-        reason: None,
-    });
-    d.device.authentication = Some(Authentication::sas(
-        Secret::new(&format!("p{n}")),
-        Secret::new(&format!("s{n}")),
-    ));
+    let mut d = DeviceSnapshot::enabled_sas(id, &format!("p{n}"), &format!("s{n}"));
     d.device.tags.insert("n".into(), json!(n));
     d
 }

@@ -2,8 +2,7 @@
 //! `doc_laws.rs`).
 
 use failback::doc::{
-    Authentication, Conflict, DeletePolicy, DeviceSnapshot, Entity, HubState, Policies, Rule,
-    Secret, Status, StatusValue,
+    Conflict, DeletePolicy, DeviceSnapshot, Entity, HubState, Policies, Rule, Status, StatusValue,
 };
 use failback::kernel::Merge;
 use failback::{ReplicaId, Stamp};
@@ -18,18 +17,8 @@ fn at(ms: i64, name: &str) -> Stamp {
 }
 
 fn device(id: &str, key: &str) -> DeviceSnapshot {
-    let mut d = DeviceSnapshot {
-        id: id.into(),
-        ..Default::default()
-    };
-    d.device.status = Some(StatusValue {
-        status: Status::Enabled,
-        reason: None,
-    });
-    d.device.authentication = Some(Authentication::sas(
-        Secret::new(&format!("{key}-primary")),
-        Secret::new(&format!("{key}-secondary")),
-    ));
+    let mut d =
+        DeviceSnapshot::enabled_sas(id, &format!("{key}-primary"), &format!("{key}-secondary"));
     d.device.tags = json!({"site": "berlin"}).as_object().unwrap().clone();
     d.device.desired = json!({"fw": "1.0", "cfg": {"rate": 5, "mode": "eco"}})
         .as_object()

@@ -36,6 +36,7 @@ fn job(base: Option<&Path>, hubs: &[(&str, &Path)], out: &Path) -> MergeJob {
         reading: Reading::Auto,
         format: None,
         policies: Policies::default(),
+        shard: None,
     }
 }
 
@@ -305,5 +306,53 @@ fn a_bad_line_late_in_a_sorted_file_leaves_nothing_and_reads_as_on_the_index() {
             .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "a temporary directory was left");
+    }
+}
+
+/// The lines of a file, sorted: what concatenating shards must give back.
+fn line_set(bytes: &[u8]) -> Vec<String> {
+    let mut lines: Vec<String> = String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn shards_concatenate_into_the_whole_merge() {
+    let dir = scratch("shards");
+    let files = fleet(&dir.join("in"), 600);
+    let whole_job = fleet_job(&files, &dir.join("whole"));
+    let (whole, expected) = run(&whole_job, 2, Reading::Auto, &dir.join("whole"));
+    assert_eq!(whole.shard, None);
+    let n = 3;
+    let mut concatenated: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut devices = 0;
+    for k in 1..=n {
+        let sharded = MergeJob {
+            shard: Some(failback::job::Shard::new(k, n).unwrap()),
+            ..whole_job.clone()
+        };
+        // Streamed and indexed shards agree, as whole merges do.
+        let out = dir.join(format!("shard-{k}"));
+        let (report, got) = run(&sharded, 2, Reading::Auto, &out);
+        let (_, indexed) = run(&sharded, 1, Reading::Indexed, &dir.join(format!("ix-{k}")));
+        assert_eq!(got, indexed, "shard {k}/{n}");
+        assert_eq!(report.shard.as_deref(), Some(format!("{k}/{n}").as_str()));
+        assert!(report.devices_merged > 0 && report.devices_merged < whole.devices_merged);
+        devices += report.devices_merged;
+        for (name, bytes) in got {
+            if name != "report.json" {
+                concatenated.entry(name).or_default().extend(bytes);
+            }
+        }
+    }
+    assert_eq!(devices, whole.devices_merged);
+    for (name, bytes) in &expected {
+        if name != "report.json" {
+            assert_eq!(line_set(&concatenated[name]), line_set(bytes), "{name}");
+        }
     }
 }

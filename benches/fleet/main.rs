@@ -247,6 +247,7 @@ fn merge_job(dir: &Path, out: &Path, jobs: usize, reading: Reading) -> MergeJob 
         reading,
         format: None,
         policies: Policies::default(),
+        shard: None,
     }
 }
 

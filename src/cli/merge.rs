@@ -8,7 +8,7 @@ use failback::ReplicaId;
 use failback::clock::{SystemTime, TimeSource};
 use failback::doc::Policies;
 use failback::format::Format;
-use failback::job::{MergeJob, Reading, run_merge};
+use failback::job::{MergeJob, Reading, Shard, run_merge};
 
 use super::{Failure, parse_rfc3339_ms};
 
@@ -19,7 +19,8 @@ pub struct MergeArgs {
     /// for bulk exports, optional for twin files.
     #[arg(long, value_name = "BASE.jsonl")]
     base: Option<PathBuf>,
-    /// A hub and its file (export or twin JSONL), twice or more.
+    /// A hub and its file (export or twin JSONL, or a replica state from
+    /// `failback ingest`), twice or more.
     #[arg(long = "hub", value_name = "NAME=FILE", required = true)]
     hubs: Vec<String>,
     /// Where the results go, written whole or not at all.
@@ -41,6 +42,11 @@ pub struct MergeArgs {
     /// Force the input format instead of detecting it per file.
     #[arg(long, value_name = "export|twin")]
     format: Option<String>,
+    /// Merge only shard K of N (1 <= K <= N): the devices whose id hashes
+    /// there (64-bit FNV-1a modulo N). The N shards' files concatenate into
+    /// the whole merge's.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
 }
 
 fn hub_name(text: &str) -> Result<ReplicaId, Failure> {
@@ -92,6 +98,7 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
         reading: Reading::Auto,
         format,
         policies: Policies::default(),
+        shard: args.shard,
     };
     let report = run_merge(&job).map_err(|e| {
         if e.is_input() {
@@ -100,7 +107,10 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
             Failure::Internal(e.to_string())
         }
     })?;
-    println!("merged {} devices", report.devices_merged);
+    match &report.shard {
+        Some(shard) => println!("merged {} devices (shard {shard})", report.devices_merged),
+        None => println!("merged {} devices", report.devices_merged),
+    }
     for (outcome, n) in &report.outcomes {
         println!("  {outcome:<12} {n}");
     }

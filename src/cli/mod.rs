@@ -6,6 +6,7 @@
 
 mod apply;
 mod drill;
+mod ingest;
 mod merge;
 
 use std::process::ExitCode;
@@ -28,6 +29,10 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Compare two export files as states (ignoring etags and line order).
     Diff(apply::DiffArgs),
+    /// Keep a hub replica from change events (creates or updates the state file).
+    Ingest(ingest::IngestArgs),
+    /// Replicate a replica state between sites: `delta` what a peer lacks, `apply` it.
+    Replica(ingest::ReplicaArgs),
     /// Rehearse a failover and failback of a simulated fleet and check every invariant.
     Drill(drill::DrillArgs),
 }
@@ -59,6 +64,8 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::apply(args),
         Command::Diff(args) => apply::diff(args),
         Command::Drill(args) => drill::run_drill(args),
+        Command::Ingest(args) => ingest::ingest(args),
+        Command::Replica(args) => ingest::replica(args),
     };
     match result {
         Ok(code) => code,

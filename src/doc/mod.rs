@@ -4,12 +4,16 @@
 //! Where to find a rule: `status` (disabled wins) and `authentication`
 //! (one whole value) in [`entity`](self::EntityDoc); deletes, re-creates and
 //! modules in `device`; twin leaves and `null` in `twin`; the choices a
-//! caller can change in [`Policies`].
+//! caller can change in [`Policies`]; jobs (status only moves forward) in
+//! [`JobDoc`]; cloud-to-device queues (once per message id, completed
+//! anywhere means never redelivered) in [`C2dQueues`].
 
+mod c2d;
 mod conflict;
 mod device;
 mod entity;
 mod hub;
+mod job;
 mod policy;
 mod secret;
 mod snapshot;
@@ -17,10 +21,12 @@ mod twin;
 mod values;
 mod write;
 
+pub use c2d::{C2dMessage, C2dQueues, Outcome, QUEUE_LIMIT};
 pub use conflict::{Conflict, Rule, Side};
 pub use device::{DeviceDoc, Lineage};
 pub use entity::{EntityDoc, IdField, IdValue, Life};
 pub use hub::{HubDelta, HubState, TwinPatch};
+pub use job::{JobDoc, JobSet, JobStatistics, JobStatus};
 pub use policy::{DeletePolicy, Policies, StatusPolicy};
 pub use secret::Secret;
 pub use snapshot::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, MetaTree};

@@ -54,6 +54,39 @@ pub struct MetaTree {
     pub children: BTreeMap<String, MetaTree>,
 }
 
+impl DeviceSnapshot {
+    /// A device as a hub holds it right after `create`: enabled, with
+    /// SAS keys, an empty twin and no modules.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, Status};
+    ///
+    /// let d = DeviceSnapshot::enabled_sas("d1", "cHJpbWFyeQ==", "c2Vjb25kYXJ5");
+    /// assert_eq!(d.device.status.as_ref().map(|s| s.status), Some(Status::Enabled));
+    /// assert!(d.device.tags.is_empty() && d.modules.is_empty());
+    /// assert!(!format!("{d:?}").contains("cHJpbWFyeQ=="));
+    /// ```
+    pub fn enabled_sas(id: impl Into<String>, primary: &str, secondary: &str) -> Self {
+        Self {
+            id: id.into(),
+            device: Entity {
+                status: Some(StatusValue {
+                    status: super::Status::Enabled,
+                    reason: None,
+                }),
+                authentication: Some(Authentication::sas(
+                    super::Secret::new(primary),
+                    super::Secret::new(secondary),
+                )),
+                ..Entity::default()
+            },
+            modules: BTreeMap::new(),
+        }
+    }
+}
+
 impl MetaTree {
     /// The time of the node at `path`, or of its nearest ancestor that
     /// has one.

@@ -124,6 +124,30 @@ pub enum ReadErrorKind {
     /// The first JSON line has neither `id` nor `deviceId`.
     #[error("cannot tell the format: the first JSON line has neither \"id\" nor \"deviceId\"")]
     UnknownFormat,
+    /// A field says otherwise than another that must agree with it.
+    #[error("differs from {other}")]
+    Mismatch {
+        /// The other field.
+        other: String,
+    },
+    /// A replica state file of another format or version.
+    #[error("not a replica state file: {reason}")]
+    NotReplicaState {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `opType` of a change event is none this crate knows.
+    #[error("unknown opType {}", shown(.value))]
+    UnknownOpType {
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
+    },
+    /// The same event id arrived with another payload.
+    #[error("event id {} arrived before with another payload", shown(.id))]
+    ConflictingEvent {
+        /// The event id (`correlation-id`); `None` when it might be a secret.
+        id: Option<String>,
+    },
     /// The line is of the other format than the one being read.
     #[error("line is in {found} format, the file is read as {expected}")]
     FormatMismatch {

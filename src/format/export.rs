@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::group::{DeviceLine, group};
-use super::lines::Lines;
+use super::lines::{JsonlReader, ParseLine};
 use super::raw::{self, Ctx, Key, PropertiesSeed, RawAuth, RawProperties, RawSection, SectionSeed};
 use super::write::{Obj, Properties, Section};
 use super::{Format, ImportMode, ReadError, ReadErrorKind};
@@ -62,49 +62,11 @@ pub struct ExportLine {
 /// assert_eq!(reader.skipped(), 1);
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-#[derive(Debug)]
-pub struct ExportReader<R> {
-    lines: Lines<R>,
-    file: String,
-}
+pub type ExportReader<R> = JsonlReader<R, ExportLine>;
 
-impl<R: BufRead> ExportReader<R> {
-    /// Reads `reader`, naming it `file` in errors.
-    pub fn new(reader: R, file: impl Into<String>) -> Self {
-        let file = file.into();
-        Self {
-            lines: Lines::new(reader, file.clone()),
-            file,
-        }
-    }
-
-    /// Bounds each line to `bytes` instead of 1 MiB.
-    #[must_use]
-    pub fn with_max_line(mut self, bytes: usize) -> Self {
-        self.lines.set_max_line(bytes);
-        self
-    }
-
-    /// How many lines were skipped so far because they do not start with
-    /// `{`.
-    pub fn skipped(&self) -> u64 {
-        self.lines.skipped()
-    }
-
-    /// Where the last line read starts in the stream and its length.
-    pub(crate) fn span(&self) -> (u64, usize) {
-        self.lines.span()
-    }
-}
-
-impl<R: BufRead> Iterator for ExportReader<R> {
-    type Item = Result<ExportLine, ReadError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        Some(match self.lines.next_json()? {
-            Ok((line, text)) => parse_export_line(&self.file, line, text),
-            Err(error) => Err(error),
-        })
+impl ParseLine for ExportLine {
+    fn parse_line(file: &str, line: u64, text: &str) -> Result<Self, ReadError> {
+        parse_export_line(file, line, text)
     }
 }
 
@@ -413,7 +375,7 @@ pub fn read_export(path: impl AsRef<Path>) -> Result<ExportFile, ReadError> {
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
 pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<ExportFile, ReadError> {
-    let file = reader.file.clone();
+    let file = reader.file().to_owned();
     let grouped = group(&file, reader.by_ref())?;
     let devices = grouped
         .into_iter()

@@ -1,7 +1,9 @@
 //! Bounded reading of JSON lines: one line at a time, never more than a
 //! fixed number of bytes in memory, hub warning lines skipped and counted.
 
+use std::fmt;
 use std::io::{BufRead, ErrorKind};
+use std::marker::PhantomData;
 
 use super::{ReadError, ReadErrorKind};
 
@@ -185,6 +187,84 @@ impl<R: BufRead> Lines<R> {
             });
         }
         Ok(true)
+    }
+}
+
+/// One line of a JSONL format, parsed from the text of one JSON object.
+pub trait ParseLine: Sized {
+    /// Parses `text`, line `line` of `file`, and checks it.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReadError`] naming `file`, `line` and what is wrong.
+    fn parse_line(file: &str, line: u64, text: &str) -> Result<Self, ReadError>;
+}
+
+/// Streams the lines of one JSONL format as `T`s: each line bounded in
+/// size (1 MiB unless [`JsonlReader::with_max_line`] says otherwise), lines
+/// that do not start with `{` skipped and counted. A bad line is an error
+/// and the stream goes on with the next one.
+///
+/// [`ExportReader`](super::ExportReader) and
+/// [`TwinReader`](super::TwinReader) are this reader for their lines.
+pub struct JsonlReader<R, T> {
+    lines: Lines<R>,
+    file: String,
+    parsed: PhantomData<fn() -> T>,
+}
+
+impl<R, T> fmt::Debug for JsonlReader<R, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonlReader")
+            .field("file", &self.file)
+            .field("line", &self.lines.line)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: BufRead, T: ParseLine> JsonlReader<R, T> {
+    /// Reads `reader`, naming it `file` in errors.
+    pub fn new(reader: R, file: impl Into<String>) -> Self {
+        let file = file.into();
+        Self {
+            lines: Lines::new(reader, file.clone()),
+            file,
+            parsed: PhantomData,
+        }
+    }
+
+    /// Bounds each line to `bytes` instead of 1 MiB.
+    #[must_use]
+    pub fn with_max_line(mut self, bytes: usize) -> Self {
+        self.lines.set_max_line(bytes);
+        self
+    }
+
+    /// How many lines were skipped so far because they do not start with
+    /// `{`.
+    pub fn skipped(&self) -> u64 {
+        self.lines.skipped()
+    }
+
+    /// The file's name, as errors give it.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Where the last line read starts in the stream and its length.
+    pub(crate) fn span(&self) -> (u64, usize) {
+        self.lines.span()
+    }
+}
+
+impl<R: BufRead, T: ParseLine> Iterator for JsonlReader<R, T> {
+    type Item = Result<T, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(match self.lines.next_json()? {
+            Ok((line, text)) => T::parse_line(&self.file, line, text),
+            Err(error) => Err(error),
+        })
     }
 }
 

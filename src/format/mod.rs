@@ -1,5 +1,5 @@
-//! Reading and writing IoT Hub's files: bulk export / import lines and
-//! twin lines.
+//! Reading and writing IoT Hub's files: bulk export / import lines, twin
+//! lines and change-event lines.
 //!
 //! Readers stream: one line at a time, each bounded in size, lines that do
 //! not start with `{` (hub warnings) skipped and counted, every line parsed
@@ -41,6 +41,7 @@
 
 mod detect;
 mod error;
+mod events;
 mod export;
 mod group;
 mod import_mode;
@@ -51,7 +52,10 @@ mod write;
 
 pub(crate) use detect::line_id;
 pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input, sniff_format};
+pub(crate) use error::safe_value;
 pub use error::{ReadError, ReadErrorKind};
+pub(crate) use events::event_bytes;
+pub use events::{Event, EventReader, EventTwin, Op, parse_event_line, write_event_line};
 pub(crate) use export::export_device;
 pub use export::{
     DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ModuleEtags,
@@ -61,6 +65,7 @@ pub(crate) use group::{DeviceLine, group};
 pub use import_mode::ImportMode;
 pub use lines::DEFAULT_MAX_LINE;
 pub(crate) use lines::Lines;
+pub use lines::{JsonlReader, ParseLine};
 pub(crate) use twin::twin_device;
 pub use twin::{
     TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, parse_twin_line,

@@ -257,6 +257,8 @@ pub(crate) struct SectionSeed<'c> {
 pub(crate) struct RawSection {
     pub(crate) map: JsonMap,
     pub(crate) meta: Option<RawMeta>,
+    /// Whether the section was given at all (a patch covers only those).
+    pub(crate) present: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for SectionSeed<'_> {
@@ -275,11 +277,17 @@ impl<'de> Visitor<'de> for SectionSeed<'_> {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<RawSection, E> {
-        Ok(RawSection::default())
+        Ok(RawSection {
+            present: true,
+            ..RawSection::default()
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSection, A::Error> {
-        let mut section = RawSection::default();
+        let mut section = RawSection {
+            present: true,
+            ..RawSection::default()
+        };
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "$version" if self.path != "tags" => {

@@ -18,7 +18,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::group::{DeviceLine, group};
-use super::lines::Lines;
+use super::lines::{JsonlReader, ParseLine};
 use super::raw::{self, Ctx, Key, PropertiesSeed, RawProperties, RawSection, SectionSeed};
 use super::write::{Obj, Properties, Section};
 use super::{Format, ReadError, ReadErrorKind};
@@ -96,49 +96,11 @@ const FIELDS: [&str; 12] = [
 /// assert!(twin.entity.extra.is_empty());
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-#[derive(Debug)]
-pub struct TwinReader<R> {
-    lines: Lines<R>,
-    file: String,
-}
+pub type TwinReader<R> = JsonlReader<R, TwinLine>;
 
-impl<R: BufRead> TwinReader<R> {
-    /// Reads `reader`, naming it `file` in errors.
-    pub fn new(reader: R, file: impl Into<String>) -> Self {
-        let file = file.into();
-        Self {
-            lines: Lines::new(reader, file.clone()),
-            file,
-        }
-    }
-
-    /// Bounds each line to `bytes` instead of 1 MiB.
-    #[must_use]
-    pub fn with_max_line(mut self, bytes: usize) -> Self {
-        self.lines.set_max_line(bytes);
-        self
-    }
-
-    /// How many lines were skipped so far because they do not start with
-    /// `{`.
-    pub fn skipped(&self) -> u64 {
-        self.lines.skipped()
-    }
-
-    /// Where the last line read starts in the stream and its length.
-    pub(crate) fn span(&self) -> (u64, usize) {
-        self.lines.span()
-    }
-}
-
-impl<R: BufRead> Iterator for TwinReader<R> {
-    type Item = Result<TwinLine, ReadError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        Some(match self.lines.next_json()? {
-            Ok((line, text)) => parse_twin_line(&self.file, line, text),
-            Err(error) => Err(error),
-        })
+impl ParseLine for TwinLine {
+    fn parse_line(file: &str, line: u64, text: &str) -> Result<Self, ReadError> {
+        parse_twin_line(file, line, text)
     }
 }
 
@@ -185,6 +147,71 @@ pub fn parse_twin_line(file: &str, line: u64, text: &str) -> Result<TwinLine, Re
     validate_entity(&twin.device_id, twin.module_id.as_deref(), &twin.entity)
         .map_err(|e| ReadError::invalid(file, line, e))?;
     Ok(TwinLine { line, ..twin })
+}
+
+/// Which sections of a twin a body gives: a patch or a replace covers
+/// only those.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Covers {
+    /// `tags` is given.
+    pub(crate) tags: bool,
+    /// `properties.desired` is given.
+    pub(crate) desired: bool,
+    /// `properties.reported` is given.
+    pub(crate) reported: bool,
+}
+
+/// Parses the twin `body` of a change event for `device` (and `module`):
+/// `deviceId` and `moduleId` may be absent, and must name the same entity
+/// when given. Errors name the body's fields as `body.<path>`.
+pub(crate) fn parse_twin_body(
+    file: &str,
+    line: u64,
+    text: &str,
+    device: &str,
+    module: Option<&str>,
+) -> Result<(TwinLine, Covers), ReadError> {
+    let ctx = Ctx::default();
+    *ctx.device.borrow_mut() = Some(device.to_owned());
+    ctx.module
+        .borrow_mut()
+        .clone_from(&module.map(str::to_owned));
+    let in_body = |mut e: ReadError| {
+        e.field = e.field.map(|f| format!("body.{f}"));
+        e.with_device(Some(device), module)
+    };
+    let raw =
+        raw::parse(text, TwinSeed { ctx: &ctx }).map_err(|e| in_body(ctx.error(file, line, &e)))?;
+    let fail = |field: &str, kind| in_body(ReadError::new(file, line, kind).with_field(field));
+    if raw.device_id.as_deref().is_some_and(|d| d != device) {
+        return Err(fail(
+            "deviceId",
+            ReadErrorKind::Mismatch {
+                other: "properties.deviceId".to_owned(),
+            },
+        ));
+    }
+    if raw.module_id.is_some() && raw.module_id.as_deref() != module {
+        return Err(fail(
+            "moduleId",
+            ReadErrorKind::Mismatch {
+                other: "properties.moduleId".to_owned(),
+            },
+        ));
+    }
+    let covers = Covers {
+        tags: raw.tags.present,
+        desired: raw.properties.desired.present,
+        reported: raw.properties.reported.present,
+    };
+    let mut twin = convert(raw, device.to_owned()).map_err(|(field, kind)| fail(&field, kind))?;
+    twin.module_id = module.map(str::to_owned);
+    // A twin carries no keys: a body's stray `authentication` is dropped
+    // rather than kept in clear among the unknown fields.
+    twin.entity.extra.remove("authentication");
+    validate_entity(device, module, &twin.entity)
+        .map_err(|e| in_body(ReadError::invalid(file, line, e)))?;
+    Ok((TwinLine { line, ..twin }, covers))
 }
 
 /// A twin line as read, before its values are checked.
@@ -421,7 +448,7 @@ pub fn read_twins(path: impl AsRef<Path>) -> Result<TwinFile, ReadError> {
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
 pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<TwinFile, ReadError> {
-    let file = reader.file.clone();
+    let file = reader.file().to_owned();
     let grouped = group(&file, reader.by_ref())?;
     let devices = grouped
         .into_iter()

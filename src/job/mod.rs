@@ -16,6 +16,7 @@
 mod inputs;
 mod outputs;
 mod pipeline;
+mod shard;
 mod source;
 
 use std::collections::BTreeMap;
@@ -30,7 +31,8 @@ use crate::reconcile::{BASE, StampError};
 use inputs::{InputMeta, Newest, settle};
 use outputs::Outputs;
 use pipeline::{Context, Stop};
-use source::{Index, Source, SourceError, Stream};
+pub use shard::Shard;
+use source::{Index, Source, SourceError, Stream, replica_source};
 
 /// What to merge and where to put the results.
 #[derive(Clone, Debug)]
@@ -61,6 +63,9 @@ pub struct MergeJob {
     pub format: Option<Format>,
     /// The policies.
     pub policies: Policies,
+    /// Merge only this shard's devices (every input is still read
+    /// whole); `None` merges them all.
+    pub shard: Option<Shard>,
 }
 
 /// How a merge reads its inputs.
@@ -138,6 +143,9 @@ pub struct MergeReport {
     pub plans: BTreeMap<String, BTreeMap<&'static str, usize>>,
     /// Lines skipped (hub warnings), per input file.
     pub skipped_lines: BTreeMap<String, u64>,
+    /// The shard merged (`K/N`), when not the whole fleet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// Things an operator should know.
     pub warnings: Vec<String>,
     /// Whether the inputs were streamed (all sorted by id) rather than
@@ -190,6 +198,20 @@ fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, 
     let mut metas = Vec::new();
     let mut sources = Vec::new();
     for (hub, path) in &order {
+        match replica_source(path) {
+            Ok(Some((source, newest))) => {
+                metas.push(InputMeta {
+                    file: path.display().to_string(),
+                    hub: hub.cloned().unwrap_or_else(base_name),
+                    real_times: true,
+                    newest,
+                });
+                sources.push(source);
+                continue;
+            }
+            Ok(None) => {}
+            Err(_) => return Ok(None),
+        }
         let Ok((stream, format)) = Stream::open(path, job.format) else {
             return Ok(None);
         };
@@ -239,13 +261,20 @@ fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, 
 /// The indexed path: every input read and checked whole (in the order
 /// given, base first), then merged device by device in id order.
 fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError> {
-    let build = |path: &PathBuf| Index::build(path, job.format).map_err(Box::new);
+    let build = |path: &PathBuf| -> Result<Built, Box<ReadError>> {
+        match replica_source(path).map_err(Box::new)? {
+            Some((source, newest)) => Ok(Built::Replica(Box::new(source), newest)),
+            None => Index::build(path, job.format)
+                .map(Built::Index)
+                .map_err(Box::new),
+        }
+    };
     let paths: Vec<&PathBuf> = job
         .base
         .iter()
         .chain(job.hubs.iter().map(|(_, p)| p))
         .collect();
-    let built: Vec<Result<Index, Box<ReadError>>> = if job.jobs > 1 {
+    let built: Vec<Result<Built, Box<ReadError>>> = if job.jobs > 1 {
         std::thread::scope(|scope| {
             let handles: Vec<_> = paths
                 .iter()
@@ -266,18 +295,26 @@ fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError>
     }
     let mut indexes = indexes.into_iter();
     let base_index = job.base.as_ref().and_then(|_| indexes.next());
-    let mut hub_indexes: Vec<(&ReplicaId, &PathBuf, Index)> = job
+    let mut hub_indexes: Vec<(&ReplicaId, &PathBuf, Built)> = job
         .hubs
         .iter()
         .zip(indexes)
         .map(|((name, path), index)| (name, path, index))
         .collect();
     hub_indexes.sort_by(|a, b| a.0.cmp(b.0));
-    let meta = |hub: ReplicaId, index: &Index| InputMeta {
-        file: index.name().to_owned(),
-        hub,
-        real_times: index.format() == Format::Twin,
-        newest: index.newest().clone(),
+    let meta = |hub: ReplicaId, built: &Built| match built {
+        Built::Index(index) => InputMeta {
+            file: index.name().to_owned(),
+            hub,
+            real_times: index.format() == Format::Twin,
+            newest: index.newest().clone(),
+        },
+        Built::Replica(source, newest) => InputMeta {
+            file: source.file().0.to_owned(),
+            hub,
+            real_times: true,
+            newest: newest.clone(),
+        },
     };
     let mut metas = Vec::new();
     if let Some(index) = &base_index {
@@ -294,8 +331,11 @@ fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError>
             .into_iter()
             .map(|(_, path, index)| (path, index)),
     );
-    for (path, index) in inputs {
-        sources.push(Source::Indexed(index.reader(path)?));
+    for (path, built) in inputs {
+        sources.push(match built {
+            Built::Index(index) => Source::Indexed(index.reader(path)?),
+            Built::Replica(source, _) => *source,
+        });
     }
     merge(job, &metas, &stamps, sources, false).map_err(|stop| match stop {
         Stop::Output(error) => error,
@@ -306,6 +346,13 @@ fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError>
             source: std::io::Error::other("the index of the file is not sorted"),
         },
     })
+}
+
+/// An input read whole before the merge: a line file's index, or a
+/// replica state derived.
+enum Built {
+    Index(Index),
+    Replica(Box<Source>, Newest),
 }
 
 fn split_base<'m>(
@@ -349,11 +396,13 @@ fn merge(
         has_base: job.base.is_some(),
         policies: &job.policies,
         real_time: stamps.values().any(|s| s.ms() > ORDER_SCALE_LIMIT),
+        shard: job.shard,
     };
     let mut outputs = Outputs::begin(&job.out, &ctx.hubs).map_err(Stop::Output)?;
     let skipped = pipeline::run(sources, &ctx, job.jobs, &mut outputs)?;
     let mut report = MergeReport {
         streamed,
+        shard: job.shard.map(|s| s.to_string()),
         ..MergeReport::default()
     };
     for (meta, skipped) in metas.iter().zip(skipped) {

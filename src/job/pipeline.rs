@@ -49,6 +49,8 @@ pub(super) struct Context<'a> {
     pub policies: &'a Policies,
     /// Whether stamps are real times (conflicts then show them).
     pub real_time: bool,
+    /// The shard to merge, if not all devices.
+    pub shard: Option<super::Shard>,
 }
 
 /// Why the merge stopped.
@@ -87,18 +89,37 @@ type Group = Vec<Option<RawDevice>>;
 struct Join<P> {
     heads: Vec<Option<RawDevice>>,
     pull: P,
+    shard: Option<super::Shard>,
 }
 
 impl<P: FnMut(usize) -> Option<Result<RawDevice, SourceError>>> Join<P> {
-    fn new(inputs: usize, mut pull: P) -> Result<Self, Stop> {
+    fn new(inputs: usize, shard: Option<super::Shard>, mut pull: P) -> Result<Self, Stop> {
         let mut heads = Vec::with_capacity(inputs);
         for n in 0..inputs {
             heads.push(pull(n).transpose().map_err(|e| Stop::Source(n, e))?);
         }
-        Ok(Self { heads, pull })
+        Ok(Self { heads, pull, shard })
     }
 
+    /// The next group of the shard.
     fn next_group(&mut self) -> Result<Option<Group>, Stop> {
+        loop {
+            match self.next_any()? {
+                Some(group) if !self.in_shard(&group) => {}
+                next => return Ok(next),
+            }
+        }
+    }
+
+    fn in_shard(&self, group: &Group) -> bool {
+        let id = group.iter().flatten().next().map(RawDevice::id);
+        match (self.shard, id) {
+            (Some(shard), Some(id)) => shard.contains(id),
+            _ => true,
+        }
+    }
+
+    fn next_any(&mut self) -> Result<Option<Group>, Stop> {
         let Some(id) = self
             .heads
             .iter()
@@ -219,7 +240,9 @@ pub(super) fn run(
     if jobs <= 1 {
         let mut sources = sources;
         let count = sources.len();
-        let mut join = Join::new(count, |n| sources.get_mut(n).and_then(Source::next))?;
+        let mut join = Join::new(count, ctx.shard, |n| {
+            sources.get_mut(n).and_then(Source::next)
+        })?;
         loop {
             let batch = join.next_batch()?;
             if batch.is_empty() {
@@ -275,7 +298,7 @@ fn run_parallel(
             });
         }
         drop(done_tx);
-        let merged = join_and_write(&inputs, work_tx, &done_rx, jobs, outputs);
+        let merged = join_and_write(&inputs, work_tx, &done_rx, jobs, ctx.shard, outputs);
         // Unblock and end every thread: readers on a full channel, workers
         // waiting for work.
         drop(inputs);
@@ -316,12 +339,13 @@ fn join_and_write(
     work_tx: SyncSender<(u64, Vec<Group>)>,
     done_rx: &Receiver<(u64, Result<Rendered, Stop>)>,
     jobs: usize,
+    shard: Option<super::Shard>,
     outputs: &mut Outputs,
 ) -> Result<(), Stop> {
     let in_flight_max = 2 * jobs as u64 + 1;
     let mut pending: Vec<std::vec::IntoIter<Result<RawDevice, SourceError>>> =
         inputs.iter().map(|_| Vec::new().into_iter()).collect();
-    let mut join = Join::new(inputs.len(), |n| {
+    let mut join = Join::new(inputs.len(), shard, |n| {
         let buffered = pending.get_mut(n)?;
         if let Some(item) = buffered.next() {
             return Some(item);

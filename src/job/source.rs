@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::inputs::Newest;
 use crate::doc::{DeviceSnapshot, DeviceTimes};
@@ -124,6 +125,8 @@ pub(super) struct RawDevice {
     text: String,
     /// The number of each line in its file.
     lines: Vec<u64>,
+    /// A device of a replica state: derived already, no lines.
+    derived: Option<Arc<DeviceInput>>,
 }
 
 impl RawDevice {
@@ -152,6 +155,9 @@ impl RawDevice {
     /// A bad line; two lines for the device or a module; a module without
     /// its device's line.
     pub(super) fn parse(&self, file: &str, format: Format) -> Result<DeviceInput, ReadError> {
+        if let Some(derived) = &self.derived {
+            return Ok(DeviceInput::clone(derived));
+        }
         let texts = self.text.split_terminator('\n').zip(&self.lines);
         let device = match format {
             Format::Export => {
@@ -491,6 +497,60 @@ pub(super) enum Source {
     Stream(Stream),
     /// Re-read by offset from its index.
     Indexed(Indexed),
+    /// A replica state file, read whole and derived.
+    Replica {
+        /// The file, as errors name it.
+        name: String,
+        /// Its devices in id order.
+        devices: std::vec::IntoIter<RawDevice>,
+    },
+}
+
+/// A replica state file as an input: its devices derived, in id order, as
+/// a twin file's would be read (real per-leaf times), and the newest
+/// time it holds. `Ok(None)` when the file is no state file.
+///
+/// # Errors
+///
+/// Those of [`read_state`](crate::replica::read_state).
+pub(super) fn replica_source(path: &Path) -> Result<Option<(Source, Newest)>, ReadError> {
+    if !crate::replica::is_state_file(path) {
+        return Ok(None);
+    }
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| ReadError::io(name.clone(), e))?;
+    let replica = crate::replica::read_state(BufReader::new(file), &name)?;
+    let mut newest = Newest::default();
+    let mut devices = Vec::new();
+    for id in replica.device_ids() {
+        let Some(device) = replica.device(id) else {
+            continue;
+        };
+        newest.offer_device(id, &device.times);
+        let input = DeviceInput {
+            module_etags: device
+                .module_etags
+                .iter()
+                .map(|(m, etag)| (m.clone(), (None, etag.clone())))
+                .collect(),
+            snapshot: device.snapshot,
+            etag: None,
+            twin_etag: device.twin_etag,
+            times: Some(device.times),
+        };
+        devices.push(RawDevice {
+            id: id.to_owned(),
+            // Unlike any file's lines: never taken for another input's.
+            text: format!("\0{name}\0{id}"),
+            lines: Vec::new(),
+            derived: Some(Arc::new(input)),
+        });
+    }
+    let source = Source::Replica {
+        name,
+        devices: devices.into_iter(),
+    };
+    Ok(Some((source, newest)))
 }
 
 impl Source {
@@ -499,6 +559,7 @@ impl Source {
         match self {
             Source::Stream(s) => s.next(),
             Source::Indexed(i) => i.next(),
+            Source::Replica { devices, .. } => devices.next().map(Ok),
         }
     }
 
@@ -507,6 +568,7 @@ impl Source {
         match self {
             Source::Stream(s) => (&s.name, s.format),
             Source::Indexed(i) => (&i.name, i.format),
+            Source::Replica { name, .. } => (name, Format::Twin),
         }
     }
 
@@ -515,6 +577,7 @@ impl Source {
         match self {
             Source::Stream(s) => s.skipped(),
             Source::Indexed(i) => i.skipped,
+            Source::Replica { .. } => 0,
         }
     }
 }

@@ -1,0 +1,258 @@
+//! `failback ingest` and `failback replica delta|apply`: a hub replica
+//! kept from change events, and replicated between two sites.
+//!
+//! A bad line or an event id seen before with another payload is never
+//! silently accepted: ingest reads every file to the end, counts and
+//! names every refused line (`file:line`), and then exits 2 without
+//! touching the state file, so the operator fixes or removes those lines
+//! and runs the same command again (which is safe: ingestion is
+//! idempotent). The state file is only ever replaced whole (written to a
+//! temporary file beside it, then renamed).
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use failback::ReplicaId;
+use failback::format::{EventReader, InputFile, ReadError, read_input};
+use failback::replica::{Ingested, Replica, Seed, read_state, write_state};
+
+use super::Failure;
+
+/// Arguments of `failback ingest`.
+#[derive(clap::Args, Debug)]
+pub struct IngestArgs {
+    /// The hub the events are from: the replica's name.
+    #[arg(long, value_name = "NAME")]
+    hub: String,
+    /// The replica state file: read when it exists, then replaced whole.
+    #[arg(long, value_name = "STATE.json")]
+    state: PathBuf,
+    /// An export or twin file giving the devices' state before the
+    /// stream began (devices there need no create event).
+    #[arg(long = "from", value_name = "EXPORT_OR_TWIN_FILE")]
+    from: Vec<PathBuf>,
+    /// Change-event JSONL files.
+    #[arg(value_name = "EVENTS.jsonl", required = true)]
+    events: Vec<PathBuf>,
+}
+
+/// `failback replica`.
+#[derive(clap::Args, Debug)]
+pub struct ReplicaArgs {
+    #[command(subcommand)]
+    command: ReplicaCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ReplicaCommand {
+    /// Write what STATE holds and SINCE lacks, as a state file of its own.
+    Delta {
+        /// The replica to send from.
+        #[arg(long, value_name = "STATE.json")]
+        state: PathBuf,
+        /// The peer's replica (what it already holds).
+        #[arg(long, value_name = "PEER.json")]
+        since: PathBuf,
+        /// Where the delta goes.
+        #[arg(long, value_name = "DELTA.json")]
+        out: PathBuf,
+    },
+    /// Join deltas (or whole replicas of the same hub) into STATE.
+    Apply {
+        /// The replica to update (created when absent).
+        #[arg(long, value_name = "STATE.json")]
+        state: PathBuf,
+        /// Deltas from `failback replica delta`.
+        #[arg(value_name = "DELTA.json", required = true)]
+        deltas: Vec<PathBuf>,
+    },
+}
+
+/// The most refused lines printed one by one.
+const SHOWN_ERRORS: usize = 20;
+
+fn load(path: &Path) -> Result<Replica, Failure> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| Failure::Input(ReadError::io(&name, e).to_string()))?;
+    read_state(BufReader::new(file), &name).map_err(|e| Failure::Input(e.to_string()))
+}
+
+/// Writes `replica` to `path` whole: to a temporary file, then renamed.
+fn save(path: &Path, replica: &Replica) -> Result<(), Failure> {
+    let internal = |e: std::io::Error| Failure::Internal(format!("{}: {e}", path.display()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(internal)?);
+    write_state(&mut out, replica).map_err(internal)?;
+    let file = out.into_inner().map_err(|e| internal(e.into_error()))?;
+    file.sync_all().map_err(internal)?;
+    std::fs::rename(&tmp, path).map_err(internal)
+}
+
+/// Runs `failback ingest`.
+pub fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
+    let hub = ReplicaId::new(&args.hub).map_err(|e| Failure::Input(e.to_string()))?;
+    let mut replica = if args.state.exists() {
+        let replica = load(&args.state)?;
+        if replica.hub() != &hub {
+            return Err(Failure::Input(format!(
+                "{}: a replica of hub {}, not {hub}",
+                args.state.display(),
+                replica.hub()
+            )));
+        }
+        replica
+    } else {
+        Replica::new(hub)
+    };
+    let mut refused: Vec<String> = Vec::new();
+    let mut seeded = 0usize;
+    for path in &args.from {
+        let name = path.display().to_string();
+        let seeds: Vec<Seed> = match read_input(path, None) {
+            Ok(InputFile::Export(file)) => file.devices.values().map(Seed::from_export).collect(),
+            Ok(InputFile::Twin(file)) => file.devices.values().map(Seed::from_twin).collect(),
+            Err(e) => return Err(Failure::Input(e.to_string())),
+        };
+        for seed in seeds {
+            match replica.seed(seed) {
+                Ok(true) => seeded += 1,
+                Ok(false) => {}
+                Err(e) => refused.push(format!("{name}: {e}")),
+            }
+        }
+    }
+    let (mut applied, mut parked, mut duplicates, mut ignored, mut skipped) = (0, 0, 0, 0, 0);
+    for path in &args.events {
+        let name = path.display().to_string();
+        let file =
+            File::open(path).map_err(|e| Failure::Input(ReadError::io(&name, e).to_string()))?;
+        let mut reader = EventReader::new(BufReader::new(file), name.clone());
+        for event in reader.by_ref() {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    refused.push(e.to_string());
+                    continue;
+                }
+            };
+            let line = event.line;
+            match replica.ingest(event) {
+                Ok(Ingested::Applied) => applied += 1,
+                Ok(Ingested::Parked) => parked += 1,
+                Ok(Ingested::Duplicate) => duplicates += 1,
+                Ok(Ingested::Ignored) => ignored += 1,
+                Err(e) => refused.push(e.at_line(&name, line).to_string()),
+            }
+        }
+        skipped += reader.skipped();
+    }
+    let gaps = replica.gaps();
+    let gap_devices: std::collections::BTreeSet<&str> =
+        gaps.iter().map(|g| g.device.as_str()).collect();
+    println!("applied      {applied}");
+    println!("duplicates   {duplicates}");
+    println!("parked       {parked}");
+    println!(
+        "gaps         {} ({} devices)",
+        gaps.len(),
+        gap_devices.len()
+    );
+    println!("rejected     {}", refused.len());
+    println!("connection events ignored {ignored}");
+    if seeded > 0 {
+        println!("seeded       {seeded} devices");
+    }
+    if skipped > 0 {
+        println!("skipped {skipped} non-JSON lines");
+    }
+    for gap in gaps.iter().take(SHOWN_ERRORS) {
+        let module = gap
+            .module
+            .as_deref()
+            .map(|m| format!(" module {m:?}"))
+            .unwrap_or_default();
+        println!(
+            "gap: device {:?}{module}: {} version {} ({}) waits for {}",
+            gap.device, gap.op, gap.version, gap.dot, gap.waits_for
+        );
+    }
+    if gaps.len() > SHOWN_ERRORS {
+        println!("gap: ... and {} more", gaps.len() - SHOWN_ERRORS);
+    }
+    if !refused.is_empty() {
+        for error in refused.iter().take(SHOWN_ERRORS) {
+            eprintln!("failback: rejected: {error}");
+        }
+        return Err(Failure::Input(format!(
+            "{} lines rejected; {} left as it was",
+            refused.len(),
+            args.state.display()
+        )));
+    }
+    save(&args.state, &replica)?;
+    println!(
+        "state in {}: {} events",
+        args.state.display(),
+        replica.event_count()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `failback replica`.
+pub fn replica(args: ReplicaArgs) -> Result<ExitCode, Failure> {
+    match args.command {
+        ReplicaCommand::Delta { state, since, out } => {
+            let mine = load(&state)?;
+            let theirs = load(&since)?;
+            if theirs.hub() != mine.hub() {
+                return Err(Failure::Input(format!(
+                    "{}: a replica of hub {}, not {}",
+                    since.display(),
+                    theirs.hub(),
+                    mine.hub()
+                )));
+            }
+            let delta = mine.delta_since(&theirs.context());
+            save(&out, &delta)?;
+            println!(
+                "delta: {} events, {} devices, in {}",
+                delta.event_count(),
+                delta.device_ids().count(),
+                out.display()
+            );
+        }
+        ReplicaCommand::Apply { state, deltas } => {
+            let mut deltas_read = Vec::new();
+            for path in &deltas {
+                deltas_read.push(load(path)?);
+            }
+            let mut replica = if state.exists() {
+                load(&state)?
+            } else {
+                match deltas_read.first() {
+                    Some(first) => Replica::new(first.hub().clone()),
+                    None => return Ok(ExitCode::SUCCESS),
+                }
+            };
+            let mut added = 0;
+            for (path, delta) in deltas.iter().zip(&deltas_read) {
+                added += replica
+                    .apply_delta(delta)
+                    .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+            }
+            save(&state, &replica)?;
+            println!(
+                "applied {added} new events and seeds; state in {}: {} events",
+                state.display(),
+                replica.event_count()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,363 @@
+//! Jobs: a job's status only moves forward.
+//!
+//! A job (`scheduleUpdateTwin`, `scheduleDeviceMethod`, `export`, ...) is
+//! known to each hub that ran part of its life. Its status is a forward-only
+//! lattice — unknown, then queued < enqueued < scheduled, then running, then
+//! a terminal status — so the merge of two hubs' views is the furthest
+//! status either reached. Hubs that ended a job differently (completed on
+//! one, cancelled on the other) resolve by a fixed order, cancelled over
+//! failed over completed: an operator's cancel is never undone by a merge,
+//! and a failure is not hidden by a success elsewhere. Every terminal
+//! status seen is kept, so the losers are named ([`JobDoc::conflict`]).
+//!
+//! Times merge as lattices too: `createdTime` and `startTime` the earliest
+//! seen, `endTime` the latest. Statistics merge field by field: the counts
+//! that only grow (`deviceCount`, `succeededCount`, `failedCount`) by
+//! maximum, those that only shrink as devices finish (`runningCount`,
+//! `pendingCount`) by minimum. Each piece is a semilattice, so the whole is
+//! one: merges commute, associate and are idempotent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::Merge;
+
+/// A job's status, in IoT Hub's spelling (`canceled` is read as
+/// `cancelled`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobStatus {
+    /// Nothing known.
+    Unknown,
+    /// Accepted, not yet planned.
+    Queued,
+    /// Handed to the hub's scheduler.
+    Enqueued,
+    /// Waiting for its start time.
+    Scheduled,
+    /// Running.
+    Running,
+    /// Ended well.
+    Completed,
+    /// Ended in failure.
+    Failed,
+    /// Cancelled by an operator.
+    #[serde(alias = "canceled")]
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// IoT Hub's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Queued => "queued",
+            Self::Enqueued => "enqueued",
+            Self::Scheduled => "scheduled",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `deviceJobStatistics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatistics {
+    /// Devices the job targets.
+    pub device_count: u64,
+    /// Devices it failed on.
+    pub failed_count: u64,
+    /// Devices it succeeded on.
+    pub succeeded_count: u64,
+    /// Devices it is running on.
+    pub running_count: u64,
+    /// Devices it has yet to run on.
+    pub pending_count: u64,
+}
+
+impl Merge for JobStatistics {
+    fn merge(&mut self, other: &Self) {
+        self.device_count = self.device_count.max(other.device_count);
+        self.failed_count = self.failed_count.max(other.failed_count);
+        self.succeeded_count = self.succeeded_count.max(other.succeeded_count);
+        self.running_count = self.running_count.min(other.running_count);
+        self.pending_count = self.pending_count.min(other.pending_count);
+    }
+}
+
+/// One job as the hubs together know it.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{JobDoc, JobStatus};
+/// use failback::kernel::Merge;
+///
+/// // The primary ran the job to completion; the secondary, restored from
+/// // a backup taken while it ran, had an operator cancel it.
+/// let mut primary = JobDoc::new("fw-rollout-7", "scheduleUpdateTwin", JobStatus::Running);
+/// primary.advance(JobStatus::Completed);
+/// let mut secondary = JobDoc::new("fw-rollout-7", "scheduleUpdateTwin", JobStatus::Running);
+/// secondary.advance(JobStatus::Cancelled);
+///
+/// let mut merged = primary.clone();
+/// merged.merge(&secondary);
+/// assert_eq!(merged.status(), JobStatus::Cancelled);
+/// assert_eq!(merged.conflict(), Some((JobStatus::Cancelled, vec![JobStatus::Completed])));
+///
+/// // A status never moves back.
+/// merged.advance(JobStatus::Queued);
+/// assert_eq!(merged.status(), JobStatus::Cancelled);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDoc {
+    job_id: String,
+    #[serde(rename = "type")]
+    job_type: String,
+    /// The furthest status reached.
+    status: JobStatus,
+    /// Every terminal status any hub reached.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    ended: BTreeSet<JobStatus>,
+    /// Earliest `createdTime`, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_ms: Option<i64>,
+    /// Earliest `startTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_ms: Option<i64>,
+    /// Latest `endTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    statistics: Option<JobStatistics>,
+}
+
+impl JobDoc {
+    /// A job as one hub knows it.
+    pub fn new(job_id: impl Into<String>, job_type: impl Into<String>, status: JobStatus) -> Self {
+        let mut job = Self {
+            job_id: job_id.into(),
+            job_type: job_type.into(),
+            status: JobStatus::Unknown,
+            ended: BTreeSet::new(),
+            created_ms: None,
+            start_ms: None,
+            end_ms: None,
+            statistics: None,
+        };
+        job.advance(status);
+        job
+    }
+
+    /// The job id.
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The job type (`scheduleUpdateTwin`, ...).
+    pub fn job_type(&self) -> &str {
+        &self.job_type
+    }
+
+    /// The merged status: the furthest reached; of different terminal
+    /// statuses, cancelled over failed over completed.
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+
+    /// Moves the status forward to `status`; an earlier one changes nothing.
+    pub fn advance(&mut self, status: JobStatus) {
+        self.status = self.status.max(status);
+        if status.is_terminal() {
+            self.ended.insert(status);
+        }
+    }
+
+    /// Records times seen (ms since the epoch): the earliest creation and
+    /// start, the latest end.
+    pub fn observe_times(&mut self, created: Option<i64>, start: Option<i64>, end: Option<i64>) {
+        self.created_ms = min_some(self.created_ms, created);
+        self.start_ms = min_some(self.start_ms, start);
+        self.end_ms = self.end_ms.max(end);
+    }
+
+    /// Records statistics seen.
+    pub fn observe_statistics(&mut self, statistics: &JobStatistics) {
+        match &mut self.statistics {
+            Some(mine) => mine.merge(statistics),
+            None => self.statistics = Some(statistics.clone()),
+        }
+    }
+
+    /// The merged times: created, started, ended.
+    pub fn times(&self) -> (Option<i64>, Option<i64>, Option<i64>) {
+        (self.created_ms, self.start_ms, self.end_ms)
+    }
+
+    /// The merged statistics.
+    pub fn statistics(&self) -> Option<&JobStatistics> {
+        self.statistics.as_ref()
+    }
+
+    /// When hubs ended the job differently: the winning status and the
+    /// others, in order.
+    pub fn conflict(&self) -> Option<(JobStatus, Vec<JobStatus>)> {
+        if self.ended.len() < 2 {
+            return None;
+        }
+        let losers = self
+            .ended
+            .iter()
+            .copied()
+            .filter(|s| *s != self.status)
+            .collect();
+        Some((self.status, losers))
+    }
+}
+
+fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Merge for JobDoc {
+    /// Joins another hub's view of the same job. The type is a property of
+    /// the job, equal on every hub; should two views disagree (a job id
+    /// reused), the greater wins so the join stays a total function.
+    fn merge(&mut self, other: &Self) {
+        if other.job_type > self.job_type {
+            self.job_type.clone_from(&other.job_type);
+        }
+        self.status = self.status.max(other.status);
+        self.ended.extend(other.ended.iter().copied());
+        self.observe_times(other.created_ms, other.start_ms, other.end_ms);
+        if let Some(statistics) = &other.statistics {
+            self.observe_statistics(statistics);
+        }
+    }
+}
+
+/// Every job of the hubs by `jobId`: the union, each job merged.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{JobDoc, JobSet, JobStatus};
+/// use failback::kernel::Merge;
+///
+/// let mut primary = JobSet::default();
+/// primary.insert(JobDoc::new("export-1", "export", JobStatus::Completed));
+/// let mut secondary = JobSet::default();
+/// secondary.insert(JobDoc::new("import-2", "import", JobStatus::Running));
+/// primary.merge(&secondary);
+/// assert_eq!(primary.jobs().map(|j| j.job_id()).collect::<Vec<_>>(), ["export-1", "import-2"]);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSet {
+    jobs: BTreeMap<String, JobDoc>,
+}
+
+impl JobSet {
+    /// Adds a hub's view of a job, merged with what is known of it.
+    pub fn insert(&mut self, job: JobDoc) {
+        match self.jobs.get_mut(&job.job_id) {
+            Some(known) => known.merge(&job),
+            None => {
+                self.jobs.insert(job.job_id.clone(), job);
+            }
+        }
+    }
+
+    /// The job `id`.
+    pub fn get(&self, id: &str) -> Option<&JobDoc> {
+        self.jobs.get(id)
+    }
+
+    /// The jobs by id.
+    pub fn jobs(&self) -> impl Iterator<Item = &JobDoc> {
+        self.jobs.values()
+    }
+}
+
+impl Merge for JobSet {
+    fn merge(&mut self, other: &Self) {
+        for job in other.jobs.values() {
+            self.insert(job.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_only_moves_forward() {
+        let mut job = JobDoc::new("j", "export", JobStatus::Running);
+        for earlier in [JobStatus::Unknown, JobStatus::Queued, JobStatus::Scheduled] {
+            job.advance(earlier);
+            assert_eq!(job.status(), JobStatus::Running);
+        }
+        job.advance(JobStatus::Failed);
+        job.advance(JobStatus::Completed);
+        assert_eq!(job.status(), JobStatus::Failed);
+        assert_eq!(
+            job.conflict(),
+            Some((JobStatus::Failed, vec![JobStatus::Completed]))
+        );
+    }
+
+    #[test]
+    fn canceled_reads_as_cancelled() {
+        let s: JobStatus = serde_json::from_str("\"canceled\"").unwrap();
+        assert_eq!(s, JobStatus::Cancelled);
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"cancelled\"");
+    }
+
+    #[test]
+    fn statistics_merge_growing_counts_up_and_shrinking_ones_down() {
+        let mut a = JobStatistics {
+            device_count: 10,
+            succeeded_count: 4,
+            running_count: 3,
+            pending_count: 3,
+            ..Default::default()
+        };
+        let b = JobStatistics {
+            device_count: 10,
+            succeeded_count: 6,
+            failed_count: 1,
+            running_count: 1,
+            pending_count: 2,
+        };
+        a.merge(&b);
+        assert_eq!(
+            (
+                a.succeeded_count,
+                a.failed_count,
+                a.running_count,
+                a.pending_count
+            ),
+            (6, 1, 1, 2)
+        );
+    }
+}

@@ -1,0 +1,345 @@
+//! Replica state files: a versioned, canonical serialization.
+//!
+//! # Format (version 1)
+//!
+//! One JSON document, written canonically (fixed key order, devices sorted
+//! by id, each device's events sorted by dot, every JSON object inside an
+//! event or seed line with sorted keys), so equal replicas are equal
+//! bytes. One device a line:
+//!
+//! ```text
+//! {"format":"failback-replica","version":1,"hub":"primary","devices":[
+//! {"id":"d1","seed":{"format":"export","lines":[{...export line...}]},"events":[{"dot":"id:c1","event":{...event line...}},...],"parked":["id:c9"],"version":4,"modules":{"m1":2}},
+//! {"id":"d2",...}
+//! ]}
+//! ```
+//!
+//! - `hub`: the replica's hub name;
+//! - per device, `seed` (optional): its starting snapshot, as the export
+//!   or twin lines it came from (an export's keys in clear, as exports
+//!   hold them);
+//! - `events`: the set of its change events, each with its **dot**
+//!   (`id:` + `correlation-id`, or `sha256:` + 32 hex digits of the
+//!   event's canonical text) and the event as a canonical event line;
+//! - derived, written for operators and ignored when read: `parked` (the
+//!   dots still waiting for a predecessor), and the device's **version
+//!   vector**: `version`, its twin's version, and `modules`, each live
+//!   module twin's version (absent for a device that does not exist).
+//!
+//! A reader takes only `format` `failback-replica` and `version` 1.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Replica, Seed};
+use crate::clock::ReplicaId;
+use crate::format::{
+    ExportReader, Format, ReadError, ReadErrorKind, TwinReader, collect_export, collect_twins,
+    parse_event_line,
+};
+
+/// The `format` of a state file.
+pub const FORMAT_NAME: &str = "failback-replica";
+/// The `version` of the state file format this crate writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Writes `replica` as a state file (see the [module docs](self)).
+///
+/// # Errors
+///
+/// Any error of `w`.
+///
+/// # Example
+///
+/// ```
+/// use failback::replica::{read_state, write_state, Replica};
+/// use failback::ReplicaId;
+///
+/// let replica = Replica::new(ReplicaId::new("primary")?);
+/// let mut out = Vec::new();
+/// write_state(&mut out, &replica)?;
+/// assert_eq!(
+///     String::from_utf8(out.clone())?,
+///     "{\"format\":\"failback-replica\",\"version\":1,\"hub\":\"primary\",\"devices\":[\n]}\n"
+/// );
+/// assert_eq!(read_state(out.as_slice(), "state.json")?, replica);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
+    write!(
+        w,
+        "{{\"format\":{},\"version\":{FORMAT_VERSION},\"hub\":{},\"devices\":[",
+        serde_json::to_string(FORMAT_NAME)?,
+        serde_json::to_string(replica.hub.as_str())?
+    )?;
+    let mut first = true;
+    for id in replica.device_ids() {
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        first = false;
+        write!(w, "{{\"id\":{}", serde_json::to_string(id)?)?;
+        if let Some(seed) = replica.seeds.get(id) {
+            write!(
+                w,
+                ",\"seed\":{{\"format\":\"{}\",\"lines\":[",
+                seed.format.as_str()
+            )?;
+            for (i, line) in seed.lines.lines().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                w.write_all(line.as_bytes())?;
+            }
+            w.write_all(b"]}")?;
+        }
+        w.write_all(b",\"events\":[")?;
+        if let Some(dots) = replica.devices.get(id) {
+            for (i, dot) in dots.all.iter().enumerate() {
+                let Some(stored) = replica.events.get(dot) else {
+                    continue;
+                };
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                write!(w, "{{\"dot\":{},\"event\":", serde_json::to_string(dot)?)?;
+                w.write_all(&stored.bytes)?;
+                w.write_all(b"}")?;
+            }
+        }
+        w.write_all(b"]")?;
+        let replayed = super::replay::replay(replica, id);
+        let parked: Vec<&str> = replayed.parked.iter().map(|g| g.dot.as_str()).collect();
+        write!(w, ",\"parked\":{}", serde_json::to_string(&parked)?)?;
+        if let Some(device) = &replayed.device {
+            write!(
+                w,
+                ",\"version\":{},\"modules\":{}",
+                device.version,
+                serde_json::to_string(&device.module_versions)?
+            )?;
+        }
+        w.write_all(b"}")?;
+    }
+    w.write_all(b"\n]}\n")
+}
+
+#[derive(Deserialize)]
+struct RawState<'a> {
+    format: String,
+    version: u64,
+    hub: String,
+    #[serde(borrow)]
+    devices: Vec<RawDevice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawDevice<'a> {
+    id: String,
+    #[serde(borrow, default)]
+    seed: Option<RawSeed<'a>>,
+    #[serde(borrow, default)]
+    events: Vec<RawEvent<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawSeed<'a> {
+    format: String,
+    #[serde(borrow)]
+    lines: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    event: &'a RawValue,
+}
+
+/// Line numbers of positions in a text, for positions met in order.
+struct LineCounter<'t> {
+    text: &'t str,
+    offset: usize,
+    line: u64,
+}
+
+impl LineCounter<'_> {
+    /// The line `part` (a slice of the text, after the last one asked
+    /// about) starts on.
+    fn line_of(&mut self, part: &str) -> u64 {
+        let at = (part.as_ptr() as usize).saturating_sub(self.text.as_ptr() as usize);
+        if at >= self.offset {
+            let between = self.text.get(self.offset..at).unwrap_or_default();
+            self.line += between.bytes().filter(|b| *b == b'\n').count() as u64;
+            self.offset = at;
+        }
+        self.line
+    }
+}
+
+fn json_error(file: &str, error: &serde_json::Error) -> ReadError {
+    let message = match error.classify() {
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Eof => "EOF while parsing",
+        serde_json::error::Category::Data => {
+            "not a replica state: a field is missing or has the wrong type"
+        }
+        serde_json::error::Category::Io => "cannot read",
+    };
+    ReadError::new(
+        file,
+        error.line() as u64,
+        ReadErrorKind::InvalidJson {
+            column: error.column(),
+            message: message.to_owned(),
+        },
+    )
+}
+
+/// Reads a state file written by [`write_state`], checking every event
+/// and seed line as the event, export and twin readers do.
+///
+/// # Errors
+///
+/// A [`ReadError`] naming `file` and the line: not JSON, not a state
+/// file of version 1, an invalid hub name, a bad event or seed line, an
+/// event under another device's id, two events with one id and different
+/// payloads.
+///
+/// # Example
+///
+/// ```
+/// use failback::replica::read_state;
+///
+/// let err = read_state(&br#"{"format":"failback-replica","version":2,"hub":"p","devices":[]}"#[..], "s.json").unwrap_err();
+/// assert_eq!(err.to_string(), "s.json:1: field \"version\": not a replica state file: version 2, expected 1");
+/// ```
+pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadError> {
+    let mut text = String::new();
+    reader
+        .read_to_string(&mut text)
+        .map_err(|e| ReadError::io(file, e))?;
+    let raw: RawState<'_> = serde_json::from_str(&text).map_err(|e| json_error(file, &e))?;
+    let not_state = |field: &str, reason: String| {
+        ReadError::new(file, 1, ReadErrorKind::NotReplicaState { reason }).with_field(field)
+    };
+    if raw.format != FORMAT_NAME {
+        return Err(not_state(
+            "format",
+            format!("format {:?}, expected {FORMAT_NAME:?}", raw.format),
+        ));
+    }
+    if raw.version != FORMAT_VERSION {
+        return Err(not_state(
+            "version",
+            format!("version {}, expected {FORMAT_VERSION}", raw.version),
+        ));
+    }
+    let hub = ReplicaId::new(&raw.hub).map_err(|e| not_state("hub", e.to_string()))?;
+    let mut replica = Replica::new(hub);
+    let mut lines = LineCounter {
+        text: &text,
+        offset: 0,
+        line: 1,
+    };
+    for device in &raw.devices {
+        if let Some(seed) = &device.seed {
+            let first = seed.lines.first().map_or(1, |l| lines.line_of(l.get()));
+            let joined: String = seed
+                .lines
+                .iter()
+                .map(|l| format!("{}\n", l.get()))
+                .collect();
+            let at_line = |mut e: ReadError| {
+                e.file = file.to_owned();
+                e.line = first;
+                e
+            };
+            let seeded = match seed.format.as_str() {
+                "export" => collect_export(ExportReader::new(joined.as_bytes(), file))
+                    .map_err(at_line)?
+                    .devices
+                    .into_values()
+                    .map(|d| Seed::from_export(&d))
+                    .collect::<Vec<_>>(),
+                "twin" => collect_twins(TwinReader::new(joined.as_bytes(), file))
+                    .map_err(at_line)?
+                    .devices
+                    .into_values()
+                    .map(|d| Seed::from_twin(&d))
+                    .collect(),
+                other => {
+                    return Err(ReadError::new(
+                        file,
+                        first,
+                        ReadErrorKind::NotReplicaState {
+                            reason: format!(
+                                "seed format {:?}, expected {} or {}",
+                                crate::format::safe_value(other).unwrap_or_default(),
+                                Format::Export,
+                                Format::Twin
+                            ),
+                        },
+                    )
+                    .with_device(Some(&device.id), None)
+                    .with_field("seed.format"));
+                }
+            };
+            let mismatch = || {
+                ReadError::new(
+                    file,
+                    first,
+                    ReadErrorKind::Mismatch {
+                        other: "id".to_owned(),
+                    },
+                )
+                .with_device(Some(&device.id), None)
+                .with_field("seed.lines")
+            };
+            let [seed] = <[Seed; 1]>::try_from(seeded).map_err(|_| mismatch())?;
+            if seed.snapshot.id != device.id {
+                return Err(mismatch());
+            }
+            replica
+                .seed(seed)
+                .map_err(|e| e.at_line(file, first).with_device(Some(&device.id), None))?;
+        }
+        for raw_event in &device.events {
+            let text = raw_event.event.get();
+            let line = lines.line_of(text);
+            let event = parse_event_line(file, line, text)?;
+            if event.device_id != device.id {
+                return Err(ReadError::new(
+                    file,
+                    line,
+                    ReadErrorKind::Mismatch {
+                        other: "id".to_owned(),
+                    },
+                )
+                .with_device(Some(&event.device_id), None)
+                .with_field("properties.deviceId"));
+            }
+            replica.ingest(event).map_err(|e| e.at_line(file, line))?;
+        }
+    }
+    Ok(replica)
+}
+
+/// Whether the file at `path` is a replica state file: it starts with
+/// `{"format":"failback-replica"`, as [`write_state`] writes it.
+pub fn is_state_file(path: &Path) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = [0u8; 64];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(head.get_mut(got..).unwrap_or_default()) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let head = head.get(..got).unwrap_or_default();
+    let expected = format!("{{\"format\":\"{FORMAT_NAME}\"");
+    head.trim_ascii_start().starts_with(expected.as_bytes())
+}

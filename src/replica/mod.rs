@@ -1,0 +1,571 @@
+//! A hub replica built from change events: idempotent, order-insensitive
+//! ingestion, gaps, and continuous replication between two sites.
+//!
+//! # The model
+//!
+//! A [`Replica`] is a *set*: the hub's change events it has seen, each
+//! once, keyed by its **dot** (its `correlation-id`, or, when it has none,
+//! a hash of its canonical text, which holds its hub, device, twin
+//! `version` and content), plus optional **seeds**: a device's starting
+//! snapshot from an export or twin file (`failback ingest --from`), for
+//! devices that existed before the stream began.
+//!
+//! Everything else is *derived* from the set, never from the order events
+//! arrived in: each device's snapshot and per-leaf times come from
+//! replaying its events in a fixed order (see `replay`), and the events
+//! that cannot be placed yet (a twin update for a device whose create has
+//! not arrived) are **parked**: they wait in the set, count as gaps, and
+//! take effect as soon as their predecessor arrives.
+//!
+//! So ingesting is set union, and the laws come for free:
+//!
+//! - ingesting an event twice, or a retransmitted run (1,2,1,2,3,1,2,3,4),
+//!   changes nothing; any permutation gives the same state, byte for byte;
+//! - ingesting events one by one equals merging replicas built from any
+//!   partition of them ([`Replica::merge`] is commutative, associative and
+//!   idempotent);
+//! - [`Replica::delta_since`] a peer's [`ReplicaContext`] (the dots it
+//!   has) yields exactly the events and seeds it lacks, and applying a delta
+//!   twice changes nothing.
+//!
+//! The one thing a set cannot take is an event id seen before with another
+//! payload: that is [`ReplicaError::Conflict`], and the replica is left as
+//! it was.
+//!
+//! # Replay order
+//!
+//! A device's lifecycle (create, delete) is ordered by
+//! `operationTimestamp`, which splits its events into **incarnations**: a
+//! create starts one (inheriting nothing), a delete ends it with its
+//! modules (delete wins over every change before it). Every other event
+//! belongs to the incarnation live at its time. Within an incarnation, a
+//! twin's changes apply in twin `version` order (then time, then dot), so
+//! an older patch arriving after a newer one never overwrites it, and a
+//! coalesced notification (a version jump) simply applies. A create or
+//! `replaceTwin` resets the sections its body gives; an `updateTwin`
+//! patches leaf by leaf, `null` removing. Changes with a version at or
+//! below that of the create or seed they follow are already in it and are
+//! skipped.
+//!
+//! # Example
+//!
+//! ```
+//! use failback::format::parse_event_line;
+//! use failback::replica::Replica;
+//! use failback::ReplicaId;
+//!
+//! let create = r#"{"properties":{"deviceId":"d1","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+//! let update = r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#;
+//!
+//! // The update arrives first: it is parked until the create comes.
+//! let mut replica = Replica::new(ReplicaId::new("primary")?);
+//! replica.ingest(parse_event_line("events.jsonl", 1, update)?)?;
+//! assert_eq!(replica.gaps().len(), 1);
+//! replica.ingest(parse_event_line("events.jsonl", 2, create)?)?;
+//! replica.ingest(parse_event_line("events.jsonl", 3, update)?)?; // a duplicate
+//! assert!(replica.gaps().is_empty());
+//! let d1 = replica.device("d1").expect("d1 exists");
+//! assert_eq!(d1.snapshot.device.desired["fan"], 3);
+//!
+//! // Replication: the peer gets exactly what it lacks.
+//! let mut peer = Replica::new(ReplicaId::new("primary")?);
+//! let delta = replica.delta_since(&peer.context());
+//! peer.apply_delta(&delta)?;
+//! assert_eq!(peer.to_bytes(), replica.to_bytes());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+// A `ReadError` carries file, line, device, module and field by contract,
+// as in `format`.
+#![allow(clippy::result_large_err)]
+
+mod file;
+mod replay;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest, Sha256};
+
+use crate::clock::ReplicaId;
+use crate::doc::{DeviceSnapshot, DeviceTimes};
+use crate::format::{
+    Event, ExportDevice, Format, Op, ReadError, ReadErrorKind, TwinDevice, event_bytes,
+};
+
+pub use file::{FORMAT_NAME, FORMAT_VERSION, is_state_file, read_state, write_state};
+
+/// The id of one event in a replica: `id:` and its `correlation-id`, or
+/// `sha256:` and the first 32 hex digits of the SHA-256 of its canonical
+/// text when it has none.
+pub type EventDot = String;
+
+/// One event held by a replica, with its canonical text.
+#[derive(Clone, Debug)]
+struct Stored {
+    event: Event,
+    bytes: Box<[u8]>,
+}
+
+/// Events are equal by their canonical text: the line they were read
+/// from is not part of them.
+impl PartialEq for Stored {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+/// A device's starting snapshot, from an export or twin file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seed {
+    /// The format of the file it came from.
+    pub format: Format,
+    /// The device and its modules.
+    pub snapshot: DeviceSnapshot,
+    /// Per-leaf times (twin files only).
+    pub times: Option<DeviceTimes>,
+    /// The device twin's etag.
+    pub twin_etag: Option<String>,
+    /// The device twin's version (twin files only).
+    pub version: Option<u64>,
+    /// Each module's twin etag and version.
+    pub modules: BTreeMap<String, (Option<String>, Option<u64>)>,
+    /// The canonical lines the seed is written as (keys in clear, as an
+    /// export holds them): what two seeds are compared by.
+    lines: String,
+}
+
+impl Seed {
+    /// A seed from a device of an export file.
+    pub fn from_export(device: &ExportDevice) -> Self {
+        let mut lines = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = crate::format::write_device(&mut lines, &device.snapshot, device.etags());
+        Self {
+            format: Format::Export,
+            snapshot: device.snapshot.clone(),
+            times: None,
+            twin_etag: device.twin_etag.clone(),
+            version: None,
+            modules: device
+                .module_etags
+                .iter()
+                .map(|(m, (_, twin))| (m.clone(), (twin.clone(), None)))
+                .collect(),
+            lines: String::from_utf8_lossy(&lines).into_owned(),
+        }
+    }
+
+    /// A seed from a device of a twin file.
+    pub fn from_twin(device: &TwinDevice) -> Self {
+        let mut lines = Vec::new();
+        let _ = crate::format::write_twin_device(&mut lines, device);
+        Self {
+            format: Format::Twin,
+            snapshot: device.snapshot.clone(),
+            times: Some(DeviceTimes {
+                device: device.twin.times.clone(),
+                modules: device
+                    .modules
+                    .iter()
+                    .map(|(m, info)| (m.clone(), info.times.clone()))
+                    .collect(),
+            }),
+            twin_etag: device.twin.etag.clone(),
+            version: device.twin.version,
+            modules: device
+                .modules
+                .iter()
+                .map(|(m, info)| (m.clone(), (info.etag.clone(), info.version)))
+                .collect(),
+            lines: String::from_utf8_lossy(&lines).into_owned(),
+        }
+    }
+}
+
+/// A device as its replica derives it: the state after its live
+/// incarnation's events, with per-leaf times.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplicaDevice {
+    /// The device and its modules.
+    pub snapshot: DeviceSnapshot,
+    /// `statusUpdateTime` and the time of every twin node: the event's
+    /// `$metadata`, else its `operationTimestamp`.
+    pub times: DeviceTimes,
+    /// The device twin's etag, from the last event that gave one.
+    pub twin_etag: Option<String>,
+    /// Each module's twin etag.
+    pub module_etags: BTreeMap<String, Option<String>>,
+    /// The device twin's version (0 when no event or seed gave one).
+    pub version: u64,
+    /// Each module twin's version.
+    pub module_versions: BTreeMap<String, u64>,
+}
+
+/// An event that waits for a predecessor the replica has not seen.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Gap {
+    /// The device.
+    pub device: String,
+    /// The module, for a module's event.
+    pub module: Option<String>,
+    /// The event's `opType`.
+    pub op: String,
+    /// The twin version it carries (0 when none).
+    pub version: u64,
+    /// Its dot.
+    pub dot: EventDot,
+    /// What it waits for: `createDeviceIdentity` or `createModuleIdentity`.
+    pub waits_for: &'static str,
+}
+
+/// What ingesting one event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingested {
+    /// New, and applied.
+    Applied,
+    /// New, and parked: its predecessor has not arrived.
+    Parked,
+    /// Seen before, byte for byte: nothing changed.
+    Duplicate,
+    /// A connection-state event: read and ignored.
+    Ignored,
+}
+
+/// Why a replica refused an event, a delta or a seed. The replica is left
+/// as it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// An event id was seen before with another payload.
+    #[error("device {device:?}: event {dot} arrived before with another payload")]
+    Conflict {
+        /// The device of the event refused.
+        device: String,
+        /// Its dot.
+        dot: EventDot,
+    },
+    /// A device was seeded before from another snapshot.
+    #[error("device {device:?} was seeded before from another snapshot")]
+    SeedConflict {
+        /// The device.
+        device: String,
+    },
+    /// A delta or replica of another hub.
+    #[error("replica of hub {found} cannot join replica of hub {expected}")]
+    OtherHub {
+        /// This replica's hub.
+        expected: ReplicaId,
+        /// The other's hub.
+        found: ReplicaId,
+    },
+}
+
+impl ReplicaError {
+    /// The error as a [`ReadError`] naming `file` and the event's `line`.
+    pub fn at_line(&self, file: &str, line: u64) -> ReadError {
+        match self {
+            ReplicaError::Conflict { device, dot } => {
+                let id = dot.strip_prefix("id:").unwrap_or(dot);
+                ReadError::new(
+                    file,
+                    line,
+                    ReadErrorKind::ConflictingEvent {
+                        id: crate::format::safe_value(id),
+                    },
+                )
+                .with_device(Some(device), None)
+                .with_field("systemProperties.correlation-id")
+            }
+            other => ReadError::new(
+                file,
+                line,
+                ReadErrorKind::Io(std::io::Error::other(other.to_string())),
+            ),
+        }
+    }
+}
+
+/// The dots a replica holds, per device, and its seeds' digests: what a
+/// peer needs to send it exactly what it lacks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaContext {
+    dots: BTreeSet<EventDot>,
+    seeds: BTreeMap<String, [u8; 16]>,
+}
+
+impl ReplicaContext {
+    /// How many events the context holds.
+    pub fn events(&self) -> usize {
+        self.dots.len()
+    }
+}
+
+/// One hub's replica: the set of its change events and seeds, from which
+/// each device's state is derived. See the [module docs](self).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replica {
+    hub: ReplicaId,
+    events: BTreeMap<EventDot, Stored>,
+    /// Each device's dots; lifecycle dots (device and module creates and
+    /// deletes) also in `lifecycle`.
+    devices: BTreeMap<String, DeviceDots>,
+    seeds: BTreeMap<String, Seed>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct DeviceDots {
+    all: BTreeSet<EventDot>,
+    lifecycle: BTreeSet<EventDot>,
+}
+
+/// The dot of an event, from its canonical text.
+fn dot_of(event: &Event, bytes: &[u8]) -> EventDot {
+    match &event.correlation_id {
+        Some(id) => format!("id:{id}"),
+        None => {
+            use std::fmt::Write;
+            let digest = Sha256::digest(bytes);
+            let mut dot = String::from("sha256:");
+            for byte in digest.iter().take(16) {
+                let _ = write!(dot, "{byte:02x}");
+            }
+            dot
+        }
+    }
+}
+
+fn seed_digest(seed: &Seed) -> [u8; 16] {
+    let digest = Sha256::digest(seed.lines.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+impl Replica {
+    /// An empty replica of `hub`.
+    pub fn new(hub: ReplicaId) -> Self {
+        Self {
+            hub,
+            events: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            seeds: BTreeMap::new(),
+        }
+    }
+
+    /// The hub this is a replica of.
+    pub fn hub(&self) -> &ReplicaId {
+        &self.hub
+    }
+
+    /// How many events it holds.
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The ids of the devices it knows of (seeded or with events), sorted.
+    pub fn device_ids(&self) -> impl Iterator<Item = &str> {
+        let mut ids: BTreeSet<&str> = self.devices.keys().map(String::as_str).collect();
+        ids.extend(self.seeds.keys().map(String::as_str));
+        ids.into_iter()
+    }
+
+    /// Adds one event.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplicaError::Conflict`] when its id was seen with another
+    /// payload; the replica is then unchanged.
+    pub fn ingest(&mut self, event: Event) -> Result<Ingested, ReplicaError> {
+        if let Op::Connection(_) = event.op {
+            return Ok(Ingested::Ignored);
+        }
+        let bytes = event_bytes(&event).into_boxed_slice();
+        let dot = dot_of(&event, &bytes);
+        if let Some(old) = self.events.get(&dot) {
+            return if old.bytes == bytes {
+                Ok(Ingested::Duplicate)
+            } else {
+                Err(ReplicaError::Conflict {
+                    device: event.device_id,
+                    dot,
+                })
+            };
+        }
+        let device = event.device_id.clone();
+        self.insert(dot.clone(), Stored { event, bytes });
+        if replay::is_parked(self, &device, &dot) {
+            Ok(Ingested::Parked)
+        } else {
+            Ok(Ingested::Applied)
+        }
+    }
+
+    fn insert(&mut self, dot: EventDot, stored: Stored) {
+        let dots = self
+            .devices
+            .entry(stored.event.device_id.clone())
+            .or_default();
+        if replay::is_lifecycle(&stored.event.op) {
+            dots.lifecycle.insert(dot.clone());
+        }
+        dots.all.insert(dot.clone());
+        self.events.insert(dot, stored);
+    }
+
+    /// Seeds a device's starting snapshot: the state it had before the
+    /// first event of the stream. A seeded device's changes are not
+    /// parked. Seeding again with the same snapshot changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplicaError::SeedConflict`] when the device was seeded from
+    /// another snapshot.
+    pub fn seed(&mut self, seed: Seed) -> Result<bool, ReplicaError> {
+        let id = seed.snapshot.id.clone();
+        match self.seeds.get(&id) {
+            Some(old) if old.lines == seed.lines => Ok(false),
+            Some(_) => Err(ReplicaError::SeedConflict { device: id }),
+            None => {
+                self.seeds.insert(id, seed);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Joins `other` (a replica of the same hub) into this one: the union
+    /// of their events and seeds. Commutative, associative, idempotent.
+    ///
+    /// # Errors
+    ///
+    /// Another hub, or an event id (or seed) the two hold with different
+    /// payloads; nothing is changed then.
+    pub fn merge(&mut self, other: &Replica) -> Result<usize, ReplicaError> {
+        if other.hub != self.hub {
+            return Err(ReplicaError::OtherHub {
+                expected: self.hub.clone(),
+                found: other.hub.clone(),
+            });
+        }
+        for (dot, stored) in &other.events {
+            if let Some(mine) = self.events.get(dot) {
+                if mine.bytes != stored.bytes {
+                    return Err(ReplicaError::Conflict {
+                        device: stored.event.device_id.clone(),
+                        dot: dot.clone(),
+                    });
+                }
+            }
+        }
+        for (id, seed) in &other.seeds {
+            if self
+                .seeds
+                .get(id)
+                .is_some_and(|mine| mine.lines != seed.lines)
+            {
+                return Err(ReplicaError::SeedConflict { device: id.clone() });
+            }
+        }
+        let mut added = 0;
+        for (dot, stored) in &other.events {
+            if !self.events.contains_key(dot) {
+                self.insert(dot.clone(), stored.clone());
+                added += 1;
+            }
+        }
+        for (id, seed) in &other.seeds {
+            if !self.seeds.contains_key(id) {
+                self.seeds.insert(id.clone(), seed.clone());
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
+    /// What this replica holds, for a peer's [`Replica::delta_since`].
+    pub fn context(&self) -> ReplicaContext {
+        ReplicaContext {
+            dots: self.events.keys().cloned().collect(),
+            seeds: self
+                .seeds
+                .iter()
+                .map(|(id, seed)| (id.clone(), seed_digest(seed)))
+                .collect(),
+        }
+    }
+
+    /// The events and seeds this replica holds that `since` lacks, as a
+    /// replica of the same hub: [`Replica::apply_delta`] it on the peer.
+    pub fn delta_since(&self, since: &ReplicaContext) -> Replica {
+        let mut delta = Replica::new(self.hub.clone());
+        for (dot, stored) in &self.events {
+            if !since.dots.contains(dot) {
+                delta.insert(dot.clone(), stored.clone());
+            }
+        }
+        for (id, seed) in &self.seeds {
+            if since.seeds.get(id) != Some(&seed_digest(seed)) {
+                delta.seeds.insert(id.clone(), seed.clone());
+            }
+        }
+        delta
+    }
+
+    /// Applies a delta from [`Replica::delta_since`]: [`Replica::merge`].
+    /// Applying it twice changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::merge`].
+    pub fn apply_delta(&mut self, delta: &Replica) -> Result<usize, ReplicaError> {
+        self.merge(delta)
+    }
+
+    /// The device as derived from its events and seed: `None` when it
+    /// does not exist (never created, or deleted last).
+    pub fn device(&self, id: &str) -> Option<ReplicaDevice> {
+        replay::replay(self, id).device
+    }
+
+    /// Every event still parked, by device then dot.
+    pub fn gaps(&self) -> Vec<Gap> {
+        let mut gaps = Vec::new();
+        for id in self.devices.keys() {
+            gaps.extend(replay::replay(self, id).parked);
+        }
+        gaps
+    }
+
+    /// The canonical serialized state (see [`write_state`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = write_state(&mut out, self);
+        out
+    }
+
+    fn device_events(&self, id: &str) -> Vec<(&EventDot, &Event)> {
+        self.devices
+            .get(id)
+            .map(|dots| {
+                dots.all
+                    .iter()
+                    .filter_map(|d| self.events.get_key_value(d))
+                    .map(|(d, s)| (d, &s.event))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn lifecycle_events(&self, id: &str) -> Vec<(&EventDot, &Event)> {
+        self.devices
+            .get(id)
+            .map(|dots| {
+                dots.lifecycle
+                    .iter()
+                    .filter_map(|d| self.events.get_key_value(d))
+                    .map(|(d, s)| (d, &s.event))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,493 @@
+//! Deriving a device from its events: incarnations by time, twin changes
+//! by version, parked events. A pure function of the replica's set.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{Gap, Replica, ReplicaDevice, Seed};
+use crate::doc::{Entity, EntityTimes, JsonMap, MetaTree};
+use crate::format::{Event, EventTwin, Op};
+
+/// Whether the event starts or ends an incarnation of a device or module.
+pub(super) fn is_lifecycle(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::CreateDevice | Op::DeleteDevice | Op::CreateModule | Op::DeleteModule
+    )
+}
+
+/// Of events at the same time: creates first, deletes last, the device's
+/// around its modules'.
+fn rank(op: &Op) -> u8 {
+    match op {
+        Op::CreateDevice => 0,
+        Op::CreateModule => 1,
+        Op::ReplaceTwin => 2,
+        Op::UpdateTwin => 3,
+        Op::DeleteModule => 4,
+        Op::DeleteDevice => 5,
+        Op::Connection(_) => 6,
+    }
+}
+
+/// Where an event stands in time: a total order over a device's events.
+type Pos<'a> = (i64, u8, &'a str);
+
+fn pos<'a>(dot: &'a str, event: &Event) -> Pos<'a> {
+    (event.time.unwrap_or(i64::MIN), rank(&event.op), dot)
+}
+
+/// One incarnation: from its create (or the seed, from the beginning) to
+/// its delete (or open).
+struct Interval<'a> {
+    start: Option<Pos<'a>>,
+    end: Option<Pos<'a>>,
+    /// The create; `None` for the seed's incarnation.
+    create: Option<&'a Event>,
+}
+
+impl Interval<'_> {
+    fn holds(&self, p: &Pos<'_>) -> bool {
+        self.start.as_ref().is_none_or(|s| s < p) && self.end.as_ref().is_none_or(|e| p < e)
+    }
+}
+
+/// The incarnations made by `lifecycle` (creates and deletes of one
+/// entity), after the seed's when `seeded`.
+fn intervals<'a>(mut lifecycle: Vec<(Pos<'a>, &'a Event)>, seeded: bool) -> Vec<Interval<'a>> {
+    lifecycle.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::new();
+    let mut current = seeded.then_some(Interval {
+        start: None,
+        end: None,
+        create: None,
+    });
+    for (p, event) in lifecycle {
+        if let Some(mut live) = current.take() {
+            live.end = Some(p);
+            out.push(live);
+        }
+        if matches!(event.op, Op::CreateDevice | Op::CreateModule) {
+            current = Some(Interval {
+                start: Some(p),
+                end: None,
+                create: Some(event),
+            });
+        }
+    }
+    out.extend(current);
+    out
+}
+
+fn find(intervals: &[Interval<'_>], p: &Pos<'_>) -> Option<usize> {
+    intervals.iter().position(|i| i.holds(p))
+}
+
+/// Whether the event `dot` of `device` is parked.
+pub(super) fn is_parked(replica: &Replica, device: &str, dot: &str) -> bool {
+    let Some(event) = replica.events.get(dot).map(|s| &s.event) else {
+        return false;
+    };
+    if matches!(
+        event.op,
+        Op::CreateDevice | Op::DeleteDevice | Op::DeleteModule | Op::Connection(_)
+    ) {
+        return false;
+    }
+    let lifecycle = replica.lifecycle_events(device);
+    let seed = replica.seeds.get(device);
+    let device_life = lifecycle
+        .iter()
+        .filter(|(_, e)| matches!(e.op, Op::CreateDevice | Op::DeleteDevice))
+        .map(|(d, e)| (pos(d, e), *e))
+        .collect();
+    let devices = intervals(device_life, seed.is_some());
+    let p = pos(dot, event);
+    let Some(at) = find(&devices, &p) else {
+        return true;
+    };
+    let Some(module) = event.module_id.as_deref() else {
+        return false;
+    };
+    if event.op == Op::CreateModule {
+        return false;
+    }
+    let Some(interval) = devices.get(at) else {
+        return true;
+    };
+    let module_life = lifecycle
+        .iter()
+        .filter(|(_, e)| e.module_id.as_deref() == Some(module))
+        .map(|(d, e)| (pos(d, e), *e))
+        .filter(|(p, _)| interval.holds(p))
+        .collect();
+    let seeded =
+        interval.create.is_none() && seed.is_some_and(|s| s.snapshot.modules.contains_key(module));
+    find(&intervals(module_life, seeded), &p).is_none()
+}
+
+/// A device derived, and its parked events.
+pub(super) struct Replayed {
+    pub(super) device: Option<ReplicaDevice>,
+    pub(super) parked: Vec<Gap>,
+}
+
+/// An entity as replayed.
+#[derive(Default)]
+struct State {
+    entity: Entity,
+    times: EntityTimes,
+    etag: Option<String>,
+    version: u64,
+}
+
+fn gap(dot: &str, event: &Event, waits_for: &'static str) -> Gap {
+    Gap {
+        device: event.device_id.clone(),
+        module: event.module_id.clone(),
+        op: event.op.as_str().to_owned(),
+        version: event.version(),
+        dot: dot.to_owned(),
+        waits_for,
+    }
+}
+
+/// Replays device `id` of `replica`.
+pub(super) fn replay(replica: &Replica, id: &str) -> Replayed {
+    let events = replica.device_events(id);
+    let seed = replica.seeds.get(id);
+    let device_life = events
+        .iter()
+        .filter(|(_, e)| matches!(e.op, Op::CreateDevice | Op::DeleteDevice))
+        .map(|(d, e)| (pos(d, e), *e))
+        .collect();
+    let devices = intervals(device_life, seed.is_some());
+    let mut parked = Vec::new();
+    // Each incarnation's events, by index.
+    let mut assigned: Vec<Vec<(&str, &Event)>> = devices.iter().map(|_| Vec::new()).collect();
+    for (dot, event) in &events {
+        if matches!(event.op, Op::CreateDevice | Op::DeleteDevice) {
+            continue;
+        }
+        match find(&devices, &pos(dot, event)).and_then(|i| assigned.get_mut(i)) {
+            Some(list) => list.push((dot, event)),
+            None if event.op == Op::DeleteModule => {}
+            None => parked.push(gap(dot, event, "createDeviceIdentity")),
+        }
+    }
+    let mut device = None;
+    let last = devices.len().saturating_sub(1);
+    for (i, (interval, list)) in devices.iter().zip(&assigned).enumerate() {
+        let live = i == last && interval.end.is_none();
+        let seed = seed.filter(|_| interval.create.is_none());
+        let replayed = incarnation(interval, list, seed, live, &mut parked);
+        if live {
+            device = replayed;
+        }
+    }
+    if let Some(device) = &mut device {
+        device.snapshot.id = id.to_owned();
+    }
+    parked.sort();
+    Replayed { device, parked }
+}
+
+/// Replays one incarnation of a device: its modules' incarnations, its
+/// parked module events, and (when `live`) its state at the end.
+fn incarnation(
+    interval: &Interval<'_>,
+    events: &[(&str, &Event)],
+    seed: Option<&Seed>,
+    live: bool,
+    parked: &mut Vec<Gap>,
+) -> Option<ReplicaDevice> {
+    // Modules: their lifecycle within this incarnation, then their twin
+    // changes within their own incarnations.
+    let mut module_ids: BTreeMap<&str, ()> = BTreeMap::new();
+    for (_, event) in events {
+        if let Some(m) = event.module_id.as_deref() {
+            module_ids.insert(m, ());
+        }
+    }
+    if let Some(seed) = seed {
+        for m in seed.snapshot.modules.keys() {
+            module_ids.insert(m, ());
+        }
+    }
+    let mut modules = BTreeMap::new();
+    for module in module_ids.keys() {
+        let module_life = events
+            .iter()
+            .filter(|(_, e)| {
+                e.module_id.as_deref() == Some(*module)
+                    && matches!(e.op, Op::CreateModule | Op::DeleteModule)
+            })
+            .map(|(d, e)| (pos(d, e), *e))
+            .collect();
+        let seeded = seed.is_some_and(|s| s.snapshot.modules.contains_key(*module));
+        let lives = intervals(module_life, seeded);
+        let mut mine: Vec<(&str, &Event)> = Vec::new();
+        for (dot, event) in events {
+            if event.module_id.as_deref() != Some(*module) || is_lifecycle(&event.op) {
+                continue;
+            }
+            let p = pos(dot, event);
+            match find(&lives, &p) {
+                Some(at)
+                    if at + 1 == lives.len() && lives.get(at).is_some_and(|l| l.end.is_none()) =>
+                {
+                    mine.push((dot, event));
+                }
+                Some(_) => {}
+                None => parked.push(gap(dot, event, "createModuleIdentity")),
+            }
+        }
+        if !live {
+            continue;
+        }
+        let Some(open) = lives.last().filter(|l| l.end.is_none()) else {
+            continue;
+        };
+        let base = match open.create {
+            Some(create) => created(create),
+            None => seed.map_or_else(State::default, |s| seeded_module(s, module)),
+        };
+        modules.insert((*module).to_owned(), apply_all(base, mine));
+    }
+    if !live {
+        return None;
+    }
+    let base = match interval.create {
+        Some(create) => created(create),
+        None => seed.map_or_else(State::default, seeded_device),
+    };
+    let own: Vec<(&str, &Event)> = events
+        .iter()
+        .filter(|(_, e)| e.module_id.is_none() && !is_lifecycle(&e.op))
+        .copied()
+        .collect();
+    let state = apply_all(base, own);
+    let mut out = ReplicaDevice {
+        twin_etag: state.etag,
+        version: state.version,
+        ..ReplicaDevice::default()
+    };
+    out.snapshot.device = state.entity;
+    out.times.device = state.times;
+    for (module, state) in modules {
+        out.module_etags.insert(module.clone(), state.etag);
+        out.module_versions.insert(module.clone(), state.version);
+        out.times.modules.insert(module.clone(), state.times);
+        out.snapshot.modules.insert(module, state.entity);
+    }
+    Some(out)
+}
+
+fn seeded_device(seed: &Seed) -> State {
+    State {
+        entity: seed.snapshot.device.clone(),
+        times: seed
+            .times
+            .as_ref()
+            .map(|t| t.device.clone())
+            .unwrap_or_default(),
+        etag: seed.twin_etag.clone(),
+        version: seed.version.unwrap_or(0),
+    }
+}
+
+fn seeded_module(seed: &Seed, module: &str) -> State {
+    let (etag, version) = seed.modules.get(module).cloned().unwrap_or_default();
+    State {
+        entity: seed
+            .snapshot
+            .modules
+            .get(module)
+            .cloned()
+            .unwrap_or_default(),
+        times: seed
+            .times
+            .as_ref()
+            .and_then(|t| t.modules.get(module).cloned())
+            .unwrap_or_default(),
+        etag,
+        version: version.unwrap_or(0),
+    }
+}
+
+fn created(create: &Event) -> State {
+    let mut state = State::default();
+    if let Some(twin) = &create.twin {
+        whole(&mut state, twin, create.time.unwrap_or(0), true);
+    }
+    state
+}
+
+/// Applies an entity's twin changes in version order (then time, kind,
+/// dot) over its base, skipping those the base already holds.
+fn apply_all(mut state: State, mut events: Vec<(&str, &Event)>) -> State {
+    events.sort_by(|a, b| (a.1.version(), pos(a.0, a.1)).cmp(&(b.1.version(), pos(b.0, b.1))));
+    let base = state.version;
+    for (_, event) in events {
+        let version = event.version();
+        if base > 0 && version > 0 && version <= base {
+            continue;
+        }
+        let Some(twin) = &event.twin else {
+            continue;
+        };
+        let time = event.time.unwrap_or(0);
+        match event.op {
+            Op::ReplaceTwin => whole(&mut state, twin, time, false),
+            _ => patch_entity(&mut state, twin, time),
+        }
+    }
+    state
+}
+
+/// Identity fields the body gives, set.
+fn identity(state: &mut State, twin: &EventTwin, time: i64) {
+    let entity = &twin.entity;
+    if let Some(status) = &entity.status {
+        state.entity.status = Some(status.clone());
+        state.times.status = twin.times.status.or(Some(time));
+    }
+    if entity.capabilities.is_some() {
+        state.entity.capabilities.clone_from(&entity.capabilities);
+    }
+    if entity.device_scope.is_some() {
+        state.entity.device_scope.clone_from(&entity.device_scope);
+    }
+    if entity.parent_scopes.is_some() {
+        state.entity.parent_scopes.clone_from(&entity.parent_scopes);
+    }
+    for (key, value) in &entity.extra {
+        state.entity.extra.insert(key.clone(), value.clone());
+    }
+    if twin.etag.is_some() {
+        state.etag.clone_from(&twin.etag);
+    }
+    if let Some(version) = twin.version {
+        state.version = state.version.max(version);
+    }
+}
+
+/// A create (`reset`) or a replace: the sections the body gives replace
+/// the entity's.
+fn whole(state: &mut State, twin: &EventTwin, time: i64, reset: bool) {
+    if reset {
+        *state = State::default();
+    }
+    identity(state, twin, time);
+    if reset || twin.has_tags {
+        state.entity.tags = without_nulls(&twin.entity.tags);
+    }
+    if reset || twin.has_desired {
+        state.entity.desired = without_nulls(&twin.entity.desired);
+        state.times.desired = stamped(&twin.times.desired, time);
+    }
+    if reset || twin.has_reported {
+        state.entity.reported = without_nulls(&twin.entity.reported);
+        state.times.reported = stamped(&twin.times.reported, time);
+    }
+}
+
+/// An update: each section the body gives is patched leaf by leaf.
+fn patch_entity(state: &mut State, twin: &EventTwin, time: i64) {
+    identity(state, twin, time);
+    if twin.has_tags {
+        let mut no_times = MetaTree::default();
+        patch(
+            &mut state.entity.tags,
+            &mut no_times,
+            &twin.entity.tags,
+            &MetaTree::default(),
+            time,
+        );
+    }
+    if twin.has_desired {
+        let meta = &twin.times.desired;
+        let at = meta.last_updated.unwrap_or(time);
+        patch(
+            &mut state.entity.desired,
+            &mut state.times.desired,
+            &twin.entity.desired,
+            meta,
+            at,
+        );
+    }
+    if twin.has_reported {
+        let meta = &twin.times.reported;
+        let at = meta.last_updated.unwrap_or(time);
+        patch(
+            &mut state.entity.reported,
+            &mut state.times.reported,
+            &twin.entity.reported,
+            meta,
+            at,
+        );
+    }
+}
+
+/// A metadata tree whose root has a time (`time` when it had none).
+fn stamped(meta: &MetaTree, time: i64) -> MetaTree {
+    let mut out = meta.clone();
+    out.last_updated.get_or_insert(time);
+    out
+}
+
+/// `map` without its `null`s, at any depth of objects.
+fn without_nulls(map: &JsonMap) -> JsonMap {
+    map.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Object(inner) => Value::Object(without_nulls(inner)),
+                other => other.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// Patches `map` (with times `meta`) by `patch` (with times `given`):
+/// `null` removes a key (and is a write to its parent), an object merges
+/// into an object, anything else replaces. A node's time is its own
+/// `$lastUpdated` in the patch, else its parent's (`at`).
+fn patch(map: &mut JsonMap, meta: &mut MetaTree, patch_map: &JsonMap, given: &MetaTree, at: i64) {
+    let none = MetaTree::default();
+    for (key, value) in patch_map {
+        let child_given = given.children.get(key).unwrap_or(&none);
+        let time = child_given.last_updated.unwrap_or(at);
+        match value {
+            Value::Null => {
+                if map.remove(key).is_some() {
+                    meta.children.remove(key);
+                    meta.last_updated = Some(meta.last_updated.map_or(time, |t| t.max(time)));
+                }
+            }
+            Value::Object(inner) => {
+                if let Some(Value::Object(existing)) = map.get_mut(key) {
+                    let node = meta.children.entry(key.clone()).or_default();
+                    node.last_updated = Some(time);
+                    patch(existing, node, inner, child_given, time);
+                } else {
+                    map.insert(key.clone(), Value::Object(without_nulls(inner)));
+                    meta.children
+                        .insert(key.clone(), stamped(child_given, time));
+                }
+            }
+            other => {
+                map.insert(key.clone(), other.clone());
+                meta.children.insert(
+                    key.clone(),
+                    MetaTree {
+                        last_updated: Some(time),
+                        children: BTreeMap::new(),
+                    },
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! Change events into hub replicas: order and multiplicity never matter,
+//! ingesting equals merging partitions, gaps are parked and filled, bad
+//! events are refused by name; and the `ingest`, `replica` and `merge`
+//! commands end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use failback::ReplicaId;
+use failback::format::{Event, parse_event_line};
+use failback::replica::{Ingested, Replica, ReplicaError, read_state};
+use proptest::prelude::*;
+use serde_json::json;
+
+const T0: i64 = 1_709_294_400_000; // 2024-03-01T12:00:00Z
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// One step of a generated hub history.
+#[derive(Clone, Debug)]
+struct Step {
+    kind: u8,
+    device: u8,
+    module: u8,
+    key: u8,
+    value: Option<u8>,
+    jump: u8,
+    with_id: bool,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        0u8..8,
+        0u8..3,
+        0u8..2,
+        0u8..3,
+        prop::option::weighted(0.8, 0u8..5),
+        1u8..4,
+        prop::bool::weighted(0.8),
+    )
+        .prop_map(|(kind, device, module, key, value, jump, with_id)| Step {
+            kind,
+            device,
+            module,
+            key,
+            value,
+            jump,
+            with_id,
+        })
+}
+
+/// The event lines of a history, in the hub's order: times increase, each
+/// twin's version goes up by 1 to 3 (coalesced notifications), restarting
+/// at a create.
+fn history(steps: &[Step]) -> Vec<String> {
+    let mut versions = std::collections::BTreeMap::new();
+    let mut lines = Vec::new();
+    for (n, s) in steps.iter().enumerate() {
+        let device = format!("d{}", s.device);
+        let module = format!("m{}", s.module);
+        let at = time(T0 + 1000 * n as i64);
+        let (op, module) = match s.kind {
+            0 => ("createDeviceIdentity", None),
+            1 => ("deleteDeviceIdentity", None),
+            2 | 3 => ("updateTwin", None),
+            4 => ("replaceTwin", None),
+            5 => ("createModuleIdentity", Some(module)),
+            6 => ("deleteModuleIdentity", Some(module)),
+            _ => ("updateTwin", Some(module)),
+        };
+        let entity = (device.clone(), module.clone());
+        let version = versions.entry(entity).or_insert(0u64);
+        if op.starts_with("create") {
+            *version = 1;
+        } else {
+            *version += u64::from(s.jump);
+        }
+        let key = format!("k{}", s.key);
+        let value = s.value.map_or(serde_json::Value::Null, |v| json!(v));
+        let body = match op {
+            "updateTwin" if s.kind == 3 => {
+                json!({"version": *version, "tags": {key.clone(): value}})
+            }
+            "updateTwin" => json!({
+                "version": *version,
+                "properties": {"desired": {
+                    key.clone(): value,
+                    "$metadata": {key.clone(): {"$lastUpdated": at}}
+                }}
+            }),
+            "replaceTwin" => json!({
+                "version": *version,
+                "tags": {"whole": n},
+                "properties": {"desired": {key.clone(): n}}
+            }),
+            "createDeviceIdentity" => {
+                json!({"version": *version, "status": "enabled", "tags": {"born": n}})
+            }
+            _ => json!({"version": *version}),
+        };
+        let mut props = json!({
+            "hubName": "hub1",
+            "deviceId": device,
+            "opType": op,
+            "operationTimestamp": at,
+        });
+        if let Some(module) = &module {
+            props["moduleId"] = json!(module);
+        }
+        let system = if s.with_id {
+            json!({"correlation-id": format!("c{n}")})
+        } else {
+            json!({})
+        };
+        lines.push(
+            json!({"properties": props, "systemProperties": system, "body": body}).to_string(),
+        );
+    }
+    lines
+}
+
+fn parse(lines: &[String]) -> Vec<Event> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            parse_event_line("gen.jsonl", i as u64 + 1, l).expect("generated lines parse")
+        })
+        .collect()
+}
+
+fn hub() -> ReplicaId {
+    ReplicaId::new("primary").expect("valid")
+}
+
+fn ingest_all<'a>(events: impl IntoIterator<Item = &'a Event>) -> Replica {
+    let mut replica = Replica::new(hub());
+    for event in events {
+        replica.ingest(event.clone()).expect("no conflicting ids");
+    }
+    replica
+}
+
+/// The retransmitted-run pattern: 1,2,1,2,3,1,2,3,4, ... over `events`.
+fn retransmitted(events: &[Event]) -> Vec<Event> {
+    let mut out = Vec::new();
+    for end in 1..=events.len() {
+        if end % 2 == 0 || end == events.len() {
+            out.extend(events.iter().take(end).cloned());
+        }
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn any_order_and_any_duplication_gives_the_same_bytes(
+        steps in prop::collection::vec(step(), 1..24),
+        shuffle_seed in any::<u64>(),
+        dups in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let events = parse(&history(&steps));
+        let in_order = ingest_all(&events);
+        let bytes = in_order.to_bytes();
+
+        let mut delivery: Vec<Event> = events.clone();
+        for d in &dups {
+            delivery.push(d.get(&events).clone());
+        }
+        // A seeded shuffle (Fisher-Yates over a small LCG).
+        let mut state = shuffle_seed | 1;
+        for i in (1..delivery.len()).rev() {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let j = (state >> 33) as usize % (i + 1);
+            delivery.swap(i, j);
+        }
+        let shuffled = ingest_all(&delivery);
+        prop_assert_eq!(&shuffled.to_bytes(), &bytes);
+        let rerun = ingest_all(&retransmitted(&events));
+        prop_assert_eq!(&rerun.to_bytes(), &bytes);
+
+        // The state file reads back to the same replica and bytes.
+        let back = read_state(bytes.as_slice(), "state.json").expect("own state reads back");
+        prop_assert_eq!(&back.to_bytes(), &bytes);
+        prop_assert!(back == in_order);
+    }
+
+    #[test]
+    fn ingesting_one_by_one_equals_merging_any_partition(
+        steps in prop::collection::vec(step(), 1..24),
+        parts in prop::collection::vec(0usize..3, 24),
+        reverse in any::<bool>(),
+    ) {
+        let events = parse(&history(&steps));
+        let whole = ingest_all(&events);
+        let mut replicas = vec![Replica::new(hub()), Replica::new(hub()), Replica::new(hub())];
+        for (event, part) in events.iter().zip(&parts) {
+            replicas[*part].ingest(event.clone()).expect("no conflicting ids");
+        }
+        if reverse {
+            replicas.reverse();
+        }
+        let mut merged = Replica::new(hub());
+        for replica in &replicas {
+            merged.merge(replica).expect("same hub, no conflicts");
+        }
+        prop_assert_eq!(merged.to_bytes(), whole.to_bytes());
+        // Merging again changes nothing.
+        let again = merged.clone();
+        merged.merge(&again).expect("idempotent");
+        prop_assert_eq!(merged.to_bytes(), whole.to_bytes());
+    }
+
+    #[test]
+    fn a_delta_brings_a_peer_holding_a_subset_to_the_same_bytes(
+        steps in prop::collection::vec(step(), 1..24),
+        held in prop::collection::vec(any::<bool>(), 24),
+    ) {
+        let events = parse(&history(&steps));
+        let full = ingest_all(&events);
+        let mut peer = ingest_all(events.iter().zip(&held).filter(|(_, h)| **h).map(|(e, _)| e));
+        let delta = full.delta_since(&peer.context());
+        prop_assert_eq!(delta.event_count(), full.event_count() - peer.event_count());
+        peer.apply_delta(&delta).expect("same hub");
+        prop_assert_eq!(peer.to_bytes(), full.to_bytes());
+        // Nothing left to send, and a second apply changes nothing.
+        prop_assert_eq!(full.delta_since(&peer.context()).event_count(), 0);
+        peer.apply_delta(&delta).expect("same hub");
+        prop_assert_eq!(peer.to_bytes(), full.to_bytes());
+    }
+}
+
+fn event(op: &str, device: &str, second: i64, id: &str, body: serde_json::Value) -> Event {
+    let line = json!({
+        "properties": {"deviceId": device, "opType": op, "operationTimestamp": time(T0 + 1000 * second)},
+        "systemProperties": {"correlation-id": id},
+        "body": body,
+    })
+    .to_string();
+    parse_event_line("e.jsonl", 1, &line).expect("valid event")
+}
+
+#[test]
+fn an_older_patch_arriving_late_does_not_overwrite_a_newer_one() {
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    let newer = event(
+        "updateTwin",
+        "d",
+        2,
+        "c",
+        json!({"version": 5, "properties": {"desired": {"fan": 5}}}),
+    );
+    let older = event(
+        "updateTwin",
+        "d",
+        1,
+        "b",
+        json!({"version": 2, "properties": {"desired": {"fan": 2, "mode": "eco"}}}),
+    );
+    let replica = ingest_all([&create, &newer, &older]);
+    let device = replica.device("d").expect("exists");
+    assert_eq!(device.snapshot.device.desired["fan"], 5);
+    assert_eq!(device.snapshot.device.desired["mode"], "eco");
+    assert_eq!(device.version, 5);
+}
+
+#[test]
+fn a_dropped_create_parks_its_device_until_it_arrives_late() {
+    let create = event(
+        "createDeviceIdentity",
+        "d",
+        0,
+        "a",
+        json!({"version": 1, "tags": {"t": 1}}),
+    );
+    let update = event(
+        "updateTwin",
+        "d",
+        1,
+        "b",
+        json!({"version": 2, "properties": {"desired": {"fan": 2}}}),
+    );
+    let line = json!({
+        "properties": {"deviceId": "d", "moduleId": "m", "opType": "createModuleIdentity", "operationTimestamp": time(T0 + 2000)},
+        "systemProperties": {"correlation-id": "c"},
+        "body": {"version": 1},
+    });
+    let module_create = parse_event_line("e.jsonl", 1, &line.to_string()).expect("valid event");
+    let other = event("createDeviceIdentity", "e", 0, "e1", json!({"version": 1}));
+
+    let mut replica = Replica::new(hub());
+    assert_eq!(replica.ingest(other.clone()).ok(), Some(Ingested::Applied));
+    assert_eq!(replica.ingest(update.clone()).ok(), Some(Ingested::Parked));
+    assert_eq!(
+        replica.ingest(module_create.clone()).ok(),
+        Some(Ingested::Parked)
+    );
+    let gaps = replica.gaps();
+    assert_eq!(gaps.len(), 2);
+    assert!(
+        gaps.iter()
+            .all(|g| g.device == "d" && g.waits_for == "createDeviceIdentity")
+    );
+    assert!(
+        replica.device("d").is_none(),
+        "nothing of a parked device is applied"
+    );
+    assert!(replica.device("e").is_some());
+
+    assert_eq!(replica.ingest(create.clone()).ok(), Some(Ingested::Applied));
+    assert!(replica.gaps().is_empty());
+    let device = replica.device("d").expect("exists once created");
+    assert_eq!(device.snapshot.device.desired["fan"], 2);
+    assert!(device.snapshot.modules.contains_key("m"));
+    let in_order = ingest_all([&other, &create, &update, &module_create]);
+    assert_eq!(replica.to_bytes(), in_order.to_bytes());
+}
+
+#[test]
+fn a_delete_ends_the_device_and_a_re_create_inherits_nothing() {
+    let events = [
+        event(
+            "createDeviceIdentity",
+            "d",
+            0,
+            "a",
+            json!({"version": 1, "tags": {"old": 1}}),
+        ),
+        event(
+            "updateTwin",
+            "d",
+            1,
+            "b",
+            json!({"version": 2, "properties": {"desired": {"fan": 2}}}),
+        ),
+        event("deleteDeviceIdentity", "d", 2, "c", json!({"version": 2})),
+        event(
+            "createDeviceIdentity",
+            "d",
+            3,
+            "d",
+            json!({"version": 1, "tags": {"new": 1}}),
+        ),
+    ];
+    let replica = ingest_all(events.iter().rev());
+    let device = replica.device("d").expect("re-created");
+    assert_eq!(
+        device.snapshot.device.tags,
+        json!({"new": 1}).as_object().cloned().unwrap_or_default()
+    );
+    assert!(device.snapshot.device.desired.is_empty());
+    let deleted = ingest_all(events.iter().take(3));
+    assert!(deleted.device("d").is_none());
+    assert!(deleted.gaps().is_empty());
+}
+
+#[test]
+fn a_null_in_a_patch_removes_the_property() {
+    let replica = ingest_all(&[
+        event(
+            "createDeviceIdentity",
+            "d",
+            0,
+            "a",
+            json!({"version": 1, "properties": {"desired": {"a": 1, "b": {"c": 1, "d": 2}}}}),
+        ),
+        event(
+            "updateTwin",
+            "d",
+            1,
+            "b",
+            json!({"version": 2, "properties": {"desired": {"a": null, "b": {"c": null}}}}),
+        ),
+    ]);
+    let device = replica.device("d").expect("exists");
+    assert_eq!(
+        serde_json::Value::Object(device.snapshot.device.desired),
+        json!({"b": {"d": 2}})
+    );
+}
+
+#[test]
+fn the_same_id_with_another_payload_is_refused_and_changes_nothing() {
+    let first = event(
+        "updateTwin",
+        "d",
+        1,
+        "x",
+        json!({"version": 2, "tags": {"a": 1}}),
+    );
+    let other = event(
+        "updateTwin",
+        "d",
+        1,
+        "x",
+        json!({"version": 2, "tags": {"a": 2}}),
+    );
+    let mut replica = ingest_all([&first]);
+    let before = replica.to_bytes();
+    assert!(matches!(
+        replica.ingest(other.clone()),
+        Err(ReplicaError::Conflict { .. })
+    ));
+    assert_eq!(replica.to_bytes(), before);
+    let mut theirs = ingest_all([&other]);
+    assert!(theirs.merge(&replica).is_err());
+    assert_eq!(theirs.to_bytes(), ingest_all([&other]).to_bytes());
+}
+
+// The command line, end to end.
+
+fn failback(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_failback"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ingest-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+fn ingest(state: &Path, files: &[&str]) -> Output {
+    let state = state.display().to_string();
+    let mut args = vec!["ingest", "--hub", "primary", "--state", state.as_str()];
+    args.extend(files);
+    failback(&args)
+}
+
+#[test]
+fn cli_a_retransmitted_delivery_gives_the_same_state_and_counts_duplicates() {
+    let dir = scratch("retransmitted");
+    let (a, b) = (dir.join("a.json"), dir.join("b.json"));
+    let out = ingest(&a, &[&fixture("stream.jsonl")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("applied      10\n"), "{shown}");
+    assert!(shown.contains("parked       1\n"), "{shown}");
+    assert!(shown.contains("gaps         0 (0 devices)\n"), "{shown}");
+    assert!(shown.contains("connection events ignored 1\n"), "{shown}");
+    let out = ingest(&b, &[&fixture("retransmitted.jsonl")]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("duplicates   8\n"));
+    assert_eq!(std::fs::read(&a).ok(), std::fs::read(&b).ok());
+    // Ingesting the same again changes nothing.
+    let before = std::fs::read(&a).ok();
+    let out = ingest(&a, &[&fixture("retransmitted.jsonl")]);
+    assert!(text(&out.stdout).contains("applied      0\n"));
+    assert_eq!(std::fs::read(&a).ok(), before);
+}
+
+#[test]
+fn cli_a_gap_is_reported_and_filled_by_the_late_create() {
+    let dir = scratch("gap");
+    let (full, gap) = (dir.join("full.json"), dir.join("gap.json"));
+    assert!(ingest(&full, &[&fixture("stream.jsonl")]).status.success());
+    let out = ingest(&gap, &[&fixture("missing-create.jsonl")]);
+    assert!(out.status.success());
+    let shown = text(&out.stdout);
+    assert!(shown.contains("gaps         1 (1 devices)\n"), "{shown}");
+    assert!(shown.contains("gap: device \"pump-2\": replaceTwin version 4 (id:c-012) waits for createDeviceIdentity"), "{shown}");
+    let state = std::fs::read_to_string(&gap).unwrap_or_default();
+    assert!(
+        state.contains("\"parked\":[\"id:c-012\"]"),
+        "the state file lists what is parked"
+    );
+    let out = ingest(&gap, &[&fixture("late-create.jsonl")]);
+    assert!(text(&out.stdout).contains("gaps         0 (0 devices)\n"));
+    assert_eq!(std::fs::read(&gap).ok(), std::fs::read(&full).ok());
+}
+
+#[test]
+fn cli_refused_lines_are_named_exit_2_and_leave_the_state_as_it_was() {
+    let dir = scratch("refused");
+    let state = dir.join("s.json");
+    assert!(ingest(&state, &[&fixture("stream.jsonl")]).status.success());
+    let before = std::fs::read(&state).ok();
+    let out = ingest(
+        &state,
+        &[
+            &fixture("conflicting-id.jsonl"),
+            &fixture("unknown-optype.jsonl"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stdout).contains("rejected     2\n"));
+    let errors = text(&out.stderr);
+    assert!(errors.contains("conflicting-id.jsonl:1: device \"thermo-1\" field \"systemProperties.correlation-id\": event id \"c-002\" arrived before with another payload"), "{errors}");
+    assert!(errors.contains("unknown-optype.jsonl:2: device \"thermo-1\" field \"properties.opType\": unknown opType \"renameDevice\""), "{errors}");
+    assert_eq!(std::fs::read(&state).ok(), before);
+    // A fresh state is not even created.
+    let fresh = dir.join("fresh.json");
+    assert_eq!(
+        ingest(&fresh, &[&fixture("unknown-optype.jsonl")])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert!(!fresh.exists());
+}
+
+#[test]
+fn cli_replicating_by_delta_gives_the_peer_the_same_bytes() {
+    let dir = scratch("delta");
+    let (a, b, delta) = (
+        dir.join("a.json"),
+        dir.join("b.json"),
+        dir.join("delta.json"),
+    );
+    assert!(ingest(&a, &[&fixture("stream.jsonl")]).status.success());
+    assert!(
+        ingest(&b, &[&fixture("missing-create.jsonl")])
+            .status
+            .success()
+    );
+    let (a_s, b_s, d_s) = (
+        a.display().to_string(),
+        b.display().to_string(),
+        delta.display().to_string(),
+    );
+    let out = failback(&[
+        "replica", "delta", "--state", &a_s, "--since", &b_s, "--out", &d_s,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("delta: 1 events"));
+    for _ in 0..2 {
+        let out = failback(&["replica", "apply", "--state", &b_s, &d_s]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(std::fs::read(&a).ok(), std::fs::read(&b).ok());
+    }
+}
+
+#[test]
+fn cli_a_replica_state_merges_with_exports() {
+    let dir = scratch("merge");
+    let state = dir.join("primary.json");
+    let s = state.display().to_string();
+    let out = failback(&[
+        "ingest",
+        "--hub",
+        "primary",
+        "--state",
+        &s,
+        "--from",
+        &fixture("base.jsonl"),
+        &fixture("primary-events.jsonl"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("seeded       1 devices\n"));
+    let out_dir = dir.join("out");
+    let out = failback(&[
+        "merge",
+        "--base",
+        &fixture("base.jsonl"),
+        "--hub",
+        &format!("primary={s}"),
+        "--hub",
+        &format!("secondary={}", fixture("secondary.jsonl")),
+        "--as-of",
+        "secondary=2024-03-01T12:00:30Z",
+        "--max-drift",
+        "1000000h",
+        "--out",
+        &out_dir.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let merged = std::fs::read_to_string(out_dir.join("merged.jsonl")).unwrap_or_default();
+    let keys = r#""authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMQ==","secondaryKey":"c2Vjb25kYXJ5LWtleS0x"},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
+    let expected = [
+        r#"{"id":"pump-2","status":"disabled","statusReason":"maintenance","tags":{"line":"A"},"properties":{"desired":{},"reported":{}}}"#.to_owned(),
+        format!(r#"{{"id":"sec-1","status":"enabled",{keys},"tags":{{}},"properties":{{"desired":{{"x":1}},"reported":{{}}}}}}"#),
+        // The seed's keys kept; tags and desired merged leaf by leaf: the
+        // primary's events (12:01) over the secondary's as-of (12:00:30).
+        format!(r#"{{"id":"thermo-1","status":"enabled",{keys},"tags":{{"floor":2,"site":"lyon"}},"properties":{{"desired":{{"boost":true,"fan":3}},"reported":{{}}}}}}"#),
+    ];
+    assert_eq!(
+        merged.lines().collect::<Vec<_>>(),
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    // The report names the state file as given, not a derived file.
+    let report = std::fs::read_to_string(out_dir.join("report.json")).unwrap_or_default();
+    assert!(report.contains("primary.json"), "{report}");
+}
+
+/// The law of the `parse_events` fuzz target, on its committed seeds (the
+/// fixtures, whole and line by line): every line an error on one line or
+/// an event that round-trips canonically, and the replica's state file a
+/// fixed point.
+#[test]
+fn the_parse_events_law_holds_on_its_seed_corpus() {
+    use failback::format::{EventReader, write_event_line};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_events");
+    let mut seeds: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the corpus is committed")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    seeds.sort();
+    assert!(seeds.len() >= 10);
+    for seed in seeds {
+        let data = std::fs::read(&seed).expect("readable");
+        let mut replica = Replica::new(ReplicaId::new("fuzz").expect("valid"));
+        for event in EventReader::new(data.as_slice(), "fuzz.jsonl") {
+            let Ok(event) = event else {
+                continue;
+            };
+            let mut written = Vec::new();
+            write_event_line(&mut written, &event).expect("to a Vec");
+            let text = String::from_utf8(written.clone()).expect("UTF-8");
+            let again = parse_event_line("re.jsonl", event.line, text.trim_end())
+                .unwrap_or_else(|e| panic!("{}: {e}", seed.display()));
+            assert_eq!(again, event);
+            let mut rewritten = Vec::new();
+            write_event_line(&mut rewritten, &again).expect("to a Vec");
+            assert_eq!(rewritten, written);
+            let _ = replica.ingest(event);
+        }
+        let bytes = replica.to_bytes();
+        let back = read_state(bytes.as_slice(), "state.json")
+            .unwrap_or_else(|e| panic!("{}: {e}", seed.display()));
+        assert!(back == replica);
+        assert_eq!(back.to_bytes(), bytes);
+    }
+}
