@@ -634,4 +634,85 @@ mod tests {
         assert_eq!(err.path, "moduleId");
         assert_eq!(err.module.as_deref(), Some("bad/module"));
     }
+    #[test]
+    fn a_section_exactly_at_its_limit_passes() {
+        // "a" (1 byte) + 8191 bytes of string = 8192, the tags limit; but a
+        // string is at most 4096 bytes, so split it over two keys.
+        let mut tags = JsonMap::new();
+        tags.insert("a".into(), json!("x".repeat(4095)));
+        tags.insert("b".into(), json!("x".repeat(4095)));
+        assert_eq!(section_size(&tags), 8192);
+        assert_eq!(validate_section(Section::Tags, &tags), Ok(()));
+        tags.insert("c".into(), Value::Null);
+        assert_eq!(
+            validate_section(Section::Tags, &tags),
+            Err((
+                "tags".into(),
+                ValidationErrorKind::SectionTooLarge {
+                    section: Section::Tags,
+                    bytes: 8193,
+                    limit: 8192
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn section_size_counts_each_kind_of_value() {
+        // "n" 1 + null 0, "b" 1 + 4, "i" 1 + 8, "s" 1 + 3,
+        // "a" 1 + (8 + 4), "o" 1 + ("k" 1 + "vv" 2)
+        let section = map(json!({
+            "n": null, "b": false, "i": 1.5, "s": "abc", "a": [7, true], "o": {"k": "vv"}
+        }));
+        assert_eq!(
+            section_size(&section),
+            1 + 1 + 4 + 1 + 8 + 1 + 3 + 1 + 12 + 1 + 3
+        );
+    }
+
+    #[test]
+    fn a_status_reason_of_128_characters_passes() {
+        assert_eq!(validate_status_reason(&"é".repeat(128)), Ok(()));
+        assert_eq!(
+            validate_status_reason(&"é".repeat(129)),
+            Err(ValidationErrorKind::StatusReasonTooLong { chars: 129 })
+        );
+    }
+
+    #[test]
+    fn a_section_displays_as_its_path() {
+        assert_eq!(Section::Tags.to_string(), "tags");
+        assert_eq!(Section::Desired.to_string(), "properties.desired");
+        assert_eq!(
+            ValidationErrorKind::SectionTooLarge {
+                section: Section::Reported,
+                bytes: 40000,
+                limit: 32768
+            }
+            .to_string(),
+            "properties.reported is 40000 bytes, the limit is 32768"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_is_checked_device_first_then_modules_in_order() {
+        let mut snapshot = DeviceSnapshot {
+            id: "edge-1".into(),
+            ..DeviceSnapshot::default()
+        };
+        assert_eq!(validate_snapshot(&snapshot), Ok(()));
+        let mut bad = Entity::default();
+        bad.tags.insert("a.b".into(), json!(1));
+        snapshot.modules.insert("m2".into(), bad.clone());
+        snapshot.modules.insert("m1".into(), Entity::default());
+        snapshot.modules.insert("m3".into(), bad.clone());
+        let err = validate_snapshot(&snapshot).unwrap_err();
+        assert_eq!(
+            (err.module.as_deref(), err.path.as_str()),
+            (Some("m2"), "tags.a.b")
+        );
+        snapshot.device = bad;
+        let err = validate_snapshot(&snapshot).unwrap_err();
+        assert_eq!((err.module, err.path.as_str()), (None, "tags.a.b"));
+    }
 }

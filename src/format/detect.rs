@@ -280,4 +280,36 @@ mod tests {
         assert_eq!(id(r#"{"id":"x""#, Format::Export).as_deref(), Some("x"));
         assert_eq!(id("{\"id\":\"trunc", Format::Export), None);
     }
+    #[test]
+    fn format_names_parse_and_display() {
+        for format in [Format::Export, Format::Twin] {
+            assert_eq!(format.as_str().parse::<Format>(), Ok(format));
+            assert_eq!(format.to_string(), format.as_str());
+        }
+        assert_eq!(Format::Export.as_str(), "export");
+        assert_eq!(
+            "Twin".parse::<Format>().map_err(|e| e.to_string()),
+            Err(r#"unknown format "Twin", expected "export" or "twin""#.to_owned())
+        );
+    }
+
+    #[test]
+    fn a_stream_takes_the_format_of_its_first_json_line() {
+        let sniff =
+            |text: &str| sniff_format(text.as_bytes(), "f", None).map_err(|e| e.to_string());
+        assert_eq!(
+            sniff("note\n{\"id\":\"d\"}\n{\"deviceId\":\"d\"}\n"),
+            Ok(Some(Format::Export))
+        );
+        assert_eq!(sniff("{\"deviceId\":\"d\"}\n"), Ok(Some(Format::Twin)));
+        assert_eq!(sniff("only warnings\n"), Ok(None));
+        assert_eq!(
+            sniff("{\"hello\":1}\n"),
+            Err(r#"f:1: cannot tell the format: the first JSON line has neither "id" nor "deviceId""#.to_owned())
+        );
+        assert_eq!(
+            sniff("\n{oops\n"),
+            Err("f:2: invalid JSON at column 2: key must be a string".to_owned())
+        );
+    }
 }

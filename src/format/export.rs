@@ -438,7 +438,9 @@ pub struct ExportLineRef<'a> {
     pub etag: Option<&'a str>,
     /// `twinETag`.
     pub twin_etag: Option<&'a str>,
-    /// `importMode`; not written when `None`.
+    /// `importMode`; not written when `None`, except on a device line
+    /// without `status`, which is written as `updateTwin` (see
+    /// [`write_export_line`]).
     pub import_mode: Option<ImportMode>,
     /// Identity and twin.
     pub entity: &'a Entity,
@@ -465,6 +467,16 @@ impl<'a> From<&'a ExportLine> for ExportLineRef<'a> {
 /// `parentScopes`, then unknown fields sorted by name. Absent optional
 /// fields are left out; `tags` and both sections are always written, so an
 /// import replaces them whole. Keys are written in clear: this is an export.
+///
+/// A device line without `importMode` and without `status` is written with
+/// `"importMode":"updateTwin"`. IoT Hub requires `status` on a line that
+/// writes an identity (`createOrUpdate`, the mode of a line without
+/// `importMode`, among them), so such a line would be rejected, by the
+/// hub and by [`ExportReader`] alike. A device whose status is not known
+/// (read from an `updateTwin` or `delete` line, or from a twin without
+/// `status`) is therefore written as the one thing its line can say: its
+/// twin, leaving the identity (keys, status) of a hub that imports it as
+/// it is, rather than inventing `enabled` or fresh keys.
 ///
 /// # Errors
 ///
@@ -505,7 +517,10 @@ pub fn write_export_line<W: Write>(w: &mut W, line: &ExportLineRef<'_>) -> io::R
     obj.field("id", line.id)?;
     obj.opt("moduleId", line.module_id)?;
     obj.opt("eTag", line.etag)?;
-    obj.opt("importMode", line.import_mode)?;
+    let import_mode = line.import_mode.or_else(|| {
+        (line.module_id.is_none() && entity.status.is_none()).then_some(ImportMode::UpdateTwin)
+    });
+    obj.opt("importMode", import_mode)?;
     if let Some(status) = &entity.status {
         obj.field("status", &status.status)?;
         obj.opt("statusReason", status.reason.as_deref())?;
@@ -551,7 +566,9 @@ pub struct DeviceEtags<'a> {
 }
 
 /// Writes a device line then its module lines sorted by `moduleId`, with no
-/// `importMode`: the shape of `merged.jsonl`.
+/// `importMode`: the shape of `merged.jsonl`. A device without `status` is
+/// the exception: it is written as an `updateTwin` line, as
+/// [`write_export_line`] says, so that the reader takes it back.
 ///
 /// # Errors
 ///
@@ -675,5 +692,208 @@ mod tests {
                 r#"devices.txt:3: field "id": line is in twin format, the file is read as export"#
             )
         );
+    }
+
+    fn written(line: &ExportLineRef<'_>) -> String {
+        let mut out = Vec::new();
+        write_export_line(&mut out, line).unwrap_or_else(|e| panic!("{e}"));
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_device_without_status_is_written_as_an_update_twin_line() {
+        let line = parse(r#"{"id":"d","importMode":"delete","tags":{"a":1}}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(line.entity.status, None);
+        let mut out = Vec::new();
+        let snapshot = DeviceSnapshot {
+            id: "d".into(),
+            device: line.entity.clone(),
+            modules: BTreeMap::from([("m".to_owned(), Entity::default())]),
+        };
+        write_device(&mut out, &snapshot, DeviceEtags::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            concat!(
+                r#"{"id":"d","importMode":"updateTwin","tags":{"a":1},"properties":{"desired":{},"reported":{}}}"#,
+                "\n",
+                // A module line needs no status: no importMode either.
+                r#"{"id":"d","moduleId":"m","tags":{},"properties":{"desired":{},"reported":{}}}"#,
+                "\n",
+            )
+        );
+        let again = collect_export(ExportReader::new(out.as_slice(), "again"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.devices["d"].snapshot, snapshot);
+    }
+
+    #[test]
+    fn an_explicit_import_mode_is_kept_without_status() {
+        let entity = Entity::default();
+        let line = |import_mode| ExportLineRef {
+            id: "d",
+            module_id: None,
+            etag: None,
+            twin_etag: None,
+            import_mode,
+            entity: &entity,
+        };
+        assert_eq!(
+            written(&line(Some(ImportMode::DeleteIfMatchETag))),
+            "{\"id\":\"d\",\"importMode\":\"deleteIfMatchETag\",\"tags\":{},\"properties\":{\"desired\":{},\"reported\":{}}}\n"
+        );
+        let enabled = Entity {
+            status: Some(StatusValue {
+                status: crate::doc::Status::Enabled,
+                reason: None,
+            }),
+            ..Entity::default()
+        };
+        let with_status = ExportLineRef {
+            entity: &enabled,
+            ..line(None)
+        };
+        assert_eq!(
+            written(&with_status),
+            "{\"id\":\"d\",\"status\":\"enabled\",\"tags\":{},\"properties\":{\"desired\":{},\"reported\":{}}}\n"
+        );
+    }
+    #[test]
+    fn a_line_that_is_not_an_object_is_a_wrong_type() {
+        let err = parse("[1]").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("devices.txt:3: expected an object, found an array")
+        );
+    }
+
+    #[test]
+    fn the_reader_counts_skipped_lines_and_locates_each_line() {
+        let input = "Warning: x\n\n{\"id\":\"d1\",\"status\":\"enabled\"}\r\nnote\n  {\"id\":\"d2\",\"status\":\"disabled\"}\n";
+        let mut reader = ExportReader::new(input.as_bytes(), "f");
+        let mut seen = Vec::new();
+        while let Some(line) = reader.next() {
+            let line = line.unwrap_or_else(|e| panic!("{e}"));
+            let (offset, len) = reader.span();
+            let at = usize::try_from(offset).unwrap_or(usize::MAX);
+            let text = input.get(at..at + len).unwrap_or_default();
+            seen.push((line.line, line.id, text.to_owned(), reader.skipped()));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    3,
+                    "d1".to_owned(),
+                    r#"{"id":"d1","status":"enabled"}"#.to_owned(),
+                    2
+                ),
+                (
+                    5,
+                    "d2".to_owned(),
+                    r#"{"id":"d2","status":"disabled"}"#.to_owned(),
+                    3
+                ),
+            ]
+        );
+    }
+    #[test]
+    fn status_is_required_only_where_a_line_writes_an_identity() {
+        let status_of = |text: &str| {
+            parse(text)
+                .map(|l| l.entity.status.map(|s| (s.status, s.reason)))
+                .map_err(|e| (e.kind.to_string(), e.field))
+        };
+        let missing = Err(("missing field".to_owned(), Some("status".to_owned())));
+        for mode in ImportMode::ALL {
+            let line = format!(r#"{{"id":"d","importMode":"{mode}"}}"#);
+            let writes_identity = matches!(
+                mode,
+                ImportMode::CreateOrUpdate
+                    | ImportMode::Create
+                    | ImportMode::Update
+                    | ImportMode::UpdateIfMatchETag
+                    | ImportMode::CreateOrUpdateIfMatchETag
+            );
+            assert_eq!(mode.writes_identity(), writes_identity, "{mode}");
+            let expected = if writes_identity {
+                missing.clone()
+            } else {
+                Ok(None)
+            };
+            assert_eq!(status_of(&line), expected, "{mode}");
+            // A module line never needs one.
+            let module = format!(r#"{{"id":"d","moduleId":"m","importMode":"{mode}"}}"#);
+            assert_eq!(status_of(&module), Ok(None), "{mode}");
+        }
+        // A reason needs a status to follow, on any line; an empty one is
+        // no reason.
+        assert_eq!(
+            status_of(r#"{"id":"d","importMode":"delete","statusReason":"stolen"}"#),
+            missing
+        );
+        assert_eq!(
+            status_of(r#"{"id":"d","moduleId":"m","statusReason":"x"}"#),
+            missing
+        );
+        assert_eq!(
+            status_of(r#"{"id":"d","importMode":"delete","statusReason":""}"#),
+            Ok(None)
+        );
+        assert_eq!(
+            status_of(r#"{"id":"d","status":"disabled","statusReason":"stolen"}"#),
+            Ok(Some((
+                crate::doc::Status::Disabled,
+                Some("stolen".to_owned())
+            )))
+        );
+    }
+    #[test]
+    fn every_field_of_an_export_line_is_read_into_its_place() {
+        let text = concat!(
+            r#"{"id":"d","moduleId":"m","eTag":"\"MQ==\"","importMode":"updateIfMatchETag","#,
+            r#""status":"disabled","statusReason":"lost","authentication":null,"twinETag":"AAE=","#,
+            r#""tags":{"site":"lyon"},"properties":{"desired":{"d":1},"reported":{"r":2}},"#,
+            r#""capabilities":{"iotEdge":false},"deviceScope":"scope-1","parentScopes":["p-1"],"#,
+            r#""managedBy":"x"}"#
+        );
+        let line = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(line.line, 3);
+        assert_eq!(
+            (line.id.as_str(), line.module_id.as_deref()),
+            ("d", Some("m"))
+        );
+        assert_eq!(
+            (line.etag.as_deref(), line.twin_etag.as_deref()),
+            (Some("MQ=="), Some("AAE="))
+        );
+        assert_eq!(line.import_mode, ImportMode::UpdateIfMatchETag);
+        let e = &line.entity;
+        assert_eq!(
+            e.status.as_ref().map(|s| (s.status, s.reason.as_deref())),
+            Some((crate::doc::Status::Disabled, Some("lost")))
+        );
+        assert_eq!(e.capabilities, Some(serde_json::json!({"iotEdge": false})));
+        assert_eq!(e.device_scope.as_deref(), Some("scope-1"));
+        assert_eq!(e.parent_scopes, Some(serde_json::json!(["p-1"])));
+        let map = |m: &crate::doc::JsonMap| serde_json::to_value(m).ok();
+        assert_eq!(map(&e.tags), Some(serde_json::json!({"site": "lyon"})));
+        assert_eq!(map(&e.desired), Some(serde_json::json!({"d": 1})));
+        assert_eq!(map(&e.reported), Some(serde_json::json!({"r": 2})));
+        assert_eq!(
+            serde_json::to_value(&e.extra).ok(),
+            Some(serde_json::json!({"managedBy": "x"}))
+        );
+        // An eTag in one pair of quotes loses them; others stay as given.
+        for (given, read) in [(r#""\"a\"""#, "a"), (r#""a""#, "a"), (r#""\"a""#, "\"a")] {
+            let line = parse(&format!(
+                r#"{{"id":"d","status":"enabled","eTag":{given}}}"#
+            ));
+            assert_eq!(
+                line.ok().and_then(|l| l.etag).as_deref(),
+                Some(read),
+                "{given}"
+            );
+        }
     }
 }

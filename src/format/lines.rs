@@ -336,4 +336,121 @@ mod tests {
         let (out, _) = all(b"{\"id\":\"\xC3\x28\"}\n", 100);
         assert_eq!(out, vec![Err("f:1: invalid UTF-8 after byte 7".to_owned())]);
     }
+    /// A reader that fails once with `kind` before `at` bytes, then reads
+    /// on, a few bytes at a time.
+    struct Flaky {
+        data: Vec<u8>,
+        pos: usize,
+        at: usize,
+        kind: Option<ErrorKind>,
+    }
+
+    impl std::io::Read for Flaky {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let mut buf = self.fill_buf()?;
+            let n = std::io::Read::read(&mut buf, out)?;
+            self.consume(n);
+            Ok(n)
+        }
+    }
+
+    impl BufRead for Flaky {
+        fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+            if self.pos >= self.at {
+                if let Some(kind) = self.kind.take() {
+                    return Err(std::io::Error::new(kind, "flaky"));
+                }
+            }
+            let end = (self.pos + 3).min(self.data.len());
+            Ok(self.data.get(self.pos..end).unwrap_or_default())
+        }
+        fn consume(&mut self, n: usize) {
+            self.pos += n;
+        }
+    }
+
+    fn flaky(data: &[u8], at: usize, kind: ErrorKind) -> Flaky {
+        Flaky {
+            data: data.to_vec(),
+            pos: 0,
+            at,
+            kind: Some(kind),
+        }
+    }
+
+    fn read_all<R: BufRead>(mut lines: Lines<R>) -> (Read, Vec<(u64, usize)>) {
+        let mut out = Vec::new();
+        let mut spans = Vec::new();
+        while let Some(next) = lines.next_json() {
+            out.push(
+                next.map(|(n, t)| (n, t.to_owned()))
+                    .map_err(|e| e.to_string()),
+            );
+            spans.push(lines.span());
+        }
+        (out, spans)
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried() {
+        let input = b"{\"a\":1}\n{\"b\":22}\n";
+        let lines = Lines::new(flaky(input, 9, ErrorKind::Interrupted), "f".into());
+        let (out, spans) = read_all(lines);
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\"a\":1}".to_owned())),
+                Ok((2, "{\"b\":22}".to_owned()))
+            ]
+        );
+        // Lines arrive 3 bytes at a time: offsets still count every byte.
+        assert_eq!(spans, vec![(0, 7), (8, 8)]);
+    }
+
+    #[test]
+    fn an_io_error_names_its_line_and_ends_the_stream() {
+        let input = b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n";
+        let lines = Lines::new(flaky(input, 10, ErrorKind::BrokenPipe), "f".into());
+        let (out, _) = read_all(lines);
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\"a\":1}".to_owned())),
+                Err("f:2: cannot read: flaky".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_bound_passes() {
+        let (out, _) = all(b"{\"a\":12}\n{\"a\":123}\n{}", 8);
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\"a\":12}".to_owned())),
+                Err("f:2: line is longer than 8 bytes".to_owned()),
+                Ok((3, "{}".to_owned()))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_counts_on_the_first_line_only() {
+        let (out, skipped) = all(b"{}\n\xEF\xBB\xBF{\"a\":1}\n", 100);
+        assert_eq!(out, vec![Ok((1, "{}".to_owned()))]);
+        assert_eq!(skipped, 1);
+    }
+
+    #[test]
+    fn a_bad_byte_in_a_json_line_after_spaces_is_an_error() {
+        let (out, skipped) = all(b"  {\"id\":\"\xFF\"}\n{}\n", 100);
+        assert_eq!(
+            out,
+            vec![
+                Err("f:1: invalid UTF-8 after byte 9".to_owned()),
+                Ok((2, "{}".to_owned()))
+            ]
+        );
+        assert_eq!(skipped, 0);
+    }
 }

@@ -588,4 +588,98 @@ mod tests {
             "invalid JSON at column 5: EOF while parsing a value"
         );
     }
+    #[test]
+    fn each_json_type_is_named_in_wrong_type_errors() {
+        let found = |text: &str| {
+            let err = serde_json::from_str::<String>(text).unwrap_err();
+            classify(&err).1.to_string()
+        };
+        assert_eq!(found("true"), "expected a string, found a boolean");
+        assert_eq!(found("{}"), "expected a string, found an object");
+        assert_eq!(found("null"), "expected a string, found null");
+        assert_eq!(found("[1]"), "expected a string, found an array");
+        assert_eq!(found("1.5"), "expected a string, found a number");
+    }
+
+    #[test]
+    fn expected_types_are_named_in_the_words_of_json() {
+        assert_eq!(expected_name("struct RawAuth"), "an object");
+        assert_eq!(expected_name("a map"), "an object");
+        assert_eq!(expected_name("map"), "an object");
+        assert_eq!(expected_name("u32"), "an integer");
+        assert_eq!(expected_name("a string"), "a string");
+    }
+
+    #[test]
+    fn syntax_errors_are_told_from_valid_json() {
+        assert_eq!(
+            syntax_error("{oops").map(|k| k.to_string()).as_deref(),
+            Some("invalid JSON at column 2: key must be a string")
+        );
+        assert!(syntax_error(r#"{"hello":1}"#).is_none());
+    }
+
+    #[test]
+    fn both_statuses_are_read() {
+        assert_eq!(status("enabled").ok(), Some(Status::Enabled));
+        assert_eq!(status("disabled").ok(), Some(Status::Disabled));
+        assert!(status("Disabled").is_err());
+    }
+
+    #[test]
+    fn dollar_keys_are_metadata_in_properties_only() {
+        for (text, field) in [
+            (
+                r#"{"id":"d","status":"enabled","tags":{"$version":1}}"#,
+                "tags.$version",
+            ),
+            (
+                r#"{"id":"d","status":"enabled","tags":{"$metadata":{}}}"#,
+                "tags.$metadata",
+            ),
+        ] {
+            let err = super::super::parse_export_line("f", 1, text).err();
+            assert_eq!(err.and_then(|e| e.field).as_deref(), Some(field));
+        }
+        let line = super::super::parse_export_line(
+            "f",
+            1,
+            r#"{"id":"d","status":"enabled","properties":{"desired":{"$version":3,"$metadata":{},"a":1}}}"#,
+        )
+        .map(|l| l.entity.desired.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(line.ok(), Some(vec!["a".to_owned()]));
+    }
+    #[test]
+    fn properties_and_sections_must_be_objects_or_null() {
+        let parse = |text: &str| {
+            super::super::parse_export_line("f", 1, text)
+                .map(|l| (l.entity.desired.len(), l.entity.reported.len()))
+                .map_err(|e| (e.field, e.kind.to_string()))
+        };
+        let head = r#"{"id":"d","status":"enabled","#;
+        assert_eq!(
+            parse(&format!(r#"{head}"properties":5}}"#)),
+            Err((
+                Some("properties".to_owned()),
+                "expected an object, found a number".to_owned()
+            ))
+        );
+        assert_eq!(
+            parse(&format!(r#"{head}"properties":{{"desired":"x"}}}}"#)),
+            Err((
+                Some("properties.desired".to_owned()),
+                "expected an object, found a string".to_owned()
+            ))
+        );
+        assert_eq!(
+            parse(&format!(r#"{head}"properties":null,"tags":null}}"#)),
+            Ok((0, 0))
+        );
+        assert_eq!(
+            parse(&format!(
+                r#"{head}"properties":{{"desired":{{"a":1}},"reported":{{"b":2,"c":3}},"other":1}}}}"#
+            )),
+            Ok((1, 2))
+        );
+    }
 }

@@ -650,4 +650,175 @@ mod tests {
             )
         );
     }
+    #[test]
+    fn a_line_that_is_not_an_object_is_a_wrong_type() {
+        let err = parse_twin_line("t", 2, "\"d1\"")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("t:2: expected an object, found a string")
+        );
+    }
+
+    #[test]
+    fn the_reader_counts_skipped_lines_and_locates_each_line() {
+        let input = "Warning\n{\"deviceId\":\"d1\"}\n\n {\"deviceId\":\"d2\",\"moduleId\":\"m\"}\n";
+        let mut reader = TwinReader::new(input.as_bytes(), "t");
+        let mut seen = Vec::new();
+        while let Some(line) = reader.next() {
+            let line = line.unwrap_or_else(|e| panic!("{e}"));
+            let (offset, len) = reader.span();
+            let at = usize::try_from(offset).unwrap_or(usize::MAX);
+            let text = input.get(at..at + len).unwrap_or_default();
+            seen.push((line.line, line.device_id, text.to_owned(), reader.skipped()));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (2, "d1".to_owned(), r#"{"deviceId":"d1"}"#.to_owned(), 1),
+                (
+                    4,
+                    "d2".to_owned(),
+                    r#"{"deviceId":"d2","moduleId":"m"}"#.to_owned(),
+                    2
+                ),
+            ]
+        );
+    }
+    #[test]
+    fn a_status_reason_needs_a_status() {
+        let status_of = |text: &str| {
+            parse_twin_line("t", 1, text)
+                .map(|l| l.entity.status.map(|s| (s.status, s.reason)))
+                .map_err(|e| (e.kind.to_string(), e.field))
+        };
+        assert_eq!(status_of(r#"{"deviceId":"d"}"#), Ok(None));
+        assert_eq!(
+            status_of(r#"{"deviceId":"d","statusReason":"stolen"}"#),
+            Err(("missing field".to_owned(), Some("status".to_owned())))
+        );
+        assert_eq!(status_of(r#"{"deviceId":"d","statusReason":""}"#), Ok(None));
+        assert_eq!(
+            status_of(r#"{"deviceId":"d","status":"disabled","statusReason":"stolen"}"#),
+            Ok(Some((
+                crate::doc::Status::Disabled,
+                Some("stolen".to_owned())
+            )))
+        );
+    }
+    #[test]
+    fn metadata_nodes_that_are_not_objects_are_no_metadata() {
+        let text = concat!(
+            r#"{"deviceId":"d","properties":{"desired":{"a":{"b":1},"$metadata":{"#,
+            r#""$lastUpdated":"2024-03-01T12:00:00Z","$lastUpdatedVersion":3,"#,
+            r#""a":{"$lastUpdated":"2024-03-01T12:00:01Z","b":[1,{"c":2}],"x":true,"y":7,"z":-1,"w":1.5,"v":"s","u":null}}}}}"#
+        );
+        let twin = parse_twin_line("t", 1, text).unwrap_or_else(|e| panic!("{e}"));
+        let meta = &twin.times.desired;
+        assert_eq!(meta.last_updated, Some(1_709_294_400_000));
+        let a = meta.children.get("a");
+        assert_eq!(a.and_then(|a| a.last_updated), Some(1_709_294_401_000));
+        // Each non-object node reads as a node with no time and no children.
+        let children = a.map(|a| a.children.clone()).unwrap_or_default();
+        assert_eq!(
+            children.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["b", "u", "v", "w", "x", "y", "z"]
+        );
+        assert!(
+            children
+                .values()
+                .all(|c| *c == crate::doc::MetaTree::default())
+        );
+        assert_eq!(meta.time_at(&["a", "b"]), Some(1_709_294_401_000));
+    }
+    #[test]
+    fn an_export_line_in_a_twin_file_says_so() {
+        let err = parse_twin_line("t", 3, r#"{"id":"d1","status":"enabled"}"#).err();
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some(r#"t:3: field "deviceId": line is in export format, the file is read as twin"#)
+        );
+        let err = parse_twin_line("t", 3, r#"{"moduleId":"m"}"#).err();
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some(r#"t:3: module "m" field "deviceId": missing field"#)
+        );
+    }
+    #[test]
+    fn every_identity_field_of_a_twin_is_read_into_its_place() {
+        let text = concat!(
+            r#"{"deviceId":"d","moduleId":"m","etag":"AAE=","version":9,"status":"disabled","#,
+            r#""statusReason":"lost","statusUpdateTime":"2024-03-01T12:00:00Z","#,
+            r#""capabilities":{"iotEdge":true},"deviceScope":"ms-azure-iot-edge://e-1","#,
+            r#""parentScopes":["ms-azure-iot-edge://p-1"],"tags":{"site":"lyon"},"#,
+            r#""properties":{"desired":{"d":1},"reported":{"r":2}}}"#
+        );
+        let twin = parse_twin_line("t", 5, text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(twin.line, 5);
+        assert_eq!(
+            (twin.device_id.as_str(), twin.module_id.as_deref()),
+            ("d", Some("m"))
+        );
+        assert_eq!(
+            (twin.etag.as_deref(), twin.version),
+            (Some("AAE="), Some(9))
+        );
+        assert_eq!(twin.times.status, Some(1_709_294_400_000));
+        let e = &twin.entity;
+        assert_eq!(
+            e.status.as_ref().map(|s| (s.status, s.reason.as_deref())),
+            Some((crate::doc::Status::Disabled, Some("lost")))
+        );
+        assert_eq!(e.capabilities, Some(serde_json::json!({"iotEdge": true})));
+        assert_eq!(e.device_scope.as_deref(), Some("ms-azure-iot-edge://e-1"));
+        assert_eq!(
+            e.parent_scopes,
+            Some(serde_json::json!(["ms-azure-iot-edge://p-1"]))
+        );
+        let map = |m: &crate::doc::JsonMap| serde_json::to_value(m).ok();
+        assert_eq!(map(&e.tags), Some(serde_json::json!({"site": "lyon"})));
+        assert_eq!(map(&e.desired), Some(serde_json::json!({"d": 1})));
+        assert_eq!(map(&e.reported), Some(serde_json::json!({"r": 2})));
+        assert!(e.extra.is_empty() && e.authentication.is_none());
+    }
+    #[test]
+    fn the_twin_writer_writes_its_fields_in_order_and_drops_runtime_state() {
+        let mut twin = TwinLine {
+            line: 1,
+            device_id: "d".into(),
+            module_id: Some("m".into()),
+            etag: Some("AAE=".into()),
+            version: Some(4),
+            ..TwinLine::default()
+        };
+        twin.times.status = Some(1_709_294_400_000);
+        twin.entity.status = Some(crate::doc::StatusValue {
+            status: crate::doc::Status::Enabled,
+            reason: Some("ok".into()),
+        });
+        twin.entity.device_scope = Some("s".into());
+        for (key, value) in [
+            ("modelId", serde_json::json!("dtmi:x;1")),
+            ("connectionState", serde_json::json!("Connected")),
+            ("status", serde_json::json!("disabled")),
+        ] {
+            twin.entity.extra.insert(key.into(), value);
+        }
+        // Reported is empty but has a time; desired has values, no time.
+        twin.entity.desired.insert("a".into(), serde_json::json!(1));
+        twin.times.reported.last_updated = Some(1_709_294_400_000);
+        let mut out = Vec::new();
+        write_twin_line(&mut out, &twin).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            concat!(
+                r#"{"deviceId":"d","moduleId":"m","etag":"AAE=","version":4,"status":"enabled","#,
+                r#""statusReason":"ok","statusUpdateTime":"2024-03-01T12:00:00.000Z","#,
+                r#""deviceScope":"s","modelId":"dtmi:x;1","tags":{},"properties":{"desired":{"a":1},"#,
+                r#""reported":{"$metadata":{"$lastUpdated":"2024-03-01T12:00:00.000Z"}}}}"#,
+                "\n"
+            )
+        );
+    }
 }

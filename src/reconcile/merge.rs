@@ -249,3 +249,200 @@ fn same(a: Option<&DeviceSnapshot>, b: Option<&DeviceSnapshot>) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::doc::{Entity, Status, StatusValue};
+
+    fn device(modules: &[&str]) -> DeviceSnapshot {
+        let mut d = DeviceSnapshot {
+            id: "d".into(),
+            ..DeviceSnapshot::default()
+        };
+        d.device.status = Some(StatusValue {
+            status: Status::Enabled,
+            reason: None,
+        });
+        for m in modules {
+            d.modules.insert((*m).into(), Entity::default());
+        }
+        d
+    }
+
+    struct Hubs {
+        names: [ReplicaId; 2],
+        stamps: [Stamp; 2],
+    }
+
+    impl Hubs {
+        fn new() -> Self {
+            let p = ReplicaId::new("primary").expect("valid");
+            let s = ReplicaId::new("secondary").expect("valid");
+            Self {
+                stamps: [Stamp::new(1, 0, p.clone()), Stamp::new(2, 0, s.clone())],
+                names: [p, s],
+            }
+        }
+
+        fn resolve<'a>(
+            &'a self,
+            base: Base<'a>,
+            devices: [Option<&'a DeviceSnapshot>; 2],
+        ) -> Resolved<'a> {
+            let views = [0, 1].map(|i| HubDevice {
+                hub: &self.names[i],
+                device: devices[i],
+                times: None,
+                stamp: &self.stamps[i],
+            });
+            resolve_device(base, &views, &Policies::default())
+        }
+    }
+
+    fn modules(resolved: &Resolved<'_>) -> Vec<String> {
+        resolved
+            .merged
+            .as_ref()
+            .map(|d| d.modules.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_module_deleted_on_one_hub_and_one_added_on_the_other_both_count() {
+        let hubs = Hubs::new();
+        let base = device(&["a", "b"]);
+        let (one, two) = (device(&["a"]), device(&["a", "b", "c"]));
+        let resolved = hubs.resolve(Base::Present(&base), [Some(&one), Some(&two)]);
+        assert_eq!(modules(&resolved), ["a", "c"]);
+        assert_eq!(resolved.settled, [false, false]);
+        assert!(resolved.conflicts.is_empty());
+    }
+
+    #[test]
+    fn a_creation_copied_without_some_modules_is_one_creation() {
+        let hubs = Hubs::new();
+        let (full, cut) = (device(&["a", "b"]), device(&["a"]));
+        for devices in [[Some(&full), Some(&cut)], [Some(&cut), Some(&full)]] {
+            let resolved = hubs.resolve(Base::Absent, devices);
+            assert_eq!(modules(&resolved), ["a", "b"]);
+            assert_eq!(
+                resolved.settled,
+                devices.map(|d| d.is_some_and(|d| *d == full))
+            );
+            assert!(resolved.conflicts.is_empty());
+        }
+    }
+
+    #[test]
+    fn two_creations_that_differ_are_concurrent() {
+        let hubs = Hubs::new();
+        let one = device(&["a"]);
+        let mut two = device(&["a"]);
+        two.modules
+            .entry("a".into())
+            .or_default()
+            .tags
+            .insert("x".into(), json!(1));
+        let resolved = hubs.resolve(Base::Absent, [Some(&one), Some(&two)]);
+        assert!(!resolved.conflicts.is_empty());
+        let mut other_line = device(&[]);
+        other_line.device.tags.insert("y".into(), json!(2));
+        let resolved = hubs.resolve(Base::Absent, [Some(&other_line), Some(&one)]);
+        assert!(!resolved.conflicts.is_empty());
+    }
+
+    #[test]
+    fn equal_copies_are_settled_whoever_holds_them() {
+        let hubs = Hubs::new();
+        let base = device(&["a"]);
+        let (copy, mut changed) = (base.clone(), base.clone());
+        changed.device.tags.insert("t".into(), json!(1));
+        let resolved = hubs.resolve(Base::Present(&base), [Some(&copy), Some(&changed)]);
+        assert_eq!(resolved.settled, [false, true]);
+        assert_eq!(resolved.merged.as_deref(), Some(&changed));
+        let resolved = hubs.resolve(Base::Present(&base), [Some(&copy), Some(&copy)]);
+        assert_eq!(resolved.settled, [true, true]);
+        // Deleted on one hub, kept on the other: deleted, and the hub that
+        // lacks it is settled.
+        let resolved = hubs.resolve(Base::Present(&base), [None, Some(&copy)]);
+        assert_eq!(resolved.merged, None);
+        assert_eq!(resolved.settled, [true, false]);
+    }
+
+    #[test]
+    fn without_a_base_the_hubs_hold_one_incarnation_merged_leaf_by_leaf() {
+        let hubs = Hubs::new();
+        let (mut one, mut two) = (device(&[]), device(&[]));
+        one.device.tags.insert("a".into(), json!(1));
+        two.device.tags.insert("b".into(), json!(2));
+        let resolved = hubs.resolve(Base::Unknown, [Some(&one), Some(&two)]);
+        let tags = resolved.merged.map(|d| d.device.tags.clone());
+        assert_eq!(
+            tags.and_then(|t| serde_json::to_value(t).ok()),
+            Some(json!({"a": 1, "b": 2}))
+        );
+        assert!(resolved.conflicts.is_empty());
+        // A hub that lacks it says nothing about it.
+        let resolved = hubs.resolve(Base::Unknown, [None, Some(&two)]);
+        assert_eq!(resolved.merged.as_deref(), Some(&two));
+    }
+
+    #[test]
+    fn merge_device_owns_what_resolve_device_borrows() {
+        let hubs = Hubs::new();
+        let base = device(&[]);
+        let mut changed = base.clone();
+        changed.device.desired.insert("x".into(), json!(true));
+        let views = [0, 1].map(|i| HubDevice {
+            hub: &hubs.names[i],
+            device: Some(if i == 0 { &base } else { &changed }),
+            times: None,
+            stamp: &hubs.stamps[i],
+        });
+        let merged = merge_device(Base::Present(&base), &views, &Policies::default());
+        assert_eq!(merged.merged, Some(changed));
+        assert!(merged.conflicts.is_empty());
+        assert_eq!(base_replica().to_string(), BASE);
+    }
+    /// The fast path gives what the CRDT gives: forced down the CRDT path
+    /// (a hub with times never takes the fast path), each case resolves
+    /// the same.
+    #[test]
+    fn the_fast_path_answers_as_the_crdt_does() {
+        let hubs = Hubs::new();
+        let base = device(&["a", "b"]);
+        let mut changed = base.clone();
+        changed.device.tags.insert("t".into(), json!(1));
+        let same_change = changed.clone();
+        let no_times = DeviceTimes::default();
+        let cases: [(Base<'_>, [Option<&DeviceSnapshot>; 2]); 4] = [
+            (Base::Present(&base), [Some(&base), Some(&base)]),
+            (Base::Present(&base), [Some(&base), Some(&changed)]),
+            (Base::Present(&base), [Some(&changed), Some(&same_change)]),
+            (Base::Present(&base), [None, None]),
+        ];
+        for (i, (base, devices)) in cases.into_iter().enumerate() {
+            let fast = hubs.resolve(base, devices);
+            let views = [0, 1].map(|h| HubDevice {
+                hub: &hubs.names[h],
+                device: devices[h],
+                times: Some(&no_times),
+                stamp: &hubs.stamps[h],
+            });
+            let crdt = resolve_device(base, &views, &Policies::default());
+            assert_eq!(fast, crdt, "case {i}");
+        }
+    }
+    #[test]
+    fn equal_copies_of_one_creation_are_all_settled() {
+        let hubs = Hubs::new();
+        let (one, two) = (device(&["a"]), device(&["a"]));
+        let resolved = hubs.resolve(Base::Absent, [Some(&one), Some(&two)]);
+        assert_eq!(resolved.merged.as_deref(), Some(&one));
+        assert_eq!(resolved.settled, [true, true]);
+        assert!(resolved.conflicts.is_empty());
+    }
+}

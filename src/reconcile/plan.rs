@@ -207,3 +207,221 @@ pub(crate) fn write_import<W: std::io::Write>(
     };
     crate::format::write_export_line(w, &crate::format::ExportLineRef { entity, ..*line })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::doc::{Authentication, Secret, Status, StatusValue};
+    use crate::reconcile::Record;
+
+    fn enabled() -> Entity {
+        Entity {
+            status: Some(StatusValue {
+                status: Status::Enabled,
+                reason: None,
+            }),
+            ..Entity::default()
+        }
+    }
+
+    /// Every identity field, changed alone, is an identity change; every
+    /// twin section, changed alone, a twin change.
+    #[test]
+    fn each_field_alone_decides_the_action() {
+        let base = enabled();
+        let identity: [fn(&mut Entity); 6] = [
+            |e| {
+                e.status = Some(StatusValue {
+                    status: Status::Disabled,
+                    reason: None,
+                })
+            },
+            |e| e.authentication = Some(Authentication::sas(Secret::new("a"), Secret::new("b"))),
+            |e| e.capabilities = Some(json!({"iotEdge": true})),
+            |e| e.device_scope = Some("scope".into()),
+            |e| e.parent_scopes = Some(json!(["p"])),
+            |e| {
+                e.extra.insert("modelId".into(), json!("dtmi:x;1"));
+            },
+        ];
+        let twin: [fn(&mut Entity); 3] = [
+            |e| {
+                e.tags.insert("a".into(), json!(1));
+            },
+            |e| {
+                e.desired.insert("a".into(), json!(1));
+            },
+            |e| {
+                e.reported.insert("a".into(), json!(1));
+            },
+        ];
+        let action = |change: fn(&mut Entity)| {
+            let mut merged = base.clone();
+            change(&mut merged);
+            let mut out = Vec::new();
+            entity_ops("d", None, Some(&base), Some(&merged), &mut out);
+            (
+                identity_differs(&base, &merged),
+                twin_differs(&base, &merged),
+                out.iter().map(|op| op.action).collect::<Vec<_>>(),
+            )
+        };
+        for (i, change) in identity.into_iter().enumerate() {
+            assert_eq!(
+                action(change),
+                (true, false, vec![Action::UpdateIdentity]),
+                "identity field {i}"
+            );
+        }
+        for (i, change) in twin.into_iter().enumerate() {
+            assert_eq!(
+                action(change),
+                (false, true, vec![Action::UpdateTwin]),
+                "twin section {i}"
+            );
+        }
+        assert_eq!(action(|_| {}), (false, false, vec![]));
+    }
+
+    #[test]
+    fn module_deletes_come_first_then_the_device_then_other_modules() {
+        let mut hub = DeviceSnapshot {
+            id: "d".into(),
+            device: enabled(),
+            ..DeviceSnapshot::default()
+        };
+        hub.modules.insert("a".into(), Entity::default());
+        hub.modules.insert("z".into(), Entity::default());
+        let mut merged = hub.clone();
+        merged.device.tags.insert("t".into(), json!(1));
+        merged.modules.remove("z");
+        merged.modules.insert("b".into(), Entity::default());
+        let ops: Vec<_> = device_plan(Some(&hub), Some(&merged))
+            .iter()
+            .map(|op| (op.action, op.module_id))
+            .collect();
+        assert_eq!(
+            ops,
+            vec![
+                (Action::Delete, Some("z")),
+                (Action::UpdateTwin, None),
+                (Action::Create, Some("b")),
+            ]
+        );
+        // A deleted device takes its modules with it: one line.
+        let ops = device_plan(Some(&hub), None);
+        assert_eq!(
+            ops.iter()
+                .map(|op| (op.action, op.module_id))
+                .collect::<Vec<_>>(),
+            vec![(Action::Delete, None)]
+        );
+        assert!(device_plan(None, None).is_empty());
+    }
+
+    #[test]
+    fn import_lines_carry_the_etag_their_mode_checks() {
+        let mut hub = HubImage::new();
+        let record = |etag: &str, twin: &str| Record {
+            entity: enabled(),
+            etag: etag.into(),
+            twin_etag: twin.into(),
+        };
+        for id in ["u", "t", "x"] {
+            hub.insert(id, None, record(&format!("e-{id}"), &format!("t-{id}")));
+        }
+        let merged = enabled();
+        let ops = [
+            (Action::Create, "c"),
+            (Action::UpdateIdentity, "u"),
+            (Action::UpdateTwin, "t"),
+            (Action::Delete, "x"),
+        ]
+        .map(|(action, id)| PlanOp {
+            action,
+            id,
+            module_id: None,
+            entity: (action != Action::Delete).then_some(&merged),
+        });
+        let lines: Vec<_> = import_lines(&ops, &hub)
+            .into_iter()
+            .map(|l| (l.mode, l.id, l.etag, l.twin_etag, l.entity == merged))
+            .collect();
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            lines,
+            vec![
+                (ImportMode::Create, "c".into(), None, None, true),
+                (
+                    ImportMode::UpdateIfMatchETag,
+                    "u".into(),
+                    some("e-u"),
+                    None,
+                    true
+                ),
+                (
+                    ImportMode::UpdateTwinIfMatchETag,
+                    "t".into(),
+                    None,
+                    some("t-t"),
+                    true
+                ),
+                // A delete carries no state.
+                (
+                    ImportMode::DeleteIfMatchETag,
+                    "x".into(),
+                    some("e-x"),
+                    None,
+                    false
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_twin_update_line_carries_the_twin_alone() {
+        let mut entity = enabled();
+        entity.authentication = Some(Authentication::sas(Secret::new("p"), Secret::new("s")));
+        entity.device_scope = Some("scope".into());
+        entity.tags.insert("t".into(), json!(1));
+        entity.desired.insert("d".into(), json!(2));
+        entity.reported.insert("r".into(), json!(3));
+        let write = |mode| {
+            let line = ImportLine {
+                mode,
+                id: "d".into(),
+                module_id: None,
+                etag: None,
+                twin_etag: Some("tw".into()),
+                entity: entity.clone(),
+            };
+            let mut out = Vec::new();
+            write_import_line(&mut out, &line).unwrap_or_else(|e| panic!("{e}"));
+            String::from_utf8(out).unwrap_or_default()
+        };
+        let twin = concat!(
+            r#""twinETag":"tw","tags":{"t":1},"#,
+            r#""properties":{"desired":{"d":2},"reported":{"r":3}}}"#,
+            "\n"
+        );
+        assert_eq!(
+            write(ImportMode::UpdateTwinIfMatchETag),
+            format!(r#"{{"id":"d","importMode":"updateTwinIfMatchETag",{twin}"#)
+        );
+        assert_eq!(
+            write(ImportMode::UpdateTwin),
+            format!(r#"{{"id":"d","importMode":"updateTwin",{twin}"#)
+        );
+        // Any other line is the whole identity, keys included.
+        let whole = write(ImportMode::UpdateIfMatchETag);
+        assert!(
+            whole.starts_with(
+                r#"{"id":"d","importMode":"updateIfMatchETag","status":"enabled","authentication":{"symmetricKey":{"primaryKey":"p","secondaryKey":"s"}"#
+            ),
+            "{whole}"
+        );
+        assert!(whole.ends_with(",\"deviceScope\":\"scope\"}\n"), "{whole}");
+    }
+}
