@@ -125,3 +125,37 @@ fn parse_twin_year_beyond_9999() {
         .replace("-0001", "0000");
     twin_round_trip(text.as_bytes());
 }
+
+/// `parse_events`: a lone UTF-16 surrogate in a key of a section the twin
+/// reader skips (`properties.zesired`) passed the twin reader unchecked;
+/// the body's canonical form, which must parse as JSON, then silently
+/// became `null`, so the event written back lost its whole twin. It is
+/// now an error naming `body`, like any other invalid JSON.
+#[test]
+fn parse_events_lone_surrogate_in_unknown_section() {
+    let bytes = input("parse_events-lone-surrogate-in-unknown-section.jsonl");
+    let text = std::str::from_utf8(&bytes).unwrap().trim_end();
+    let err = failback::format::parse_event_line("events.jsonl", 1, text).unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            failback::format::ReadErrorKind::InvalidJson { .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.field.as_deref(), Some("body"));
+    assert_eq!(err.device.as_deref(), Some("pump-2"));
+    assert!(err.to_string().contains("hex escape"), "{err}");
+    // Without the bad key the same event round-trips.
+    let fixed = text.replace(r#""\ud800rate""#, r#""rate""#);
+    let event = failback::format::parse_event_line("events.jsonl", 1, &fixed).unwrap();
+    let mut out = Vec::new();
+    failback::format::write_event_line(&mut out, &event).unwrap();
+    let again = failback::format::parse_event_line(
+        "events.jsonl",
+        1,
+        std::str::from_utf8(&out).unwrap().trim_end(),
+    )
+    .unwrap();
+    assert_eq!(again, event);
+}

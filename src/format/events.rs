@@ -354,8 +354,23 @@ pub fn parse_event_line(file: &str, line: u64, text: &str) -> Result<Event, Read
         reported,
     } = covers;
     // The body as canonical JSON: what the writer writes and duplicates
-    // are compared by. It parsed as a twin, so it is an object.
-    let mut value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    // are compared by. It parsed as a twin, so it is an object; but the
+    // twin reader skips what it does not use unchecked (a lone surrogate
+    // in an unknown section's key, say), which must fail here, not vanish.
+    let mut value: Value = serde_json::from_str(body).map_err(|e| {
+        // The body is a slice of the line: its column there.
+        let offset = (body.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+        let offset = if offset < text.len() { offset } else { 0 };
+        let full = e.to_string();
+        let message = full.rfind(" at line ").map_or(&*full, |at| &full[..at]);
+        fail(
+            "body",
+            ReadErrorKind::InvalidJson {
+                column: offset + e.column(),
+                message: message.to_owned(),
+            },
+        )
+    })?;
     if let Value::Object(map) = &mut value {
         map.remove("authentication");
     }
