@@ -248,7 +248,8 @@ pub(crate) struct DirWriter {
 }
 
 impl DirWriter {
-    /// Starts writing `out`: first repairs what a killed run may have left
+    /// Starts writing `out` (making its missing parents): first repairs
+    /// what a killed run may have left
     /// (an aside directory is put back when `out` is missing, else removed;
     /// a temporary directory is removed), then creates the temporary one.
     ///
@@ -288,6 +289,9 @@ impl DirWriter {
                 }
             }
         }
+        // Missing parents are made as `mkdir -p` would (they are not
+        // outputs); only the output directory itself is 0700.
+        fs::create_dir_all(parent(out))?;
         create_dir_private(&tmp)?;
         Ok(Self {
             out: out.to_owned(),
@@ -389,6 +393,13 @@ mod tests {
     fn a_directory_is_replaced_whole_and_leaves_no_temporary() {
         let dir = scratch("replace");
         let out = dir.join("out");
+        let deep = dir.join("new/deeper/out");
+        DirWriter::begin(&deep, &|_| false)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert!(deep.is_dir());
+        fs::remove_dir_all(dir.join("new")).unwrap();
         for round in ["one", "two"] {
             let w = DirWriter::begin(&out, &|n| n.ends_with(".txt")).unwrap();
             w.write("a.txt", round.as_bytes()).unwrap();

@@ -442,7 +442,7 @@ fn a_sigkill_at_a_random_time_during_a_larger_merge_leaves_old_or_new() {
     let good = observe(&good_dir, &["out"]);
     let clean = listing(&good_dir);
     let dir = scratch("timed");
-    for round in 0..6 {
+    for round in 0..4 {
         copy_tree(&template, &dir);
         let mut child = command(&dir, &fleet_merge(["primary", "secondary"]))
             .stderr(Stdio::null())
