@@ -249,9 +249,9 @@ pub(crate) struct DirWriter {
 
 impl DirWriter {
     /// Starts writing `out` (making its missing parents): first repairs
-    /// what a killed run may have left
-    /// (an aside directory is put back when `out` is missing, else removed;
-    /// a temporary directory is removed), then creates the temporary one.
+    /// what a killed run may have left (an aside directory is put back
+    /// when `out` is missing, else removed; a temporary directory is
+    /// removed), then creates the temporary one.
     ///
     /// `out`, when it exists, must be a directory holding only names
     /// `is_output` accepts: a directory holding anything else is not
