@@ -11,6 +11,7 @@ pub mod clock;
 pub mod doc;
 pub mod drill;
 pub mod format;
+mod fsio;
 pub mod job;
 pub mod kernel;
 pub mod reconcile;

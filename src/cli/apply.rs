@@ -11,6 +11,7 @@ use failback::format::{ExportReader, Format, InputFile, read_input};
 use failback::reconcile::{HubImage, ImportLine, identity_differs, twin_differs};
 
 use super::Failure;
+use crate::fsio;
 
 /// Arguments of `failback apply`.
 #[derive(clap::Args, Debug)]
@@ -23,6 +24,7 @@ pub struct ApplyArgs {
     plan: PathBuf,
     /// Where to write the hub after the import (default: standard output).
     /// Failed lines go to FILE.importErrors.log (default: standard error).
+    /// Both are written whole (crash-safe), mode 0600: the hub holds keys.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
@@ -123,12 +125,10 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode, Failure> {
     }
     match &args.out {
         Some(path) => {
-            let tmp = path.with_extension("tmp");
-            write_hub(&mut File::create(&tmp).map_err(internal)?).map_err(internal)?;
-            std::fs::rename(&tmp, path).map_err(internal)?;
             let mut log_path = path.clone().into_os_string();
             log_path.push(".importErrors.log");
-            std::fs::write(&log_path, &log).map_err(internal)?;
+            let log_path = PathBuf::from(log_path);
+            commit_pair(path, write_hub, &log_path, &log).map_err(internal)?;
         }
         None => {
             write_hub(&mut std::io::stdout().lock()).map_err(internal)?;
@@ -141,6 +141,24 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode, Failure> {
         errors.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the hub to `path` and the error log to `log_path`, each whole
+/// and synced, mode 0600 (the hub holds keys). The log is the mark of a
+/// complete apply: the old one is removed before the hub is renamed into
+/// place and the new one renamed in last, so a log, when present, is
+/// always the one of the hub file beside it.
+fn commit_pair(
+    path: &Path,
+    write_hub: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    log_path: &Path,
+    log: &[u8],
+) -> std::io::Result<()> {
+    let hub = fsio::stage_file(path, write_hub)?;
+    let log = fsio::stage_file(log_path, |w| w.write_all(log))?;
+    fsio::remove_file(log_path)?;
+    hub.commit()?;
+    log.commit()
 }
 
 fn describe(a: &DeviceSnapshot, b: &DeviceSnapshot) -> String {

@@ -11,6 +11,7 @@ use failback::drill::{DrillConfig, DrillError, Report, run, total_devices};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Failure;
+use crate::fsio;
 
 /// Arguments of `failback drill`.
 #[derive(clap::Args, Debug)]
@@ -41,7 +42,8 @@ pub struct DrillArgs {
     /// Failover and failback rounds [default: 2].
     #[arg(long, value_name = "K")]
     pub cycles: Option<u32>,
-    /// Also write `report.json` and `report.html` into this directory.
+    /// Also write `report.json` and `report.html` into this directory
+    /// (replaced whole; one holding other files is refused).
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
     /// Worker threads [default: the number of cores].
@@ -115,20 +117,19 @@ fn single(args: &DrillArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Writes both files beside each other under temporary names, then renames
-/// them into place, so a reader never sees half a report.
+/// Writes both files into a temporary directory beside `dir`, then puts it
+/// in place of `dir` in one step (see [`crate::fsio`]), so a reader never
+/// sees half a report nor the files of two reports. An existing `dir`
+/// holding anything but a report is refused, not replaced.
 fn write_report(dir: &Path, report: &Report) -> Result<(), Failure> {
-    let io = |what: &str, e: std::io::Error| Failure::Input(format!("{what}: {e}"));
-    std::fs::create_dir_all(dir).map_err(|e| io(&dir.display().to_string(), e))?;
-    for (name, body) in [
-        ("report.json", report.to_json()),
-        ("report.html", report.to_html()),
-    ] {
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, body).map_err(|e| io(&tmp.display().to_string(), e))?;
-        std::fs::rename(&tmp, dir.join(name)).map_err(|e| io(name, e))?;
-    }
-    Ok(())
+    let io = |e: std::io::Error| Failure::Input(format!("{}: {e}", dir.display()));
+    let is_report = |name: &str| matches!(name, "report.json" | "report.html");
+    let out = fsio::DirWriter::begin(dir, &is_report).map_err(io)?;
+    out.write("report.json", report.to_json().as_bytes())
+        .map_err(io)?;
+    out.write("report.html", report.to_html().as_bytes())
+        .map_err(io)?;
+    out.commit().map_err(io)
 }
 
 fn parse_range(range: &str) -> Result<std::ops::Range<u64>, Failure> {

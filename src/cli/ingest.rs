@@ -7,7 +7,8 @@
 //! touching the state file, so the operator fixes or removes those lines
 //! and runs the same command again (which is safe: ingestion is
 //! idempotent). The state file is only ever replaced whole (written to a
-//! temporary file beside it, then renamed).
+//! temporary file beside it, mode 0600 since seeds hold keys, synced,
+//! renamed, and its directory synced: see [`crate::fsio`]).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -19,6 +20,7 @@ use failback::format::{EventReader, InputFile, ReadError, read_input};
 use failback::replica::{Ingested, Replica, Seed, read_state, write_state};
 
 use super::Failure;
+use crate::fsio;
 
 /// Arguments of `failback ingest`.
 #[derive(clap::Args, Debug)]
@@ -79,19 +81,11 @@ fn load(path: &Path) -> Result<Replica, Failure> {
     read_state(BufReader::new(file), &name).map_err(|e| Failure::Input(e.to_string()))
 }
 
-/// Writes `replica` to `path` whole: to a temporary file, then renamed.
+/// Writes `replica` to `path` whole, mode 0600 (seeds hold keys): to a
+/// temporary file beside it, synced, renamed, and the directory synced.
 fn save(path: &Path, replica: &Replica) -> Result<(), Failure> {
-    let internal = |e: std::io::Error| Failure::Internal(format!("{}: {e}", path.display()));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(internal)?);
-    write_state(&mut out, replica).map_err(internal)?;
-    let file = out.into_inner().map_err(|e| internal(e.into_error()))?;
-    file.sync_all().map_err(internal)?;
-    std::fs::rename(&tmp, path).map_err(internal)
+    fsio::write_file(path, |mut w| write_state(&mut w, replica))
+        .map_err(|e| Failure::Internal(format!("{}: {e}", path.display())))
 }
 
 /// Runs `failback ingest`.

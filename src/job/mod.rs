@@ -173,6 +173,9 @@ pub struct MergeReport {
     pub plans: BTreeMap<String, BTreeMap<&'static str, usize>>,
     /// Lines skipped (hub warnings), per input file.
     pub skipped_lines: BTreeMap<String, u64>,
+    /// The output files that hold device keys in clear (`merged.jsonl` and
+    /// every `<hub>.import.jsonl`), created mode 0600 in a 0700 directory.
+    pub secret_files: Vec<String>,
     /// The shard merged (`K/N`), when not the whole fleet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,

@@ -1,11 +1,12 @@
 //! Writing the results: each device's lines rendered into memory, appended
-//! in id order to files in a temporary directory, renamed into place only
-//! when every file is complete. A merge that stops leaves nothing: the
-//! temporary directory goes with the [`Outputs`] that made it.
+//! in id order to files in a temporary directory, synced and put in place
+//! of the output directory in one step only when every file is complete
+//! (see [`crate::fsio`]). A merge that stops or is killed leaves the output
+//! directory as it was: the temporary directory goes with the [`Outputs`]
+//! that made it, or is removed by the next merge into the same place.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -13,10 +14,9 @@ use serde_json::json;
 use super::source::DeviceInput;
 use super::{JobError, MergeReport};
 use crate::clock::ReplicaId;
-use std::borrow::Cow;
-
 use crate::doc::{Conflict, DeviceSnapshot, Entity};
 use crate::format::{DeviceEtags, ExportLineRef, ImportMode, write_device};
+use crate::fsio::{DirWriter, OutFile};
 use crate::reconcile::{
     Action, Outcome, PlanOp, Resolved, device_plan, twin_differs, write_import,
 };
@@ -263,27 +263,23 @@ fn plan_line(w: &mut Vec<u8>, op: &PlanOp<'_>, hub: Option<&DeviceInput>) -> Imp
 }
 
 /// An output file being written.
-struct Output {
-    path: PathBuf,
-    writer: BufWriter<File>,
-}
+struct Output(OutFile);
 
 impl Output {
-    fn create(dir: &Path, name: &str) -> Result<Self, JobError> {
-        let path = dir.join(name);
-        let file = File::create(&path).map_err(io_error(&path))?;
-        Ok(Self {
-            writer: BufWriter::with_capacity(1 << 18, file),
-            path,
-        })
+    fn create(dir: &DirWriter, name: &str) -> Result<Self, JobError> {
+        dir.create(name)
+            .map(Self)
+            .map_err(|e| io_error(&dir.path_of(name))(e))
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), JobError> {
-        self.writer.write_all(bytes).map_err(io_error(&self.path))
+        let Self(file) = self;
+        file.append(bytes).map_err(io_error(file.path()))
     }
 
-    fn finish(mut self) -> Result<(), JobError> {
-        self.writer.flush().map_err(io_error(&self.path))
+    fn finish(self) -> Result<(), JobError> {
+        let path = self.0.path().to_owned();
+        self.0.finish().map_err(io_error(&path))
     }
 }
 
@@ -294,46 +290,54 @@ struct Files {
     plans: Vec<(ReplicaId, Output)>,
 }
 
-/// The results being written into a temporary directory beside `out`.
+/// The results being written into a temporary directory beside `out`;
+/// dropped before [`Outputs::finish`], the directory goes with them.
 pub(super) struct Outputs {
     out: PathBuf,
-    tmp: PathBuf,
+    dir: Option<DirWriter>,
     files: Option<Files>,
     tally: Tally,
-    done: bool,
+}
+
+/// Whether `name` is one a merge writes into its output directory: only
+/// a directory holding nothing else is replaced.
+fn is_output(name: &str) -> bool {
+    matches!(name, "merged.jsonl" | "conflicts.jsonl" | "report.json")
+        || name.ends_with(".import.jsonl")
+}
+
+/// The files of the results that hold keys in clear (the others hold at
+/// most their `sha256:` fingerprints), for `report.json`.
+pub(super) fn secret_files(hubs: &[ReplicaId]) -> Vec<String> {
+    let mut names = vec!["merged.jsonl".to_owned()];
+    names.extend(hubs.iter().map(|hub| format!("{hub}.import.jsonl")));
+    names
 }
 
 impl Outputs {
     /// Starts the results for `hubs` (sorted by name), in a fresh
     /// temporary directory.
     pub(super) fn begin(out: &Path, hubs: &[ReplicaId]) -> Result<Self, JobError> {
-        let tmp = sibling(out, "tmp");
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
-        }
-        fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
-        // From here on, dropping `Outputs` removes the directory.
-        let mut outputs = Self {
-            out: out.to_owned(),
-            tmp,
-            files: None,
-            tally: Tally::default(),
-            done: false,
-        };
-        let dir = &outputs.tmp;
+        let dir = DirWriter::begin(out, &is_output).map_err(io_error(out))?;
+        // From here on, dropping `dir` removes the temporary directory.
         let mut plans = Vec::new();
         for hub in hubs {
             plans.push((
                 hub.clone(),
-                Output::create(dir, &format!("{hub}.import.jsonl"))?,
+                Output::create(&dir, &format!("{hub}.import.jsonl"))?,
             ));
         }
-        outputs.files = Some(Files {
-            merged: Output::create(dir, "merged.jsonl")?,
-            conflicts: Output::create(dir, "conflicts.jsonl")?,
+        let files = Files {
+            merged: Output::create(&dir, "merged.jsonl")?,
+            conflicts: Output::create(&dir, "conflicts.jsonl")?,
             plans,
-        });
-        Ok(outputs)
+        };
+        Ok(Self {
+            out: out.to_owned(),
+            dir: Some(dir),
+            files: Some(files),
+            tally: Tally::default(),
+        })
     }
 
     /// The import lines written so far that write an identity without
@@ -362,6 +366,8 @@ impl Outputs {
         let Some(files) = self.files.take() else {
             return Ok(());
         };
+        let hubs: Vec<ReplicaId> = files.plans.iter().map(|(hub, _)| hub.clone()).collect();
+        report.secret_files = secret_files(&hubs);
         report.devices_merged = tally.devices_merged;
         report.outcomes = tally.outcomes;
         report.conflicts = tally.conflicts;
@@ -385,36 +391,15 @@ impl Outputs {
         for (_, plan) in files.plans {
             plan.finish()?;
         }
-        let report_path = self.tmp.join("report.json");
+        let Some(dir) = self.dir.take() else {
+            return Ok(());
+        };
+        let report_path = dir.path_of("report.json");
         let mut bytes =
             serde_json::to_vec_pretty(report).map_err(|e| io_error(&report_path)(e.into()))?;
         bytes.push(b'\n');
-        fs::write(&report_path, bytes).map_err(io_error(&report_path))?;
-        let old = sibling(&self.out, "old");
-        if self.out.exists() {
-            fs::rename(&self.out, &old).map_err(io_error(&self.out))?;
-        }
-        fs::rename(&self.tmp, &self.out).map_err(io_error(&self.out))?;
-        self.done = true;
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(io_error(&old))?;
-        }
-        Ok(())
+        dir.write("report.json", &bytes)
+            .map_err(io_error(&report_path))?;
+        dir.commit().map_err(io_error(&self.out))
     }
-}
-
-impl Drop for Outputs {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = fs::remove_dir_all(&self.tmp);
-        }
-    }
-}
-
-fn sibling(out: &Path, what: &str) -> PathBuf {
-    let name = out.file_name().map_or_else(
-        || "failback-out".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    out.with_file_name(format!(".{name}.{what}-{}", std::process::id()))
 }

@@ -1,0 +1,444 @@
+//! Crash-safe, private output files and directories.
+//!
+//! Every output is first written whole under a hidden temporary name
+//! beside its final place, flushed and `fsync`ed, then renamed into place,
+//! and the directory that holds it is `fsync`ed, so that after a crash or a
+//! kill at any point (power loss included) the final name holds either the
+//! previous complete output or the new complete one.
+//!
+//! - [`stage_file`] / [`Staged::commit`]: one file.
+//! - [`DirWriter`]: a whole directory of files, written into a sibling
+//!   temporary directory and swapped with the old one in one step
+//!   (`renameat2(RENAME_EXCHANGE)` on Linux; elsewhere, or on a file system
+//!   without it, the old directory is renamed aside first and the next run
+//!   puts it back if it was killed in between).
+//!
+//! Files are created exclusively (`O_EXCL`, so a file or link left at the
+//! temporary name is never followed or reused), mode 0600 from the moment
+//! they exist, and directories mode 0700: outputs can hold device keys.
+//! A temporary or aside name left behind by a kill starts with `.` and ends
+//! in `.failback-tmp` or `.failback-aside`; the next run into the same
+//! output removes (or restores) it first, and it is never read as output.
+//! One run at a time may write a given output.
+//!
+//! For tests, `FAILBACK_CRASH_AT=N` aborts the process right after the
+//! N-th step (a file or directory created, a file written, synced or
+//! renamed, a directory synced, swapped or removed). It is only honoured
+//! with the `cli` feature (the binary's build); unset, it costs one
+//! look-up per process. This file is compiled into both the library (for
+//! `merge`) and the binary (for `apply`, `ingest`, `replica` and `drill`),
+//! each crate using part of it and counting its own steps.
+#![allow(
+    dead_code,
+    reason = "compiled into both the library and the binary; each uses a part"
+)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// The mode of every output file: it may hold keys.
+pub(crate) const FILE_MODE: u32 = 0o600;
+/// The mode of every output directory.
+pub(crate) const DIR_MODE: u32 = 0o700;
+
+/// Marks one filesystem step done, and aborts the process when it is the
+/// step `FAILBACK_CRASH_AT` names.
+#[cfg(feature = "cli")]
+fn step() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CRASH_AT: OnceLock<Option<u64>> = OnceLock::new();
+    static STEPS: AtomicU64 = AtomicU64::new(0);
+    let at = CRASH_AT.get_or_init(|| {
+        std::env::var("FAILBACK_CRASH_AT")
+            .ok()
+            .and_then(|n| n.parse().ok())
+    });
+    if let Some(at) = at {
+        if STEPS.fetch_add(1, Ordering::SeqCst) + 1 == *at {
+            std::process::abort();
+        }
+    }
+}
+
+#[cfg(not(feature = "cli"))]
+fn step() {}
+
+/// Creates `path`, which must not exist, for writing, mode 0600.
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    let file = options.open(path)?;
+    step();
+    Ok(file)
+}
+
+/// Creates the directory `path` (not its parents), mode 0700.
+pub(crate) fn create_dir_private(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder.create(path)?;
+    step();
+    Ok(())
+}
+
+/// `fsync`s the directory `path`, making the names in it durable.
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(path)?.sync_all()?;
+    step();
+    Ok(())
+}
+
+/// The directory holding `path`.
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `.NAME.WHAT` beside `path`.
+fn sibling(path: &Path, what: &str) -> PathBuf {
+    let name = path.file_name().map_or_else(
+        || "failback-out".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    path.with_file_name(format!(".{name}.{what}"))
+}
+
+fn remove_stale_file(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn remove_stale_dir(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            fs::remove_dir_all(path)?;
+            step();
+        }
+        Ok(_) => remove_stale_file(path)?,
+        Err(_) => {}
+    }
+    Ok(())
+}
+
+/// An output file being written, its bytes buffered.
+pub(crate) struct OutFile {
+    path: PathBuf,
+    writer: BufWriter<File>,
+}
+
+impl OutFile {
+    /// Creates `path` (which must not exist), mode 0600.
+    pub(crate) fn create(path: PathBuf) -> io::Result<Self> {
+        let file = create_private(&path)?;
+        Ok(Self {
+            writer: BufWriter::with_capacity(1 << 18, file),
+            path,
+        })
+    }
+
+    /// Where it is being written.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends bytes.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
+    /// The writer, for serializers.
+    pub(crate) fn writer(&mut self) -> &mut BufWriter<File> {
+        &mut self.writer
+    }
+
+    /// Flushes and `fsync`s the file.
+    pub(crate) fn finish(self) -> io::Result<()> {
+        let file = self.writer.into_inner().map_err(|e| e.into_error())?;
+        step();
+        file.sync_all()?;
+        step();
+        Ok(())
+    }
+}
+
+/// A file written whole and synced under a temporary name, not yet in
+/// place. Dropped without [`Staged::commit`], it is removed.
+pub(crate) struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    done: bool,
+}
+
+/// Writes a file for `path` under the temporary name `.NAME.failback-tmp`
+/// beside it (removing one a killed run left), mode 0600, and syncs it.
+/// Nothing is at `path` yet: see [`Staged::commit`].
+pub(crate) fn stage_file(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<Staged> {
+    let tmp = sibling(path, "failback-tmp");
+    remove_stale_file(&tmp)?;
+    let mut out = OutFile::create(tmp.clone())?;
+    let staged = Staged {
+        tmp,
+        path: path.to_owned(),
+        done: false,
+    };
+    write(out.writer())?;
+    out.finish()?;
+    Ok(staged)
+}
+
+impl Staged {
+    /// Renames the file into place and syncs its directory.
+    pub(crate) fn commit(mut self) -> io::Result<()> {
+        fs::rename(&self.tmp, &self.path)?;
+        self.done = true;
+        step();
+        sync_dir(&parent(&self.path))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `path` whole: [`stage_file`] then [`Staged::commit`].
+pub(crate) fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    stage_file(path, write)?.commit()
+}
+
+/// Removes the file `path` if it exists, durably.
+pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            step();
+            sync_dir(&parent(path))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A whole output directory being written: its files go into the sibling
+/// `.NAME.failback-tmp` (mode 0700), which [`DirWriter::commit`] puts in
+/// place of `out` in one step. Dropped without a commit, the temporary
+/// directory is removed and `out` is left as it was.
+pub(crate) struct DirWriter {
+    out: PathBuf,
+    tmp: PathBuf,
+    done: bool,
+}
+
+impl DirWriter {
+    /// Starts writing `out` (making its missing parents): first repairs
+    /// what a killed run may have left (an aside directory is put back
+    /// when `out` is missing, else removed; a temporary directory is
+    /// removed), then creates the temporary one.
+    ///
+    /// `out`, when it exists, must be a directory holding only names
+    /// `is_output` accepts: a directory holding anything else is not
+    /// replaced (its contents would be lost).
+    pub(crate) fn begin(out: &Path, is_output: &dyn Fn(&str) -> bool) -> io::Result<Self> {
+        let tmp = sibling(out, "failback-tmp");
+        let aside = sibling(out, "failback-aside");
+        if fs::symlink_metadata(&aside).is_ok() {
+            if fs::symlink_metadata(out).is_ok() {
+                remove_stale_dir(&aside)?;
+            } else {
+                fs::rename(&aside, out)?;
+                step();
+                sync_dir(&parent(out))?;
+            }
+        }
+        remove_stale_dir(&tmp)?;
+        if let Ok(meta) = fs::symlink_metadata(out) {
+            if !meta.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a directory",
+                ));
+            }
+            for entry in fs::read_dir(out)? {
+                let name = entry?.file_name();
+                let name = name.to_string_lossy();
+                if !is_output(&name) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "not replaced: it holds {name:?}, which is not an output of this command"
+                        ),
+                    ));
+                }
+            }
+        }
+        // Missing parents are made as `mkdir -p` would (they are not
+        // outputs); only the output directory itself is 0700.
+        fs::create_dir_all(parent(out))?;
+        create_dir_private(&tmp)?;
+        Ok(Self {
+            out: out.to_owned(),
+            tmp,
+            done: false,
+        })
+    }
+
+    /// Where the file `name` is being written.
+    pub(crate) fn path_of(&self, name: &str) -> PathBuf {
+        self.tmp.join(name)
+    }
+
+    /// Creates the file `name` in the directory, mode 0600.
+    pub(crate) fn create(&self, name: &str) -> io::Result<OutFile> {
+        OutFile::create(self.tmp.join(name))
+    }
+
+    /// Writes the file `name` whole and syncs it.
+    pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut file = self.create(name)?;
+        file.append(bytes)?;
+        file.finish()
+    }
+
+    /// Puts the directory in place of `out`, every file of it having been
+    /// [finished](OutFile::finish): syncs it, swaps it with the old `out`
+    /// (or renames it, when there is none), syncs the parent, and removes
+    /// the old one.
+    pub(crate) fn commit(mut self) -> io::Result<()> {
+        sync_dir(&self.tmp)?;
+        let dir = parent(&self.out);
+        if fs::symlink_metadata(&self.out).is_err() {
+            fs::rename(&self.tmp, &self.out)?;
+            self.done = true;
+            step();
+            return sync_dir(&dir);
+        }
+        if exchange(&self.tmp, &self.out)? {
+            // The old directory is now at the temporary name.
+            self.done = true;
+            step();
+            sync_dir(&dir)?;
+        } else {
+            let aside = sibling(&self.out, "failback-aside");
+            fs::rename(&self.out, &aside)?;
+            step();
+            fs::rename(&self.tmp, &self.out)?;
+            self.done = true;
+            step();
+            sync_dir(&dir)?;
+            fs::rename(&aside, &self.tmp)?;
+            step();
+        }
+        fs::remove_dir_all(&self.tmp)?;
+        step();
+        sync_dir(&dir)
+    }
+}
+
+impl Drop for DirWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// Swaps `a` and `b` in one step; `false` when the system or the file
+/// system cannot.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> io::Result<bool> {
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("failback-fsio-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_directory_is_replaced_whole_and_leaves_no_temporary() {
+        let dir = scratch("replace");
+        let out = dir.join("out");
+        let deep = dir.join("new/deeper/out");
+        DirWriter::begin(&deep, &|_| false)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert!(deep.is_dir());
+        fs::remove_dir_all(dir.join("new")).unwrap();
+        for round in ["one", "two"] {
+            let w = DirWriter::begin(&out, &|n| n.ends_with(".txt")).unwrap();
+            w.write("a.txt", round.as_bytes()).unwrap();
+            w.commit().unwrap();
+            assert_eq!(fs::read_to_string(out.join("a.txt")).unwrap(), round);
+        }
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out"]);
+        fs::write(out.join("mine"), "x").unwrap();
+        assert!(DirWriter::begin(&out, &|n| n.ends_with(".txt")).is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_aside_directory_left_by_a_kill_is_put_back() {
+        let dir = scratch("aside");
+        let out = dir.join("out");
+        let aside = sibling(&out, "failback-aside");
+        fs::create_dir(&aside).unwrap();
+        fs::write(aside.join("a.txt"), "old").unwrap();
+        let w = DirWriter::begin(&out, &|_| true).unwrap();
+        assert_eq!(fs::read_to_string(out.join("a.txt")).unwrap(), "old");
+        drop(w);
+        assert!(!sibling(&out, "failback-tmp").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_staged_file_dropped_is_removed_and_a_stale_one_replaced() {
+        let dir = scratch("file");
+        let path = dir.join("state.json");
+        fs::write(sibling(&path, "failback-tmp"), "stale").unwrap();
+        drop(stage_file(&path, |w| w.write_all(b"x")).unwrap());
+        assert!(!sibling(&path, "failback-tmp").exists());
+        write_file(&path, |w| w.write_all(b"new")).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

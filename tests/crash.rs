@@ -1,0 +1,471 @@
+//! Crash safety and privacy of every command's outputs, on the binary.
+//!
+//! Each command is run once uninterrupted to record its output bytes, then
+//! once for every filesystem step N with `FAILBACK_CRASH_AT=N` (the binary
+//! aborts right after step N, running no destructor): the output location
+//! must then hold the previous complete output or the new complete one,
+//! never a mix, and running the command again must give exactly the bytes
+//! of the uninterrupted run and leave no temporary file behind. A timed
+//! SIGKILL on a larger merge checks the same without the failpoint. The
+//! modes test checks that files that can hold keys are 0600 in 0700
+//! directories.
+#![cfg(unix)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+fn fixture(name: &str) -> String {
+    format!("{FIXTURES}/{name}")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("failback-crash-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn command(dir: &Path, args: &[String]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_failback"));
+    c.args(args)
+        .current_dir(dir)
+        .env_remove("FAILBACK_CRASH_AT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Runs to the end, which must not be a crash.
+fn run(dir: &Path, args: &[String]) {
+    let out = command(dir, args).output().unwrap();
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{args:?}: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run_crashing_at(dir: &Path, args: &[String], step: u64) -> ExitStatus {
+    command(dir, args)
+        .env("FAILBACK_CRASH_AT", step.to_string())
+        .output()
+        .unwrap()
+        .status
+}
+
+/// The files at `names` in `dir` (a directory's files under `name/`),
+/// absent ones left out.
+fn observe(dir: &Path, names: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for name in names {
+        let path = dir.join(name);
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                let entry = entry.unwrap();
+                let key = format!("{name}/{}", entry.file_name().to_string_lossy());
+                files.insert(key, std::fs::read(entry.path()).unwrap());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            files.insert((*name).to_owned(), bytes);
+        }
+    }
+    files
+}
+
+fn names(files: &BTreeMap<String, Vec<u8>>) -> Vec<&String> {
+    files.keys().collect()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The names in `dir`, hidden ones included.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// One command under test.
+struct Case {
+    name: &'static str,
+    /// Prepares the working directory before the command (the previous
+    /// outputs, the command's own inputs).
+    setup: Box<dyn Fn(&Path)>,
+    args: Vec<String>,
+    /// Where the outputs are, relative to the working directory.
+    outputs: Vec<&'static str>,
+    /// A file whose absence beside the others is allowed mid-run (apply's
+    /// error log, which marks a complete apply).
+    marker: Option<&'static str>,
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Checks `case` crashing after every step; returns how many steps it has.
+fn crash_everywhere(case: &Case) -> u64 {
+    let template = scratch(&format!("{}-template", case.name));
+    (case.setup)(&template);
+    let before = observe(&template, &case.outputs);
+    let good_dir = scratch(&format!("{}-good", case.name));
+    copy_tree(&template, &good_dir);
+    run(&good_dir, &case.args);
+    let good = observe(&good_dir, &case.outputs);
+    assert!(!good.is_empty(), "{}: no output", case.name);
+    assert_ne!(
+        good, before,
+        "{}: the run must change the outputs",
+        case.name
+    );
+    let clean = listing(&good_dir);
+    let mut allowed = vec![before.clone(), good.clone()];
+    if let Some(marker) = case.marker {
+        for set in [&before, &good] {
+            let mut without = set.clone();
+            without.remove(marker);
+            allowed.push(without);
+        }
+    }
+    let dir = scratch(&format!("{}-crash", case.name));
+    let mut step = 1;
+    loop {
+        copy_tree(&template, &dir);
+        let status = run_crashing_at(&dir, &case.args, step);
+        if status.signal().is_none() {
+            // Fewer steps than `step`: the run went to the end.
+            assert_eq!(observe(&dir, &case.outputs), good, "{}", case.name);
+            break;
+        }
+        let seen = observe(&dir, &case.outputs);
+        assert!(
+            allowed.contains(&seen),
+            "{}: killed after step {step}: a mix of outputs: {:?} (previous {:?}, new {:?})",
+            case.name,
+            names(&seen),
+            names(&before),
+            names(&good)
+        );
+        run(&dir, &case.args);
+        assert_eq!(
+            observe(&dir, &case.outputs),
+            good,
+            "{}: rerun after a kill at step {step}",
+            case.name
+        );
+        assert_eq!(listing(&dir), clean, "{}: left behind", case.name);
+        step += 1;
+    }
+    for d in [&template, &good_dir, &dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    step - 1
+}
+
+fn merge_args(hubs: [&str; 2], out: &str) -> Vec<String> {
+    strings(&[
+        "merge",
+        "--base",
+        &fixture("failback/base.jsonl"),
+        "--hub",
+        &format!("{}={}", hubs[0], fixture("failback/primary.jsonl")),
+        "--hub",
+        &format!("{}={}", hubs[1], fixture("failback/secondary.jsonl")),
+        "--active-order",
+        &format!("{},{}", hubs[0], hubs[1]),
+        "--out",
+        out,
+        "--jobs",
+        "1",
+    ])
+}
+
+fn ingest_args(state: &str, events: &str) -> Vec<String> {
+    strings(&[
+        "ingest",
+        "--hub",
+        "primary",
+        "--state",
+        state,
+        &fixture(&format!("events/{events}")),
+    ])
+}
+
+fn drill_args(seed: u64) -> Vec<String> {
+    strings(&[
+        "drill",
+        "--seed",
+        &seed.to_string(),
+        "--devices",
+        "12",
+        "--cycles",
+        "1",
+        "--threads",
+        "1",
+        "--report",
+        "report",
+    ])
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "merge-fresh",
+            setup: Box::new(|_| {}),
+            args: merge_args(["primary", "secondary"], "out"),
+            outputs: vec!["out"],
+            marker: None,
+        },
+        Case {
+            // The previous output has other plan files: a mix would show.
+            name: "merge-replace",
+            setup: Box::new(|dir| run(dir, &merge_args(["a", "b"], "out"))),
+            args: merge_args(["primary", "secondary"], "out"),
+            outputs: vec!["out"],
+            marker: None,
+        },
+        Case {
+            name: "apply",
+            setup: Box::new(|dir| {
+                run(dir, &merge_args(["primary", "secondary"], "plans"));
+                run(
+                    dir,
+                    &strings(&[
+                        "apply",
+                        "--hub",
+                        &fixture("failback/secondary.jsonl"),
+                        "--plan",
+                        "plans/secondary.import.jsonl",
+                        "--out",
+                        "after.jsonl",
+                    ]),
+                );
+            }),
+            args: strings(&[
+                "apply",
+                "--hub",
+                &fixture("failback/primary.jsonl"),
+                "--plan",
+                "plans/primary.import.jsonl",
+                "--out",
+                "after.jsonl",
+            ]),
+            outputs: vec!["after.jsonl", "after.jsonl.importErrors.log"],
+            marker: Some("after.jsonl.importErrors.log"),
+        },
+        Case {
+            name: "ingest",
+            setup: Box::new(|dir| run(dir, &ingest_args("state.json", "missing-create.jsonl"))),
+            args: ingest_args("state.json", "primary-events.jsonl"),
+            outputs: vec!["state.json"],
+            marker: None,
+        },
+        Case {
+            name: "replica-apply",
+            setup: Box::new(|dir| {
+                run(dir, &ingest_args("state.json", "missing-create.jsonl"));
+                run(dir, &ingest_args("delta.json", "primary-events.jsonl"));
+            }),
+            args: strings(&["replica", "apply", "--state", "state.json", "delta.json"]),
+            outputs: vec!["state.json"],
+            marker: None,
+        },
+        Case {
+            name: "drill-report",
+            setup: Box::new(|dir| run(dir, &drill_args(2))),
+            args: drill_args(3),
+            outputs: vec!["report"],
+            marker: None,
+        },
+    ]
+}
+
+#[test]
+fn a_kill_after_any_step_leaves_the_old_or_the_new_outputs_and_a_rerun_the_new() {
+    for case in cases() {
+        let steps = crash_everywhere(&case);
+        eprintln!("{}: {steps} steps", case.name);
+        assert!(steps >= 4, "{}: only {steps} steps", case.name);
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn files_that_can_hold_keys_are_0600_in_0700_directories() {
+    let dir = scratch("modes");
+    run(&dir, &merge_args(["primary", "secondary"], "out"));
+    run(
+        &dir,
+        &strings(&[
+            "apply",
+            "--hub",
+            &fixture("failback/primary.jsonl"),
+            "--plan",
+            "out/primary.import.jsonl",
+            "--out",
+            "after.jsonl",
+        ]),
+    );
+    run(&dir, &ingest_args("state.json", "missing-create.jsonl"));
+    run(
+        &dir,
+        &strings(&["replica", "apply", "--state", "copy.json", "state.json"]),
+    );
+    run(&dir, &drill_args(1));
+    for sub in ["out", "report"] {
+        assert_eq!(mode(&dir.join(sub)), 0o700, "{sub}");
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    assert_eq!(
+        listing(&dir.join("out")),
+        [
+            "conflicts.jsonl",
+            "merged.jsonl",
+            "primary.import.jsonl",
+            "report.json",
+            "secondary.import.jsonl"
+        ]
+    );
+    for file in [
+        "after.jsonl",
+        "after.jsonl.importErrors.log",
+        "state.json",
+        "copy.json",
+    ] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    let report = std::fs::read_to_string(dir.join("out/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(
+        report["secret_files"],
+        serde_json::json!([
+            "merged.jsonl",
+            "primary.import.jsonl",
+            "secondary.import.jsonl"
+        ])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A seeded xorshift, for the kill times.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Writes a base and two diverged hub exports of `n` devices, sorted by id.
+fn fleet(dir: &Path, n: usize) {
+    let keys = r#""authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMDA1QUJDREVGR0hJSktMTU5PUFFSU1Q=","secondaryKey":"c2Vjb25kYXJ5LWtleS0w1QUJDREVGR0hJSktMTU5PUFFSU1Q="},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
+    let line = |i: usize, site: &str, fan: usize| {
+        format!(
+            r#"{{"id":"dev-{i:06}","eTag":"ZTE=","status":"enabled",{keys},"twinETag":"AAAAAAAAAAE=","tags":{{"site":"{site}"}},"properties":{{"desired":{{"fan":{fan}}},"reported":{{}}}}}}"#
+        )
+    };
+    let mut files = [String::new(), String::new(), String::new()];
+    for i in 0..n {
+        files[0] += &line(i, "lyon", 1);
+        files[1] += &line(i, if i % 3 == 0 { "paris" } else { "lyon" }, 1);
+        files[2] += &line(i, "lyon", if i % 5 == 0 { 2 } else { 1 });
+        for f in &mut files {
+            f.push('\n');
+        }
+    }
+    for (name, text) in ["base", "primary", "secondary"].iter().zip(files) {
+        std::fs::write(dir.join(format!("{name}.jsonl")), text).unwrap();
+    }
+}
+
+fn fleet_merge(hubs: [&str; 2]) -> Vec<String> {
+    strings(&[
+        "merge",
+        "--base",
+        "base.jsonl",
+        "--hub",
+        &format!("{}=primary.jsonl", hubs[0]),
+        "--hub",
+        &format!("{}=secondary.jsonl", hubs[1]),
+        "--active-order",
+        &format!("{},{}", hubs[0], hubs[1]),
+        "--out",
+        "out",
+    ])
+}
+
+#[test]
+fn a_sigkill_at_a_random_time_during_a_larger_merge_leaves_old_or_new() {
+    let seed = 0x5eed_c4a5_u64;
+    let mut rng = Rng(seed);
+    let template = scratch("timed-template");
+    fleet(&template, 20_000);
+    run(&template, &fleet_merge(["a", "b"]));
+    let before = observe(&template, &["out"]);
+    let good_dir = scratch("timed-good");
+    copy_tree(&template, &good_dir);
+    let start = Instant::now();
+    run(&good_dir, &fleet_merge(["primary", "secondary"]));
+    let took = start.elapsed().as_millis() as u64;
+    eprintln!("uninterrupted merge: {took} ms");
+    let good = observe(&good_dir, &["out"]);
+    let clean = listing(&good_dir);
+    let dir = scratch("timed");
+    for round in 0..4 {
+        copy_tree(&template, &dir);
+        let mut child = command(&dir, &fleet_merge(["primary", "secondary"]))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let wait = rng.below(took + took / 4);
+        std::thread::sleep(Duration::from_millis(wait));
+        let _ = child.kill();
+        let _ = child.wait();
+        let seen = observe(&dir, &["out"]);
+        assert!(
+            seen == before || seen == good,
+            "seed {seed:#x}, round {round}: killed after {wait} ms: a mix: {:?}",
+            names(&seen)
+        );
+        run(&dir, &fleet_merge(["primary", "secondary"]));
+        assert!(
+            observe(&dir, &["out"]) == good,
+            "seed {seed:#x}, round {round}"
+        );
+        assert_eq!(listing(&dir), clean, "seed {seed:#x}, round {round}");
+    }
+    for d in [&template, &good_dir, &dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
