@@ -335,9 +335,10 @@ impl<'a> Message<'a> {
     }
 }
 
-/// The envelope a JSON record is in, by its top-level keys.
-fn detect(top: &Top<'_>) -> Envelope {
-    if top.event.is_some() {
+/// The envelope a JSON record is in, by its top-level keys; `None` when
+/// it has no key of any.
+fn detect(top: &Top<'_>) -> Option<Envelope> {
+    Some(if top.event.is_some() {
         Envelope::MonitorEvents
     } else if top.specversion.is_some() {
         Envelope::CloudEvents
@@ -349,9 +350,11 @@ fn detect(top: &Top<'_>) -> Envelope {
         || top.enqueued.is_some()
     {
         Envelope::StorageJson
-    } else {
+    } else if top.properties.is_some() || top.system.is_some() || top.body.is_some() {
         Envelope::Canonical
-    }
+    } else {
+        return None;
+    })
 }
 
 /// Every top-level key of every JSON envelope.
@@ -411,17 +414,30 @@ struct MonitorProperties<'a> {
     application: Option<&'a RawValue>,
 }
 
-/// Reads one JSON record (`text`, one object) in `envelope`, or in the
-/// envelope its keys tell when `None`.
+/// Reads one JSON record (`text`, one object) in the envelope its keys
+/// tell, which must be `expected` when given (a record with no key of any
+/// envelope is read in `expected`, else as canonical).
 pub(crate) fn read_json<'a>(
     file: &str,
     line: u64,
     text: &'a str,
-    envelope: Option<Envelope>,
+    expected: Option<Envelope>,
 ) -> Result<Message<'a>, ReadError> {
     let fail = |field: &str, kind| ReadError::new(file, line, kind).with_field(field);
     let top: Top<'a> = parse_object(file, line, text, None)?;
-    let envelope = envelope.unwrap_or_else(|| detect(&top));
+    let envelope = match (expected, detect(&top)) {
+        (Some(Envelope::Avro), Some(Envelope::StorageJson)) => Envelope::StorageJson,
+        (Some(expected), Some(found)) if found != expected => {
+            return Err(ReadError::new(
+                file,
+                line,
+                ReadErrorKind::EnvelopeMismatch { expected, found },
+            ));
+        }
+        (_, Some(found)) => found,
+        (Some(expected), None) => expected,
+        (None, None) => Envelope::Canonical,
+    };
     let mut msg = Message::new(envelope);
     match envelope {
         Envelope::Canonical => {
@@ -852,7 +868,6 @@ mod tests {
     fn each_envelope_is_told_by_its_keys() {
         let cases = [
             (r#"{"properties":{},"body":{}}"#, Envelope::Canonical),
-            (r#"{}"#, Envelope::Canonical),
             (
                 r#"{"EnqueuedTimeUtc":"x","Body":"e30="}"#,
                 Envelope::StorageJson,

@@ -207,6 +207,9 @@ impl SkipCounts {
 }
 
 /// One record read: a change event, or a record skipped.
+// Events are the common case: boxing them would allocate once more per
+// event to save stack space on the rare skipped record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Parsed {
     /// A change event (connection-state events included).
@@ -223,7 +226,8 @@ const AVRO_MAGIC: &[u8] = b"Obj\x01";
 /// The envelope is told per file: an Avro file by its magic `Obj\x01`,
 /// a JSON file by the keys of its first record
 /// ([`EventReader::with_envelope`] forces one). Every later record must
-/// be in the same envelope. JSON records are read as
+/// be in the same envelope: one whose keys tell another is an
+/// [`EnvelopeMismatch`](ReadErrorKind::EnvelopeMismatch). JSON records are read as
 /// [`ExportReader`](super::ExportReader) reads lines: bounded, lines that
 /// do not start with `{` skipped and counted ([`EventReader::skipped`]),
 /// every record checked, an error does not end it. Avro records are
@@ -257,7 +261,6 @@ pub struct EventReader<R> {
     source: Source<R>,
     file: String,
     envelope: Option<Envelope>,
-    forced: bool,
     skips: SkipCounts,
 }
 
@@ -289,7 +292,6 @@ impl<R: BufRead> EventReader<R> {
             source: Source::Start(reader),
             file: file.into(),
             envelope: None,
-            forced: false,
             skips: SkipCounts::default(),
         }
     }
@@ -299,7 +301,6 @@ impl<R: BufRead> EventReader<R> {
     #[must_use]
     pub fn with_envelope(mut self, envelope: Envelope) -> Self {
         self.envelope = Some(envelope);
-        self.forced = true;
         self
     }
 
@@ -382,9 +383,7 @@ impl<R: BufRead> Iterator for EventReader<R> {
             let parsed = match &mut self.source {
                 Source::Start(_) | Source::Done => return None,
                 Source::Json(lines) => match lines.next_json()? {
-                    Ok((line, text)) => {
-                        read_json_record(&self.file, line, text, self.envelope, self.forced)
-                    }
+                    Ok((line, text)) => read_json_record(&self.file, line, text, self.envelope),
                     Err(error) => Err(error),
                 },
                 Source::Avro { records, count } => {
@@ -418,30 +417,22 @@ impl<R: BufRead> Iterator for EventReader<R> {
     }
 }
 
-/// Reads one JSON record: in `envelope` if `forced`, else in the envelope
-/// its keys tell, which must be `envelope` when one is known.
+/// Reads one JSON record in the envelope its keys tell, which must be
+/// `envelope` when one is known (forced, or told by an earlier record).
 fn read_json_record(
     file: &str,
     line: u64,
     text: &str,
     envelope: Option<Envelope>,
-    forced: bool,
 ) -> Result<(Envelope, Parsed), ReadError> {
-    let msg = envelope::read_json(file, line, text, envelope.filter(|_| forced))?;
-    let found = msg.envelope;
-    if let Some(expected) = envelope.filter(|e| *e != found && !forced) {
-        return Err(ReadError::new(
-            file,
-            line,
-            ReadErrorKind::EnvelopeMismatch { expected, found },
-        ));
-    }
-    Ok((found, from_message(file, line, text, msg)?))
+    let msg = envelope::read_json(file, line, text, envelope)?;
+    Ok((msg.envelope, from_message(file, line, text, msg)?))
 }
 
 /// Parses one record of a JSON [`Envelope`] (`text` must be one JSON
-/// object), in `envelope`, or in the one its keys tell when `None`, and
-/// checks it.
+/// object) and checks it: in the envelope its keys tell, which must be
+/// `envelope` when given (a record with no key of any envelope, `{}`, is
+/// read in `envelope`, else as canonical).
 ///
 /// Every envelope gives the same [`Event`] for the same change
 /// notification, so [`write_event_line`] writes it as the same bytes:
@@ -482,8 +473,7 @@ pub fn parse_event_record(
     text: &str,
     envelope: Option<Envelope>,
 ) -> Result<Parsed, ReadError> {
-    let forced = envelope.is_some();
-    read_json_record(file, line, text, envelope, forced).map(|(_, parsed)| parsed)
+    read_json_record(file, line, text, envelope).map(|(_, parsed)| parsed)
 }
 
 /// Parses one canonical event line (`text` must be one JSON object) and
