@@ -664,3 +664,31 @@ fn cli_a_forced_envelope_that_does_not_fit_is_refused_by_name() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown envelope \"json\""));
 }
+
+/// Writes the Avro seeds of the `parse_events` fuzz target (which reads
+/// Avro files by their magic, as the reader does): run by hand with
+/// `cargo test --test envelopes -- --ignored write_avro_fuzz_seeds`.
+#[test]
+#[ignore = "writes fuzz/corpus/parse_events; run by hand"]
+fn write_avro_fuzz_seeds() {
+    use sha2::{Digest, Sha256};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_events");
+    let events = history(&[
+        (0, 0, 0, 1, true),
+        (2, 0, 0, 2, true),
+        (4, 0, 1, 0, false),
+        (7, 0, 0, 3, true),
+        (8, 0, 0, 1, true),
+        (6, 0, 0, 0, true),
+        (5, 0, 1, 0, true),
+    ]);
+    for capture in [false, true] {
+        let data = avro_file(&events, capture);
+        let name: String = Sha256::digest(&data)
+            .iter()
+            .take(20)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(dir.join(name), data).expect("written");
+    }
+}
