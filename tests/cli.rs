@@ -373,20 +373,38 @@ fn twin_files_merge_leaf_by_leaf_by_their_own_times_without_a_base() {
     let dir = scratch("twins");
     let out = dir.join("out");
     let twins = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/twins");
-    let run = failback(&[
-        "merge",
-        "--hub",
-        &format!("primary={twins}/primary.jsonl"),
-        "--hub",
-        &format!("secondary={twins}/secondary.jsonl"),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let merge = |extra: Option<&str>| {
+        let mut args = vec![
+            "merge".to_owned(),
+            "--hub".to_owned(),
+            format!("primary={twins}/primary.jsonl"),
+            "--hub".to_owned(),
+            format!("secondary={twins}/secondary.jsonl"),
+            "--out".to_owned(),
+            out.to_str().unwrap().to_owned(),
+        ];
+        args.extend(extra.map(str::to_owned));
+        failback(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // valve-2's status must change on the secondary, and twin files carry
+    // no keys: an identity line without keys would give it new ones.
+    let run = merge(None);
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains(r#"secondary: device "valve-2" (updateIfMatchETag)"#),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    let run = merge(Some("--allow-new-keys"));
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    // The identity write is guarded by the twin's `deviceEtag`.
+    let plan = read(&out.join("secondary.import.jsonl"));
+    assert!(plan.contains(r#""id":"valve-2","eTag":"MjI=""#), "{plan}");
     let merged = read(&out.join("merged.jsonl"));
     let thermo: serde_json::Value = serde_json::from_str(merged.lines().next().unwrap()).unwrap();
     assert_eq!(

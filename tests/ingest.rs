@@ -566,21 +566,37 @@ fn cli_a_replica_state_merges_with_exports() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("seeded       1 devices\n"));
     let out_dir = dir.join("out");
-    let out = failback(&[
-        "merge",
-        "--base",
-        &fixture("base.jsonl"),
-        "--hub",
-        &format!("primary={s}"),
-        "--hub",
-        &format!("secondary={}", fixture("secondary.jsonl")),
-        "--as-of",
-        "secondary=2024-03-01T12:00:30Z",
-        "--max-drift",
-        "1000000h",
-        "--out",
-        &out_dir.display().to_string(),
-    ]);
+    let merge = |extra: &[&str]| {
+        let mut args = vec![
+            "merge".to_owned(),
+            "--base".to_owned(),
+            fixture("base.jsonl"),
+            "--hub".to_owned(),
+            format!("primary={s}"),
+            "--hub".to_owned(),
+            format!("secondary={}", fixture("secondary.jsonl")),
+            "--as-of".to_owned(),
+            "secondary=2024-03-01T12:00:30Z".to_owned(),
+            "--max-drift".to_owned(),
+            "1000000h".to_owned(),
+            "--out".to_owned(),
+            out_dir.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        failback(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // pump-2 was created by events, which carry no keys: creating it on
+    // the secondary would give it new keys. Refused, naming it, until the
+    // operator allows it.
+    let out = merge(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(r#"secondary: device "pump-2" (create)"#),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!out_dir.exists());
+    let out = merge(&["--allow-new-keys"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let merged = std::fs::read_to_string(out_dir.join("merged.jsonl")).unwrap_or_default();
     let keys = r#""authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMQ==","secondaryKey":"c2Vjb25kYXJ5LWtleS0x"},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;

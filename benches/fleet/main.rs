@@ -247,6 +247,7 @@ fn merge_job(dir: &Path, out: &Path, jobs: usize, reading: Reading) -> MergeJob 
         reading,
         format: None,
         policies: Policies::default(),
+        allow_new_keys: false,
         shard: None,
     }
 }
@@ -258,7 +259,7 @@ fn snapshots(path: &Path) -> BTreeMap<String, DeviceSnapshot> {
             .into_iter()
             .map(|(id, d)| (id, d.snapshot))
             .collect(),
-        InputFile::Twin(_) => panic!("the bench writes exports"),
+        InputFile::Twin(_) | InputFile::Identity(_) => panic!("the bench writes exports"),
     }
 }
 

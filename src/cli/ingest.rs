@@ -122,7 +122,9 @@ pub fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
     for path in &args.from {
         let name = path.display().to_string();
         let seeds: Vec<Seed> = match read_input(path, None) {
-            Ok(InputFile::Export(file)) => file.devices.values().map(Seed::from_export).collect(),
+            Ok(InputFile::Export(file) | InputFile::Identity(file)) => {
+                file.devices.values().map(Seed::from_export).collect()
+            }
             Ok(InputFile::Twin(file)) => file.devices.values().map(Seed::from_twin).collect(),
             Err(e) => return Err(Failure::Input(e.to_string())),
         };

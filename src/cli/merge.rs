@@ -40,8 +40,13 @@ pub struct MergeArgs {
     #[arg(long)]
     jobs: Option<usize>,
     /// Force the input format instead of detecting it per file.
-    #[arg(long, value_name = "export|twin")]
+    #[arg(long, value_name = "export|twin|identity")]
     format: Option<String>,
+    /// Let plans write identities whose keys no input knows: the hub then
+    /// generates new keys, and devices using the old ones (or X.509) can no
+    /// longer connect. Without it such a merge fails and names the devices.
+    #[arg(long)]
+    allow_new_keys: bool,
     /// Merge only shard K of N (1 <= K <= N): the devices whose id hashes
     /// there (64-bit FNV-1a modulo N). The N shards' files concatenate into
     /// the whole merge's.
@@ -98,6 +103,7 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
         reading: Reading::Auto,
         format,
         policies: Policies::default(),
+        allow_new_keys: args.allow_new_keys,
         shard: args.shard,
     };
     let report = run_merge(&job).map_err(|e| {

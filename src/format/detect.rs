@@ -1,4 +1,5 @@
-//! Telling an export file from a twin file by its first JSON line.
+//! Telling the shape of a device file by its first JSON record: an export
+//! (or import) line, a twin, or a registry identity.
 
 use std::fmt;
 use std::fs::File;
@@ -11,26 +12,50 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use super::lines::Lines;
 use super::raw::Key;
 use super::{
-    ExportFile, ExportReader, ReadError, ReadErrorKind, TwinFile, TwinReader, collect_export,
-    collect_twins,
+    ExportFile, ExportReader, IdentityReader, ReadError, ReadErrorKind, TwinFile, TwinReader,
+    collect_export, collect_identities, collect_twins,
 };
 
-/// The two line formats a hub's state comes in.
+/// The shapes a hub's devices come in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Format {
     /// Bulk export / import lines: `id`, `moduleId`, `eTag`, ...
     Export,
-    /// Twin lines of the query and get-twin APIs: `deviceId`, `etag`,
-    /// `$metadata`, ...
+    /// Twins, as the query and get-twin APIs return them (the 2016 shape,
+    /// with `generationId` and no `etag`, included): `deviceId`, `etag`,
+    /// `deviceEtag`, `$metadata`, ... No keys.
     Twin,
+    /// Registry identities, as `GET /devices/{id}` and `az iot hub
+    /// device-identity show` / `list` return them: `deviceId`,
+    /// `generationId`, `etag`, `authentication`, ... No twin.
+    Identity,
 }
 
 impl Format {
-    /// `export` or `twin`.
+    /// `export`, `twin` or `identity`.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Export => "export",
             Format::Twin => "twin",
+            Format::Identity => "identity",
+        }
+    }
+
+    /// Whether the format carries keys (`authentication`).
+    pub fn carries_keys(self) -> bool {
+        !matches!(self, Format::Twin)
+    }
+
+    /// Whether the format carries twins (`tags`, `properties`).
+    pub fn carries_twins(self) -> bool {
+        !matches!(self, Format::Identity)
+    }
+
+    /// The key that holds a record's device id.
+    pub(crate) fn id_key(self) -> &'static str {
+        match self {
+            Format::Export => "id",
+            Format::Twin | Format::Identity => "deviceId",
         }
     }
 }
@@ -41,27 +66,33 @@ impl fmt::Display for Format {
     }
 }
 
-/// A name that is neither `export` nor `twin`.
+/// A name that is none of `export`, `twin`, `identity`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown format {0:?}, expected \"export\" or \"twin\"")]
+#[error("unknown format {0:?}, expected \"export\", \"twin\" or \"identity\"")]
 pub struct UnknownFormatName(pub String);
 
 impl FromStr for Format {
     type Err = UnknownFormatName;
 
-    /// Parses `export` or `twin`, as a command line forces a format.
+    /// Parses `export`, `twin` or `identity`, as a command line forces a
+    /// format.
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
             "export" => Ok(Format::Export),
             "twin" => Ok(Format::Twin),
+            "identity" => Ok(Format::Identity),
             _ => Err(UnknownFormatName(name.to_owned())),
         }
     }
 }
 
-/// The format of one JSON line: [`Format::Twin`] when its object has a
-/// top-level `deviceId`, [`Format::Export`] when it has `id`, `None` when
-/// it has neither or is not a JSON object.
+/// The format of one JSON record: [`Format::Export`] when its object has
+/// a top-level `id` and no `deviceId`; with `deviceId`,
+/// [`Format::Identity`] when it has `authentication` (twins have
+/// `authenticationType`), or no twin sections but a field only identities
+/// have (`generationId`, `statusUpdatedTime`, `connectionStateUpdatedTime`),
+/// and [`Format::Twin`] otherwise; `None` when it has neither id or is not
+/// a JSON object.
 ///
 /// Only the top-level keys are looked at; values are skipped unparsed.
 ///
@@ -72,6 +103,8 @@ impl FromStr for Format {
 ///
 /// assert_eq!(detect_format(r#"{"id":"d1","status":"enabled"}"#), Some(Format::Export));
 /// assert_eq!(detect_format(r#"{"properties":{},"deviceId":"d1"}"#), Some(Format::Twin));
+/// assert_eq!(detect_format(r#"{"deviceId":"d1","authentication":{"type":"sas"}}"#), Some(Format::Identity));
+/// assert_eq!(detect_format(r#"{"deviceId":"d1","generationId":"6","properties":{}}"#), Some(Format::Twin));
 /// assert_eq!(detect_format(r#"{"hello":1}"#), None);
 /// ```
 pub fn detect_format(line: &str) -> Option<Format> {
@@ -91,13 +124,23 @@ impl<'de> Visitor<'de> for KeysVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut device_id, mut id) = (false, false);
+        let (mut device_id, mut id, mut auth, mut twin, mut identity_only) =
+            (false, false, false, false, false);
         while let Some(Key(key)) = map.next_key()? {
-            device_id |= key == "deviceId";
-            id |= key == "id";
+            match key.as_ref() {
+                "deviceId" => device_id = true,
+                "id" => id = true,
+                "authentication" => auth = true,
+                "tags" | "properties" | "version" | "$version" => twin = true,
+                "generationId" | "statusUpdatedTime" | "connectionStateUpdatedTime" => {
+                    identity_only = true;
+                }
+                _ => {}
+            }
             map.next_value::<IgnoredAny>()?;
         }
         Ok(match (device_id, id) {
+            (true, _) if auth || (identity_only && !twin) => Some(Format::Identity),
             (true, _) => Some(Format::Twin),
             (false, true) => Some(Format::Export),
             (false, false) => None,
@@ -117,7 +160,7 @@ impl<'de> Visitor<'de> for KeysVisitor {
 pub(crate) fn line_id(text: &str, format: Format) -> Option<std::borrow::Cow<'_, str>> {
     let prefix = match format {
         Format::Export => "{\"id\":\"",
-        Format::Twin => "{\"deviceId\":\"",
+        Format::Twin | Format::Identity => "{\"deviceId\":\"",
     };
     if let Some(rest) = text.strip_prefix(prefix) {
         // An id without escapes ends at the first quote; a valid line has
@@ -146,10 +189,7 @@ impl<'de> Visitor<'de> for IdVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let wanted = match self.format {
-            Format::Export => "id",
-            Format::Twin => "deviceId",
-        };
+        let wanted = self.format.id_key();
         let mut id = None;
         while let Some(Key(key)) = map.next_key()? {
             if key == wanted && id.is_none() {
@@ -209,6 +249,8 @@ pub enum InputFile {
     Export(ExportFile),
     /// A twin file.
     Twin(TwinFile),
+    /// A file of registry identities, grouped as an export (no twins).
+    Identity(ExportFile),
 }
 
 /// Reads a file of either format: `forced`, or the format of its first
@@ -227,6 +269,7 @@ pub enum InputFile {
 /// match read_input("hub-a.jsonl", None)? {
 ///     InputFile::Export(export) => println!("export of {} devices", export.devices.len()),
 ///     InputFile::Twin(twins) => println!("twins of {} devices", twins.devices.len()),
+///     InputFile::Identity(ids) => println!("identities of {} devices", ids.devices.len()),
 /// }
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
@@ -241,6 +284,9 @@ pub fn read_input(path: impl AsRef<Path>, forced: Option<Format>) -> Result<Inpu
     match sniff_format(open()?, &name, forced)? {
         Some(Format::Twin) => {
             collect_twins(TwinReader::new(open()?, name.clone())).map(InputFile::Twin)
+        }
+        Some(Format::Identity) => {
+            collect_identities(IdentityReader::new(open()?, name.clone())).map(InputFile::Identity)
         }
         Some(Format::Export) | None => {
             collect_export(ExportReader::new(open()?, name.clone())).map(InputFile::Export)
@@ -282,14 +328,14 @@ mod tests {
     }
     #[test]
     fn format_names_parse_and_display() {
-        for format in [Format::Export, Format::Twin] {
+        for format in [Format::Export, Format::Twin, Format::Identity] {
             assert_eq!(format.as_str().parse::<Format>(), Ok(format));
             assert_eq!(format.to_string(), format.as_str());
         }
         assert_eq!(Format::Export.as_str(), "export");
         assert_eq!(
             "Twin".parse::<Format>().map_err(|e| e.to_string()),
-            Err(r#"unknown format "Twin", expected "export" or "twin""#.to_owned())
+            Err(r#"unknown format "Twin", expected "export", "twin" or "identity""#.to_owned())
         );
     }
 

@@ -35,6 +35,9 @@ pub struct ExportLine {
     pub twin_etag: Option<String>,
     /// `importMode`; `createOrUpdate` when absent.
     pub import_mode: ImportMode,
+    /// `generationId`: one incarnation of the id. Exports never carry it;
+    /// registry identities do. Read, never written.
+    pub generation_id: Option<String>,
     /// Identity and twin.
     pub entity: Entity,
 }
@@ -191,6 +194,7 @@ fn convert(raw: RawExport, id: String) -> Result<ExportLine, (String, ReadErrorK
         etag: raw.etag.map(unquote),
         twin_etag: raw.twin_etag,
         import_mode,
+        generation_id: None,
         entity: Entity {
             status,
             authentication,
@@ -206,7 +210,7 @@ fn convert(raw: RawExport, id: String) -> Result<ExportLine, (String, ReadErrorK
 }
 
 /// Strips one surrounding pair of `"`.
-fn unquote(etag: String) -> String {
+pub(crate) fn unquote(etag: String) -> String {
     match etag.strip_prefix('"').and_then(|e| e.strip_suffix('"')) {
         Some(inner) => inner.to_owned(),
         None => etag,
@@ -303,6 +307,8 @@ pub struct ExportDevice {
     pub twin_etag: Option<String>,
     /// Each module's `eTag` and `twinETag`.
     pub module_etags: ModuleEtags,
+    /// The device's `generationId`, where the file gives it (identities).
+    pub generation_id: Option<String>,
     /// The line of the device.
     pub line: u64,
 }
@@ -390,6 +396,45 @@ pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<ExportF
     })
 }
 
+/// Reads a whole file of registry identities, grouped by device as
+/// [`collect_export`] groups an export: the same devices, keys and etags,
+/// with `generationId` and without twins.
+///
+/// # Errors
+///
+/// As [`read_export`].
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{collect_identities, IdentityReader};
+///
+/// let input = r#"[{"deviceId":"gw","etag":"MQ==","status":"enabled","authentication":{"type":"sas","symmetricKey":{"primaryKey":"cHJpbWFyeWtleXByaW1hcnk=","secondaryKey":"c2Vjb25kYXJ5a2V5c2Vjb25k"}}},
+///                 {"deviceId":"gw","moduleId":"$edgeAgent","etag":"Mg==","authentication":{"type":"sas"}}]"#;
+/// let file = collect_identities(IdentityReader::new(input.as_bytes(), "ids.json"))?;
+/// let device = &file.devices["gw"];
+/// assert!(device.snapshot.device.authentication.is_some());
+/// assert_eq!(device.module_etags["$edgeAgent"].0.as_deref(), Some("Mg=="));
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn collect_identities<R: BufRead>(
+    mut reader: super::IdentityReader<R>,
+) -> Result<ExportFile, ReadError> {
+    let file = reader.file().to_owned();
+    let grouped = group(&file, reader.by_ref())?;
+    let devices = grouped
+        .into_iter()
+        .map(|(id, (device, modules))| {
+            let modules = modules.into_iter().map(|(m, l)| (m, l.0)).collect();
+            (id.clone(), export_device(id, device.0, modules))
+        })
+        .collect();
+    Ok(ExportFile {
+        devices,
+        skipped: reader.skipped(),
+    })
+}
+
 /// A device from its line and its modules' lines, grouped.
 pub(crate) fn export_device(
     id: String,
@@ -411,6 +456,7 @@ pub(crate) fn export_device(
         etag: device.etag,
         twin_etag: device.twin_etag,
         module_etags,
+        generation_id: device.generation_id,
         line: device.line,
     }
 }

@@ -63,7 +63,8 @@ impl ImportMode {
         }
     }
 
-    /// The mode named `name`, exactly (names are case-sensitive).
+    /// The mode named `name`, in any case, as the hub reads it (the Node
+    /// SDK writes `UpdateIfMatchETag`).
     ///
     /// # Example
     ///
@@ -71,10 +72,13 @@ impl ImportMode {
     /// use failback::format::ImportMode;
     ///
     /// assert_eq!(ImportMode::from_name("deleteIfMatchETag"), Some(ImportMode::DeleteIfMatchETag));
-    /// assert_eq!(ImportMode::from_name("DeleteIfMatchETag"), None);
+    /// assert_eq!(ImportMode::from_name("DeleteIfMatchETag"), Some(ImportMode::DeleteIfMatchETag));
+    /// assert_eq!(ImportMode::from_name("deleteIfMatch"), None);
     /// ```
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|mode| mode.as_str() == name)
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.as_str().eq_ignore_ascii_case(name))
     }
 
     /// Whether a line in this mode carries a whole identity, so that

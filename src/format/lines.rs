@@ -1,5 +1,23 @@
-//! Bounded reading of JSON lines: one line at a time, never more than a
-//! fixed number of bytes in memory, hub warning lines skipped and counted.
+//! Bounded reading of JSON records: one JSON object at a time, never more
+//! than a fixed number of bytes in memory, hub warning lines skipped and
+//! counted.
+//!
+//! A file is read in one of two layouts, told by its first JSON line:
+//!
+//! - **JSON lines**, one object a line, as import/export jobs write them.
+//!   Lines that do not start with `{` are hub warnings.
+//! - **JSON values**: one JSON array of objects (what `az iot hub query`,
+//!   `az iot hub device-twin list` and `az iot hub device-identity list`
+//!   print, pretty-printed or not), or objects one after another that span
+//!   several lines (`az ... show`, `az iot hub monitor-events`). The first
+//!   JSON line starts with `[`, or is a lone `{`: pretty-printers always
+//!   break the line after an opening brace, and a JSON line never does.
+//!   Each object of the array, or each top-level object, is one record,
+//!   read by scanning its brackets and strings, so a million-device array
+//!   is still read one object at a time.
+//!
+//! A record's line is the line it starts on; its span is its bytes in the
+//! stream, line breaks included, so it can be read again by offset.
 
 use std::fmt;
 use std::io::{BufRead, ErrorKind};
@@ -11,6 +29,171 @@ use super::{ReadError, ReadErrorKind};
 /// (8 KB of tags, 2 × 32 KB of properties and their metadata).
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 
+/// What scanning JSON values found.
+enum Found {
+    /// Nothing yet: every byte given was used.
+    More,
+    /// A record closed with the last byte used.
+    Record,
+    /// A byte that is no part of an array of objects, at this column.
+    Unexpected(usize),
+}
+
+/// Splits JSON values into records: each top-level object, or each
+/// object of a top-level array, by its brackets and strings.
+#[derive(Debug, Default)]
+struct Scanner {
+    /// Nesting of `{` and `[` inside the record; 0 between records.
+    depth: u32,
+    /// Inside a string.
+    string: bool,
+    /// After a backslash inside a string.
+    escape: bool,
+    /// Inside a top-level array.
+    array: bool,
+    /// Skipping a line of text between objects (a warning).
+    skip_line: bool,
+    /// The current record is over the bound: its bytes are not kept.
+    too_long: bool,
+    /// The bound on a record.
+    max: usize,
+    /// The record being read, and where it starts: line and offset.
+    record: Vec<u8>,
+    start: (u64, u64),
+    /// Where the current line starts in the stream.
+    line_start: u64,
+}
+
+impl Scanner {
+    /// Scans `bytes`, which start at offset `at` of the stream, counting
+    /// lines in `line` and skipped text lines in `skipped`. Returns how
+    /// many bytes were used and what was found.
+    fn scan(&mut self, bytes: &[u8], at: u64, line: &mut u64, skipped: &mut u64) -> (usize, Found) {
+        let mut kept_from = (self.depth > 0).then_some(0);
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\n' {
+                *line += 1;
+                self.line_start = at + i as u64 + 1;
+                if self.skip_line {
+                    self.skip_line = false;
+                    continue;
+                }
+            }
+            if self.skip_line {
+                continue;
+            }
+            if self.depth == 0 {
+                match b {
+                    b' ' | b'\t' | b'\r' | b'\n' => {}
+                    b'[' if !self.array => self.array = true,
+                    b',' | b']' if self.array => self.array = b == b',',
+                    b'{' => {
+                        self.depth = 1;
+                        self.start = (*line, at + i as u64);
+                        self.record.clear();
+                        self.too_long = false;
+                        kept_from = Some(i);
+                    }
+                    // Text between objects that are not in an array: a
+                    // warning line, as in JSON lines.
+                    _ if !self.array => {
+                        *skipped += 1;
+                        self.skip_line = true;
+                    }
+                    _ => {
+                        let column = at + i as u64 + 1 - self.line_start;
+                        return (i + 1, Found::Unexpected(column as usize));
+                    }
+                }
+                continue;
+            }
+            if self.string {
+                if self.escape {
+                    self.escape = false;
+                } else if b == b'\\' {
+                    self.escape = true;
+                } else if b == b'"' {
+                    self.string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        self.keep(bytes.get(kept_from.unwrap_or(0)..=i).unwrap_or_default());
+                        return (i + 1, Found::Record);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(from) = kept_from {
+            self.keep(bytes.get(from..).unwrap_or_default());
+        }
+        (bytes.len(), Found::More)
+    }
+
+    /// Keeps `bytes` in the record, within the bound.
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.too_long {
+            return;
+        }
+        if self.record.len() + bytes.len() > self.max {
+            self.too_long = true;
+            self.record = Vec::new();
+        } else {
+            self.record.extend_from_slice(bytes);
+        }
+    }
+
+    /// The record just closed: its line and text.
+    fn record(&self, file: &str) -> Result<(u64, &str), ReadError> {
+        let line = self.start.0;
+        if self.too_long {
+            let kind = ReadErrorKind::LineTooLong { limit: self.max };
+            return Err(ReadError::new(file, line, kind));
+        }
+        std::str::from_utf8(&self.record)
+            .map(|text| (line, text))
+            .map_err(|e| {
+                let kind = ReadErrorKind::InvalidUtf8 {
+                    valid_up_to: e.valid_up_to(),
+                };
+                ReadError::new(file, line, kind)
+            })
+    }
+
+    /// The end of the stream at `line`: a record cut short is returned as
+    /// it is (its parse names what is missing); an array never closed is
+    /// an error, since records may be missing.
+    fn end(&mut self, file: &str, line: u64) -> Option<Result<(u64, &str), ReadError>> {
+        if self.depth > 0 {
+            self.depth = 0;
+            // Its parse error is then on the record's last line.
+            let end = self.record.trim_ascii_end().len();
+            self.record.truncate(end);
+            return Some(self.record(file));
+        }
+        if self.array {
+            self.array = false;
+            let kind = ReadErrorKind::InvalidJson {
+                column: 1,
+                message: "EOF while parsing a list".to_owned(),
+            };
+            return Some(Err(ReadError::new(file, line, kind)));
+        }
+        None
+    }
+
+    /// Where the last record starts in the stream and its length.
+    fn span(&self) -> (u64, usize) {
+        (self.start.1, self.record.len())
+    }
+}
+
 /// What one line is.
 enum Line {
     /// JSON, between these byte offsets of the buffer.
@@ -21,7 +204,18 @@ enum Line {
     BadUtf8(usize),
 }
 
-/// Splits a stream into JSON lines.
+/// How the stream is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// No JSON line seen yet.
+    Unknown,
+    /// One object a line.
+    Lines,
+    /// JSON values spanning lines: an array, or objects one after another.
+    Values,
+}
+
+/// Splits a stream into JSON records.
 #[derive(Debug)]
 pub(crate) struct Lines<R> {
     reader: R,
@@ -37,6 +231,13 @@ pub(crate) struct Lines<R> {
     line_start: u64,
     /// Where the last JSON text returned starts, and its length.
     span: (u64, usize),
+    layout: Layout,
+    /// Whether the line in `buf` ended with a line break.
+    line_ended: bool,
+    /// In [`Layout::Values`]: where in `buf` scanning goes on, for the
+    /// line that told the layout.
+    cursor: Option<usize>,
+    scanner: Scanner,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -52,6 +253,10 @@ impl<R: BufRead> Lines<R> {
             pos: 0,
             line_start: 0,
             span: (0, 0),
+            layout: Layout::Unknown,
+            line_ended: false,
+            cursor: None,
+            scanner: Scanner::default(),
         }
     }
 
@@ -67,12 +272,19 @@ impl<R: BufRead> Lines<R> {
     /// stream, in bytes, and its length: what reading it again by offset
     /// needs.
     pub(crate) fn span(&self) -> (u64, usize) {
-        self.span
+        match self.layout {
+            Layout::Values => self.scanner.span(),
+            _ => self.span,
+        }
     }
 
-    /// The next line that starts with `{`, with its number, trimmed.
-    /// After an I/O error, ends.
+    /// The next JSON record (an object, trimmed) with the number of the
+    /// line it starts on. After an I/O error, or a syntax error between the
+    /// records of a JSON array, ends.
     pub(crate) fn next_json(&mut self) -> Option<Result<(u64, &str), ReadError>> {
+        if self.layout == Layout::Values {
+            return self.next_value();
+        }
         let (start, end) = loop {
             if self.done {
                 return None;
@@ -92,6 +304,16 @@ impl<R: BufRead> Lines<R> {
             }
             match self.classify() {
                 Line::Json(start, end) => {
+                    if self.layout == Layout::Unknown {
+                        if self.starts_values(start, end) {
+                            self.layout = Layout::Values;
+                            self.cursor = Some(start);
+                            self.scanner.max = self.max_line;
+                            self.scanner.line_start = self.line_start;
+                            return self.next_value();
+                        }
+                        self.layout = Layout::Lines;
+                    }
                     self.span = (self.line_start + start as u64, end - start);
                     break (start, end);
                 }
@@ -110,6 +332,90 @@ impl<R: BufRead> Lines<R> {
         Some(Ok((self.line, text)))
     }
 
+    /// Whether the first JSON line, `buf[start..end]`, opens JSON values
+    /// rather than being one: an array, or a lone `{`.
+    fn starts_values(&self, start: usize, end: usize) -> bool {
+        matches!(self.buf.get(start..end), Some([b'[', ..] | b"{"))
+    }
+
+    /// The next record of [`Layout::Values`], scanned from the stream's
+    /// chunks: a line may be as long as the file (a compact array), so
+    /// only the record, within the bound, is ever held.
+    fn next_value(&mut self) -> Option<Result<(u64, &str), ReadError>> {
+        if let Some(cursor) = self.cursor.take() {
+            // The rest of the line that told the layout, then its end.
+            let rest = std::mem::take(&mut self.buf);
+            let bytes = rest.get(cursor..).unwrap_or_default();
+            let at = self.line_start + cursor as u64;
+            let (used, found) = self
+                .scanner
+                .scan(bytes, at, &mut self.line, &mut self.skipped);
+            if !matches!(found, Found::More) {
+                // Records after the first on this line: scanned again
+                // from where this one ended.
+                self.cursor = Some(cursor + used);
+                self.buf = rest;
+                return self.found(found);
+            }
+            self.buf = rest;
+            if self.line_ended {
+                let end_at = self.line_start + self.buf.len() as u64;
+                let (_, found) =
+                    self.scanner
+                        .scan(b"\n", end_at, &mut self.line, &mut self.skipped);
+                if !matches!(found, Found::More) {
+                    return self.found(found);
+                }
+            }
+        }
+        loop {
+            if self.done {
+                return None;
+            }
+            let chunk = match self.reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.done = true;
+                    let kind = ReadErrorKind::Io(e);
+                    return Some(Err(ReadError::new(self.file.clone(), self.line, kind)));
+                }
+            };
+            if chunk.is_empty() {
+                self.done = true;
+                // A file that ends with a line break ends on the line
+                // before the empty one.
+                let at_line_start = self.scanner.line_start == self.pos && self.line > 1;
+                let line = self.line - u64::from(at_line_start);
+                return self.scanner.end(&self.file, line);
+            }
+            let (used, found) =
+                self.scanner
+                    .scan(chunk, self.pos, &mut self.line, &mut self.skipped);
+            self.reader.consume(used);
+            self.pos += used as u64;
+            if !matches!(found, Found::More) {
+                return self.found(found);
+            }
+        }
+    }
+
+    /// What the scanner found, as a record or an error.
+    fn found(&mut self, found: Found) -> Option<Result<(u64, &str), ReadError>> {
+        match found {
+            Found::More => None,
+            Found::Record => Some(self.scanner.record(&self.file)),
+            Found::Unexpected(column) => {
+                self.done = true;
+                let kind = ReadErrorKind::InvalidJson {
+                    column,
+                    message: "expected an object".to_owned(),
+                };
+                Some(Err(ReadError::new(self.file.clone(), self.line, kind)))
+            }
+        }
+    }
+
     /// What the line in `buf` is.
     fn classify(&self) -> Line {
         let bom = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
@@ -123,7 +429,9 @@ impl<R: BufRead> Lines<R> {
                 let trimmed = text.trim_start();
                 let start = bom + (text.len() - trimmed.len());
                 let end = bom + text.trim_end().len();
-                if trimmed.starts_with('{') {
+                if trimmed.starts_with('{')
+                    || (self.layout == Layout::Unknown && trimmed.starts_with('['))
+                {
                     Line::Json(start, end)
                 } else {
                     Line::Skip
@@ -131,7 +439,7 @@ impl<R: BufRead> Lines<R> {
             }
             // A warning line in another encoding is still a warning line;
             // a JSON line with a bad byte is an error.
-            Err(e) if bytes.trim_ascii_start().first() == Some(&b'{') => {
+            Err(e) if matches!(bytes.trim_ascii_start().first(), Some(b'{' | b'[')) => {
                 Line::BadUtf8(e.valid_up_to())
             }
             Err(_) => Line::Skip,
@@ -176,6 +484,7 @@ impl<R: BufRead> Lines<R> {
             }
             self.reader.consume(taken + usize::from(end));
             self.pos += (taken + usize::from(end)) as u64;
+            self.line_ended = end;
             if end {
                 break;
             }
@@ -452,5 +761,114 @@ mod tests {
             ]
         );
         assert_eq!(skipped, 0);
+    }
+
+    #[test]
+    fn a_pretty_printed_array_gives_one_record_per_object() {
+        let input = b"\xEF\xBB\xBF[\n  {\n    \"deviceId\": \"a\",\n    \"tags\": {\"s\": \"}]{\\\"\"}\n  },\r\n  {\"deviceId\": \"b\"}\n]\n";
+        let mut lines = Lines::new(&input[..], "f".into());
+        let mut out = Vec::new();
+        while let Some(next) = lines.next_json() {
+            let (line, text) = next.map_err(|e| e.to_string()).unwrap();
+            let text = text.to_owned();
+            let (offset, len) = lines.span();
+            let at = usize::try_from(offset).unwrap();
+            assert_eq!(&input[at..at + len], text.as_bytes());
+            serde_json::from_str::<serde_json::Value>(&text).unwrap();
+            out.push((line, text));
+        }
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].0, 2);
+        assert!(out[0].1.starts_with('{') && out[0].1.ends_with('}'));
+        assert_eq!(out[1], (6, "{\"deviceId\": \"b\"}".to_owned()));
+        assert_eq!(lines.skipped(), 0);
+    }
+
+    #[test]
+    fn a_compact_array_on_one_line_and_an_empty_array() {
+        let (out, _) = all(b"[{\"a\":1},{\"b\":[2,{}]}]", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\"a\":1}".to_owned())),
+                Ok((1, "{\"b\":[2,{}]}".to_owned()))
+            ]
+        );
+        let (out, _) = all(b"[]\n", 100);
+        assert_eq!(out, vec![]);
+        let (out, _) = all(b"[\n]\n", 100);
+        assert_eq!(out, vec![]);
+    }
+
+    #[test]
+    fn pretty_printed_objects_one_after_another() {
+        let input =
+            b"{\n  \"event\": {\"a\": 1}\n}\nStarting monitor\n{\n  \"event\": {}\n}{\"x\":2}\n";
+        let (out, skipped) = all(input, 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\n  \"event\": {\"a\": 1}\n}".to_owned())),
+                Ok((5, "{\n  \"event\": {}\n}".to_owned())),
+                Ok((7, "{\"x\":2}".to_owned()))
+            ]
+        );
+        assert_eq!(skipped, 1);
+    }
+
+    #[test]
+    fn an_array_cut_short_or_holding_no_objects_is_an_error() {
+        let (out, _) = all(b"[\n{\"a\":1},\n{\"b\":", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((2, "{\"a\":1}".to_owned())),
+                Ok((3, "{\"b\":".to_owned()))
+            ]
+        );
+        let (out, _) = all(b"[\n{\"a\":1}\n", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((2, "{\"a\":1}".to_owned())),
+                Err("f:2: invalid JSON at column 1: EOF while parsing a list".to_owned())
+            ]
+        );
+        let (out, _) = all(b"[\n{\"a\":1},\n 7,\n{}]", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((2, "{\"a\":1}".to_owned())),
+                Err("f:3: invalid JSON at column 2: expected an object".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_record_over_the_bound_is_an_error_and_the_next_is_read() {
+        let (out, _) = all(b"[\n{\"a\":\n\"xxxxxxxxxxxx\"},\n{}\n]", 8);
+        assert_eq!(
+            out,
+            vec![
+                Err("f:2: line is longer than 8 bytes".to_owned()),
+                Ok((4, "{}".to_owned()))
+            ]
+        );
+        let (out, _) = all(b"[\n{\"a\":\"\xFF\"}]", 100);
+        assert_eq!(out, vec![Err("f:2: invalid UTF-8 after byte 6".to_owned())]);
+    }
+
+    #[test]
+    fn a_json_line_cut_short_stays_a_json_line() {
+        // Only a lone `{` opens pretty-printed objects: a truncated JSON
+        // line is an error of its own line, and the next line is read.
+        let (out, _) = all(b"{\"id\":\"a\",\n{\"id\":\"b\"}\n[1]\n", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\"id\":\"a\",".to_owned())),
+                Ok((2, "{\"id\":\"b\"}".to_owned()))
+            ]
+        );
     }
 }

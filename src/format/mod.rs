@@ -45,6 +45,7 @@ mod error;
 mod events;
 mod export;
 mod group;
+mod identity;
 mod import_mode;
 mod lines;
 mod raw;
@@ -64,9 +65,11 @@ pub use events::{
 pub(crate) use export::export_device;
 pub use export::{
     DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ModuleEtags,
-    collect_export, parse_export_line, read_export, write_device, write_export_line,
+    collect_export, collect_identities, parse_export_line, read_export, write_device,
+    write_export_line,
 };
 pub(crate) use group::{DeviceLine, group};
+pub use identity::{IdentityLine, IdentityReader, parse_identity_line};
 pub use import_mode::ImportMode;
 pub use lines::DEFAULT_MAX_LINE;
 pub(crate) use lines::Lines;

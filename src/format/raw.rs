@@ -90,6 +90,9 @@ impl Ctx {
         };
         let device = self.device.borrow();
         let module = self.module.borrow();
+        // A record that spans lines (a pretty-printed object): the line
+        // the error is on, not the one the record starts on.
+        let line = line + (err.line() as u64).saturating_sub(1);
         let mut error =
             ReadError::new(file, line, kind).with_device(device.as_deref(), module.as_deref());
         error.field = field;
@@ -204,11 +207,13 @@ fn expected_name(expected: &str) -> String {
     }
 }
 
-/// `status`, read as a string so a bad value gets its own error.
+/// `status`, read as a string so a bad value gets its own error. The hub
+/// reads enums in any case (the Java SDK writes `Enabled`); the value is
+/// written back in its canonical form.
 pub(crate) fn status(value: &str) -> Result<Status, (String, ReadErrorKind)> {
     match value {
-        "enabled" => Ok(Status::Enabled),
-        "disabled" => Ok(Status::Disabled),
+        _ if value.eq_ignore_ascii_case("enabled") => Ok(Status::Enabled),
+        _ if value.eq_ignore_ascii_case("disabled") => Ok(Status::Disabled),
         _ => Err((
             "status".to_owned(),
             ReadErrorKind::InvalidStatus {
@@ -290,7 +295,13 @@ impl<'de> Visitor<'de> for SectionSeed<'_> {
         };
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "$version" if self.path != "tags" => {
+                // Service metadata, never merged nor written: `$version`
+                // of a section, and the `$etag` Microsoft's own twin
+                // samples carry in `tags`.
+                "$version" => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                "$etag" | "$metadata" if self.path == "tags" => {
                     map.next_value::<IgnoredAny>()?;
                 }
                 "$metadata" if self.path != "tags" => {
@@ -511,12 +522,19 @@ pub(crate) struct RawAuth {
 impl RawAuth {
     /// The authentication, or an error naming `authentication.type`.
     pub(crate) fn into_auth(self) -> Result<Authentication, (String, ReadErrorKind)> {
+        // In any case, as the hub reads it; `SELF_SIGNED` (an old Java
+        // SDK's) is no name the hub takes, and stays an error.
+        let named = |name: &str| {
+            self.auth_type
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(name))
+        };
         let auth_type = match self.auth_type.as_deref() {
             None => None,
-            Some("sas") => Some(AuthType::Sas),
-            Some("selfSigned") => Some(AuthType::SelfSigned),
-            Some("certificateAuthority") => Some(AuthType::CertificateAuthority),
-            Some("none") => Some(AuthType::None),
+            Some(_) if named("sas") => Some(AuthType::Sas),
+            Some(_) if named("selfSigned") => Some(AuthType::SelfSigned),
+            Some(_) if named("certificateAuthority") => Some(AuthType::CertificateAuthority),
+            Some(_) if named("none") => Some(AuthType::None),
             Some(other) => {
                 return Err((
                     "authentication.type".to_owned(),
@@ -623,19 +641,33 @@ mod tests {
     fn both_statuses_are_read() {
         assert_eq!(status("enabled").ok(), Some(Status::Enabled));
         assert_eq!(status("disabled").ok(), Some(Status::Disabled));
-        assert!(status("Disabled").is_err());
+        assert_eq!(status("Disabled").ok(), Some(Status::Disabled));
+        assert_eq!(status("ENABLED").ok(), Some(Status::Enabled));
+        assert!(status("enable").is_err());
     }
 
     #[test]
-    fn dollar_keys_are_metadata_in_properties_only() {
+    fn dollar_keys_the_service_writes_are_metadata_and_others_refused() {
+        // `$etag` in tags is in Microsoft's own twin samples.
+        let line = super::super::parse_export_line(
+            "f",
+            1,
+            r#"{"id":"d","status":"enabled","tags":{"$etag":"AAE=","$version":1,"$metadata":{},"a":1}}"#,
+        )
+        .map(|l| l.entity.tags.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(line.ok(), Some(vec!["a".to_owned()]));
         for (text, field) in [
             (
-                r#"{"id":"d","status":"enabled","tags":{"$version":1}}"#,
-                "tags.$version",
+                r#"{"id":"d","status":"enabled","tags":{"$mine":1}}"#,
+                "tags.$mine",
             ),
             (
-                r#"{"id":"d","status":"enabled","tags":{"$metadata":{}}}"#,
-                "tags.$metadata",
+                r#"{"id":"d","status":"enabled","properties":{"desired":{"$etag":1}}}"#,
+                "properties.desired.$etag",
+            ),
+            (
+                r#"{"id":"d","status":"enabled","tags":{"a":{"$etag":1}}}"#,
+                "tags.a.$etag",
             ),
         ] {
             let err = super::super::parse_export_line("f", 1, text).err();

@@ -2,11 +2,15 @@
 //! a streaming reader that keeps the per-node times of `$metadata`, a
 //! reader of whole files grouped by device, and a writer.
 //!
-//! Runtime fields (`connectionState`, `lastActivityTime`,
-//! `cloudToDeviceMessageCount`, `deviceEtag`, `configurations`,
-//! `authenticationType`, `x509Thumbprint`, ...) are not identity state and
-//! are dropped; `modelId` and fields this crate does not know are kept in
-//! [`Entity::extra`].
+//! Fields the hub computes or the device reports about itself
+//! (`connectionState`, `lastActivityTime`, `cloudToDeviceMessageCount`,
+//! `configurations`, `authenticationType`, `x509Thumbprint`, `modelId`,
+//! ...) are not identity state: they are read past unchecked, so a value
+//! the merge has no use for never fails a read, and never written into an
+//! import line. `deviceEtag` (the identity's etag, which guards identity
+//! writes to a hub known by its twins) and `generationId` (the 2016 shape)
+//! are kept beside the twin. Fields this crate does not know are dropped
+//! too: a twin is no import line, and they have nowhere to go.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,33 +40,27 @@ pub struct TwinLine {
     pub module_id: Option<String>,
     /// `etag`: the twin's etag.
     pub etag: Option<String>,
+    /// `deviceEtag`: the etag of the device's (or module's) identity;
+    /// `None` when absent or the string `"null"`.
+    pub device_etag: Option<String>,
+    /// `generationId`, which the 2016 twin shape carries.
+    pub generation_id: Option<String>,
     /// `version`: the twin's version.
     pub version: Option<u64>,
-    /// Identity fields the twin shows (status, capabilities, scopes,
-    /// `modelId` in `extra`) and the twin itself. Never authentication.
+    /// Identity fields the twin shows (status, capabilities, scopes) and
+    /// the twin itself. Never authentication.
     pub entity: Entity,
     /// `statusUpdateTime` and the `$lastUpdated` of every node.
     pub times: EntityTimes,
 }
 
-/// Fields of the twin shape that are runtime state, not identity: dropped.
-const RUNTIME: [&str; 9] = [
-    "deviceEtag",
-    "connectionState",
-    "connectionStateUpdatedTime",
-    "lastActivityTime",
-    "cloudToDeviceMessageCount",
-    "authenticationType",
-    "x509Thumbprint",
-    "configurations",
-    "statusUpdatedTime",
-];
-
 /// The fields of a twin line, in the order the writer writes them.
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 14] = [
     "deviceId",
     "moduleId",
     "etag",
+    "deviceEtag",
+    "generationId",
     "version",
     "status",
     "statusReason",
@@ -220,6 +218,8 @@ struct RawTwin {
     device_id: Option<String>,
     module_id: Option<String>,
     etag: Option<String>,
+    device_etag: Option<String>,
+    generation_id: Option<String>,
     version: Option<u64>,
     status: Option<String>,
     status_reason: Option<String>,
@@ -229,7 +229,6 @@ struct RawTwin {
     parent_scopes: Option<Value>,
     tags: RawSection,
     properties: RawProperties,
-    extra: Extra,
     saw_id: bool,
 }
 
@@ -244,12 +243,12 @@ fn convert(raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErr
         }
         None => None,
     };
-    let status_time = match raw.status_update_time.as_deref() {
-        Some(text) => {
-            raw::parse_time(text).map_err(|kind| ("statusUpdateTime".to_owned(), kind))?
-        }
-        None => None,
-    };
+    // A runtime field: a value that is no time (doc samples hold
+    // `2015-02-30`) is no time, not a bad twin.
+    let status_time = raw
+        .status_update_time
+        .as_deref()
+        .and_then(|text| raw::parse_time(text).ok().flatten());
     let meta = |section: Option<raw::RawMeta>, path: &str| match section {
         Some(meta) => meta.into_tree(path),
         None => Ok(MetaTree::default()),
@@ -264,6 +263,12 @@ fn convert(raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErr
         device_id,
         module_id: raw.module_id,
         etag: raw.etag,
+        // Event Grid writes `"deviceEtag": "null"` for "none".
+        device_etag: raw
+            .device_etag
+            .filter(|e| e != "null" && !e.is_empty())
+            .map(super::export::unquote),
+        generation_id: raw.generation_id,
         version: raw.version,
         entity: Entity {
             status,
@@ -271,7 +276,7 @@ fn convert(raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErr
             capabilities: raw.capabilities,
             device_scope: raw.device_scope,
             parent_scopes: raw.parent_scopes,
-            extra: raw.extra,
+            extra: Extra::new(),
             tags: raw.tags.map,
             desired: raw.properties.desired.map,
             reported: raw.properties.reported.map,
@@ -309,16 +314,8 @@ impl<'de> Visitor<'de> for TwinSeed<'_> {
         let mut seen = [false; FIELDS.len()];
         while let Some(Key(key)) = map.next_key()? {
             let Some(i) = FIELDS.iter().position(|f| *f == key) else {
-                if RUNTIME.contains(&key.as_ref()) {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
                 raw.saw_id |= key == "id";
-                let value = map.next_value::<Value>()?;
-                if raw.extra.contains_key(key.as_ref()) {
-                    return Err(ctx.fail(key, ReadErrorKind::DuplicateField));
-                }
-                raw.extra.insert(key.into_owned(), value);
+                map.next_value::<IgnoredAny>()?;
                 continue;
             };
             let (Some(name), Some(seen)) = (FIELDS.get(i).copied(), seen.get_mut(i)) else {
@@ -335,6 +332,8 @@ impl<'de> Visitor<'de> for TwinSeed<'_> {
                     ctx.module.borrow_mut().clone_from(&raw.module_id);
                 }
                 "etag" => raw.etag = ctx.value(&mut map, name, seen)?,
+                "deviceEtag" => raw.device_etag = ctx.value(&mut map, name, seen)?,
+                "generationId" => raw.generation_id = ctx.value(&mut map, name, seen)?,
                 "version" => raw.version = ctx.value(&mut map, name, seen)?,
                 "status" => raw.status = ctx.value(&mut map, name, seen)?,
                 "statusReason" => raw.status_reason = ctx.value(&mut map, name, seen)?,
@@ -368,6 +367,10 @@ impl<'de> Visitor<'de> for TwinSeed<'_> {
 pub struct TwinInfo {
     /// `etag`.
     pub etag: Option<String>,
+    /// `deviceEtag`: the identity's etag.
+    pub device_etag: Option<String>,
+    /// `generationId`, where given.
+    pub generation_id: Option<String>,
     /// `version`.
     pub version: Option<u64>,
     /// `statusUpdateTime` and `$metadata`.
@@ -380,6 +383,8 @@ impl TwinInfo {
     fn of(twin: &mut TwinLine) -> Self {
         Self {
             etag: twin.etag.take(),
+            device_etag: twin.device_etag.take(),
+            generation_id: twin.generation_id.take(),
             version: twin.version,
             times: std::mem::take(&mut twin.times),
             line: twin.line,
@@ -533,6 +538,8 @@ pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
         twin.module_id.as_deref(),
         &TwinInfo {
             etag: twin.etag.clone(),
+            device_etag: twin.device_etag.clone(),
+            generation_id: twin.generation_id.clone(),
             version: twin.version,
             times: twin.times.clone(),
             line: twin.line,
@@ -583,6 +590,8 @@ fn write_twin<W: Write>(
     obj.field("deviceId", device_id)?;
     obj.opt("moduleId", module_id)?;
     obj.opt("etag", info.etag.as_deref())?;
+    obj.opt("deviceEtag", info.device_etag.as_deref())?;
+    obj.opt("generationId", info.generation_id.as_deref())?;
     obj.opt("version", info.version)?;
     if let Some(status) = &entity.status {
         obj.field("status", &status.status)?;
@@ -595,11 +604,7 @@ fn write_twin<W: Write>(
     obj.opt("capabilities", entity.capabilities.as_ref())?;
     obj.opt("deviceScope", entity.device_scope.as_deref())?;
     obj.opt("parentScopes", entity.parent_scopes.as_ref())?;
-    for (key, value) in &entity.extra {
-        if !FIELDS.contains(&key.as_str()) && !RUNTIME.contains(&key.as_str()) {
-            obj.field(key, value)?;
-        }
-    }
+
     obj.field("tags", &entity.tags)?;
     obj.field(
         "properties",
@@ -622,33 +627,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runtime_fields_are_dropped_and_model_id_kept() {
+    fn runtime_fields_are_dropped_and_the_device_etag_kept() {
         let text = r#"{"deviceId":"d1","etag":"AAAAAAAAAAE=","deviceEtag":"MTIz","version":2,"status":"enabled","statusUpdateTime":"0001-01-01T00:00:00Z","connectionState":"Connected","lastActivityTime":"2024-03-01T12:00:00Z","cloudToDeviceMessageCount":0,"authenticationType":"sas","x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"modelId":"dtmi:com:example:Thermostat;1","configurations":{},"tags":{}}"#;
         let twin = parse_twin_line("t", 1, text).map_err(|e| e.to_string());
         let twin = twin.unwrap_or_default();
         assert_eq!(twin.etag.as_deref(), Some("AAAAAAAAAAE="));
+        assert_eq!(twin.device_etag.as_deref(), Some("MTIz"));
         assert_eq!(twin.times.status, None);
+        // `modelId` is the device's to report: never an identity field.
+        assert!(twin.entity.extra.is_empty());
+    }
+
+    #[test]
+    fn a_runtime_time_that_is_no_time_is_no_error() {
+        for time in [
+            "2024-13-01T00:00:00Z",
+            "2015-02-30T00:00:00",
+            "current_time",
+        ] {
+            let text = format!(
+                r#"{{"deviceId":"d1","statusUpdateTime":"{time}","lastActivityTime":"{time}","connectionStateUpdatedTime":7}}"#
+            );
+            let twin = parse_twin_line("t", 4, &text).map_err(|e| e.to_string());
+            assert_eq!(twin.map(|t| t.times.status), Ok(None), "{time}");
+        }
+        let twin = parse_twin_line(
+            "t",
+            4,
+            r#"{"deviceId":"d1","statusUpdateTime":"2018-05-30T07:13:01.2055269"}"#,
+        );
         assert_eq!(
-            twin.entity.extra.keys().collect::<Vec<_>>(),
-            vec!["modelId"]
+            twin.ok().and_then(|t| t.times.status),
+            Some(1_527_664_381_205)
         );
     }
 
     #[test]
-    fn a_bad_status_time_names_its_field() {
-        let err = parse_twin_line(
-            "t",
-            4,
-            r#"{"deviceId":"d1","statusUpdateTime":"2024-13-01T00:00:00Z"}"#,
-        )
-        .err()
-        .map(|e| e.to_string());
+    fn a_device_etag_of_null_text_is_none_and_the_2016_shape_reads() {
+        let text = r#"{"deviceId":"d1","generationId":"636000000000000000","deviceEtag":"null","status":"Disabled","properties":{"desired":{"a":1,"$version":2},"reported":{"$version":1}}}"#;
+        let twin = parse_twin_line("t", 1, text).unwrap_or_default();
+        assert_eq!(twin.device_etag, None);
+        assert_eq!(twin.generation_id.as_deref(), Some("636000000000000000"));
         assert_eq!(
-            err.as_deref(),
-            Some(
-                r#"t:4: device "d1" field "statusUpdateTime": unparseable timestamp "2024-13-01T00:00:00Z""#
-            )
+            twin.entity.status.map(|s| s.status),
+            Some(crate::doc::Status::Disabled)
         );
+        assert_eq!(twin.entity.desired.len(), 1);
     }
     #[test]
     fn a_line_that_is_not_an_object_is_a_wrong_type() {
@@ -789,6 +813,7 @@ mod tests {
             device_id: "d".into(),
             module_id: Some("m".into()),
             etag: Some("AAE=".into()),
+            device_etag: Some("MQ==".into()),
             version: Some(4),
             ..TwinLine::default()
         };
@@ -813,9 +838,9 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&out),
             concat!(
-                r#"{"deviceId":"d","moduleId":"m","etag":"AAE=","version":4,"status":"enabled","#,
+                r#"{"deviceId":"d","moduleId":"m","etag":"AAE=","deviceEtag":"MQ==","version":4,"status":"enabled","#,
                 r#""statusReason":"ok","statusUpdateTime":"2024-03-01T12:00:00.000Z","#,
-                r#""deviceScope":"s","modelId":"dtmi:x;1","tags":{},"properties":{"desired":{"a":1},"#,
+                r#""deviceScope":"s","tags":{},"properties":{"desired":{"a":1},"#,
                 r#""reported":{"$metadata":{"$lastUpdated":"2024-03-01T12:00:00.000Z"}}}}"#,
                 "\n"
             )

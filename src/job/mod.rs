@@ -66,6 +66,10 @@ pub struct MergeJob {
     /// Merge only this shard's devices (every input is still read
     /// whole); `None` merges them all.
     pub shard: Option<Shard>,
+    /// Whether plans may write an identity whose keys no input knows (the
+    /// hub then generates new ones). When false, such a merge fails with
+    /// [`JobError::NewKeys`] and writes nothing.
+    pub allow_new_keys: bool,
 }
 
 /// How a merge reads its inputs.
@@ -107,6 +111,11 @@ pub enum JobError {
         /// The bound crossed.
         source: Box<crate::clock::DriftError>,
     },
+    /// Plans would write identities without `authentication` (the hub
+    /// would generate new keys and the devices could not connect), and no
+    /// input knows their keys.
+    #[error("{}", new_keys_message(.0))]
+    NewKeys(Vec<String>),
     /// Writing the results failed.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -128,6 +137,27 @@ impl JobError {
     pub fn is_input(&self) -> bool {
         !matches!(self, JobError::Io { .. })
     }
+}
+
+/// How many devices a [`JobError::NewKeys`] names one line each.
+const NEW_KEYS_SHOWN: usize = 1000;
+
+fn new_keys_message(records: &[String]) -> String {
+    let mut text = format!(
+        "refused: {} import lines would write an identity without its keys, which no input knows (the hub would generate new keys and the device could not connect); give each hub's keys (an export with keys or an identity file), or allow new keys",
+        records.len()
+    );
+    for record in records.iter().take(NEW_KEYS_SHOWN) {
+        text.push_str("\n  ");
+        text.push_str(record);
+    }
+    if records.len() > NEW_KEYS_SHOWN {
+        text.push_str(&format!(
+            "\n  ... and {} more",
+            records.len() - NEW_KEYS_SHOWN
+        ));
+    }
+    text
 }
 
 /// What a merge did, for the report and the human summary.
@@ -222,7 +252,7 @@ fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, 
             let Ok((scan, _)) = Stream::open(path, job.format) else {
                 return Ok(None);
             };
-            let mut scan = Source::Stream(scan);
+            let mut scan = Source::Stream(Box::new(scan));
             let (name, format) = scan.file();
             let (name, format) = (name.to_owned(), format);
             while let Some(raw) = scan.next() {
@@ -243,7 +273,7 @@ fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, 
             real_times: format == Format::Twin,
             newest,
         });
-        sources.push(Source::Stream(stream));
+        sources.push(Source::Stream(Box::new(stream)));
     }
     let (base, hubs) = split_base(job, &metas);
     let Ok(stamps) = settle(job, names, base, hubs) else {
@@ -400,6 +430,10 @@ fn merge(
     };
     let mut outputs = Outputs::begin(&job.out, &ctx.hubs).map_err(Stop::Output)?;
     let skipped = pipeline::run(sources, &ctx, job.jobs, &mut outputs)?;
+    let keyless = outputs.keyless();
+    if !keyless.is_empty() && !job.allow_new_keys {
+        return Err(Stop::Output(JobError::NewKeys(keyless.to_vec())));
+    }
     let mut report = MergeReport {
         streamed,
         shard: job.shard.map(|s| s.to_string()),

@@ -13,9 +13,14 @@ use serde_json::json;
 use super::source::DeviceInput;
 use super::{JobError, MergeReport};
 use crate::clock::ReplicaId;
-use crate::doc::{Conflict, Entity};
+use std::borrow::Cow;
+
+use crate::doc::{Conflict, DeviceSnapshot, Entity};
 use crate::format::{DeviceEtags, ExportLineRef, ImportMode, write_device};
-use crate::reconcile::{Action, Outcome, PlanOp, Resolved, device_plan, write_import};
+use crate::reconcile::{
+    Action, Outcome, PlanOp, Resolved, device_plan, twin_differs, write_import,
+};
+use crate::validate::shown_id;
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
     move |source| JobError::Io {
@@ -56,7 +61,9 @@ pub(super) struct Tally {
     outcomes: BTreeMap<&'static str, usize>,
     conflicts: BTreeMap<&'static str, usize>,
     plans: Vec<BTreeMap<&'static str, usize>>,
-    keyless: usize,
+    /// The import lines that write an identity without keys, as
+    /// `hub: device "d" [module "m"] (mode)`.
+    keyless: Vec<String>,
 }
 
 impl Tally {
@@ -76,7 +83,7 @@ impl Tally {
                 *mine.entry(k).or_default() += n;
             }
         }
-        self.keyless += other.keyless;
+        self.keyless.extend(other.keyless);
     }
 }
 
@@ -110,6 +117,7 @@ impl Rendered {
 pub(super) fn render_device(
     out: &mut Rendered,
     hubs: &[Option<&DeviceInput>],
+    names: &[ReplicaId],
     resolved: &Resolved<'_>,
     outcome: Outcome,
     real_time: bool,
@@ -133,33 +141,94 @@ pub(super) fn render_device(
         .iter()
         .copied()
         .chain(std::iter::repeat(false));
-    for (n, (hub, settled)) in hubs.iter().zip(settled).enumerate() {
+    for (n, ((hub, settled), name)) in hubs.iter().zip(settled).zip(names).enumerate() {
         if settled {
             continue;
         }
         let (Some(lines), Some(counts)) = (out.plans.get_mut(n), tally.plans.get_mut(n)) else {
             continue;
         };
-        let ops = device_plan(hub.map(|d| &d.snapshot), merged);
+        let held = hub.map(|d| assume_known(d, merged));
+        let ops = device_plan(held.as_deref(), merged);
         for op in &ops {
-            let mode = plan_line(lines, op, *hub, &mut tally.keyless);
+            let mode = plan_line(lines, op, *hub);
             *counts.entry(mode.as_str()).or_default() += 1;
+            let writes_identity = !matches!(
+                mode,
+                ImportMode::UpdateTwinIfMatchETag | ImportMode::DeleteIfMatchETag
+            );
+            if writes_identity && op.entity.is_none_or(|e| e.authentication.is_none()) {
+                let module = op
+                    .module_id
+                    .map(|m| format!(" module {}", shown_id(m)))
+                    .unwrap_or_default();
+                tally.keyless.push(format!(
+                    "{name}: device {}{module} ({mode})",
+                    shown_id(op.id)
+                ));
+            }
         }
     }
 }
 
+/// The hub's device as a plan compares it with the merged one: what its
+/// input could not know (keys, for a twin file; twins, for an identity
+/// file) and no base told, taken as the merged device has it. An unknown
+/// is never a difference to write: a twin file's hub is not sent every
+/// device's identity because its file has no keys.
+fn assume_known<'a>(
+    hub: &'a DeviceInput,
+    merged: Option<&DeviceSnapshot>,
+) -> Cow<'a, DeviceSnapshot> {
+    let Some(merged) = merged else {
+        return Cow::Borrowed(&hub.snapshot);
+    };
+    let unknown = |held: &Entity, merged: Option<&Entity>| {
+        merged.is_some_and(|m| {
+            (held.authentication.is_none() && m.authentication.is_some())
+                || (!hub.knows_twin && twin_differs(held, m))
+        })
+    };
+    let held = &hub.snapshot;
+    let any = unknown(&held.device, Some(&merged.device))
+        || held
+            .modules
+            .iter()
+            .any(|(m, e)| unknown(e, merged.modules.get(m)));
+    if !any {
+        return Cow::Borrowed(held);
+    }
+    let mut assumed = held.clone();
+    let fill = |held: &mut Entity, merged: &Entity| {
+        if held.authentication.is_none() {
+            held.authentication.clone_from(&merged.authentication);
+        }
+        if !hub.knows_twin {
+            held.tags.clone_from(&merged.tags);
+            held.desired.clone_from(&merged.desired);
+            held.reported.clone_from(&merged.reported);
+        }
+    };
+    fill(&mut assumed.device, &merged.device);
+    for (m, entity) in &mut assumed.modules {
+        if let Some(merged) = merged.modules.get(m) {
+            fill(entity, merged);
+        }
+    }
+    Cow::Owned(assumed)
+}
+
 /// Writes one import line of a hub's plan, guarded by the etag the hub
 /// holds: `create` never overwrites, updates and deletes match the etag.
-fn plan_line(
-    w: &mut Vec<u8>,
-    op: &PlanOp<'_>,
-    hub: Option<&DeviceInput>,
-    keyless: &mut usize,
-) -> ImportMode {
+/// A hub whose input has no twin etag (an identity file) gets its twin
+/// changes as a whole identity line, guarded by the identity's etag.
+fn plan_line(w: &mut Vec<u8>, op: &PlanOp<'_>, hub: Option<&DeviceInput>) -> ImportMode {
+    let knows_twin = hub.is_none_or(|d| d.knows_twin);
     let mode = match op.action {
         Action::Create => ImportMode::Create,
         Action::UpdateIdentity => ImportMode::UpdateIfMatchETag,
-        Action::UpdateTwin => ImportMode::UpdateTwinIfMatchETag,
+        Action::UpdateTwin if knows_twin => ImportMode::UpdateTwinIfMatchETag,
+        Action::UpdateTwin => ImportMode::UpdateIfMatchETag,
         Action::Delete => ImportMode::DeleteIfMatchETag,
     };
     // The etags of the record the hub holds, absent ones as empty.
@@ -170,20 +239,15 @@ fn plan_line(
             .get(m)
             .map(|(e, t)| (e.as_deref(), t.as_deref())),
     });
-    let (etag, twin_etag) = match (op.action, record) {
-        (Action::Create, _) | (_, None) => (None, None),
-        (Action::UpdateTwin, Some((_, twin))) => (None, Some(twin.unwrap_or_default())),
+    let (etag, twin_etag) = match (mode, record) {
+        (ImportMode::Create, _) | (_, None) => (None, None),
+        (ImportMode::UpdateTwinIfMatchETag, Some((_, twin))) => {
+            (None, Some(twin.unwrap_or_default()))
+        }
         (_, Some((etag, _))) => (Some(etag.unwrap_or_default()), None),
     };
     let none = Entity::default();
     let entity = op.entity.unwrap_or(&none);
-    let writes_identity = !matches!(
-        mode,
-        ImportMode::UpdateTwinIfMatchETag | ImportMode::DeleteIfMatchETag
-    );
-    if writes_identity && entity.authentication.is_none() {
-        *keyless += 1;
-    }
     let _ = write_import(
         w,
         &ExportLineRef {
@@ -272,6 +336,12 @@ impl Outputs {
         Ok(outputs)
     }
 
+    /// The import lines written so far that write an identity without
+    /// keys.
+    pub(super) fn keyless(&self) -> &[String] {
+        &self.tally.keyless
+    }
+
     /// Appends a batch of rendered devices.
     pub(super) fn append(&mut self, rendered: Rendered) -> Result<(), JobError> {
         if let Some(files) = &mut self.files {
@@ -304,10 +374,10 @@ impl Outputs {
                 report.plans.insert(hub.to_string(), counts);
             }
         }
-        if tally.keyless > 0 {
+        if !tally.keyless.is_empty() {
             report.warnings.push(format!(
-                "{} import lines write an identity without authentication (the inputs carried no keys): the hub will generate new keys for them",
-                tally.keyless
+                "{} import lines write an identity without authentication (no input knows their keys; new keys were allowed): the hub will generate new keys for them",
+                tally.keyless.len()
             ));
         }
         files.merged.finish()?;

@@ -212,6 +212,19 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
             (Some(d), true) => Base::Present(&d.snapshot),
             (None, true) => Base::Absent,
         };
+        // What an input cannot know (keys, twins) is what the base holds.
+        let filled: Vec<Option<DeviceInput>> = hubs
+            .iter()
+            .map(|h| match (h, base) {
+                (Some(d), Base::Present(b)) => d.filled_from(b),
+                _ => None,
+            })
+            .collect();
+        let hubs: Vec<Option<&DeviceInput>> = hubs
+            .iter()
+            .zip(&filled)
+            .map(|(h, f)| f.as_ref().or(*h))
+            .collect();
         let views: Vec<HubDevice<'_>> = hubs
             .iter()
             .zip(ctx.hubs.iter().zip(&ctx.stamps))
@@ -224,7 +237,14 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
             .collect();
         let resolved = resolve_device(base, &views, ctx.policies);
         let outcome = classify(base, &resolved);
-        render_device(&mut out, hubs, &resolved, outcome, ctx.real_time);
+        render_device(
+            &mut out,
+            &hubs,
+            &ctx.hubs,
+            &resolved,
+            outcome,
+            ctx.real_time,
+        );
     }
     Ok(out)
 }

@@ -25,11 +25,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::inputs::Newest;
-use crate::doc::{DeviceSnapshot, DeviceTimes};
+use crate::doc::{DeviceSnapshot, DeviceTimes, Entity};
 use crate::format::{
-    DeviceLine, ExportDevice, ExportLine, ExportReader, Format, Lines, ModuleEtags, ReadError,
-    ReadErrorKind, TwinDevice, TwinLine, TwinReader, export_device, group, line_id,
-    parse_export_line, parse_twin_line, sniff_format, twin_device,
+    DeviceLine, ExportDevice, ExportLine, ExportReader, Format, IdentityLine, IdentityReader,
+    Lines, ModuleEtags, ReadError, ReadErrorKind, TwinDevice, TwinLine, TwinReader, export_device,
+    group, line_id, parse_export_line, parse_identity_line, parse_twin_line, sniff_format,
+    twin_device,
 };
 
 /// One device of one input, with what its plans are guarded by.
@@ -45,6 +46,9 @@ pub(super) struct DeviceInput {
     pub module_etags: ModuleEtags,
     /// Per-field times (twin files).
     pub times: Option<DeviceTimes>,
+    /// Whether the input carries twins: an identity file does not, and its
+    /// empty sections mean "not known", not "empty".
+    pub knows_twin: bool,
 }
 
 impl DeviceInput {
@@ -55,14 +59,65 @@ impl DeviceInput {
             twin_etag: device.twin_etag,
             module_etags: device.module_etags,
             times: None,
+            knows_twin: true,
+        }
+    }
+
+    /// The device with what its input cannot know taken from the base:
+    /// the keys an input without keys (a twin file, an export without
+    /// keys) says nothing about, the twin an identity file says nothing
+    /// about. An unknown is not a change: the hub is taken to hold what the
+    /// base held. `None` when nothing is unknown, or the base does not say.
+    pub(super) fn filled_from(&self, base: &DeviceSnapshot) -> Option<DeviceInput> {
+        let unknown = |held: &Entity, base: Option<&Entity>| {
+            base.is_some_and(|b| {
+                (held.authentication.is_none() && b.authentication.is_some())
+                    || (!self.knows_twin && crate::reconcile::twin_differs(held, b))
+            })
+        };
+        let held = &self.snapshot;
+        let any = unknown(&held.device, Some(&base.device))
+            || held
+                .modules
+                .iter()
+                .any(|(m, e)| unknown(e, base.modules.get(m)));
+        if !any {
+            return None;
+        }
+        let fill = |held: &mut Entity, base: &Entity| {
+            if held.authentication.is_none() {
+                held.authentication.clone_from(&base.authentication);
+            }
+            if !self.knows_twin {
+                held.tags.clone_from(&base.tags);
+                held.desired.clone_from(&base.desired);
+                held.reported.clone_from(&base.reported);
+            }
+        };
+        let mut filled = self.clone();
+        fill(&mut filled.snapshot.device, &base.device);
+        for (m, entity) in &mut filled.snapshot.modules {
+            if let Some(base) = base.modules.get(m) {
+                fill(entity, base);
+            }
+        }
+        Some(filled)
+    }
+
+    fn from_identity(device: ExportDevice) -> Self {
+        Self {
+            knows_twin: false,
+            ..Self::from_export(device)
         }
     }
 
     fn from_twin(device: TwinDevice) -> Self {
+        // A twin's `deviceEtag` is its identity's etag: what guards an
+        // identity write to a hub known by its twins.
         let module_etags = device
             .modules
             .iter()
-            .map(|(m, info)| (m.clone(), (None, info.etag.clone())))
+            .map(|(m, info)| (m.clone(), (info.device_etag.clone(), info.etag.clone())))
             .collect();
         let times = DeviceTimes {
             device: device.twin.times,
@@ -74,10 +129,11 @@ impl DeviceInput {
         };
         Self {
             snapshot: device.snapshot,
-            etag: None,
+            etag: device.twin.device_etag,
             twin_etag: device.twin.etag,
             module_etags,
             times: Some(times),
+            knows_twin: true,
         }
     }
 }
@@ -121,10 +177,11 @@ fn reopen(path: &Path, name: &str) -> Result<FileReader, ReadError> {
 #[derive(Clone, Debug, Default)]
 pub(super) struct RawDevice {
     id: String,
-    /// The JSON text of the lines, each ended by `\n`.
+    /// The JSON text of the records, one after another.
     text: String,
-    /// The number of each line in its file.
-    lines: Vec<u64>,
+    /// Each record's line in its file and where its text ends in `text`.
+    /// (A pretty-printed record holds line breaks of its own.)
+    lines: Vec<(u64, usize)>,
     /// A device of a replica state: derived already, no lines.
     derived: Option<Arc<DeviceInput>>,
 }
@@ -132,8 +189,7 @@ pub(super) struct RawDevice {
 impl RawDevice {
     fn push(&mut self, line: u64, text: &str) {
         self.text.push_str(text);
-        self.text.push('\n');
-        self.lines.push(line);
+        self.lines.push((line, self.text.len()));
     }
 
     /// The device id.
@@ -145,6 +201,21 @@ impl RawDevice {
     /// order: they then parse to the same device with the same etags.
     pub(super) fn same_lines(&self, other: &RawDevice) -> bool {
         self.text == other.text
+            && self
+                .lines
+                .iter()
+                .map(|l| l.1)
+                .eq(other.lines.iter().map(|l| l.1))
+    }
+
+    /// Each record's text with its line number.
+    fn records(&self) -> impl Iterator<Item = (&str, u64)> {
+        let mut start = 0;
+        self.lines.iter().map(move |&(line, end)| {
+            let text = self.text.get(start..end).unwrap_or_default();
+            start = end;
+            (text, line)
+        })
     }
 
     /// Parses and checks the lines, and groups them as a whole file's
@@ -158,21 +229,30 @@ impl RawDevice {
         if let Some(derived) = &self.derived {
             return Ok(DeviceInput::clone(derived));
         }
-        let texts = self.text.split_terminator('\n').zip(&self.lines);
+        let texts = self.records();
         let device = match format {
             Format::Export => {
                 let mut lines = Vec::with_capacity(self.lines.len());
                 for (text, line) in texts {
-                    lines.push(parse_export_line(file, *line, text)?);
+                    lines.push(parse_export_line(file, line, text)?);
                 }
                 export_input(file, lines)?
             }
             Format::Twin => {
                 let mut lines = Vec::with_capacity(self.lines.len());
                 for (text, line) in texts {
-                    lines.push(parse_twin_line(file, *line, text)?);
+                    lines.push(parse_twin_line(file, line, text)?);
                 }
                 twin_input(file, lines)?
+            }
+            Format::Identity => {
+                let mut lines = Vec::with_capacity(self.lines.len());
+                for (text, line) in texts {
+                    lines.push(IdentityLine(parse_identity_line(file, line, text)?));
+                }
+                let (id, device, modules) = group_one(file, lines)?;
+                let modules = modules.into_iter().map(|(m, l)| (m, l.0)).collect();
+                DeviceInput::from_identity(export_device(id, device.0, modules))
             }
         };
         if device.snapshot.id == self.id {
@@ -182,7 +262,7 @@ impl RawDevice {
             let kind = ReadErrorKind::Io(std::io::Error::other("the file changed while read"));
             Err(ReadError::new(
                 file,
-                self.lines.first().copied().unwrap_or(0),
+                self.lines.first().map_or(0, |l| l.0),
                 kind,
             ))
         }
@@ -218,6 +298,7 @@ fn unreadable(file: &str, format: Format, line: u64, text: &str) -> ReadError {
     let parsed = match format {
         Format::Export => parse_export_line(file, line, text).map(|_| ()),
         Format::Twin => parse_twin_line(file, line, text).map(|_| ()),
+        Format::Identity => parse_identity_line(file, line, text).map(|_| ()),
     };
     parsed
         .err()
@@ -372,6 +453,15 @@ impl Index {
                 let grouped = group(&name, located)?;
                 (grouped, lines.skipped())
             }
+            Format::Identity => {
+                let mut lines = IdentityReader::new(file, name.clone());
+                let located = std::iter::from_fn(|| {
+                    let line = lines.next()?;
+                    Some(line.map(|l| locate(l.0.line, l.0.id, l.0.module_id, lines.span())))
+                });
+                let grouped = group(&name, located)?;
+                (grouped, lines.skipped())
+            }
         };
         let entries = grouped
             .into_iter()
@@ -494,7 +584,7 @@ fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> 
 /// An input read device by device in id order.
 pub(super) enum Source {
     /// Streamed: the file is sorted, as far as read.
-    Stream(Stream),
+    Stream(Box<Stream>),
     /// Re-read by offset from its index.
     Indexed(Indexed),
     /// A replica state file, read whole and derived.
@@ -537,6 +627,7 @@ pub(super) fn replica_source(path: &Path) -> Result<Option<(Source, Newest)>, Re
             etag: None,
             twin_etag: device.twin_etag,
             times: Some(device.times),
+            knows_twin: true,
         };
         devices.push(RawDevice {
             id: id.to_owned(),

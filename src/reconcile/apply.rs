@@ -245,6 +245,33 @@ impl From<crate::format::ExportLine> for ImportLine {
 }
 
 impl HubImage {
+    /// The hub a file of any format describes, etags included: for a twin
+    /// file, `deviceEtag` is the identity's etag and `etag` the twin's
+    /// (its devices carry no keys); an identity file has no twin etags.
+    pub fn from_input(input: &crate::format::InputFile) -> Self {
+        use crate::format::InputFile;
+        match input {
+            InputFile::Export(export) | InputFile::Identity(export) => Self::from_export(export),
+            InputFile::Twin(twins) => {
+                let mut image = Self::new();
+                for (id, device) in &twins.devices {
+                    let record = |entity: &Entity, info: &crate::format::TwinInfo| Record {
+                        entity: entity.clone(),
+                        etag: info.device_etag.clone().unwrap_or_default(),
+                        twin_etag: info.etag.clone().unwrap_or_default(),
+                    };
+                    image.insert(id, None, record(&device.snapshot.device, &device.twin));
+                    let none = crate::format::TwinInfo::default();
+                    for (module_id, entity) in &device.snapshot.modules {
+                        let info = device.modules.get(module_id).unwrap_or(&none);
+                        image.insert(id, Some(module_id), record(entity, info));
+                    }
+                }
+                image
+            }
+        }
+    }
+
     /// The hub an export file describes, etags included.
     pub fn from_export(export: &crate::format::ExportFile) -> Self {
         let mut image = Self::new();

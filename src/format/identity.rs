@@ -1,0 +1,249 @@
+//! Registry identity JSON, as `GET /devices/{id}` and `az iot hub
+//! device-identity show` / `list` print it: `deviceId`, `generationId`,
+//! `etag`, `authentication`, ..., one object per device or module.
+//!
+//! An identity carries the keys and the `generationId` an export lacks,
+//! and no twin. It is read into an [`ExportLine`] (its `etag` as the
+//! identity's `eTag`) so that identity files serve wherever exports do;
+//! the runtime fields (`connectionState`, `lastActivityTime`,
+//! `statusUpdatedTime`, `cloudToDeviceMessageCount`, `managedBy`, ...) are
+//! read past, never checked and never written, and so is any field this
+//! crate does not know: an identity is no import line, and what it holds
+//! beyond the registry's fields is the tool's that printed it.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+
+use super::export::unquote;
+use super::group::DeviceLine;
+use super::lines::{JsonlReader, ParseLine};
+use super::raw::{self, Ctx, Key, RawAuth};
+use super::{ExportLine, Format, ImportMode, ReadError, ReadErrorKind};
+use crate::doc::{Entity, StatusValue};
+use crate::validate::validate_entity;
+
+/// One registry identity: a device's, or a module's of its device.
+///
+/// The fields are an [`ExportLine`]'s, with no twin and `importMode`
+/// `createOrUpdate`; [`ExportLine::generation_id`] holds `generationId`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdentityLine(pub ExportLine);
+
+/// A streaming reader of registry identities: JSON lines, one JSON array
+/// (as `az iot hub device-identity list` prints it) or pretty-printed
+/// objects, as every reader takes them.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::IdentityReader;
+///
+/// let input = r#"[
+///   {
+///     "deviceId": "d1",
+///     "generationId": "638000000000000000",
+///     "etag": "MQ==",
+///     "status": "Enabled",
+///     "connectionState": "Disconnected",
+///     "lastActivityTime": "0001-01-01T00:00:00",
+///     "authentication": {
+///       "symmetricKey": {"primaryKey": null, "secondaryKey": null},
+///       "x509Thumbprint": {"primaryThumbprint": "AB12", "secondaryThumbprint": null},
+///       "type": "selfSigned"
+///     }
+///   }
+/// ]"#;
+/// let mut reader = IdentityReader::new(input.as_bytes(), "devices.json");
+/// let identity = reader.next().unwrap()?.0;
+/// assert_eq!(identity.id, "d1");
+/// assert_eq!(identity.etag.as_deref(), Some("MQ=="));
+/// assert_eq!(identity.generation_id.as_deref(), Some("638000000000000000"));
+/// assert!(identity.entity.authentication.is_some());
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub type IdentityReader<R> = JsonlReader<R, IdentityLine>;
+
+impl ParseLine for IdentityLine {
+    fn parse_line(file: &str, line: u64, text: &str) -> Result<Self, ReadError> {
+        parse_identity_line(file, line, text).map(IdentityLine)
+    }
+}
+
+impl DeviceLine for IdentityLine {
+    fn line(&self) -> u64 {
+        self.0.line
+    }
+    fn device_id(&self) -> &str {
+        &self.0.id
+    }
+    fn module_id(&self) -> Option<&str> {
+        self.0.module_id.as_deref()
+    }
+}
+
+/// Parses one registry identity (`text` must be one JSON object) and
+/// checks it.
+///
+/// # Errors
+///
+/// A [`ReadError`] on `file` and `line` for invalid JSON, wrong types, a
+/// missing `deviceId`, an invalid `status` or `authentication.type`, or a
+/// broken limit.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::parse_identity_line;
+///
+/// let text = r#"{"deviceId":"d1","moduleId":"m1","etag":"\"Mg==\"","managedBy":"iotEdge","authentication":{"type":"none"}}"#;
+/// let line = parse_identity_line("modules.json", 1, text)?;
+/// assert_eq!(line.module_id.as_deref(), Some("m1"));
+/// assert_eq!(line.etag.as_deref(), Some("Mg=="));
+/// assert!(line.entity.extra.is_empty());
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn parse_identity_line(file: &str, line: u64, text: &str) -> Result<ExportLine, ReadError> {
+    let ctx = Ctx::default();
+    let raw =
+        raw::parse(text, IdentitySeed { ctx: &ctx }).map_err(|e| ctx.error(file, line, &e))?;
+    let (device, module) = (raw.device_id.clone(), raw.module_id.clone());
+    let fail = |field: &str, kind| {
+        ReadError::new(file, line, kind)
+            .with_device(device.as_deref(), module.as_deref())
+            .with_field(field)
+    };
+    let Some(id) = raw.device_id.clone() else {
+        let kind = if raw.saw_id {
+            ReadErrorKind::FormatMismatch {
+                expected: Format::Identity,
+                found: Format::Export,
+            }
+        } else {
+            ReadErrorKind::MissingField
+        };
+        return Err(fail("deviceId", kind));
+    };
+    let out = convert(raw, id).map_err(|(field, kind)| fail(&field, kind))?;
+    validate_entity(&out.id, out.module_id.as_deref(), &out.entity)
+        .map_err(|e| ReadError::invalid(file, line, e))?;
+    Ok(ExportLine { line, ..out })
+}
+
+/// An identity as read, before its values are checked.
+#[derive(Default)]
+struct RawIdentity {
+    device_id: Option<String>,
+    module_id: Option<String>,
+    generation_id: Option<String>,
+    etag: Option<String>,
+    status: Option<String>,
+    status_reason: Option<String>,
+    authentication: Option<RawAuth>,
+    capabilities: Option<Value>,
+    device_scope: Option<String>,
+    parent_scopes: Option<Value>,
+    saw_id: bool,
+}
+
+/// The fields an identity is read from.
+const FIELDS: [&str; 10] = [
+    "deviceId",
+    "moduleId",
+    "generationId",
+    "etag",
+    "status",
+    "statusReason",
+    "authentication",
+    "capabilities",
+    "deviceScope",
+    "parentScopes",
+];
+
+fn convert(raw: RawIdentity, id: String) -> Result<ExportLine, (String, ReadErrorKind)> {
+    let status = match raw.status.as_deref() {
+        Some(status) => Some(StatusValue {
+            status: raw::status(status)?,
+            reason: raw.status_reason,
+        }),
+        None if raw.status_reason.as_deref().is_some_and(|r| !r.is_empty()) => {
+            return Err(("status".to_owned(), ReadErrorKind::MissingField));
+        }
+        None => None,
+    };
+    let authentication = raw.authentication.map(RawAuth::into_auth).transpose()?;
+    Ok(ExportLine {
+        line: 0,
+        id,
+        module_id: raw.module_id,
+        etag: raw.etag.map(unquote),
+        twin_etag: None,
+        import_mode: ImportMode::CreateOrUpdate,
+        generation_id: raw.generation_id,
+        entity: Entity {
+            status,
+            authentication,
+            capabilities: raw.capabilities,
+            device_scope: raw.device_scope,
+            parent_scopes: raw.parent_scopes,
+            ..Entity::default()
+        },
+    })
+}
+
+struct IdentitySeed<'c> {
+    ctx: &'c Ctx,
+}
+
+impl<'de> DeserializeSeed<'de> for IdentitySeed<'_> {
+    type Value = RawIdentity;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawIdentity, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IdentitySeed<'_> {
+    type Value = RawIdentity;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawIdentity, A::Error> {
+        let ctx = self.ctx;
+        let mut raw = RawIdentity::default();
+        let mut seen = [false; FIELDS.len()];
+        while let Some(Key(key)) = map.next_key()? {
+            let Some(i) = FIELDS.iter().position(|f| *f == key) else {
+                raw.saw_id |= key == "id";
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let (Some(name), Some(seen)) = (FIELDS.get(i).copied(), seen.get_mut(i)) else {
+                continue;
+            };
+            match name {
+                "deviceId" => {
+                    let id: String = ctx.value(&mut map, name, seen)?;
+                    *ctx.device.borrow_mut() = Some(id.clone());
+                    raw.device_id = Some(id);
+                }
+                "moduleId" => {
+                    raw.module_id = ctx.value(&mut map, name, seen)?;
+                    ctx.module.borrow_mut().clone_from(&raw.module_id);
+                }
+                "generationId" => raw.generation_id = ctx.value(&mut map, name, seen)?,
+                "etag" => raw.etag = ctx.value(&mut map, name, seen)?,
+                "status" => raw.status = ctx.value(&mut map, name, seen)?,
+                "statusReason" => raw.status_reason = ctx.value(&mut map, name, seen)?,
+                "authentication" => raw.authentication = ctx.value(&mut map, name, seen)?,
+                "capabilities" => raw.capabilities = ctx.value(&mut map, name, seen)?,
+                "deviceScope" => raw.device_scope = ctx.value(&mut map, name, seen)?,
+                _ => raw.parent_scopes = ctx.value(&mut map, name, seen)?,
+            }
+        }
+        Ok(raw)
+    }
+}
