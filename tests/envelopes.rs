@@ -214,15 +214,17 @@ enum Shape {
     StorageAvro,
     CaptureAvro,
     Monitor,
+    MonitorPretty,
 }
 
-const SHAPES: [Shape; 6] = [
+const SHAPES: [Shape; 7] = [
     Shape::Canonical,
     Shape::StorageBase64,
     Shape::StorageJsonBody,
     Shape::StorageAvro,
     Shape::CaptureAvro,
     Shape::Monitor,
+    Shape::MonitorPretty,
 ];
 
 fn file_of(events: &[Value], shape: Shape) -> Vec<u8> {
@@ -241,6 +243,7 @@ fn file_of(events: &[Value], shape: Shape) -> Vec<u8> {
         Shape::StorageAvro => avro_file(events, false),
         Shape::CaptureAvro => avro_file(events, true),
         Shape::Monitor => lines(&|e| monitor_event(e, false)),
+        Shape::MonitorPretty => lines(&|e| monitor_event(e, true)),
     }
 }
 
@@ -604,7 +607,6 @@ fn cli_every_envelope_of_the_same_events_gives_the_same_state_file() {
 }
 
 #[test]
-#[ignore = "needs JSON array support in Lines"]
 fn cli_pretty_printed_monitor_events_give_the_same_state_file() {
     let dir = scratch("pretty");
     let expected = state_of(&dir, &fixture("canonical.jsonl"), None);
@@ -633,7 +635,6 @@ fn cli_cloud_events_lifecycle_equals_the_routed_lifecycle_without_ids() {
 }
 
 #[test]
-#[ignore = "needs JSON array support in Lines"]
 fn cli_an_event_grid_array_equals_the_routed_lifecycle_without_ids() {
     let dir = scratch("grid");
     let (a, b) = (dir.join("a.json"), dir.join("b.json"));
