@@ -3,6 +3,14 @@
 //! reader re-reads to the same event, writing that again giving the same
 //! bytes. The events read are then ingested into a replica whose state
 //! file reads back to the same replica and the same bytes.
+//!
+//! The reader tells the envelope from the bytes, so this target covers
+//! every one: JSON records of the canonical, storage-routing,
+//! monitor-events, Event Grid and CloudEvents envelopes by their keys, and
+//! Avro object container files (storage routing, Event Hubs Capture) by
+//! their magic `Obj\x01`, the Avro mode of this target (seeds written by
+//! `tests/envelopes.rs`, `write_avro_fuzz_seeds`). Whatever the envelope,
+//! the event must write back canonically and re-read as the same event.
 #![no_main]
 
 use failback::ReplicaId;

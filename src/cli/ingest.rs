@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use failback::ReplicaId;
-use failback::format::{EventReader, InputFile, ReadError, read_input};
+use failback::format::{Envelope, EventReader, InputFile, ReadError, read_input};
 use failback::replica::{Ingested, Replica, Seed, read_state, write_state};
 
 use super::Failure;
@@ -35,7 +35,14 @@ pub struct IngestArgs {
     /// stream began (devices there need no create event).
     #[arg(long = "from", value_name = "EXPORT_OR_TWIN_FILE")]
     from: Vec<PathBuf>,
-    /// Change-event JSONL files.
+    /// Read every events file in this envelope rather than the one each
+    /// file tells (Avro by its magic, JSON by its first record's keys):
+    /// canonical, storage-json, avro, monitor-events, event-grid or
+    /// cloud-events.
+    #[arg(long, value_name = "NAME")]
+    envelope: Option<Envelope>,
+    /// Change-event files: JSON records in any envelope, or Avro files of
+    /// storage routing or Event Hubs Capture.
     #[arg(value_name = "EVENTS.jsonl", required = true)]
     events: Vec<PathBuf>,
 }
@@ -124,11 +131,15 @@ pub fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
         }
     }
     let (mut applied, mut parked, mut duplicates, mut ignored, mut skipped) = (0, 0, 0, 0, 0);
+    let (mut telemetry, mut digital_twin) = (0, 0);
     for path in &args.events {
         let name = path.display().to_string();
         let file =
             File::open(path).map_err(|e| Failure::Input(ReadError::io(&name, e).to_string()))?;
         let mut reader = EventReader::new(BufReader::new(file), name.clone());
+        if let Some(envelope) = args.envelope {
+            reader = reader.with_envelope(envelope);
+        }
         for event in reader.by_ref() {
             let event = match event {
                 Ok(event) => event,
@@ -147,6 +158,8 @@ pub fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
             }
         }
         skipped += reader.skipped();
+        telemetry += reader.skipped_events().telemetry;
+        digital_twin += reader.skipped_events().digital_twin;
     }
     let gaps = replica.gaps();
     let gap_devices: std::collections::BTreeSet<&str> =
@@ -166,6 +179,12 @@ pub fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
     }
     if skipped > 0 {
         println!("skipped {skipped} non-JSON lines");
+    }
+    if telemetry > 0 {
+        println!("skipped {telemetry} telemetry messages");
+    }
+    if digital_twin > 0 {
+        println!("skipped {digital_twin} digital-twin change events");
     }
     for gap in gaps.iter().take(SHOWN_ERRORS) {
         let module = gap

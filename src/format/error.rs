@@ -148,6 +148,27 @@ pub enum ReadErrorKind {
         /// The event id (`correlation-id`); `None` when it might be a secret.
         id: Option<String>,
     },
+    /// A base64 field (`Body` of routing to storage) is not base64.
+    #[error("invalid base64")]
+    InvalidBase64,
+    /// An Avro file is corrupt, or its records are not messages.
+    #[error("invalid Avro: {reason}")]
+    InvalidAvro {
+        /// What is wrong, in words of this crate's (never the data).
+        reason: String,
+    },
+    /// A record is in another envelope than the file is read in.
+    #[error("record is in the {found} envelope, the file is read as {expected}")]
+    EnvelopeMismatch {
+        /// The envelope the file is read in.
+        expected: super::Envelope,
+        /// The envelope of the record.
+        found: super::Envelope,
+    },
+    /// A record that readers skip and count (telemetry, a digital-twin
+    /// change), given where one change event is expected.
+    #[error("not a change event: {0}, which readers skip")]
+    NotChangeEvent(super::Skipped),
     /// The line is of the other format than the one being read.
     #[error("line is in {found} format, the file is read as {expected}")]
     FormatMismatch {

@@ -19,12 +19,11 @@
 use std::fmt;
 use std::io::{self, BufRead, Write};
 
-use serde::Deserialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
+use super::envelope::{self, Envelope, Message, Paths, Slot};
 use super::lines::Lines;
-use super::raw::{self, Ctx};
+use super::raw;
 use super::twin::{Covers, parse_twin_body};
 use super::{ReadError, ReadErrorKind};
 use crate::doc::{Entity, EntityTimes};
@@ -164,49 +163,206 @@ impl Event {
     }
 }
 
-/// A streaming reader of change-event lines.
+/// What a reader skips and counts instead of reading it as a change event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Skipped {
+    /// A device-to-cloud message: `iothub-message-source` `Telemetry`, an
+    /// Event Grid `DeviceTelemetry`, or a message with neither `opType`
+    /// nor `iothub-message-schema` (routes send telemetry beside change
+    /// events).
+    Telemetry,
+    /// A digital-twin change (`digitalTwinChangeEvents`, schema
+    /// `digitalTwinChangeNotification`, content type
+    /// `application/json-patch+json`, or an `updateTwin` whose body is a
+    /// JSON Patch array): the twin change event of the same write carries
+    /// the twin.
+    DigitalTwinChange,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Skipped::Telemetry => "telemetry",
+            Skipped::DigitalTwinChange => "a digital-twin change",
+        })
+    }
+}
+
+/// How many records of each kind a reader skipped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkipCounts {
+    /// Telemetry messages.
+    pub telemetry: u64,
+    /// Digital-twin change events.
+    pub digital_twin: u64,
+}
+
+impl SkipCounts {
+    fn add(&mut self, skipped: Skipped) {
+        match skipped {
+            Skipped::Telemetry => self.telemetry += 1,
+            Skipped::DigitalTwinChange => self.digital_twin += 1,
+        }
+    }
+}
+
+/// One record read: a change event, or a record skipped.
+// Events are the common case: boxing them would allocate once more per
+// event to save stack space on the rare skipped record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Parsed {
+    /// A change event (connection-state events included).
+    Event(Event),
+    /// A record this crate does not use.
+    Skipped(Skipped),
+}
+
+/// The magic of an Avro object container file.
+const AVRO_MAGIC: &[u8] = b"Obj\x01";
+
+/// A streaming reader of change events, in any [`Envelope`].
 ///
-/// As [`ExportReader`](super::ExportReader): bounded lines, lines that do
-/// not start with `{` skipped and counted, every line checked, an error
-/// does not end it.
+/// The envelope is told per file: an Avro file by its magic `Obj\x01`,
+/// a JSON file by the keys of its first record
+/// ([`EventReader::with_envelope`] forces one). Every later record must
+/// be in the same envelope: one whose keys tell another is an
+/// [`EnvelopeMismatch`](ReadErrorKind::EnvelopeMismatch). JSON records are read as
+/// [`ExportReader`](super::ExportReader) reads lines: bounded, lines that
+/// do not start with `{` skipped and counted ([`EventReader::skipped`]),
+/// every record checked, an error does not end it. Avro records are
+/// streamed a block at a time; their "line" is the record's number, from
+/// 1, and a corrupt block ends the file. Telemetry and digital-twin
+/// changes are skipped and counted ([`EventReader::skipped_events`]).
 ///
 /// # Example
 ///
 /// ```
-/// use failback::format::{EventReader, Op};
+/// use failback::format::{Envelope, EventReader, Op};
 ///
 /// let input = concat!(
 ///     r#"{"properties":{"hubName":"hub1","deviceId":"d1","opType":"updateTwin","#,
 ///     r#""operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"#,
 ///     r#""body":{"version":3,"properties":{"desired":{"fan":2,"$metadata":{"fan":{"$lastUpdated":"2024-03-01T12:00:00Z"}}}}}}"#,
+///     "\n",
+///     r#"{"properties":{"deviceId":"d1"},"systemProperties":{"iothub-message-source":"Telemetry"},"body":{"t":21.5}}"#,
 /// );
 /// let mut reader = EventReader::new(input.as_bytes(), "events.jsonl");
 /// let event = reader.next().unwrap()?;
 /// assert_eq!(event.op, Op::UpdateTwin);
 /// assert_eq!(event.version(), 3);
 /// assert_eq!(event.twin.unwrap().entity.desired["fan"], 2);
+/// assert!(reader.next().is_none());
+/// assert_eq!(reader.skipped_events().telemetry, 1);
+/// assert_eq!(reader.envelope(), Some(Envelope::Canonical));
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-#[derive(Debug)]
 pub struct EventReader<R> {
-    lines: Lines<R>,
+    source: Source<R>,
     file: String,
+    envelope: Option<Envelope>,
+    skips: SkipCounts,
+}
+
+enum Source<R> {
+    /// Nothing read yet: the envelope is not told.
+    Start(R),
+    Json(Lines<R>),
+    Avro {
+        records: Box<apache_avro::Reader<'static, R>>,
+        count: u64,
+    },
+    Done,
+}
+
+impl<R> fmt::Debug for EventReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventReader")
+            .field("file", &self.file)
+            .field("envelope", &self.envelope)
+            .field("skips", &self.skips)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: BufRead> EventReader<R> {
     /// Reads `reader`, naming it `file` in errors.
     pub fn new(reader: R, file: impl Into<String>) -> Self {
-        let file = file.into();
         Self {
-            lines: Lines::new(reader, file.clone()),
-            file,
+            source: Source::Start(reader),
+            file: file.into(),
+            envelope: None,
+            skips: SkipCounts::default(),
         }
+    }
+
+    /// Reads every record in `envelope`, rather than the one the file
+    /// tells.
+    #[must_use]
+    pub fn with_envelope(mut self, envelope: Envelope) -> Self {
+        self.envelope = Some(envelope);
+        self
+    }
+
+    /// The file's envelope: forced, or told once a record was read.
+    pub fn envelope(&self) -> Option<Envelope> {
+        self.envelope
     }
 
     /// How many lines were skipped so far because they do not start with
     /// `{`.
     pub fn skipped(&self) -> u64 {
-        self.lines.skipped()
+        match &self.source {
+            Source::Json(lines) => lines.skipped(),
+            _ => 0,
+        }
+    }
+
+    /// How many telemetry and digital-twin records were skipped so far.
+    pub fn skipped_events(&self) -> SkipCounts {
+        self.skips
+    }
+
+    /// Tells the envelope from the first bytes and opens the file's
+    /// records; an error about the whole file ends it.
+    fn start(&mut self, mut reader: R) -> Result<(), ReadError> {
+        let whole = |kind| ReadError::new(self.file.clone(), 0, kind);
+        let head = loop {
+            match reader.fill_buf() {
+                Ok(head) => break head,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(whole(ReadErrorKind::Io(e))),
+            }
+        };
+        let n = head.len().min(AVRO_MAGIC.len());
+        let avro = n > 0 && head.get(..n) == AVRO_MAGIC.get(..n);
+        match (avro, self.envelope) {
+            (true, None | Some(Envelope::Avro)) => {
+                let records = apache_avro::Reader::new(reader).map_err(|_| {
+                    whole(ReadErrorKind::InvalidAvro {
+                        reason: "not an object container file (bad header or schema)".to_owned(),
+                    })
+                })?;
+                self.envelope = Some(Envelope::Avro);
+                self.source = Source::Avro {
+                    records: Box::new(records),
+                    count: 0,
+                };
+            }
+            (true, Some(expected)) => {
+                return Err(whole(ReadErrorKind::EnvelopeMismatch {
+                    expected,
+                    found: Envelope::Avro,
+                }));
+            }
+            (false, Some(Envelope::Avro)) => {
+                return Err(whole(ReadErrorKind::InvalidAvro {
+                    reason: "no Avro magic at the start of the file".to_owned(),
+                }));
+            }
+            (false, _) => self.source = Source::Json(Lines::new(reader, self.file.clone())),
+        }
+        Ok(())
     }
 }
 
@@ -214,55 +370,123 @@ impl<R: BufRead> Iterator for EventReader<R> {
     type Item = Result<Event, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some(match self.lines.next_json()? {
-            Ok((line, text)) => parse_event_line(&self.file, line, text),
-            Err(error) => Err(error),
-        })
+        loop {
+            if let Source::Start(_) = self.source {
+                let Source::Start(reader) = std::mem::replace(&mut self.source, Source::Done)
+                else {
+                    return None;
+                };
+                if let Err(error) = self.start(reader) {
+                    return Some(Err(error));
+                }
+            }
+            let parsed = match &mut self.source {
+                Source::Start(_) | Source::Done => return None,
+                Source::Json(lines) => match lines.next_json()? {
+                    Ok((line, text)) => read_json_record(&self.file, line, text, self.envelope),
+                    Err(error) => Err(error),
+                },
+                Source::Avro { records, count } => {
+                    let value = records.next()?;
+                    *count += 1;
+                    match value {
+                        Ok(value) => envelope::read_avro(&self.file, *count, value)
+                            .and_then(|msg| from_message(&self.file, *count, "", msg))
+                            .map(|parsed| (Envelope::Avro, parsed)),
+                        Err(_) => Err(ReadError::new(
+                            self.file.clone(),
+                            *count,
+                            ReadErrorKind::InvalidAvro {
+                                reason: "corrupt data block".to_owned(),
+                            },
+                        )),
+                    }
+                }
+            };
+            match parsed {
+                Ok((envelope, parsed)) => {
+                    self.envelope.get_or_insert(envelope);
+                    match parsed {
+                        Parsed::Event(event) => return Some(Ok(event)),
+                        Parsed::Skipped(skipped) => self.skips.add(skipped),
+                    }
+                }
+                Err(error) => return Some(Err(error)),
+            }
+        }
     }
 }
 
-#[derive(Deserialize)]
-struct RawEvent<'a> {
-    #[serde(default)]
-    properties: RawProps,
-    #[serde(rename = "systemProperties", default)]
-    system: RawSystem,
-    #[serde(borrow, default)]
-    body: Option<&'a RawValue>,
+/// Reads one JSON record in the envelope its keys tell, which must be
+/// `envelope` when one is known (forced, or told by an earlier record).
+fn read_json_record(
+    file: &str,
+    line: u64,
+    text: &str,
+    envelope: Option<Envelope>,
+) -> Result<(Envelope, Parsed), ReadError> {
+    let msg = envelope::read_json(file, line, text, envelope)?;
+    Ok((msg.envelope, from_message(file, line, text, msg)?))
 }
 
-#[derive(Default, Deserialize)]
-struct RawProps {
-    #[serde(rename = "hubName", default)]
-    hub: Option<String>,
-    #[serde(rename = "deviceId", default)]
-    device_id: Option<String>,
-    #[serde(rename = "moduleId", default)]
-    module_id: Option<String>,
-    #[serde(rename = "operationTimestamp", default)]
-    time: Option<String>,
-    #[serde(rename = "opType", default)]
-    op: Option<String>,
-    #[serde(rename = "iothub-message-schema", default)]
-    schema: Option<String>,
+/// Parses one record of a JSON [`Envelope`] (`text` must be one JSON
+/// object) and checks it: in the envelope its keys tell, which must be
+/// `envelope` when given (a record with no key of any envelope, `{}`, is
+/// read in `envelope`, else as canonical).
+///
+/// Every envelope gives the same [`Event`] for the same change
+/// notification, so [`write_event_line`] writes it as the same bytes:
+/// the properties are looked for under each client's spelling
+/// (`correlation-id`, `correlationId`, `correlation_id`) and in both maps
+/// (some clients put every key among the application properties).
+/// Event Grid and CloudEvents events carry no correlation-id (their `id`
+/// is Event Grid's, not the hub's): they are the events of their content.
+///
+/// # Errors
+///
+/// As [`parse_event_line`], the fields named as the envelope names them
+/// (`Properties.opType`, `event.payload.version`, `data.deviceId`).
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{parse_event_line, parse_event_record, Parsed, Skipped};
+///
+/// let storage = concat!(
+///     r#"{"EnqueuedTimeUtc":"2024-03-01T12:00:01Z","Properties":{"deviceId":"d1","opType":"updateTwin","#,
+///     r#""operationTimestamp":"2024-03-01T12:00:00Z"},"SystemProperties":{"correlationId":"c1"},"#,
+///     r#""Body":"eyJ2ZXJzaW9uIjoyfQ=="}"#,
+/// );
+/// let canonical = r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":2}}"#;
+/// let Parsed::Event(event) = parse_event_record("blob.json", 1, storage, None)? else {
+///     panic!("a change event");
+/// };
+/// assert_eq!(event, parse_event_line("events.jsonl", 1, canonical)?);
+///
+/// let patch = r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"},"body":[{"op":"add","path":"/fan","value":2}]}"#;
+/// assert_eq!(parse_event_record("e", 2, patch, None)?, Parsed::Skipped(Skipped::DigitalTwinChange));
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn parse_event_record(
+    file: &str,
+    line: u64,
+    text: &str,
+    envelope: Option<Envelope>,
+) -> Result<Parsed, ReadError> {
+    read_json_record(file, line, text, envelope).map(|(_, parsed)| parsed)
 }
 
-#[derive(Default, Deserialize)]
-struct RawSystem {
-    #[serde(rename = "correlation-id", default)]
-    correlation_id: Option<String>,
-    #[serde(rename = "iothub-message-source", default)]
-    source: Option<String>,
-}
-
-/// Parses one event line (`text` must be one JSON object) and checks it.
+/// Parses one canonical event line (`text` must be one JSON object) and
+/// checks it.
 ///
 /// # Errors
 ///
 /// A [`ReadError`] on `file` and `line`: invalid JSON, wrong types, a
 /// missing `deviceId`, `opType` or `operationTimestamp`, an unknown
 /// `opType`, a module operation without `moduleId`, a body naming another
-/// device, or a twin that breaks a limit (its fields named `body.<path>`).
+/// device, a twin that breaks a limit (its fields named `body.<path>`),
+/// or a record readers skip ([`ReadErrorKind::NotChangeEvent`]: see
+/// [`parse_event_record`]).
 ///
 /// # Example
 ///
@@ -275,79 +499,223 @@ struct RawSystem {
 /// assert_eq!(err.to_string(), r#"events.jsonl:7: device "d1" field "properties.opType": unknown opType "renameDevice""#);
 /// ```
 pub fn parse_event_line(file: &str, line: u64, text: &str) -> Result<Event, ReadError> {
-    let raw: RawEvent<'_> = {
-        let ctx = Ctx::default();
-        raw::parse(text, std::marker::PhantomData).map_err(|e| ctx.error(file, line, &e))?
+    match parse_event_record(file, line, text, Some(Envelope::Canonical))? {
+        Parsed::Event(event) => Ok(event),
+        Parsed::Skipped(skipped) => Err(ReadError::new(
+            file,
+            line,
+            ReadErrorKind::NotChangeEvent(skipped),
+        )),
+    }
+}
+
+/// The sources of change notifications, and connection events.
+const CHANGE_SOURCES: [&str; 3] = [
+    "deviceLifecycleEvents",
+    "twinChangeEvents",
+    "deviceConnectionStateEvents",
+];
+
+/// What one record is, read from any envelope. `text` is the record the
+/// message was read from (for the column of a body error), `""` when its
+/// body is not a slice of it.
+fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<Parsed, ReadError> {
+    let paths = msg.envelope.paths();
+    let prop_error =
+        |(field, kind): (String, ReadErrorKind)| ReadError::new(file, line, kind).with_field(field);
+    let get = |slot: Slot| -> Result<Option<&str>, ReadError> {
+        msg.get(slot)
+            .map(|prop| prop.text().map_err(prop_error))
+            .transpose()
     };
-    let props = raw.properties;
-    let device = props.device_id.as_deref();
-    let module = props.module_id.as_deref();
+    // The device: the properties', else the envelope's, else the
+    // connection's.
+    let (device, module) = match (msg.get(Slot::Device), &msg.origin, &msg.grid) {
+        (Some(device), _, _) => (Some(device), msg.get(Slot::Module)),
+        (None, Some((origin, module)), _) => (Some(origin), module.as_ref()),
+        (None, None, Some(_)) => (None, None),
+        (None, None, None) => (
+            msg.get(Slot::ConnectionDevice),
+            msg.get(Slot::ConnectionDevice)
+                .and(msg.get(Slot::ConnectionModule)),
+        ),
+    };
+    let mut device = device
+        .map(|p| p.text().map(str::to_owned).map_err(prop_error))
+        .transpose()?;
+    let mut module = module
+        .map(|p| p.text().map(str::to_owned).map_err(prop_error))
+        .transpose()?
+        .filter(|m| !m.is_empty() || msg.origin.is_none());
+    let hub = get(Slot::Hub)?.map(str::to_owned);
+    let time_text = get(Slot::Time)?;
+
+    let (op, correlation_id, time_field) = if let Some(grid) = &msg.grid {
+        // Event Grid and CloudEvents: the subject names the device when
+        // `data` does not.
+        let subject = grid
+            .subject
+            .as_ref()
+            .map(|p| p.text().map_err(prop_error))
+            .transpose()?;
+        if device.is_none() {
+            let mut parts = subject.and_then(|s| s.strip_prefix("devices/")).map(|s| {
+                let (d, m) = s.split_once('/').unwrap_or((s, ""));
+                (d.to_owned(), (!m.is_empty()).then(|| m.to_owned()))
+            });
+            if let Some((d, m)) = parts.take() {
+                device = Some(d);
+                module = module.or(m);
+            }
+        }
+        let Some(kind_prop) = &grid.event_type else {
+            let field = if msg.envelope == Envelope::EventGrid {
+                "eventType"
+            } else {
+                "type"
+            };
+            return Err(ReadError::new(file, line, ReadErrorKind::MissingField)
+                .with_device(device.as_deref(), module.as_deref())
+                .with_field(field));
+        };
+        let kind = kind_prop.text().map_err(prop_error)?;
+        let name = kind.strip_prefix("Microsoft.Devices.").unwrap_or(kind);
+        let op = match (name, module.is_some()) {
+            ("DeviceCreated", false) => Op::CreateDevice,
+            ("DeviceCreated", true) => Op::CreateModule,
+            ("DeviceDeleted", false) => Op::DeleteDevice,
+            ("DeviceDeleted", true) => Op::DeleteModule,
+            ("DeviceConnected", _) => Op::Connection("deviceConnected".to_owned()),
+            ("DeviceDisconnected", _) => Op::Connection("deviceDisconnected".to_owned()),
+            ("DeviceTelemetry", _) => return Ok(Parsed::Skipped(Skipped::Telemetry)),
+            _ => {
+                return Err(ReadError::new(
+                    file,
+                    line,
+                    ReadErrorKind::UnknownOpType {
+                        value: super::error::safe_value(kind),
+                    },
+                )
+                .with_device(device.as_deref(), module.as_deref())
+                .with_field(kind_prop.field.clone()));
+            }
+        };
+        // `data.operationTimestamp`, else the event's time.
+        let (time, field) = match (time_text, &grid.time) {
+            (Some(time), _) => (Some(time), format!("{}.operationTimestamp", paths.app)),
+            (None, Some(prop)) => (Some(prop.text().map_err(prop_error)?), prop.field.clone()),
+            (None, None) => (None, format!("{}.operationTimestamp", paths.app)),
+        };
+        (op, None, (time, field))
+    } else {
+        let source = get(Slot::Source)?;
+        let schema = get(Slot::Schema)?;
+        let content_type = get(Slot::ContentType)?;
+        if source.is_some_and(|s| s.eq_ignore_ascii_case("Telemetry")) {
+            return Ok(Parsed::Skipped(Skipped::Telemetry));
+        }
+        if source == Some("digitalTwinChangeEvents")
+            || schema == Some("digitalTwinChangeNotification")
+            || content_type.is_some_and(|c| c.starts_with("application/json-patch+json"))
+        {
+            return Ok(Parsed::Skipped(Skipped::DigitalTwinChange));
+        }
+        let fail = |field: String, kind| {
+            ReadError::new(file, line, kind)
+                .with_device(device.as_deref(), module.as_deref())
+                .with_field(field)
+        };
+        let connection = source == Some("deviceConnectionStateEvents")
+            || schema == Some("deviceConnectionStateNotification");
+        let op_field = msg
+            .get(Slot::Op)
+            .map_or_else(|| format!("{}.opType", paths.app), |p| p.field.clone());
+        let Some(op_text) = get(Slot::Op)? else {
+            // A change notification always says what it is: a message
+            // that says nothing is telemetry routed beside them.
+            if schema.is_none() && !source.is_some_and(|s| CHANGE_SOURCES.contains(&s)) {
+                return Ok(Parsed::Skipped(Skipped::Telemetry));
+            }
+            return Err(fail(op_field, ReadErrorKind::MissingField));
+        };
+        let Some(mut op) = Op::parse(op_text, connection) else {
+            let value = super::error::safe_value(op_text);
+            return Err(fail(op_field, ReadErrorKind::UnknownOpType { value }));
+        };
+        if op == Op::UpdateTwin && msg.body.is_array() {
+            return Ok(Parsed::Skipped(Skipped::DigitalTwinChange));
+        }
+        // A module's lifecycle notification names its schema.
+        if schema == Some("moduleLifecycleNotification") {
+            op = match op {
+                Op::CreateDevice => Op::CreateModule,
+                Op::DeleteDevice => Op::DeleteModule,
+                op => op,
+            };
+        }
+        let correlation_id = get(Slot::Correlation)?.map(str::to_owned);
+        let time_field = msg.get(Slot::Time).map_or_else(
+            || format!("{}.operationTimestamp", paths.app),
+            |p| p.field.clone(),
+        );
+        (op, correlation_id, (time_text, time_field))
+    };
     let fail = |field: &str, kind| {
         ReadError::new(file, line, kind)
-            .with_device(device, module)
+            .with_device(device.as_deref(), module.as_deref())
             .with_field(field)
     };
-    let connection = raw.system.source.as_deref() == Some("deviceConnectionStateEvents")
-        || props.schema.as_deref() == Some("deviceConnectionStateNotification");
-    let Some(op_text) = props.op.as_deref() else {
-        return Err(fail("properties.opType", ReadErrorKind::MissingField));
-    };
-    let Some(op) = Op::parse(op_text, connection) else {
-        let value = super::error::safe_value(op_text);
-        return Err(fail(
-            "properties.opType",
-            ReadErrorKind::UnknownOpType { value },
-        ));
-    };
-    let time = match props.time.as_deref() {
-        Some(text) => {
-            raw::parse_time(text).map_err(|kind| fail("properties.operationTimestamp", kind))?
-        }
+    let (time_text, time_field) = time_field;
+    let time = match time_text {
+        Some(text) => raw::parse_time(text).map_err(|kind| fail(&time_field, kind))?,
         None => None,
     };
-    let Some(device_id) = props.device_id.clone() else {
-        return Err(fail("properties.deviceId", ReadErrorKind::MissingField));
+    let Some(device_id) = device.clone() else {
+        return Err(fail(
+            &format!("{}.deviceId", paths.app),
+            ReadErrorKind::MissingField,
+        ));
     };
     let mut event = Event {
         line,
-        hub: props.hub.clone(),
+        hub,
         device_id,
-        module_id: props.module_id.clone(),
+        module_id: module.clone(),
         op,
-        correlation_id: raw.system.correlation_id,
+        correlation_id,
         time,
         twin: None,
         body: None,
     };
     if let Op::Connection(_) = event.op {
-        return Ok(event);
+        return Ok(Parsed::Event(event));
     }
     if event.time.is_none() {
-        return Err(fail(
-            "properties.operationTimestamp",
-            ReadErrorKind::MissingField,
-        ));
+        return Err(fail(&time_field, ReadErrorKind::MissingField));
     }
+    let module_field = format!("{}.moduleId", paths.app);
     match (&event.module_id, event.op.is_module_op()) {
-        (None, true) => return Err(fail("properties.moduleId", ReadErrorKind::MissingField)),
+        (None, true) => return Err(fail(&module_field, ReadErrorKind::MissingField)),
         (Some(_), false) if matches!(event.op, Op::CreateDevice | Op::DeleteDevice) => {
             return Err(fail(
-                "properties.moduleId",
+                &module_field,
                 ReadErrorKind::Mismatch {
-                    other: "properties.opType".to_owned(),
+                    other: format!("{}.opType", paths.app),
                 },
             ));
         }
         _ => {}
     }
-    let body = raw.body.map_or("{}", RawValue::get);
+    let body = msg.body.text();
+    let relabel = |e: ReadError| relabel(e, paths);
     let (twin, covers) = parse_twin_body(
         file,
         line,
         body,
         &event.device_id,
         event.module_id.as_deref(),
-    )?;
+    )
+    .map_err(relabel)?;
     let Covers {
         tags,
         desired,
@@ -358,13 +726,13 @@ pub fn parse_event_line(file: &str, line: u64, text: &str) -> Result<Event, Read
     // twin reader skips what it does not use unchecked (a lone surrogate
     // in an unknown section's key, say), which must fail here, not vanish.
     let mut value: Value = serde_json::from_str(body).map_err(|e| {
-        // The body is a slice of the line: its column there.
+        // A body that is a slice of the record: its column there.
         let offset = (body.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
         let offset = if offset < text.len() { offset } else { 0 };
         let full = e.to_string();
         let message = full.rfind(" at line ").map_or(&*full, |at| &full[..at]);
         fail(
-            "body",
+            paths.body,
             ReadErrorKind::InvalidJson {
                 column: offset + e.column(),
                 message: message.to_owned(),
@@ -384,7 +752,27 @@ pub fn parse_event_line(file: &str, line: u64, text: &str) -> Result<Event, Read
         has_desired: desired,
         has_reported: reported,
     });
-    Ok(event)
+    Ok(Parsed::Event(event))
+}
+
+/// Names a body error's fields as the envelope names them: `body.x` as
+/// `Body.x` or `data.twin.x`, `properties.deviceId` as `data.deviceId`.
+fn relabel(mut error: ReadError, paths: Paths) -> ReadError {
+    if paths.body != "body" {
+        if let Some(field) = &error.field {
+            if let Some(rest) = field.strip_prefix("body") {
+                error.field = Some(format!("{}{rest}", paths.body));
+            }
+        }
+    }
+    if paths.app != "properties" {
+        if let ReadErrorKind::Mismatch { other } = &mut error.kind {
+            if let Some(rest) = other.strip_prefix("properties.") {
+                *other = format!("{}.{rest}", paths.app);
+            }
+        }
+    }
+    error
 }
 
 /// Writes one event line canonically, ending in `\n`: keys sorted, the

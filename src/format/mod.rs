@@ -40,6 +40,7 @@
 #![allow(clippy::result_large_err)]
 
 mod detect;
+mod envelope;
 mod error;
 mod events;
 mod export;
@@ -53,10 +54,14 @@ mod write;
 
 pub(crate) use detect::line_id;
 pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input, sniff_format};
+pub use envelope::{Envelope, UnknownEnvelope};
 pub(crate) use error::safe_value;
 pub use error::{ReadError, ReadErrorKind};
 pub(crate) use events::event_bytes;
-pub use events::{Event, EventReader, EventTwin, Op, parse_event_line, write_event_line};
+pub use events::{
+    Event, EventReader, EventTwin, Op, Parsed, SkipCounts, Skipped, parse_event_line,
+    parse_event_record, write_event_line,
+};
 pub(crate) use export::export_device;
 pub use export::{
     DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ModuleEtags,
