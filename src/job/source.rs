@@ -49,6 +49,8 @@ pub(super) struct DeviceInput {
     /// Whether the input carries twins: an identity file does not, and its
     /// empty sections mean "not known", not "empty".
     pub knows_twin: bool,
+    /// Whether a time of the device's twins had no zone (read as UTC).
+    pub times_without_zone: bool,
 }
 
 impl DeviceInput {
@@ -60,6 +62,7 @@ impl DeviceInput {
             module_etags: device.module_etags,
             times: None,
             knows_twin: true,
+            times_without_zone: false,
         }
     }
 
@@ -112,6 +115,8 @@ impl DeviceInput {
     }
 
     fn from_twin(device: TwinDevice) -> Self {
+        let times_without_zone =
+            device.twin.times_without_zone || device.modules.values().any(|m| m.times_without_zone);
         // A twin's `deviceEtag` is its identity's etag: what guards an
         // identity write to a hub known by its twins.
         let module_etags = device
@@ -128,6 +133,7 @@ impl DeviceInput {
                 .collect(),
         };
         Self {
+            times_without_zone,
             snapshot: device.snapshot,
             etag: device.twin.device_etag,
             twin_etag: device.twin.etag,
@@ -628,6 +634,7 @@ pub(super) fn replica_source(path: &Path) -> Result<Option<(Source, Newest)>, Re
             twin_etag: device.twin_etag,
             times: Some(device.times),
             knows_twin: true,
+            times_without_zone: false,
         };
         devices.push(RawDevice {
             id: id.to_owned(),
