@@ -589,3 +589,71 @@ proptest! {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Plans carry no twin `$metadata` (README, "Import files as the hub
+/// reads them"): a plan applied to a hub known by its twins brings it to
+/// the merged state, and merging the hubs again, with the merged
+/// registry as their base, plans nothing.
+#[test]
+fn twin_file_plans_applied_converge_and_merge_again_to_nothing() {
+    let dir = scratch("twins-apply");
+    let twins = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/twins");
+    let out = dir.join("out");
+    let run = failback(&[
+        "merge",
+        "--hub",
+        &format!("primary={twins}/primary.jsonl"),
+        "--hub",
+        &format!("secondary={twins}/secondary.jsonl"),
+        "--allow-new-keys",
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let merged = out.join("merged.jsonl");
+    let mut applied = Vec::new();
+    for hub in ["primary", "secondary"] {
+        let after = dir.join(format!("{hub}.after.jsonl"));
+        let run = failback(&[
+            "apply",
+            "--hub",
+            &format!("{twins}/{hub}.jsonl"),
+            "--plan",
+            out.join(format!("{hub}.import.jsonl"))
+                .to_str()
+                .unwrap_or_default(),
+            "--out",
+            after.to_str().unwrap_or_default(),
+        ]);
+        assert!(run.status.success(), "{hub}: {}", text(&run.stderr));
+        assert!(
+            text(&run.stderr).contains(", 0 failed"),
+            "{hub}: {}",
+            text(&run.stderr)
+        );
+        let diff = failback(&[
+            "diff",
+            after.to_str().unwrap_or_default(),
+            merged.to_str().unwrap_or_default(),
+        ]);
+        assert!(diff.status.success(), "{hub}: {}", text(&diff.stdout));
+        applied.push(after);
+    }
+    let again = dir.join("again");
+    let run = failback(&[
+        "merge",
+        "--base",
+        merged.to_str().unwrap_or_default(),
+        "--hub",
+        &format!("primary={}", applied[0].display()),
+        "--hub",
+        &format!("secondary={}", applied[1].display()),
+        "--allow-new-keys",
+        "--out",
+        again.to_str().unwrap_or_default(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let files = outputs(&again);
+    assert_eq!(files["primary.import.jsonl"], "");
+    assert_eq!(files["secondary.import.jsonl"], "");
+}
