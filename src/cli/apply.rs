@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use failback::doc::{DeviceSnapshot, Entity};
-use failback::format::{ExportReader, Format, InputFile, read_input};
+use failback::format::{ExportFile, ExportReader, Format, InputFile, read_input};
 use failback::reconcile::{HubImage, ImportLine, identity_differs, twin_differs};
 
 use super::Failure;
@@ -50,31 +50,23 @@ fn read_image(path: &Path) -> Result<HubImage, Failure> {
 
 /// A file's devices, and which parts its format carries.
 fn read_devices(path: &Path) -> Result<(BTreeMap<String, DeviceSnapshot>, Format), Failure> {
-    let (devices, format): (BTreeMap<String, DeviceSnapshot>, Format) =
-        match read_input(path, None).map_err(input)? {
-            InputFile::Export(file) => (
-                file.devices
-                    .into_iter()
-                    .map(|(id, d)| (id, d.snapshot))
-                    .collect(),
-                Format::Export,
-            ),
-            InputFile::Identity(file) => (
-                file.devices
-                    .into_iter()
-                    .map(|(id, d)| (id, d.snapshot))
-                    .collect(),
-                Format::Identity,
-            ),
-            InputFile::Twin(file) => (
-                file.devices
-                    .into_iter()
-                    .map(|(id, d)| (id, d.snapshot))
-                    .collect(),
-                Format::Twin,
-            ),
-        };
-    Ok((devices, format))
+    let exported = |file: ExportFile| {
+        file.devices
+            .into_iter()
+            .map(|(id, d)| (id, d.snapshot))
+            .collect()
+    };
+    Ok(match read_input(path, None).map_err(input)? {
+        InputFile::Export(file) => (exported(file), Format::Export),
+        InputFile::Identity(file) => (exported(file), Format::Identity),
+        InputFile::Twin(file) => (
+            file.devices
+                .into_iter()
+                .map(|(id, d)| (id, d.snapshot))
+                .collect(),
+            Format::Twin,
+        ),
+    })
 }
 
 /// `a` and `b` with what one of them cannot tell left out of both: keys
