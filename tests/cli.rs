@@ -169,24 +169,39 @@ fn the_fixture_merge_follows_every_policy() {
     let secondary_keys = keys_in(&fixture("secondary.jsonl"));
     assert!(secondary_keys.contains(&rotate["primaryKey"].as_str().unwrap().to_owned()));
     assert!(secondary_keys.contains(&rotate["secondaryKey"].as_str().unwrap().to_owned()));
-    let rules: Vec<String> = read(&out.join("conflicts.jsonl"))
+    let conflicts: Vec<serde_json::Value> = read(&out.join("conflicts.jsonl"))
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["rule"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rules: Vec<&str> = conflicts
+        .iter()
+        .map(|c| c["rule"].as_str().unwrap())
+        .collect();
+    for rule in ["disabled-wins", "delete-wins", "whole-value", "shape"] {
+        assert!(rules.contains(&rule), "{rule} not in {rules:?}");
+    }
+    // Policy 7: created on both hubs, it is one device merged field by
+    // field; nothing is dropped as a whole creation.
+    assert!(!rules.contains(&"concurrent-create"), "{rules:?}");
+    let made_on_both: Vec<(&str, &str, &str)> = conflicts
+        .iter()
+        .filter(|c| c["id"] == "made-on-both")
+        .map(|c| {
+            let field = c["path"].as_str().unwrap();
+            (
+                field,
+                c["rule"].as_str().unwrap(),
+                c["losers"][0]["hub"].as_str().unwrap(),
+            )
         })
         .collect();
-    for rule in [
-        "disabled-wins",
-        "delete-wins",
-        "whole-value",
-        "shape",
-        "concurrent-create",
-    ] {
-        assert!(rules.iter().any(|r| r == rule), "{rule} not in {rules:?}");
-    }
+    assert_eq!(
+        made_on_both,
+        [
+            ("authentication", "whole-value", "primary"),
+            ("tags.by", "latest-wins", "primary")
+        ]
+    );
     let report: serde_json::Value = serde_json::from_str(&read(&out.join("report.json"))).unwrap();
     assert_eq!(report["outcomes"]["deleted"], 1);
     assert_eq!(

@@ -233,6 +233,7 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
                 device: input.map(|d| &d.snapshot),
                 times: input.and_then(|d| d.times.as_ref()),
                 stamp,
+                recreated: false,
             })
             .collect();
         let resolved = resolve_device(base, &views, ctx.policies);
