@@ -1,7 +1,9 @@
 //! Arbitrary bytes into the export reader: either a typed error, or a file
 //! that the canonical writer writes back and the reader re-reads to the same
 //! snapshots, with the same twin etags, and whose canonical form is a fixed
-//! point of writing and reading.
+//! point of writing and reading. The same bytes read as registry
+//! identities give either a typed error or devices that, written as export
+//! lines, re-read to the same snapshots.
 //!
 //! A device line in a mode that writes no identity (`delete`,
 //! `updateTwin`, ...) may lack `status`; the writer writes such a device as
@@ -9,7 +11,9 @@
 //! (`tests/fuzz_regressions.rs`, `status_less_device_line_round_trips`).
 #![no_main]
 
-use failback::format::{ExportFile, ExportReader, collect_export, write_device};
+use failback::format::{
+    ExportFile, ExportReader, IdentityReader, collect_export, collect_identities, write_device,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn write(file: &ExportFile) -> Vec<u8> {
@@ -30,7 +34,26 @@ fn reread(bytes: &[u8]) -> ExportFile {
     }
 }
 
+fn identities(data: &[u8]) {
+    match collect_identities(IdentityReader::new(data, "fuzz.json")) {
+        Ok(file) => {
+            let again = reread(&write(&file));
+            for (id, device) in &file.devices {
+                assert_eq!(
+                    again.devices[id].snapshot, device.snapshot,
+                    "identity {id:?}"
+                );
+            }
+        }
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(!shown.contains('\n'), "{shown:?}");
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    identities(data);
     let file = match collect_export(ExportReader::new(data, "fuzz.jsonl")) {
         Ok(file) => file,
         Err(e) => {

@@ -452,18 +452,26 @@ impl<'de> Visitor<'de> for MetaVisitor {
 
 impl RawMeta {
     /// The metadata tree in milliseconds, or the path of the first
-    /// unparseable `$lastUpdated`.
-    pub(crate) fn into_tree(self, path: &str) -> Result<MetaTree, (String, ReadErrorKind)> {
+    /// unparseable `$lastUpdated`. Sets `zoneless` when a time had no zone
+    /// (read as UTC).
+    pub(crate) fn into_tree(
+        self,
+        path: &str,
+        zoneless: &mut bool,
+    ) -> Result<MetaTree, (String, ReadErrorKind)> {
         let last_updated = match self.last_updated {
             Some(text) => {
-                parse_time(&text).map_err(|kind| (format!("{path}.$lastUpdated"), kind))?
+                let (ms, no_zone) = parse_time_zone(&text)
+                    .map_err(|kind| (format!("{path}.$lastUpdated"), kind))?;
+                *zoneless |= no_zone;
+                ms
             }
             None => None,
         };
         let mut children = BTreeMap::new();
         for (key, child) in self.children {
             let child_path = format!("{path}.{key}");
-            children.insert(key, child.into_tree(&child_path)?);
+            children.insert(key, child.into_tree(&child_path, zoneless)?);
         }
         Ok(MetaTree {
             last_updated,
@@ -476,15 +484,24 @@ impl RawMeta {
 /// `DateTime.MinValue` (`0001-01-01T00:00:00Z`), which IoT Hub writes for
 /// "never", is no time.
 pub(crate) fn parse_time(text: &str) -> Result<Option<i64>, ReadErrorKind> {
+    parse_time_zone(text).map(|(ms, _)| ms)
+}
+
+/// As [`parse_time`], and whether the time had no zone (it is then read
+/// as UTC, as IoT Hub means it).
+pub(crate) fn parse_time_zone(text: &str) -> Result<(Option<i64>, bool), ReadErrorKind> {
     let bad = || ReadErrorKind::InvalidTimestamp {
         value: super::error::safe_value(text),
     };
-    let time = match chrono::DateTime::parse_from_rfc3339(text) {
-        Ok(time) => time.to_utc(),
+    let (time, zoneless) = match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(time) => (time.to_utc(), false),
         // Without an offset: UTC, as IoT Hub means it.
-        Err(_) => chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-            .map_err(|_| bad())?
-            .and_utc(),
+        Err(_) => (
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .map_err(|_| bad())?
+                .and_utc(),
+            true,
+        ),
     };
     // RFC 3339 years have four digits: a time outside them would be
     // written in a form no reader takes back.
@@ -493,9 +510,10 @@ pub(crate) fn parse_time(text: &str) -> Result<Option<i64>, ReadErrorKind> {
     }
     let ms = time.timestamp_millis();
     if ms == NEVER_MS {
-        return Ok(None);
+        // "Never" says nothing of a zone.
+        return Ok((None, false));
     }
-    Ok(Some(ms))
+    Ok((Some(ms), zoneless))
 }
 
 /// `0001-01-01T00:00:00Z` in milliseconds.

@@ -52,6 +52,9 @@ pub struct TwinLine {
     pub entity: Entity,
     /// `statusUpdateTime` and the `$lastUpdated` of every node.
     pub times: EntityTimes,
+    /// Whether a `$lastUpdated` had no zone: read as UTC, which a merge
+    /// report says once per file.
+    pub times_without_zone: bool,
 }
 
 /// The fields of a twin line, in the order the writer writes them.
@@ -249,8 +252,9 @@ fn convert(raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErr
         .status_update_time
         .as_deref()
         .and_then(|text| raw::parse_time(text).ok().flatten());
-    let meta = |section: Option<raw::RawMeta>, path: &str| match section {
-        Some(meta) => meta.into_tree(path),
+    let mut zoneless = false;
+    let mut meta = |section: Option<raw::RawMeta>, path: &str| match section {
+        Some(meta) => meta.into_tree(path, &mut zoneless),
         None => Ok(MetaTree::default()),
     };
     let desired_meta = meta(raw.properties.desired.meta, "properties.desired.$metadata")?;
@@ -266,8 +270,8 @@ fn convert(raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErr
         // Event Grid writes `"deviceEtag": "null"` for "none".
         device_etag: raw
             .device_etag
-            .filter(|e| e != "null" && !e.is_empty())
-            .map(super::export::unquote),
+            .map(super::export::unquote)
+            .filter(|e| e != "null" && !e.is_empty()),
         generation_id: raw.generation_id,
         version: raw.version,
         entity: Entity {
@@ -286,6 +290,7 @@ fn convert(raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErr
             desired: desired_meta,
             reported: reported_meta,
         },
+        times_without_zone: zoneless,
     })
 }
 
@@ -375,6 +380,8 @@ pub struct TwinInfo {
     pub version: Option<u64>,
     /// `statusUpdateTime` and `$metadata`.
     pub times: EntityTimes,
+    /// Whether a `$lastUpdated` had no zone (read as UTC).
+    pub times_without_zone: bool,
     /// The line of the twin.
     pub line: u64,
 }
@@ -387,6 +394,7 @@ impl TwinInfo {
             generation_id: twin.generation_id.take(),
             version: twin.version,
             times: std::mem::take(&mut twin.times),
+            times_without_zone: twin.times_without_zone,
             line: twin.line,
         }
     }
@@ -542,6 +550,7 @@ pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
             generation_id: twin.generation_id.clone(),
             version: twin.version,
             times: twin.times.clone(),
+            times_without_zone: twin.times_without_zone,
             line: twin.line,
         },
         &twin.entity,

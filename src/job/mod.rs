@@ -433,6 +433,17 @@ fn merge(
     };
     let mut outputs = Outputs::begin(&job.out, &ctx.hubs).map_err(Stop::Output)?;
     let skipped = pipeline::run(sources, &ctx, job.jobs, &mut outputs)?;
+    // Once per file, though a file may be given for several inputs.
+    let files: std::collections::BTreeSet<&str> = outputs
+        .zoneless()
+        .iter()
+        .filter_map(|&n| metas.get(n))
+        .map(|meta| meta.file.as_str())
+        .collect();
+    let mut warnings: Vec<String> = files
+        .into_iter()
+        .map(|file| format!("{file}: times without a zone were read as UTC"))
+        .collect();
     let keyless = outputs.keyless();
     if !keyless.is_empty() && !job.allow_new_keys {
         return Err(Stop::Output(JobError::NewKeys(keyless.to_vec())));
@@ -445,6 +456,7 @@ fn merge(
     for (meta, skipped) in metas.iter().zip(skipped) {
         report.skipped_lines.insert(meta.file.clone(), skipped);
     }
+    report.warnings.append(&mut warnings);
     outputs.finish(&mut report).map_err(Stop::Output)?;
     Ok(report)
 }

@@ -64,6 +64,8 @@ pub(super) struct Tally {
     /// The import lines that write an identity without keys, as
     /// `hub: device "d" [module "m"] (mode)`.
     keyless: Vec<String>,
+    /// The inputs (base first) with a time read without a zone.
+    pub(super) zoneless: std::collections::BTreeSet<usize>,
 }
 
 impl Tally {
@@ -84,6 +86,7 @@ impl Tally {
             }
         }
         self.keyless.extend(other.keyless);
+        self.zoneless.extend(other.zoneless);
     }
 }
 
@@ -97,6 +100,11 @@ pub(super) struct Rendered {
 }
 
 impl Rendered {
+    /// Notes that input `n` (base first) had a time without a zone.
+    pub(super) fn tally_zoneless(&mut self, n: usize) {
+        self.tally.zoneless.insert(n);
+    }
+
     /// Nothing yet, for `hubs` hubs.
     pub(super) fn new(hubs: usize) -> Self {
         Self {
@@ -117,6 +125,7 @@ impl Rendered {
 pub(super) fn render_device(
     out: &mut Rendered,
     hubs: &[Option<&DeviceInput>],
+    base: Option<&DeviceSnapshot>,
     names: &[ReplicaId],
     resolved: &Resolved<'_>,
     outcome: Outcome,
@@ -148,7 +157,7 @@ pub(super) fn render_device(
         let (Some(lines), Some(counts)) = (out.plans.get_mut(n), tally.plans.get_mut(n)) else {
             continue;
         };
-        let held = hub.map(|d| assume_known(d, merged));
+        let held = hub.map(|d| assume_known(d, base, merged));
         let ops = device_plan(held.as_deref(), merged);
         for op in &ops {
             let mode = plan_line(lines, op, *hub);
@@ -173,46 +182,57 @@ pub(super) fn render_device(
 
 /// The hub's device as a plan compares it with the merged one: what its
 /// input could not know (keys, for a twin file; twins, for an identity
-/// file) and no base told, taken as the merged device has it. An unknown
-/// is never a difference to write: a twin file's hub is not sent every
-/// device's identity because its file has no keys.
+/// file) and the base did not tell (the base's, where it held the entity,
+/// was taken before the merge), taken as the merged device has it. An
+/// unknown is never a difference to write: a twin file's hub is not sent
+/// every device's identity because its file has no keys.
 fn assume_known<'a>(
     hub: &'a DeviceInput,
+    base: Option<&DeviceSnapshot>,
     merged: Option<&DeviceSnapshot>,
 ) -> Cow<'a, DeviceSnapshot> {
     let Some(merged) = merged else {
         return Cow::Borrowed(&hub.snapshot);
     };
-    let unknown = |held: &Entity, merged: Option<&Entity>| {
+    // The twin is unknown where the input has none and the base did not
+    // hold the entity.
+    let twin_unknown = |module: Option<&String>| {
+        !hub.knows_twin
+            && base.is_none_or(|b| match module {
+                None => false,
+                Some(m) => !b.modules.contains_key(m),
+            })
+    };
+    let unknown = |held: &Entity, merged: Option<&Entity>, module: Option<&String>| {
         merged.is_some_and(|m| {
             (held.authentication.is_none() && m.authentication.is_some())
-                || (!hub.knows_twin && twin_differs(held, m))
+                || (twin_unknown(module) && twin_differs(held, m))
         })
     };
     let held = &hub.snapshot;
-    let any = unknown(&held.device, Some(&merged.device))
+    let any = unknown(&held.device, Some(&merged.device), None)
         || held
             .modules
             .iter()
-            .any(|(m, e)| unknown(e, merged.modules.get(m)));
+            .any(|(m, e)| unknown(e, merged.modules.get(m), Some(m)));
     if !any {
         return Cow::Borrowed(held);
     }
     let mut assumed = held.clone();
-    let fill = |held: &mut Entity, merged: &Entity| {
+    let fill = |held: &mut Entity, merged: &Entity, module: Option<&String>| {
         if held.authentication.is_none() {
             held.authentication.clone_from(&merged.authentication);
         }
-        if !hub.knows_twin {
+        if twin_unknown(module) {
             held.tags.clone_from(&merged.tags);
             held.desired.clone_from(&merged.desired);
             held.reported.clone_from(&merged.reported);
         }
     };
-    fill(&mut assumed.device, &merged.device);
+    fill(&mut assumed.device, &merged.device, None);
     for (m, entity) in &mut assumed.modules {
         if let Some(merged) = merged.modules.get(m) {
-            fill(entity, merged);
+            fill(entity, merged, Some(m));
         }
     }
     Cow::Owned(assumed)
@@ -338,6 +358,11 @@ impl Outputs {
             files: Some(files),
             tally: Tally::default(),
         })
+    }
+
+    /// The inputs (base first) that had a time without a zone.
+    pub(super) fn zoneless(&self) -> &std::collections::BTreeSet<usize> {
+        &self.tally.zoneless
     }
 
     /// The import lines written so far that write an identity without

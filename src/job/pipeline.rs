@@ -203,6 +203,11 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
                 parsed.get(owner)?.as_ref()
             })
             .collect();
+        for (n, input) in inputs.iter().enumerate() {
+            if input.is_some_and(|d| d.times_without_zone) {
+                out.tally_zoneless(n);
+            }
+        }
         let (base_input, hubs) = match inputs.split_first() {
             Some((base, hubs)) if ctx.has_base => (*base, hubs),
             _ => (None, inputs.as_slice()),
@@ -249,9 +254,14 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
             .collect();
         let resolved = resolve_device(base, &views, ctx.policies);
         let outcome = classify(base, &resolved);
+        let base_device = match base {
+            Base::Present(b) => Some(b),
+            _ => None,
+        };
         render_device(
             &mut out,
             &hubs,
+            base_device,
             &ctx.hubs,
             &resolved,
             outcome,

@@ -52,6 +52,8 @@ pub(super) struct DeviceInput {
     /// The device's `generationId`, where the input gives it (identity
     /// files, some twins): one incarnation of the id.
     pub generation_id: Option<String>,
+    /// Whether a time of the device's twins had no zone (read as UTC).
+    pub times_without_zone: bool,
 }
 
 impl DeviceInput {
@@ -64,6 +66,7 @@ impl DeviceInput {
             times: None,
             knows_twin: true,
             generation_id: device.generation_id,
+            times_without_zone: false,
         }
     }
 
@@ -116,6 +119,8 @@ impl DeviceInput {
     }
 
     fn from_twin(device: TwinDevice) -> Self {
+        let times_without_zone =
+            device.twin.times_without_zone || device.modules.values().any(|m| m.times_without_zone);
         // A twin's `deviceEtag` is its identity's etag: what guards an
         // identity write to a hub known by its twins.
         let module_etags = device
@@ -132,6 +137,7 @@ impl DeviceInput {
                 .collect(),
         };
         Self {
+            times_without_zone,
             snapshot: device.snapshot,
             etag: device.twin.device_etag,
             twin_etag: device.twin.etag,
@@ -634,6 +640,7 @@ pub(super) fn replica_source(path: &Path) -> Result<Option<(Source, Newest)>, Re
             times: Some(device.times),
             knows_twin: true,
             generation_id: None,
+            times_without_zone: false,
         };
         devices.push(RawDevice {
             id: id.to_owned(),
