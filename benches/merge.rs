@@ -63,12 +63,14 @@ fn device(c: &mut Criterion) {
                     device: Some(primary),
                     times: None,
                     stamp: &sp,
+                    recreated: false,
                 },
                 HubDevice {
                     hub: &s,
                     device: Some(&on_s),
                     times: None,
                     stamp: &ss,
+                    recreated: false,
                 },
             ];
             bench.iter(|| merge_device(Base::Present(&base), &hubs, &Policies::default()));

@@ -169,24 +169,39 @@ fn the_fixture_merge_follows_every_policy() {
     let secondary_keys = keys_in(&fixture("secondary.jsonl"));
     assert!(secondary_keys.contains(&rotate["primaryKey"].as_str().unwrap().to_owned()));
     assert!(secondary_keys.contains(&rotate["secondaryKey"].as_str().unwrap().to_owned()));
-    let rules: Vec<String> = read(&out.join("conflicts.jsonl"))
+    let conflicts: Vec<serde_json::Value> = read(&out.join("conflicts.jsonl"))
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["rule"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rules: Vec<&str> = conflicts
+        .iter()
+        .map(|c| c["rule"].as_str().unwrap())
+        .collect();
+    for rule in ["disabled-wins", "delete-wins", "whole-value", "shape"] {
+        assert!(rules.contains(&rule), "{rule} not in {rules:?}");
+    }
+    // Policy 7: created on both hubs, it is one device merged field by
+    // field; nothing is dropped as a whole creation.
+    assert!(!rules.contains(&"concurrent-create"), "{rules:?}");
+    let made_on_both: Vec<(&str, &str, &str)> = conflicts
+        .iter()
+        .filter(|c| c["id"] == "made-on-both")
+        .map(|c| {
+            let field = c["path"].as_str().unwrap();
+            (
+                field,
+                c["rule"].as_str().unwrap(),
+                c["losers"][0]["hub"].as_str().unwrap(),
+            )
         })
         .collect();
-    for rule in [
-        "disabled-wins",
-        "delete-wins",
-        "whole-value",
-        "shape",
-        "concurrent-create",
-    ] {
-        assert!(rules.iter().any(|r| r == rule), "{rule} not in {rules:?}");
-    }
+    assert_eq!(
+        made_on_both,
+        [
+            ("authentication", "whole-value", "primary"),
+            ("tags.by", "latest-wins", "primary")
+        ]
+    );
     let report: serde_json::Value = serde_json::from_str(&read(&out.join("report.json"))).unwrap();
     assert_eq!(report["outcomes"]["deleted"], 1);
     assert_eq!(
@@ -486,4 +501,106 @@ fn a_shard_merges_its_devices_and_a_bad_shard_exits_2() {
         assert_eq!(run.status.code(), Some(2), "--shard {bad}");
         assert!(!bad_out.exists());
     }
+}
+
+/// One registry identity as `az iot hub device-identity show` prints it.
+fn identity(id: &str, generation: &str, status: &str, keys: (&str, &str)) -> String {
+    format!(
+        r#"{{"deviceId":"{id}","generationId":"{generation}","etag":"{generation}{status}","status":"{status}","authentication":{{"type":"sas","symmetricKey":{{"primaryKey":"{}","secondaryKey":"{}"}}}}}}"#,
+        keys.0, keys.1
+    )
+}
+
+/// Identity files give `generationId`: a hub whose `generationId` differs
+/// from the base's re-created the device, and the other hub's concurrent
+/// update of the old one loses (policy 2). A device the base lacks,
+/// created on both hubs, is one device: disabled wins (policy 7).
+#[test]
+fn identity_files_tell_a_recreated_device_by_its_generation_id() {
+    let dir = scratch("generations");
+    let old = ("b2xkLXByaW1hcnkta2V5LTE=", "b2xkLXNlY29uZC1rZXktMQ==");
+    let new = ("bmV3LXByaW1hcnkta2V5LTI=", "bmV3LXNlY29uZC1rZXktMg==");
+    let p3 = ("cDMtcHJpbWFyeS1rZXktMzM=", "cDMtc2Vjb25kLWtleS0zMzM=");
+    let s3 = ("czMtcHJpbWFyeS1rZXktMzM=", "czMtc2Vjb25kLWtleS0zMzM=");
+    let write = |name: &str, lines: &[String]| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("[{}]\n", lines.join(",\n"))).unwrap();
+        path.display().to_string()
+    };
+    let base = write(
+        "base.json",
+        &[
+            identity("d1", "100", "enabled", old),
+            identity("d2", "200", "enabled", old),
+        ],
+    );
+    let primary = write(
+        "primary.json",
+        &[
+            identity("d1", "101", "enabled", new),
+            identity("d2", "200", "enabled", old),
+            identity("d3", "300", "disabled", p3),
+        ],
+    );
+    let secondary = write(
+        "secondary.json",
+        &[
+            identity("d1", "100", "disabled", old),
+            identity("d2", "200", "disabled", old),
+            identity("d3", "301", "enabled", s3),
+        ],
+    );
+    let out = dir.join("out");
+    let run = merge(
+        &base,
+        &[("primary", &primary), ("secondary", &secondary)],
+        &out,
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let merged: Vec<serde_json::Value> = read(&out.join("merged.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let device = |id: &str| merged.iter().find(|d| d["id"] == id).unwrap().clone();
+    // Re-created on the primary: its device, not the old one disabled.
+    assert_eq!(device("d1")["status"], "enabled");
+    assert_eq!(
+        device("d1")["authentication"]["symmetricKey"]["primaryKey"],
+        new.0
+    );
+    // Same generation: an update, and disabled wins.
+    assert_eq!(device("d2")["status"], "disabled");
+    // Created on both: one device, disabled wins, keys whole from the later.
+    assert_eq!(device("d3")["status"], "disabled");
+    assert_eq!(
+        device("d3")["authentication"]["symmetricKey"]["secondaryKey"],
+        s3.1
+    );
+    let conflicts: Vec<serde_json::Value> = read(&out.join("conflicts.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |id: &str| -> Vec<(String, String, String)> {
+        conflicts
+            .iter()
+            .filter(|c| c["id"] == id)
+            .map(|c| {
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+                (s(&c["path"]), s(&c["rule"]), s(&c["losers"][0]["hub"]))
+            })
+            .collect()
+    };
+    let triple = |p: &str, r: &str, h: &str| (p.to_owned(), r.to_owned(), h.to_owned());
+    assert_eq!(of("d1"), [triple("status", "delete-wins", "secondary")]);
+    assert_eq!(
+        of("d3"),
+        [
+            triple("status", "disabled-wins", "secondary"),
+            triple("authentication", "whole-value", "primary")
+        ]
+    );
 }

@@ -524,3 +524,92 @@ proptest! {
         prop_assert_eq!(device.device.tags.get(&format!("t{key}")), theirs.device.tags.get(&format!("t{key}")));
     }
 }
+
+/// One hub's creation of device `c`: generated status, tags, keys and
+/// modules, each value unique to the hub so nothing-lost is checkable.
+fn creation() -> impl Strategy<Value = (bool, Vec<usize>, Vec<usize>)> {
+    (
+        any::<bool>(),
+        prop::collection::vec(0..4usize, 0..3),
+        prop::collection::vec(0..3usize, 0..3),
+    )
+}
+
+fn created(
+    hub: usize,
+    (disabled, tags, modules): &(bool, Vec<usize>, Vec<usize>),
+) -> DeviceSnapshot {
+    let mut d = DeviceSnapshot::enabled_sas("c", &format!("p{hub}"), &format!("s{hub}"));
+    if *disabled {
+        d.device.status = Some(StatusValue {
+            status: Status::Disabled,
+            reason: Some(format!("by {hub}")),
+        });
+    }
+    for t in tags {
+        d.device.tags.insert(format!("t{t}"), json!(hub));
+    }
+    for m in modules {
+        let module = d.modules.entry(format!("m{m}")).or_default();
+        module.desired.insert(format!("by{hub}"), json!(hub));
+    }
+    d
+}
+
+proptest! {
+    /// Policy 7 as a law: creations of one id on up to three hubs merge to
+    /// one device whatever the order the hubs are given in; it is disabled
+    /// when any creation is, holds every tag key and module any hub
+    /// created, its keys are one hub's whole, and every value of a
+    /// creation is in it or a logged loser; no whole creation is dropped.
+    #[test]
+    fn creations_on_several_hubs_are_one_device(
+        made in prop::collection::vec(prop::option::of(creation()), 1..4),
+    ) {
+        use failback::reconcile::{Base, HubDevice, merge_device};
+        let names: Vec<ReplicaId> = (0..made.len()).map(|h| ReplicaId::new(&format!("h{h}")).unwrap()).collect();
+        let stamps: Vec<Stamp> = names.iter().enumerate().map(|(h, n)| Stamp::new(h as i64 + 1, 0, n.clone())).collect();
+        let devices: Vec<Option<DeviceSnapshot>> = made.iter().enumerate().map(|(h, m)| m.as_ref().map(|m| created(h, m))).collect();
+        let views: Vec<HubDevice<'_>> = (0..made.len()).map(|h| HubDevice {
+            hub: &names[h],
+            device: devices[h].as_ref(),
+            times: None,
+            stamp: &stamps[h],
+            recreated: false,
+        }).collect();
+        let result = merge_device(Base::Absent, &views, &Policies::default());
+        let mut reversed = views.clone();
+        reversed.reverse();
+        prop_assert_eq!(&result, &merge_device(Base::Absent, &reversed, &Policies::default()));
+        let held: Vec<&DeviceSnapshot> = devices.iter().flatten().collect();
+        let Some(merged) = &result.merged else {
+            prop_assert!(held.is_empty());
+            return Ok(());
+        };
+        prop_assert!(result.conflicts.iter().all(|c| c.rule != failback::doc::Rule::ConcurrentCreate));
+        let disabled = held.iter().any(|d| d.device.status.as_ref().is_some_and(|s| s.status == Status::Disabled));
+        prop_assert_eq!(merged.device.status.as_ref().map(|s| s.status == Status::Disabled), Some(disabled));
+        prop_assert!(held.iter().any(|d| d.device.authentication == merged.device.authentication));
+        for d in &held {
+            for key in d.device.tags.keys() {
+                prop_assert!(merged.device.tags.contains_key(key));
+            }
+            for (m, module) in &d.modules {
+                let Some(got) = merged.modules.get(m) else {
+                    return Err(TestCaseError::fail(format!("module {m} dropped")));
+                };
+                for (k, v) in &module.desired {
+                    prop_assert_eq!(got.desired.get(k), Some(v));
+                }
+            }
+            if d.device.authentication != merged.device.authentication {
+                prop_assert!(result.conflicts.iter().any(|c| c.path == "authentication"));
+            }
+            for (k, v) in &d.device.tags {
+                let kept = merged.device.tags.get(k) == Some(v);
+                let logged = result.conflicts.iter().any(|c| c.path == format!("tags.{k}") && c.losers.iter().any(|l| l.value == *v));
+                prop_assert!(kept || logged, "tag {} = {} lost", k, v);
+            }
+        }
+    }
+}

@@ -246,3 +246,62 @@ fn an_interrupted_plan_never_mixes_two_creations() {
         resume_after_every_cut(Some(p.clone()), Some(s.clone()));
     }
 }
+
+/// Policy 7 with plans cut short: two creations of one id, one
+/// quarantined, with different tags and modules, merge to one device
+/// (disabled, tags and modules of both); each hub's plan cut after any
+/// line and the merge re-run gives that device again.
+#[test]
+fn creations_on_both_hubs_merge_to_one_device_and_resume_after_any_cut() {
+    let mut quarantined = edge("d9", 1, &["$edgeAgent", "tempSensor"]);
+    quarantined.device.status = Some(StatusValue {
+        status: Status::Disabled,
+        reason: Some("quarantine".into()),
+    });
+    quarantined.device.tags.insert("cell".into(), json!(4));
+    let mut enabled = edge("d9", 2, &["$edgeAgent", "filter"]);
+    enabled.device.tags.insert("owner".into(), json!("ops"));
+    for (p, s) in [(&quarantined, &enabled), (&enabled, &quarantined)] {
+        resume_after_every_cut(Some(p.clone()), Some(s.clone()));
+    }
+    let names = [
+        ReplicaId::new("primary").unwrap(),
+        ReplicaId::new("secondary").unwrap(),
+    ];
+    let hubs: Vec<HubSnapshots> = [&quarantined, &enabled]
+        .iter()
+        .zip(&names)
+        .map(|(d, h)| HubSnapshots {
+            hub: h.clone(),
+            devices: BTreeMap::from([(d.id.clone(), (*d).clone())]),
+            times: BTreeMap::new(),
+        })
+        .collect();
+    let timing: Vec<HubTiming> = names
+        .iter()
+        .map(|h| HubTiming {
+            hub: h.clone(),
+            real_times: false,
+            as_of: None,
+            newest: None,
+        })
+        .collect();
+    let stamps = hub_stamps(&timing, Some(&default_order(&names).unwrap()), 0, 1).unwrap();
+    let merged = merge_fleet(
+        Some(&BTreeMap::new()),
+        &hubs,
+        &stamps,
+        &Policies::default(),
+        1,
+    )[0]
+    .merge
+    .merged
+    .clone()
+    .unwrap();
+    assert_eq!(merged.device.status, quarantined.device.status);
+    assert_eq!(merged.device.tags["cell"], json!(4));
+    assert_eq!(merged.device.tags["owner"], json!("ops"));
+    assert_eq!(merged.device.authentication, enabled.device.authentication);
+    let modules: Vec<&String> = merged.modules.keys().collect();
+    assert_eq!(modules, ["$edgeAgent", "filter", "tempSensor"]);
+}

@@ -307,3 +307,171 @@ fn deltas_carry_what_the_other_lacks_and_apply_idempotently() {
     assert_eq!(s.to_canonical_json(), p.to_canonical_json());
     assert!(p.delta_since(s.version_vector()).is_empty());
 }
+
+/// Policy 7 through the merge: a device the base lacks, created on two
+/// hubs, is one device merged field by field. The quarantined creation
+/// stays disabled even though the enabled one is later, the tags of both
+/// are kept, the keys are one side's whole and the other's are logged.
+#[test]
+fn creations_on_two_hubs_are_one_device_and_disabled_wins() {
+    use failback::reconcile::{Base, HubDevice, merge_device};
+    let mut quarantined = with_status(&device("d1", "kp"), Status::Disabled, "quarantine");
+    quarantined.device.tags = json!({"site": "berlin", "cell": 4})
+        .as_object()
+        .unwrap()
+        .clone();
+    let mut enabled = device("d1", "ks");
+    enabled.device.tags = json!({"site": "paris", "owner": "ops"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let (p, s) = (hub("primary"), hub("secondary"));
+    let (sp, ss) = (at(1, "primary"), at(2, "secondary"));
+    let hubs = [
+        HubDevice {
+            hub: &p,
+            device: Some(&quarantined),
+            times: None,
+            stamp: &sp,
+            recreated: false,
+        },
+        HubDevice {
+            hub: &s,
+            device: Some(&enabled),
+            times: None,
+            stamp: &ss,
+            recreated: false,
+        },
+    ];
+    let result = merge_device(Base::Absent, &hubs, &Policies::default());
+    let merged = result.merged.unwrap();
+    let status = merged.device.status.clone().unwrap();
+    assert_eq!(status.status, Status::Disabled);
+    assert_eq!(status.reason.as_deref(), Some("quarantine"));
+    assert_eq!(
+        serde_json::Value::Object(merged.device.tags.clone()),
+        json!({"site": "paris", "cell": 4, "owner": "ops"})
+    );
+    assert_eq!(merged.device.authentication, enabled.device.authentication);
+    let by_path: Vec<(&str, Rule)> = result
+        .conflicts
+        .iter()
+        .map(|c| (c.path.as_str(), c.rule))
+        .collect();
+    assert_eq!(
+        by_path,
+        [
+            ("status", Rule::DisabledWins),
+            ("authentication", Rule::WholeValue),
+            ("tags.site", Rule::LatestWins)
+        ]
+    );
+    let keys = &result.conflicts[1];
+    assert_eq!(keys.losers[0].hub, p);
+    // Secrets only as fingerprints.
+    assert!(
+        !serde_json::to_string(&result.conflicts)
+            .unwrap()
+            .contains("kp-")
+    );
+}
+
+/// Created on two hubs, then deleted on one, in the library's own ops:
+/// the creations are edits of one incarnation (the merge starts every hub
+/// from the same empty one), so a delete that saw both creations deletes
+/// the device with nothing to log, and a delete that saw only its own hub's
+/// creation wins over the other's as over any concurrent update (policy 2),
+/// which is logged. (Through export files a hub's delete of a device it
+/// created is only its absence, which is "never had it": the other hub's
+/// creation is kept; see the unit tests of `reconcile::merge`.)
+#[test]
+fn created_on_two_hubs_then_deleted_on_one() {
+    let empty = DeviceSnapshot {
+        id: "d1".into(),
+        ..DeviceSnapshot::default()
+    };
+    let start = base_with(&[empty]);
+    let mut p = start.clone();
+    p.put_device(
+        &hub("primary"),
+        &device("d1", "kp"),
+        &at(1, "primary"),
+        None,
+    );
+    let mut s = start.clone();
+    let mut other = device("d1", "ks");
+    other.device.tags.insert("only-s".into(), json!(true));
+    s.put_device(&hub("secondary"), &other, &at(2, "secondary"), None);
+    let (both, _) = read(&merged(&p, &s), "d1");
+    assert!(both.is_some());
+
+    // Deleted by a hub that had seen both creations: gone, nothing lost.
+    let mut saw_both = merged(&p, &s);
+    saw_both.delete_device(&hub("primary"), "d1", &at(3, "primary"));
+    let (snap, conflicts) = read(&merged(&saw_both, &s), "d1");
+    assert_eq!(snap, None);
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+
+    // Deleted by a hub that had seen only its own creation: the other's
+    // concurrent creation loses to the delete and is logged, keys as
+    // fingerprints only.
+    let mut own_only = p.clone();
+    own_only.delete_device(&hub("primary"), "d1", &at(3, "primary"));
+    let (snap, conflicts) = read(&merged(&own_only, &s), "d1");
+    assert_eq!(snap, None);
+    assert!(conflicts.iter().all(|c| c.rule == Rule::DeleteWins));
+    let paths: Vec<&str> = conflicts.iter().map(|c| c.path.as_str()).collect();
+    assert!(paths.contains(&"authentication"), "{paths:?}");
+    assert!(paths.contains(&"tags.only-s"), "{paths:?}");
+    assert!(
+        conflicts
+            .iter()
+            .all(|c| c.losers[0].hub == hub("secondary"))
+    );
+    assert!(!serde_json::to_string(&conflicts).unwrap().contains("ks-"));
+}
+
+/// Policy 2 with generation ids, in the library's own ops: the hub that
+/// re-created the device deleted the old incarnation and created a new one
+/// that starts empty; the other hub's concurrent update of the old one is
+/// a logged loser. The merge does this for a hub marked `recreated`.
+#[test]
+fn a_recreated_device_starts_empty_and_the_concurrent_update_is_logged() {
+    use failback::reconcile::{Base, HubDevice, merge_device, recreated};
+    let mut old = device("d1", "old");
+    old.modules.insert("m".into(), Entity::default());
+    let mut renewed = DeviceSnapshot::enabled_sas("d1", "new-primary", "new-secondary");
+    renewed.device.tags.insert("fresh".into(), json!(true));
+    let mut updated = old.clone();
+    updated.device.desired.insert("fw".into(), json!("2.0"));
+    let (p, s) = (hub("primary"), hub("secondary"));
+    let (sp, ss) = (at(1, "primary"), at(2, "secondary"));
+    let hubs = [
+        HubDevice {
+            hub: &p,
+            device: Some(&renewed),
+            times: None,
+            stamp: &sp,
+            recreated: recreated(Some("636"), Some("637")),
+        },
+        HubDevice {
+            hub: &s,
+            device: Some(&updated),
+            times: None,
+            stamp: &ss,
+            recreated: recreated(Some("636"), Some("636")),
+        },
+    ];
+    let result = merge_device(Base::Present(&old), &hubs, &Policies::default());
+    // Nothing of the old incarnation: no old tags, desired or module.
+    assert_eq!(result.merged.as_ref(), Some(&renewed));
+    assert_eq!(result.conflicts.len(), 1, "{:?}", result.conflicts);
+    let lost = &result.conflicts[0];
+    assert_eq!(
+        (lost.path.as_str(), lost.rule),
+        ("properties.desired.fw", Rule::DeleteWins)
+    );
+    assert_eq!(lost.winner.hub, p);
+    assert_eq!(lost.losers[0].hub, s);
+    assert_eq!(lost.losers[0].value, json!("2.0"));
+}

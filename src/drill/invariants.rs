@@ -550,9 +550,16 @@ fn disabled_stay_disabled(d: &DeviceCheck<'_>, findings: &mut Findings) {
     };
     let origin = auth_origin(d, &auth).ok().flatten();
     for w in writes.iter().filter(|w| !w.lost && w.disables()) {
-        // A merged device that is another incarnation, created concurrently
-        // with the disable, was never disabled.
-        let other_incarnation = origin.is_some_and(|o| o.inc != w.inc && !w.saw(o));
+        // Creations of one id on several hubs are one device (policy 7): a
+        // disable of one holds over the others. Only a disabled incarnation
+        // its hub then deleted is gone: an export shows that delete as
+        // absence, which is "never had it", and the merged device is
+        // another incarnation, created concurrently, that was never
+        // disabled.
+        let deleted = writes
+            .iter()
+            .any(|x| !x.lost && x.op == Op::Delete { inc: w.inc });
+        let other_incarnation = deleted && origin.is_some_and(|o| o.inc != w.inc && !w.saw(o));
         if other_incarnation || enabled_by(&|x| x.saw(w)) {
             continue;
         }
@@ -696,6 +703,50 @@ mod tests {
         };
         let findings = run(&start, Some(&start), &[conflict], vec![w], alive());
         assert!(findings.all_hold(), "{findings:?}");
+    }
+
+    /// Policy 7: a device created on both hubs is one device, so a
+    /// creation made disabled holds over the other hub's enabled one. Only
+    /// when its hub then deleted it (absence, in an export: never had it)
+    /// is the merged device the other creation, never disabled.
+    #[test]
+    fn a_concurrent_enabled_creation_does_not_undo_a_disabled_one() {
+        let start = device("k", Status::Enabled);
+        let (on_p, on_s) = (device("p", Status::Disabled), device("s", Status::Enabled));
+        let create = |hub, dev: &DeviceSnapshot, inc| Write {
+            inc,
+            ..write(
+                hub,
+                1,
+                Kind::Provision,
+                Op::Create { inc },
+                device_facts(dev),
+            )
+        };
+        let (p, s) = (
+            create(Hub::Primary, &on_p, 7),
+            create(Hub::Secondary, &on_s, 8),
+        );
+        let findings = run(
+            &start,
+            Some(&on_s),
+            &[],
+            vec![p.clone(), s.clone()],
+            alive(),
+        );
+        assert_eq!(findings.count(DISABLED_STAY_DISABLED), 1, "{findings:?}");
+        let delete = Write {
+            inc: 7,
+            ..write(
+                Hub::Primary,
+                2,
+                Kind::Delete,
+                Op::Delete { inc: 7 },
+                Vec::new(),
+            )
+        };
+        let findings = run(&start, Some(&on_s), &[], vec![p, delete, s], alive());
+        assert_eq!(findings.count(DISABLED_STAY_DISABLED), 0, "{findings:?}");
     }
 
     #[test]

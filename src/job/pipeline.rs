@@ -21,7 +21,7 @@ use super::source::{DeviceInput, RawDevice, Source, SourceError};
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::Policies;
 use crate::format::Format;
-use crate::reconcile::{Base, HubDevice, classify, resolve_device};
+use crate::reconcile::{Base, HubDevice, classify, recreated, resolve_device};
 
 /// Devices merged and rendered together.
 const BATCH: usize = 256;
@@ -217,11 +217,21 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
             (Some(d), true) => Base::Present(&d.snapshot),
             (None, true) => Base::Absent,
         };
-        // What an input cannot know (keys, twins) is what the base holds.
+        // A hub whose `generationId` differs from the base's deleted and
+        // re-created the device (policy 2).
+        let base_generation = base_input.and_then(|d| d.generation_id.as_deref());
+        let renewed: Vec<bool> = hubs
+            .iter()
+            .map(|h| recreated(base_generation, h.and_then(|d| d.generation_id.as_deref())))
+            .collect();
+        // What an input cannot know (keys, twins) is what the base holds,
+        // unless the hub's device is a new incarnation: that inherits
+        // nothing of the base's.
         let filled: Vec<Option<DeviceInput>> = hubs
             .iter()
-            .map(|h| match (h, base) {
-                (Some(d), Base::Present(b)) => d.filled_from(b),
+            .zip(&renewed)
+            .map(|(h, renewed)| match (h, base) {
+                (Some(d), Base::Present(b)) if !renewed => d.filled_from(b),
                 _ => None,
             })
             .collect();
@@ -232,12 +242,14 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
             .collect();
         let views: Vec<HubDevice<'_>> = hubs
             .iter()
+            .zip(&renewed)
             .zip(ctx.hubs.iter().zip(&ctx.stamps))
-            .map(|(input, (hub, stamp))| HubDevice {
+            .map(|((input, renewed), (hub, stamp))| HubDevice {
                 hub,
                 device: input.map(|d| &d.snapshot),
                 times: input.and_then(|d| d.times.as_ref()),
                 stamp,
+                recreated: *renewed,
             })
             .collect();
         let resolved = resolve_device(base, &views, ctx.policies);

@@ -49,6 +49,9 @@ pub(super) struct DeviceInput {
     /// Whether the input carries twins: an identity file does not, and its
     /// empty sections mean "not known", not "empty".
     pub knows_twin: bool,
+    /// The device's `generationId`, where the input gives it (identity
+    /// files, some twins): one incarnation of the id.
+    pub generation_id: Option<String>,
     /// Whether a time of the device's twins had no zone (read as UTC).
     pub times_without_zone: bool,
 }
@@ -62,6 +65,7 @@ impl DeviceInput {
             module_etags: device.module_etags,
             times: None,
             knows_twin: true,
+            generation_id: device.generation_id,
             times_without_zone: false,
         }
     }
@@ -137,6 +141,7 @@ impl DeviceInput {
             snapshot: device.snapshot,
             etag: device.twin.device_etag,
             twin_etag: device.twin.etag,
+            generation_id: device.twin.generation_id,
             module_etags,
             times: Some(times),
             knows_twin: true,
@@ -634,6 +639,7 @@ pub(super) fn replica_source(path: &Path) -> Result<Option<(Source, Newest)>, Re
             twin_etag: device.twin_etag,
             times: Some(device.times),
             knows_twin: true,
+            generation_id: None,
             times_without_zone: false,
         };
         devices.push(RawDevice {

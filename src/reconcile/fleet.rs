@@ -169,6 +169,8 @@ fn fleet_map<'a, T: Send>(
                 device: h.devices.get(id),
                 times: h.times.get(id),
                 stamp,
+                // Snapshots carry no generation ids.
+                recreated: false,
             })
             .collect();
         let resolved = resolve_device(base_device, &views, policies);

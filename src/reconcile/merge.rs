@@ -5,10 +5,13 @@
 //! parallel across devices, and the same result whatever order devices
 //! are visited in. Each device is replayed as CRDT writes: the base (the
 //! backup both hubs started from) first, then each hub's differences from
-//! the base as that hub's writes, stamped by policy 5. The merged CRDT is
+//! the base as that hub's writes, stamped by policy 5. A device the base
+//! lacks starts as one empty incarnation that each hub's creation edits, so
+//! creations on several hubs are one device (policy 7). The merged CRDT is
 //! read through the policies.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{Conflict, DeviceSnapshot, DeviceTimes, HubState, Policies};
@@ -25,6 +28,28 @@ pub struct HubDevice<'a> {
     pub times: Option<&'a DeviceTimes>,
     /// The stamp of the hub's writes that carry no time of their own.
     pub stamp: &'a Stamp,
+    /// Whether the hub deleted the base's device and created it again (its
+    /// `generationId` differs from the base's, see [`recreated()`]): its
+    /// device is then a new incarnation that inherits nothing of the base's
+    /// (policy 2), not an update of it. Only meaningful when the base holds
+    /// the device and the hub does too.
+    pub recreated: bool,
+}
+
+/// Whether a hub's `generationId` for a device says the hub deleted and
+/// re-created the device the base holds: both are known and differ.
+/// Inputs without generation ids (exports) never say so.
+///
+/// ```
+/// use failback::reconcile::recreated;
+///
+/// assert!(recreated(Some("636"), Some("637")));
+/// assert!(!recreated(Some("636"), Some("636")));
+/// assert!(!recreated(None, Some("637")));
+/// assert!(!recreated(Some("636"), None));
+/// ```
+pub fn recreated(base: Option<&str>, hub: Option<&str>) -> bool {
+    matches!((base, hub), (Some(b), Some(h)) if b != h)
 }
 
 /// What the base says of a device.
@@ -59,6 +84,11 @@ pub const BASE: &str = "base";
 
 /// Merges one device across hubs.
 ///
+/// Creations of one device id on several hubs (the base lacks it) are one
+/// device, merged field by field like any concurrent edit (policy 7). A hub
+/// marked [`HubDevice::recreated`] deleted the base's device and created a
+/// new incarnation that inherits nothing of it (policy 2).
+///
 /// Fast path: when the hubs that changed the device relative to the base
 /// all hold the same device (most often: one hub changed it, or none did),
 /// that device is the result and no CRDT is built; the CRDT would give the
@@ -77,8 +107,8 @@ pub const BASE: &str = "base";
 /// changed.device.tags.insert("site".into(), "lab".into());
 /// let (sp, ss) = (Stamp::new(1, 0, p.clone()), Stamp::new(2, 0, s.clone()));
 /// let hubs = [
-///     HubDevice { hub: &p, device: Some(&base), times: None, stamp: &sp },
-///     HubDevice { hub: &s, device: Some(&changed), times: None, stamp: &ss },
+///     HubDevice { hub: &p, device: Some(&base), times: None, stamp: &sp, recreated: false },
+///     HubDevice { hub: &s, device: Some(&changed), times: None, stamp: &ss, recreated: false },
 /// ];
 /// let result = merge_device(Base::Present(&base), &hubs, &Policies::default());
 /// assert_eq!(result.merged, Some(changed));
@@ -124,8 +154,8 @@ pub struct Resolved<'a> {
 /// changed.device.tags.insert("site".into(), "lab".into());
 /// let (sp, ss) = (Stamp::new(1, 0, p.clone()), Stamp::new(2, 0, s.clone()));
 /// let hubs = [
-///     HubDevice { hub: &p, device: Some(&base), times: None, stamp: &sp },
-///     HubDevice { hub: &s, device: Some(&changed), times: None, stamp: &ss },
+///     HubDevice { hub: &p, device: Some(&base), times: None, stamp: &sp, recreated: false },
+///     HubDevice { hub: &s, device: Some(&changed), times: None, stamp: &ss, recreated: false },
 /// ];
 /// let resolved = resolve_device(Base::Present(&base), &hubs, &Policies::default());
 /// assert!(matches!(resolved.merged, Some(std::borrow::Cow::Borrowed(d)) if *d == changed));
@@ -148,33 +178,75 @@ pub fn resolve_device<'a>(
             _ => None,
         })
         .unwrap_or_default();
+    crdt(id, base, hubs, policies)
+}
+
+/// The merge through the CRDT.
+///
+/// Every hub starts from one incarnation: the base's device or, when the
+/// base lacks it or there is no base, an empty one written by the base.
+/// A hub holding the device writes its differences into that incarnation,
+/// so that creations on several hubs are concurrent edits of one device,
+/// merged field by field (policy 7), and a hub lacking a device the base
+/// lacks says nothing about it. A hub lacking the base's device deleted it.
+/// A hub that re-created the device (see [`HubDevice::recreated`]) deleted
+/// the base's incarnation and writes into a new one, shared by every hub
+/// that re-created it, which inherits nothing of the old.
+///
+/// Modules follow the same rule: a module the starting incarnation lacks
+/// is started empty in it for every hub, and a hub whose device lacks it
+/// never had it, so the modules created on several hubs are each one
+/// module and the result holds their union.
+fn crdt<'a>(id: &str, base: Base<'a>, hubs: &[HubDevice<'a>], policies: &Policies) -> Resolved<'a> {
     let base_hub = base_replica();
     let base_stamp = Stamp::new(i64::MIN, 0, base_hub.clone());
+    let present = match base {
+        Base::Present(device) => Some(device),
+        Base::Absent | Base::Unknown => None,
+    };
+    let renews = |h: &HubDevice<'_>| present.is_some() && h.device.is_some() && h.recreated;
+    let mut incarnation = present.cloned().unwrap_or_else(|| DeviceSnapshot {
+        id: id.to_owned(),
+        ..Default::default()
+    });
+    let started = new_modules(&incarnation, hubs.iter().filter(|h| !renews(h)));
+    add_empty(&mut incarnation, &started);
     let mut start = HubState::new();
-    match base {
-        Base::Present(device) => {
-            start.put_device(&base_hub, device, &base_stamp, None);
-        }
-        Base::Unknown => {
-            let empty = DeviceSnapshot {
-                id: id.to_owned(),
-                ..Default::default()
-            };
-            start.put_device(&base_hub, &empty, &base_stamp, None);
-        }
-        Base::Absent => {}
-    }
+    start.put_device(&base_hub, &incarnation, &base_stamp, None);
+    // The incarnation the re-creating hubs share, written by the base after
+    // each one's delete, the same in each (same dot, same stamp).
+    let mut renewed = DeviceSnapshot {
+        id: id.to_owned(),
+        ..Default::default()
+    };
+    let renewed_modules = new_modules(&renewed, hubs.iter().filter(|h| renews(h)));
+    add_empty(&mut renewed, &renewed_modules);
+    let renewed_stamp = hubs
+        .iter()
+        .filter(|h| renews(h))
+        .map(|h| h.stamp)
+        .max()
+        .cloned()
+        .unwrap_or_else(|| base_stamp.clone());
     let mut merged = start.clone();
     for hub in hubs {
         let mut state = start.clone();
-        match (hub.device, base) {
-            (Some(device), _) => {
-                state.put_device(hub.hub, device, hub.stamp, hub.times);
+        match (hub.device, present) {
+            (Some(device), _) if renews(hub) => {
+                state.delete_device(hub.hub, id, hub.stamp);
+                state.put_device(&base_hub, &renewed, &renewed_stamp, None);
+                let device = with_empty(device, &renewed_modules);
+                state.put_device(hub.hub, &device, hub.stamp, hub.times);
             }
-            (None, Base::Present(_)) => {
+            (Some(device), _) => {
+                let device = with_empty(device, &started);
+                state.put_device(hub.hub, &device, hub.stamp, hub.times);
+            }
+            (None, Some(_)) => {
                 state.delete_device(hub.hub, id, hub.stamp);
             }
-            (None, _) => continue,
+            // Neither the base nor the hub has it: the hub never had it.
+            (None, None) => continue,
         }
         merged.merge(&state);
     }
@@ -188,6 +260,39 @@ pub fn resolve_device<'a>(
     }
 }
 
+/// The ids of the modules `hubs` hold and `incarnation` lacks.
+fn new_modules<'h>(
+    incarnation: &DeviceSnapshot,
+    hubs: impl Iterator<Item = &'h HubDevice<'h>>,
+) -> BTreeSet<String> {
+    hubs.filter_map(|h| h.device)
+        .flat_map(|d| d.modules.keys())
+        .filter(|m| !incarnation.modules.contains_key(*m))
+        .cloned()
+        .collect()
+}
+
+/// Adds each of `modules` that `device` lacks, empty.
+fn add_empty(device: &mut DeviceSnapshot, modules: &BTreeSet<String>) {
+    for m in modules {
+        device.modules.entry(m.clone()).or_default();
+    }
+}
+
+/// `device` with each of `modules` it lacks, empty: a module started empty
+/// for every hub, which this hub never had, takes no write from it.
+fn with_empty<'d>(
+    device: &'d DeviceSnapshot,
+    modules: &BTreeSet<String>,
+) -> Cow<'d, DeviceSnapshot> {
+    if modules.iter().all(|m| device.modules.contains_key(m)) {
+        return Cow::Borrowed(device);
+    }
+    let mut device = device.clone();
+    add_empty(&mut device, modules);
+    Cow::Owned(device)
+}
+
 /// The result without a CRDT when at most one hub departs from the base.
 fn fast_path<'a>(base: Base<'a>, hubs: &[HubDevice<'a>]) -> Option<Resolved<'a>> {
     let reference = match base {
@@ -195,7 +300,9 @@ fn fast_path<'a>(base: Base<'a>, hubs: &[HubDevice<'a>]) -> Option<Resolved<'a>>
         Base::Absent => None,
         Base::Unknown => return None,
     };
-    if hubs.iter().any(|h| h.times.is_some()) {
+    // Times rank each field apart; a re-creation is a delete and a new
+    // incarnation even where its content equals the base's.
+    if hubs.iter().any(|h| h.times.is_some() || h.recreated) {
         return None;
     }
     let mut departing = hubs.iter().filter(|h| !same(h.device, reference));
@@ -223,11 +330,11 @@ fn fast_path<'a>(base: Base<'a>, hubs: &[HubDevice<'a>]) -> Option<Resolved<'a>>
 /// A plan copies a device created during the divergence to the hubs that
 /// lack it with one import line for the device and one per module. An
 /// import job stopped between them leaves a hub with the device and only
-/// some of its modules. That partial copy is not a second creation: were
-/// it taken for one, the merge re-run after the interruption would let it
-/// win as a whole by stamp and drop the modules nobody deleted. Two
-/// independent creations never share a device line (their keys differ),
-/// so they still resolve as concurrent creations.
+/// some of its modules. The CRDT reads such copies as one creation (policy
+/// 7: the hubs' creations are edits of one incarnation, equal fields take
+/// no sides, modules are the union), so this is only a shortcut to the
+/// same answer, without conflicts; `the_fast_path_for_creations_answers_as_
+/// the_crdt_does` checks it.
 fn one_creation<'a>(hubs: &[HubDevice<'a>]) -> Option<&'a DeviceSnapshot> {
     let held: Vec<&DeviceSnapshot> = hubs.iter().filter_map(|h| h.device).collect();
     let fullest = *held.iter().max_by_key(|d| d.modules.len())?;
@@ -255,7 +362,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::doc::{Entity, Status, StatusValue};
+    use crate::doc::{Entity, Rule, Status, StatusValue};
 
     fn device(modules: &[&str]) -> DeviceSnapshot {
         let mut d = DeviceSnapshot {
@@ -297,6 +404,7 @@ mod tests {
                 device: devices[i],
                 times: None,
                 stamp: &self.stamps[i],
+                recreated: false,
             });
             resolve_device(base, &views, &Policies::default())
         }
@@ -336,22 +444,245 @@ mod tests {
         }
     }
 
+    /// A hub for each `(name, time, device, recreated)`, resolved; with
+    /// `crdt`, every hub gives (empty) times, which keeps the merge off the
+    /// fast path.
+    fn resolve_all(
+        base: Base<'_>,
+        hubs: &[(&str, i64, Option<&DeviceSnapshot>, bool)],
+        crdt: bool,
+    ) -> Resolved<'static> {
+        let names: Vec<ReplicaId> = hubs
+            .iter()
+            .map(|h| ReplicaId::new(h.0).expect("valid"))
+            .collect();
+        let stamps: Vec<Stamp> = hubs
+            .iter()
+            .zip(&names)
+            .map(|(h, n)| Stamp::new(h.1, 0, n.clone()))
+            .collect();
+        let no_times = DeviceTimes::default();
+        let views: Vec<HubDevice<'_>> = hubs
+            .iter()
+            .enumerate()
+            .map(|(i, h)| HubDevice {
+                hub: &names[i],
+                device: h.2,
+                times: crdt.then_some(&no_times),
+                stamp: &stamps[i],
+                recreated: h.3,
+            })
+            .collect();
+        let resolved = resolve_device(base, &views, &Policies::default());
+        Resolved {
+            merged: resolved.merged.map(|d| Cow::Owned(d.into_owned())),
+            conflicts: resolved.conflicts,
+            settled: resolved.settled,
+        }
+    }
+
+    fn tags(d: &DeviceSnapshot) -> serde_json::Value {
+        serde_json::Value::Object(d.device.tags.clone())
+    }
+
+    fn sas(key: &str, modules: &[&str]) -> DeviceSnapshot {
+        let mut d = DeviceSnapshot::enabled_sas("d", &format!("{key}1"), &format!("{key}2"));
+        for m in modules {
+            d.modules.insert((*m).into(), Entity::default());
+        }
+        d
+    }
+
+    /// Policy 7: one device id created on two hubs is one device, merged
+    /// field by field: disabled wins, the keys are one whole value by
+    /// stamp with the other logged, tags from both, modules the union.
     #[test]
-    fn two_creations_that_differ_are_concurrent() {
-        let hubs = Hubs::new();
-        let one = device(&["a"]);
-        let mut two = device(&["a"]);
-        two.modules
-            .entry("a".into())
-            .or_default()
-            .tags
-            .insert("x".into(), json!(1));
-        let resolved = hubs.resolve(Base::Absent, [Some(&one), Some(&two)]);
-        assert!(!resolved.conflicts.is_empty());
-        let mut other_line = device(&[]);
-        other_line.device.tags.insert("y".into(), json!(2));
-        let resolved = hubs.resolve(Base::Absent, [Some(&other_line), Some(&one)]);
-        assert!(!resolved.conflicts.is_empty());
+    fn creations_on_two_hubs_are_one_device_merged_field_by_field() {
+        let mut quarantined = sas("p", &["a"]);
+        quarantined.device.status = Some(StatusValue {
+            status: Status::Disabled,
+            reason: Some("quarantine".into()),
+        });
+        quarantined.device.tags.insert("by-p".into(), json!(1));
+        let mut enabled = sas("s", &["b"]);
+        enabled.device.tags.insert("by-s".into(), json!(2));
+        for order in [false, true] {
+            let mut hubs = [
+                ("primary", 1, Some(&quarantined), false),
+                ("secondary", 2, Some(&enabled), false),
+            ];
+            if order {
+                hubs.reverse();
+            }
+            let resolved = resolve_all(Base::Absent, &hubs, false);
+            let merged = resolved.merged.expect("merged");
+            let status = merged.device.status.as_ref().map(|s| s.status);
+            assert_eq!(status, Some(Status::Disabled));
+            assert_eq!(tags(&merged), json!({"by-p": 1, "by-s": 2}));
+            assert_eq!(merged.device.authentication, enabled.device.authentication);
+            assert_eq!(merged.modules.keys().collect::<Vec<_>>(), ["a", "b"]);
+            let rules: Vec<Rule> = resolved.conflicts.iter().map(|c| c.rule).collect();
+            assert_eq!(rules, [Rule::DisabledWins, Rule::WholeValue]);
+            let keys = &resolved.conflicts[1];
+            assert_eq!(keys.path, "authentication");
+            assert_eq!(keys.losers.len(), 1);
+            assert_eq!(keys.losers[0].hub.as_str(), "primary");
+            assert_eq!(resolved.settled, [false, false]);
+        }
+    }
+
+    #[test]
+    fn creations_on_three_hubs_are_one_device() {
+        let devices: Vec<DeviceSnapshot> = ["a", "b", "c"]
+            .iter()
+            .map(|k| {
+                let mut d = sas(k, &[k, "shared"]);
+                d.device.tags.insert((*k).into(), json!(k));
+                d.modules
+                    .entry("shared".into())
+                    .or_default()
+                    .desired
+                    .insert((*k).into(), json!(true));
+                d
+            })
+            .collect();
+        let hubs = [
+            ("h1", 1, Some(&devices[0]), false),
+            ("h2", 3, Some(&devices[1]), false),
+            ("h3", 2, Some(&devices[2]), false),
+        ];
+        let resolved = resolve_all(Base::Absent, &hubs, false);
+        let merged = resolved.merged.expect("merged");
+        assert_eq!(tags(&merged), json!({"a": "a", "b": "b", "c": "c"}));
+        assert_eq!(
+            merged.device.authentication,
+            devices[1].device.authentication
+        );
+        let modules: Vec<&String> = merged.modules.keys().collect();
+        assert_eq!(modules, ["a", "b", "c", "shared"]);
+        let shared = serde_json::Value::Object(merged.modules["shared"].desired.clone());
+        assert_eq!(shared, json!({"a": true, "b": true, "c": true}));
+        let keys: Vec<&Conflict> = resolved
+            .conflicts
+            .iter()
+            .filter(|c| c.path == "authentication")
+            .collect();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].winner.hub.as_str(), "h2");
+        assert_eq!(keys[0].losers.len(), 2);
+        assert!(
+            resolved
+                .conflicts
+                .iter()
+                .all(|c| c.rule != Rule::ConcurrentCreate)
+        );
+    }
+
+    /// A hub lacking a device the base lacks too never had it: the device
+    /// created on the other hub is kept.
+    #[test]
+    fn a_hub_lacking_a_device_the_base_lacks_never_had_it() {
+        let one = sas("p", &["a"]);
+        let hubs = [
+            ("primary", 1, Some(&one), false),
+            ("secondary", 2, None, false),
+        ];
+        for crdt in [false, true] {
+            let resolved = resolve_all(Base::Absent, &hubs, crdt);
+            assert_eq!(resolved.merged.as_deref(), Some(&one));
+            assert_eq!(resolved.settled, [true, false]);
+            assert!(resolved.conflicts.is_empty());
+        }
+    }
+
+    /// The fast paths for devices absent from the base (equal copies; one
+    /// creation copied without some modules) give what the CRDT gives.
+    #[test]
+    fn the_fast_path_for_creations_answers_as_the_crdt_does() {
+        let (full, cut, bare) = (sas("k", &["a", "b"]), sas("k", &["a"]), sas("k", &[]));
+        let cases = [
+            ([Some(&full), Some(&full)], &full),
+            ([Some(&full), Some(&cut)], &full),
+            ([Some(&bare), Some(&full)], &full),
+            ([None, Some(&cut)], &cut),
+        ];
+        for (i, ([p, s], expected)) in cases.into_iter().enumerate() {
+            let hubs = [("primary", 1, p, false), ("secondary", 2, s, false)];
+            let fast = resolve_all(Base::Absent, &hubs, false);
+            let crdt = resolve_all(Base::Absent, &hubs, true);
+            assert_eq!(fast, crdt, "case {i}");
+            assert_eq!(fast.merged.as_deref(), Some(expected), "case {i}");
+            assert!(fast.conflicts.is_empty(), "case {i}");
+        }
+    }
+
+    /// A hub whose `generationId` differs from the base's deleted and
+    /// re-created the device: the re-created device starts empty, and a
+    /// concurrent update of the old one elsewhere is a logged loser.
+    #[test]
+    fn a_recreated_device_starts_empty_and_wins_over_an_update_of_the_old() {
+        let mut base = sas("old", &["m"]);
+        base.device.tags.insert("old".into(), json!(true));
+        let mut updated = base.clone();
+        updated.device.tags.insert("new".into(), json!(1));
+        let renewed = sas("new", &[]);
+        for crdt in [false, true] {
+            let hubs = [
+                ("primary", 1, Some(&renewed), true),
+                ("secondary", 2, Some(&updated), false),
+            ];
+            let resolved = resolve_all(Base::Present(&base), &hubs, crdt);
+            assert_eq!(resolved.merged.as_deref(), Some(&renewed));
+            assert_eq!(resolved.settled, [true, false]);
+            let lost: Vec<(&str, Rule)> = resolved
+                .conflicts
+                .iter()
+                .map(|c| (c.path.as_str(), c.rule))
+                .collect();
+            assert_eq!(lost, [("tags.new", Rule::DeleteWins)]);
+            assert_eq!(resolved.conflicts[0].losers[0].hub.as_str(), "secondary");
+            // Re-created with the base's very content: still a new
+            // incarnation, and the update of the old one still loses.
+            let hubs = [
+                ("primary", 1, Some(&base), true),
+                ("secondary", 2, Some(&updated), false),
+            ];
+            let resolved = resolve_all(Base::Present(&base), &hubs, crdt);
+            assert_eq!(resolved.merged.as_deref(), Some(&base));
+            assert_eq!(resolved.conflicts.len(), 1);
+            // The same device without a changed generation is an update:
+            // both edits are kept.
+            let hubs = [
+                ("primary", 1, Some(&renewed), false),
+                ("secondary", 2, Some(&updated), false),
+            ];
+            let resolved = resolve_all(Base::Present(&base), &hubs, crdt);
+            let merged = resolved.merged.expect("merged");
+            assert_eq!(tags(&merged), json!({"new": 1}));
+            assert_eq!(merged.device.authentication, renewed.device.authentication);
+        }
+    }
+
+    /// Re-created on two hubs: one new incarnation, merged field by field;
+    /// a hub that deleted the old one concurrently deletes nothing new.
+    #[test]
+    fn a_device_recreated_on_two_hubs_is_one_new_device() {
+        let base = sas("old", &["m"]);
+        let (mut p, mut s) = (sas("p", &["a"]), sas("s", &["b"]));
+        p.device.tags.insert("p".into(), json!(1));
+        s.device.tags.insert("s".into(), json!(2));
+        let hubs = [
+            ("primary", 1, Some(&p), true),
+            ("secondary", 2, Some(&s), true),
+            ("tertiary", 3, None, false),
+        ];
+        let resolved = resolve_all(Base::Present(&base), &hubs, false);
+        let merged = resolved.merged.expect("merged");
+        assert_eq!(tags(&merged), json!({"p": 1, "s": 2}));
+        assert_eq!(merged.modules.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(merged.device.authentication, s.device.authentication);
+        let rules: Vec<Rule> = resolved.conflicts.iter().map(|c| c.rule).collect();
+        assert_eq!(rules, [Rule::WholeValue]);
     }
 
     #[test]
@@ -401,6 +732,7 @@ mod tests {
             device: Some(if i == 0 { &base } else { &changed }),
             times: None,
             stamp: &hubs.stamps[i],
+            recreated: false,
         });
         let merged = merge_device(Base::Present(&base), &views, &Policies::default());
         assert_eq!(merged.merged, Some(changed));
@@ -431,6 +763,7 @@ mod tests {
                 device: devices[h],
                 times: Some(&no_times),
                 stamp: &hubs.stamps[h],
+                recreated: false,
             });
             let crdt = resolve_device(base, &views, &Policies::default());
             assert_eq!(fast, crdt, "case {i}");

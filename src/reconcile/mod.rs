@@ -13,7 +13,8 @@ pub use fleet::{
     DeviceOutcome, HubSnapshots, Outcome, ResolvedOutcome, merge_fleet, resolve_fleet,
 };
 pub use merge::{
-    BASE, Base, DeviceMerge, HubDevice, Resolved, base_replica, merge_device, resolve_device,
+    BASE, Base, DeviceMerge, HubDevice, Resolved, base_replica, merge_device, recreated,
+    resolve_device,
 };
 pub(crate) use plan::write_import;
 pub use plan::{
