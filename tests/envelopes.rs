@@ -426,7 +426,7 @@ fn a_corrupt_avro_file_is_one_error_naming_the_file() {
         .collect();
     assert_eq!(
         errors,
-        ["bad.avro: invalid Avro: not an object container file (bad header or schema)"]
+        ["bad.avro: invalid Avro: the file's header is cut short or too long"]
     );
 }
 

@@ -161,3 +161,19 @@ fn parse_events_lone_surrogate_in_unknown_section() {
     .unwrap();
     assert_eq!(again, event);
 }
+
+/// `parse_events`: an Avro file whose schema names a record `EventDat\``
+/// made apache-avro 0.21 panic (`Name::parse` unwraps its name check). The
+/// header's schema is now checked first: a typed error about the file.
+#[test]
+fn parse_events_avro_schema_name_not_an_avro_name() {
+    let bytes = input("parse_events-avro-schema-name-not-an-avro-name.avro");
+    let mut reader = failback::format::EventReader::new(bytes.as_slice(), "capture.avro");
+    let first = reader.next().map(|r| r.map_err(|e| e.to_string()));
+    assert_eq!(
+        first,
+        Some(Err(
+            "capture.avro: invalid Avro: the schema holds a name that is no Avro name".to_owned()
+        ))
+    );
+}

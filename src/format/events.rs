@@ -338,6 +338,11 @@ impl<R: BufRead> EventReader<R> {
         let avro = n > 0 && head.get(..n) == AVRO_MAGIC.get(..n);
         match (avro, self.envelope) {
             (true, None | Some(Envelope::Avro)) => {
+                if let Err(reason) = check_avro_header(head) {
+                    return Err(whole(ReadErrorKind::InvalidAvro {
+                        reason: reason.to_owned(),
+                    }));
+                }
                 let records = apache_avro::Reader::new(reader).map_err(|_| {
                     whole(ReadErrorKind::InvalidAvro {
                         reason: "not an object container file (bad header or schema)".to_owned(),
@@ -363,6 +368,88 @@ impl<R: BufRead> EventReader<R> {
             (false, _) => self.source = Source::Json(Lines::new(reader, self.file.clone())),
         }
         Ok(())
+    }
+}
+
+/// Checks the schema an Avro object container file's header (in `head`,
+/// the first bytes buffered) names, before `apache-avro` parses it:
+/// apache-avro 0.21 panics on a named type whose name is no Avro name
+/// (`Name::parse` unwraps), and no input may panic the reader. Every
+/// `name`, `namespace` and alias in the schema must be a (dotted) Avro
+/// name. A header longer than the buffer is refused: IoT Hub's and
+/// Capture's are well under a kilobyte.
+fn check_avro_header(head: &[u8]) -> Result<(), &'static str> {
+    const CUT: &str = "the file's header is cut short or too long";
+    fn long(buf: &[u8], pos: &mut usize) -> Result<i64, &'static str> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = *buf.get(*pos).ok_or(CUT)?;
+            *pos += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                // Zigzag: 0, -1, 1, -2, ...
+                let half = i64::try_from(value >> 1).map_err(|_| CUT)?;
+                return Ok(if value & 1 == 0 { half } else { -half - 1 });
+            }
+        }
+        Err(CUT)
+    }
+    fn bytes<'b>(buf: &'b [u8], pos: &mut usize) -> Result<&'b [u8], &'static str> {
+        let len = usize::try_from(long(buf, pos)?).map_err(|_| CUT)?;
+        let end = pos.checked_add(len).ok_or(CUT)?;
+        let out = buf.get(*pos..end).ok_or(CUT)?;
+        *pos = end;
+        Ok(out)
+    }
+    fn avro_name(name: &str, empty: bool) -> bool {
+        if name.is_empty() {
+            return empty;
+        }
+        name.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    }
+    fn names(schema: &serde_json::Value) -> bool {
+        match schema {
+            serde_json::Value::Object(map) => map.iter().all(|(key, value)| {
+                let ok = match (key.as_str(), value) {
+                    ("name", serde_json::Value::String(name)) => avro_name(name, false),
+                    ("namespace", serde_json::Value::String(ns)) => avro_name(ns, true),
+                    ("aliases", serde_json::Value::Array(aliases)) => aliases
+                        .iter()
+                        .all(|a| a.as_str().is_some_and(|a| avro_name(a, false))),
+                    _ => true,
+                };
+                ok && names(value)
+            }),
+            serde_json::Value::Array(items) => items.iter().all(names),
+            _ => true,
+        }
+    }
+    let mut pos = AVRO_MAGIC.len();
+    loop {
+        let count = long(head, &mut pos)?;
+        if count == 0 {
+            return Ok(());
+        }
+        if count < 0 {
+            long(head, &mut pos)?;
+        }
+        for _ in 0..count.unsigned_abs() {
+            let key = bytes(head, &mut pos)?;
+            let value = bytes(head, &mut pos)?;
+            if key == b"avro.schema" {
+                let schema: serde_json::Value =
+                    serde_json::from_slice(value).map_err(|_| "the schema is not JSON")?;
+                if !names(&schema) {
+                    return Err("the schema holds a name that is no Avro name");
+                }
+            }
+        }
     }
 }
 
