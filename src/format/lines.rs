@@ -333,9 +333,17 @@ impl<R: BufRead> Lines<R> {
     }
 
     /// Whether the first JSON line, `buf[start..end]`, opens JSON values
-    /// rather than being one: an array, or a lone `{`.
+    /// rather than being one: an array of objects (`[` then `{`, `]` or
+    /// the end of the line), or a lone `{`. A line such as `[Warning] ...`
+    /// stays a warning line.
     fn starts_values(&self, start: usize, end: usize) -> bool {
-        matches!(self.buf.get(start..end), Some([b'[', ..] | b"{"))
+        match self.buf.get(start..end) {
+            Some(b"{") => true,
+            Some([b'[', rest @ ..]) => {
+                matches!(rest.trim_ascii_start().first(), None | Some(b'{' | b']'))
+            }
+            _ => false,
+        }
     }
 
     /// The next record of [`Layout::Values`], scanned from the stream's
@@ -429,9 +437,10 @@ impl<R: BufRead> Lines<R> {
                 let trimmed = text.trim_start();
                 let start = bom + (text.len() - trimmed.len());
                 let end = bom + text.trim_end().len();
-                if trimmed.starts_with('{')
-                    || (self.layout == Layout::Unknown && trimmed.starts_with('['))
-                {
+                let array = trimmed.strip_prefix('[').is_some_and(|rest| {
+                    matches!(rest.trim_start().chars().next(), None | Some('{' | ']'))
+                });
+                if trimmed.starts_with('{') || (self.layout == Layout::Unknown && array) {
                     Line::Json(start, end)
                 } else {
                     Line::Skip
@@ -439,7 +448,7 @@ impl<R: BufRead> Lines<R> {
             }
             // A warning line in another encoding is still a warning line;
             // a JSON line with a bad byte is an error.
-            Err(e) if matches!(bytes.trim_ascii_start().first(), Some(b'{' | b'[')) => {
+            Err(e) if bytes.trim_ascii_start().first() == Some(&b'{') => {
                 Line::BadUtf8(e.valid_up_to())
             }
             Err(_) => Line::Skip,
@@ -870,5 +879,12 @@ mod tests {
                 Ok((2, "{\"id\":\"b\"}".to_owned()))
             ]
         );
+    }
+
+    #[test]
+    fn a_warning_line_in_brackets_is_no_array() {
+        let (out, skipped) = all(b"[Warning] 2 devices skipped\n{\"a\":1}\n[1]\n", 100);
+        assert_eq!(out, vec![Ok((2, "{\"a\":1}".to_owned()))]);
+        assert_eq!(skipped, 2);
     }
 }
