@@ -389,7 +389,7 @@ impl Rng {
 
 /// Writes a base and two diverged hub exports of `n` devices, sorted by id.
 fn fleet(dir: &Path, n: usize) {
-    let keys = r#""authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMDA1QUJDREVGR0hJSktMTU5PUFFSU1Q=","secondaryKey":"c2Vjb25kYXJ5LWtleS0w1QUJDREVGR0hJSktMTU5PUFFSU1Q="},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
+    let keys = r#""authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMDA1QUJDREVGR0hJSktMTU5PUFFSU1Q=","secondaryKey":"c2Vjb25kYXJ5LWtleS0w1QUJDREVGR0hJSktMTU5PUFFSU1Q"},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
     let line = |i: usize, site: &str, fan: usize| {
         format!(
             r#"{{"id":"dev-{i:06}","eTag":"ZTE=","status":"enabled",{keys},"twinETag":"AAAAAAAAAAE=","tags":{{"site":"{site}"}},"properties":{{"desired":{{"fan":{fan}}},"reported":{{}}}}}}"#

@@ -498,6 +498,63 @@ fn unknown_import_mode_status_and_auth_type() {
 }
 
 #[test]
+fn keys_of_a_length_the_hub_refuses_are_refused_without_showing_them() {
+    // 12 bytes: too short; the key never appears in the error.
+    let e = bad_export(
+        r#"{"id":"d1","status":"enabled","authentication":{"type":"sas","symmetricKey":{"primaryKey":"c2hvcnQta2V5LTEy","secondaryKey":null}}}"#,
+    );
+    assert!(
+        matches!(e.kind, ReadErrorKind::InvalidKeyLength { length: 12 }),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        r#"devices.txt:3: device "d1" field "authentication.symmetricKey.primaryKey": symmetric key of 12 bytes, the hub takes 16 to 64"#
+    );
+    // 65 bytes, and malformed base64, in the secondary key.
+    let long = format!("{}=", "Q".repeat(87));
+    let e = bad_export(&format!(
+        r#"{{"id":"d1","status":"enabled","authentication":{{"symmetricKey":{{"primaryKey":"","secondaryKey":"{long}"}}}}}}"#
+    ));
+    assert_eq!(
+        e.field.as_deref(),
+        Some("authentication.symmetricKey.secondaryKey")
+    );
+    assert!(!e.to_string().contains("QQQQ"), "{e}");
+    let e = bad_identity_key("a2V5=LXByaW1hcnktMDAwMDAwMDAw");
+    assert!(
+        matches!(e.kind, ReadErrorKind::InvalidKeyLength { length: 0 }),
+        "{e}"
+    );
+    // Empty keys (the hub generates them) and a sample's placeholders read.
+    let input = concat!(
+        r#"{"id":"d1","status":"enabled","authentication":{"symmetricKey":{"primaryKey":"","secondaryKey":null}}}"#,
+        "\n",
+        r#"{"id":"d2","status":"enabled","authentication":{"symmetricKey":{"primaryKey":"<base64Key>","secondaryKey":"<GetKey()>"}}}"#,
+        "\n",
+    );
+    assert!(collect_export(ExportReader::new(input.as_bytes(), "f")).is_ok());
+}
+
+/// An identity file (the `az iot hub device-identity show` shape) with
+/// this primary key.
+fn bad_identity_key(key: &str) -> ReadError {
+    let input = format!(
+        r#"{{"deviceId":"d1","etag":"MQ==","status":"enabled","authentication":{{"type":"sas","symmetricKey":{{"primaryKey":"{key}","secondaryKey":null}}}}}}"#
+    );
+    let read: Result<Vec<_>, _> =
+        failback::format::IdentityReader::new(input.as_bytes(), "ids.json").collect();
+    match read {
+        Err(e) => {
+            assert_eq!(e.device.as_deref(), Some("d1"), "{e}");
+            assert!(!e.to_string().contains(key), "{e}");
+            e
+        }
+        Ok(_) => panic!("accepted key {key}"),
+    }
+}
+
+#[test]
 fn enums_are_read_in_any_case_and_written_back_canonically() {
     let input = concat!(
         r#"{"id":"d1","importMode":"UpdateIfMatchETag","eTag":"MQ==","status":"Enabled","authentication":{"type":"SAS","symmetricKey":{"primaryKey":null,"secondaryKey":null}}}"#,

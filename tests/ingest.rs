@@ -599,7 +599,7 @@ fn cli_a_replica_state_merges_with_exports() {
     let out = merge(&["--allow-new-keys"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let merged = std::fs::read_to_string(out_dir.join("merged.jsonl")).unwrap_or_default();
-    let keys = r#""authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMQ==","secondaryKey":"c2Vjb25kYXJ5LWtleS0x"},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
+    let keys = r#""authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMQAAAA==","secondaryKey":"c2Vjb25kYXJ5LWtleS0xAA=="},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
     let expected = [
         r#"{"id":"pump-2","status":"disabled","statusReason":"maintenance","tags":{"line":"A"},"properties":{"desired":{},"reported":{}}}"#.to_owned(),
         format!(r#"{{"id":"sec-1","status":"enabled",{keys},"tags":{{}},"properties":{{"desired":{{"x":1}},"reported":{{}}}}}}"#),

@@ -451,7 +451,7 @@ struct Identity {
 fn auth_json(n: usize) -> String {
     match n % 4 {
         0 => format!(
-            r#"{{"symmetricKey":{{"primaryKey":"a2V5LXByaW1hcnktMDAwMDAwMDAwMDAwMDAw{n}=","secondaryKey":"a2V5LXNlY29uZGFyeS0wMDAwMDAwMDAwMDAw{n}="}},"type":"sas"}}"#
+            r#"{{"symmetricKey":{{"primaryKey":"a2V5LXByaW1hcnktMDAwMDAwMDAwMDAwMDAw{n:03}=","secondaryKey":"a2V5LXNlY29uZGFyeS0wMDAwMDAwMDAwMDAw{n:03}="}},"type":"sas"}}"#
         ),
         1 => format!(
             r#"{{"x509Thumbprint":{{"primaryThumbprint":"{:040X}","secondaryThumbprint":null}},"type":"selfSigned"}}"#,

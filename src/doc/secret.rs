@@ -33,6 +33,18 @@ impl Secret {
         Self(clear.into())
     }
 
+    /// A symmetric key of these bytes, base64-encoded as the hub writes
+    /// keys (the hub takes 16 to 64 bytes).
+    ///
+    /// ```
+    /// use failback::doc::Secret;
+    ///
+    /// assert_eq!(Secret::from_key_bytes(b"Man").expose(), "TWFu");
+    /// ```
+    pub fn from_key_bytes(bytes: &[u8]) -> Self {
+        Self(base64(bytes).into())
+    }
+
     /// The clear value: for writers of exports, plans and state files only.
     pub fn expose(&self) -> &str {
         &self.0
@@ -51,6 +63,29 @@ pub(crate) fn fingerprint(bytes: &[u8]) -> String {
     let mut out = String::from("sha256:");
     for byte in &digest[..4] {
         let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
     }
     out
 }
@@ -83,6 +118,14 @@ impl<'de> Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b"Man"), "TWFu");
+        assert_eq!(base64(b"Ma"), "TWE=");
+        assert_eq!(base64(b"M"), "TQ==");
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+    }
 
     #[test]
     fn fingerprint_is_a_sha256_prefix() {

@@ -63,10 +63,10 @@ impl DeviceSnapshot {
     /// ```
     /// use failback::doc::{DeviceSnapshot, Status};
     ///
-    /// let d = DeviceSnapshot::enabled_sas("d1", "cHJpbWFyeQ==", "c2Vjb25kYXJ5");
+    /// let d = DeviceSnapshot::enabled_sas("d1", "cHJpbWFyeQAAAAAAAAAAAA==", "c2Vjb25kYXJ5AAAAAAAAAA==");
     /// assert_eq!(d.device.status.as_ref().map(|s| s.status), Some(Status::Enabled));
     /// assert!(d.device.tags.is_empty() && d.modules.is_empty());
-    /// assert!(!format!("{d:?}").contains("cHJpbWFyeQ=="));
+    /// assert!(!format!("{d:?}").contains("cHJpbWFyeQAAAAAAAAAAAA=="));
     /// ```
     pub fn enabled_sas(id: impl Into<String>, primary: &str, secondary: &str) -> Self {
         Self {

@@ -77,10 +77,10 @@ pub struct X509Thumbprint {
 /// ```
 /// use failback::doc::{Authentication, Secret};
 ///
-/// let auth = Authentication::sas(Secret::new("cHJpbWFyeQ=="), Secret::new("c2Vjb25kYXJ5"));
+/// let auth = Authentication::sas(Secret::new("cHJpbWFyeQAAAAAAAAAAAA=="), Secret::new("c2Vjb25kYXJ5AAAAAAAAAA=="));
 /// let shown = auth.redacted().to_string();
 /// assert!(shown.contains("sha256:"));
-/// assert!(!shown.contains("cHJpbWFyeQ=="));
+/// assert!(!shown.contains("cHJpbWFyeQAAAAAAAAAAAA=="));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

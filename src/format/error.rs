@@ -97,6 +97,13 @@ pub enum ReadErrorKind {
         /// The value read; `None` when it might be a secret.
         value: Option<String>,
     },
+    /// A symmetric key is base64 text but not of a length the hub takes
+    /// (16 to 64 bytes once decoded). The key itself is never shown.
+    #[error("symmetric key of {length} bytes, the hub takes 16 to 64")]
+    InvalidKeyLength {
+        /// The decoded length in bytes; 0 when the text is no valid base64.
+        length: usize,
+    },
     /// A timestamp is not ISO-8601 / RFC 3339.
     #[error("unparseable timestamp {}", shown(.value))]
     InvalidTimestamp {
@@ -304,7 +311,7 @@ mod tests {
         for secret in [
             "UWaSl1f+BjX8a+7iW60sSZvbhjYbbG+pLDK1EeDq56w=",
             "6FDAC291C47F01F7C559651F1E2EDE017582085A",
-            "c2VjcmV0LWtleS0x",
+            "c2VjcmV0LWtleS0xAAAAAA==",
         ] {
             let kind = ReadErrorKind::InvalidStatus {
                 value: safe_value(secret),

@@ -18,7 +18,7 @@
 //!
 //! let input = concat!(
 //!     "Warning: hub export started\n",
-//!     r#"{"id":"d1","eTag":"\"MQ==\"","status":"enabled","authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeQ==","secondaryKey":"c2Vjb25kYXJ5"},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"},"twinETag":"AAAAAAAAAAE=","tags":{"site":"lyon"},"properties":{"desired":{},"reported":{}}}"#,
+//!     r#"{"id":"d1","eTag":"\"MQ==\"","status":"enabled","authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeQAAAAAAAAAAAA==","secondaryKey":"c2Vjb25kYXJ5AAAAAAAAAA=="},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"},"twinETag":"AAAAAAAAAAE=","tags":{"site":"lyon"},"properties":{"desired":{},"reported":{}}}"#,
 //!     "\n",
 //! );
 //! let export = collect_export(ExportReader::new(input.as_bytes(), "devices.txt"))?;

@@ -215,10 +215,10 @@ impl HubImage {
         let mut entity = line.entity.clone();
         if entity.authentication.is_none() {
             let seed = format!("{}/{}/{etag}", key.0, key.1.as_deref().unwrap_or(""));
-            entity.authentication = Some(Authentication::sas(
-                Secret::new(&next_etag(&seed, "primary")),
-                Secret::new(&next_etag(&seed, "secondary")),
-            ));
+            let key = |salt: &str| {
+                Secret::from_key_bytes(&Sha256::digest(format!("{seed}\u{0}{salt}").as_bytes()))
+            };
+            entity.authentication = Some(Authentication::sas(key("primary"), key("secondary")));
         }
         self.records.insert(
             key,
