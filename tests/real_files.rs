@@ -657,3 +657,109 @@ fn twin_file_plans_applied_converge_and_merge_again_to_nothing() {
     assert_eq!(files["primary.import.jsonl"], "");
     assert_eq!(files["secondary.import.jsonl"], "");
 }
+
+/// Import files as the hub reads them: an edge device's system modules are
+/// the hub's (it makes them with the device) and the deployment's (their
+/// desired properties). A plan writes no line for them and the report says
+/// what it left out; `apply` creates them with the device.
+#[test]
+fn edge_system_modules_get_no_plan_line_and_the_report_says_so() {
+    let dir = scratch("edge");
+    let module_keys = r#""authentication":{"symmetricKey":{"primaryKey":"bW9kdWxlLXByaW1hcnkta2V5LTAwMDAwMDA=","secondaryKey":"bW9kdWxlLXNlY29uZGFyeS1rZXktMDAwMDA="},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
+    let export = |schema: &str, filter: bool| {
+        let mut lines = vec![
+            format!(
+                r#"{{"id":"gw","eTag":"MQ==","status":"enabled",{KEYS},"capabilities":{{"iotEdge":true}},"twinETag":"AAE=","tags":{{}},"properties":{{"desired":{{}},"reported":{{}}}}}}"#
+            ),
+            format!(
+                r#"{{"id":"gw","moduleId":"$edgeAgent","eTag":"Mg==",{module_keys},"twinETag":"AAI=","properties":{{"desired":{{"schemaVersion":"{schema}"}},"reported":{{}}}}}}"#
+            ),
+            format!(
+                r#"{{"id":"gw","moduleId":"$edgeHub","eTag":"Mw==",{module_keys},"twinETag":"AAM=","properties":{{"desired":{{}},"reported":{{}}}}}}"#
+            ),
+        ];
+        if filter {
+            lines.push(format!(
+                r#"{{"id":"gw","moduleId":"filter","eTag":"NA==",{module_keys},"twinETag":"AAQ=","properties":{{"desired":{{"threshold":{}}},"reported":{{}}}}}}"#,
+                if schema == "1.0" { 1 } else { 2 }
+            ));
+        }
+        lines.join("\n") + "\n"
+    };
+    let write = |name: &str, body: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
+        path.to_str().unwrap_or_default().to_owned()
+    };
+    let base = write("base.jsonl", export("1.0", true));
+    let primary = write("primary.jsonl", export("1.0", true));
+    // The secondary's deployment moved on and a custom module changed.
+    let secondary = write("secondary.jsonl", export("1.1", true));
+    let out = dir.join("out");
+    let run = failback(&[
+        "merge",
+        "--base",
+        &base,
+        "--hub",
+        &format!("primary={primary}"),
+        "--hub",
+        &format!("secondary={secondary}"),
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let files = outputs(&out);
+    let plan = &files["primary.import.jsonl"];
+    // The custom module's change is carried; the $edgeAgent one is not.
+    assert_eq!(plan.lines().count(), 1, "{plan}");
+    assert!(plan.contains(r#""moduleId":"filter""#), "{plan}");
+    assert!(!plan.contains("$edgeAgent"), "{plan}");
+    assert!(
+        files["report.json"].contains("1 changes to edge system modules"),
+        "{}",
+        files["report.json"]
+    );
+    // An empty hub gets the device and its custom module; `apply` makes
+    // the system modules as the hub does, and merging again plans nothing
+    // for them.
+    let empty = write("empty.jsonl", String::new());
+    let out2 = dir.join("out2");
+    let merge = |secondary: &str, out: &Path| {
+        let run = failback(&[
+            "merge",
+            "--base",
+            &empty,
+            "--hub",
+            &format!("primary={primary}"),
+            "--hub",
+            &format!("secondary={secondary}"),
+            "--out",
+            out.to_str().unwrap_or_default(),
+        ]);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        outputs(out)
+    };
+    let files = merge(&empty, &out2);
+    let plan = &files["secondary.import.jsonl"];
+    assert_eq!(plan.lines().count(), 2, "{plan}");
+    assert!(!plan.contains("$edge"), "{plan}");
+    let applied = dir.join("secondary-after.jsonl");
+    let run = failback(&[
+        "apply",
+        "--hub",
+        &empty,
+        "--plan",
+        out2.join("secondary.import.jsonl")
+            .to_str()
+            .unwrap_or_default(),
+        "--out",
+        applied.to_str().unwrap_or_default(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let after = std::fs::read_to_string(&applied).unwrap_or_default();
+    assert!(after.contains(r#""moduleId":"$edgeAgent""#), "{after}");
+    assert!(after.contains(r#""moduleId":"$edgeHub""#), "{after}");
+    let files = merge(applied.to_str().unwrap_or_default(), &dir.join("out3"));
+    assert_eq!(files["secondary.import.jsonl"], "");
+    assert_eq!(files["primary.import.jsonl"], "");
+}

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use failback::doc::{DeviceSnapshot, Entity};
 use failback::format::{ExportFile, ExportReader, Format, InputFile, read_input};
-use failback::reconcile::{HubImage, ImportLine, identity_differs, twin_differs};
+use failback::reconcile::{HubImage, ImportLine, identity_differs, is_system_module, twin_differs};
 
 use super::Failure;
 use crate::fsio;
@@ -32,7 +32,10 @@ pub struct ApplyArgs {
 /// Arguments of `failback diff`.
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
-    /// A hub's file: an export, twins or identities (detected).
+    /// A hub's file: an export, twins or identities (detected). The
+    /// system modules of edge devices (`$edgeAgent`, `$edgeHub`) are
+    /// compared by presence only: their keys and twins are the hub's and
+    /// the deployment's, and no plan writes them.
     a: PathBuf,
     /// Another, of any of these formats.
     b: PathBuf,
@@ -89,6 +92,12 @@ fn comparable(a: &mut DeviceSnapshot, b: &mut DeviceSnapshot, twins: bool) {
     level(&mut a.device, &mut b.device);
     for (m, x) in &mut a.modules {
         if let Some(y) = b.modules.get_mut(m) {
+            if is_system_module(m) {
+                // The hub's and the deployment's, never a plan's: that
+                // they exist is compared, not what they hold.
+                *x = Entity::default();
+                *y = Entity::default();
+            }
             level(x, y);
         }
     }

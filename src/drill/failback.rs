@@ -10,11 +10,11 @@ use super::invariants::{
 use super::oracle::Hub;
 use super::sim::Cycle;
 use crate::clock::{ReplicaId, Stamp};
-use crate::doc::{DeviceSnapshot, Policies};
+use crate::doc::{DeviceSnapshot, Entity, Policies};
 use crate::format::{ExportReader, ImportMode, ReadError, collect_export};
 use crate::reconcile::{
-    Action, DeviceOutcome, HubImage, HubSnapshots, ImportLine, device_plan, import_lines,
-    merge_fleet, write_import_line,
+    Action, DeviceOutcome, HubImage, HubSnapshots, ImportLine, SYSTEM_MODULES, device_plan,
+    import_lines, is_edge, is_system_module, merge_fleet, write_import_line,
 };
 
 /// A hub's export as the failback reads it: the hub written as an export
@@ -240,6 +240,23 @@ pub(crate) struct Inputs<'a> {
     pub stamps: &'a BTreeMap<ReplicaId, Stamp>,
 }
 
+/// Whether two devices agree on everything a plan carries: all but the
+/// system modules, which each hub keeps its own of (the hub makes them and
+/// their keys with an edge device, the deployment and the edge runtime
+/// write their twins). That an edge device has them is still compared.
+fn same_carried(a: Option<&DeviceSnapshot>, b: Option<&DeviceSnapshot>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else {
+        return a.is_none() && b.is_none();
+    };
+    fn carried(d: &DeviceSnapshot) -> impl Iterator<Item = (&String, &Entity)> {
+        d.modules.iter().filter(|(m, _)| !is_system_module(m))
+    }
+    let edge = |d: &DeviceSnapshot| {
+        is_edge(&d.device) && SYSTEM_MODULES.iter().all(|m| d.modules.contains_key(*m))
+    };
+    a.id == b.id && a.device == b.device && edge(a) == edge(b) && carried(a).eq(carried(b))
+}
+
 /// Fails back one shard: merges, applies the plans (one applied twice, the
 /// other cut short and finished by a second merge), and checks that the
 /// hubs converge.
@@ -326,7 +343,7 @@ pub(crate) fn failback(
     let first = merged_of(&outcomes);
     let second = merged_of(&rerun);
     for (id, merged) in &second {
-        if first.get(id) != Some(merged) {
+        if !first.get(id).is_some_and(|f| same_carried(*f, *merged)) {
             findings.report(
                 RESUME_CONVERGES,
                 c,
@@ -365,7 +382,7 @@ pub(crate) fn failback(
     for h in Hub::BOTH {
         let held = &after[h.index()];
         for (id, merged) in &second {
-            if held.get(*id) != *merged {
+            if !same_carried(held.get(*id), *merged) {
                 findings.report(
                     HUBS_CONVERGE,
                     c,

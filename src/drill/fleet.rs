@@ -20,8 +20,7 @@ pub fn device_id(index: u64, width: usize) -> String {
     format!("dev-{index:0width$}")
 }
 
-/// The ids of the system modules of an edge device.
-pub(crate) const SYSTEM_MODULES: [&str; 2] = ["$edgeAgent", "$edgeHub"];
+pub(crate) use crate::reconcile::SYSTEM_MODULES;
 
 /// Draws device content and unique write values for one device.
 pub(crate) struct Gen<'a> {

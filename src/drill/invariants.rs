@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::oracle::{Fact, Field, Hub, Op, Val, Write, entity_of, value_at};
 use super::sim::DeviceCycle;
 use crate::doc::{Conflict, DeviceSnapshot, Entity, Status};
+use crate::reconcile::is_system_module;
 
 /// A named invariant of the drill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -313,6 +314,9 @@ fn nothing_lost(d: &DeviceCheck<'_>, findings: &mut Findings, acc: &mut Accounti
             continue;
         }
         for f in &w.facts {
+            if f.module.as_deref().is_some_and(is_system_module) {
+                continue;
+            }
             if superseded(writes, wi, f) {
                 acc.superseded += 1;
             } else if holds(d.merged, f) {
@@ -338,8 +342,17 @@ fn nothing_lost(d: &DeviceCheck<'_>, findings: &mut Findings, acc: &mut Accounti
     }
 }
 
+/// The device and the modules a plan carries: the system modules' contents
+/// are each hub's own (the hub makes their keys when it creates an edge
+/// device, the deployment and the runtime write their twins), so neither
+/// their values nor their keys are checked against the writes.
 fn entities(d: &DeviceSnapshot) -> impl Iterator<Item = (Option<&str>, &Entity)> + '_ {
-    std::iter::once((None, &d.device)).chain(d.modules.iter().map(|(m, e)| (Some(m.as_str()), e)))
+    std::iter::once((None, &d.device)).chain(
+        d.modules
+            .iter()
+            .filter(|(m, _)| !is_system_module(m))
+            .map(|(m, e)| (Some(m.as_str()), e)),
+    )
 }
 
 fn merged_facts(module: Option<&str>, e: &Entity) -> Vec<Fact> {

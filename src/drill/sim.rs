@@ -18,7 +18,8 @@ use super::oracle::{Hub, Write};
 use super::rng::Rng;
 use super::writes::{HubDev, draw};
 use crate::doc::DeviceSnapshot;
-use crate::reconcile::{HubImage, device_plan, import_lines};
+use crate::format::ImportMode;
+use crate::reconcile::{HubImage, every_op, import_lines, is_system_module};
 
 /// Random streams of a drill, by purpose.
 pub(crate) mod stream {
@@ -320,8 +321,18 @@ pub(crate) fn write_device(
     before: Option<&DeviceSnapshot>,
     after: Option<&DeviceSnapshot>,
 ) -> Result<(), String> {
-    let ops = device_plan(before, after);
-    let lines = import_lines(&ops, hub);
+    // A hub's own writes reach its system modules too (the deployment,
+    // the edge runtime): every operation, and the system modules the hub
+    // created with an edge device are then written over, not created.
+    let (ops, _) = every_op(before, after);
+    let mut lines = import_lines(&ops, hub);
+    for line in &mut lines {
+        if line.mode == ImportMode::Create
+            && line.module_id.as_deref().is_some_and(is_system_module)
+        {
+            line.mode = ImportMode::CreateOrUpdate;
+        }
+    }
     let errors = hub.apply(&lines);
     if let Some(e) = errors.first() {
         return Err(format!(

@@ -17,9 +17,7 @@ use crate::clock::ReplicaId;
 use crate::doc::{Conflict, DeviceSnapshot, Entity};
 use crate::format::{DeviceEtags, ExportLineRef, ImportMode, write_device};
 use crate::fsio::{DirWriter, OutFile};
-use crate::reconcile::{
-    Action, Outcome, PlanOp, Resolved, device_plan, twin_differs, write_import,
-};
+use crate::reconcile::{Action, Outcome, PlanOp, Resolved, split_plan, twin_differs, write_import};
 use crate::validate::shown_id;
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
@@ -64,6 +62,8 @@ pub(super) struct Tally {
     /// The import lines that write an identity without keys, as
     /// `hub: device "d" [module "m"] (mode)`.
     keyless: Vec<String>,
+    /// Per hub, the operations on edge system modules a plan left out.
+    not_carried: Vec<usize>,
     /// The inputs (base first) with a time read without a zone.
     pub(super) zoneless: std::collections::BTreeSet<usize>,
 }
@@ -84,6 +84,11 @@ impl Tally {
             for (k, n) in theirs {
                 *mine.entry(k).or_default() += n;
             }
+        }
+        self.not_carried
+            .resize(self.not_carried.len().max(other.not_carried.len()), 0);
+        for (mine, theirs) in self.not_carried.iter_mut().zip(other.not_carried) {
+            *mine += theirs;
         }
         self.keyless.extend(other.keyless);
         self.zoneless.extend(other.zoneless);
@@ -113,6 +118,7 @@ impl Rendered {
             plans: vec![Vec::new(); hubs],
             tally: Tally {
                 plans: vec![BTreeMap::new(); hubs],
+                not_carried: vec![0; hubs],
                 ..Tally::default()
             },
         }
@@ -158,7 +164,12 @@ pub(super) fn render_device(
             continue;
         };
         let held = hub.map(|d| assume_known(d, base, merged));
-        let ops = device_plan(held.as_deref(), merged);
+        let (ops, left_out) = split_plan(held.as_deref(), merged);
+        if !left_out.is_empty() {
+            if let Some(count) = tally.not_carried.get_mut(n) {
+                *count += left_out.len();
+            }
+        }
         for op in &ops {
             let mode = plan_line(lines, op, *hub);
             *counts.entry(mode.as_str()).or_default() += 1;
@@ -403,6 +414,13 @@ impl Outputs {
                 .chain(std::iter::repeat_with(BTreeMap::new));
             for ((hub, _), counts) in files.plans.iter().zip(counts) {
                 report.plans.insert(hub.to_string(), counts);
+            }
+        }
+        for ((hub, _), n) in files.plans.iter().zip(&tally.not_carried) {
+            if *n > 0 {
+                report.warnings.push(format!(
+                    "{n} changes to edge system modules ($edgeAgent, $edgeHub) are not in the {hub} plan: the hub creates them with their device and keeps their keys, and the deployment sets their desired properties; redeploy if they must change"
+                ));
             }
         }
         if !tally.keyless.is_empty() {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::plan::{SYSTEM_MODULES, is_edge};
 use crate::doc::{Authentication, DeviceSnapshot, Entity, Secret};
 use crate::format::ImportMode;
 
@@ -107,7 +108,10 @@ impl HubImage {
     }
 
     /// Runs an import job: each line in order, a failed line logged and
-    /// skipped, as IoT Hub does. Returns the error log.
+    /// skipped, as IoT Hub does. Returns the error log. An edge device
+    /// (`capabilities.iotEdge`) written without its system modules gets them
+    /// ([`SYSTEM_MODULES`](super::SYSTEM_MODULES)) with empty twins and
+    /// keys of their own, as the hub creates them.
     ///
     /// # Example
     ///
@@ -205,10 +209,30 @@ impl HubImage {
         }
     }
 
+    /// Creates the system modules an edge device lacks, as the hub does:
+    /// empty twins and keys of their own.
+    fn create_system_modules(&mut self, id: &str) {
+        for module in SYSTEM_MODULES {
+            let key = (id.to_owned(), Some(module.to_owned()));
+            if !self.records.contains_key(&key) {
+                let line = ImportLine {
+                    mode: ImportMode::Create,
+                    id: id.to_owned(),
+                    module_id: Some(module.to_owned()),
+                    ..ImportLine::default()
+                };
+                self.write_identity(key, &line);
+            }
+        }
+    }
+
     /// Writes a whole identity (and the twin sections the line carries). An
     /// identity without `authentication` gets fresh SAS keys, as IoT Hub
     /// generates them; here they are derived from the etag so runs repeat.
     fn write_identity(&mut self, key: (String, Option<String>), line: &ImportLine) {
+        if key.1.is_none() && is_edge(&line.entity) {
+            self.create_system_modules(&line.id);
+        }
         let previous = self.records.get(&key);
         let etag = next_etag(previous.map_or("", |r| r.etag.as_str()), &key.0);
         let twin_etag = next_etag(previous.map_or("", |r| r.twin_etag.as_str()), "twin");
@@ -313,5 +337,44 @@ impl HubImage {
             crate::format::write_export_line(w, &line)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hub creates an edge device's system modules with it (and when a
+    /// device becomes one), empty, with keys of their own; deleting the
+    /// device deletes them.
+    #[test]
+    fn an_edge_device_gets_its_system_modules() {
+        let mut hub = HubImage::new();
+        let mut line = ImportLine {
+            mode: ImportMode::Create,
+            id: "gw".into(),
+            ..ImportLine::default()
+        };
+        line.entity.capabilities = Some(serde_json::json!({"iotEdge": true}));
+        assert!(hub.apply(std::slice::from_ref(&line)).is_empty());
+        let made: Vec<_> = hub.records().map(|(_, m, _)| m).collect();
+        assert_eq!(made, [None, Some("$edgeAgent"), Some("$edgeHub")]);
+        let agent = hub.get("gw", Some("$edgeAgent")).map(|r| &r.entity);
+        assert!(agent.is_some_and(|e| e.authentication.is_some() && e.desired.is_empty()));
+        let delete = ImportLine {
+            mode: ImportMode::Delete,
+            id: "gw".into(),
+            ..ImportLine::default()
+        };
+        assert!(hub.apply(&[delete]).is_empty());
+        assert_eq!(hub.records().count(), 0);
+        // A plain device gets none; made an edge device, it gets them.
+        line.entity.capabilities = None;
+        assert!(hub.apply(std::slice::from_ref(&line)).is_empty());
+        assert_eq!(hub.records().count(), 1);
+        line.mode = ImportMode::Update;
+        line.entity.capabilities = Some(serde_json::json!({"iotEdge": true}));
+        assert!(hub.apply(&[line]).is_empty());
+        assert_eq!(hub.records().count(), 3);
     }
 }

@@ -16,8 +16,9 @@ pub use merge::{
     BASE, Base, DeviceMerge, HubDevice, Resolved, base_replica, merge_device, recreated,
     resolve_device,
 };
-pub(crate) use plan::write_import;
 pub use plan::{
-    Action, PlanOp, device_plan, identity_differs, import_lines, twin_differs, write_import_line,
+    Action, PlanOp, SYSTEM_MODULES, device_plan, identity_differs, import_lines, is_system_module,
+    not_carried, twin_differs, write_import_line,
 };
+pub(crate) use plan::{every_op, is_edge, split_plan, write_import};
 pub use stamps::{HubTiming, StampError, default_order, hub_stamps};

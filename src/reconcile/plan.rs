@@ -75,7 +75,8 @@ fn entity_ops<'a>(
 
 /// The operations that turn `hub`'s device into `merged`'s: the deletes
 /// of modules first, then the device line, then the other module lines by
-/// module id.
+/// module id. The system modules of edge devices ([`SYSTEM_MODULES`]) get
+/// no line: [`not_carried`] lists what they would have needed.
 ///
 /// An import job can stop after any line. In this order a hub cut short
 /// never holds the merged device line beside modules of the incarnation
@@ -97,9 +98,80 @@ pub fn device_plan<'a>(
     hub: Option<&'a DeviceSnapshot>,
     merged: Option<&'a DeviceSnapshot>,
 ) -> Vec<PlanOp<'a>> {
+    split_plan(hub, merged).0
+}
+
+/// The plan, and the operations it leaves out ([`not_carried`]).
+pub(crate) fn split_plan<'a>(
+    hub: Option<&'a DeviceSnapshot>,
+    merged: Option<&'a DeviceSnapshot>,
+) -> (Vec<PlanOp<'a>>, Vec<PlanOp<'a>>) {
+    let (ops, system) = every_op(hub, merged);
+    if !system {
+        return (ops, Vec::new());
+    }
+    let edge = merged.is_some_and(|d| is_edge(&d.device));
+    ops.into_iter().partition(|op| carried(op, edge))
+}
+
+/// Whether a plan writes `op`: every operation but those of the system
+/// modules, whose only line is their delete once their device is no edge
+/// device any more.
+fn carried(op: &PlanOp<'_>, edge: bool) -> bool {
+    !op.module_id.is_some_and(is_system_module) || (op.action == Action::Delete && !edge)
+}
+
+/// Whether an identity is an edge device's (`capabilities.iotEdge`).
+pub(crate) fn is_edge(entity: &Entity) -> bool {
+    entity
+        .capabilities
+        .as_ref()
+        .and_then(|c| c.get("iotEdge"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The system modules of an edge device. The hub creates them with the
+/// device (`capabilities.iotEdge`) and deletes them with it, keeps their
+/// keys itself, and their twins belong to the deployment (desired) and the
+/// edge runtime (reported); importing their lines has been reported to
+/// fail. A plan writes no line for them, but their deletes once their
+/// device is no edge device any more.
+pub const SYSTEM_MODULES: [&str; 2] = ["$edgeAgent", "$edgeHub"];
+
+/// Whether `module_id` is one of [`SYSTEM_MODULES`].
+pub fn is_system_module(module_id: &str) -> bool {
+    SYSTEM_MODULES.contains(&module_id)
+}
+
+/// The operations a plan leaves out: those of the system modules, which
+/// an operator is told about (the deployment and the hub restore them).
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Entity};
+/// use failback::reconcile::{device_plan, not_carried};
+///
+/// let mut merged = DeviceSnapshot { id: "gw".into(), ..Default::default() };
+/// merged.modules.insert("$edgeAgent".into(), Entity::default());
+/// assert_eq!(device_plan(None, Some(&merged)).len(), 1);
+/// assert_eq!(not_carried(None, Some(&merged))[0].module_id, Some("$edgeAgent"));
+/// ```
+pub fn not_carried<'a>(
+    hub: Option<&'a DeviceSnapshot>,
+    merged: Option<&'a DeviceSnapshot>,
+) -> Vec<PlanOp<'a>> {
+    split_plan(hub, merged).1
+}
+
+/// Every operation, system modules' included, and whether there are any
+/// of those.
+pub(crate) fn every_op<'a>(
+    hub: Option<&'a DeviceSnapshot>,
+    merged: Option<&'a DeviceSnapshot>,
+) -> (Vec<PlanOp<'a>>, bool) {
     let mut device = Vec::new();
     let Some(id) = merged.or(hub).map(|d| d.id.as_str()) else {
-        return device;
+        return (device, false);
     };
     entity_ops(
         id,
@@ -109,7 +181,7 @@ pub fn device_plan<'a>(
         &mut device,
     );
     if merged.is_none() {
-        return device;
+        return (device, false);
     }
     let mut out = Vec::new();
     let hub_modules = hub.map(|d| &d.modules);
@@ -128,11 +200,14 @@ pub fn device_plan<'a>(
             &mut out,
         );
     }
+    let system = out
+        .iter()
+        .any(|op| op.module_id.is_some_and(is_system_module));
     let (mut ops, others): (Vec<_>, Vec<_>) =
         out.into_iter().partition(|op| op.action == Action::Delete);
     ops.extend(device);
     ops.extend(others);
-    ops
+    (ops, system)
 }
 
 /// The import lines of a plan for `hub`, each guarded by the etag the hub
@@ -224,6 +299,92 @@ mod tests {
             }),
             ..Entity::default()
         }
+    }
+
+    fn edge_device(with_system_modules: bool) -> DeviceSnapshot {
+        let mut d = DeviceSnapshot {
+            id: "gw".into(),
+            device: enabled(),
+            ..DeviceSnapshot::default()
+        };
+        d.device.capabilities = Some(json!({"iotEdge": true}));
+        if with_system_modules {
+            for m in SYSTEM_MODULES {
+                d.modules.insert(m.into(), Entity::default());
+            }
+        }
+        d.modules.insert("filter".into(), Entity::default());
+        d
+    }
+
+    /// The hub makes an edge device's system modules and the deployment
+    /// their twins: a plan creates, updates and deletes none of them while
+    /// the device is an edge device, and says what it left out.
+    #[test]
+    fn system_modules_get_no_line_while_their_device_is_an_edge_device() {
+        let merged = edge_device(true);
+        let created: Vec<_> = device_plan(None, Some(&merged))
+            .iter()
+            .map(|op| (op.action, op.module_id))
+            .collect();
+        assert_eq!(
+            created,
+            [(Action::Create, None), (Action::Create, Some("filter"))]
+        );
+        assert_eq!(not_carried(None, Some(&merged)).len(), 2);
+
+        let mut hub = merged.clone();
+        if let Some(agent) = hub.modules.get_mut("$edgeAgent") {
+            agent.desired.insert("schemaVersion".into(), json!("1.0"));
+            agent.authentication = Some(Authentication::sas(Secret::new("a"), Secret::new("b")));
+        }
+        hub.modules.remove("$edgeHub");
+        assert!(device_plan(Some(&hub), Some(&merged)).is_empty());
+        let left_out: Vec<_> = not_carried(Some(&hub), Some(&merged))
+            .iter()
+            .map(|op| (op.action, op.module_id))
+            .collect();
+        assert_eq!(
+            left_out,
+            [
+                (Action::UpdateIdentity, Some("$edgeAgent")),
+                (Action::Create, Some("$edgeHub"))
+            ]
+        );
+        // A device deleted takes them with it: one line.
+        assert_eq!(device_plan(Some(&hub), None).len(), 1);
+        assert!(not_carried(Some(&hub), None).is_empty());
+    }
+
+    /// A device that is no edge device any more loses its system modules:
+    /// their deletes are the one line a plan writes for them.
+    #[test]
+    fn system_modules_are_deleted_once_their_device_is_no_edge_device() {
+        let hub = edge_device(true);
+        let mut merged = edge_device(false);
+        merged.device.capabilities = Some(json!({"iotEdge": false}));
+        let ops: Vec<_> = device_plan(Some(&hub), Some(&merged))
+            .iter()
+            .map(|op| (op.action, op.module_id))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (Action::Delete, Some("$edgeAgent")),
+                (Action::Delete, Some("$edgeHub")),
+                (Action::UpdateIdentity, None)
+            ]
+        );
+        assert!(not_carried(Some(&hub), Some(&merged)).is_empty());
+        // Kept by a non-edge merged device, they are still not created.
+        merged.modules = hub.modules.clone();
+        let lacking = edge_device(false);
+        let ops = device_plan(Some(&lacking), Some(&merged));
+        assert!(
+            ops.iter()
+                .all(|op| !op.module_id.is_some_and(is_system_module)),
+            "{ops:?}"
+        );
     }
 
     /// Every identity field, changed alone, is an identity change; every
