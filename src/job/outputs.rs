@@ -17,7 +17,7 @@ use crate::clock::ReplicaId;
 use crate::doc::{Conflict, DeviceSnapshot, Entity};
 use crate::format::{DeviceEtags, ExportLineRef, ImportMode, write_device};
 use crate::fsio::{DirWriter, OutFile};
-use crate::reconcile::{Action, Outcome, PlanOp, Resolved, split_plan, twin_differs, write_import};
+use crate::reconcile::{Action, Outcome, PlanOp, Resolved, split_plan, write_import};
 use crate::validate::shown_id;
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
@@ -207,46 +207,17 @@ fn assume_known<'a>(
     };
     // The twin is unknown where the input has none and the base did not
     // hold the entity.
-    let twin_unknown = |module: Option<&String>| {
+    let twin_unknown = |module: Option<&str>| {
         !hub.knows_twin
             && base.is_none_or(|b| match module {
                 None => false,
                 Some(m) => !b.modules.contains_key(m),
             })
     };
-    let unknown = |held: &Entity, merged: Option<&Entity>, module: Option<&String>| {
-        merged.is_some_and(|m| {
-            (held.authentication.is_none() && m.authentication.is_some())
-                || (twin_unknown(module) && twin_differs(held, m))
-        })
-    };
-    let held = &hub.snapshot;
-    let any = unknown(&held.device, Some(&merged.device), None)
-        || held
-            .modules
-            .iter()
-            .any(|(m, e)| unknown(e, merged.modules.get(m), Some(m)));
-    if !any {
-        return Cow::Borrowed(held);
+    match super::source::fill_unknowns(&hub.snapshot, merged, twin_unknown) {
+        Some(assumed) => Cow::Owned(assumed),
+        None => Cow::Borrowed(&hub.snapshot),
     }
-    let mut assumed = held.clone();
-    let fill = |held: &mut Entity, merged: &Entity, module: Option<&String>| {
-        if held.authentication.is_none() {
-            held.authentication.clone_from(&merged.authentication);
-        }
-        if twin_unknown(module) {
-            held.tags.clone_from(&merged.tags);
-            held.desired.clone_from(&merged.desired);
-            held.reported.clone_from(&merged.reported);
-        }
-    };
-    fill(&mut assumed.device, &merged.device, None);
-    for (m, entity) in &mut assumed.modules {
-        if let Some(merged) = merged.modules.get(m) {
-            fill(entity, merged, Some(m));
-        }
-    }
-    Cow::Owned(assumed)
 }
 
 /// Writes one import line of a hub's plan, guarded by the etag the hub

@@ -76,39 +76,11 @@ impl DeviceInput {
     /// about. An unknown is not a change: the hub is taken to hold what the
     /// base held. `None` when nothing is unknown, or the base does not say.
     pub(super) fn filled_from(&self, base: &DeviceSnapshot) -> Option<DeviceInput> {
-        let unknown = |held: &Entity, base: Option<&Entity>| {
-            base.is_some_and(|b| {
-                (held.authentication.is_none() && b.authentication.is_some())
-                    || (!self.knows_twin && crate::reconcile::twin_differs(held, b))
-            })
-        };
-        let held = &self.snapshot;
-        let any = unknown(&held.device, Some(&base.device))
-            || held
-                .modules
-                .iter()
-                .any(|(m, e)| unknown(e, base.modules.get(m)));
-        if !any {
-            return None;
-        }
-        let fill = |held: &mut Entity, base: &Entity| {
-            if held.authentication.is_none() {
-                held.authentication.clone_from(&base.authentication);
-            }
-            if !self.knows_twin {
-                held.tags.clone_from(&base.tags);
-                held.desired.clone_from(&base.desired);
-                held.reported.clone_from(&base.reported);
-            }
-        };
-        let mut filled = self.clone();
-        fill(&mut filled.snapshot.device, &base.device);
-        for (m, entity) in &mut filled.snapshot.modules {
-            if let Some(base) = base.modules.get(m) {
-                fill(entity, base);
-            }
-        }
-        Some(filled)
+        let snapshot = fill_unknowns(&self.snapshot, base, |_| !self.knows_twin)?;
+        Some(DeviceInput {
+            snapshot,
+            ..self.clone()
+        })
     }
 
     fn from_identity(device: ExportDevice) -> Self {
@@ -684,4 +656,48 @@ impl Source {
             Source::Replica { .. } => 0,
         }
     }
+}
+
+/// `held` with what its input could not know taken from `known`, entity by
+/// entity (the device and each module `known` holds too): keys where `held`
+/// has none, and the twin where `twin_unknown` says so for the entity
+/// (`None` for the device, the module id for a module). `None` when
+/// nothing differs that way, so the caller keeps borrowing `held`.
+pub(super) fn fill_unknowns(
+    held: &DeviceSnapshot,
+    known: &DeviceSnapshot,
+    twin_unknown: impl Fn(Option<&str>) -> bool,
+) -> Option<DeviceSnapshot> {
+    let unknown = |held: &Entity, known: Option<&Entity>, module: Option<&str>| {
+        known.is_some_and(|k| {
+            (held.authentication.is_none() && k.authentication.is_some())
+                || (twin_unknown(module) && crate::reconcile::twin_differs(held, k))
+        })
+    };
+    let any = unknown(&held.device, Some(&known.device), None)
+        || held
+            .modules
+            .iter()
+            .any(|(m, e)| unknown(e, known.modules.get(m), Some(m)));
+    if !any {
+        return None;
+    }
+    let fill = |held: &mut Entity, known: &Entity, module: Option<&str>| {
+        if held.authentication.is_none() {
+            held.authentication.clone_from(&known.authentication);
+        }
+        if twin_unknown(module) {
+            held.tags.clone_from(&known.tags);
+            held.desired.clone_from(&known.desired);
+            held.reported.clone_from(&known.reported);
+        }
+    };
+    let mut filled = held.clone();
+    fill(&mut filled.device, &known.device, None);
+    for (m, entity) in &mut filled.modules {
+        if let Some(known) = known.modules.get(m) {
+            fill(entity, known, Some(m));
+        }
+    }
+    Some(filled)
 }
