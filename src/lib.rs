@@ -5,10 +5,12 @@
 //! in, and gives the same answer however the changes arrived.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod appmeta;
 pub mod clock;
 pub mod doc;
+#[cfg(feature = "drill")]
 pub mod drill;
 pub mod format;
 mod fsio;

@@ -31,11 +31,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert_eq!(a.as_str(), "battery");
 /// ```
 #[derive(Clone)]
-pub struct Key(Arc<Box<str>>);
+pub(crate) struct Key(Arc<Box<str>>);
 
 impl Key {
     /// The key named `name`.
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         thread_local! {
             static RECENT: RefCell<HashSet<Key, Fixed>> = RefCell::default();
         }
@@ -56,7 +56,7 @@ impl Key {
     }
 
     /// The name as text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

@@ -75,7 +75,7 @@ pub struct DeviceMerge {
 }
 
 /// The replica name the base's writes are made under.
-pub fn base_replica() -> ReplicaId {
+pub(crate) fn base_replica() -> ReplicaId {
     ReplicaId::new(BASE).expect("valid literal")
 }
 

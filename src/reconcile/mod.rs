@@ -1,23 +1,24 @@
 //! Reconciliation: from hub snapshots to the merged state and the plans
 //! that bring each hub to it.
 
+#[cfg(feature = "drill")]
 mod apply;
 mod fleet;
 mod merge;
 mod plan;
 mod stamps;
 
+#[cfg(feature = "drill")]
 pub use apply::{HubImage, ImportError, ImportLine, Record};
 pub(crate) use fleet::classify;
 pub use fleet::{
     DeviceOutcome, HubSnapshots, Outcome, ResolvedOutcome, merge_fleet, resolve_fleet,
 };
 pub use merge::{
-    BASE, Base, DeviceMerge, HubDevice, Resolved, base_replica, merge_device, recreated,
-    resolve_device,
+    BASE, Base, DeviceMerge, HubDevice, Resolved, merge_device, recreated, resolve_device,
 };
 pub(crate) use plan::write_import;
-pub use plan::{
-    Action, PlanOp, device_plan, identity_differs, import_lines, twin_differs, write_import_line,
-};
+pub use plan::{Action, PlanOp, device_plan, identity_differs, twin_differs};
+#[cfg(feature = "drill")]
+pub use plan::{import_lines, write_import_line};
 pub use stamps::{HubTiming, StampError, default_order, hub_stamps};

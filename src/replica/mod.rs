@@ -92,12 +92,13 @@ use crate::format::{
     Event, ExportDevice, Format, Op, ReadError, ReadErrorKind, TwinDevice, event_bytes,
 };
 
-pub use file::{FORMAT_NAME, FORMAT_VERSION, is_state_file, read_state, write_state};
+pub(crate) use file::is_state_file;
+pub use file::{read_state, write_state};
 
 /// The id of one event in a replica: `id:` and its `correlation-id`, or
 /// `sha256:` and the first 32 hex digits of the SHA-256 of its canonical
 /// text when it has none.
-pub type EventDot = String;
+pub(crate) type EventDot = String;
 
 /// One event held by a replica, with its canonical text.
 #[derive(Clone, Debug)]
