@@ -68,7 +68,7 @@ impl TimeSource for ManualTime {
 }
 
 /// The default bound on how far ahead a remote stamp may be: 5 minutes.
-pub(super) const DEFAULT_MAX_DRIFT_MS: i64 = 5 * 60 * 1000;
+pub const DEFAULT_MAX_DRIFT_MS: i64 = 5 * 60 * 1000;
 
 /// A stamp further ahead of the local clock than the allowed drift.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,7 +105,7 @@ pub struct DriftError {
 /// assert!(check_drift(&Stamp::new(now + two_hours, 0, hub), now, DEFAULT_MAX_DRIFT_MS).is_err());
 /// # Ok::<(), failback::clock::InvalidReplicaId>(())
 /// ```
-pub(crate) fn check_drift(stamp: &Stamp, now_ms: i64, max_drift_ms: i64) -> Result<(), DriftError> {
+pub fn check_drift(stamp: &Stamp, now_ms: i64, max_drift_ms: i64) -> Result<(), DriftError> {
     let ahead_ms = stamp.ms().saturating_sub(now_ms);
     if ahead_ms > max_drift_ms {
         Err(DriftError {

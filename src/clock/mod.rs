@@ -8,8 +8,9 @@ mod stamp;
 mod version_vector;
 
 pub use dot::Dot;
-pub(crate) use hlc::check_drift;
-pub use hlc::{DriftError, HybridClock, ManualTime, SystemTime, TimeSource};
+pub use hlc::{
+    DEFAULT_MAX_DRIFT_MS, DriftError, HybridClock, ManualTime, SystemTime, TimeSource, check_drift,
+};
 pub use replica::{InvalidReplicaId, ReplicaId};
 pub use stamp::Stamp;
 pub use version_vector::VersionVector;

@@ -16,19 +16,6 @@ use serde_json::{Number, Value};
 /// It converts to and from `Value` without loss: numbers keep the kind
 /// `serde_json` gave them (unsigned, negative, float), so a value reads,
 /// compares and serializes exactly as the `Value` it came from.
-///
-/// # Example
-///
-/// ```
-/// use failback::doc::CompactJson;
-/// use serde_json::json;
-///
-/// let value = json!({"interval": 30, "mode": "eco", "limits": [1.5, -2]});
-/// let compact = CompactJson::from(&value);
-/// assert_eq!(compact.to_value(), value);
-/// assert_eq!(serde_json::to_string(&compact)?, value.to_string());
-/// # Ok::<(), serde_json::Error>(())
-/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct CompactJson(Repr);
 
@@ -211,6 +198,17 @@ impl<'de> Deserialize<'de> for CompactJson {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn converts_to_and_from_value_without_loss() {
+        let value = serde_json::json!({"interval": 30, "mode": "eco", "limits": [1.5, -2]});
+        let compact = CompactJson::from(&value);
+        assert_eq!(compact.to_value(), value);
+        assert_eq!(
+            serde_json::to_string(&compact).unwrap_or_else(|e| panic!("{e}")),
+            value.to_string()
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -18,18 +18,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// iterates in the same order on every machine and in every process.
 ///
 /// Names nothing holds any more leave the table as it grows.
-///
-/// # Example
-///
-/// ```
-/// use failback::doc::Key;
-///
-/// let a = Key::new("battery");
-/// let b = Key::new(&String::from("battery"));
-/// assert_eq!(a, b);
-/// assert!(Key::new("alpha") < a);
-/// assert_eq!(a.as_str(), "battery");
-/// ```
 #[derive(Clone)]
 pub(crate) struct Key(Arc<Box<str>>);
 
@@ -156,6 +144,15 @@ impl<'de> Deserialize<'de> for Key {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keys_compare_by_text() {
+        let a = Key::new("battery");
+        let b = Key::new(&String::from("battery"));
+        assert_eq!(a, b);
+        assert!(Key::new("alpha") < a);
+        assert_eq!(a.as_str(), "battery");
+    }
+
     use super::*;
 
     #[test]

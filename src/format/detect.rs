@@ -220,7 +220,7 @@ impl<'de> Visitor<'de> for IdVisitor {
 /// assert_eq!(sniff_format(input.as_bytes(), "x.jsonl", Some(Format::Export))?, Some(Format::Export));
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-pub(crate) fn sniff_format<R: BufRead>(
+pub fn sniff_format<R: BufRead>(
     reader: R,
     file: &str,
     forced: Option<Format>,

@@ -211,7 +211,7 @@ impl SkipCounts {
 // event to save stack space on the rare skipped record.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum Parsed {
+pub enum Parsed {
     /// A change event (connection-state events included).
     Event(Event),
     /// A record this crate does not use.
@@ -554,7 +554,7 @@ fn read_json_record(
 /// assert_eq!(parse_event_record("e", 2, patch, None)?, Parsed::Skipped(Skipped::DigitalTwinChange));
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-pub(super) fn parse_event_record(
+pub fn parse_event_record(
     file: &str,
     line: u64,
     text: &str,

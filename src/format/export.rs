@@ -90,11 +90,7 @@ impl ParseLine for ExportLine {
 /// assert!(matches!(err.kind, ReadErrorKind::UnknownImportMode { .. }));
 /// assert_eq!(err.to_string(), r#"devices.txt:7: device "d1" field "importMode": unknown importMode "upsert""#);
 /// ```
-pub(crate) fn parse_export_line(
-    file: &str,
-    line: u64,
-    text: &str,
-) -> Result<ExportLine, ReadError> {
+pub fn parse_export_line(file: &str, line: u64, text: &str) -> Result<ExportLine, ReadError> {
     let ctx = Ctx::default();
     let mut raw =
         raw::parse(text, ExportSeed { ctx: &ctx }).map_err(|e| ctx.error(file, line, &e))?;

@@ -104,11 +104,7 @@ impl DeviceLine for IdentityLine {
 /// assert!(line.entity.extra.is_empty());
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-pub(crate) fn parse_identity_line(
-    file: &str,
-    line: u64,
-    text: &str,
-) -> Result<ExportLine, ReadError> {
+pub fn parse_identity_line(file: &str, line: u64, text: &str) -> Result<ExportLine, ReadError> {
     let ctx = Ctx::default();
     let raw =
         raw::parse(text, IdentitySeed { ctx: &ctx }).map_err(|e| ctx.error(file, line, &e))?;

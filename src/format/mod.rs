@@ -50,34 +50,33 @@ mod import_mode;
 mod lines;
 mod raw;
 mod twin;
+mod twin_json;
 mod write;
 
 pub(crate) use detect::line_id;
-pub(crate) use detect::sniff_format;
-pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input};
+pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input, sniff_format};
 pub use envelope::{Envelope, UnknownEnvelope};
 pub(crate) use error::safe_value;
 pub use error::{ReadError, ReadErrorKind};
 pub(crate) use events::event_bytes;
-pub use events::{Event, EventReader, Op, parse_event_line, write_event_line};
-pub(crate) use events::{EventTwin, Skipped};
+pub use events::{
+    Event, EventReader, EventTwin, Op, Parsed, SkipCounts, Skipped, parse_event_line,
+    parse_event_record, write_event_line,
+};
 pub(crate) use export::export_device;
-pub(crate) use export::parse_export_line;
 pub use export::{
     DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ModuleEtags,
-    collect_export, collect_identities, read_export, write_device, write_export_line,
+    collect_export, collect_identities, parse_export_line, read_export, write_device,
+    write_export_line,
 };
 pub(crate) use group::{DeviceLine, group};
-pub use identity::IdentityReader;
-pub(crate) use identity::{IdentityLine, parse_identity_line};
+pub use identity::{IdentityLine, IdentityReader, parse_identity_line};
 pub use import_mode::ImportMode;
 pub use lines::DEFAULT_MAX_LINE;
 pub(crate) use lines::Lines;
 pub use lines::{JsonlReader, ParseLine};
-#[cfg(feature = "drill")]
-pub(crate) use twin::TwinInfo;
 pub(crate) use twin::twin_device;
-pub(crate) use twin::{TwinDevice, TwinLine, parse_twin_line};
 pub use twin::{
-    TwinFile, TwinReader, collect_twins, read_twins, write_twin_device, write_twin_line,
+    TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, parse_twin_line,
+    read_twins, write_twin_device, write_twin_line,
 };

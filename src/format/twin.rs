@@ -123,7 +123,7 @@ impl ParseLine for TwinLine {
 /// assert!(matches!(err.kind, ReadErrorKind::InvalidTimestamp { .. }));
 /// assert_eq!(err.field.as_deref(), Some("properties.reported.$metadata.t.$lastUpdated"));
 /// ```
-pub(crate) fn parse_twin_line(file: &str, line: u64, text: &str) -> Result<TwinLine, ReadError> {
+pub fn parse_twin_line(file: &str, line: u64, text: &str) -> Result<TwinLine, ReadError> {
     let ctx = Ctx::default();
     let mut raw =
         raw::parse(text, TwinSeed { ctx: &ctx }).map_err(|e| ctx.error(file, line, &e))?;

@@ -234,7 +234,7 @@ pub enum Ingested {
 
 /// Why a replica refused an event, a delta or a seed. The replica is left
 /// as it was.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplicaError {
     /// An event id was seen before with another payload.
@@ -277,11 +277,7 @@ impl ReplicaError {
                 .with_device(Some(device), None)
                 .with_field("systemProperties.correlation-id")
             }
-            other => ReadError::new(
-                file,
-                line,
-                ReadErrorKind::Io(std::io::Error::other(other.to_string())),
-            ),
+            other => ReadError::new(file, line, ReadErrorKind::Replica(other.clone())),
         }
     }
 }
