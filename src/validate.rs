@@ -1,13 +1,13 @@
 //! IoT Hub's limits on identities and twins, checked before anything is
 //! merged.
 //!
-//! Every reader runs [`validate_entity`] on each line, so state that a hub
+//! Every reader runs `validate_entity` on each line, so state that a hub
 //! would refuse never enters a merge and never reaches an import plan. The
-//! limits are those of AZURE-FORMATS.md:
+//! limits are IoT Hub's:
 //!
 //! - device and module ids: 1-128 characters of ASCII letters, digits and
 //!   `- . % _ * ? ! ( ) , : = @ $ '`; `+ # ;` of older API versions are
-//!   accepted on read ([`validate_id`]) but never generated
+//!   accepted on read but never generated
 //!   ([`validate_new_id`]);
 //! - twin keys: UTF-8, up to 1 KB, no control characters (C0, C1), no `.`,
 //!   `$` or space;
@@ -110,7 +110,7 @@ pub enum ValidationErrorKind {
     SectionTooLarge {
         /// The section.
         section: Section,
-        /// Its size, counted as [`section_size`] does.
+        /// Its size, counted as `section_size` does.
         bytes: usize,
         /// Its limit.
         limit: usize,
@@ -172,12 +172,12 @@ pub(crate) fn validate_id(id: &str) -> Result<(), ValidationErrorKind> {
     check_id(id, |c| is_new_id_char(c) || matches!(c, '+' | '#' | ';'))
 }
 
-/// Checks an id this crate would create: as [`validate_id`] but without the
+/// Checks an id this crate would create: as `validate_id` but without the
 /// legacy `+ # ;`.
 ///
 /// # Errors
 ///
-/// As [`validate_id`].
+/// As `validate_id`.
 ///
 /// # Example
 ///
@@ -402,7 +402,7 @@ pub(crate) fn validate_entity(
     Ok(())
 }
 
-/// Checks a device and each of its modules with [`validate_entity`].
+/// Checks a device and each of its modules with `validate_entity`.
 ///
 /// # Errors
 ///

@@ -2,7 +2,7 @@
 //! failback policies, and the conflict log.
 //!
 //! Where to find a rule: `status` (disabled wins) and `authentication`
-//! (one whole value) in [`entity`](self::EntityDoc); deletes, re-creates and
+//! (one whole value) in `entity`; deletes, re-creates and
 //! modules in `device`; twin leaves and `null` in `twin`; the choices a
 //! caller can change in [`Policies`]; jobs (status only moves forward) in
 //! [`JobDoc`]; cloud-to-device queues (once per message id, completed

@@ -269,7 +269,7 @@ impl TwinNode {
 }
 
 /// Where the stamps of a section's writes come from: one stamp for every
-/// write (exports, by policy 5), or per-node `$lastUpdated` times.
+/// write (exports, by [policy 5](crate::contract#policies)), or per-node `$lastUpdated` times.
 #[derive(Clone, Copy)]
 pub(crate) enum Stamps<'a> {
     /// Every write gets this stamp.

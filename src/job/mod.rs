@@ -109,7 +109,8 @@ pub enum JobError {
         hub: ReplicaId,
     },
     /// A hub's input is a bulk export, which carries no times, and no
-    /// common base was given to tell who changed what (policy 5).
+    /// common base was given to tell who changed what
+    /// ([policy 5](crate::contract#policies)).
     #[error(
         "{file}: a bulk export carries no times: a common base is required to tell who changed what"
     )]

@@ -51,7 +51,7 @@ pub enum StampError {
     Drift(#[from] crate::clock::DriftError),
 }
 
-/// The stamp each hub's untimed writes take (policy 5).
+/// The stamp each hub's untimed writes take ([policy 5](crate::contract#policies)).
 ///
 /// With as-of times, a hub's writes are stamped at its as-of time. When no
 /// input carries any time, the activation order serves as time: the first
@@ -158,7 +158,13 @@ mod tests {
     fn mixing_real_times_with_untimed_hubs_says_what_to_add() {
         let hubs = [timing("a", true, None), timing("b", false, None)];
         let err = hub_stamps(&hubs, None, 10_000, 1).unwrap_err();
-        assert_eq!(err, StampError::MissingAsOf { hub: b.clone() }, "{err}");
+        assert_eq!(
+            err,
+            StampError::MissingAsOf {
+                hub: hubs[1].hub.clone()
+            },
+            "{err}"
+        );
         let hubs = [timing("a", false, Some(5)), timing("b", false, None)];
         assert!(matches!(
             hub_stamps(&hubs, None, 10_000, 1),

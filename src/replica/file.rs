@@ -46,7 +46,7 @@ pub(crate) const FORMAT_NAME: &str = "failback-replica";
 /// The `version` of the state file format this crate writes and reads.
 pub(crate) const FORMAT_VERSION: u64 = 1;
 
-/// Writes `replica` as a state file (see the [module docs](self)).
+/// Writes `replica` as a state file (see [`read_state`]).
 ///
 /// # Errors
 ///
