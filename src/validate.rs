@@ -1,13 +1,13 @@
 //! IoT Hub's limits on identities and twins, checked before anything is
 //! merged.
 //!
-//! Every reader runs [`validate_entity`] on each line, so state that a hub
+//! Every reader runs `validate_entity` on each line, so state that a hub
 //! would refuse never enters a merge and never reaches an import plan. The
-//! limits are those of AZURE-FORMATS.md:
+//! limits are IoT Hub's:
 //!
 //! - device and module ids: 1-128 characters of ASCII letters, digits and
 //!   `- . % _ * ? ! ( ) , : = @ $ '`; `+ # ;` of older API versions are
-//!   accepted on read ([`validate_id`]) but never generated
+//!   accepted on read but never generated
 //!   ([`validate_new_id`]);
 //! - twin keys: UTF-8, up to 1 KB, no control characters (C0, C1), no `.`,
 //!   `$` or space;
@@ -29,26 +29,26 @@ use thiserror::Error;
 use crate::doc::{DeviceSnapshot, Entity, JsonMap};
 
 /// The longest device or module id, in characters.
-pub const MAX_ID_CHARS: usize = 128;
+pub(crate) const MAX_ID_CHARS: usize = 128;
 /// The longest twin key, in bytes of UTF-8.
-pub const MAX_KEY_BYTES: usize = 1024;
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
 /// The longest twin string value, in bytes of UTF-8.
-pub const MAX_STRING_BYTES: usize = 4096;
+pub(crate) const MAX_STRING_BYTES: usize = 4096;
 /// The largest twin integer.
-pub const MAX_INTEGER: i64 = 4_503_599_627_370_495;
+pub(crate) const MAX_INTEGER: i64 = 4_503_599_627_370_495;
 /// The smallest twin integer.
-pub const MIN_INTEGER: i64 = -4_503_599_627_370_496;
+pub(crate) const MIN_INTEGER: i64 = -4_503_599_627_370_496;
 /// The deepest nesting of objects in a twin section (a key directly in the
 /// section is at depth 1).
-pub const MAX_DEPTH: usize = 10;
+pub(crate) const MAX_DEPTH: usize = 10;
 /// The longest `statusReason`, in characters.
-pub const MAX_STATUS_REASON_CHARS: usize = 128;
+pub(crate) const MAX_STATUS_REASON_CHARS: usize = 128;
 
 pub use crate::doc::Section;
 
 /// The size limit of a twin section in bytes, counted as [`section_size`]
 /// does: `tags` 8 KB, `desired` and `reported` 32 KB each.
-pub fn max_section_bytes(section: Section) -> usize {
+pub(crate) fn max_section_bytes(section: Section) -> usize {
     match section {
         Section::Tags => 8 * 1024,
         Section::Desired | Section::Reported => 32 * 1024,
@@ -110,7 +110,7 @@ pub enum ValidationErrorKind {
     SectionTooLarge {
         /// The section.
         section: Section,
-        /// Its size, counted as [`section_size`] does.
+        /// Its size, counted as `section_size` does.
         bytes: usize,
         /// Its limit.
         limit: usize,
@@ -168,26 +168,16 @@ pub(crate) fn shown_id(id: &str) -> String {
 ///
 /// [`ValidationErrorKind::EmptyId`], [`ValidationErrorKind::IdTooLong`] or
 /// [`ValidationErrorKind::IdChar`].
-///
-/// # Example
-///
-/// ```
-/// use failback::validate::{validate_id, ValidationErrorKind};
-///
-/// assert!(validate_id("$edgeAgent").is_ok());
-/// assert!(validate_id("legacy#1").is_ok());
-/// assert_eq!(validate_id("a b"), Err(ValidationErrorKind::IdChar { ch: ' ' }));
-/// ```
-pub fn validate_id(id: &str) -> Result<(), ValidationErrorKind> {
+pub(crate) fn validate_id(id: &str) -> Result<(), ValidationErrorKind> {
     check_id(id, |c| is_new_id_char(c) || matches!(c, '+' | '#' | ';'))
 }
 
-/// Checks an id this crate would create: as [`validate_id`] but without the
+/// Checks an id this crate would create: as `validate_id` but without the
 /// legacy `+ # ;`.
 ///
 /// # Errors
 ///
-/// As [`validate_id`].
+/// As `validate_id`.
 ///
 /// # Example
 ///
@@ -242,16 +232,7 @@ fn check_id(id: &str, allowed: impl Fn(char) -> bool) -> Result<(), ValidationEr
 /// # Errors
 ///
 /// [`ValidationErrorKind::KeyTooLong`] or [`ValidationErrorKind::KeyChar`].
-///
-/// # Example
-///
-/// ```
-/// use failback::validate::{validate_key, ValidationErrorKind};
-///
-/// assert!(validate_key("fanSpeed").is_ok());
-/// assert_eq!(validate_key("a.b"), Err(ValidationErrorKind::KeyChar { ch: '.' }));
-/// ```
-pub fn validate_key(key: &str) -> Result<(), ValidationErrorKind> {
+pub(crate) fn validate_key(key: &str) -> Result<(), ValidationErrorKind> {
     if key.len() > MAX_KEY_BYTES {
         return Err(ValidationErrorKind::KeyTooLong { bytes: key.len() });
     }
@@ -268,17 +249,7 @@ pub fn validate_key(key: &str) -> Result<(), ValidationErrorKind> {
 /// property of its key's length and its value's length (strings by their
 /// UTF-8 bytes, numbers 8, booleans 4, `null` 0, objects and arrays by
 /// what they hold).
-///
-/// # Example
-///
-/// ```
-/// use failback::validate::section_size;
-///
-/// let tags = serde_json::json!({"site": "lyon", "floor": 3, "ok": true});
-/// // "site" 4 + "lyon" 4, "floor" 5 + 8, "ok" 2 + 4
-/// assert_eq!(section_size(tags.as_object().unwrap()), 27);
-/// ```
-pub fn section_size(section: &JsonMap) -> usize {
+pub(crate) fn section_size(section: &JsonMap) -> usize {
     section
         .iter()
         .map(|(key, value)| key.len().saturating_add(value_size(value)))
@@ -305,18 +276,7 @@ fn value_size(value: &Value) -> usize {
 /// # Errors
 ///
 /// The path and the [`ValidationErrorKind`] of the first broken limit.
-///
-/// # Example
-///
-/// ```
-/// use failback::validate::{validate_section, Section, ValidationErrorKind};
-///
-/// let desired = serde_json::json!({"fan": {"speed": 4503599627370496_i64}});
-/// let err = validate_section(Section::Desired, desired.as_object().unwrap()).unwrap_err();
-/// assert_eq!(err.0, "properties.desired.fan.speed");
-/// assert_eq!(err.1, ValidationErrorKind::IntegerOutOfRange);
-/// ```
-pub fn validate_section(
+pub(crate) fn validate_section(
     section: Section,
     map: &JsonMap,
 ) -> Result<(), (String, ValidationErrorKind)> {
@@ -400,16 +360,7 @@ fn check_value(
 /// # Errors
 ///
 /// [`ValidationErrorKind::StatusReasonTooLong`].
-///
-/// # Example
-///
-/// ```
-/// use failback::validate::validate_status_reason;
-///
-/// assert!(validate_status_reason("stolen").is_ok());
-/// assert!(validate_status_reason(&"x".repeat(129)).is_err());
-/// ```
-pub fn validate_status_reason(reason: &str) -> Result<(), ValidationErrorKind> {
+pub(crate) fn validate_status_reason(reason: &str) -> Result<(), ValidationErrorKind> {
     let chars = reason.chars().count();
     if chars > MAX_STATUS_REASON_CHARS {
         return Err(ValidationErrorKind::StatusReasonTooLong { chars });
@@ -423,22 +374,7 @@ pub fn validate_status_reason(reason: &str) -> Result<(), ValidationErrorKind> {
 /// # Errors
 ///
 /// The first broken limit, naming the device, the module and the path.
-///
-/// # Example
-///
-/// ```
-/// use failback::doc::Entity;
-/// use failback::validate::validate_entity;
-///
-/// let mut module = Entity::default();
-/// module.reported.insert("a b".into(), 1.into());
-/// let err = validate_entity("edge-1", Some("$edgeAgent"), &module).unwrap_err();
-/// assert_eq!(
-///     err.to_string(),
-///     r#"device "edge-1" module "$edgeAgent" field "properties.reported.a b": key contains the forbidden character ' '"#
-/// );
-/// ```
-pub fn validate_entity(
+pub(crate) fn validate_entity(
     device: &str,
     module: Option<&str>,
     entity: &Entity,
@@ -466,7 +402,7 @@ pub fn validate_entity(
     Ok(())
 }
 
-/// Checks a device and each of its modules with [`validate_entity`].
+/// Checks a device and each of its modules with `validate_entity`.
 ///
 /// # Errors
 ///

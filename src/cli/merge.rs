@@ -8,7 +8,8 @@ use failback::ReplicaId;
 use failback::clock::{SystemTime, TimeSource};
 use failback::doc::Policies;
 use failback::format::Format;
-use failback::job::{MergeJob, Reading, Shard, run_merge};
+use failback::job::{JobError, MergeJob, Reading, Shard, run_merge};
+use failback::reconcile::StampError;
 
 use super::{Failure, parse_rfc3339_ms};
 
@@ -108,7 +109,7 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
     };
     let report = run_merge(&job).map_err(|e| {
         if e.is_input() {
-            Failure::Input(e.to_string())
+            Failure::Input(with_hint(&e))
         } else {
             Failure::Internal(e.to_string())
         }
@@ -149,4 +150,26 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The library's error, with what to type to fix it: the library names
+/// what is missing, the command line names its flags.
+fn with_hint(error: &JobError) -> String {
+    let hint = match error {
+        JobError::TooFewHubs { .. } => "give at least two --hub NAME=FILE".to_owned(),
+        JobError::ExportWithoutBase { .. } => "--base is required".to_owned(),
+        JobError::AsOfUnknownHub { .. } => "--as-of must name a --hub".to_owned(),
+        JobError::Stamp(StampError::MissingAsOf { hub }) => format!("add --as-of {hub}=RFC3339"),
+        JobError::Stamp(StampError::PartialAsOf { .. }) => {
+            "give --as-of for every hub or for none".to_owned()
+        }
+        JobError::Stamp(StampError::NeedOrder) => {
+            "give --active-order (the order the hubs were active in, most recent last) or --as-of for each hub".to_owned()
+        }
+        JobError::Stamp(StampError::BadOrder { .. }) => {
+            "--active-order must name each hub exactly once".to_owned()
+        }
+        _ => return error.to_string(),
+    };
+    format!("{error}: {hint}")
 }

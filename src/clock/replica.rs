@@ -65,6 +65,44 @@ impl ReplicaId {
         }
     }
 
+    /// The replica id of a UUID, in its hyphenated lowercase form (36
+    /// characters, always valid).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let uuid = uuid::Uuid::from_u128(0x0190_9a1e_2f3b_7c4d_8e5f_6a7b_8c9d_0e1f);
+    /// let site = failback::ReplicaId::from_uuid(uuid);
+    /// assert_eq!(site.as_str(), "01909a1e-2f3b-7c4d-8e5f-6a7b8c9d0e1f");
+    /// ```
+    pub fn from_uuid(uuid: uuid::Uuid) -> Self {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Self(Arc::from(&*uuid.hyphenated().encode_lower(&mut text)))
+    }
+
+    /// A fresh replica id: a version 7 UUID, minted from the system clock
+    /// and random bits. Ids minted later sort later (by their millisecond),
+    /// so a site's id says roughly when it was set up, and two sites never
+    /// mint the same one.
+    ///
+    /// Stamps break ties between concurrent writes of the same time by
+    /// replica id, so with v7 ids the younger site wins such exact ties:
+    /// a deterministic rule, like any other fixed order.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::ReplicaId;
+    ///
+    /// let a = ReplicaId::new_v7();
+    /// let b = ReplicaId::new_v7();
+    /// assert_ne!(a, b);
+    /// assert_eq!(ReplicaId::new(a.as_str()), Ok(a));
+    /// ```
+    pub fn new_v7() -> Self {
+        Self::from_uuid(uuid::Uuid::now_v7())
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0

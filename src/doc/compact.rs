@@ -16,21 +16,8 @@ use serde_json::{Number, Value};
 /// It converts to and from `Value` without loss: numbers keep the kind
 /// `serde_json` gave them (unsigned, negative, float), so a value reads,
 /// compares and serializes exactly as the `Value` it came from.
-///
-/// # Example
-///
-/// ```
-/// use failback::doc::CompactJson;
-/// use serde_json::json;
-///
-/// let value = json!({"interval": 30, "mode": "eco", "limits": [1.5, -2]});
-/// let compact = CompactJson::from(&value);
-/// assert_eq!(compact.to_value(), value);
-/// assert_eq!(serde_json::to_string(&compact)?, value.to_string());
-/// # Ok::<(), serde_json::Error>(())
-/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct CompactJson(Repr);
+pub(crate) struct CompactJson(Repr);
 
 #[derive(Clone, Debug, Default, PartialEq)]
 enum Repr {
@@ -76,20 +63,20 @@ struct Entries(Box<[(Box<str>, CompactJson)]>);
 
 impl CompactJson {
     /// `null`: in a twin, a removal.
-    pub const NULL: Self = Self(Repr::Null);
+    pub(crate) const NULL: Self = Self(Repr::Null);
 
     /// Whether the value is `null`.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(self.0, Repr::Null)
     }
 
     /// Whether the value is an object without entries.
-    pub fn is_empty_object(&self) -> bool {
+    pub(crate) fn is_empty_object(&self) -> bool {
         matches!(&self.0, Repr::Object(entries) if entries.0.is_empty())
     }
 
     /// The string, when the value is one.
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match &self.0 {
             Repr::Short(s) => Some(s.as_str()),
             Repr::Long(s) => Some(&s.0),
@@ -109,7 +96,7 @@ impl CompactJson {
     }
 
     /// The value as `serde_json` holds it.
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         match &self.0 {
             Repr::Null => Value::Null,
             Repr::Bool(b) => Value::Bool(*b),
@@ -131,7 +118,7 @@ impl CompactJson {
 
     /// Whether the value equals `value`, as `Value`'s own equality says,
     /// without converting either.
-    pub fn eq_value(&self, value: &Value) -> bool {
+    pub(crate) fn eq_value(&self, value: &Value) -> bool {
         match (&self.0, value) {
             (Repr::Null, Value::Null) => true,
             (Repr::Bool(a), Value::Bool(b)) => a == b,
@@ -211,6 +198,17 @@ impl<'de> Deserialize<'de> for CompactJson {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn converts_to_and_from_value_without_loss() {
+        let value = serde_json::json!({"interval": 30, "mode": "eco", "limits": [1.5, -2]});
+        let compact = CompactJson::from(&value);
+        assert_eq!(compact.to_value(), value);
+        assert_eq!(
+            serde_json::to_string(&compact).unwrap_or_else(|e| panic!("{e}")),
+            value.to_string()
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

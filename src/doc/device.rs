@@ -32,11 +32,11 @@ use crate::kernel::{CausalContext, DotStore, OrMap};
 type Unseen = Vec<(String, Side)>;
 
 /// The incarnations of one device or module, keyed by their creation dot.
-pub type Lineage<D> = OrMap<Dot, D>;
+pub(crate) type Lineage<D> = OrMap<Dot, D>;
 
 /// One incarnation of a device: its own document and its modules.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeviceDoc {
+pub(crate) struct DeviceDoc {
     #[serde(rename = "d")]
     entity: EntityDoc,
     #[serde(rename = "m", default, skip_serializing_if = "OrMap::is_empty")]

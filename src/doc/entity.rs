@@ -16,7 +16,7 @@ use crate::kernel::{CausalContext, DotStore, Entry, MvReg, OrMap, Rank};
 /// Whether an incarnation exists.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Life {
+pub(crate) enum Life {
     /// Created and not deleted.
     Alive,
     /// Deleted by a replica that had seen the writes in `seen`; writes
@@ -40,7 +40,7 @@ impl Life {
 
 /// An identity field.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IdField {
+pub(crate) enum IdField {
     /// `status` with `statusReason`.
     Status,
     /// `authentication`.
@@ -57,7 +57,7 @@ pub enum IdField {
 
 impl IdField {
     /// The field's name in IoT Hub's formats.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             IdField::Status => "status",
             IdField::Authentication => "authentication",
@@ -102,7 +102,7 @@ impl<'de> Deserialize<'de> for IdField {
 /// The value of an identity field. `None` and `null` mean absent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum IdValue {
+pub(crate) enum IdValue {
     /// `status` and `statusReason`.
     Status(Option<StatusValue>),
     /// `authentication`, boxed: most values of the register's type are
@@ -126,7 +126,7 @@ impl IdValue {
     }
 
     /// The value as conflict records show it: secrets as fingerprints.
-    pub fn shown(&self) -> Value {
+    pub(crate) fn shown(&self) -> Value {
         match self {
             IdValue::Status(s) => serde_json::to_value(s).unwrap_or(Value::Null),
             IdValue::Auth(Some(a)) => a.redacted(),
@@ -138,7 +138,7 @@ impl IdValue {
 
 /// One incarnation of a device or module: its life, identity and twin.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EntityDoc {
+pub(crate) struct EntityDoc {
     #[serde(default, skip_serializing_if = "MvReg::is_empty")]
     life: MvReg<Life>,
     #[serde(rename = "id", default, skip_serializing_if = "OrMap::is_empty")]
@@ -210,11 +210,6 @@ impl EntityDoc {
             Section::Desired => &mut self.desired,
             Section::Reported => &mut self.reported,
         }
-    }
-
-    /// The life register.
-    pub fn life(&self) -> &MvReg<Life> {
-        &self.life
     }
 
     /// Whether the incarnation reads as deleted under `policy`.

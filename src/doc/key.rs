@@ -18,24 +18,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// iterates in the same order on every machine and in every process.
 ///
 /// Names nothing holds any more leave the table as it grows.
-///
-/// # Example
-///
-/// ```
-/// use failback::doc::Key;
-///
-/// let a = Key::new("battery");
-/// let b = Key::new(&String::from("battery"));
-/// assert_eq!(a, b);
-/// assert!(Key::new("alpha") < a);
-/// assert_eq!(a.as_str(), "battery");
-/// ```
 #[derive(Clone)]
-pub struct Key(Arc<Box<str>>);
+pub(crate) struct Key(Arc<Box<str>>);
 
 impl Key {
     /// The key named `name`.
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         thread_local! {
             static RECENT: RefCell<HashSet<Key, Fixed>> = RefCell::default();
         }
@@ -56,7 +44,7 @@ impl Key {
     }
 
     /// The name as text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -156,6 +144,15 @@ impl<'de> Deserialize<'de> for Key {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keys_compare_by_text() {
+        let a = Key::new("battery");
+        let b = Key::new(&String::from("battery"));
+        assert_eq!(a, b);
+        assert!(Key::new("alpha") < a);
+        assert_eq!(a.as_str(), "battery");
+    }
+
     use super::*;
 
     #[test]

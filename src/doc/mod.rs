@@ -2,7 +2,7 @@
 //! failback policies, and the conflict log.
 //!
 //! Where to find a rule: `status` (disabled wins) and `authentication`
-//! (one whole value) in [`entity`](self::EntityDoc); deletes, re-creates and
+//! (one whole value) in `entity`; deletes, re-creates and
 //! modules in `device`; twin leaves and `null` in `twin`; the choices a
 //! caller can change in [`Policies`]; jobs (status only moves forward) in
 //! [`JobDoc`]; cloud-to-device queues (once per message id, completed
@@ -24,17 +24,16 @@ mod values;
 mod write;
 
 pub use c2d::{C2dMessage, C2dQueues, Outcome, QUEUE_LIMIT};
-pub use compact::CompactJson;
+pub(crate) use compact::CompactJson;
 pub use conflict::{Conflict, Rule, Side};
-pub use device::{DeviceDoc, Lineage};
-pub use entity::{EntityDoc, IdField, IdValue, Life};
 pub use hub::{HubDelta, HubState, TwinPatch};
 pub use job::{JobDoc, JobSet, JobStatistics, JobStatus};
-pub use key::Key;
+pub(crate) use key::Key;
 pub use policy::{DeletePolicy, Policies, StatusPolicy};
 pub use secret::Secret;
 pub use snapshot::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, MetaTree};
-pub use twin::{Section, TwinNode, TwinTree};
+pub use twin::Section;
+pub(crate) use values::Extra;
 pub use values::{
-    AuthType, Authentication, Extra, JsonMap, Status, StatusValue, SymmetricKey, X509Thumbprint,
+    AuthType, Authentication, JsonMap, Status, StatusValue, SymmetricKey, X509Thumbprint,
 };

@@ -30,8 +30,8 @@ pub enum DeletePolicy {
     UpdateWins,
 }
 
-/// The policies a read applies. `Policies::default()` is the contract of
-/// DESIGN.md.
+/// The policies a read applies. `Policies::default()` is the
+/// [contract](crate::contract#policies).
 ///
 /// `authentication` always resolves as one whole value by stamp and twin
 /// leaves by stamp: those are not choices, they are what keeps keys from

@@ -42,7 +42,7 @@ impl Section {
 }
 
 /// A twin section: property name to node.
-pub type TwinTree = OrMap<Key, TwinNode>;
+pub(crate) type TwinTree = OrMap<Key, TwinNode>;
 
 /// The tree every leaf reads as its children.
 static NO_CHILDREN: TwinTree = OrMap::new();
@@ -59,7 +59,7 @@ static NO_VALUE: MvReg<CompactJson> = MvReg::new();
 /// smallest form that holds what it has, and equality and serialization
 /// see only the register and the children.
 #[derive(Clone, Debug)]
-pub struct TwinNode(Node);
+pub(crate) struct TwinNode(Node);
 
 #[derive(Clone, Debug)]
 enum Node {
@@ -269,7 +269,7 @@ impl TwinNode {
 }
 
 /// Where the stamps of a section's writes come from: one stamp for every
-/// write (exports, by policy 5), or per-node `$lastUpdated` times.
+/// write (exports, by [policy 5](crate::contract#policies)), or per-node `$lastUpdated` times.
 #[derive(Clone, Copy)]
 pub(crate) enum Stamps<'a> {
     /// Every write gets this stamp.

@@ -155,7 +155,7 @@ pub type JsonMap = serde_json::Map<String, Value>;
 
 /// Unknown identity fields, kept verbatim so nothing a newer hub sends is
 /// dropped.
-pub type Extra = BTreeMap<String, Value>;
+pub(crate) type Extra = BTreeMap<String, Value>;
 
 #[cfg(test)]
 mod tests {

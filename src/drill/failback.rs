@@ -236,7 +236,7 @@ pub(crate) struct Inputs<'a> {
     pub cycle: &'a Cycle,
     /// The backup both hubs diverged from.
     pub base: &'a BTreeMap<String, DeviceSnapshot>,
-    /// The stamps of each hub's writes (policy 5).
+    /// The stamps of each hub's writes ([policy 5](crate::contract#policies)).
     pub stamps: &'a BTreeMap<ReplicaId, Stamp>,
 }
 

@@ -32,7 +32,7 @@ pub(crate) struct Gen<'a> {
 
 impl Gen<'_> {
     /// A number never drawn before for this device.
-    pub fn unique(&mut self) -> u64 {
+    pub(super) fn unique(&mut self) -> u64 {
         *self.next += 1;
         *self.next
     }
@@ -53,7 +53,7 @@ impl Gen<'_> {
 
     /// Fresh authentication: SAS keys mostly, self-signed thumbprints for
     /// some devices.
-    pub fn auth(&mut self, allow_x509: bool) -> Authentication {
+    pub(super) fn auth(&mut self, allow_x509: bool) -> Authentication {
         if allow_x509 && self.rng.chance(150) {
             Authentication {
                 symmetric_key: Some(SymmetricKey::default()),
@@ -70,7 +70,7 @@ impl Gen<'_> {
 
     /// A key rotation: one slot regenerated, both, or the secondary
     /// promoted and a new secondary drawn; always a new whole value.
-    pub fn rotate(&mut self, old: &Authentication) -> Authentication {
+    pub(super) fn rotate(&mut self, old: &Authentication) -> Authentication {
         let mut new = old.clone();
         let how = self.rng.below(3);
         if let Some(keys) = new
@@ -104,7 +104,7 @@ impl Gen<'_> {
     }
 
     /// A status with a reason never written before.
-    pub fn status(&mut self, status: Status) -> StatusValue {
+    pub(super) fn status(&mut self, status: Status) -> StatusValue {
         let n = self.unique();
         let reason = match status {
             Status::Disabled => {
@@ -121,7 +121,7 @@ impl Gen<'_> {
     }
 
     /// A twin value never written before, shaped like `like` when given.
-    pub fn value(&mut self, like: Option<&Value>) -> Value {
+    pub(super) fn value(&mut self, like: Option<&Value>) -> Value {
         let n = self.unique();
         match like {
             Some(Value::String(s)) => {
@@ -136,7 +136,7 @@ impl Gen<'_> {
     }
 
     /// A property name never used before in this device.
-    pub fn key(&mut self) -> String {
+    pub(super) fn key(&mut self) -> String {
         let stems = ["feature", "limit", "mode", "profile", "window", "zone"];
         let stem = self.rng.pick(&stems).copied().unwrap_or("k");
         format!("{stem}{}", self.unique())
@@ -197,7 +197,7 @@ impl Gen<'_> {
     }
 
     /// One module of an edge device.
-    pub fn module(&mut self, module_id: &str) -> Entity {
+    pub(super) fn module(&mut self, module_id: &str) -> Entity {
         let n = self.unique();
         let (desired, reported) = match module_id {
             "$edgeAgent" => (
@@ -223,7 +223,7 @@ impl Gen<'_> {
 
     /// A whole new device: provisioned for the first time, or re-created
     /// after a delete (it starts empty of the old one: new keys, new twin).
-    pub fn device(&mut self, id: &str) -> DeviceSnapshot {
+    pub(super) fn device(&mut self, id: &str) -> DeviceSnapshot {
         let edge = self.rng.chance(200);
         let disabled = self.rng.chance(80);
         let status = if disabled {
@@ -267,12 +267,12 @@ impl Gen<'_> {
     }
 
     /// A module name never used before in this device.
-    pub fn module_name(&mut self) -> String {
+    pub(super) fn module_name(&mut self) -> String {
         format!("module{}", self.unique())
     }
 
     /// Picks a leaf of `map` to overwrite, or a new path to add.
-    pub fn leaf_to_write(&mut self, map: &JsonMap) -> Vec<String> {
+    pub(super) fn leaf_to_write(&mut self, map: &JsonMap) -> Vec<String> {
         let leaves = paths::leaves(map);
         if !leaves.is_empty() && self.rng.chance(700) {
             // Hot leaves first: concurrent writes to one leaf are the

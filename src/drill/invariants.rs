@@ -23,7 +23,7 @@ macro_rules! invariants {
     ($($konst:ident = $name:literal: $summary:literal;)*) => {
         $(
             #[doc = $summary]
-            pub const $konst: Invariant = Invariant { name: $name, summary: $summary };
+            pub(crate) const $konst: Invariant = Invariant { name: $name, summary: $summary };
         )*
         /// Every invariant, in the order reports list them.
         pub const ALL: &[Invariant] = &[$($konst),*];

@@ -1,5 +1,6 @@
 //! The drill: a whole failover and failback of a simulated fleet, with the
-//! faults of RELIABILITY.md, merged by the real library, the plans applied
+//! faults a failover meets (lost RPO writes, split brain, duplicated and
+//! reordered events, skewed clocks), merged by the real library, the plans applied
 //! with IoT Hub's import semantics, and every invariant checked against an
 //! oracle that saw every write.
 //!

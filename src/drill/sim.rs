@@ -23,11 +23,11 @@ use crate::reconcile::{HubImage, every_op, import_lines, is_system_module};
 
 /// Random streams of a drill, by purpose.
 pub(crate) mod stream {
-    pub const CYCLES: u64 = 1;
-    pub const FLEET: u64 = 2;
-    pub const WRITES: u64 = 3;
-    pub const BIRTH: u64 = 4;
-    pub const SCENARIO: u64 = 5;
+    pub(crate) const CYCLES: u64 = 1;
+    pub(crate) const FLEET: u64 = 2;
+    pub(crate) const WRITES: u64 = 3;
+    pub(crate) const BIRTH: u64 = 4;
+    pub(crate) const SCENARIO: u64 = 5;
 }
 
 /// 2025-01-01T00:00:00Z: where simulated time starts.

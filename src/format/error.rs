@@ -184,6 +184,17 @@ pub enum ReadErrorKind {
         /// The format the line is in.
         found: super::Format,
     },
+    /// A file's lines differ from what an earlier pass over it found: it
+    /// changed while it was read.
+    #[error("the file changed while it was read")]
+    ChangedWhileRead,
+    /// A module twin where a device twin was expected.
+    #[error("a module twin, where a device twin was expected")]
+    NotDeviceTwin,
+    /// A replica refused the line (a seed conflicting with an earlier one,
+    /// a delta of another hub).
+    #[error(transparent)]
+    Replica(crate::replica::ReplicaError),
 }
 
 /// The longest value of an enumerated field an error keeps.

@@ -50,6 +50,7 @@ mod import_mode;
 mod lines;
 mod raw;
 mod twin;
+mod twin_json;
 mod write;
 
 pub(crate) use detect::line_id;

@@ -128,7 +128,7 @@ impl InputMeta {
 ///
 /// # Errors
 ///
-/// Exports without a base, a time beyond the drift bound, an `--as-of`
+/// Exports without a base, a time beyond the drift bound, an as-of time
 /// naming no hub, and whatever [`hub_stamps`] refuses; in that order.
 pub(super) fn settle(
     job: &MergeJob,
@@ -138,10 +138,9 @@ pub(super) fn settle(
 ) -> Result<BTreeMap<ReplicaId, Stamp>, JobError> {
     if base.is_none() {
         if let Some(export) = hubs.iter().find(|h| !h.real_times) {
-            return Err(JobError::Usage(format!(
-                "{}: a bulk export carries no times: --base is required to tell who changed what",
-                export.file
-            )));
+            return Err(JobError::ExportWithoutBase {
+                file: export.file.clone(),
+            });
         }
     }
     for input in base.into_iter().chain(hubs) {
@@ -158,9 +157,7 @@ pub(super) fn settle(
         .collect();
     for hub in job.as_of.keys() {
         if !names.contains(hub) {
-            return Err(JobError::Usage(format!(
-                "--as-of names {hub}, which is not a --hub"
-            )));
+            return Err(JobError::AsOfUnknownHub { hub: hub.clone() });
         }
     }
     let order = job.active_order.clone().or_else(|| default_order(names));

@@ -93,9 +93,37 @@ pub enum JobError {
     /// A file could not be read or holds a bad line.
     #[error(transparent)]
     Read(Box<ReadError>),
-    /// The command was given inconsistent arguments.
-    #[error("{0}")]
-    Usage(String),
+    /// Fewer than two hubs were given.
+    #[error("a merge needs at least two hubs, {given} given")]
+    TooFewHubs {
+        /// How many were given.
+        given: usize,
+    },
+    /// A hub is named `base`, the name of the common base's writes.
+    #[error("the hub name \"base\" is reserved for the common base")]
+    ReservedHubName,
+    /// Two hubs have one name.
+    #[error("hub {hub} is given twice")]
+    DuplicateHub {
+        /// The name given twice.
+        hub: ReplicaId,
+    },
+    /// A hub's input is a bulk export, which carries no times, and no
+    /// common base was given to tell who changed what
+    /// ([policy 5](crate::contract#policies)).
+    #[error(
+        "{file}: a bulk export carries no times: a common base is required to tell who changed what"
+    )]
+    ExportWithoutBase {
+        /// The export.
+        file: String,
+    },
+    /// An as-of time names a hub that is not one of the inputs.
+    #[error("an as-of time names {hub}, which is not one of the hubs")]
+    AsOfUnknownHub {
+        /// The name.
+        hub: ReplicaId,
+    },
     /// The hubs' times cannot be put on one scale, or one is too far ahead.
     #[error(transparent)]
     Stamp(#[from] StampError),
@@ -467,17 +495,15 @@ const ORDER_SCALE_LIMIT: i64 = 1_000_000;
 
 fn check_names(names: &[ReplicaId]) -> Result<(), JobError> {
     if names.len() < 2 {
-        return Err(JobError::Usage("give at least two --hub NAME=FILE".into()));
+        return Err(JobError::TooFewHubs { given: names.len() });
     }
     let mut seen = std::collections::BTreeSet::new();
     for name in names {
         if name.as_str() == BASE {
-            return Err(JobError::Usage(
-                "the hub name \"base\" is reserved for the common base".into(),
-            ));
+            return Err(JobError::ReservedHubName);
         }
         if !seen.insert(name) {
-            return Err(JobError::Usage(format!("hub {name} is given twice")));
+            return Err(JobError::DuplicateHub { hub: name.clone() });
         }
     }
     Ok(())

@@ -15,7 +15,7 @@ use std::str::FromStr;
 ///
 /// Every shard reads every input whole (lines of other shards are split
 /// off by id, never parsed into devices or merged), so the stamps of
-/// policy 5 are the same on every machine; a bad line fails at least the
+/// [policy 5](crate::contract#policies) are the same on every machine; a bad line fails at least the
 /// shard its device is in. A device and its modules are always in one
 /// shard: the hash is of the device id alone.
 ///

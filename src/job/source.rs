@@ -242,7 +242,7 @@ impl RawDevice {
             Ok(device)
         } else {
             // The file changed since its index was made.
-            let kind = ReadErrorKind::Io(std::io::Error::other("the file changed while read"));
+            let kind = ReadErrorKind::ChangedWhileRead;
             Err(ReadError::new(
                 file,
                 self.lines.first().map_or(0, |l| l.0),

@@ -12,7 +12,8 @@ mod mvreg;
 mod ormap;
 
 pub use context::CausalContext;
-pub use mvreg::{Entry, MvReg, Rank, Resolved, Tag};
+pub(crate) use mvreg::{Entry, Tag};
+pub use mvreg::{MvReg, Rank};
 pub use ormap::OrMap;
 
 use serde::{Deserialize, Serialize};

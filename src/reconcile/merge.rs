@@ -5,7 +5,8 @@
 //! parallel across devices, and the same result whatever order devices
 //! are visited in. Each device is replayed as CRDT writes: the base (the
 //! backup both hubs started from) first, then each hub's differences from
-//! the base as that hub's writes, stamped by policy 5. A device the base
+//! the base as that hub's writes, stamped by
+//! [policy 5](crate::contract#policies). A device the base
 //! lacks starts as one empty incarnation that each hub's creation edits, so
 //! creations on several hubs are one device (policy 7). The merged CRDT is
 //! read through the policies.
@@ -75,7 +76,7 @@ pub struct DeviceMerge {
 }
 
 /// The replica name the base's writes are made under.
-pub fn base_replica() -> ReplicaId {
+pub(crate) fn base_replica() -> ReplicaId {
     ReplicaId::new(BASE).expect("valid literal")
 }
 

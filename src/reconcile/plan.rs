@@ -1,6 +1,7 @@
 //! Import plans: the fewest guarded operations that bring one hub to the
 //! merged state.
 
+#[cfg(feature = "drill")]
 use super::apply::{HubImage, ImportLine};
 use crate::doc::{DeviceSnapshot, Entity};
 use crate::format::ImportMode;
@@ -212,6 +213,7 @@ pub(crate) fn every_op<'a>(
 
 /// The import lines of a plan for `hub`, each guarded by the etag the hub
 /// holds now, so a hub that changed again meanwhile is not clobbered:
+#[cfg(feature = "drill")]
 /// `create` (never overwrites), `updateIfMatchETag`,
 /// `updateTwinIfMatchETag`, `deleteIfMatchETag`.
 pub fn import_lines(ops: &[PlanOp<'_>], hub: &HubImage) -> Vec<ImportLine> {
@@ -248,6 +250,7 @@ pub fn import_lines(ops: &[PlanOp<'_>], hub: &HubImage) -> Vec<ImportLine> {
 /// # Errors
 ///
 /// Any error of `w`.
+#[cfg(feature = "drill")]
 pub fn write_import_line<W: std::io::Write>(w: &mut W, line: &ImportLine) -> std::io::Result<()> {
     write_import(
         w,
@@ -289,6 +292,7 @@ mod tests {
 
     use super::*;
     use crate::doc::{Authentication, Secret, Status, StatusValue};
+    #[cfg(feature = "drill")]
     use crate::reconcile::Record;
 
     fn enabled() -> Entity {
@@ -482,6 +486,7 @@ mod tests {
         assert!(device_plan(None, None).is_empty());
     }
 
+    #[cfg(feature = "drill")]
     #[test]
     fn import_lines_carry_the_etag_their_mode_checks() {
         let mut hub = HubImage::new();
@@ -541,6 +546,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "drill")]
     #[test]
     fn a_twin_update_line_carries_the_twin_alone() {
         let mut entity = enabled();

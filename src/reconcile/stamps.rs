@@ -23,27 +23,25 @@ pub struct HubTiming {
 pub enum StampError {
     /// Inputs with real times mixed with inputs that have no time at all.
     #[error(
-        "hub {hub} has no per-field times and no as-of time while other inputs carry real times: add --as-of {hub}=RFC3339"
+        "hub {hub} has no per-field times and no as-of time while other inputs carry real times"
     )]
     MissingAsOf {
         /// The hub without time.
         hub: ReplicaId,
     },
     /// Some export hubs have an as-of time and some do not.
-    #[error(
-        "hub {hub} has no as-of time while other hubs have one: give --as-of for every hub or for none"
-    )]
+    #[error("hub {hub} has no as-of time while other hubs have one")]
     PartialAsOf {
         /// The hub without an as-of time.
         hub: ReplicaId,
     },
     /// No input has a time and no activation order was given.
     #[error(
-        "the hubs carry no times: give --active-order (the order the hubs were active in, most recent last) or --as-of for each hub"
+        "the hubs carry no times: an activation order (most recent last) or an as-of time for each hub is needed"
     )]
     NeedOrder,
     /// The activation order does not name exactly the hubs given.
-    #[error("--active-order must name each hub exactly once; {hub} is missing or repeated")]
+    #[error("the activation order must name each hub exactly once; {hub} is missing or repeated")]
     BadOrder {
         /// The hub missing from, or repeated in, the order.
         hub: ReplicaId,
@@ -53,7 +51,7 @@ pub enum StampError {
     Drift(#[from] crate::clock::DriftError),
 }
 
-/// The stamp each hub's untimed writes take (policy 5).
+/// The stamp each hub's untimed writes take ([policy 5](crate::contract#policies)).
 ///
 /// With as-of times, a hub's writes are stamped at its as-of time. When no
 /// input carries any time, the activation order serves as time: the first
@@ -160,7 +158,13 @@ mod tests {
     fn mixing_real_times_with_untimed_hubs_says_what_to_add() {
         let hubs = [timing("a", true, None), timing("b", false, None)];
         let err = hub_stamps(&hubs, None, 10_000, 1).unwrap_err();
-        assert!(err.to_string().contains("--as-of b="), "{err}");
+        assert_eq!(
+            err,
+            StampError::MissingAsOf {
+                hub: hubs[1].hub.clone()
+            },
+            "{err}"
+        );
         let hubs = [timing("a", false, Some(5)), timing("b", false, None)];
         assert!(matches!(
             hub_stamps(&hubs, None, 10_000, 1),

@@ -42,11 +42,11 @@ use crate::format::{
 };
 
 /// The `format` of a state file.
-pub const FORMAT_NAME: &str = "failback-replica";
+pub(crate) const FORMAT_NAME: &str = "failback-replica";
 /// The `version` of the state file format this crate writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 1;
 
-/// Writes `replica` as a state file (see the [module docs](self)).
+/// Writes `replica` as a state file (see [`read_state`]).
 ///
 /// # Errors
 ///
@@ -327,7 +327,7 @@ pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadErr
 
 /// Whether the file at `path` is a replica state file: it starts with
 /// `{"format":"failback-replica"`, as [`write_state`] writes it.
-pub fn is_state_file(path: &Path) -> bool {
+pub(crate) fn is_state_file(path: &Path) -> bool {
     let Ok(mut file) = std::fs::File::open(path) else {
         return false;
     };

@@ -92,12 +92,13 @@ use crate::format::{
     Event, ExportDevice, Format, Op, ReadError, ReadErrorKind, TwinDevice, event_bytes,
 };
 
-pub use file::{FORMAT_NAME, FORMAT_VERSION, is_state_file, read_state, write_state};
+pub(crate) use file::is_state_file;
+pub use file::{read_state, write_state};
 
 /// The id of one event in a replica: `id:` and its `correlation-id`, or
 /// `sha256:` and the first 32 hex digits of the SHA-256 of its canonical
 /// text when it has none.
-pub type EventDot = String;
+pub(crate) type EventDot = String;
 
 /// One event held by a replica, with its canonical text.
 #[derive(Clone, Debug)]
@@ -233,7 +234,7 @@ pub enum Ingested {
 
 /// Why a replica refused an event, a delta or a seed. The replica is left
 /// as it was.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplicaError {
     /// An event id was seen before with another payload.
@@ -276,11 +277,7 @@ impl ReplicaError {
                 .with_device(Some(device), None)
                 .with_field("systemProperties.correlation-id")
             }
-            other => ReadError::new(
-                file,
-                line,
-                ReadErrorKind::Io(std::io::Error::other(other.to_string())),
-            ),
+            other => ReadError::new(file, line, ReadErrorKind::Replica(other.clone())),
         }
     }
 }
