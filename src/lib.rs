@@ -71,6 +71,7 @@
 //! | replicate between two live sites | [`doc::HubState`]: writes, [`delta_since`](doc::HubState::delta_since), [`apply_delta`](doc::HubState::apply_delta) (example `two_sites`) |
 //! | build a hub's state from change events | [`replica::Replica`] |
 //! | merge application metadata | [`appmeta::AppDocument`] (example `app_metadata`) |
+//! | keep the concierge's view of the active hub | [`concierge::ActiveHub`] |
 //! | read and write IoT Hub's files | [`format`](mod@format) |
 //! | write a CRDT of your own | [`kernel`] |
 //!
@@ -92,6 +93,7 @@ pub mod appmeta;
 #[doc = include_str!("../docs/contract.md")]
 pub mod contract {}
 pub mod clock;
+pub mod concierge;
 pub mod doc;
 #[cfg(feature = "drill")]
 pub mod drill;
