@@ -763,3 +763,39 @@ fn edge_system_modules_get_no_plan_line_and_the_report_says_so() {
     assert_eq!(files["secondary.import.jsonl"], "");
     assert_eq!(files["primary.import.jsonl"], "");
 }
+
+/// Errors in an identity file name the lines of the records they are
+/// about, as in every other format.
+#[test]
+fn identity_file_errors_name_their_records_lines() {
+    let read = |input: &str| {
+        failback::format::collect_identities(failback::format::IdentityReader::new(
+            input.as_bytes(),
+            "ids.json",
+        ))
+        .map(|_| ())
+        .unwrap_err()
+    };
+    let e = read(concat!(
+        "[\n",
+        "  {\"deviceId\": \"d1\", \"etag\": \"MQ==\"},\n",
+        "  {\"deviceId\": \"d2\"},\n",
+        "  {\"deviceId\": \"d1\"}\n",
+        "]\n"
+    ));
+    assert_eq!(e.line, 4, "{e}");
+    assert!(
+        matches!(
+            e.kind,
+            failback::format::ReadErrorKind::DuplicateDevice { first_line: 2 }
+        ),
+        "{e}"
+    );
+    let e = read(concat!(
+        "[\n",
+        "  {\"deviceId\": \"d1\"},\n",
+        "  {\"deviceId\": \"d9\", \"moduleId\": \"m\"}\n",
+        "]\n"
+    ));
+    assert_eq!((e.line, e.device.as_deref()), (3, Some("d9")), "{e}");
+}
