@@ -256,26 +256,74 @@ fn a_scalar_against_an_object_resolves_by_stamp_and_logs_the_loser() {
     assert_eq!(shape[0].losers[0].value, json!({"extra": {"x": 1}}));
 }
 
+/// Policy 7 in a live state: two replicas that create one id without
+/// seeing each other's creation made one device, merged field by field:
+/// disabled wins, keys whole by stamp (the other's logged as fingerprints),
+/// tags from both. Nothing is dropped as a whole creation.
 #[test]
-fn concurrent_creations_resolve_to_one_whole_incarnation() {
+fn concurrent_creations_are_one_device_merged_field_by_field() {
     let empty = HubState::new();
     let mut p = empty.clone();
-    p.put_device(
-        &hub("primary"),
-        &device("d1", "kp"),
-        &at(1, "primary"),
-        None,
-    );
+    let quarantined = with_status(&device("d1", "kp"), Status::Disabled, "quarantine");
+    p.put_device(&hub("primary"), &quarantined, &at(1, "primary"), None);
     let mut s = empty.clone();
     let mut other = device("d1", "ks");
     other.device.tags.insert("only-s".into(), json!(true));
     s.put_device(&hub("secondary"), &other, &at(2, "secondary"), None);
     let m = merged(&p, &s);
     let (snap, conflicts) = read(&m, "d1");
-    assert_eq!(snap.unwrap(), other);
-    assert_eq!(conflicts.len(), 1);
-    assert_eq!(conflicts[0].rule, Rule::ConcurrentCreate);
+    let snap = snap.unwrap();
+    assert_eq!(snap.device.status.map(|s| s.status), Some(Status::Disabled));
+    assert_eq!(snap.device.tags["only-s"], json!(true));
+    assert_eq!(snap.device.tags["site"], json!("berlin"));
+    assert_eq!(snap.device.authentication, other.device.authentication);
+    assert!(conflicts.iter().all(|c| c.rule != Rule::ConcurrentCreate));
+    assert!(
+        conflicts.iter().any(|c| c.path == "authentication"),
+        "{conflicts:?}"
+    );
     assert!(!serde_json::to_string(&conflicts).unwrap().contains("kp-"));
+
+    // A third replica's creation joins the same device; a delete that saw
+    // every creation removes it, and a creation after that starts empty.
+    let mut t = empty.clone();
+    let mut third = device("d1", "kt");
+    third.device.tags.insert("only-t".into(), json!(1));
+    t.put_device(&hub("tertiary"), &third, &at(3, "tertiary"), None);
+    let mut all = merged(&m, &t);
+    let (snap, _) = read(&all, "d1");
+    let snap = snap.unwrap();
+    assert_eq!(snap.device.tags["only-t"], json!(1));
+    assert_eq!(snap.device.status.map(|s| s.status), Some(Status::Disabled));
+    all.delete_device(&hub("primary"), "d1", &at(4, "primary"));
+    assert_eq!(read(&all, "d1").0, None);
+    let fresh = DeviceSnapshot::enabled_sas("d1", "new-primary", "new-secondary");
+    all.put_device(&hub("primary"), &fresh, &at(5, "primary"), None);
+    assert_eq!(read(&all, "d1").0, Some(fresh));
+}
+
+/// Creations that saw different incarnations are different incarnations:
+/// one replica re-created the device after a delete the other never saw.
+/// The delete wins over the other's concurrent update of the old one
+/// (policy 2), so the re-created device stands alone.
+#[test]
+fn a_recreation_is_not_merged_with_the_incarnation_it_replaced() {
+    let d = device("d1", "old");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    p.delete_device(&hub("primary"), "d1", &at(1, "primary"));
+    let fresh = DeviceSnapshot::enabled_sas("d1", "new-primary", "new-secondary");
+    p.put_device(&hub("primary"), &fresh, &at(2, "primary"), None);
+    let mut s = base.clone();
+    let mut touched = d.clone();
+    touched.device.tags.insert("late".into(), json!(true));
+    s.put_device(&hub("secondary"), &touched, &at(3, "secondary"), None);
+    let (snap, conflicts) = read(&merged(&p, &s), "d1");
+    assert_eq!(snap, Some(fresh));
+    assert!(
+        conflicts.iter().any(|c| c.rule == Rule::DeleteWins),
+        "{conflicts:?}"
+    );
 }
 
 #[test]

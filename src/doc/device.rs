@@ -25,7 +25,7 @@ use super::policy::{DeletePolicy, Policies};
 use super::twin::Section;
 use super::write::Write;
 use super::{DeviceSnapshot, DeviceTimes, Entity};
-use crate::clock::{Dot, Stamp, VersionVector};
+use crate::clock::{Dot, ReplicaId, Stamp, VersionVector};
 use crate::kernel::{CausalContext, DotStore, OrMap};
 
 /// Writes found beside a delete that had not seen them: (path, side).
@@ -143,12 +143,32 @@ fn write_target<'l, D: Incarnation>(
             winner.clone()
         }
         None => {
-            let key = w.dot();
+            let key = next_incarnation(lineage);
             lineage.entry_mut(key.clone()).entity_mut().create(w, stamp);
             key
         }
     };
     lineage.entry_mut(key)
+}
+
+/// The key of the incarnation a creation starts, when every incarnation
+/// the writer has seen is dead (or it has seen none): the number of those,
+/// plus one, not the writer's dot. Replicas that create the same id
+/// without seeing each other's creation, having seen the same incarnations
+/// before, so start the same incarnation, and their creations merge field
+/// by field like any concurrent edit (policy 7). The keys are named after
+/// the merge's base replica: a merge's shared start incarnation, written
+/// by the base first, gets the same key either way.
+fn next_incarnation<D: Incarnation>(lineage: &Lineage<D>) -> Dot {
+    let seen = u64::try_from(lineage.len()).unwrap_or(u64::MAX);
+    Dot::new(incarnation_replica(), seen.saturating_add(1))
+}
+
+/// The replica incarnation keys are named after.
+fn incarnation_replica() -> ReplicaId {
+    static NAME: std::sync::OnceLock<ReplicaId> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| ReplicaId::new("base").expect("valid literal"))
+        .clone()
 }
 
 fn delete_all<D: Incarnation>(lineage: &mut Lineage<D>, w: &mut Write<'_>, stamp: &Stamp) {
