@@ -799,3 +799,58 @@ fn identity_file_errors_name_their_records_lines() {
     ));
     assert_eq!((e.line, e.device.as_deref()), (3, Some("d9")), "{e}");
 }
+
+/// What an identity line holds and what it may not: the identity fields
+/// the merge keeps, a `statusReason` without a `status`, an export line
+/// read as an identity, and a record that is no object.
+#[test]
+fn identity_lines_keep_their_fields_and_refuse_what_is_not_one() {
+    use failback::format::{Format, ReadErrorKind, parse_identity_line};
+    let line = parse_identity_line(
+        "ids.json",
+        7,
+        r#"{"deviceId":"gw","status":"enabled","statusReason":"","capabilities":{"iotEdge":true},"deviceScope":"ms-azure-iot-edge://gw-1","parentScopes":["ms-azure-iot-edge://root-2"]}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(line.line, 7);
+    assert_eq!(
+        line.entity.capabilities,
+        Some(serde_json::json!({"iotEdge": true}))
+    );
+    assert_eq!(
+        line.entity.device_scope.as_deref(),
+        Some("ms-azure-iot-edge://gw-1")
+    );
+    assert_eq!(
+        line.entity.parent_scopes,
+        Some(serde_json::json!(["ms-azure-iot-edge://root-2"]))
+    );
+    // An empty reason says nothing; a reason without a status is refused.
+    assert!(parse_identity_line("f", 1, r#"{"deviceId":"d","statusReason":""}"#).is_ok());
+    let e = parse_identity_line("f", 1, r#"{"deviceId":"d","statusReason":"stolen"}"#)
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("status"), "{e}");
+    assert!(matches!(e.kind, ReadErrorKind::MissingField), "{e}");
+    // An export line (`id`, not `deviceId`) read as an identity.
+    let e = parse_identity_line("f", 1, r#"{"id":"d","status":"enabled"}"#)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind,
+            ReadErrorKind::FormatMismatch {
+                expected: Format::Identity,
+                found: Format::Export
+            }
+        ),
+        "{e}"
+    );
+    let e = parse_identity_line("f", 1, r#"{"status":"enabled"}"#)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e.kind, ReadErrorKind::MissingField), "{e}");
+    // A record that is no object.
+    let e = parse_identity_line("f", 1, "[1]").map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("an object"), "{e}");
+}
