@@ -825,6 +825,30 @@ mod tests {
         assert_eq!(skipped, 1);
     }
 
+    /// Commas and closing brackets between objects that are in no array
+    /// are text, skipped as warning lines; an array inside the top-level
+    /// array holds no records.
+    #[test]
+    fn brackets_out_of_place_are_text_or_an_error() {
+        let (out, skipped) = all(b"{\n\"a\": 1\n}\n,\n{\n\"b\": 2\n}\n]\n{\"c\":3}\n", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\n\"a\": 1\n}".to_owned())),
+                Ok((5, "{\n\"b\": 2\n}".to_owned())),
+                Ok((9, "{\"c\":3}".to_owned()))
+            ]
+        );
+        assert_eq!(skipped, 2);
+        let (out, _) = all(b"[\n[{\"a\":1}]\n]", 100);
+        assert_eq!(
+            out,
+            vec![Err(
+                "f:2: invalid JSON at column 1: expected an object".to_owned()
+            )]
+        );
+    }
+
     #[test]
     fn an_array_cut_short_or_holding_no_objects_is_an_error() {
         let (out, _) = all(b"[\n{\"a\":1},\n{\"b\":", 100);
