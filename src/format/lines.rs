@@ -102,7 +102,8 @@ impl Scanner {
                     }
                     _ => {
                         let column = at + i as u64 + 1 - self.line_start;
-                        return (i + 1, Found::Unexpected(column as usize));
+                        // The stream ends here: the rest is not read.
+                        return (bytes.len(), Found::Unexpected(column as usize));
                     }
                 }
                 continue;
@@ -350,6 +351,9 @@ impl<R: BufRead> Lines<R> {
     /// chunks: a line may be as long as the file (a compact array), so
     /// only the record, within the bound, is ever held.
     fn next_value(&mut self) -> Option<Result<(u64, &str), ReadError>> {
+        if self.done {
+            return None;
+        }
         if let Some(cursor) = self.cursor.take() {
             // The rest of the line that told the layout, then its end.
             let rest = std::mem::take(&mut self.buf);
@@ -846,6 +850,19 @@ mod tests {
             vec![Err(
                 "f:2: invalid JSON at column 1: expected an object".to_owned()
             )]
+        );
+    }
+
+    /// An error ends the stream, also on the line that told the layout.
+    #[test]
+    fn nothing_is_read_after_an_error_on_the_first_line() {
+        let (out, _) = all(b"[{\"a\":1}, 1, {\"c\":3}]\n{\"b\":2}\n", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\"a\":1}".to_owned())),
+                Err("f:1: invalid JSON at column 11: expected an object".to_owned())
+            ]
         );
     }
 
