@@ -904,6 +904,15 @@ mod tests {
                 Ok((4, "{}".to_owned()))
             ]
         );
+        // A record of exactly the bound passes; one byte more does not.
+        let (out, _) = all(b"[\n{\"a\":12},\n{\"a\":123}\n]", 8);
+        assert_eq!(
+            out,
+            vec![
+                Ok((2, "{\"a\":12}".to_owned())),
+                Err("f:3: line is longer than 8 bytes".to_owned())
+            ]
+        );
         let (out, _) = all(b"[\n{\"a\":\"\xFF\"}]", 100);
         assert_eq!(out, vec![Err("f:2: invalid UTF-8 after byte 6".to_owned())]);
     }
