@@ -19,7 +19,6 @@ use failback::doc::{
     Authentication, DeviceSnapshot, Entity, HubDelta, HubState, Policies, Secret, Section, Status,
     StatusValue, TwinPatch,
 };
-use failback::kernel::Merge;
 use failback::{ReplicaId, Stamp};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
@@ -376,7 +375,11 @@ fuzz_target!(|input: Input| {
     }
 
     let back: HubState = serde_json::from_slice(&bytes).expect("the canonical form reads back");
-    assert_eq!(back.to_canonical_json().unwrap(), bytes, "serialization round trip");
+    assert_eq!(
+        back.to_canonical_json().unwrap(),
+        bytes,
+        "serialization round trip"
+    );
 
     let policies = Policies::default();
     let mut kept = BTreeSet::new();
