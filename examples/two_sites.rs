@@ -32,9 +32,9 @@ impl Site {
     }
 
     /// Joins bytes a peer sent. Receiving them twice changes nothing.
-    fn receive(&mut self, bytes: &[u8]) -> Result<(), serde_json::Error> {
+    fn receive(&mut self, bytes: &[u8]) -> Result<(), Box<dyn Error>> {
         let delta: HubDelta = serde_json::from_slice(bytes)?;
-        self.state.apply_delta(&delta);
+        self.state.apply_delta(&delta)?;
         Ok(())
     }
 }

@@ -10,7 +10,6 @@
 //! ```
 //! use failback::ReplicaId;
 //! use failback::appmeta::AppDocument;
-//! use failback::kernel::Merge;
 //! use serde_json::json;
 //!
 //! let primary = ReplicaId::new("primary")?;
@@ -26,9 +25,9 @@
 //!
 //! // Failback: merge in either order, get the same document and bytes.
 //! let mut ab = a.clone();
-//! ab.merge(&b);
+//! ab.try_merge(&b)?;
 //! let mut ba = b.clone();
-//! ba.merge(&a);
+//! ba.try_merge(&a)?;
 //! assert_eq!(ab.to_json(), json!({"routes": {"alerts": "queue-2", "billing": "queue-9"}}));
 //! assert_eq!(ab.save(), ba.save());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -124,7 +123,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::clock::ReplicaId;
-use crate::kernel::Merge;
 
 mod read;
 mod write;
@@ -259,14 +257,15 @@ fn article(kind: &str) -> String {
 ///
 /// # Laws
 ///
-/// [`Merge`]'s: commutative, associative and idempotent, comparing
-/// [`to_json`](Self::to_json) and the canonical bytes of
-/// [`save`](Self::save). Two documents are equal (`==`) when they hold the
-/// same set of changes. The laws assume no two changes share an actor and
-/// sequence number, which every change this module writes guarantees (see
-/// the module docs on actors); only crafted bytes can break it, and
-/// [`try_merge`](Self::try_merge) then reports
-/// [`AppMetaError::ActorReused`].
+/// [`try_merge`](Self::try_merge) is commutative, associative and
+/// idempotent, comparing [`to_json`](Self::to_json) and the canonical bytes
+/// of [`save`](Self::save). Two documents are equal (`==`) when they hold
+/// the same set of changes. The laws assume no two changes share an actor
+/// and sequence number, which every change this module writes guarantees
+/// (see the module docs on actors); only crafted bytes can break it, and
+/// `try_merge` then reports [`AppMetaError::ActorReused`]. That is why an
+/// `AppDocument` has no infallible [`Merge`](crate::kernel::Merge): its
+/// merge says in its type that it can fail.
 ///
 /// # Example
 ///
@@ -313,7 +312,6 @@ pub struct AppWrite {
 /// ```
 /// use failback::ReplicaId;
 /// use failback::appmeta::AppDocument;
-/// use failback::kernel::Merge;
 /// use serde_json::json;
 ///
 /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
@@ -321,7 +319,7 @@ pub struct AppWrite {
 /// let mut b = a.clone();
 /// a.set_json(&p, &json!({"mode": "eco"}))?;
 /// b.set_json(&s, &json!({"mode": "boost"}))?;
-/// a.merge(&b);
+/// a.try_merge(&b)?;
 /// let conflicts = a.conflicts();
 /// assert_eq!(conflicts.len(), 1);
 /// assert_eq!(conflicts[0].path, "/mode");
@@ -487,9 +485,8 @@ impl AppDocument {
         Ok(true)
     }
 
-    /// Adds every change of `other` that `self` lacks, as
-    /// [`Merge::merge`] does, but reports instead of skipping changes that
-    /// cannot be applied. On error `self` is unchanged.
+    /// The merge: adds every change of `other` that `self` lacks. On error
+    /// `self` is unchanged.
     ///
     /// # Errors
     ///
@@ -600,7 +597,6 @@ impl AppDocument {
     /// ```
     /// use failback::ReplicaId;
     /// use failback::appmeta::AppDocument;
-    /// use failback::kernel::Merge;
     /// use serde_json::json;
     ///
     /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
@@ -608,7 +604,7 @@ impl AppDocument {
     /// let mut b = a.clone();
     /// a.set_json(&p, &json!({"k": 1}))?;
     /// b.set_json(&s, &json!({"k": 2}))?;
-    /// a.merge(&b);
+    /// a.try_merge(&b)?;
     /// // Equal counters: the replica whose name sorts last wins.
     /// let conflict = &a.conflicts()[0];
     /// assert_eq!(conflict.winner.replica.as_ref(), Some(&s));
@@ -644,16 +640,6 @@ impl AppDocument {
         if let Err(error) = check_object(&self.doc, &ROOT, ObjType::Map, "", 1) {
             panic!("{error}");
         }
-    }
-}
-
-impl Merge for AppDocument {
-    /// Adds every change of `other` that `self` lacks. Changes that cannot
-    /// be applied (only crafted documents have them, see
-    /// [`AppDocument::try_merge`]) leave `self` unchanged.
-    fn merge(&mut self, other: &Self) {
-        // A failure leaves `self` as it was; the law assumptions document it.
-        let _ = self.try_merge(other);
     }
 }
 

@@ -655,3 +655,59 @@ fn the_parse_events_law_holds_on_its_seed_corpus() {
         assert_eq!(back.to_bytes(), bytes);
     }
 }
+
+/// A state file from `stream.jsonl` whose first event's stored dot is
+/// replaced by another: the file of a replica that never was.
+fn forged_state(dir: &Path) -> (PathBuf, String) {
+    let state = dir.join("forged.json");
+    assert!(ingest(&state, &[&fixture("stream.jsonl")]).status.success());
+    let text = std::fs::read_to_string(&state).expect("state written");
+    let at = text.find(r#""dot":""#).expect("an event") + r#""dot":""#.len();
+    let end = at + text[at..].find('"').expect("closing quote");
+    let own = text[at..end].to_owned();
+    let forged = format!("{}id:forged{}", &text[..at], &text[end..]);
+    std::fs::write(&state, forged).expect("write");
+    (state, own)
+}
+
+#[test]
+fn a_state_file_whose_dot_is_not_its_events_is_refused_naming_both() {
+    let dir = scratch("forged-dot");
+    let (state, own) = forged_state(&dir);
+    let bytes = std::fs::read(&state).unwrap();
+    let err = read_state(bytes.as_slice(), "forged.json").unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!(
+            "field \"dot\": not a replica state file: dot \"id:forged\" is not its event's dot \"{own}\""
+        )),
+        "{message}"
+    );
+    assert!(message.starts_with("forged.json:2: device \""), "{message}");
+    // The command line refuses it too, exit 2, for ingest and for merge.
+    let out = ingest(&state, &[&fixture("late-create.jsonl")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("\"id:forged\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let other = dir.join("other.json");
+    assert!(ingest(&other, &[&fixture("stream.jsonl")]).status.success());
+    let (forged, other) = (state.display().to_string(), other.display().to_string());
+    let out = failback(&[
+        "merge",
+        "--hub",
+        &format!("primary={forged}"),
+        "--hub",
+        &format!("secondary={other}"),
+        "--out",
+        &dir.join("out").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("\"id:forged\""),
+        "{}",
+        text(&out.stderr)
+    );
+}

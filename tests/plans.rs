@@ -126,8 +126,8 @@ proptest! {
         let timing: Vec<HubTiming> = names.iter().map(|h| HubTiming { hub: h.clone(), real_times: false, as_of: None, newest: None }).collect();
         let order = default_order(&names).unwrap();
         let stamps = hub_stamps(&timing, Some(&order), 0, 1).unwrap();
-        let outcomes = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), jobs);
-        prop_assert_eq!(&outcomes, &merge_fleet(Some(&base), &[hubs[1].clone(), hubs[0].clone()], &stamps, &Policies::default(), 1));
+        let outcomes = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), jobs).unwrap();
+        prop_assert_eq!(&outcomes, &merge_fleet(Some(&base), &[hubs[1].clone(), hubs[0].clone()], &stamps, &Policies::default(), 1).unwrap());
         let merged: BTreeMap<String, DeviceSnapshot> = outcomes.iter().filter_map(|o| o.merge.merged.clone().map(|m| (o.id.clone(), m))).collect();
 
         let mut applied = Vec::new();
@@ -146,7 +146,7 @@ proptest! {
             prop_assert_eq!(img.snapshots(), again.snapshots());
             applied.push(HubSnapshots { hub: hub.hub.clone(), devices: img.snapshots(), times: BTreeMap::new() });
         }
-        let second = merge_fleet(Some(&merged), &applied, &stamps, &Policies::default(), jobs);
+        let second = merge_fleet(Some(&merged), &applied, &stamps, &Policies::default(), jobs).unwrap();
         for o in &second {
             prop_assert!(o.merge.conflicts.is_empty());
             for hub in &applied {
@@ -193,7 +193,7 @@ fn resume_after_every_cut(primary: Option<DeviceSnapshot>, secondary: Option<Dev
         .collect();
     let stamps = hub_stamps(&timing, Some(&default_order(&names).unwrap()), 0, 1).unwrap();
     let hubs = [snapshots(0, &primary), snapshots(1, &secondary)];
-    let first = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), 1);
+    let first = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), 1).unwrap();
     let merged = first[0].merge.merged.clone();
     for (k, hub) in hubs.iter().enumerate() {
         let ops = device_plan(hub.devices.values().next(), merged.as_ref());
@@ -203,7 +203,8 @@ fn resume_after_every_cut(primary: Option<DeviceSnapshot>, secondary: Option<Dev
             assert!(img.apply(&lines).is_empty());
             let mut resumed = [hubs[0].clone(), hubs[1].clone()];
             resumed[k].devices = img.snapshots();
-            let again = merge_fleet(Some(&base), &resumed, &stamps, &Policies::default(), 1);
+            let again =
+                merge_fleet(Some(&base), &resumed, &stamps, &Policies::default(), 1).unwrap();
             assert_eq!(
                 again[0].merge.merged,
                 merged,
@@ -293,11 +294,12 @@ fn creations_on_both_hubs_merge_to_one_device_and_resume_after_any_cut() {
         &stamps,
         &Policies::default(),
         1,
-    )[0]
-    .merge
-    .merged
-    .clone()
-    .unwrap();
+    )
+    .unwrap()[0]
+        .merge
+        .merged
+        .clone()
+        .unwrap();
     assert_eq!(merged.device.status, quarantined.device.status);
     assert_eq!(merged.device.tags["cell"], json!(4));
     assert_eq!(merged.device.tags["owner"], json!("ops"));

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use failback::ReplicaId;
 use failback::appmeta::AppDocument;
-use failback::kernel::Merge;
 use serde_json::{Map, Value};
 
 /// The devices of a file sorted by id, one at a time: `(id, lines)`.
@@ -118,7 +117,7 @@ pub fn run(inputs: &[&Path; 3], live: impl Fn() -> usize) -> std::io::Result<Fig
     let held = live().saturating_sub(before);
     let start = Instant::now();
     for (p, s) in &mut forks {
-        p.merge(s);
+        p.try_merge(s).map_err(std::io::Error::other)?;
         std::hint::black_box(p.to_json());
     }
     let merge = start.elapsed();

@@ -325,7 +325,8 @@ fn child(args: &[String]) {
             let policies = Policies::default();
             let start = Instant::now();
             let cpu_start = cpu_secs();
-            let outcomes = resolve_fleet(Some(&base), &hubs, &stamps, &policies, jobs);
+            let outcomes =
+                resolve_fleet(Some(&base), &hubs, &stamps, &policies, jobs).expect("merge");
             let secs = start.elapsed().as_secs_f64();
             let cpu = cpu_secs() - cpu_start;
             println!(

@@ -453,10 +453,10 @@ fn part_two(fleet: &FleetIn) {
     } else {
         hubs.to_vec()
     };
-    let outcomes = merge_fleet(base_ref, &ordered, &stamps, &policies, jobs);
+    let outcomes = merge_fleet(base_ref, &ordered, &stamps, &policies, jobs).unwrap();
     assert_eq!(
         outcomes,
-        merge_fleet(base_ref, &hubs, &stamps, &policies, 1),
+        merge_fleet(base_ref, &hubs, &stamps, &policies, 1).unwrap(),
         "the merge depends on the hubs' order or the threads"
     );
     let merged: BTreeMap<String, DeviceSnapshot> = outcomes
@@ -490,7 +490,7 @@ fn part_two(fleet: &FleetIn) {
             times: BTreeMap::new(),
         });
     }
-    let second = merge_fleet(Some(&merged), &applied, &stamps, &policies, 1);
+    let second = merge_fleet(Some(&merged), &applied, &stamps, &policies, 1).unwrap();
     for o in &second {
         assert!(
             o.merge.conflicts.is_empty(),

@@ -19,7 +19,6 @@ use failback::doc::{
     Authentication, DeviceSnapshot, Entity, HubDelta, HubState, Policies, Secret, Section, Status,
     StatusValue, TwinPatch,
 };
-use failback::kernel::Merge;
 use failback::{ReplicaId, Stamp};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
@@ -298,7 +297,7 @@ fuzz_target!(|input: Input| {
                 let id = DEVICES[usize::from(d) % DEVICES.len()];
                 let stamp = Stamp::new(i64::from(ms), 0, hub(r));
                 sim.write(r, id, &stamp, op);
-                sim.states[r].check_invariants();
+                sim.states[r].check_invariants().unwrap();
             }
             Step::Send { from, to, delta } => {
                 let (from, to) = (pick(from), pick(to));
@@ -318,21 +317,21 @@ fuzz_target!(|input: Input| {
                 }
                 let to = match &in_flight[usize::from(msg) % in_flight.len()] {
                     Message::State(to, state) => {
-                        sim.states[*to].merge(state);
+                        sim.states[*to].try_merge(state).unwrap();
                         *to
                     }
                     Message::Delta(to, delta) => {
-                        sim.states[*to].apply_delta(delta);
+                        sim.states[*to].apply_delta(delta).unwrap();
                         *to
                     }
                 };
-                sim.states[to].check_invariants();
+                sim.states[to].check_invariants().unwrap();
             }
             Step::Sync { from, to } => {
                 let (from, to) = (pick(from), pick(to));
                 let other = sim.states[from].clone();
-                sim.states[to].merge(&other);
-                sim.states[to].check_invariants();
+                sim.states[to].try_merge(&other).unwrap();
+                sim.states[to].check_invariants().unwrap();
             }
         }
     }
@@ -341,42 +340,46 @@ fuzz_target!(|input: Input| {
     // and then the final states.
     for message in &in_flight {
         match message {
-            Message::State(to, state) => sim.states[*to].merge(state),
-            Message::Delta(to, delta) => sim.states[*to].apply_delta(delta),
+            Message::State(to, state) => sim.states[*to].try_merge(state).unwrap(),
+            Message::Delta(to, delta) => sim.states[*to].apply_delta(delta).unwrap(),
         }
     }
     let finals = sim.states.clone();
     let mut expected = finals[0].clone();
     for state in &finals[1..] {
-        expected.merge(state);
+        expected.try_merge(state).unwrap();
     }
-    expected.check_invariants();
+    expected.check_invariants().unwrap();
     let mut reversed = finals[finals.len() - 1].clone();
     for state in finals.iter().rev().skip(1) {
-        reversed.merge(state);
+        reversed.try_merge(state).unwrap();
     }
-    let bytes = expected.to_canonical_json();
+    let bytes = expected.to_canonical_json().unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&reversed.to_canonical_json()),
+        String::from_utf8_lossy(&reversed.to_canonical_json().unwrap()),
         String::from_utf8_lossy(&bytes),
         "merge order changed the result"
     );
     for (r, state) in sim.states.iter_mut().enumerate() {
         for (from, other) in finals.iter().enumerate() {
             if from != r {
-                state.merge(other);
+                state.try_merge(other).unwrap();
             }
         }
-        state.check_invariants();
+        state.check_invariants().unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&state.to_canonical_json()),
+            String::from_utf8_lossy(&state.to_canonical_json().unwrap()),
             String::from_utf8_lossy(&bytes),
             "replica {r} did not converge"
         );
     }
 
     let back: HubState = serde_json::from_slice(&bytes).expect("the canonical form reads back");
-    assert_eq!(back.to_canonical_json(), bytes, "serialization round trip");
+    assert_eq!(
+        back.to_canonical_json().unwrap(),
+        bytes,
+        "serialization round trip"
+    );
 
     let policies = Policies::default();
     let mut kept = BTreeSet::new();

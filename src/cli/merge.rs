@@ -169,6 +169,9 @@ fn with_hint(error: &JobError) -> String {
         JobError::Stamp(StampError::BadOrder { .. }) => {
             "--active-order must name each hub exactly once".to_owned()
         }
+        JobError::Stamp(StampError::Unstamped { hub }) => {
+            format!("give --as-of {hub}=RFC3339 or name it in --active-order")
+        }
         _ => return error.to_string(),
     };
     format!("{error}: {hint}")

@@ -12,28 +12,30 @@ use super::policy::Policies;
 use super::twin::Section;
 use super::write::Write;
 use super::{DeviceSnapshot, DeviceTimes, EntityTimes, JsonMap};
-use crate::appmeta::AppDocument;
+use crate::appmeta::{AppDocument, AppMetaError};
 use crate::clock::{ReplicaId, Stamp, VersionVector};
-use crate::kernel::{Causal, CausalContext, DotStore, Merge};
+use crate::kernel::{Causal, CausalContext, DotStore, InvariantError, Merge};
 
 /// All device documents of a hub replica, with the causal context of every
 /// write seen.
 ///
 /// Local writes ([`HubState::put_device`], [`HubState::delete_device`],
 /// [`HubState::patch_twin`]) take a fresh dot of the writing replica and
-/// supersede everything the state has seen. [`Merge::merge`] joins two
-/// states; [`HubState::read_device`] applies the policies.
+/// supersede everything the state has seen. [`HubState::try_merge`] joins
+/// two states; [`HubState::read_device`] applies the policies.
 ///
 /// # Laws
 ///
-/// Merge is commutative, associative and idempotent; the serialized form
-/// ([`HubState::to_canonical_json`]) is a function of the state alone.
+/// [`HubState::try_merge`] is commutative, associative and idempotent; the
+/// serialized form ([`HubState::to_canonical_json`]) is a function of the
+/// state alone. The devices always merge; the application documents merge
+/// as [`AppDocument::try_merge`] does, which refuses only crafted
+/// documents, so a state has no infallible [`Merge`].
 ///
 /// # Example
 ///
 /// ```
 /// use failback::doc::{DeviceSnapshot, HubState, Policies, Status, StatusValue};
-/// use failback::kernel::Merge;
 /// use failback::{ReplicaId, Stamp};
 ///
 /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
@@ -54,15 +56,24 @@ use crate::kernel::{Causal, CausalContext, DotStore, Merge};
 /// tagged.device.tags.insert("site".into(), "berlin".into());
 /// primary.put_device(&p, &tagged, &Stamp::new(1, 0, p.clone()), None);
 ///
-/// primary.merge(&secondary);
+/// primary.try_merge(&secondary)?;
 /// let mut conflicts = Vec::new();
 /// let merged = primary.read_device("d1", &Policies::default(), &mut conflicts).unwrap();
 /// assert_eq!(merged.device.status.unwrap().status, Status::Disabled);
 /// assert_eq!(merged.device.tags["site"], "berlin");
 /// assert!(conflicts.is_empty()); // different fields never conflict
-/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Invariants
+///
+/// Every dot a device holds is in the state's causal context, each
+/// register's siblings are in dot order with no dot twice, and no device
+/// is stored without a write. Deserializing checks them
+/// ([`HubState::check_invariants`]): a corrupted state file is an error
+/// naming the device and the dot.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawHubState")]
 pub struct HubState {
     #[serde(flatten)]
     doc: Causal<Devices>,
@@ -70,6 +81,54 @@ pub struct HubState {
     /// by automerge.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     apps: BTreeMap<String, AppDocument>,
+}
+
+/// A [`HubState`] as read, before its invariants are checked: the same
+/// fields under the same names.
+#[derive(Deserialize)]
+struct RawHubState {
+    store: Devices,
+    ctx: CausalContext,
+    #[serde(default)]
+    apps: BTreeMap<String, AppDocument>,
+}
+
+impl TryFrom<RawHubState> for HubState {
+    type Error = InvariantError;
+
+    fn try_from(raw: RawHubState) -> Result<Self, InvariantError> {
+        let state = Self {
+            doc: Causal {
+                store: raw.store,
+                ctx: raw.ctx,
+            },
+            apps: raw.apps,
+        };
+        state.check_invariants()?;
+        Ok(state)
+    }
+}
+
+/// The first dot of `lineage` that `ctx` has not seen, named with its
+/// device.
+fn unseen_dot(
+    id: &str,
+    lineage: &Lineage<DeviceDoc>,
+    ctx: &CausalContext,
+) -> Result<(), InvariantError> {
+    let mut unseen = None;
+    lineage.for_each_dot(&mut |dot| {
+        if unseen.is_none() && !ctx.contains(dot) {
+            unseen = Some(dot.clone());
+        }
+    });
+    match unseen {
+        Some(dot) => Err(InvariantError::DeviceUnseenDot {
+            device: id.to_owned(),
+            dot,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The devices of a hub by id: a B-tree, unlike a document's small maps,
@@ -148,9 +207,12 @@ pub struct TwinPatch<'a> {
 /// What one replica has that another lacks: every device with a write
 /// beyond a version vector, whole, and the sender's context.
 ///
-/// Apply with [`HubState::apply_delta`], never with `merge`: a delta leaves
-/// out devices it says nothing about.
+/// Apply with [`HubState::apply_delta`], never with `try_merge`: a delta
+/// leaves out devices it says nothing about.
+///
+/// Deserializing checks that every dot it carries is in its context.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawHubDelta")]
 pub struct HubDelta {
     ctx: CausalContext,
     devices: BTreeMap<String, Lineage<DeviceDoc>>,
@@ -158,6 +220,30 @@ pub struct HubDelta {
     /// twice changes nothing.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     apps: BTreeMap<String, AppDocument>,
+}
+
+/// A [`HubDelta`] as read, before its dots are checked.
+#[derive(Deserialize)]
+struct RawHubDelta {
+    ctx: CausalContext,
+    devices: BTreeMap<String, Lineage<DeviceDoc>>,
+    #[serde(default)]
+    apps: BTreeMap<String, AppDocument>,
+}
+
+impl TryFrom<RawHubDelta> for HubDelta {
+    type Error = InvariantError;
+
+    fn try_from(raw: RawHubDelta) -> Result<Self, InvariantError> {
+        for (id, lineage) in &raw.devices {
+            unseen_dot(id, lineage, &raw.ctx)?;
+        }
+        Ok(Self {
+            ctx: raw.ctx,
+            devices: raw.devices,
+            apps: raw.apps,
+        })
+    }
 }
 
 impl HubDelta {
@@ -295,14 +381,46 @@ impl HubState {
 
     /// Joins a delta from [`HubState::delta_since`]. Applying the same delta
     /// twice changes nothing.
-    pub fn apply_delta(&mut self, delta: &HubDelta) {
+    ///
+    /// # Errors
+    ///
+    /// [`AppMergeError`] when one of the delta's application documents
+    /// cannot be merged (see [`AppDocument::try_merge`]); the state is then
+    /// unchanged.
+    pub fn apply_delta(&mut self, delta: &HubDelta) -> Result<(), AppMergeError> {
+        let apps = merged_apps(&self.apps, &delta.apps)?;
         for (id, theirs) in &delta.devices {
             let mine = self.doc.store.entry_mut(id);
             mine.join(&self.doc.ctx, theirs, &delta.ctx);
         }
         self.doc.store.prune();
         self.doc.ctx.join(&delta.ctx);
-        merge_apps(&mut self.apps, &delta.apps);
+        self.apps = apps;
+        Ok(())
+    }
+
+    /// Joins `other` into this state: the merge of the two replicas.
+    ///
+    /// # Errors
+    ///
+    /// [`AppMergeError`] when an application document of `other` cannot be
+    /// merged into this one's (see [`AppDocument::try_merge`]: only crafted
+    /// documents); the state is then unchanged.
+    pub fn try_merge(&mut self, other: &Self) -> Result<(), AppMergeError> {
+        let apps = merged_apps(&self.apps, &other.apps)?;
+        self.doc.merge(&other.doc);
+        self.apps = apps;
+        Ok(())
+    }
+
+    /// Joins the devices of `other`, which holds no application document
+    /// (as the states the reconciliation builds): a merge that cannot fail.
+    pub(crate) fn merge_devices(&mut self, other: &Self) {
+        debug_assert!(
+            other.apps.is_empty(),
+            "a state with documents merged as devices only"
+        );
+        self.doc.merge(&other.doc);
     }
 
     /// The application-metadata document `name`.
@@ -327,7 +445,7 @@ impl HubState {
         replica: &ReplicaId,
         name: &str,
         value: &serde_json::Value,
-    ) -> Result<bool, crate::appmeta::AppMetaError> {
+    ) -> Result<bool, AppMetaError> {
         match self.apps.get_mut(name) {
             Some(doc) => doc.set_json(replica, value),
             None => {
@@ -339,39 +457,132 @@ impl HubState {
     }
 
     /// The canonical serialization: the same state always gives the same
-    /// bytes.
-    pub fn to_canonical_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// bytes, and [`serde_json::from_slice`] reads them back.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError`] should the JSON writer refuse the state; it is an
+    /// error, never empty bytes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::HubState;
+    ///
+    /// let bytes = HubState::new().to_canonical_json()?;
+    /// assert_eq!(bytes, br#"{"store":{},"ctx":{"vv":{}}}"#);
+    /// assert_eq!(serde_json::from_slice::<HubState>(&bytes)?, HubState::new());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_canonical_json(&self) -> Result<Vec<u8>, EncodeError> {
+        serde_json::to_vec(self).map_err(|e| EncodeError(Box::new(e)))
     }
 
-    /// Panics when an invariant is broken: every stored dot is in the
-    /// context, registers are sorted, no empty value is stored.
+    /// Checks the invariants documented on the type. Deserializing checks
+    /// them too.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// As said.
-    pub fn check_invariants(&self) {
-        self.doc.check_invariants();
-        for lineage in self.doc.store.0.values() {
-            assert!(!lineage.is_bottom(), "empty lineage stored");
+    /// [`InvariantError::DeviceUnseenDot`] naming the device and the dot,
+    /// [`InvariantError::EmptyDevice`], or a register's or the context's
+    /// error.
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        self.doc.ctx.check_invariants()?;
+        for (id, lineage) in &self.doc.store.0 {
+            if lineage.is_bottom() {
+                return Err(InvariantError::EmptyDevice {
+                    device: id.to_string(),
+                });
+            }
+            unseen_dot(id, lineage, &self.doc.ctx)?;
         }
+        Ok(())
     }
 }
 
-impl Merge for HubState {
-    fn merge(&mut self, other: &Self) {
-        self.doc.merge(&other.doc);
-        merge_apps(&mut self.apps, &other.apps);
-    }
+/// Why a state could not be written as JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("the state cannot be written as JSON")]
+pub struct EncodeError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+/// Why two states' application documents could not be merged.
+#[derive(Debug, thiserror::Error)]
+#[error("application document {name:?} cannot be merged")]
+pub struct AppMergeError {
+    /// The document's name.
+    pub name: String,
+    /// Why, as [`AppDocument::try_merge`] said.
+    #[source]
+    pub source: AppMetaError,
 }
 
-fn merge_apps(mine: &mut BTreeMap<String, AppDocument>, theirs: &BTreeMap<String, AppDocument>) {
+/// `mine` with `theirs` merged in, or the first document that cannot be.
+fn merged_apps(
+    mine: &BTreeMap<String, AppDocument>,
+    theirs: &BTreeMap<String, AppDocument>,
+) -> Result<BTreeMap<String, AppDocument>, AppMergeError> {
+    let mut out = mine.clone();
     for (name, doc) in theirs {
-        match mine.get_mut(name) {
-            Some(existing) => existing.merge(doc),
+        match out.get_mut(name) {
+            Some(existing) => existing.try_merge(doc).map_err(|source| AppMergeError {
+                name: name.clone(),
+                source,
+            })?,
             None => {
-                mine.insert(name.clone(), doc.clone());
+                out.insert(name.clone(), doc.clone());
             }
         }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written() -> HubState {
+        let p = ReplicaId::new("primary").unwrap();
+        let mut state = HubState::new();
+        let device = DeviceSnapshot {
+            id: "d1".into(),
+            ..Default::default()
+        };
+        state.put_device(&p, &device, &Stamp::new(1, 0, p.clone()), None);
+        state
+    }
+
+    #[test]
+    fn canonical_json_is_a_result_that_reads_back() {
+        let state = written();
+        let bytes = state.to_canonical_json().unwrap();
+        assert!(!bytes.is_empty());
+        assert_eq!(bytes, serde_json::to_vec(&state).unwrap());
+        assert_eq!(serde_json::from_slice::<HubState>(&bytes).unwrap(), state);
+    }
+
+    #[test]
+    fn a_corrupted_state_file_names_the_device_and_the_dot() {
+        let state = written();
+        assert_eq!(state.check_invariants(), Ok(()));
+        let text = String::from_utf8(state.to_canonical_json().unwrap()).unwrap();
+        // The context forgets the write the device holds.
+        let forgot = text.replace(r#""ctx":{"vv":{"primary":1}}"#, r#""ctx":{"vv":{}}"#);
+        assert_ne!(forgot, text);
+        let err = serde_json::from_str::<HubState>(&forgot).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "device \"d1\": dot primary:1 is stored but missing from the causal context"
+            ),
+            "{err}"
+        );
+        // A delta carrying it is refused alike.
+        let delta = serde_json::to_string(&state.delta_since(&VersionVector::new())).unwrap();
+        let forgot = delta.replace(r#""ctx":{"vv":{"primary":1}}"#, r#""ctx":{"vv":{}}"#);
+        assert_ne!(forgot, delta);
+        let err = serde_json::from_str::<HubDelta>(&forgot).unwrap_err();
+        assert!(
+            err.to_string().starts_with("device \"d1\": dot primary:1"),
+            "{err}"
+        );
     }
 }

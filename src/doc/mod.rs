@@ -26,7 +26,7 @@ mod write;
 pub use c2d::{C2dMessage, C2dQueues, Outcome, QUEUE_LIMIT};
 pub(crate) use compact::CompactJson;
 pub use conflict::{Conflict, Rule, Side};
-pub use hub::{HubDelta, HubState, TwinPatch};
+pub use hub::{AppMergeError, EncodeError, HubDelta, HubState, TwinPatch};
 pub use job::{JobDoc, JobSet, JobStatistics, JobStatus};
 pub(crate) use key::Key;
 pub use policy::{DeletePolicy, Policies, StatusPolicy};

@@ -240,6 +240,10 @@ pub(crate) struct Inputs<'a> {
     pub stamps: &'a BTreeMap<ReplicaId, Stamp>,
 }
 
+/// Why the drill's merges cannot lack a stamp: `stamps_of` refuses a cycle
+/// unless both hubs, the only ones exported, have one.
+const UNSTAMPED: &str = "stamps_of gives both hubs a stamp";
+
 /// Whether two devices agree on everything a plan carries: all but the
 /// system modules, which each hub keeps its own of (the hub makes them and
 /// their keys with an edge device, the deployment and the edge runtime
@@ -275,10 +279,10 @@ pub(crate) fn failback(
     } = *inputs;
     let policies = Policies::default();
     let mut exported = exports_checked(hubs, findings, c);
-    let outcomes = merge_fleet(Some(base), &exported, stamps, &policies, 1);
+    let outcomes = merge_fleet(Some(base), &exported, stamps, &policies, 1).expect(UNSTAMPED);
     if check_determinism {
         exported.swap(0, 1);
-        let again = merge_fleet(Some(base), &exported, stamps, &policies, 2);
+        let again = merge_fleet(Some(base), &exported, stamps, &policies, 2).expect(UNSTAMPED);
         exported.swap(0, 1);
         if again != outcomes {
             let first = outcomes
@@ -339,7 +343,7 @@ pub(crate) fn failback(
 
     // The operator re-runs the failback on what the hubs hold now.
     let exported = exports_checked(hubs, findings, c);
-    let rerun = merge_fleet(Some(base), &exported, stamps, &policies, 1);
+    let rerun = merge_fleet(Some(base), &exported, stamps, &policies, 1).expect(UNSTAMPED);
     let first = merged_of(&outcomes);
     let second = merged_of(&rerun);
     for (id, merged) in &second {

@@ -46,7 +46,7 @@ pub use rng::Rng;
 pub use sim::{BUCKETS, Cycle, EPOCH_MS, WriteCounts};
 
 use crate::clock::{ReplicaId, Stamp};
-use crate::reconcile::{HubImage, HubTiming, default_order, hub_stamps};
+use crate::reconcile::{HubImage, HubTiming, default_order, hub_stamps, stamp_of};
 use invariants::{DeviceCheck, NO_PANIC, SIMULATOR_CONSISTENT, check_device};
 use sim::{CycleIo, DeviceSim, plan_cycles, simulate, stream};
 use writes::HubDev;
@@ -264,6 +264,13 @@ fn stamps_of(cycles: &[Cycle]) -> Result<Vec<BTreeMap<ReplicaId, Stamp>>, DrillE
                     message: e.to_string(),
                 }
             })?;
+        // The merges of this cycle rely on it: every hub has a stamp.
+        for name in &names {
+            stamp_of(&stamps, name).map_err(|e| DrillError::Stamps {
+                cycle: c + 1,
+                message: e.to_string(),
+            })?;
+        }
         out.push(stamps);
     }
     Ok(out)

@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::Policies;
 use crate::format::{Format, ReadError};
-use crate::reconcile::{BASE, StampError};
+use crate::reconcile::{BASE, StampError, stamp_of};
 use inputs::{InputMeta, Newest, settle};
 use outputs::Outputs;
 use pipeline::{Context, Stop};
@@ -446,13 +446,9 @@ fn merge(
             .collect(),
         stamps: hub_names
             .iter()
-            .map(|h| {
-                stamps
-                    .get(h)
-                    .cloned()
-                    .unwrap_or_else(|| Stamp::new(0, 0, h.clone()))
-            })
-            .collect(),
+            .map(|h| stamp_of(stamps, h).cloned())
+            .collect::<Result<_, _>>()
+            .map_err(|e| Stop::Output(e.into()))?,
         hubs: hub_names,
         has_base: job.base.is_some(),
         policies: &job.policies,

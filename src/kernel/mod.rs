@@ -8,15 +8,17 @@
 //! operations and merging states are one and the same.
 
 mod context;
+mod invariant;
 mod mvreg;
 mod ormap;
 
 pub use context::CausalContext;
+pub use invariant::InvariantError;
 pub(crate) use mvreg::{Entry, Tag};
 pub use mvreg::{MvReg, Rank};
 pub use ormap::OrMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::clock::Dot;
 
@@ -87,7 +89,12 @@ pub trait DotStore: Default {
 ///
 /// [`Merge`]'s, provided the store's join keeps exactly the entries held by
 /// both sides or unseen by the side without them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// # Invariants
+///
+/// Every dot in the store is in the context (checked by
+/// [`Causal::check_invariants`], and when deserializing).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Causal<S> {
     /// The values that survive, tagged with their dots.
     pub store: S,
@@ -103,20 +110,44 @@ impl<S: DotStore> Merge for Causal<S> {
 }
 
 impl<S: DotStore> Causal<S> {
-    /// Panics unless every dot in the store is in the context.
+    /// Checks that every dot in the store is in the context, and the
+    /// context's own invariant.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// When a stored dot was never recorded as seen, or the context's own
-    /// invariant is broken.
-    pub fn check_invariants(&self) {
-        self.ctx.check_invariants();
+    /// [`InvariantError::UnseenDot`] naming the first stored dot never
+    /// recorded as seen, or the context's error.
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        self.ctx.check_invariants()?;
+        let mut unseen = None;
         self.store.for_each_dot(&mut |dot| {
-            assert!(
-                self.ctx.contains(dot),
-                "stored dot {dot} missing from the context"
-            );
+            if unseen.is_none() && !self.ctx.contains(dot) {
+                unseen = Some(dot.clone());
+            }
         });
+        match unseen {
+            Some(dot) => Err(InvariantError::UnseenDot { dot }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads a state and checks its invariants: a stored dot missing from the
+/// context is an error, not a value that would join wrongly.
+impl<'de, S: DotStore + Deserialize<'de>> Deserialize<'de> for Causal<S> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw<S> {
+            store: S,
+            ctx: CausalContext,
+        }
+        let raw = Raw::<S>::deserialize(d)?;
+        let state = Self {
+            store: raw.store,
+            ctx: raw.ctx,
+        };
+        state.check_invariants().map_err(serde::de::Error::custom)?;
+        Ok(state)
     }
 }
 
@@ -126,14 +157,32 @@ mod tests {
     use crate::clock::ReplicaId;
 
     #[test]
-    #[should_panic(expected = "missing from the context")]
     fn check_invariants_rejects_a_stored_dot_never_seen() {
         let a = ReplicaId::new("a").unwrap();
         let stamp = crate::Stamp::new(0, 0, a.clone());
         let state = Causal {
-            store: MvReg::single(Dot::new(a, 1), stamp, 0),
+            store: MvReg::single(Dot::new(a.clone(), 1), stamp, 0),
             ctx: CausalContext::new(),
         };
-        state.check_invariants();
+        let unseen = InvariantError::UnseenDot {
+            dot: Dot::new(a, 1),
+        };
+        assert_eq!(state.check_invariants(), Err(unseen.clone()));
+        // Read from a file, the same state is refused, naming the dot.
+        let json = serde_json::to_string(&state).unwrap();
+        let err = serde_json::from_str::<Causal<MvReg<u8>>>(&json).unwrap_err();
+        assert!(err.to_string().starts_with(&unseen.to_string()), "{err}");
+        // Once the context has seen it, it reads back.
+        let seen = Causal {
+            ctx: [Dot::new(ReplicaId::new("a").unwrap(), 1)]
+                .into_iter()
+                .collect(),
+            ..state
+        };
+        let json = serde_json::to_string(&seen).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Causal<MvReg<u8>>>(&json).unwrap(),
+            seen
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Causal, CausalContext, DotStore};
+use super::{Causal, CausalContext, DotStore, InvariantError};
 use crate::clock::{Dot, ReplicaId, Stamp};
 
 /// The identity and time of one write: its dot and its stamp.
@@ -198,9 +198,12 @@ impl<V: Serialize> Serialize for MvReg<V> {
     }
 }
 
+/// Reads the siblings and checks them: in dot order, no dot twice.
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for MvReg<V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::<Entry<V>>::deserialize(d).map(Self::from_vec)
+        let reg = Vec::<Entry<V>>::deserialize(d).map(Self::from_vec)?;
+        reg.check_invariants().map_err(serde::de::Error::custom)?;
+        Ok(reg)
     }
 }
 
@@ -324,19 +327,23 @@ impl<V> MvReg<V> {
         }
     }
 
-    /// Panics when the invariant is broken: siblings sorted by dot, no
-    /// dot twice.
+    /// Checks the invariant: siblings sorted by dot, no dot twice.
+    /// Deserializing checks it too.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// As said.
-    pub fn check_invariants(&self) {
+    /// [`InvariantError::DuplicateDot`] or [`InvariantError::Unsorted`],
+    /// naming the dot.
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
         for pair in self.entries().windows(2) {
-            assert!(
-                pair[0].dot() < pair[1].dot(),
-                "register entries out of order"
-            );
+            let (a, b) = (pair[0].dot(), pair[1].dot());
+            match a.cmp(b) {
+                Ordering::Less => {}
+                Ordering::Equal => return Err(InvariantError::DuplicateDot { dot: b.clone() }),
+                Ordering::Greater => return Err(InvariantError::Unsorted { dot: b.clone() }),
+            }
         }
+        Ok(())
     }
 }
 
@@ -509,12 +516,24 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "out of order")]
-    fn check_invariants_rejects_unsorted_siblings() {
+    fn deserializing_rejects_unsorted_or_repeated_siblings() {
         let json = r#"[{"dot":"b:1","stamp":{"ms":1,"l":0,"r":"b"},"value":1},
                       {"dot":"a:1","stamp":{"ms":1,"l":0,"r":"a"},"value":2}]"#;
-        serde_json::from_str::<MvReg<u8>>(json)
-            .unwrap()
-            .check_invariants();
+        let err = serde_json::from_str::<MvReg<u8>>(json).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("register entries out of order at dot a:1"),
+            "{err}"
+        );
+        let twice = json.replace("b:1", "a:1");
+        let err = serde_json::from_str::<MvReg<u8>>(&twice).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("dot a:1 is held twice by one register"),
+            "{err}"
+        );
+        let sorted = json.replace("a:1", "c:1");
+        let reg = serde_json::from_str::<MvReg<u8>>(&sorted).unwrap();
+        assert_eq!(reg.check_invariants(), Ok(()));
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use super::merge::{Base, DeviceMerge, HubDevice, Resolved, resolve_device};
+use super::stamps::{StampError, stamp_of};
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{DeviceSnapshot, DeviceTimes, Policies};
 
@@ -87,14 +88,19 @@ pub struct ResolvedOutcome<'a> {
 /// Merges every device of the fleet with up to `jobs` threads.
 ///
 /// `hubs` may come in any order: they are visited by name, so the result
-/// never depends on the order of `--hub` flags, nor on `jobs`.
+/// never depends on the order in which they are given, nor on `jobs`.
+///
+/// # Errors
+///
+/// [`StampError::Unstamped`] naming the first hub (by name) that `stamps`
+/// has no stamp for: merging without its writes would lose them.
 pub fn merge_fleet(
     base: Option<&BTreeMap<String, DeviceSnapshot>>,
     hubs: &[HubSnapshots],
     stamps: &BTreeMap<ReplicaId, Stamp>,
     policies: &Policies,
     jobs: usize,
-) -> Vec<DeviceOutcome> {
+) -> Result<Vec<DeviceOutcome>, StampError> {
     fleet_map(base, hubs, stamps, policies, jobs, |r| DeviceOutcome {
         id: r.id.to_owned(),
         merge: DeviceMerge {
@@ -107,6 +113,10 @@ pub fn merge_fleet(
 
 /// [`merge_fleet`] without copying: each merged device is borrowed from
 /// the inputs when one of them is the result, as the failback job merges.
+///
+/// # Errors
+///
+/// As [`merge_fleet`].
 ///
 /// # Example
 ///
@@ -124,8 +134,9 @@ pub fn merge_fleet(
 /// let stamps: BTreeMap<_, _> = hubs.iter().enumerate()
 ///     .map(|(n, h)| (h.hub.clone(), Stamp::new(n as i64 + 1, 0, h.hub.clone())))
 ///     .collect();
-/// let merged = resolve_fleet(Some(&fleet), &hubs, &stamps, &Policies::default(), 2);
+/// let merged = resolve_fleet(Some(&fleet), &hubs, &stamps, &Policies::default(), 2)?;
 /// assert_eq!(merged[0].outcome, Outcome::Unchanged);
+/// # Ok::<(), failback::reconcile::StampError>(())
 /// ```
 pub fn resolve_fleet<'a>(
     base: Option<&'a BTreeMap<String, DeviceSnapshot>>,
@@ -133,7 +144,7 @@ pub fn resolve_fleet<'a>(
     stamps: &'a BTreeMap<ReplicaId, Stamp>,
     policies: &Policies,
     jobs: usize,
-) -> Vec<ResolvedOutcome<'a>> {
+) -> Result<Vec<ResolvedOutcome<'a>>, StampError> {
     fleet_map(base, hubs, stamps, policies, jobs, |r| r)
 }
 
@@ -146,12 +157,13 @@ fn fleet_map<'a, T: Send>(
     policies: &Policies,
     jobs: usize,
     f: impl Fn(ResolvedOutcome<'a>) -> T + Sync,
-) -> Vec<T> {
-    let mut sorted: Vec<(&ReplicaId, &HubSnapshots, &Stamp)> = hubs
-        .iter()
-        .filter_map(|h| Some((&h.hub, h, stamps.get(&h.hub)?)))
-        .collect();
+) -> Result<Vec<T>, StampError> {
+    let mut sorted: Vec<(&ReplicaId, &HubSnapshots)> = hubs.iter().map(|h| (&h.hub, h)).collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let sorted = sorted
+        .into_iter()
+        .map(|(name, h)| Ok((name, h, stamp_of(stamps, name)?)))
+        .collect::<Result<Vec<_>, StampError>>()?;
     let ids = union_of_keys(
         base.into_iter()
             .chain(sorted.iter().map(|(_, h, _)| &h.devices))
@@ -183,7 +195,7 @@ fn fleet_map<'a, T: Send>(
     };
     let jobs = jobs.max(1);
     if jobs == 1 || ids.len() < 2 * jobs {
-        return ids.iter().map(|id| one(id)).collect();
+        return Ok(ids.iter().map(|id| one(id)).collect());
     }
     // Blocks handed out one at a time, so that a thread that drew devices
     // the CRDT must merge does not hold the others back; results are put
@@ -215,7 +227,7 @@ fn fleet_map<'a, T: Send>(
             .collect()
     });
     done.sort_unstable_by_key(|(n, _)| *n);
-    done.into_iter().flat_map(|(_, block)| block).collect()
+    Ok(done.into_iter().flat_map(|(_, block)| block).collect())
 }
 
 /// Devices a thread takes at a time.
@@ -234,4 +246,36 @@ fn union_of_keys<V>(maps: Vec<&BTreeMap<String, V>>) -> Vec<&str> {
         out.push(least.as_str());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hub_without_a_stamp_is_an_error_naming_it() {
+        let device = DeviceSnapshot {
+            id: "d1".into(),
+            ..Default::default()
+        };
+        let fleet = BTreeMap::from([("d1".to_owned(), device)]);
+        let hubs = ["primary", "secondary"].map(|h| HubSnapshots {
+            hub: ReplicaId::new(h).unwrap(),
+            devices: fleet.clone(),
+            times: BTreeMap::new(),
+        });
+        let primary = hubs[0].hub.clone();
+        // Only the primary is stamped: the secondary's writes would vanish.
+        let stamps = BTreeMap::from([(primary.clone(), Stamp::new(1, 0, primary))]);
+        for jobs in [1, 2] {
+            let err = merge_fleet(None, &hubs, &stamps, &Policies::default(), jobs).unwrap_err();
+            assert_eq!(
+                err,
+                StampError::Unstamped {
+                    hub: hubs[1].hub.clone()
+                }
+            );
+            assert_eq!(err.to_string(), "hub secondary has no stamp");
+        }
+    }
 }

@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{Conflict, DeviceSnapshot, DeviceTimes, HubState, Policies};
-use crate::kernel::Merge;
 
 /// One hub's view of one device.
 #[derive(Clone, Copy, Debug)]
@@ -249,7 +248,7 @@ fn crdt<'a>(id: &str, base: Base<'a>, hubs: &[HubDevice<'a>], policies: &Policie
             // Neither the base nor the hub has it: the hub never had it.
             (None, None) => continue,
         }
-        merged.merge(&state);
+        merged.merge_devices(&state);
     }
     let mut conflicts = Vec::new();
     let device = merged.read_device(id, policies, &mut conflicts);

@@ -49,6 +49,27 @@ pub enum StampError {
     /// A time beyond the allowed clock drift.
     #[error(transparent)]
     Drift(#[from] crate::clock::DriftError),
+    /// A hub to merge has no stamp: its writes could not be placed in time,
+    /// and merging without them would lose them.
+    #[error("hub {hub} has no stamp")]
+    Unstamped {
+        /// The hub without a stamp.
+        hub: ReplicaId,
+    },
+}
+
+/// The stamp of `hub`'s writes.
+///
+/// # Errors
+///
+/// [`StampError::Unstamped`] when `stamps` has none for it.
+pub(crate) fn stamp_of<'a>(
+    stamps: &'a BTreeMap<ReplicaId, Stamp>,
+    hub: &ReplicaId,
+) -> Result<&'a Stamp, StampError> {
+    stamps
+        .get(hub)
+        .ok_or_else(|| StampError::Unstamped { hub: hub.clone() })
 }
 
 /// The stamp each hub's untimed writes take ([policy 5](crate::contract#policies)).

@@ -20,7 +20,9 @@
 //!   hold them);
 //! - `events`: the set of its change events, each with its **dot**
 //!   (`id:` + `correlation-id`, or `sha256:` + 32 hex digits of the
-//!   event's canonical text) and the event as a canonical event line;
+//!   event's canonical text) and the event as a canonical event line; a
+//!   reader recomputes each dot and refuses a file whose stored dot
+//!   differs (a corrupted or hand-edited file);
 //! - derived, written for operators and ignored when read: `parked` (the
 //!   dots still waiting for a predecessor), and the device's **version
 //!   vector**: `version`, its twin's version, and `modules`, each live
@@ -152,6 +154,9 @@ struct RawSeed<'a> {
 
 #[derive(Deserialize)]
 struct RawEvent<'a> {
+    /// The dot written beside the event: checked against the event's own.
+    #[serde(default)]
+    dot: Option<String>,
     #[serde(borrow)]
     event: &'a RawValue,
 }
@@ -203,8 +208,8 @@ fn json_error(file: &str, error: &serde_json::Error) -> ReadError {
 ///
 /// A [`ReadError`] naming `file` and the line: not JSON, not a state
 /// file of version 1, an invalid hub name, a bad event or seed line, an
-/// event under another device's id, two events with one id and different
-/// payloads.
+/// event under another device's id, an event whose stored dot is not its
+/// own, two events with one id and different payloads.
 ///
 /// # Example
 ///
@@ -318,6 +323,19 @@ pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadErr
                 )
                 .with_device(Some(&event.device_id), None)
                 .with_field("properties.deviceId"));
+            }
+            if let (Some(stored), Some(own)) = (&raw_event.dot, super::event_dot(&event)) {
+                if *stored != own {
+                    return Err(ReadError::new(
+                        file,
+                        line,
+                        ReadErrorKind::NotReplicaState {
+                            reason: format!("dot {stored:?} is not its event's dot {own:?}"),
+                        },
+                    )
+                    .with_device(Some(&device.id), None)
+                    .with_field("dot"));
+                }
             }
             replica.ingest(event).map_err(|e| e.at_line(file, line))?;
         }

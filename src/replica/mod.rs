@@ -315,6 +315,15 @@ struct DeviceDots {
     lifecycle: BTreeSet<EventDot>,
 }
 
+/// The dot [`Replica::ingest`] gives `event`; `None` for the connection
+/// events it ignores.
+pub(crate) fn event_dot(event: &Event) -> Option<EventDot> {
+    match event.op {
+        Op::Connection(_) => None,
+        _ => Some(dot_of(event, &event_bytes(event))),
+    }
+}
+
 /// The dot of an event, from its canonical text.
 fn dot_of(event: &Event, bytes: &[u8]) -> EventDot {
     match &event.correlation_id {

@@ -23,7 +23,7 @@ pub trait Invariants {
 
 impl<V> Invariants for MvReg<V> {
     fn check(&self) {
-        self.check_invariants();
+        self.check_invariants().unwrap();
     }
 }
 
@@ -43,7 +43,7 @@ impl<K: Ord + Clone + Debug, S: DotStore + Clone + Invariants> Invariants for Or
 /// Panics unless `state` keeps every invariant: the context's, the
 /// store's, every stored dot seen, and no dot stored twice.
 pub fn check_state<S: DotStore + Invariants>(state: &Causal<S>) {
-    state.check_invariants();
+    state.check_invariants().unwrap();
     state.store.check();
     let mut dots = BTreeSet::new();
     state.store.for_each_dot(&mut |dot| {
