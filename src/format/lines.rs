@@ -866,6 +866,21 @@ mod tests {
         );
     }
 
+    /// Columns count from the line's start, also when the line that told
+    /// the layout is not the file's first.
+    #[test]
+    fn a_column_on_the_first_json_line_after_a_warning() {
+        let (out, skipped) = all(b"Warning: x\n[{\"a\":1}, 7]\n", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((2, "{\"a\":1}".to_owned())),
+                Err("f:2: invalid JSON at column 11: expected an object".to_owned())
+            ]
+        );
+        assert_eq!(skipped, 1);
+    }
+
     #[test]
     fn an_array_cut_short_or_holding_no_objects_is_an_error() {
         let (out, _) = all(b"[\n{\"a\":1},\n{\"b\":", 100);
