@@ -743,6 +743,48 @@ mod tests {
         );
     }
 
+    /// The JSON-values layout reads through interruptions, stops at an
+    /// I/O error naming its line, counts columns from the line after the
+    /// first, and names the last line of a file that ends without a line
+    /// break.
+    #[test]
+    fn json_values_read_through_interruptions_and_end_at_errors() {
+        let input = b"[\n{\"a\":1},\n{\"b\":22}\n]\n";
+        let lines = Lines::new(flaky(input, 9, ErrorKind::Interrupted), "f".into());
+        let (out, _) = read_all(lines);
+        assert_eq!(
+            out,
+            vec![
+                Ok((2, "{\"a\":1}".to_owned())),
+                Ok((3, "{\"b\":22}".to_owned()))
+            ]
+        );
+        let lines = Lines::new(flaky(input, 12, ErrorKind::BrokenPipe), "f".into());
+        let (out, _) = read_all(lines);
+        assert_eq!(
+            out,
+            vec![
+                Ok((2, "{\"a\":1}".to_owned())),
+                Err("f:3: cannot read: flaky".to_owned())
+            ]
+        );
+        let (out, _) = all(b"[\n 7]", 100);
+        assert_eq!(
+            out,
+            vec![Err(
+                "f:2: invalid JSON at column 2: expected an object".to_owned()
+            )]
+        );
+        let (out, _) = all(b"[\n{\"a\":1}", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((2, "{\"a\":1}".to_owned())),
+                Err("f:2: invalid JSON at column 1: EOF while parsing a list".to_owned())
+            ]
+        );
+    }
+
     #[test]
     fn a_line_of_exactly_the_bound_passes() {
         let (out, _) = all(b"{\"a\":12}\n{\"a\":123}\n{}", 8);
