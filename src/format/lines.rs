@@ -786,6 +786,20 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_shows_its_file_and_line_and_nothing_it_read() {
+        let mut reader: crate::format::ExportReader<&[u8]> = JsonlReader::new(
+            br#"{"id":"d1","authentication":{"symmetricKey":{"primaryKey":"c2VjcmV0LWtleS1zaXh0ZWVu"}}}"#
+                .as_slice(),
+            "devices.txt",
+        );
+        assert!(reader.next().is_some());
+        assert_eq!(
+            format!("{reader:?}"),
+            r#"JsonlReader { file: "devices.txt", line: 1, .. }"#
+        );
+    }
+
+    #[test]
     fn a_line_of_exactly_the_bound_passes() {
         let (out, _) = all(b"{\"a\":12}\n{\"a\":123}\n{}", 8);
         assert_eq!(
