@@ -11,7 +11,7 @@ use std::error::Error;
 
 use failback::doc::Policies;
 use failback::format::{TwinDevice, write_twin_device};
-use failback::reconcile::{Base, HubDevice, HubTiming, hub_stamps, merge_device};
+use failback::reconcile::{Base, HubDevice, HubTiming, hub_clocks, merge_device};
 use failback::{ReplicaId, Stamp};
 
 const PRIMARY: &str = r#"{
@@ -70,17 +70,22 @@ fn main() -> Result<(), Box<dyn Error>> {
         })
         .collect();
     let now_ms = 1_709_294_700_000; // 2024-03-01T12:05:00Z: the drift check's "now"
-    let stamps = hub_stamps(&timings, None, now_ms, 5 * 60_000)?;
+    let clocks = hub_clocks(&timings, None, now_ms, 5 * 60_000)?;
+    let stamps: Vec<Stamp> = hubs
+        .iter()
+        .map(|(hub, _)| clocks.stamp(hub))
+        .collect::<Result<_, _>>()?;
 
     let times: Vec<_> = hubs.iter().map(|(_, twin)| twin.times()).collect();
     let views: Vec<HubDevice<'_>> = hubs
         .iter()
         .zip(&times)
-        .map(|((hub, twin), times)| HubDevice {
+        .zip(&stamps)
+        .map(|(((hub, twin), times), stamp)| HubDevice {
             hub,
             device: Some(&twin.snapshot),
             times: Some(times),
-            stamp: stamp_of(&stamps, hub),
+            stamp,
             recreated: false,
         })
         .collect();
@@ -102,11 +107,4 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     assert_eq!(merge.conflicts.len(), 1, "fan was written on both sides");
     Ok(())
-}
-
-fn stamp_of<'a>(
-    stamps: &'a std::collections::BTreeMap<ReplicaId, Stamp>,
-    hub: &ReplicaId,
-) -> &'a Stamp {
-    &stamps[hub]
 }

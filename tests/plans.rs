@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use failback::ReplicaId;
 use failback::doc::{DeviceSnapshot, Entity, Policies, Status, StatusValue};
 use failback::reconcile::{
-    HubImage, HubSnapshots, HubTiming, Record, default_order, device_plan, hub_stamps,
+    HubImage, HubSnapshots, HubTiming, Record, default_order, device_plan, hub_clocks,
     import_lines, merge_fleet,
 };
 use proptest::prelude::*;
@@ -125,7 +125,7 @@ proptest! {
         ];
         let timing: Vec<HubTiming> = names.iter().map(|h| HubTiming { hub: h.clone(), real_times: false, as_of: None, newest: None }).collect();
         let order = default_order(&names).unwrap();
-        let stamps = hub_stamps(&timing, Some(&order), 0, 1).unwrap();
+        let stamps = hub_clocks(&timing, Some(&order), 0, 1).unwrap().stamps();
         let outcomes = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), jobs).unwrap();
         prop_assert_eq!(&outcomes, &merge_fleet(Some(&base), &[hubs[1].clone(), hubs[0].clone()], &stamps, &Policies::default(), 1).unwrap());
         let merged: BTreeMap<String, DeviceSnapshot> = outcomes.iter().filter_map(|o| o.merge.merged.clone().map(|m| (o.id.clone(), m))).collect();
@@ -191,7 +191,9 @@ fn resume_after_every_cut(primary: Option<DeviceSnapshot>, secondary: Option<Dev
             newest: None,
         })
         .collect();
-    let stamps = hub_stamps(&timing, Some(&default_order(&names).unwrap()), 0, 1).unwrap();
+    let stamps = hub_clocks(&timing, Some(&default_order(&names).unwrap()), 0, 1)
+        .unwrap()
+        .stamps();
     let hubs = [snapshots(0, &primary), snapshots(1, &secondary)];
     let first = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), 1).unwrap();
     let merged = first[0].merge.merged.clone();
@@ -287,7 +289,9 @@ fn creations_on_both_hubs_merge_to_one_device_and_resume_after_any_cut() {
             newest: None,
         })
         .collect();
-    let stamps = hub_stamps(&timing, Some(&default_order(&names).unwrap()), 0, 1).unwrap();
+    let stamps = hub_clocks(&timing, Some(&default_order(&names).unwrap()), 0, 1)
+        .unwrap()
+        .stamps();
     let merged = merge_fleet(
         Some(&BTreeMap::new()),
         &hubs,

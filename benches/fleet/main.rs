@@ -38,7 +38,7 @@ use failback::ReplicaId;
 use failback::doc::{DeviceSnapshot, Policies};
 use failback::format::{InputFile, read_input};
 use failback::job::{MergeJob, Reading, run_merge};
-use failback::reconcile::{HubSnapshots, HubTiming, default_order, hub_stamps, resolve_fleet};
+use failback::reconcile::{HubSnapshots, HubTiming, default_order, hub_clocks, resolve_fleet};
 
 #[global_allocator]
 static ALLOC: common::Counting = common::Counting;
@@ -321,7 +321,9 @@ fn child(args: &[String]) {
                 })
                 .collect();
             let order = default_order(&names);
-            let stamps = hub_stamps(&timings, order.as_deref(), 0, 300_000).expect("stamps");
+            let stamps = hub_clocks(&timings, order.as_deref(), 0, 300_000)
+                .expect("stamps")
+                .stamps();
             let policies = Policies::default();
             let start = Instant::now();
             let cpu_start = cpu_secs();

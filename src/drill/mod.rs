@@ -46,7 +46,7 @@ pub use rng::Rng;
 pub use sim::{BUCKETS, Cycle, EPOCH_MS, WriteCounts};
 
 use crate::clock::{ReplicaId, Stamp};
-use crate::reconcile::{HubImage, HubTiming, default_order, hub_stamps, stamp_of};
+use crate::reconcile::{HubImage, HubTiming, StampError, default_order, hub_clocks};
 use invariants::{DeviceCheck, NO_PANIC, SIMULATOR_CONSISTENT, check_device};
 use sim::{CycleIo, DeviceSim, plan_cycles, simulate, stream};
 use writes::HubDev;
@@ -257,20 +257,17 @@ fn stamps_of(cycles: &[Cycle]) -> Result<Vec<BTreeMap<ReplicaId, Stamp>>, DrillE
             })
             .collect();
         let order = default_order(&names);
-        let stamps =
-            hub_stamps(&timing, order.as_deref(), cycle.failback, MAX_DRIFT_MS).map_err(|e| {
-                DrillError::Stamps {
-                    cycle: c + 1,
-                    message: e.to_string(),
-                }
-            })?;
+        let failed = |e: StampError| DrillError::Stamps {
+            cycle: c + 1,
+            message: e.to_string(),
+        };
+        let clocks =
+            hub_clocks(&timing, order.as_deref(), cycle.failback, MAX_DRIFT_MS).map_err(failed)?;
         // The merges of this cycle rely on it: every hub has a stamp.
-        for name in &names {
-            stamp_of(&stamps, name).map_err(|e| DrillError::Stamps {
-                cycle: c + 1,
-                message: e.to_string(),
-            })?;
-        }
+        let stamps = names
+            .iter()
+            .map(|name| Ok((name.clone(), clocks.stamp(name).map_err(failed)?)))
+            .collect::<Result<_, DrillError>>()?;
         out.push(stamps);
     }
     Ok(out)

@@ -2,12 +2,10 @@
 //! format (whether it carries real times) and the newest time it holds,
 //! from which the hubs' stamps (policy 5) are settled.
 
-use std::collections::BTreeMap;
-
 use super::{JobError, MergeJob};
 use crate::clock::{ReplicaId, Stamp, check_drift};
 use crate::doc::{DeviceTimes, EntityTimes, MetaTree};
-use crate::reconcile::{HubTiming, default_order, hub_stamps};
+use crate::reconcile::{HubClocks, HubTiming, default_order, hub_clocks};
 
 /// One input, as the stamps need it.
 #[derive(Clone, Debug)]
@@ -123,19 +121,19 @@ impl InputMeta {
     }
 }
 
-/// The stamp of each hub's untimed writes, once every input is known.
+/// The clock of each hub's untimed writes, once every input is known.
 /// `hubs` are sorted by name; `names` are the hubs as given.
 ///
 /// # Errors
 ///
 /// Exports without a base, a time beyond the drift bound, an as-of time
-/// naming no hub, and whatever [`hub_stamps`] refuses; in that order.
+/// naming no hub, and whatever [`hub_clocks`] refuses; in that order.
 pub(super) fn settle(
     job: &MergeJob,
     names: &[ReplicaId],
     base: Option<&InputMeta>,
     hubs: &[InputMeta],
-) -> Result<BTreeMap<ReplicaId, Stamp>, JobError> {
+) -> Result<HubClocks, JobError> {
     if base.is_none() {
         if let Some(export) = hubs.iter().find(|h| !h.real_times) {
             return Err(JobError::ExportWithoutBase {
@@ -161,7 +159,7 @@ pub(super) fn settle(
         }
     }
     let order = job.active_order.clone().or_else(|| default_order(names));
-    Ok(hub_stamps(
+    Ok(hub_clocks(
         &timings,
         order.as_deref(),
         job.now_ms,
@@ -172,6 +170,7 @@ pub(super) fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn times(status: Option<i64>, desired: &[(&str, i64)]) -> EntityTimes {
         let mut tree = MetaTree::default();

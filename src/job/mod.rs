@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::clock::{ReplicaId, Stamp};
+use crate::clock::ReplicaId;
 use crate::doc::Policies;
 use crate::format::{Format, ReadError};
-use crate::reconcile::{BASE, StampError, stamp_of};
+use crate::reconcile::{BASE, HubClocks, StampError};
 use inputs::{InputMeta, Newest, settle};
 use outputs::Outputs;
 use pipeline::{Context, Stop};
@@ -307,10 +307,10 @@ fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, 
         sources.push(Source::Stream(Box::new(stream)));
     }
     let (base, hubs) = split_base(job, &metas);
-    let Ok(stamps) = settle(job, names, base, hubs) else {
+    let Ok(clocks) = settle(job, names, base, hubs) else {
         return Ok(None);
     };
-    let report = merge(job, &metas, &stamps, sources, true);
+    let report = merge(job, &metas, &clocks, sources, true);
     match report {
         Ok(report) => Ok(Some(report)),
         Err(Stop::Output(error)) => Err(error),
@@ -385,7 +385,7 @@ fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError>
         metas.push(meta((*name).clone(), index));
     }
     let (base, hubs) = split_base(job, &metas);
-    let stamps = settle(job, names, base, hubs)?;
+    let clocks = settle(job, names, base, hubs)?;
     let mut sources = Vec::new();
     let inputs = job.base.iter().zip(base_index).chain(
         hub_indexes
@@ -398,7 +398,7 @@ fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError>
             Built::Replica(source, _) => *source,
         });
     }
-    merge(job, &metas, &stamps, sources, false).map_err(|stop| match stop {
+    merge(job, &metas, &clocks, sources, false).map_err(|stop| match stop {
         Stop::Output(error) => error,
         Stop::Panicked(panic) => panic.resume(),
         Stop::Source(_, SourceError::Read(error)) => JobError::Read(error),
@@ -430,7 +430,7 @@ fn split_base<'m>(
 fn merge(
     job: &MergeJob,
     metas: &[InputMeta],
-    stamps: &BTreeMap<ReplicaId, Stamp>,
+    clocks: &HubClocks,
     sources: Vec<Source>,
     streamed: bool,
 ) -> Result<MergeReport, Stop> {
@@ -446,13 +446,13 @@ fn merge(
             .collect(),
         stamps: hub_names
             .iter()
-            .map(|h| stamp_of(stamps, h).cloned())
+            .map(|h| clocks.stamp(h))
             .collect::<Result<_, _>>()
             .map_err(|e| Stop::Output(e.into()))?,
         hubs: hub_names,
         has_base: job.base.is_some(),
         policies: &job.policies,
-        real_time: stamps.values().any(|s| s.ms() > ORDER_SCALE_LIMIT),
+        real_time: clocks.is_real_time(),
         shard: job.shard,
     };
     let mut outputs = Outputs::begin(&job.out, &ctx.hubs).map_err(Stop::Output)?;
@@ -484,10 +484,6 @@ fn merge(
     outputs.finish(&mut report).map_err(Stop::Output)?;
     Ok(report)
 }
-
-/// Stamps on the activation-order scale are small ranks; anything above
-/// this is a real time.
-const ORDER_SCALE_LIMIT: i64 = 1_000_000;
 
 fn check_names(names: &[ReplicaId]) -> Result<(), JobError> {
     if names.len() < 2 {

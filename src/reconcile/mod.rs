@@ -26,5 +26,4 @@ pub(crate) use plan::{every_op, is_edge};
 #[cfg(feature = "drill")]
 pub use plan::{import_lines, write_import_line};
 pub(crate) use plan::{split_plan, write_import};
-pub(crate) use stamps::stamp_of;
-pub use stamps::{HubTiming, StampError, default_order, hub_stamps};
+pub use stamps::{HubClocks, HubTiming, StampError, default_order, hub_clocks};

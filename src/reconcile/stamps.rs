@@ -58,6 +58,72 @@ pub enum StampError {
     },
 }
 
+/// Where each hub's untimed writes sit in time ([policy 5](crate::contract#policies)):
+/// either the order the hubs were active in, or a time per hub, never a mix.
+///
+/// Stamps made from an activation order are ranks, not times; a conflict
+/// record says which scale its stamps are on from [`is_real_time`](Self::is_real_time),
+/// not from how large a number is.
+///
+/// # Example
+///
+/// ```
+/// use failback::reconcile::HubClocks;
+/// use failback::ReplicaId;
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let clocks = HubClocks::Order(vec![p.clone(), s.clone()]);
+/// assert!(!clocks.is_real_time());
+/// assert!(clocks.stamp(&p)? < clocks.stamp(&s)?);
+/// assert_eq!(clocks.stamp(&p)?.ms(), 1); // the first hub active is rank 1
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HubClocks {
+    /// No input carries a time: the hubs in the order they were active,
+    /// most recent last. The first is rank 1, the next 2, and so on.
+    Order(Vec<ReplicaId>),
+    /// A time per hub, in ms since the Unix epoch: its as-of time, or the
+    /// newest time its input carries (0 when it carries none).
+    Times(BTreeMap<ReplicaId, i64>),
+}
+
+impl HubClocks {
+    /// Whether the stamps are real times (else activation ranks).
+    pub fn is_real_time(&self) -> bool {
+        matches!(self, Self::Times(_))
+    }
+
+    /// The stamp of `hub`'s untimed writes.
+    ///
+    /// # Errors
+    ///
+    /// [`StampError::Unstamped`] when `hub` has no clock here: merging
+    /// without its writes would lose them.
+    pub fn stamp(&self, hub: &ReplicaId) -> Result<Stamp, StampError> {
+        let ms = match self {
+            Self::Order(order) => order
+                .iter()
+                .position(|h| h == hub)
+                .map(|rank| i64::try_from(rank).unwrap_or(i64::MAX - 1) + 1),
+            Self::Times(times) => times.get(hub).copied(),
+        };
+        ms.map(|ms| Stamp::new(ms, 0, hub.clone()))
+            .ok_or_else(|| StampError::Unstamped { hub: hub.clone() })
+    }
+
+    /// Every hub's stamp, by hub.
+    pub fn stamps(&self) -> BTreeMap<ReplicaId, Stamp> {
+        let hubs: Vec<&ReplicaId> = match self {
+            Self::Order(order) => order.iter().collect(),
+            Self::Times(times) => times.keys().collect(),
+        };
+        hubs.into_iter()
+            .filter_map(|hub| Some((hub.clone(), self.stamp(hub).ok()?)))
+            .collect()
+    }
+}
+
 /// The stamp of `hub`'s writes.
 ///
 /// # Errors
@@ -72,7 +138,7 @@ pub(crate) fn stamp_of<'a>(
         .ok_or_else(|| StampError::Unstamped { hub: hub.clone() })
 }
 
-/// The stamp each hub's untimed writes take ([policy 5](crate::contract#policies)).
+/// The clock each hub's untimed writes take ([policy 5](crate::contract#policies)).
 ///
 /// With as-of times, a hub's writes are stamped at its as-of time. When no
 /// input carries any time, the activation order serves as time: the first
@@ -88,27 +154,27 @@ pub(crate) fn stamp_of<'a>(
 /// # Example
 ///
 /// ```
-/// use failback::reconcile::{hub_stamps, HubTiming};
+/// use failback::reconcile::{hub_clocks, HubClocks, HubTiming};
 /// use failback::ReplicaId;
 ///
 /// let hubs = ["primary", "secondary"].map(|h| HubTiming {
 ///     hub: ReplicaId::new(h).unwrap(), real_times: false, as_of: None, newest: None,
 /// });
 /// let order = [ReplicaId::new("primary")?, ReplicaId::new("secondary")?];
-/// let stamps = hub_stamps(&hubs, Some(&order), 0, 300_000).unwrap();
-/// assert!(stamps[&order[0]] < stamps[&order[1]]);
-/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// let clocks = hub_clocks(&hubs, Some(&order), 0, 300_000)?;
+/// assert_eq!(clocks, HubClocks::Order(order.to_vec()));
+/// assert!(clocks.stamp(&order[0])? < clocks.stamp(&order[1])?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn hub_stamps(
+pub fn hub_clocks(
     hubs: &[HubTiming],
     active_order: Option<&[ReplicaId]>,
     now_ms: i64,
     max_drift_ms: i64,
-) -> Result<BTreeMap<ReplicaId, Stamp>, StampError> {
+) -> Result<HubClocks, StampError> {
     let any_real = hubs.iter().any(|h| h.real_times);
     let untimed: Vec<&HubTiming> = hubs.iter().filter(|h| !h.real_times).collect();
     let with_as_of = untimed.iter().filter(|h| h.as_of.is_some()).count();
-    let mut stamps = BTreeMap::new();
     if with_as_of == 0 && !any_real {
         let order = active_order.ok_or(StampError::NeedOrder)?;
         for hub in hubs {
@@ -121,11 +187,7 @@ pub fn hub_stamps(
         if let Some(extra) = order.iter().find(|h| !hubs.iter().any(|x| x.hub == **h)) {
             return Err(StampError::BadOrder { hub: extra.clone() });
         }
-        for (rank, hub) in order.iter().enumerate() {
-            let ms = i64::try_from(rank).unwrap_or(i64::MAX - 1) + 1;
-            stamps.insert(hub.clone(), Stamp::new(ms, 0, hub.clone()));
-        }
-        return Ok(stamps);
+        return Ok(HubClocks::Order(order.to_vec()));
     }
     for hub in &untimed {
         if hub.as_of.is_none() {
@@ -140,13 +202,13 @@ pub fn hub_stamps(
             });
         }
     }
+    let mut times = BTreeMap::new();
     for hub in hubs {
         let ms = hub.as_of.or(hub.newest).unwrap_or(0);
-        let stamp = Stamp::new(ms, 0, hub.hub.clone());
-        check_drift(&stamp, now_ms, max_drift_ms)?;
-        stamps.insert(hub.hub.clone(), stamp);
+        check_drift(&Stamp::new(ms, 0, hub.hub.clone()), now_ms, max_drift_ms)?;
+        times.insert(hub.hub.clone(), ms);
     }
-    Ok(stamps)
+    Ok(HubClocks::Times(times))
 }
 
 /// The default activation order: `primary` then `secondary`, when those are
@@ -178,7 +240,7 @@ mod tests {
     #[test]
     fn mixing_real_times_with_untimed_hubs_says_what_to_add() {
         let hubs = [timing("a", true, None), timing("b", false, None)];
-        let err = hub_stamps(&hubs, None, 10_000, 1).unwrap_err();
+        let err = hub_clocks(&hubs, None, 10_000, 1).unwrap_err();
         assert_eq!(
             err,
             StampError::MissingAsOf {
@@ -188,7 +250,7 @@ mod tests {
         );
         let hubs = [timing("a", false, Some(5)), timing("b", false, None)];
         assert!(matches!(
-            hub_stamps(&hubs, None, 10_000, 1),
+            hub_clocks(&hubs, None, 10_000, 1),
             Err(StampError::PartialAsOf { .. })
         ));
     }
@@ -196,10 +258,10 @@ mod tests {
     #[test]
     fn order_is_required_and_checked_when_nothing_has_time() {
         let hubs = [timing("x", false, None), timing("y", false, None)];
-        assert_eq!(hub_stamps(&hubs, None, 0, 1), Err(StampError::NeedOrder));
+        assert_eq!(hub_clocks(&hubs, None, 0, 1), Err(StampError::NeedOrder));
         let x = ReplicaId::new("x").unwrap();
         assert!(matches!(
-            hub_stamps(&hubs, Some(std::slice::from_ref(&x)), 0, 1),
+            hub_clocks(&hubs, Some(std::slice::from_ref(&x)), 0, 1),
             Err(StampError::BadOrder { .. })
         ));
         let ids: Vec<ReplicaId> = hubs.iter().map(|h| h.hub.clone()).collect();
@@ -213,10 +275,47 @@ mod tests {
             timing("b", false, Some(100)),
         ];
         assert!(matches!(
-            hub_stamps(&hubs, None, 0, 5_000),
+            hub_clocks(&hubs, None, 0, 5_000),
             Err(StampError::Drift(_))
         ));
-        let stamps = hub_stamps(&hubs, None, 10_000, 5_000).unwrap();
-        assert_eq!(stamps.len(), 2);
+        let clocks = hub_clocks(&hubs, None, 10_000, 5_000).unwrap();
+        assert_eq!(clocks.stamps().len(), 2);
+        assert!(clocks.is_real_time());
+        assert_eq!(clocks.stamp(&hubs[1].hub).unwrap().ms(), 100);
+    }
+
+    #[test]
+    fn an_as_of_time_near_the_epoch_is_still_a_time() {
+        // Nothing but the clock's kind tells ranks from times: an as-of
+        // time of 2 ms past the epoch is a time, and rank 2 is a rank.
+        let hubs = [timing("a", false, Some(1)), timing("b", false, Some(2))];
+        let clocks = hub_clocks(&hubs, None, 10, 5_000).unwrap();
+        assert!(clocks.is_real_time());
+        let order = [hubs[0].hub.clone(), hubs[1].hub.clone()];
+        let ranks = hub_clocks(
+            &[timing("a", false, None), timing("b", false, None)],
+            Some(&order),
+            10,
+            5_000,
+        )
+        .unwrap();
+        assert!(!ranks.is_real_time());
+        assert_eq!(clocks.stamps(), ranks.stamps());
+    }
+
+    #[test]
+    fn a_hub_without_a_clock_is_unstamped() {
+        let (a, z) = (ReplicaId::new("a").unwrap(), ReplicaId::new("z").unwrap());
+        for clocks in [
+            HubClocks::Order(vec![a.clone()]),
+            HubClocks::Times(BTreeMap::from([(a.clone(), 5)])),
+        ] {
+            assert!(clocks.stamp(&a).is_ok());
+            assert_eq!(
+                clocks.stamp(&z),
+                Err(StampError::Unstamped { hub: z.clone() })
+            );
+            assert_eq!(clocks.stamps().len(), 1);
+        }
     }
 }
