@@ -22,7 +22,7 @@ fn main() {
     let before = common::live_bytes();
     let mut state = HubState::new();
     for device in &devices {
-        state.put_device(&hub, device, &stamp, None);
+        state.put_device(device, &stamp, None);
     }
     let after = common::live_bytes();
     let per_device = (after - before) as f64 / n as f64;

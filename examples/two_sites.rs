@@ -50,23 +50,21 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // East provisions a device; west learns of it.
     let device = DeviceSnapshot::enabled_sas("pump-1", "cHJpbWFyeQ==", "c2Vjb25kYXJ5");
-    let stamp = east.clock.tick();
-    let replica = east.clock.replica().clone();
-    east.state.put_device(&replica, &device, &stamp, None);
+    let stamp = east.clock.tick(); // names east: the write is east's
+    east.state.put_device(&device, &stamp, None);
     west.receive(&east.delta_for(&west)?)?;
 
     // Then both write the same desired property, concurrently.
     for (site, rate) in [(&mut east, 10), (&mut west, 20)] {
         let patch = json!({ "rate": rate });
         let stamp = site.clock.tick();
-        let replica = site.clock.replica().clone();
         let patch = TwinPatch {
             id: "pump-1",
             module_id: None,
             section: Section::Desired,
             patch: patch.as_object().ok_or("an object")?,
         };
-        site.state.patch_twin(&replica, &patch, &stamp, None);
+        site.state.patch_twin(&patch, &stamp, None);
     }
 
     // Exchange deltas over a byte channel, in both directions.

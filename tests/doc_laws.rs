@@ -114,7 +114,6 @@ impl Sim {
             let tag = format!("base-{id}");
             written.insert(tag.clone());
             base.put_device(
-                &base_hub,
                 &fresh_device(id, &tag, &format!("base-{id}-")),
                 &Stamp::new(0, 0, base_hub.clone()),
                 None,
@@ -141,7 +140,7 @@ impl Sim {
 
     fn put(&mut self, r: usize, device: &DeviceSnapshot) {
         let stamp = Stamp::new(self.tick, 0, hub(r));
-        self.states[r].put_device(&hub(r), device, &stamp, None);
+        self.states[r].put_device(device, &stamp, None);
     }
 
     fn apply(&mut self, op: &Op) {
@@ -170,7 +169,7 @@ impl Sim {
             Op::Delete { r, d } => {
                 self.tick += 1;
                 let stamp = Stamp::new(self.tick, 0, hub(r));
-                self.states[r].delete_device(&hub(r), DEVICES[d], &stamp);
+                self.states[r].delete_device(DEVICES[d], &stamp);
             }
             ref edit => {
                 let (r, d) = match *edit {

@@ -29,7 +29,7 @@ fn device(id: &str, key: &str) -> DeviceSnapshot {
 fn base_with(devices: &[DeviceSnapshot]) -> HubState {
     let mut base = HubState::new();
     for d in devices {
-        base.put_device(&hub("base"), d, &at(0, "base"), None);
+        base.put_device(d, &at(0, "base"), None);
     }
     base
 }
@@ -69,14 +69,12 @@ fn disabled_wins_over_a_later_concurrent_enable() {
     let base = base_with(std::slice::from_ref(&d));
     let mut p = base.clone();
     p.put_device(
-        &hub("primary"),
         &with_status(&d, Status::Disabled, "stolen"),
         &at(5, "primary"),
         None,
     );
     let mut s = base.clone();
     s.put_device(
-        &hub("secondary"),
         &with_status(&d, Status::Enabled, "back"),
         &at(9, "secondary"),
         None,
@@ -101,7 +99,6 @@ fn an_enable_that_saw_the_disable_wins() {
     let base = base_with(std::slice::from_ref(&d));
     let mut s = base.clone();
     s.put_device(
-        &hub("secondary"),
         &with_status(&d, Status::Disabled, "x"),
         &at(5, "secondary"),
         None,
@@ -109,7 +106,6 @@ fn an_enable_that_saw_the_disable_wins() {
     let mut p = base.clone();
     p.try_merge(&s).unwrap();
     p.put_device(
-        &hub("primary"),
         &with_status(&d, Status::Enabled, "ok"),
         &at(1, "primary"),
         None,
@@ -127,9 +123,9 @@ fn delete_wins_over_a_concurrent_update_which_is_logged() {
     let mut p = base.clone();
     let mut updated = d.clone();
     updated.device.desired.insert("fw".into(), json!("2.0"));
-    p.put_device(&hub("primary"), &updated, &at(9, "primary"), None);
+    p.put_device(&updated, &at(9, "primary"), None);
     let mut s = base.clone();
-    assert!(s.delete_device(&hub("secondary"), "d1", &at(5, "secondary")));
+    assert!(s.delete_device("d1", &at(5, "secondary")));
     let m = merged(&p, &s);
     let (snap, conflicts) = read(&m, "d1");
     assert!(snap.is_none());
@@ -156,7 +152,7 @@ fn a_recreated_device_inherits_nothing() {
     d.modules.insert("mod".into(), Entity::default());
     let base = base_with(std::slice::from_ref(&d));
     let mut s = base.clone();
-    s.delete_device(&hub("secondary"), "d1", &at(5, "secondary"));
+    s.delete_device("d1", &at(5, "secondary"));
     let fresh = DeviceSnapshot {
         id: "d1".into(),
         device: Entity {
@@ -165,12 +161,12 @@ fn a_recreated_device_inherits_nothing() {
         },
         ..Default::default()
     };
-    s.put_device(&hub("secondary"), &fresh, &at(6, "secondary"), None);
+    s.put_device(&fresh, &at(6, "secondary"), None);
     // Meanwhile the primary, which never saw the delete, edits the old one.
     let mut p = base.clone();
     let mut edited = d.clone();
     edited.device.tags.insert("owner".into(), json!("ops"));
-    p.put_device(&hub("primary"), &edited, &at(7, "primary"), None);
+    p.put_device(&edited, &at(7, "primary"), None);
 
     let m = merged(&p, &s);
     let (snap, conflicts) = read(&m, "d1");
@@ -190,11 +186,11 @@ fn authentication_is_one_value_and_secrets_stay_hidden() {
     let mut p = base.clone();
     let mut rotated_p = d.clone();
     rotated_p.device.authentication = device("d1", "kp").device.authentication;
-    p.put_device(&hub("primary"), &rotated_p, &at(3, "primary"), None);
+    p.put_device(&rotated_p, &at(3, "primary"), None);
     let mut s = base.clone();
     let mut rotated_s = d.clone();
     rotated_s.device.authentication = device("d1", "ks").device.authentication;
-    s.put_device(&hub("secondary"), &rotated_s, &at(4, "secondary"), None);
+    s.put_device(&rotated_s, &at(4, "secondary"), None);
     let m = merged(&p, &s);
     let (snap, conflicts) = read(&m, "d1");
     assert_eq!(
@@ -224,11 +220,11 @@ fn null_removes_and_survives_concurrent_sibling_edits() {
         .as_object_mut()
         .unwrap()
         .remove("mode");
-    p.put_device(&hub("primary"), &removed, &at(3, "primary"), None);
+    p.put_device(&removed, &at(3, "primary"), None);
     let mut s = base.clone();
     let mut edited = d.clone();
     edited.device.desired["cfg"]["rate"] = json!(10);
-    s.put_device(&hub("secondary"), &edited, &at(2, "secondary"), None);
+    s.put_device(&edited, &at(2, "secondary"), None);
     let m = merged(&p, &s);
     let (snap, conflicts) = read(&m, "d1");
     assert_eq!(snap.unwrap().device.desired["cfg"], json!({"rate": 10}));
@@ -242,11 +238,11 @@ fn a_scalar_against_an_object_resolves_by_stamp_and_logs_the_loser() {
     let mut p = base.clone();
     let mut scalar = d.clone();
     scalar.device.desired.insert("cfg".into(), json!("off"));
-    p.put_device(&hub("primary"), &scalar, &at(3, "primary"), None);
+    p.put_device(&scalar, &at(3, "primary"), None);
     let mut s = base.clone();
     let mut deeper = d.clone();
     deeper.device.desired["cfg"]["extra"] = json!({"x": 1});
-    s.put_device(&hub("secondary"), &deeper, &at(2, "secondary"), None);
+    s.put_device(&deeper, &at(2, "secondary"), None);
     let m = merged(&p, &s);
     let (snap, conflicts) = read(&m, "d1");
     assert_eq!(snap.unwrap().device.desired["cfg"], json!("off"));
@@ -264,11 +260,11 @@ fn concurrent_creations_are_one_device_merged_field_by_field() {
     let empty = HubState::new();
     let mut p = empty.clone();
     let quarantined = with_status(&device("d1", "kp"), Status::Disabled, "quarantine");
-    p.put_device(&hub("primary"), &quarantined, &at(1, "primary"), None);
+    p.put_device(&quarantined, &at(1, "primary"), None);
     let mut s = empty.clone();
     let mut other = device("d1", "ks");
     other.device.tags.insert("only-s".into(), json!(true));
-    s.put_device(&hub("secondary"), &other, &at(2, "secondary"), None);
+    s.put_device(&other, &at(2, "secondary"), None);
     let m = merged(&p, &s);
     let (snap, conflicts) = read(&m, "d1");
     let snap = snap.unwrap();
@@ -288,16 +284,16 @@ fn concurrent_creations_are_one_device_merged_field_by_field() {
     let mut t = empty.clone();
     let mut third = device("d1", "kt");
     third.device.tags.insert("only-t".into(), json!(1));
-    t.put_device(&hub("tertiary"), &third, &at(3, "tertiary"), None);
+    t.put_device(&third, &at(3, "tertiary"), None);
     let mut all = merged(&m, &t);
     let (snap, _) = read(&all, "d1");
     let snap = snap.unwrap();
     assert_eq!(snap.device.tags["only-t"], json!(1));
     assert_eq!(snap.device.status.map(|s| s.status), Some(Status::Disabled));
-    all.delete_device(&hub("primary"), "d1", &at(4, "primary"));
+    all.delete_device("d1", &at(4, "primary"));
     assert_eq!(read(&all, "d1").0, None);
     let fresh = DeviceSnapshot::enabled_sas("d1", "new-primary", "new-secondary");
-    all.put_device(&hub("primary"), &fresh, &at(5, "primary"), None);
+    all.put_device(&fresh, &at(5, "primary"), None);
     assert_eq!(read(&all, "d1").0, Some(fresh));
 }
 
@@ -310,13 +306,13 @@ fn a_recreation_is_not_merged_with_the_incarnation_it_replaced() {
     let d = device("d1", "old");
     let base = base_with(std::slice::from_ref(&d));
     let mut p = base.clone();
-    p.delete_device(&hub("primary"), "d1", &at(1, "primary"));
+    p.delete_device("d1", &at(1, "primary"));
     let fresh = DeviceSnapshot::enabled_sas("d1", "new-primary", "new-secondary");
-    p.put_device(&hub("primary"), &fresh, &at(2, "primary"), None);
+    p.put_device(&fresh, &at(2, "primary"), None);
     let mut s = base.clone();
     let mut touched = d.clone();
     touched.device.tags.insert("late".into(), json!(true));
-    s.put_device(&hub("secondary"), &touched, &at(3, "secondary"), None);
+    s.put_device(&touched, &at(3, "secondary"), None);
     let (snap, conflicts) = read(&merged(&p, &s), "d1");
     assert_eq!(snap, Some(fresh));
     assert!(
@@ -330,7 +326,7 @@ fn unchanged_devices_take_no_write() {
     let d = device("d1", "k");
     let mut state = base_with(std::slice::from_ref(&d));
     let before = state.to_canonical_json().unwrap();
-    assert!(!state.put_device(&hub("primary"), &d, &at(5, "primary"), None));
+    assert!(!state.put_device(&d, &at(5, "primary"), None));
     assert_eq!(state.to_canonical_json().unwrap(), before);
 }
 
@@ -339,12 +335,11 @@ fn deltas_carry_what_the_other_lacks_and_apply_idempotently() {
     let base = base_with(&[device("d1", "a"), device("d2", "b"), device("d3", "c")]);
     let mut p = base.clone();
     p.put_device(
-        &hub("primary"),
         &with_status(&device("d2", "b"), Status::Disabled, "r"),
         &at(5, "primary"),
         None,
     );
-    p.delete_device(&hub("primary"), "d3", &at(6, "primary"));
+    p.delete_device("d3", &at(6, "primary"));
     let mut s = base.clone();
     let delta = p.delta_since(s.version_vector());
     assert_eq!(delta.len(), 2);
@@ -445,22 +440,17 @@ fn created_on_two_hubs_then_deleted_on_one() {
     };
     let start = base_with(&[empty]);
     let mut p = start.clone();
-    p.put_device(
-        &hub("primary"),
-        &device("d1", "kp"),
-        &at(1, "primary"),
-        None,
-    );
+    p.put_device(&device("d1", "kp"), &at(1, "primary"), None);
     let mut s = start.clone();
     let mut other = device("d1", "ks");
     other.device.tags.insert("only-s".into(), json!(true));
-    s.put_device(&hub("secondary"), &other, &at(2, "secondary"), None);
+    s.put_device(&other, &at(2, "secondary"), None);
     let (both, _) = read(&merged(&p, &s), "d1");
     assert!(both.is_some());
 
     // Deleted by a hub that had seen both creations: gone, nothing lost.
     let mut saw_both = merged(&p, &s);
-    saw_both.delete_device(&hub("primary"), "d1", &at(3, "primary"));
+    saw_both.delete_device("d1", &at(3, "primary"));
     let (snap, conflicts) = read(&merged(&saw_both, &s), "d1");
     assert_eq!(snap, None);
     assert!(conflicts.is_empty(), "{conflicts:?}");
@@ -469,7 +459,7 @@ fn created_on_two_hubs_then_deleted_on_one() {
     // concurrent creation loses to the delete and is logged, keys as
     // fingerprints only.
     let mut own_only = p.clone();
-    own_only.delete_device(&hub("primary"), "d1", &at(3, "primary"));
+    own_only.delete_device("d1", &at(3, "primary"));
     let (snap, conflicts) = read(&merged(&own_only, &s), "d1");
     assert_eq!(snap, None);
     assert!(conflicts.iter().all(|c| c.rule == Rule::DeleteWins));

@@ -117,7 +117,6 @@ impl Sim {
             written.insert(format!("base-{id}-p"));
             written.insert(format!("base-{id}-s"));
             base.put_device(
-                &base_hub,
                 &fresh_device(id, &tag, &format!("base-{id}-")),
                 &Stamp::new(0, 0, base_hub.clone()),
                 None,
@@ -150,11 +149,11 @@ impl Sim {
                     let key = self.unique(r);
                     self.written.insert(format!("{key}p"));
                     self.written.insert(format!("{key}s"));
-                    self.states[r].put_device(&hub(r), &fresh_device(id, &tag, &key), stamp, None);
+                    self.states[r].put_device(&fresh_device(id, &tag, &key), stamp, None);
                 }
             }
             Op::Delete => {
-                self.states[r].delete_device(&hub(r), id, stamp);
+                self.states[r].delete_device(id, stamp);
             }
             Op::App { key } => {
                 let value = self.unique(r);
@@ -187,7 +186,7 @@ impl Sim {
                     section,
                     patch: &patch,
                 };
-                self.states[r].patch_twin(&hub(r), &patch, stamp, None);
+                self.states[r].patch_twin(&patch, stamp, None);
             }
             edit => {
                 let Some(mut device) = self.read(r, id) else {
@@ -255,7 +254,7 @@ impl Sim {
                     }
                     _ => unreachable!("handled above"),
                 }
-                self.states[r].put_device(&hub(r), &device, stamp, None);
+                self.states[r].put_device(&device, stamp, None);
             }
         }
     }

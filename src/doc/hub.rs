@@ -44,17 +44,17 @@ use crate::kernel::{Causal, CausalContext, DotStore, InvariantError, Merge};
 ///
 /// let base_hub = ReplicaId::new("base")?;
 /// let mut base = HubState::new();
-/// base.put_device(&base_hub, &device, &Stamp::new(0, 0, base_hub.clone()), None);
+/// base.put_device(&device, &Stamp::new(0, 0, base_hub.clone()), None);
 ///
 /// // The secondary disables the device; the primary concurrently writes a tag.
 /// let mut secondary = base.clone();
 /// let mut disabled = device.clone();
 /// disabled.device.status = Some(StatusValue { status: Status::Disabled, reason: Some("stolen".into()) });
-/// secondary.put_device(&s, &disabled, &Stamp::new(2, 0, s.clone()), None);
+/// secondary.put_device(&disabled, &Stamp::new(2, 0, s.clone()), None);
 /// let mut primary = base.clone();
 /// let mut tagged = device.clone();
 /// tagged.device.tags.insert("site".into(), "berlin".into());
-/// primary.put_device(&p, &tagged, &Stamp::new(1, 0, p.clone()), None);
+/// primary.put_device(&tagged, &Stamp::new(1, 0, p.clone()), None);
 ///
 /// primary.try_merge(&secondary)?;
 /// let mut conflicts = Vec::new();
@@ -264,12 +264,25 @@ impl HubState {
         Self::default()
     }
 
-    /// Makes device `snapshot.id` equal to `snapshot` as one write of
-    /// `replica`, creating it if it is absent or deleted. Only the fields
-    /// that differ are written, each stamped with `stamp` or, when `times`
-    /// are given, with the time the twin file gives for it. Returns whether
-    /// anything was written.
+    /// Makes device `snapshot.id` equal to `snapshot` as one write of the
+    /// replica `stamp` names, creating it if it is absent or deleted. Only
+    /// the fields that differ are written, each stamped with `stamp` or,
+    /// when `times` are given, with the time the twin file gives for it.
+    /// Returns whether anything was written.
     pub fn put_device(
+        &mut self,
+        snapshot: &DeviceSnapshot,
+        stamp: &Stamp,
+        times: Option<&DeviceTimes>,
+    ) -> bool {
+        self.put_device_as(stamp.replica(), snapshot, stamp, times)
+    }
+
+    /// [`put_device`](Self::put_device) with the write's dots taken from
+    /// `replica`, whatever replica `stamp` names: the merge writes an
+    /// incarnation several hubs share with the base's dots and one hub's
+    /// stamp, the same in every hub's state.
+    pub(crate) fn put_device_as(
         &mut self,
         replica: &ReplicaId,
         snapshot: &DeviceSnapshot,
@@ -284,9 +297,20 @@ impl HubState {
         wrote
     }
 
-    /// Deletes device `id` (with its modules) as one write of `replica`.
-    /// Returns whether it was live.
-    pub fn delete_device(&mut self, replica: &ReplicaId, id: &str, stamp: &Stamp) -> bool {
+    /// Deletes device `id` (with its modules) as one write of the replica
+    /// `stamp` names. Returns whether it was live.
+    pub fn delete_device(&mut self, id: &str, stamp: &Stamp) -> bool {
+        self.delete_device_as(stamp.replica(), id, stamp)
+    }
+
+    /// [`delete_device`](Self::delete_device) with the write's dots taken
+    /// from `replica`.
+    pub(crate) fn delete_device_as(
+        &mut self,
+        replica: &ReplicaId,
+        id: &str,
+        stamp: &Stamp,
+    ) -> bool {
         let mut w = Write::new(replica, &mut self.doc.ctx);
         let Some(lineage) = self.doc.store.get_mut(id) else {
             return false;
@@ -295,17 +319,16 @@ impl HubState {
         w.wrote()
     }
 
-    /// Applies a twin PATCH to a live device or module, as one write.
-    /// Returns `false`, writing nothing, when the device or module is not
-    /// live.
+    /// Applies a twin PATCH to a live device or module, as one write of
+    /// the replica `stamp` names. Returns `false`, writing nothing, when
+    /// the device or module is not live.
     pub fn patch_twin(
         &mut self,
-        replica: &ReplicaId,
         patch: &TwinPatch<'_>,
         stamp: &Stamp,
         times: Option<&EntityTimes>,
     ) -> bool {
-        let mut w = Write::new(replica, &mut self.doc.ctx);
+        let mut w = Write::new(stamp.replica(), &mut self.doc.ctx);
         let Some(lineage) = self.doc.store.get_mut(patch.id) else {
             return false;
         };
@@ -547,7 +570,7 @@ mod tests {
             id: "d1".into(),
             ..Default::default()
         };
-        state.put_device(&p, &device, &Stamp::new(1, 0, p.clone()), None);
+        state.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
         state
     }
 

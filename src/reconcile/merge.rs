@@ -212,7 +212,7 @@ fn crdt<'a>(id: &str, base: Base<'a>, hubs: &[HubDevice<'a>], policies: &Policie
     let started = new_modules(&incarnation, hubs.iter().filter(|h| !renews(h)));
     add_empty(&mut incarnation, &started);
     let mut start = HubState::new();
-    start.put_device(&base_hub, &incarnation, &base_stamp, None);
+    start.put_device(&incarnation, &base_stamp, None);
     // The incarnation the re-creating hubs share, written by the base after
     // each one's delete, the same in each (same dot, same stamp).
     let mut renewed = DeviceSnapshot {
@@ -233,17 +233,17 @@ fn crdt<'a>(id: &str, base: Base<'a>, hubs: &[HubDevice<'a>], policies: &Policie
         let mut state = start.clone();
         match (hub.device, present) {
             (Some(device), _) if renews(hub) => {
-                state.delete_device(hub.hub, id, hub.stamp);
-                state.put_device(&base_hub, &renewed, &renewed_stamp, None);
+                state.delete_device_as(hub.hub, id, hub.stamp);
+                state.put_device_as(&base_hub, &renewed, &renewed_stamp, None);
                 let device = with_empty(device, &renewed_modules);
-                state.put_device(hub.hub, &device, hub.stamp, hub.times);
+                state.put_device_as(hub.hub, &device, hub.stamp, hub.times);
             }
             (Some(device), _) => {
                 let device = with_empty(device, &started);
-                state.put_device(hub.hub, &device, hub.stamp, hub.times);
+                state.put_device_as(hub.hub, &device, hub.stamp, hub.times);
             }
             (None, Some(_)) => {
-                state.delete_device(hub.hub, id, hub.stamp);
+                state.delete_device_as(hub.hub, id, hub.stamp);
             }
             // Neither the base nor the hub has it: the hub never had it.
             (None, None) => continue,
