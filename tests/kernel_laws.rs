@@ -76,7 +76,7 @@ proptest! {
         left.merge(&base.write(&replica(0), stamp(0), FRESH));
         right.merge(&base.write(&replica(1), stamp(1), FRESH + 1));
         for merged in [laws::join(&left, &right), laws::join(&right, &left)] {
-            let values: Vec<u8> = merged.store.entries().iter().map(|e| e.value).collect();
+            let values: Vec<u8> = merged.store().entries().iter().map(|e| e.value).collect();
             prop_assert_eq!(values, vec![FRESH, FRESH + 1]);
         }
     }
@@ -86,8 +86,8 @@ proptest! {
         let mut state = replay::<MvReg<u8>>(&script).merged();
         state.merge(&state.write(&replica(0), stamp(0), FRESH));
         check_state(&state);
-        prop_assert_eq!(state.store.len(), 1);
-        prop_assert_eq!(state.store.value(&Rank::HighestStamp), Some(&FRESH));
+        prop_assert_eq!(state.store().len(), 1);
+        prop_assert_eq!(state.store().value(&Rank::HighestStamp), Some(&FRESH));
     }
 
     #[test]
@@ -96,14 +96,14 @@ proptest! {
         key in 0..KEYS,
     ) {
         let mut state = replay::<OrMap<u8, MvReg<u8>>>(&script).merged();
-        let before = state.store.len();
-        let had_key = state.store.get(&key).is_some();
+        let before = state.store().len();
+        let had_key = state.store().get(&key).is_some();
         state.merge(&state.update(key, |reg| reg.write(&replica(0), stamp(0), FRESH)));
         check_state(&state);
-        let reg = state.store.get(&key).expect("written key present");
+        let reg = state.store().get(&key).expect("written key present");
         prop_assert_eq!(reg.len(), 1);
         prop_assert_eq!(reg.value(&Rank::HighestStamp), Some(&FRESH));
-        prop_assert_eq!(state.store.len(), before + usize::from(!had_key));
+        prop_assert_eq!(state.store().len(), before + usize::from(!had_key));
     }
 
     #[test]
@@ -114,15 +114,15 @@ proptest! {
         let base = replay::<OrMap<u8, MvReg<u8>>>(&script).merged();
         let (mut remover, mut writer) = (base.clone(), base.clone());
         remover.merge(&base.remove(&key));
-        prop_assert!(remover.store.get(&key).is_none());
+        prop_assert!(remover.store().get(&key).is_none());
         writer.merge(&base.update(key, |reg| reg.write(&replica(1), stamp(1), FRESH)));
         for merged in [laws::join(&remover, &writer), laws::join(&writer, &remover)] {
             check_state(&merged);
-            let reg = merged.store.get(&key).expect("the write the remover never saw wins");
+            let reg = merged.store().get(&key).expect("the write the remover never saw wins");
             let values: Vec<u8> = reg.entries().iter().map(|e| e.value).collect();
             prop_assert_eq!(values, vec![FRESH]);
             let others = |s: &Causal<OrMap<u8, MvReg<u8>>>| {
-                s.store.iter().filter(|(k, _)| **k != key).map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
+                s.store().iter().filter(|(k, _)| **k != key).map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
             };
             prop_assert_eq!(others(&merged), others(&base));
         }
@@ -142,7 +142,7 @@ proptest! {
         }));
         for merged in [laws::join(&remover, &writer), laws::join(&writer, &remover)] {
             check_state(&merged);
-            let map = merged.store.get(&outer).expect("the unseen write survives");
+            let map = merged.store().get(&outer).expect("the unseen write survives");
             // Everything else the remover saw under `outer` is gone.
             prop_assert_eq!(map.keys().copied().collect::<Vec<_>>(), vec![inner]);
             let reg = map.get(&inner).expect("written key");

@@ -97,15 +97,27 @@ pub trait DotStore: Default {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Causal<S> {
     /// The values that survive, tagged with their dots.
-    pub store: S,
+    pub(crate) store: S,
     /// Every dot seen, including those of values overwritten or removed.
-    pub ctx: CausalContext,
+    pub(crate) ctx: CausalContext,
 }
 
 impl<S: DotStore> Merge for Causal<S> {
     fn merge(&mut self, other: &Self) {
         self.store.join(&self.ctx, &other.store, &other.ctx);
         self.ctx.join(&other.ctx);
+    }
+}
+
+impl<S> Causal<S> {
+    /// The values that survive, tagged with their dots.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Every dot seen, including those of values overwritten or removed.
+    pub fn ctx(&self) -> &CausalContext {
+        &self.ctx
     }
 }
 

@@ -124,21 +124,21 @@ pub fn survivors<S: Store>(replay: &Replay<S>) -> Result<(), TestCaseError> {
     let written: BTreeSet<Dot> = replay
         .deltas
         .iter()
-        .flat_map(|(_, d)| dots(&d.store))
+        .flat_map(|(_, d)| dots(d.store()))
         .collect();
     let superseded: BTreeSet<Dot> = replay
         .deltas
         .iter()
         .flat_map(|(_, d)| {
-            let kept = dots(&d.store);
+            let kept = dots(d.store());
             written
                 .iter()
-                .filter(move |dot| d.ctx.contains(dot) && !kept.contains(*dot))
+                .filter(move |dot| d.ctx().contains(dot) && !kept.contains(*dot))
                 .cloned()
                 .collect::<Vec<_>>()
         })
         .collect();
     let expected: BTreeSet<Dot> = written.difference(&superseded).cloned().collect();
-    prop_assert_eq!(dots(&replay.merged().store), expected);
+    prop_assert_eq!(dots(replay.merged().store()), expected);
     Ok(())
 }

@@ -44,9 +44,9 @@ impl<K: Ord + Clone + Debug, S: DotStore + Clone + Invariants> Invariants for Or
 /// store's, every stored dot seen, and no dot stored twice.
 pub fn check_state<S: DotStore + Invariants>(state: &Causal<S>) {
     state.check_invariants().unwrap();
-    state.store.check();
+    state.store().check();
     let mut dots = BTreeSet::new();
-    state.store.for_each_dot(&mut |dot| {
+    state.store().for_each_dot(&mut |dot| {
         assert!(dots.insert(dot.clone()), "dot {dot} stored twice");
     });
 }
