@@ -386,6 +386,13 @@ impl HubState {
 
     /// What a replica that has seen `seen` lacks: every device holding a
     /// write outside `seen`, whole.
+    ///
+    /// This is the replication API for sites that write a `HubState`
+    /// themselves (see `examples/two_sites.rs`): send the delta, the peer
+    /// joins it with [`apply_delta`](Self::apply_delta). A replica kept
+    /// from one hub's change events replicates its events instead, with
+    /// [`Replica::delta_since`](crate::replica::Replica::delta_since)
+    /// (what `failback replica delta` does); the two are not mixed.
     pub fn delta_since(&self, seen: &VersionVector) -> HubDelta {
         let mut devices = BTreeMap::new();
         for (id, lineage) in &self.doc.store.0 {

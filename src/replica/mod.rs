@@ -501,6 +501,11 @@ impl Replica {
 
     /// The events and seeds this replica holds that `since` lacks, as a
     /// replica of the same hub: [`Replica::apply_delta`] it on the peer.
+    ///
+    /// This replicates one hub's event log between the sites that keep it
+    /// (`failback replica delta`); sites that write a
+    /// [`HubState`](crate::HubState) themselves replicate it with
+    /// [`HubState::delta_since`](crate::HubState::delta_since).
     pub fn delta_since(&self, since: &ReplicaContext) -> Replica {
         let mut delta = Replica::new(self.hub.clone());
         for (dot, stored) in &self.events {
