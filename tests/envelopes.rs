@@ -693,3 +693,145 @@ fn write_avro_fuzz_seeds() {
         std::fs::write(dir.join(name), data).expect("written");
     }
 }
+
+/// A canonical record with these application and system properties and an
+/// `updateTwin` body.
+fn record(app: Value, system: Value) -> String {
+    let mut props = json!({
+        "deviceId": "d1",
+        "opType": "updateTwin",
+        "operationTimestamp": "2024-03-01T12:00:00Z",
+    });
+    if let (Some(props), Some(extra)) = (props.as_object_mut(), app.as_object()) {
+        props.extend(extra.clone());
+    }
+    json!({"properties": props, "systemProperties": system, "body": {"version": 2}}).to_string()
+}
+
+fn parsed(text: &str) -> failback::format::Parsed {
+    failback::format::parse_event_record("e.json", 1, text, None).expect("a record")
+}
+
+fn event(text: &str) -> failback::format::Event {
+    match parsed(text) {
+        failback::format::Parsed::Event(event) => event,
+        other => panic!("an event, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_property_spelling_is_read() {
+    use failback::format::{Parsed, Skipped};
+    let e = event(&record(json!({"hubName": "contoso"}), json!({})));
+    assert_eq!(e.hub.as_deref(), Some("contoso"));
+    for name in ["correlation-id", "correlationId", "correlation_id"] {
+        let e = event(&record(json!({}), json!({ name: "c7" })));
+        assert_eq!(e.correlation_id.as_deref(), Some("c7"), "{name}");
+    }
+    // A JSON Patch body's content type marks a digital-twin change, under
+    // every client's spelling, even when its body is not an array.
+    for name in [
+        "content-type",
+        "contentType",
+        "content_type",
+        "iothub-content-type",
+    ] {
+        let text = record(json!({}), json!({ name: "application/json-patch+json" }));
+        assert_eq!(
+            parsed(&text),
+            Parsed::Skipped(Skipped::DigitalTwinChange),
+            "{name}"
+        );
+    }
+    let schema = record(
+        json!({"iothub-message-schema": "digitalTwinChangeNotification"}),
+        json!({}),
+    );
+    assert_eq!(parsed(&schema), Parsed::Skipped(Skipped::DigitalTwinChange));
+    let telemetry = record(json!({}), json!({"iothub-message-source": "Telemetry"}));
+    assert_eq!(parsed(&telemetry), Parsed::Skipped(Skipped::Telemetry));
+}
+
+#[test]
+fn a_property_in_both_maps_is_read_from_the_map_it_belongs_in() {
+    // Application properties first among the application properties,
+    // system ones first among the system properties.
+    let text = json!({
+        "properties": {
+            "deviceId": "app-device",
+            "opType": "updateTwin",
+            "operationTimestamp": "2024-03-01T12:00:00Z",
+            "correlation-id": "app-corr",
+        },
+        "systemProperties": {
+            "deviceId": "sys-device",
+            "correlation-id": "sys-corr",
+        },
+        "body": {"version": 2},
+    })
+    .to_string();
+    let e = event(&text);
+    assert_eq!(e.device_id, "app-device");
+    assert_eq!(e.correlation_id.as_deref(), Some("sys-corr"));
+}
+
+#[test]
+fn a_connection_event_names_its_device_by_the_connection_properties() {
+    use failback::format::Op;
+    for (device, module) in [
+        ("iothub-connection-device-id", "iothub-connection-module-id"),
+        ("connectionDeviceId", "connectionModuleId"),
+    ] {
+        let text = json!({
+            "properties": {"opType": "deviceConnected", "operationTimestamp": "2024-03-01T12:00:00Z"},
+            "systemProperties": {
+                "iothub-message-source": "deviceConnectionStateEvents",
+                device: "d9",
+                module: "m1",
+            },
+        })
+        .to_string();
+        let e = event(&text);
+        assert_eq!(
+            (e.device_id.as_str(), e.module_id.as_deref()),
+            ("d9", Some("m1")),
+            "{device}"
+        );
+        assert_eq!(e.op, Op::Connection("deviceConnected".into()));
+    }
+}
+
+#[test]
+fn an_update_twin_whose_body_is_an_array_is_a_digital_twin_change() {
+    use failback::format::{Parsed, Skipped};
+    let text = json!({
+        "properties": {"deviceId": "d1", "opType": "updateTwin", "operationTimestamp": "2024-03-01T12:00:00Z"},
+        "body": [{"op": "add", "path": "/fan", "value": 2}],
+    })
+    .to_string();
+    assert_eq!(parsed(&text), Parsed::Skipped(Skipped::DigitalTwinChange));
+}
+
+#[test]
+fn one_key_of_an_envelope_is_enough_to_tell_it() {
+    use failback::format::parse_event_record;
+    let props = json!({"deviceId": "d1", "opType": "updateTwin", "operationTimestamp": "2024-03-01T12:00:00Z"});
+    // Routing to storage, told by `Properties` alone.
+    let storage = json!({ "Properties": props }).to_string();
+    assert_eq!(event(&storage).device_id, "d1");
+    // Canonical, told by `properties` alone: not the storage envelope a
+    // file read as storage-json expects.
+    let canonical = json!({ "properties": props }).to_string();
+    assert_eq!(event(&canonical).device_id, "d1");
+    let err = parse_event_record("e.json", 1, &canonical, Some(Envelope::StorageJson)).unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            ReadErrorKind::EnvelopeMismatch {
+                expected: Envelope::StorageJson,
+                found: Envelope::Canonical
+            }
+        ),
+        "{err}"
+    );
+}
