@@ -835,3 +835,45 @@ fn one_key_of_an_envelope_is_enough_to_tell_it() {
         "{err}"
     );
 }
+
+#[test]
+fn a_monitor_payload_printed_as_text_is_read_as_its_json() {
+    // `az iot hub monitor-events` prints a payload it could not decode as
+    // JSON as a string: the body's text.
+    let text = json!({"event": {
+        "origin": "d1",
+        "properties": {"application": {"opType": "updateTwin", "operationTimestamp": "2024-03-01T12:00:00Z"}},
+        "payload": "{\"version\":4}",
+    }})
+    .to_string();
+    assert_eq!(event(&text).version(), 4);
+}
+
+#[test]
+fn a_null_body_is_no_body() {
+    let text = json!({
+        "properties": {"deviceId": "d1", "opType": "updateTwin", "operationTimestamp": "2024-03-01T12:00:00Z"},
+        "body": null,
+    })
+    .to_string();
+    let e = event(&text);
+    assert_eq!((e.version(), e.body_json()), (0, Some("{}")));
+}
+
+#[test]
+fn an_event_grid_twin_given_twice_is_refused() {
+    let text = r#"{"eventType":"Microsoft.Devices.DeviceCreated","subject":"devices/d1","eventTime":"2024-03-01T12:00:00Z","data":{"deviceId":"d1","twin":{"version":2},"twin":{"version":3}}}"#;
+    let err = failback::format::parse_event_record("grid.json", 3, text, None).unwrap_err();
+    assert!(matches!(err.kind, ReadErrorKind::DuplicateField), "{err}");
+    assert_eq!(err.field.as_deref(), Some("data.twin"));
+}
+
+#[test]
+fn properties_that_are_no_map_are_named_with_what_they_are() {
+    let text = r#"{"properties":"deviceId=d1","body":{}}"#;
+    let err = failback::format::parse_event_record("e.json", 2, text, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"e.json:2: field "properties": expected an object, found a string"#
+    );
+}

@@ -855,6 +855,9 @@ mod tests {
         assert_eq!(decode_base64("e30=").as_deref(), Some(&b"{}"[..]));
         assert_eq!(decode_base64("e30").as_deref(), Some(&b"{}"[..]));
         assert_eq!(decode_base64("").as_deref(), Some(&b""[..]));
+        // Four to seven characters: only a length of 1 modulo 4 is short.
+        assert_eq!(decode_base64("eyB9").as_deref(), Some(&b"{ }"[..]));
+        assert_eq!(decode_base64("eyAgfQ").as_deref(), Some(&b"{  }"[..]));
         assert_eq!(
             decode_base64("eyJhIjoxfQ==").as_deref(),
             Some(&br#"{"a":1}"#[..])
