@@ -862,7 +862,10 @@ mod tests {
             decode_base64("eyJhIjoxfQ==").as_deref(),
             Some(&br#"{"a":1}"#[..])
         );
-        for bad in ["e", "e31=", "e3$=", "{}", "e30=\n"] {
+        // The two characters past the alphanumerics.
+        assert_eq!(decode_base64("+/+/").as_deref(), Some(&[0xfb, 0xff, 0xbf][..]));
+        // One character past a whole group is short, even with zero bits.
+        for bad in ["e", "A", "AAAAA", "e31=", "e3$=", "{}", "e30=\n"] {
             assert_eq!(decode_base64(bad), None, "{bad}");
         }
     }
