@@ -90,6 +90,7 @@
 #![warn(unreachable_pub)]
 
 pub mod appmeta;
+pub mod c2d;
 #[doc = include_str!("../docs/contract.md")]
 pub mod contract {}
 pub mod clock;

@@ -39,6 +39,7 @@
 // path, so its size costs nothing worth boxing it for.
 #![allow(clippy::result_large_err)]
 
+mod c2d;
 mod detect;
 mod envelope;
 mod error;
@@ -53,6 +54,7 @@ mod twin;
 mod twin_json;
 mod write;
 
+pub(crate) use c2d::{Ack, FeedbackRecord, OutboxRecord, outcome_name};
 pub(crate) use detect::line_id;
 pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input, sniff_format};
 pub use envelope::{Envelope, UnknownEnvelope};
@@ -75,6 +77,7 @@ pub use import_mode::ImportMode;
 pub use lines::DEFAULT_MAX_LINE;
 pub(crate) use lines::Lines;
 pub use lines::{JsonlReader, ParseLine};
+pub(crate) use raw::format_time;
 pub(crate) use twin::twin_device;
 pub use twin::{
     TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, parse_twin_line,
