@@ -254,8 +254,11 @@ impl Inputs {
     /// ```
     /// use failback::c2d::{AsOf, Inputs};
     ///
-    /// let outbox = r#"{"messageId":"m1","deviceId":"d1","enqueuedTimeUtc":"2026-11-28T10:00:00Z",
-    ///                  "expiryTimeUtc":"2026-11-28T11:00:00Z"}"#;
+    /// // Pretty-printed, as `az` and most serializers print it.
+    /// let outbox = r#"{
+    ///   "messageId": "m1", "deviceId": "d1", "enqueuedTimeUtc": "2026-11-28T10:00:00Z",
+    ///   "expiryTimeUtc": "2026-11-28T11:00:00Z"
+    /// }"#;
     /// let mut inputs = Inputs::new();
     /// inputs.read_outbox(outbox.as_bytes(), "outbox.json")?;
     /// let at_ten_thirty = inputs.settle(AsOf::Given(1_795_861_800_000));
