@@ -898,3 +898,56 @@ fn a_kill_after_any_step_leaves_the_old_outputs_or_the_new() {
     assert!(step > 5, "only {step} steps");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_readme_example_is_what_the_command_prints_and_writes() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("$ failback c2d --outbox tests/fixtures/c2d/outbox.jsonl")
+        .expect("the README shows the command");
+    let block = &readme[start..];
+    let block = &block[..block.find("```").unwrap()];
+    let dir = scratch("readme");
+    let out = dir.join("c2d-out").display().to_string();
+    let block = block.replace("c2d-out", &out);
+    // The command and what it prints, then each `$ cat FILE` and the file.
+    let parts: Vec<Vec<&str>> = block
+        .split("\n$ ")
+        .map(|part| part.lines().collect())
+        .collect();
+    let head = &parts[0];
+    let n = head.iter().position(|l| !l.ends_with('\\')).unwrap() + 1;
+    let args: Vec<&str> = head[..n]
+        .iter()
+        .flat_map(|l| l.split_whitespace())
+        .filter(|a| !matches!(*a, "$" | "failback" | "\\"))
+        .collect();
+    let run = Command::new(env!("CARGO_BIN_EXE_failback"))
+        .args(&args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("FAILBACK_CRASH_AT")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(run.stdout).unwrap(),
+        head[n..].join("\n") + "\n"
+    );
+    let written = files(Path::new(&out));
+    assert_eq!(parts.len(), 3);
+    for part in &parts[1..] {
+        let name = part[0].rsplit('/').next().unwrap();
+        let shown = part[1..].join("\n") + "\n";
+        assert_eq!(
+            String::from_utf8(written[name].clone()).unwrap(),
+            shown,
+            "{name}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

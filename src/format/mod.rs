@@ -1,5 +1,6 @@
 //! Reading and writing IoT Hub's files: bulk export / import lines, twin
-//! lines and change-event lines.
+//! lines and change-event lines; and the cloud-to-device outbox and
+//! feedback records [`crate::c2d`] settles.
 //!
 //! Readers stream: one line at a time, each bounded in size, lines that do
 //! not start with `{` (hub warnings) skipped and counted, every line parsed
