@@ -72,6 +72,7 @@
 //! | build a hub's state from change events | [`replica::Replica`] |
 //! | merge application metadata | [`appmeta::AppDocument`] (example `app_metadata`) |
 //! | keep the concierge's view of the active hub | [`concierge::ActiveHub`] |
+//! | settle cloud-to-device messages: what to send again | [`c2d::Inputs`] |
 //! | read and write IoT Hub's files | [`format`](mod@format) |
 //! | write a CRDT of your own | [`kernel`] |
 //!
@@ -90,6 +91,7 @@
 #![warn(unreachable_pub)]
 
 pub mod appmeta;
+pub mod c2d;
 #[doc = include_str!("../docs/contract.md")]
 pub mod contract {}
 pub mod clock;

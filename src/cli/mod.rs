@@ -5,6 +5,7 @@
 //! invariant), 2 on bad input or usage, with a one-line error.
 
 mod apply;
+mod c2d;
 mod drill;
 mod ingest;
 mod merge;
@@ -35,6 +36,8 @@ enum Command {
     Replica(ingest::ReplicaArgs),
     /// Rehearse a failover and failback of a simulated fleet and check every invariant.
     Drill(drill::DrillArgs),
+    /// Settle cloud-to-device messages from the outbox and the hubs' feedback: what to send again.
+    C2d(c2d::C2dArgs),
 }
 
 /// A failure, with the exit status it maps to.
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Drill(args) => drill::run_drill(args),
         Command::Ingest(args) => ingest::ingest(args),
         Command::Replica(args) => ingest::replica(args),
+        Command::C2d(args) => c2d::run(args),
     };
     match result {
         Ok(code) => code,

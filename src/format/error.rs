@@ -30,6 +30,8 @@ pub struct ReadError {
     pub device: Option<String>,
     /// The module id, for a module line.
     pub module: Option<String>,
+    /// The message id, for a cloud-to-device outbox or feedback record.
+    pub message_id: Option<String>,
     /// The field, as a dotted path (`properties.desired.a`), when known.
     pub field: Option<String>,
     /// What is wrong.
@@ -191,6 +193,31 @@ pub enum ReadErrorKind {
     /// A module twin where a device twin was expected.
     #[error("a module twin, where a device twin was expected")]
     NotDeviceTwin,
+    /// A feedback `statusCode` is none of `Success`, `Expired`,
+    /// `DeliveryCountExceeded`, `Rejected`, `Purged` (in any case) or the
+    /// SDK enum's numbers 0-4.
+    #[error(
+        "unknown statusCode {}, expected Success, Expired, DeliveryCountExceeded, Rejected, Purged or 0-4",
+        shown(.value)
+    )]
+    UnknownStatusCode {
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
+    },
+    /// A cloud-to-device message's `ack` is none of `none`, `positive`,
+    /// `negative`, `full` (in any case).
+    #[error("unknown ack {}, expected none, positive, negative or full", shown(.value))]
+    UnknownAck {
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
+    },
+    /// A second outbox record for a message (the same `deviceId` and
+    /// `messageId`) that differs from the first.
+    #[error("differs from the record of this message at {first}")]
+    ConflictingMessage {
+        /// Where the first record is: `file:line`.
+        first: String,
+    },
     /// A replica refused the line (a seed conflicting with an earlier one,
     /// a delta of another hub).
     #[error(transparent)]
@@ -232,6 +259,7 @@ impl ReadError {
             line,
             device: None,
             module: None,
+            message_id: None,
             field: None,
             kind,
         }
@@ -250,6 +278,7 @@ impl ReadError {
             line,
             device: Some(error.device),
             module: error.module,
+            message_id: None,
             field: Some(error.path),
             kind: ReadErrorKind::Invalid(error.kind),
         }
@@ -260,6 +289,13 @@ impl ReadError {
     pub fn with_device(mut self, device: Option<&str>, module: Option<&str>) -> Self {
         self.device = device.map(str::to_owned);
         self.module = module.map(str::to_owned);
+        self
+    }
+
+    /// Names the cloud-to-device message the error is about.
+    #[must_use]
+    pub fn with_message_id(mut self, message_id: Option<&str>) -> Self {
+        self.message_id = message_id.map(str::to_owned);
         self
     }
 
@@ -283,10 +319,13 @@ impl ReadError {
         if let Some(module) = &self.module {
             let _ = write!(out, " module {}", shown_id(module));
         }
+        if let Some(message_id) = &self.message_id {
+            let _ = write!(out, " message {}", shown_id(message_id));
+        }
         if let Some(field) = &self.field {
             let _ = write!(out, " field {field:?}");
         }
-        if self.device.is_some() || self.field.is_some() {
+        if self.device.is_some() || self.message_id.is_some() || self.field.is_some() {
             out.push(':');
         }
         let _ = write!(out, " {}", self.kind);

@@ -1,5 +1,6 @@
 //! Reading and writing IoT Hub's files: bulk export / import lines, twin
-//! lines and change-event lines.
+//! lines and change-event lines; and the cloud-to-device outbox and
+//! feedback records [`crate::c2d`] settles.
 //!
 //! Readers stream: one line at a time, each bounded in size, lines that do
 //! not start with `{` (hub warnings) skipped and counted, every line parsed
@@ -39,6 +40,7 @@
 // path, so its size costs nothing worth boxing it for.
 #![allow(clippy::result_large_err)]
 
+mod c2d;
 mod detect;
 mod envelope;
 mod error;
@@ -53,6 +55,7 @@ mod twin;
 mod twin_json;
 mod write;
 
+pub(crate) use c2d::{Ack, FeedbackRecord, OutboxRecord, outcome_name};
 pub(crate) use detect::line_id;
 pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input, sniff_format};
 pub use envelope::{Envelope, UnknownEnvelope};
@@ -75,6 +78,7 @@ pub use import_mode::ImportMode;
 pub use lines::DEFAULT_MAX_LINE;
 pub(crate) use lines::Lines;
 pub use lines::{JsonlReader, ParseLine};
+pub(crate) use raw::format_time;
 pub(crate) use twin::twin_device;
 pub use twin::{
     TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, parse_twin_line,
