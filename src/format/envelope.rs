@@ -863,10 +863,36 @@ mod tests {
             Some(&br#"{"a":1}"#[..])
         );
         // The two characters past the alphanumerics.
-        assert_eq!(decode_base64("+/+/").as_deref(), Some(&[0xfb, 0xff, 0xbf][..]));
+        assert_eq!(
+            decode_base64("+/+/").as_deref(),
+            Some(&[0xfb, 0xff, 0xbf][..])
+        );
         // One character past a whole group is short, even with zero bits.
         for bad in ["e", "A", "AAAAA", "e31=", "e3$=", "{}", "e30=\n"] {
             assert_eq!(decode_base64(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn avro_values_of_the_wrong_type_are_named_as_json_names_them() {
+        use apache_avro::types::Value as Avro;
+        let cases = [
+            (Avro::Null, "null"),
+            (Avro::Boolean(true), "a boolean"),
+            (Avro::Int(1), "a number"),
+            (Avro::Long(1), "a number"),
+            (Avro::Double(1.5), "a number"),
+            (Avro::Bytes(vec![1]), "bytes"),
+            (Avro::Fixed(1, vec![1]), "bytes"),
+            (Avro::String("s".into()), "a string"),
+            (Avro::Enum(0, "A".into()), "a string"),
+            (Avro::Array(vec![]), "an array"),
+            (Avro::Map(Default::default()), "an object"),
+            (Avro::Record(vec![]), "an object"),
+            (Avro::Date(1), "another value"),
+        ];
+        for (value, name) in cases {
+            assert_eq!(avro_type(&value), name, "{value:?}");
         }
     }
 
