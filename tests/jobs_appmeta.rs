@@ -772,3 +772,43 @@ proptest! {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The law of the `parse_jobs` fuzz target, on its seeds: an error on one
+/// line, or `jobs.jsonl` lines (without `hubs` and `endings`) that read
+/// back to the same lines.
+#[test]
+fn the_parse_jobs_law_holds_on_its_seeds() {
+    let write = |jobs: &JobSet| -> String {
+        jobs.jobs()
+            .map(|job| {
+                let mut line = job.to_json();
+                let map = line.as_object_mut().unwrap();
+                map.remove("hubs");
+                map.remove("endings");
+                format!("{line}\n")
+            })
+            .collect()
+    };
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_jobs");
+    let mut read = 0;
+    for entry in std::fs::read_dir(seeds).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let jobs = match read_jobs(bytes.as_slice(), "seed", &hub("primary")) {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                assert!(!e.to_string().contains('\n'), "{}: {e}", path.display());
+                continue;
+            }
+        };
+        read += 1;
+        let mut twice = jobs.clone();
+        twice.merge(&jobs);
+        assert_eq!(twice, jobs, "{}", path.display());
+        let written = write(&jobs);
+        let again = read_jobs(written.as_bytes(), "rewritten", &hub("primary"))
+            .unwrap_or_else(|e| panic!("{}: {e}\n{written}", path.display()));
+        assert_eq!(write(&again), written, "{}", path.display());
+    }
+    assert!(read >= 8, "{read} seeds read");
+}
