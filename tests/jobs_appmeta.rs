@@ -309,7 +309,10 @@ fn a_bad_file_exits_2_naming_it_and_leaves_the_previous_results() {
     let jobs = dir.join("jobs.json");
     let docs = dir.join("docs");
     std::fs::create_dir_all(&docs).unwrap();
-    let cases: [(&str, &[u8], &str, &[u8], &str); 6] = [
+    // What is bad, the jobs file, the document's name and bytes, and what
+    // the one line of the error says.
+    type Case<'a> = (&'a str, &'a [u8], &'a str, &'a [u8], &'a str);
+    let cases: [Case<'_>; 6] = [
         ("jobs", b"[\n  {\"jobId\": \"a\", \"status\": \"running\"},\n  {\"jobId\": \"b\", \"status\": \"paused\"}\n]\n", "", b"", ":3: field \"status\": unknown job status \"paused\""),
         ("jobs", b"[\n  {\"jobId\": \"a\", \"status\": \"running\"},\n  {\"jobId\": \"b\",\n", "", b"", ":3: invalid JSON at column 14: EOF while parsing"),
         ("jobs", b"{\"jobId\": \"a\", \"type\": \"\xff\"}\n", "", b"", ":1: invalid UTF-8"),
@@ -527,7 +530,8 @@ fn documents_automerge_holds_beyond_json_are_refused_with_their_path() {
 #[test]
 fn whatever_is_no_document_is_refused_by_name() {
     let dir = scratch("refused");
-    let cases: [(&[(&str, &[u8])], &str); 5] = [
+    type Files<'a> = &'a [(&'a str, &'a [u8])];
+    let cases: [(Files<'_>, &str); 5] = [
         (
             &[("a.json", b"{}"), ("a.automerge", b"")],
             "holds both NAME.json and NAME.automerge",

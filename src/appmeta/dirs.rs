@@ -2,6 +2,10 @@
 //! per hub, each holding documents by name as `NAME.json` or
 //! `NAME.automerge`.
 
+// A `ReadError` carries the file, line and field by contract (the CLI
+// prints them), as in `format`; it is returned once, on a cold path.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -41,7 +45,7 @@ struct DocFile {
 /// A document read from its file: as JSON, or as an automerge document.
 enum Source {
     Json(Value),
-    Automerge(AppDocument),
+    Automerge(Box<AppDocument>),
 }
 
 /// What became of one document.
@@ -208,7 +212,7 @@ pub fn merge_dirs(
         let base_doc = match base_files.get(name) {
             None => None,
             Some(file) => Some(match read(file)? {
-                Source::Automerge(doc) => doc,
+                Source::Automerge(doc) => *doc,
                 Source::Json(value) => AppDocument::from_json(&base_replica, &value)
                     .map_err(|e| app_error(&file.path, e))?,
             }),
@@ -241,7 +245,7 @@ fn merge_one(
             continue;
         };
         let doc = match source {
-            Source::Automerge(doc) => doc,
+            Source::Automerge(doc) => *doc,
             Source::Json(value) => {
                 let mut fork = base.clone().unwrap_or_default();
                 fork.set_json(hub, &value).map_err(|e| app_error(path, e))?;
@@ -386,7 +390,7 @@ fn read(file: &DocFile) -> Result<Source, ReadError> {
     }
     match file.form {
         Form::Automerge => AppDocument::load(&bytes)
-            .map(Source::Automerge)
+            .map(|doc| Source::Automerge(Box::new(doc)))
             .map_err(|e| app_error(path, e)),
         Form::Json => {
             let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);

@@ -134,10 +134,11 @@ impl Extras {
             let mut set = JobSet::default();
             for (hub, path) in &job.jobs_files {
                 let file = path.display().to_string();
-                let read = std::fs::File::open(path)
-                    .map_err(|e| ReadError::io(file.clone(), e))
-                    .and_then(|f| read_jobs_counted(BufReader::new(f), &file, hub));
-                let (jobs, skipped) = read.map_err(|e| JobError::Read(Box::new(e)))?;
+                let bad = |e| JobError::Read(Box::new(e));
+                let opened =
+                    std::fs::File::open(path).map_err(|e| bad(ReadError::io(file.clone(), e)))?;
+                let (jobs, skipped) =
+                    read_jobs_counted(BufReader::new(opened), &file, hub).map_err(bad)?;
                 set.merge(&jobs);
                 extras.skipped.insert(file, skipped);
             }
