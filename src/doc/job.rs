@@ -583,7 +583,8 @@ impl JobSet {
     /// let secondary = br#"[{"jobId": "fw-1", "status": "completed"}]"#;
     /// let mut jobs = read_jobs(&primary[..], "primary.json", &p)?;
     /// jobs.merge(&read_jobs(&secondary[..], "secondary.json", &s)?);
-    /// let lost: Vec<&str> = jobs.to_reschedule(&[p, s]).map(|j| j.job_id()).collect();
+    /// let order = [p, s]; // the primary failed over to the secondary
+    /// let lost: Vec<&str> = jobs.to_reschedule(&order).map(|j| j.job_id()).collect();
     /// assert_eq!(lost, ["fw-2"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
