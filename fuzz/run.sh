@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 
 SECONDS_EACH=${1:-60}
 CARGO_FUZZ_VERSION=0.13.2
-read -r -a TARGETS <<<"${FUZZ_TARGETS:-parse_export parse_twin parse_events parse_c2d merge_converges apply_plan}"
+read -r -a TARGETS <<<"${FUZZ_TARGETS:-parse_export parse_twin parse_events parse_c2d parse_jobs merge_converges apply_plan}"
 JOBS=${FUZZ_JOBS:-$(nproc)}
 # Safe Rust: AddressSanitizer finds nothing the panics don't, and costs
 # build time and half the executions. 16 codegen units build the targets

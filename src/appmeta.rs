@@ -124,8 +124,11 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::ReplicaId;
 
+mod dirs;
 mod read;
 mod write;
+
+pub use dirs::{AppMetaMerge, merge_dirs};
 
 use read::{check_input, check_object, collect_conflicts, kind_of, read_map};
 use write::update_map;

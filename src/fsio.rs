@@ -244,6 +244,9 @@ pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
 pub(crate) struct DirWriter {
     out: PathBuf,
     tmp: PathBuf,
+    /// Subdirectories made with [`DirWriter::create_dir`], synced before
+    /// the directory itself.
+    subdirs: Vec<PathBuf>,
     done: bool,
 }
 
@@ -296,8 +299,18 @@ impl DirWriter {
         Ok(Self {
             out: out.to_owned(),
             tmp,
+            subdirs: Vec::new(),
             done: false,
         })
+    }
+
+    /// Makes the subdirectory `name` (mode 0700), in which files are then
+    /// created as `name/FILE`.
+    pub(crate) fn create_dir(&mut self, name: &str) -> io::Result<()> {
+        let path = self.tmp.join(name);
+        create_dir_private(&path)?;
+        self.subdirs.push(path);
+        Ok(())
     }
 
     /// Where the file `name` is being written.
@@ -322,6 +335,9 @@ impl DirWriter {
     /// (or renames it, when there is none), syncs the parent, and removes
     /// the old one.
     pub(crate) fn commit(mut self) -> io::Result<()> {
+        for subdir in &self.subdirs {
+            sync_dir(subdir)?;
+        }
         sync_dir(&self.tmp)?;
         let dir = parent(&self.out);
         if fs::symlink_metadata(&self.out).is_err() {

@@ -70,7 +70,8 @@
 //! | merge whole hubs' files and get import plans | [`job::run_merge`], or [`reconcile::merge_fleet`] in memory |
 //! | replicate between two live sites | [`doc::HubState`]: writes, [`delta_since`](doc::HubState::delta_since), [`apply_delta`](doc::HubState::apply_delta) (example `two_sites`) |
 //! | build a hub's state from change events | [`replica::Replica`] |
-//! | merge application metadata | [`appmeta::AppDocument`] (example `app_metadata`) |
+//! | merge application metadata | [`appmeta::AppDocument`] (example `app_metadata`), whole directories with [`appmeta::merge_dirs`] |
+//! | merge hubs' jobs and find those a failover lost | [`format::read_jobs`], [`doc::JobSet::to_reschedule`] |
 //! | keep the concierge's view of the active hub | [`concierge::ActiveHub`] |
 //! | settle cloud-to-device messages: what to send again | [`c2d::Inputs`] |
 //! | read and write IoT Hub's files | [`format`](mod@format) |

@@ -291,6 +291,9 @@ fn twin_merge(name: &str, secondary: &str) -> (Result<(), JobError>, PathBuf) {
         // Twin files carry no keys: these tests are about times and streaming.
         allow_new_keys: true,
         shard: None,
+        appmeta_base: None,
+        appmeta: Vec::new(),
+        jobs_files: Vec::new(),
     };
     (run_merge(&job).map(|_| ()), out)
 }

@@ -549,6 +549,9 @@ proptest! {
             policies: Policies::default(),
             allow_new_keys: false,
             shard: None,
+            appmeta_base: None,
+            appmeta: Vec::new(),
+            jobs_files: Vec::new(),
         };
         let report = run_merge(&job);
         prop_assert!(report.is_ok(), "{:?}", report.err());

@@ -39,6 +39,9 @@ fn job(base: Option<&Path>, hubs: &[(&str, &Path)], out: &Path) -> MergeJob {
         // Twin files carry no keys: these tests are about times and streaming.
         allow_new_keys: true,
         shard: None,
+        appmeta_base: None,
+        appmeta: Vec::new(),
+        jobs_files: Vec::new(),
     }
 }
 

@@ -249,6 +249,9 @@ fn merge_job(dir: &Path, out: &Path, jobs: usize, reading: Reading) -> MergeJob 
         policies: Policies::default(),
         allow_new_keys: false,
         shard: None,
+        appmeta_base: None,
+        appmeta: Vec::new(),
+        jobs_files: Vec::new(),
     }
 }
 

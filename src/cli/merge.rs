@@ -21,9 +21,23 @@ pub struct MergeArgs {
     #[arg(long, value_name = "BASE.jsonl")]
     base: Option<PathBuf>,
     /// A hub and its file (export or twin JSONL, or a replica state from
-    /// `failback ingest`), twice or more.
-    #[arg(long = "hub", value_name = "NAME=FILE", required = true)]
+    /// `failback ingest`), twice or more. Optional when only application
+    /// metadata or jobs are merged.
+    #[arg(long = "hub", value_name = "NAME=FILE", required_unless_present_any = ["appmeta", "jobs_files"])]
     hubs: Vec<String>,
+    /// The base's application-metadata directory (documents as NAME.json or
+    /// NAME.automerge): what each hub's documents are compared with.
+    #[arg(long, value_name = "DIR", requires = "appmeta")]
+    appmeta_base: Option<PathBuf>,
+    /// A hub and its application-metadata directory, once per hub; merged
+    /// into appmeta/NAME.json and appmeta/NAME.automerge.
+    #[arg(long, value_name = "NAME=DIR")]
+    appmeta: Vec<String>,
+    /// A hub and its jobs as `az iot hub job list` prints them, once per
+    /// hub; merged into jobs.jsonl, the jobs a failover lost in
+    /// jobs.todo.jsonl.
+    #[arg(long = "jobs-file", value_name = "NAME=FILE")]
+    jobs_files: Vec<String>,
     /// Where the results go, written whole or not at all.
     #[arg(long, value_name = "DIR", default_value = "failback-out")]
     out: PathBuf,
@@ -59,15 +73,27 @@ fn hub_name(text: &str) -> Result<ReplicaId, Failure> {
     ReplicaId::new(text).map_err(|e| Failure::Input(e.to_string()))
 }
 
+/// `NAME=PATH` arguments of `flag`, as hubs and paths.
+fn named_paths(
+    flag: &str,
+    what: &str,
+    specs: &[String],
+) -> Result<Vec<(ReplicaId, PathBuf)>, Failure> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let (name, path) = spec
+            .split_once('=')
+            .ok_or_else(|| Failure::Input(format!("{flag} {spec:?}: expected NAME={what}")))?;
+        out.push((hub_name(name)?, PathBuf::from(path)));
+    }
+    Ok(out)
+}
+
 /// Runs `failback merge`.
 pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
-    let mut hubs = Vec::new();
-    for spec in &args.hubs {
-        let (name, file) = spec
-            .split_once('=')
-            .ok_or_else(|| Failure::Input(format!("--hub {spec:?}: expected NAME=FILE")))?;
-        hubs.push((hub_name(name)?, PathBuf::from(file)));
-    }
+    let hubs = named_paths("--hub", "FILE", &args.hubs)?;
+    let appmeta = named_paths("--appmeta", "DIR", &args.appmeta)?;
+    let jobs_files = named_paths("--jobs-file", "FILE", &args.jobs_files)?;
     let mut as_of = BTreeMap::new();
     for spec in &args.as_of {
         let (name, time) = spec
@@ -92,9 +118,13 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
                 .map_err(|e| Failure::Input(e.to_string()))
         })
         .transpose()?;
+    let devices = !hubs.is_empty();
     let job = MergeJob {
         base: args.base,
         hubs,
+        appmeta_base: args.appmeta_base,
+        appmeta,
+        jobs_files,
         out: args.out.clone(),
         active_order,
         as_of,
@@ -114,9 +144,13 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
             Failure::Internal(e.to_string())
         }
     })?;
-    match &report.shard {
-        Some(shard) => println!("merged {} devices (shard {shard})", report.devices_merged),
-        None => println!("merged {} devices", report.devices_merged),
+    let mut written = Vec::new();
+    if devices {
+        match &report.shard {
+            Some(shard) => println!("merged {} devices (shard {shard})", report.devices_merged),
+            None => println!("merged {} devices", report.devices_merged),
+        }
+        written.extend(["merged.jsonl", "<hub>.import.jsonl"]);
     }
     for (outcome, n) in &report.outcomes {
         println!("  {outcome:<12} {n}");
@@ -133,6 +167,26 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
             }
         );
     }
+    if !job.appmeta.is_empty() {
+        let total: usize = report.appmeta.values().sum();
+        println!("application metadata: {total} documents");
+        for (outcome, n) in &report.appmeta {
+            println!("  {outcome:<12} {n}");
+        }
+        for name in &report.appmeta_deleted {
+            println!("deleted (delete wins): {name}");
+        }
+        written.push("appmeta/");
+    }
+    if let Some(todo) = report.jobs_todo {
+        let total: usize = report.jobs.values().sum();
+        println!("jobs: {total}");
+        for (status, n) in &report.jobs {
+            println!("  {status:<12} {n}");
+        }
+        println!("jobs to schedule again: {todo} (jobs.todo.jsonl)");
+        written.extend(["jobs.jsonl", "jobs.todo.jsonl"]);
+    }
     let total: usize = report.conflicts.values().sum();
     println!("conflicts: {total}");
     for (rule, n) in &report.conflicts {
@@ -145,10 +199,8 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
     for warning in &report.warnings {
         println!("warning: {warning}");
     }
-    println!(
-        "results in {}: merged.jsonl, <hub>.import.jsonl, conflicts.jsonl, report.json",
-        args.out.display()
-    );
+    written.extend(["conflicts.jsonl", "report.json"]);
+    println!("results in {}: {}", args.out.display(), written.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -156,7 +208,13 @@ pub fn run(args: MergeArgs) -> Result<ExitCode, Failure> {
 /// what is missing, the command line names its flags.
 fn with_hint(error: &JobError) -> String {
     let hint = match error {
-        JobError::TooFewHubs { .. } => "give at least two --hub NAME=FILE".to_owned(),
+        JobError::TooFewHubs { .. } => {
+            "give at least two --hub NAME=FILE, or only --appmeta and --jobs-file".to_owned()
+        }
+        JobError::UnknownHub { .. } => "name a hub given with --hub".to_owned(),
+        JobError::JobsHubNotOrdered { .. } => {
+            "give --active-order naming each hub once, the one active now last (each hub before it failed over to the next)".to_owned()
+        }
         JobError::ExportWithoutBase { .. } => "--base is required".to_owned(),
         JobError::AsOfUnknownHub { .. } => "--as-of must name a --hub".to_owned(),
         JobError::Stamp(StampError::MissingAsOf { hub }) => format!("add --as-of {hub}=RFC3339"),

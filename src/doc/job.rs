@@ -16,12 +16,22 @@
 //! maximum, those that only shrink as devices finish (`runningCount`,
 //! `pendingCount`) by minimum. Each piece is a semilattice, so the whole is
 //! one: merges commute, associate and are idempotent.
+//!
+//! Each hub that listed the job is kept with the furthest status it gave
+//! ([`JobDoc::hubs`]), which is what tells the jobs a failover lost
+//! ([`JobSet::to_reschedule`]). The record's other fields (the device
+//! query, the method or twin patch, `failureReason`, fields this crate does
+//! not know) are kept too: each field takes the value of the view that got
+//! furthest, ties broken by the value's canonical JSON text, a total order,
+//! so the whole stays a semilattice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
+use crate::clock::ReplicaId;
 use crate::kernel::Merge;
 
 /// A job's status, in IoT Hub's spelling (`canceled` is read as
@@ -52,6 +62,37 @@ impl JobStatus {
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// The status named `text`, in any case, as IoT Hub and its SDKs spell
+    /// it: `canceled` is `cancelled`, and `pending` (the jobs guide's word
+    /// for a job waiting to be picked up) is `queued`.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        const NAMES: [(&str, JobStatus); 10] = [
+            ("unknown", JobStatus::Unknown),
+            ("queued", JobStatus::Queued),
+            ("pending", JobStatus::Queued),
+            ("enqueued", JobStatus::Enqueued),
+            ("scheduled", JobStatus::Scheduled),
+            ("running", JobStatus::Running),
+            ("completed", JobStatus::Completed),
+            ("failed", JobStatus::Failed),
+            ("cancelled", JobStatus::Cancelled),
+            ("canceled", JobStatus::Cancelled),
+        ];
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(text))
+            .map(|(_, status)| *status)
+    }
+
+    /// Whether the job waits or runs: queued, enqueued, scheduled or
+    /// running.
+    fn is_live(self) -> bool {
+        matches!(
+            self,
+            Self::Queued | Self::Enqueued | Self::Scheduled | Self::Running
+        )
     }
 
     /// IoT Hub's name.
@@ -147,7 +188,41 @@ pub struct JobDoc {
     end_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     statistics: Option<JobStatistics>,
+    /// Each hub that listed the job, with the furthest status it gave.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    hubs: BTreeMap<ReplicaId, JobStatus>,
+    /// The record's other fields, each with the status of the view that
+    /// gave it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    fields: BTreeMap<String, FieldView>,
 }
+
+/// One field of a hub's job record, and the status of that record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct FieldView {
+    status: JobStatus,
+    value: Value,
+}
+
+impl FieldView {
+    /// Whether `self` wins over `other`: the further status, then the
+    /// greater canonical JSON text (object keys are sorted).
+    fn beats(&self, other: &Self) -> bool {
+        (self.status, self.value.to_string()) > (other.status, other.value.to_string())
+    }
+}
+
+/// The fields of a job record that describe one run of it rather than
+/// what it does: left out of [`JobDoc::reschedule_json`].
+const RUN_FIELDS: [&str; 7] = [
+    "createdTime",
+    "endTime",
+    "deviceJobStatistics",
+    "failureReason",
+    "statusMessage",
+    "progress",
+    "endings",
+];
 
 impl JobDoc {
     /// A job as one hub knows it.
@@ -161,9 +236,175 @@ impl JobDoc {
             start_ms: None,
             end_ms: None,
             statistics: None,
+            hubs: BTreeMap::new(),
+            fields: BTreeMap::new(),
         };
         job.advance(status);
         job
+    }
+
+    /// Notes that `hub` listed the job with its current status, and keeps
+    /// `fields`, the record's fields the merge does not interpret.
+    pub(crate) fn listed_by(&mut self, hub: &ReplicaId, fields: Map<String, Value>) {
+        let status = self.status;
+        self.hubs
+            .entry(hub.clone())
+            .and_modify(|s| *s = (*s).max(status))
+            .or_insert(status);
+        for (name, value) in fields {
+            self.keep_field(name, FieldView { status, value });
+        }
+    }
+
+    fn keep_field(&mut self, name: String, view: FieldView) {
+        match self.fields.get_mut(&name) {
+            Some(mine) => {
+                if view.beats(mine) {
+                    *mine = view;
+                }
+            }
+            None => {
+                self.fields.insert(name, view);
+            }
+        }
+    }
+
+    /// Each hub that listed the job, by name, with the furthest status it
+    /// gave.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::ReplicaId;
+    /// use failback::doc::JobStatus;
+    /// use failback::format::read_jobs;
+    ///
+    /// let hub = ReplicaId::new("primary")?;
+    /// let list = br#"[{"jobId": "reboot-1", "type": "scheduleDeviceMethod", "status": "Running"}]"#;
+    /// let jobs = read_jobs(&list[..], "primary.jobs.json", &hub)?;
+    /// let job = jobs.get("reboot-1").unwrap();
+    /// assert_eq!(job.hubs().collect::<Vec<_>>(), [(&hub, JobStatus::Running)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn hubs(&self) -> impl Iterator<Item = (&ReplicaId, JobStatus)> {
+        self.hubs.iter().map(|(hub, status)| (hub, *status))
+    }
+
+    /// A field of the record the merge keeps as the hubs gave it
+    /// (`queryCondition`, `cloudToDeviceMethod`, `updateTwin`,
+    /// `failureReason`, any field this crate does not know): the value of
+    /// the view that got furthest.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::ReplicaId;
+    /// use failback::format::read_jobs;
+    ///
+    /// let hub = ReplicaId::new("primary")?;
+    /// let list = br#"{"jobId": "j1", "status": "queued", "queryCondition": "tags.site = 'lyon'"}"#;
+    /// let jobs = read_jobs(&list[..], "jobs.jsonl", &hub)?;
+    /// assert_eq!(jobs.get("j1").unwrap().field("queryCondition").unwrap(), "tags.site = 'lyon'");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name).map(|view| &view.value)
+    }
+
+    /// The merged job as one line of `jobs.jsonl`: the record in the hub's
+    /// own shape (`jobId`, `type`, `status`, the times as RFC 3339 UTC with
+    /// milliseconds, `deviceJobStatistics`, every kept field), plus
+    /// `endings` (every terminal status any hub gave, when there is one)
+    /// and `hubs` (each hub's own status). Object keys are sorted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::ReplicaId;
+    /// use failback::format::read_jobs;
+    /// use failback::kernel::Merge;
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let mut jobs = read_jobs(&br#"{"jobId":"j1","status":"completed"}"#[..], "p.json", &p)?;
+    /// jobs.merge(&read_jobs(&br#"{"jobId":"j1","status":"cancelled"}"#[..], "s.json", &s)?);
+    /// assert_eq!(
+    ///     jobs.get("j1").unwrap().to_json().to_string(),
+    ///     r#"{"endings":["completed","cancelled"],"hubs":{"primary":"completed","secondary":"cancelled"},"jobId":"j1","status":"cancelled"}"#
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_json(&self) -> Value {
+        let mut line: Map<String, Value> = self
+            .fields
+            .iter()
+            .map(|(name, view)| (name.clone(), view.value.clone()))
+            .collect();
+        line.insert("jobId".into(), Value::from(self.job_id.as_str()));
+        if !self.job_type.is_empty() {
+            line.insert("type".into(), Value::from(self.job_type.as_str()));
+        }
+        line.insert("status".into(), Value::from(self.status.as_str()));
+        for (name, ms) in [
+            ("createdTime", self.created_ms),
+            ("startTime", self.start_ms),
+            ("endTime", self.end_ms),
+        ] {
+            if let Some(text) = ms.and_then(rfc3339) {
+                line.insert(name.into(), Value::from(text));
+            }
+        }
+        if let Some(statistics) = &self.statistics {
+            line.insert(
+                "deviceJobStatistics".into(),
+                serde_json::to_value(statistics).unwrap_or(Value::Null),
+            );
+        }
+        if !self.ended.is_empty() {
+            let endings = self.ended.iter().map(|s| Value::from(s.as_str())).collect();
+            line.insert("endings".into(), Value::Array(endings));
+        }
+        if !self.hubs.is_empty() {
+            let hubs = self
+                .hubs
+                .iter()
+                .map(|(hub, status)| (hub.to_string(), Value::from(status.as_str())))
+                .collect();
+            line.insert("hubs".into(), Value::Object(hubs));
+        }
+        Value::Object(line)
+    }
+
+    /// The job as one line of `jobs.todo.jsonl`: what scheduling it again
+    /// takes (`jobId`, `type`, `queryCondition`, `cloudToDeviceMethod` or
+    /// `updateTwin`, `startTime`, `maxExecutionTimeInSeconds`, any other
+    /// field of its definition), with `status` and `hubs` to say where it
+    /// was; [`JobDoc::to_json`] without what describes a run (`createdTime`,
+    /// `endTime`, `deviceJobStatistics`, `failureReason`, `statusMessage`,
+    /// `progress`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::ReplicaId;
+    /// use failback::format::read_jobs;
+    ///
+    /// let hub = ReplicaId::new("primary")?;
+    /// let list = br#"{"jobId":"j1","status":"running","createdTime":"2024-03-01T12:00:00Z","queryCondition":"*"}"#;
+    /// let jobs = read_jobs(&list[..], "p.json", &hub)?;
+    /// assert_eq!(
+    ///     jobs.get("j1").unwrap().reschedule_json().to_string(),
+    ///     r#"{"hubs":{"primary":"running"},"jobId":"j1","queryCondition":"*","status":"running"}"#
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reschedule_json(&self) -> Value {
+        let mut line = self.to_json();
+        if let Value::Object(map) = &mut line {
+            for name in RUN_FIELDS {
+                map.remove(name);
+            }
+        }
+        line
     }
 
     /// The job id.
@@ -232,6 +473,12 @@ impl JobDoc {
     }
 }
 
+/// `ms` as RFC 3339 UTC with milliseconds, as IoT Hub writes times.
+fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
 fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -252,6 +499,15 @@ impl Merge for JobDoc {
         self.observe_times(other.created_ms, other.start_ms, other.end_ms);
         if let Some(statistics) = &other.statistics {
             self.observe_statistics(statistics);
+        }
+        for (hub, status) in &other.hubs {
+            self.hubs
+                .entry(hub.clone())
+                .and_modify(|s| *s = (*s).max(*status))
+                .or_insert(*status);
+        }
+        for (name, view) in &other.fields {
+            self.keep_field(name.clone(), view.clone());
         }
     }
 }
@@ -295,6 +551,55 @@ impl JobSet {
     /// The jobs by id.
     pub fn jobs(&self) -> impl Iterator<Item = &JobDoc> {
         self.jobs.values()
+    }
+
+    /// The jobs a failover lost, which an operator must schedule again
+    /// (IoT Hub does not recover parent jobs), by id. `order` is the order
+    /// the hubs were active in, most recent last: each hub before the last
+    /// failed over to the next, and the last is active now. A job is lost
+    /// when
+    ///
+    /// - a hub that failed listed it queued, enqueued, scheduled or
+    ///   running,
+    /// - no hub finished it (completed, failed or cancelled), and
+    /// - the hub active now does not hold it queued, enqueued, scheduled or
+    ///   running (there it is alive: scheduling it again would run it
+    ///   twice).
+    ///
+    /// A job only some hubs listed counts only for those hubs. With fewer
+    /// than two hubs in `order`, none failed and nothing is lost.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::ReplicaId;
+    /// use failback::format::read_jobs;
+    /// use failback::kernel::Merge;
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// // The primary was running two jobs when it failed over to the
+    /// // secondary; the secondary's backup knew one of them and finished it.
+    /// let primary = br#"[{"jobId": "fw-1", "status": "running"}, {"jobId": "fw-2", "status": "running"}]"#;
+    /// let secondary = br#"[{"jobId": "fw-1", "status": "completed"}]"#;
+    /// let mut jobs = read_jobs(&primary[..], "primary.json", &p)?;
+    /// jobs.merge(&read_jobs(&secondary[..], "secondary.json", &s)?);
+    /// let order = [p, s]; // the primary failed over to the secondary
+    /// let lost: Vec<&str> = jobs.to_reschedule(&order).map(|j| j.job_id()).collect();
+    /// assert_eq!(lost, ["fw-2"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_reschedule<'a>(
+        &'a self,
+        order: &'a [ReplicaId],
+    ) -> impl Iterator<Item = &'a JobDoc> + 'a {
+        let (failed, now) = match order.split_last() {
+            Some((now, failed)) => (failed, Some(now)),
+            None => (&[][..], None),
+        };
+        self.jobs.values().filter(move |job| {
+            let live_on = |hub: &ReplicaId| job.hubs.get(hub).is_some_and(|s| s.is_live());
+            job.ended.is_empty() && failed.iter().any(live_on) && !now.is_some_and(live_on)
+        })
     }
 }
 

@@ -222,6 +222,35 @@ pub enum ReadErrorKind {
     /// a delta of another hub).
     #[error(transparent)]
     Replica(crate::replica::ReplicaError),
+    /// A job's `status` is none of IoT Hub's (`queued`, `enqueued`,
+    /// `scheduled`, `running`, `completed`, `failed`, `cancelled`,
+    /// `unknown`, in any case; `canceled` and `pending` too).
+    #[error("unknown job status {}", shown(.value))]
+    UnknownJobStatus {
+        /// The value read; `None` when it might be a secret.
+        value: Option<String>,
+    },
+    /// A job record no hub would list: its id is empty, too long or holds
+    /// a control character, or it carries a field of the merge's output.
+    #[error("invalid job: {reason}")]
+    InvalidJob {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A file of an application-metadata directory that is no document:
+    /// not `NAME.json` or `NAME.automerge` with `NAME` of 1 to 128 of
+    /// `[A-Za-z0-9._-]` (not starting with `.`), both forms of one name, or
+    /// too large.
+    #[error("not an application document: {reason}")]
+    NotAppDocument {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// An application-metadata document that cannot be taken: not a JSON
+    /// object, nested too deep, an automerge document holding what JSON
+    /// cannot, or changes automerge refuses to merge.
+    #[error(transparent)]
+    AppMeta(crate::appmeta::AppMetaError),
 }
 
 /// The longest value of an enumerated field an error keeps.

@@ -49,6 +49,7 @@ mod export;
 mod group;
 mod identity;
 mod import_mode;
+mod jobs;
 mod lines;
 mod raw;
 mod twin;
@@ -75,6 +76,8 @@ pub use export::{
 pub(crate) use group::{DeviceLine, group};
 pub use identity::{IdentityLine, IdentityReader, parse_identity_line};
 pub use import_mode::ImportMode;
+pub use jobs::read_jobs;
+pub(crate) use jobs::read_jobs_counted;
 pub use lines::DEFAULT_MAX_LINE;
 pub(crate) use lines::Lines;
 pub use lines::{JsonlReader, ParseLine};

@@ -1,6 +1,8 @@
 //! The failback merge as operators run it: read the base and the hubs'
 //! files, merge, and write `merged.jsonl`, one import plan per hub,
-//! `conflicts.jsonl` and `report.json`, all or nothing.
+//! `conflicts.jsonl` and `report.json`, all or nothing; with application
+//! metadata (`appmeta/`) and jobs (`jobs.jsonl`, `jobs.todo.jsonl`) when
+//! given, in the same step.
 //!
 //! Devices never interact, so the merge goes device by device in id
 //! order. When every input is sorted by id (exports are), the inputs are
@@ -13,6 +15,7 @@
 //! inputs in the order given, so a bad line is reported the same way
 //! whatever path found it.
 
+mod extras;
 mod inputs;
 mod outputs;
 mod pipeline;
@@ -28,6 +31,7 @@ use crate::clock::ReplicaId;
 use crate::doc::Policies;
 use crate::format::{Format, ReadError};
 use crate::reconcile::{BASE, HubClocks, StampError};
+use extras::Extras;
 use inputs::{InputMeta, Newest, settle};
 use outputs::Outputs;
 use pipeline::{Context, Stop};
@@ -40,8 +44,20 @@ pub struct MergeJob {
     /// The common base (the backup the secondary was seeded from). Needed
     /// for exports; optional for twin files.
     pub base: Option<PathBuf>,
-    /// Each hub's file, by hub name. Their order never matters.
+    /// Each hub's file, by hub name. Their order never matters. Empty for
+    /// a merge of application metadata or jobs only.
     pub hubs: Vec<(ReplicaId, PathBuf)>,
+    /// The base's application-metadata directory: documents by name, as
+    /// `NAME.json` or `NAME.automerge` ([`crate::appmeta::merge_dirs`]).
+    pub appmeta_base: Option<PathBuf>,
+    /// Each hub's application-metadata directory, by hub name; merged into
+    /// `appmeta/NAME.json` and `appmeta/NAME.automerge`.
+    pub appmeta: Vec<(ReplicaId, PathBuf)>,
+    /// Each hub's jobs as `az iot hub job list` prints them
+    /// ([`crate::format::read_jobs`]), by hub name; merged into
+    /// `jobs.jsonl`, with the jobs a failover lost in `jobs.todo.jsonl`
+    /// ([`crate::doc::JobSet::to_reschedule`], by the activation order).
+    pub jobs_files: Vec<(ReplicaId, PathBuf)>,
     /// The output directory, written whole or not at all.
     pub out: PathBuf,
     /// The order the hubs were active in, most recent last.
@@ -122,6 +138,25 @@ pub enum JobError {
     #[error("an as-of time names {hub}, which is not one of the hubs")]
     AsOfUnknownHub {
         /// The name.
+        hub: ReplicaId,
+    },
+    /// Application metadata or a jobs file names a hub that is not one of
+    /// the hubs whose devices are merged.
+    #[error("{what} names {hub}, which is not one of the hubs")]
+    UnknownHub {
+        /// The name.
+        hub: ReplicaId,
+        /// What names it (`--appmeta`, `--jobs-file`).
+        what: &'static str,
+    },
+    /// The order the hubs were active in does not name a hub of a jobs
+    /// file (or names it twice), or is not known: it tells which hubs
+    /// failed, and so which jobs were lost.
+    #[error(
+        "cannot tell whether hub {hub} failed over: the order the hubs were active in does not name it once"
+    )]
+    JobsHubNotOrdered {
+        /// The hub.
         hub: ReplicaId,
     },
     /// The hubs' times cannot be put on one scale, or one is too far ahead.
@@ -207,6 +242,19 @@ pub struct MergeReport {
     /// The shard merged (`K/N`), when not the whole fleet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
+    /// Application-metadata documents by outcome: `created`, `merged`,
+    /// `unchanged`, `deleted`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub appmeta: BTreeMap<&'static str, usize>,
+    /// The application-metadata documents deleted (delete wins), by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub appmeta_deleted: Vec<String>,
+    /// Jobs by merged status.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub jobs: BTreeMap<&'static str, usize>,
+    /// The jobs to schedule again (`jobs.todo.jsonl`), when jobs were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs_todo: Option<usize>,
     /// Things an operator should know.
     pub warnings: Vec<String>,
     /// Whether the inputs were streamed (all sorted by id) rather than
@@ -223,13 +271,22 @@ pub struct MergeReport {
 /// I/O error while writing (the output directory is then left as it was).
 pub fn run_merge(job: &MergeJob) -> Result<MergeReport, JobError> {
     let names: Vec<ReplicaId> = job.hubs.iter().map(|(n, _)| n.clone()).collect();
-    check_names(&names)?;
+    let extras_only = names.is_empty()
+        && job.base.is_none()
+        && (job.appmeta_base.is_some() || !job.appmeta.is_empty() || !job.jobs_files.is_empty());
+    if !extras_only {
+        check_names(&names)?;
+    }
+    let extras = Extras::read(job)?;
+    if extras_only {
+        return outputs::write_extras_only(&job.out, &extras);
+    }
     if job.reading == Reading::Auto {
-        if let Some(report) = streamed(job, &names)? {
+        if let Some(report) = streamed(job, &names, &extras)? {
             return Ok(report);
         }
     }
-    indexed(job, &names)
+    indexed(job, &names, &extras)
 }
 
 /// The inputs in merge order: the base, then the hubs sorted by name.
@@ -254,7 +311,11 @@ fn base_name() -> ReplicaId {
 /// The streaming path. `Ok(None)` when the inputs must be indexed instead:
 /// one is not sorted, or something is wrong, which the indexed path then
 /// reports as it always does.
-fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, JobError> {
+fn streamed(
+    job: &MergeJob,
+    names: &[ReplicaId],
+    extras: &Extras,
+) -> Result<Option<MergeReport>, JobError> {
     let order = in_merge_order(job);
     let mut metas = Vec::new();
     let mut sources = Vec::new();
@@ -310,7 +371,7 @@ fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, 
     let Ok(clocks) = settle(job, names, base, hubs) else {
         return Ok(None);
     };
-    let report = merge(job, &metas, &clocks, sources, true);
+    let report = merge(job, &metas, &clocks, sources, true, extras);
     match report {
         Ok(report) => Ok(Some(report)),
         Err(Stop::Output(error)) => Err(error),
@@ -321,7 +382,7 @@ fn streamed(job: &MergeJob, names: &[ReplicaId]) -> Result<Option<MergeReport>, 
 
 /// The indexed path: every input read and checked whole (in the order
 /// given, base first), then merged device by device in id order.
-fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError> {
+fn indexed(job: &MergeJob, names: &[ReplicaId], extras: &Extras) -> Result<MergeReport, JobError> {
     let build = |path: &PathBuf| -> Result<Built, Box<ReadError>> {
         match replica_source(path).map_err(Box::new)? {
             Some((source, newest)) => Ok(Built::Replica(Box::new(source), newest)),
@@ -398,7 +459,7 @@ fn indexed(job: &MergeJob, names: &[ReplicaId]) -> Result<MergeReport, JobError>
             Built::Replica(source, _) => *source,
         });
     }
-    merge(job, &metas, &clocks, sources, false).map_err(|stop| match stop {
+    merge(job, &metas, &clocks, sources, false, extras).map_err(|stop| match stop {
         Stop::Output(error) => error,
         Stop::Panicked(panic) => panic.resume(),
         Stop::Source(_, SourceError::Read(error)) => JobError::Read(error),
@@ -433,6 +494,7 @@ fn merge(
     clocks: &HubClocks,
     sources: Vec<Source>,
     streamed: bool,
+    extras: &Extras,
 ) -> Result<MergeReport, Stop> {
     let (_, hubs) = split_base(job, metas);
     let hub_names: Vec<ReplicaId> = hubs.iter().map(|h| h.hub.clone()).collect();
@@ -481,7 +543,7 @@ fn merge(
         report.skipped_lines.insert(meta.file.clone(), skipped);
     }
     report.warnings.append(&mut warnings);
-    outputs.finish(&mut report).map_err(Stop::Output)?;
+    outputs.finish(&mut report, extras).map_err(Stop::Output)?;
     Ok(report)
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::extras::Extras;
 use super::source::DeviceInput;
 use super::{JobError, MergeReport};
 use crate::clock::ReplicaId;
@@ -304,8 +305,38 @@ pub(super) struct Outputs {
 /// Whether `name` is one a merge writes into its output directory: only
 /// a directory holding nothing else is replaced.
 fn is_output(name: &str) -> bool {
-    matches!(name, "merged.jsonl" | "conflicts.jsonl" | "report.json")
-        || name.ends_with(".import.jsonl")
+    matches!(
+        name,
+        "merged.jsonl"
+            | "conflicts.jsonl"
+            | "report.json"
+            | "appmeta"
+            | "jobs.jsonl"
+            | "jobs.todo.jsonl"
+    ) || name.ends_with(".import.jsonl")
+}
+
+/// Writes `report.json` into `dir` and puts `dir` in place of `out`.
+fn commit(dir: DirWriter, out: &Path, report: &MergeReport) -> Result<(), JobError> {
+    let report_path = dir.path_of("report.json");
+    let mut bytes =
+        serde_json::to_vec_pretty(report).map_err(|e| io_error(&report_path)(e.into()))?;
+    bytes.push(b'\n');
+    dir.write("report.json", &bytes)
+        .map_err(io_error(&report_path))?;
+    dir.commit().map_err(io_error(out))
+}
+
+/// A merge of application metadata or jobs only: their files,
+/// `conflicts.jsonl` and `report.json`, all or nothing.
+pub(super) fn write_extras_only(out: &Path, extras: &Extras) -> Result<MergeReport, JobError> {
+    let mut dir = DirWriter::begin(out, &is_output).map_err(io_error(out))?;
+    let mut report = MergeReport::default();
+    let conflicts = extras.write(&mut dir, &mut report)?;
+    dir.write("conflicts.jsonl", &conflicts)
+        .map_err(io_error(&dir.path_of("conflicts.jsonl")))?;
+    commit(dir, out, &report)?;
+    Ok(report)
 }
 
 /// The files of the results that hold keys in clear (the others hold at
@@ -368,7 +399,11 @@ impl Outputs {
 
     /// Completes the report from what was written, writes `report.json`,
     /// and renames the directory into place.
-    pub(super) fn finish(mut self, report: &mut MergeReport) -> Result<(), JobError> {
+    pub(super) fn finish(
+        mut self,
+        report: &mut MergeReport,
+        extras: &Extras,
+    ) -> Result<(), JobError> {
         let tally = std::mem::take(&mut self.tally);
         let Some(files) = self.files.take() else {
             return Ok(());
@@ -400,20 +435,16 @@ impl Outputs {
                 tally.keyless.len()
             ));
         }
+        let Some(mut dir) = self.dir.take() else {
+            return Ok(());
+        };
+        let mut conflicts = files.conflicts;
+        conflicts.append(&extras.write(&mut dir, report)?)?;
         files.merged.finish()?;
-        files.conflicts.finish()?;
+        conflicts.finish()?;
         for (_, plan) in files.plans {
             plan.finish()?;
         }
-        let Some(dir) = self.dir.take() else {
-            return Ok(());
-        };
-        let report_path = dir.path_of("report.json");
-        let mut bytes =
-            serde_json::to_vec_pretty(report).map_err(|e| io_error(&report_path)(e.into()))?;
-        bytes.push(b'\n');
-        dir.write("report.json", &bytes)
-            .map_err(io_error(&report_path))?;
-        dir.commit().map_err(io_error(&self.out))
+        commit(dir, &self.out, report)
     }
 }
