@@ -53,6 +53,12 @@ invariants! {
         "the merge is the same for either hub order and any thread count (one shard in eight merged twice)";
     FILES_ROUNDTRIP = "files-roundtrip":
         "every export and every plan survives IoT Hub's file format: written, read back, unchanged";
+    C2D_COMPLETED_NOT_RESENT = "c2d-completed-not-resent":
+        "no cloud-to-device message that ended on any hub is sent again after failback";
+    C2D_NOTHING_LOST = "c2d-nothing-lost":
+        "every cloud-to-device message no hub ended and not expired is sent again, or reported over its device's queue limit";
+    JOBS_RESCHEDULED = "jobs-rescheduled":
+        "exactly the jobs the failed hub held scheduled or running, that no hub finished or holds, are to be scheduled again";
     NO_PANIC = "no-panic":
         "the merge, the plans and the drill ran to the end without panicking";
     SIMULATOR_CONSISTENT = "simulator-consistent":

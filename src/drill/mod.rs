@@ -27,6 +27,7 @@ mod fleet;
 mod invariants;
 mod oracle;
 mod paths;
+mod queues;
 mod report;
 mod rng;
 mod sim;
@@ -41,6 +42,7 @@ pub use failback::{PlanCounts, export_roundtrip, plan_roundtrip};
 pub use fleet::device_id;
 pub use invariants::{ALL as INVARIANTS, Accounting, EXAMPLES, Findings, Invariant, Violation};
 pub use oracle::Hub;
+pub use queues::QueueCounts;
 pub use report::{DeviceCounts, Report};
 pub use rng::Rng;
 pub use sim::{BUCKETS, Cycle, EPOCH_MS, WriteCounts};
@@ -373,6 +375,21 @@ pub fn run(
             "a shard of the fleet did not finish".into(),
         );
     }
+    // The cloud-to-device messages and jobs of every cycle, fleet-wide.
+    let t = Instant::now();
+    let mut queue_counts = QueueCounts::default();
+    for (c, cycle) in cycles.iter().enumerate() {
+        queues::rehearse(
+            config.seed,
+            c,
+            cycle,
+            total,
+            width,
+            &mut sum.findings,
+            &mut queue_counts,
+        );
+    }
+    sum.times.failback += t.elapsed();
     sum.devices.initial = config.devices;
     sum.times.total = started.elapsed();
     Ok(DrillOutcome {
@@ -384,6 +401,7 @@ pub fn run(
             conflicts: sum.conflicts,
             outcomes: sum.outcomes,
             plans: sum.plans,
+            queues: queue_counts,
             accounting: sum.accounting,
             findings: sum.findings,
         },

@@ -53,6 +53,8 @@ pub struct Report {
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Plan sizes.
     pub plans: PlanCounts,
+    /// Cloud-to-device messages and jobs.
+    pub queues: super::QueueCounts,
     /// How every written value was accounted for.
     pub accounting: Accounting,
     /// Violations per invariant.
@@ -189,6 +191,7 @@ impl Report {
             "conflicts": self.conflicts,
             "outcomes": self.outcomes,
             "plans": {"lines": plans, "resumedLines": self.plans.resumed},
+            "queues": self.queues.to_json(),
             "cycles": cycles,
             "invariants": invariants,
         });
@@ -271,6 +274,28 @@ impl Report {
             &mut t,
             "resumed after the interruption",
             self.plans.resumed.to_string(),
+        );
+        let q = &self.queues;
+        let _ = writeln!(t, "cloud-to-device messages and jobs");
+        row(
+            &mut t,
+            "messages (feedback records)",
+            format!("{} ({})", q.messages, q.feedback),
+        );
+        row(
+            &mut t,
+            "settled / to send / over limit",
+            format!("{} / {} / {}", q.settled, q.to_send, q.over_limit),
+        );
+        row(
+            &mut t,
+            "expired / unmatched feedback",
+            format!("{} / {}", q.expired, q.unmatched),
+        );
+        row(
+            &mut t,
+            "jobs (to schedule again)",
+            format!("{} ({})", q.jobs, q.rescheduled),
         );
         if let Some(times) = times {
             let _ = writeln!(t, "time per phase (summed over threads)");

@@ -28,6 +28,7 @@ pub(crate) mod stream {
     pub(crate) const WRITES: u64 = 3;
     pub(crate) const BIRTH: u64 = 4;
     pub(crate) const SCENARIO: u64 = 5;
+    pub(crate) const QUEUES: u64 = 6;
 }
 
 /// 2025-01-01T00:00:00Z: where simulated time starts.
