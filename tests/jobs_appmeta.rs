@@ -394,7 +394,7 @@ fn which_hubs_failed_must_be_known_and_hubs_must_be_the_merges() {
     ]));
     assert_eq!(run.status.code(), Some(2));
     assert!(
-        stderr(&run).contains("--appmeta names primay"),
+        stderr(&run).contains("application metadata names primay"),
         "{}",
         stderr(&run)
     );

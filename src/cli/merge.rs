@@ -211,7 +211,9 @@ fn with_hint(error: &JobError) -> String {
         JobError::TooFewHubs { .. } => {
             "give at least two --hub NAME=FILE, or only --appmeta and --jobs-file".to_owned()
         }
-        JobError::UnknownHub { .. } => "name a hub given with --hub".to_owned(),
+        JobError::UnknownHub { .. } => {
+            "each --appmeta and --jobs-file NAME must be a hub given with --hub".to_owned()
+        }
         JobError::JobsHubNotOrdered { .. } => {
             "give --active-order naming each hub once, the one active now last (each hub before it failed over to the next)".to_owned()
         }

@@ -11,14 +11,14 @@ use std::io::BufReader;
 
 use serde_json::{Value, json};
 
-use super::{JobError, MergeJob, MergeReport};
+use super::{JobError, MergeJob, MergeReport, check_distinct};
 use crate::appmeta::{AppMetaMerge, AppWrite, merge_dirs};
 use crate::clock::ReplicaId;
 use crate::doc::JobSet;
 use crate::format::{ReadError, read_jobs_counted};
 use crate::fsio::DirWriter;
 use crate::kernel::Merge;
-use crate::reconcile::{BASE, default_order};
+use crate::reconcile::default_order;
 
 /// The rule of a job that hubs ended differently, in `conflicts.jsonl`.
 const RULE_JOB_ENDING: &str = "job-ending";
@@ -46,22 +46,17 @@ fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> JobError +
     }
 }
 
-/// Checks the hub names of `--appmeta` or `--jobs-file` (`what`): none is
-/// `base` or given twice, and each is one of the device hubs when there
-/// are any.
+/// Checks the hub names of application metadata or jobs files (`what`):
+/// none is `base` or given twice, and each is one of the device hubs when
+/// there are any.
 fn check_names<'a>(
     job: &MergeJob,
     names: impl Iterator<Item = &'a ReplicaId>,
     what: &'static str,
 ) -> Result<(), JobError> {
-    let mut seen = std::collections::BTreeSet::new();
+    let names: Vec<&ReplicaId> = names.collect();
+    check_distinct(names.iter().copied())?;
     for name in names {
-        if name.as_str() == BASE {
-            return Err(JobError::ReservedHubName);
-        }
-        if !seen.insert(name) {
-            return Err(JobError::DuplicateHub { hub: name.clone() });
-        }
         if !job.hubs.is_empty() && !job.hubs.iter().any(|(hub, _)| hub == name) {
             return Err(JobError::UnknownHub {
                 hub: name.clone(),
@@ -117,11 +112,15 @@ impl Extras {
     /// name, and the first bad file: application metadata first, then the
     /// jobs files in the order given.
     pub(super) fn read(job: &MergeJob) -> Result<Self, JobError> {
-        check_names(job, job.appmeta.iter().map(|(hub, _)| hub), "--appmeta")?;
+        check_names(
+            job,
+            job.appmeta.iter().map(|(hub, _)| hub),
+            "application metadata",
+        )?;
         check_names(
             job,
             job.jobs_files.iter().map(|(hub, _)| hub),
-            "--jobs-file",
+            "a jobs file",
         )?;
         let mut extras = Self::default();
         if job.appmeta_base.is_some() || !job.appmeta.is_empty() {

@@ -146,7 +146,7 @@ pub enum JobError {
     UnknownHub {
         /// The name.
         hub: ReplicaId,
-        /// What names it (`--appmeta`, `--jobs-file`).
+        /// What names it: `application metadata` or `a jobs file`.
         what: &'static str,
     },
     /// The order the hubs were active in does not name a hub of a jobs
@@ -551,6 +551,11 @@ fn check_names(names: &[ReplicaId]) -> Result<(), JobError> {
     if names.len() < 2 {
         return Err(JobError::TooFewHubs { given: names.len() });
     }
+    check_distinct(names)
+}
+
+/// Each hub named once, none `base`.
+fn check_distinct<'a>(names: impl IntoIterator<Item = &'a ReplicaId>) -> Result<(), JobError> {
     let mut seen = std::collections::BTreeSet::new();
     for name in names {
         if name.as_str() == BASE {
