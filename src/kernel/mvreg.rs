@@ -161,8 +161,8 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entry<V> {
 /// secondary.merge(&secondary.write(&s, Stamp::new(10, 0, s.clone()), "disabled"));
 ///
 /// primary.merge(&secondary);
-/// assert_eq!(primary.store.len(), 2); // siblings, none lost
-/// let read = primary.store.resolve(&Rank::Prefer(|v| *v == "disabled")).unwrap();
+/// assert_eq!(primary.store().len(), 2); // siblings, none lost
+/// let read = primary.store().resolve(&Rank::Prefer(|v| *v == "disabled")).unwrap();
 /// assert_eq!(read.winner.value, "disabled");
 /// assert_eq!(read.losers[0].value, "enabled");
 /// # Ok::<(), failback::clock::InvalidReplicaId>(())

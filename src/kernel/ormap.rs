@@ -39,7 +39,7 @@ use crate::clock::Dot;
 /// left.merge(&concurrent);
 ///
 /// right.merge(&left); // the write the remover never saw survives
-/// let x = right.store.get(&"x".to_string()).unwrap();
+/// let x = right.store().get(&"x".to_string()).unwrap();
 /// assert_eq!(x.value(&Rank::HighestStamp), Some(&2));
 /// # let _ = b;
 /// # Ok::<(), failback::clock::InvalidReplicaId>(())
