@@ -834,6 +834,38 @@ fn one_key_of_an_envelope_is_enough_to_tell_it() {
         ),
         "{err}"
     );
+    // Each other key alone tells its envelope too.
+    for (key, found, other) in [
+        (
+            "SystemProperties",
+            Envelope::StorageJson,
+            Envelope::Canonical,
+        ),
+        ("Body", Envelope::StorageJson, Envelope::Canonical),
+        (
+            "EnqueuedTimeUtc",
+            Envelope::StorageJson,
+            Envelope::Canonical,
+        ),
+        (
+            "systemProperties",
+            Envelope::Canonical,
+            Envelope::StorageJson,
+        ),
+        ("body", Envelope::Canonical, Envelope::StorageJson),
+    ] {
+        let value = if key == "EnqueuedTimeUtc" {
+            json!(ENQUEUED)
+        } else {
+            json!({})
+        };
+        let text = json!({ key: value }).to_string();
+        let err = parse_event_record("e.json", 1, &text, Some(other)).unwrap_err();
+        assert!(
+            matches!(err.kind, ReadErrorKind::EnvelopeMismatch { expected, found: f } if expected == other && f == found),
+            "{key}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -857,6 +889,13 @@ fn a_null_body_is_no_body() {
     })
     .to_string();
     let e = event(&text);
+    assert_eq!((e.version(), e.body_json()), (0, Some("{}")));
+}
+
+#[test]
+fn an_event_grid_twin_of_null_is_no_twin() {
+    let text = r#"{"eventType":"Microsoft.Devices.DeviceCreated","subject":"devices/d1","eventTime":"2024-03-01T12:00:00Z","data":{"deviceId":"d1","twin":null}}"#;
+    let e = event(text);
     assert_eq!((e.version(), e.body_json()), (0, Some("{}")));
 }
 
