@@ -13,4 +13,5 @@ pub use hlc::{
 };
 pub use replica::{InvalidReplicaId, ReplicaId};
 pub use stamp::Stamp;
+pub(crate) use stamp::format_time;
 pub use version_vector::VersionVector;

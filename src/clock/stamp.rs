@@ -65,9 +65,15 @@ impl Stamp {
 
     /// The physical part as an RFC 3339 time, when it is a representable time.
     pub fn to_rfc3339(&self) -> Option<String> {
-        DateTime::<Utc>::from_timestamp_millis(self.ms)
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        format_time(self.ms)
     }
+}
+
+/// `ms` since the Unix epoch as an RFC 3339 UTC time with milliseconds,
+/// as IoT Hub writes times; `None` when it is no representable time.
+pub(crate) fn format_time(ms: i64) -> Option<String> {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 impl fmt::Debug for Stamp {

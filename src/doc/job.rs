@@ -31,7 +31,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::clock::ReplicaId;
+use crate::clock::{ReplicaId, format_time};
 use crate::kernel::Merge;
 
 /// A job's status, in IoT Hub's spelling (`canceled` is read as
@@ -349,7 +349,7 @@ impl JobDoc {
             ("startTime", self.start_ms),
             ("endTime", self.end_ms),
         ] {
-            if let Some(text) = ms.and_then(rfc3339) {
+            if let Some(text) = ms.and_then(format_time) {
                 line.insert(name.into(), Value::from(text));
             }
         }
@@ -471,12 +471,6 @@ impl JobDoc {
             .collect();
         Some((self.status, losers))
     }
-}
-
-/// `ms` as RFC 3339 UTC with milliseconds, as IoT Hub writes times.
-fn rfc3339(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {

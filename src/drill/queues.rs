@@ -27,6 +27,7 @@ use super::rng::Rng;
 use super::sim::{Cycle, stream};
 use crate::ReplicaId;
 use crate::c2d::{AsOf, Inputs};
+use crate::clock::format_time;
 use crate::doc::{JobSet, QUEUE_LIMIT};
 use crate::format::read_jobs;
 use crate::kernel::Merge;
@@ -84,9 +85,7 @@ const STATUS: [&str; 5] = [
 ];
 
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+    format_time(ms).unwrap_or_default()
 }
 
 /// One message as the drill knows it.

@@ -519,11 +519,7 @@ pub(crate) fn parse_time_zone(text: &str) -> Result<(Option<i64>, bool), ReadErr
 /// `0001-01-01T00:00:00Z` in milliseconds.
 const NEVER_MS: i64 = -62_135_596_800_000;
 
-/// An RFC 3339 UTC time with milliseconds, as IoT Hub writes them.
-pub(crate) fn format_time(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
+pub(crate) use crate::clock::format_time;
 
 /// `authentication` as read: the type as a string, for its own error.
 #[derive(Deserialize)]
