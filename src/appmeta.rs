@@ -62,6 +62,13 @@
 //! - **Delete of an object against a concurrent update inside it**: the
 //!   delete wins and the nested update disappears with the object, without
 //!   being listed as a conflict.
+//! - **Text and counters**, which a document loaded from automerge bytes
+//!   may hold, read as a JSON string and integer. [`AppDocument::set_json`]
+//!   edits them in place: a new string is spliced into the text (only the
+//!   characters that differ), a new integer increments the counter by the
+//!   difference. So concurrent edits of one text both survive, merged
+//!   character by character, and concurrent increments add up; a value of
+//!   another kind replaces the text or counter whole.
 //! - **Concurrent creation of one key as two objects** (two hubs each
 //!   building `"routes": {...}` from scratch) gives two distinct objects in
 //!   conflict: one is visible whole, the other is a loser. Create a document
@@ -180,8 +187,9 @@ pub enum AppMetaError {
         /// Where the number is.
         path: String,
     },
-    /// A loaded document holds a value JSON cannot represent (text object,
-    /// counter, timestamp, bytes, non-finite number, ...).
+    /// A loaded document holds a value JSON cannot represent (table object,
+    /// timestamp, bytes, non-finite number, ...). Text objects read as
+    /// strings and counters as integers.
     #[error("loaded document holds a {kind} at {path:?}, which is not json")]
     NotJson {
         /// Where the value is.

@@ -480,18 +480,18 @@ fn load_rejects_what_is_not_json() {
     let cases: [(Vec<u8>, &str, &str); 4] = [
         (
             raw_doc(1, |tx| {
-                tx.put_object(ROOT, "t", ObjType::Text).unwrap();
+                tx.put_object(ROOT, "t", ObjType::Table).unwrap();
             }),
             "/t",
-            "text object",
+            "table object",
         ),
         (
             raw_doc(1, |tx| {
                 let l = tx.put_object(ROOT, "l", ObjType::List).unwrap();
-                tx.insert(&l, 0, ScalarValue::counter(1)).unwrap();
+                tx.insert(&l, 0, ScalarValue::Timestamp(0)).unwrap();
             }),
             "/l/0",
-            "counter",
+            "timestamp",
         ),
         (
             raw_doc(1, |tx| {
@@ -520,6 +520,37 @@ fn load_rejects_what_is_not_json() {
         AppDocument::load(b"\x85\x6f\x4a\x83garbage"),
         Err(AppMetaError::InvalidBytes { .. })
     ));
+}
+
+#[test]
+fn text_reads_as_a_string_and_a_counter_as_its_sum() {
+    let bytes = raw_doc(1, |tx| {
+        let t = tx.put_object(ROOT, "t", ObjType::Text).unwrap();
+        tx.splice_text(&t, 0, 0, "hello").unwrap();
+        let l = tx.put_object(ROOT, "l", ObjType::List).unwrap();
+        tx.insert(&l, 0, ScalarValue::counter(3)).unwrap();
+    });
+    let start = AppDocument::load(&bytes).unwrap();
+    assert_eq!(start.to_json(), json!({"t": "hello", "l": [3]}));
+
+    // Concurrent edits through JSON: the text is spliced, not replaced,
+    // and the counter incremented, not set.
+    let mut a = start.clone();
+    a.set_json(&replica("primary"), &json!({"t": "hello world", "l": [4]}))
+        .unwrap();
+    let mut b = start.clone();
+    b.set_json(&replica("secondary"), &json!({"t": "Hello", "l": [1]}))
+        .unwrap();
+    let ab = merged(&a, &b);
+    assert_eq!(ab.to_json(), json!({"t": "Hello world", "l": [2]}));
+    assert_eq!(ab.save(), merged(&b, &a).save());
+    assert!(ab.conflicts().is_empty());
+
+    // A value of another kind replaces the text or counter whole.
+    let mut c = start.clone();
+    c.set_json(&replica("primary"), &json!({"t": 5, "l": [1.5]}))
+        .unwrap();
+    assert_eq!(c.to_json(), json!({"t": 5, "l": [1.5]}));
 }
 
 #[test]

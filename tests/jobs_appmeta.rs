@@ -17,7 +17,7 @@ use common::laws;
 use failback::ReplicaId;
 use failback::appmeta::{AppDocument, merge_dirs};
 use failback::doc::{JobSet, JobStatus};
-use failback::format::{ReadErrorKind, read_jobs};
+use failback::format::read_jobs;
 use failback::kernel::Merge;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -503,27 +503,62 @@ fn a_document_created_alike_on_two_hubs_has_no_conflict_and_one_created_apart_ke
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn documents_automerge_holds_beyond_json_are_refused_with_their_path() {
-    let dir = scratch("text");
+/// A base document holding a text object and a counter, as an
+/// application using automerge directly writes it.
+fn text_and_counter_base() -> Vec<u8> {
     use automerge::transaction::Transactable;
-    let mut doc = automerge::Automerge::new();
+    let mut doc = automerge::Automerge::new().with_actor(automerge::ActorId::from([7u8; 16]));
     let mut tx = doc.transaction();
     let text = tx
         .put_object(automerge::ROOT, "notes", automerge::ObjType::Text)
         .unwrap();
-    tx.splice_text(&text, 0, 0, "hello").unwrap();
-    tx.commit();
-    let p = docs_dir(&dir, "p", &[("notes.automerge", &doc.save())]);
-    let err = merge_dirs(None, &[(hub("p"), p)]).unwrap_err();
-    assert!(matches!(err.kind, ReadErrorKind::AppMeta(_)), "{err}");
-    let shown = err.to_string();
-    assert!(
-        shown.ends_with(
-            r#"notes.automerge: loaded document holds a text object at "/notes", which is not json"#
-        ),
-        "{shown}"
+    tx.splice_text(&text, 0, 0, "pump at gate").unwrap();
+    tx.put(
+        automerge::ROOT,
+        "restarts",
+        automerge::ScalarValue::counter(10),
+    )
+    .unwrap();
+    tx.commit_with(automerge::transaction::CommitOptions::default().with_time(0));
+    doc.save()
+}
+
+#[test]
+fn text_and_counters_merge_as_automerge_merges_them_when_hubs_give_json() {
+    let dir = scratch("text");
+    let base = docs_dir(
+        &dir,
+        "base",
+        &[("notes.automerge", &text_and_counter_base())],
     );
+    // Each hub edits the text and bumps the counter, as JSON.
+    let p = docs_dir(
+        &dir,
+        "p",
+        &[(
+            "notes.json",
+            br#"{"notes": "pump at gate 4", "restarts": 11}"#,
+        )],
+    );
+    let s = docs_dir(
+        &dir,
+        "s",
+        &[(
+            "notes.json",
+            br#"{"notes": "old pump at gate", "restarts": 15}"#,
+        )],
+    );
+    let ps = merge_dirs(Some(&base), &[(hub("p"), p.clone()), (hub("s"), s.clone())]).unwrap();
+    let sp = merge_dirs(Some(&base), &[(hub("s"), s), (hub("p"), p)]).unwrap();
+    let (name, doc) = ps.documents().next().unwrap();
+    assert_eq!(name, "notes");
+    // Both text edits kept, character by character; both increments added.
+    assert_eq!(
+        doc.to_json(),
+        json!({"notes": "old pump at gate 4", "restarts": 16})
+    );
+    assert_eq!(ps.conflicts().count(), 0);
+    assert_eq!(doc.save(), sp.documents().next().unwrap().1.save());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -31,8 +31,9 @@ fn read_object<R: ReadDoc>(doc: &R, obj: &ObjId, kind: ObjType) -> Value {
                 })
                 .collect(),
         ),
-        // Ruled out by the invariants.
-        ObjType::Text => Value::Null,
+        // Text reads as the string it holds: automerge merges concurrent
+        // edits of it character by character.
+        ObjType::Text => Value::String(doc.text(obj).unwrap_or_default()),
     }
 }
 
@@ -47,6 +48,8 @@ pub(super) fn read_value<R: ReadDoc>(doc: &R, value: &AmValue<'_>, id: &ObjId) -
                 serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
             }
             ScalarValue::Boolean(b) => Value::Bool(*b),
+            // A counter reads as its value: the sum of every increment.
+            ScalarValue::Counter(c) => Value::from(i64::from(c)),
             // Null, and the kinds the invariants rule out.
             _ => Value::Null,
         },
@@ -178,7 +181,8 @@ pub(super) fn check_object(
     }
     match kind {
         ObjType::Map | ObjType::List => {}
-        ObjType::Text => return Err(not_json(path, "text object")),
+        // Its characters have no conflicts to check: it reads as a string.
+        ObjType::Text => return Ok(()),
         ObjType::Table => return Err(not_json(path, "table object")),
     }
     for entry in entries(doc, obj, kind) {
@@ -199,11 +203,11 @@ pub(super) fn check_object(
                 | ScalarValue::Boolean(_)
                 | ScalarValue::Str(_)
                 | ScalarValue::Int(_)
-                | ScalarValue::Uint(_) => continue,
+                | ScalarValue::Uint(_)
+                | ScalarValue::Counter(_) => continue,
                 ScalarValue::F64(f) if f.is_finite() => continue,
                 ScalarValue::F64(_) => "non-finite number",
                 ScalarValue::Bytes(_) => "byte string",
-                ScalarValue::Counter(_) => "counter",
                 ScalarValue::Timestamp(_) => "timestamp",
                 ScalarValue::Unknown { .. } => "value of unknown type",
             };

@@ -1,7 +1,7 @@
 //! Writing JSON into an automerge transaction: only what differs.
 
 use automerge::transaction::Transactable;
-use automerge::{AutomergeError, ObjId, Prop, ScalarValue, Value as AmValue};
+use automerge::{AutomergeError, ObjId, ObjType, Prop, ScalarValue, Value as AmValue};
 use serde_json::{Map, Value};
 
 use super::AppMetaError;
@@ -92,8 +92,29 @@ fn child_object<T: Transactable>(tx: &T, obj: &ObjId, prop: Prop) -> Option<ObjI
     }
 }
 
+/// What is visible at `prop`: a text object, a counter, or anything else.
+enum Slot {
+    Text(ObjId),
+    Counter,
+    Other,
+}
+
+fn slot<T: Transactable>(tx: &T, obj: &ObjId, prop: Prop) -> Slot {
+    match tx.get(obj, prop) {
+        Ok(Some((AmValue::Object(ObjType::Text), id))) => Slot::Text(id),
+        Ok(Some((AmValue::Scalar(s), _))) if matches!(s.as_ref(), ScalarValue::Counter(_)) => {
+            Slot::Counter
+        }
+        _ => Slot::Other,
+    }
+}
+
 /// Writes `new` over `old` at `prop`: edits in place when both are objects
-/// or both arrays, otherwise replaces.
+/// or both arrays, otherwise replaces. A string written over a text object
+/// edits the text (the characters that differ), and an integer written
+/// over a counter increments it by the difference, so that concurrent
+/// edits of either merge as automerge merges them instead of one
+/// overwriting the other.
 fn update_at<T: Transactable>(
     tx: &mut T,
     obj: &ObjId,
@@ -114,6 +135,20 @@ fn update_at<T: Transactable>(
         (Value::Array(o), Value::Array(n)) => {
             if let Some(child) = child_object(tx, obj, prop.clone()) {
                 return update_list(tx, &child, o, n, path);
+            }
+        }
+        (Value::String(_), Value::String(n)) => {
+            if let Slot::Text(text) = slot(tx, obj, prop.clone()) {
+                return tx.update_text(&text, n).map_err(rejected(path));
+            }
+        }
+        (Value::Number(o), Value::Number(n)) => {
+            let by = o
+                .as_i64()
+                .zip(n.as_i64())
+                .and_then(|(o, n)| n.checked_sub(o));
+            if let (Some(by), Slot::Counter) = (by, slot(tx, obj, prop.clone())) {
+                return tx.increment(obj, prop, by).map_err(rejected(path));
             }
         }
         _ => {}
