@@ -207,7 +207,7 @@ fn status_code(at: &Place<'_>, fields: &Fields<'_>) -> Result<Outcome, ReadError
         _ => {
             let kind = ReadErrorKind::WrongType {
                 expected: "a string or an integer".to_owned(),
-                found: json_type(text).to_owned(),
+                found: raw::kind_of_text(text).to_owned(),
             };
             return Err(at.error(FIELD, kind));
         }
@@ -252,7 +252,7 @@ fn string<'a>(
     serde_json::from_str::<Option<Cow<'a, str>>>(raw.get()).map_err(|_| {
         let kind = ReadErrorKind::WrongType {
             expected: "a string".to_owned(),
-            found: json_type(raw.get()).to_owned(),
+            found: raw::kind_of_text(raw.get()).to_owned(),
         };
         at.error(field, kind)
     })
@@ -271,18 +271,6 @@ fn time(
     raw::parse_time(&text)
         .map(Some)
         .map_err(|kind| at.error(field, kind))
-}
-
-/// The JSON type of a value's text, in the words of [`ReadErrorKind::WrongType`].
-fn json_type(text: &str) -> &'static str {
-    match text.as_bytes().first() {
-        Some(b'"') => "a string",
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
-    }
 }
 
 /// A record's top-level fields, each value as written, sorted by name.

@@ -16,7 +16,7 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
-use super::raw::{Ctx, parse_time};
+use super::raw::{Ctx, kind_of, parse_time};
 use super::{JsonlReader, ParseLine, ReadError, ReadErrorKind, safe_value};
 use crate::clock::ReplicaId;
 use crate::doc::{JobDoc, JobSet, JobStatistics, JobStatus};
@@ -46,19 +46,6 @@ impl JobLine {
     }
 }
 
-/// The JSON kind of `value`, as errors name it.
-fn found(value: &Value) -> String {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-    .to_owned()
-}
-
 /// The record's fields, taken one by one; errors name the file, the line
 /// and the field.
 struct Fields<'a> {
@@ -75,7 +62,7 @@ impl Fields<'_> {
     fn wrong(&self, field: &str, expected: &str, value: &Value) -> ReadError {
         let kind = ReadErrorKind::WrongType {
             expected: expected.to_owned(),
-            found: found(value),
+            found: kind_of(value).to_owned(),
         };
         self.error(field, kind)
     }

@@ -173,6 +173,31 @@ fn classify(err: &serde_json::Error) -> (Option<String>, ReadErrorKind) {
     )
 }
 
+/// The JSON type of `value`, in the words of [`ReadErrorKind::WrongType`].
+pub(crate) fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The JSON type of a value's text (as serde_json's `RawValue` holds it,
+/// valid JSON without leading whitespace), in the same words.
+pub(crate) fn kind_of_text(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
 /// The JSON type serde's "unexpected" text names, without the value it
 /// quotes.
 fn found_name(unexpected: &str) -> &'static str {
