@@ -18,7 +18,7 @@ use crate::clock::ReplicaId;
 use crate::doc::{Conflict, DeviceSnapshot, Entity};
 use crate::format::{DeviceEtags, ExportLineRef, ImportMode, write_device};
 use crate::fsio::{DirWriter, OutFile};
-use crate::reconcile::{Action, Outcome, PlanOp, Resolved, split_plan, write_import};
+use crate::reconcile::{Outcome, PlanOp, Resolved, guard, split_plan, write_import};
 use crate::validate::shown_id;
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
@@ -226,29 +226,16 @@ fn assume_known<'a>(
 /// A hub whose input has no twin etag (an identity file) gets its twin
 /// changes as a whole identity line, guarded by the identity's etag.
 fn plan_line(w: &mut Vec<u8>, op: &PlanOp<'_>, hub: Option<&DeviceInput>) -> ImportMode {
-    let knows_twin = hub.is_none_or(|d| d.knows_twin);
-    let mode = match op.action {
-        Action::Create => ImportMode::Create,
-        Action::UpdateIdentity => ImportMode::UpdateIfMatchETag,
-        Action::UpdateTwin if knows_twin => ImportMode::UpdateTwinIfMatchETag,
-        Action::UpdateTwin => ImportMode::UpdateIfMatchETag,
-        Action::Delete => ImportMode::DeleteIfMatchETag,
-    };
-    // The etags of the record the hub holds, absent ones as empty.
-    let record = hub.and_then(|d| match op.module_id {
+    let mode = op.action.import_mode(hub.is_none_or(|d| d.knows_twin));
+    // The etags of the record the hub holds.
+    let held = hub.and_then(|d| match op.module_id {
         None => Some((d.etag.as_deref(), d.twin_etag.as_deref())),
         Some(m) => d
             .module_etags
             .get(m)
             .map(|(e, t)| (e.as_deref(), t.as_deref())),
     });
-    let (etag, twin_etag) = match (mode, record) {
-        (ImportMode::Create, _) | (_, None) => (None, None),
-        (ImportMode::UpdateTwinIfMatchETag, Some((_, twin))) => {
-            (None, Some(twin.unwrap_or_default()))
-        }
-        (_, Some((etag, _))) => (Some(etag.unwrap_or_default()), None),
-    };
+    let (etag, twin_etag) = guard(mode, held);
     let none = Entity::default();
     let entity = op.entity.unwrap_or(&none);
     let _ = write_import(

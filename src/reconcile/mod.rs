@@ -25,5 +25,5 @@ pub use plan::{
 pub(crate) use plan::{every_op, is_edge};
 #[cfg(feature = "drill")]
 pub use plan::{import_lines, write_import_line};
-pub(crate) use plan::{split_plan, write_import};
+pub(crate) use plan::{guard, split_plan, write_import};
 pub use stamps::{HubClocks, HubTiming, StampError, default_order, hub_clocks};

@@ -23,6 +23,53 @@ pub enum Action {
     Delete,
 }
 
+impl Action {
+    /// The import mode that carries this action to a hub, guarded by an
+    /// etag so that a hub that changed again meanwhile is not clobbered.
+    /// `twin_etag_known` says whether the hub's input gave its twin etags:
+    /// without them (an identity file) a twin change travels as a whole
+    /// identity line, guarded by the identity's etag.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::ImportMode;
+    /// use failback::reconcile::Action;
+    ///
+    /// assert_eq!(Action::UpdateTwin.import_mode(true), ImportMode::UpdateTwinIfMatchETag);
+    /// assert_eq!(Action::UpdateTwin.import_mode(false), ImportMode::UpdateIfMatchETag);
+    /// assert_eq!(Action::Delete.import_mode(true), ImportMode::DeleteIfMatchETag);
+    /// ```
+    pub fn import_mode(self, twin_etag_known: bool) -> ImportMode {
+        match self {
+            Action::Create => ImportMode::Create,
+            Action::UpdateIdentity => ImportMode::UpdateIfMatchETag,
+            Action::UpdateTwin if twin_etag_known => ImportMode::UpdateTwinIfMatchETag,
+            Action::UpdateTwin => ImportMode::UpdateIfMatchETag,
+            Action::Delete => ImportMode::DeleteIfMatchETag,
+        }
+    }
+}
+
+/// The `(eTag, twinETag)` an import line in `mode` carries, from the
+/// `(etag, twin etag)` of the record the hub `held`: none for a `create`
+/// (or a record the hub lacks), the twin etag for a twin update, the
+/// identity etag otherwise. An etag the input did not give is written
+/// empty, which matches nothing: the hub refuses the line rather than
+/// overwrite what nobody read.
+pub(crate) fn guard<'a>(
+    mode: ImportMode,
+    held: Option<(Option<&'a str>, Option<&'a str>)>,
+) -> (Option<&'a str>, Option<&'a str>) {
+    match (mode, held) {
+        (ImportMode::Create, _) | (_, None) => (None, None),
+        (ImportMode::UpdateTwinIfMatchETag, Some((_, twin))) => {
+            (None, Some(twin.unwrap_or_default()))
+        }
+        (_, Some((etag, _))) => (Some(etag.unwrap_or_default()), None),
+    }
+}
+
 /// One operation of a plan.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanOp<'a> {
@@ -219,24 +266,17 @@ pub(crate) fn every_op<'a>(
 pub fn import_lines(ops: &[PlanOp<'_>], hub: &HubImage) -> Vec<ImportLine> {
     ops.iter()
         .map(|op| {
-            let record = hub.get(op.id, op.module_id);
-            let mode = match op.action {
-                Action::Create => ImportMode::Create,
-                Action::UpdateIdentity => ImportMode::UpdateIfMatchETag,
-                Action::UpdateTwin => ImportMode::UpdateTwinIfMatchETag,
-                Action::Delete => ImportMode::DeleteIfMatchETag,
-            };
-            let (etag, twin_etag) = match (op.action, record) {
-                (Action::Create, _) | (_, None) => (None, None),
-                (Action::UpdateTwin, Some(r)) => (None, Some(r.twin_etag.clone())),
-                (_, Some(r)) => (Some(r.etag.clone()), None),
-            };
+            let held = hub
+                .get(op.id, op.module_id)
+                .map(|r| (Some(r.etag.as_str()), Some(r.twin_etag.as_str())));
+            let mode = op.action.import_mode(true);
+            let (etag, twin_etag) = guard(mode, held);
             ImportLine {
                 mode,
                 id: op.id.to_owned(),
                 module_id: op.module_id.map(str::to_owned),
-                etag,
-                twin_etag,
+                etag: etag.map(str::to_owned),
+                twin_etag: twin_etag.map(str::to_owned),
                 entity: op.entity.cloned().unwrap_or_default(),
             }
         })
