@@ -278,4 +278,129 @@ mod tests {
             assert_eq!(err.to_string(), "hub secondary has no stamp");
         }
     }
+
+    fn device(id: &str, tags: serde_json::Value) -> DeviceSnapshot {
+        let mut d = DeviceSnapshot {
+            id: id.into(),
+            ..Default::default()
+        };
+        if let serde_json::Value::Object(map) = tags {
+            d.device.tags = map.into_iter().collect();
+        }
+        d
+    }
+
+    fn fleet(devices: &[DeviceSnapshot]) -> BTreeMap<String, DeviceSnapshot> {
+        devices.iter().map(|d| (d.id.clone(), d.clone())).collect()
+    }
+
+    fn hub(name: &str, devices: &[DeviceSnapshot]) -> HubSnapshots {
+        HubSnapshots {
+            hub: ReplicaId::new(name).unwrap(),
+            devices: fleet(devices),
+            times: BTreeMap::new(),
+        }
+    }
+
+    fn stamps(hubs: &[HubSnapshots]) -> BTreeMap<ReplicaId, Stamp> {
+        hubs.iter()
+            .enumerate()
+            .map(|(n, h)| (h.hub.clone(), Stamp::new(n as i64 + 1, 0, h.hub.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn each_device_gets_the_outcome_its_merge_had() {
+        use serde_json::json;
+        let base = fleet(&[
+            device("same", json!({"a": 1})),
+            device("one-side", json!({"a": 1})),
+            device("both-sides", json!({"a": 1})),
+            device("gone", json!({"a": 1})),
+        ]);
+        let p = hub(
+            "primary",
+            &[
+                device("same", json!({"a": 1})),
+                device("one-side", json!({"a": 2})),
+                device("both-sides", json!({"a": 2})),
+                device("gone", json!({"a": 1})),
+                device("new", json!({"b": 1})),
+            ],
+        );
+        let s = hub(
+            "secondary",
+            &[
+                device("same", json!({"a": 1})),
+                device("one-side", json!({"a": 1})),
+                device("both-sides", json!({"a": 3})),
+            ],
+        );
+        let hubs = [p, s];
+        let stamps = stamps(&hubs);
+        for jobs in [1, 2] {
+            let merged =
+                merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), jobs).unwrap();
+            let outcomes: Vec<(&str, Outcome)> =
+                merged.iter().map(|o| (o.id.as_str(), o.outcome)).collect();
+            assert_eq!(
+                outcomes,
+                [
+                    ("both-sides", Outcome::Conflicted),
+                    ("gone", Outcome::Deleted),
+                    ("new", Outcome::Created),
+                    ("one-side", Outcome::Merged),
+                    ("same", Outcome::Unchanged),
+                ]
+            );
+            let both = &merged[0].merge;
+            assert_eq!(both.merged.as_ref().unwrap().device.tags["a"], json!(3));
+            assert_eq!(both.conflicts.len(), 1);
+            assert!(merged[1].merge.merged.is_none());
+            let names: Vec<&str> = merged.iter().map(|o| o.outcome.name()).collect();
+            assert_eq!(
+                names,
+                ["conflicted", "deleted", "created", "merged", "unchanged"]
+            );
+        }
+    }
+
+    #[test]
+    fn every_device_id_of_any_input_is_merged_once_in_order_whatever_the_threads() {
+        // More than two blocks, so the threads share them out.
+        let n = 2 * BLOCK + 37;
+        let all: Vec<DeviceSnapshot> = (0..n)
+            .map(|i| device(&format!("d{i:05}"), serde_json::json!({"i": i})))
+            .collect();
+        let (evens, odds): (Vec<_>, Vec<_>) = all
+            .iter()
+            .cloned()
+            .partition(|d| d.id.ends_with(['0', '2', '4', '6', '8']));
+        let hubs = [hub("secondary", &odds), hub("primary", &evens)];
+        let stamps = stamps(&hubs);
+        let one = resolve_fleet(None, &hubs, &stamps, &Policies::default(), 1).unwrap();
+        let ids: Vec<&str> = one.iter().map(|o| o.id).collect();
+        let expected: Vec<&str> = all.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, expected);
+        for jobs in [2, 3] {
+            let many = resolve_fleet(None, &hubs, &stamps, &Policies::default(), jobs).unwrap();
+            assert_eq!(many, one);
+        }
+        let owned = merge_fleet(None, &hubs, &stamps, &Policies::default(), 2).unwrap();
+        assert_eq!(owned.len(), n);
+        for (o, r) in owned.iter().zip(&one) {
+            assert_eq!(o.id, r.id);
+            assert_eq!(o.outcome, r.outcome);
+            assert_eq!(o.merge.merged.as_ref(), r.resolved.merged.as_deref());
+        }
+    }
+
+    #[test]
+    fn union_of_keys_takes_each_key_once_in_order() {
+        let a = BTreeMap::from([("a", 1), ("c", 1), ("e", 1)].map(|(k, v)| (k.to_owned(), v)));
+        let b = BTreeMap::from([("b", 1), ("c", 1)].map(|(k, v)| (k.to_owned(), v)));
+        let empty = BTreeMap::new();
+        assert_eq!(union_of_keys(vec![&a, &empty, &b]), ["a", "b", "c", "e"]);
+        assert!(union_of_keys::<i32>(vec![]).is_empty());
+    }
 }

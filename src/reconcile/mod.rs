@@ -23,7 +23,7 @@ pub use plan::{
 };
 #[cfg(feature = "drill")]
 pub(crate) use plan::{every_op, is_edge};
+pub(crate) use plan::{guard, split_plan, write_import};
 #[cfg(feature = "drill")]
 pub use plan::{import_lines, write_import_line};
-pub(crate) use plan::{guard, split_plan, write_import};
 pub use stamps::{HubClocks, HubTiming, StampError, default_order, hub_clocks};
