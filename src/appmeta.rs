@@ -589,14 +589,9 @@ impl AppDocument {
                 source: Box::new(error),
             }
         })?;
-        let missing = doc.get_missing_deps(&[]);
-        if !missing.is_empty() {
-            return Err(AppMetaError::MissingDependencies {
-                missing: missing.len(),
-            });
-        }
-        check_object(&doc, &ROOT, ObjType::Map, "", 1)?;
-        Ok(Self { doc })
+        let doc = Self { doc };
+        doc.check_invariants()?;
+        Ok(doc)
     }
 
     /// Every key and list element holding concurrent values, in document
@@ -628,12 +623,15 @@ impl AppDocument {
         out
     }
 
-    /// Panics unless the invariants of [`AppDocument`] hold.
+    /// Checks the invariants every [`AppDocument`] keeps, as
+    /// [`Self::load`] does for untrusted bytes: every change has its
+    /// dependencies, every visible value is JSON (text and counters
+    /// included), and the document nests at most [`Self::MAX_DEPTH`] deep.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// When a change lacks its dependencies, a visible value is not JSON or
-    /// the document nests deeper than [`Self::MAX_DEPTH`].
+    /// [`AppMetaError::MissingDependencies`], [`AppMetaError::NotJson`] or
+    /// [`AppMetaError::TooDeep`], naming what is wrong.
     ///
     /// # Example
     ///
@@ -642,15 +640,17 @@ impl AppDocument {
     /// use failback::appmeta::AppDocument;
     ///
     /// let hub = ReplicaId::new("primary")?;
-    /// AppDocument::from_json(&hub, &serde_json::json!({"a": [1, {"b": null}]}))?.check_invariants();
+    /// AppDocument::from_json(&hub, &serde_json::json!({"a": [1, {"b": null}]}))?.check_invariants()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn check_invariants(&self) {
+    pub fn check_invariants(&self) -> Result<(), AppMetaError> {
         let missing = self.doc.get_missing_deps(&[]);
-        assert!(missing.is_empty(), "{} dependencies missing", missing.len());
-        if let Err(error) = check_object(&self.doc, &ROOT, ObjType::Map, "", 1) {
-            panic!("{error}");
+        if !missing.is_empty() {
+            return Err(AppMetaError::MissingDependencies {
+                missing: missing.len(),
+            });
         }
+        check_object(&self.doc, &ROOT, ObjType::Map, "", 1)
     }
 }
 

@@ -19,14 +19,14 @@ fn replica(name: &str) -> ReplicaId {
 fn merged(a: &AppDocument, b: &AppDocument) -> AppDocument {
     let mut out = a.clone();
     out.try_merge(b).expect("documents this module wrote merge");
-    out.check_invariants();
+    out.check_invariants().expect("invariants hold");
     out
 }
 
 fn edited(doc: &AppDocument, name: &str, value: Value) -> AppDocument {
     let mut out = doc.clone();
     out.set_json(&replica(name), &value).expect("valid edit");
-    out.check_invariants();
+    out.check_invariants().expect("invariants hold");
     out
 }
 
@@ -63,7 +63,7 @@ fn json_round_trips_every_kind() {
         "nested": {"list": [1, "two", [3.5], {"four": null}], "keys/with~": {"x": 1}},
     });
     let doc = AppDocument::from_json(&replica("primary"), &value).unwrap();
-    doc.check_invariants();
+    doc.check_invariants().expect("invariants hold");
     assert_eq!(doc.to_json(), value);
     // A float stays a float and an integer an integer.
     assert!(doc.to_json()["whole_float"].is_f64());
@@ -135,7 +135,7 @@ fn set_json_writes_only_when_something_changed() {
             .unwrap()
     );
     assert_eq!(doc.to_json(), json!({"l": {"now": "object"}}));
-    doc.check_invariants();
+    doc.check_invariants().expect("invariants hold");
 }
 
 // ---- conflict rules (the module docs' claims) --------------------------------
@@ -713,7 +713,7 @@ fn replay(steps: &[Step]) -> Vec<AppDocument> {
         }
     }
     for d in &docs {
-        d.check_invariants();
+        d.check_invariants().expect("invariants hold");
     }
     docs
 }
@@ -764,7 +764,7 @@ proptest! {
         let mut doc = base(wrap(&old));
         doc.set_json(&replica("primary"), &wrap(&new)).unwrap();
         prop_assert_eq!(doc.to_json(), wrap(&new));
-        doc.check_invariants();
+        doc.check_invariants().expect("invariants hold");
     }
 
     #[test]
@@ -779,7 +779,7 @@ proptest! {
         }
         bytes.extend(tail);
         if let Ok(doc) = AppDocument::load(&bytes) {
-            doc.check_invariants();
+            doc.check_invariants().expect("invariants hold");
             let _ = doc.to_json();
         }
     }
