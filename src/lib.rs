@@ -84,12 +84,32 @@
 //!
 //! - `cli` (default): the `failback` command-line tool; turns on `drill`.
 //! - `drill`: the failover drill (`failback::drill`) and the import
-//!   simulator (`reconcile::HubImage`) that dry-runs plans: test tooling.
+//!   simulator (`reconcile::HubImage`) that dry-runs plans: test tooling;
+//!   turns on `internals`.
+//! - `internals`: the building blocks under the API, public for the CLI,
+//!   the drill, the tests and the fuzz targets (single-line parsers and
+//!   writers, the borrowing fleet merge, the plan's comparisons). Not
+//!   covered by semver.
 //!
 //! Library users depend on `failback` with `default-features = false`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
+// Without `internals`, its items stay `pub` in private modules, reached
+// through `pub(crate)` re-exports (see `internals!`).
+#![cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
+
+/// Re-exports items public with the `internals` feature and
+/// crate-private without it: `internals!(module::{A, b});`.
+macro_rules! internals {
+    ($($tree:tt)*) => {
+        #[cfg(feature = "internals")]
+        pub use $($tree)*;
+        #[cfg(not(feature = "internals"))]
+        #[allow(unused_imports)]
+        pub(crate) use $($tree)*;
+    };
+}
 
 pub mod appmeta;
 pub mod c2d;

@@ -258,7 +258,9 @@ pub enum InputFile {
 ///
 /// # Errors
 ///
-/// As [`sniff_format`], then as [`read_export`](super::read_export) or
+/// A [`ReadError`](super::ReadError) naming the file when it cannot be
+/// opened or read, or its first JSON line has neither `id` nor
+/// `deviceId`; then as [`read_export`](super::read_export) or
 /// [`read_twins`](super::read_twins).
 ///
 /// # Example

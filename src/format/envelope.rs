@@ -29,7 +29,7 @@ use super::{ReadError, ReadErrorKind};
 pub enum Envelope {
     /// `{"properties": {...}, "systemProperties": {...}, "body": {...}}`,
     /// as Event Hubs and Service Bus consumers print it and as
-    /// [`write_event_line`](super::write_event_line) writes it.
+    /// `write_event_line` writes it.
     Canonical,
     /// IoT Hub routing to Azure Storage, JSON encoding: `{"EnqueuedTimeUtc",
     /// "Properties", "SystemProperties", "Body"}`, `Body` base64 text of

@@ -17,7 +17,7 @@
 //! replicas compare to find duplicates.
 
 use std::fmt;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 
 use serde_json::Value;
 
@@ -573,7 +573,7 @@ pub fn parse_event_record(
 /// `opType`, a module operation without `moduleId`, a body naming another
 /// device, a twin that breaks a limit (its fields named `body.<path>`),
 /// or a record readers skip ([`ReadErrorKind::NotChangeEvent`]: see
-/// [`parse_event_record`]).
+/// `parse_event_record`).
 ///
 /// # Example
 ///
@@ -889,7 +889,8 @@ fn relabel(mut error: ReadError, paths: Paths) -> ReadError {
 /// assert_eq!(parse_event_line("e", 1, written.trim())?, event);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn write_event_line<W: Write>(w: &mut W, event: &Event) -> io::Result<()> {
+#[cfg(feature = "internals")]
+pub fn write_event_line<W: io::Write>(w: &mut W, event: &Event) -> io::Result<()> {
     w.write_all(&event_bytes(event))?;
     w.write_all(b"\n")
 }

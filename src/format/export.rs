@@ -614,7 +614,7 @@ pub struct DeviceEtags<'a> {
 /// Writes a device line then its module lines sorted by `moduleId`, with no
 /// `importMode`: the shape of `merged.jsonl`. A device without `status` is
 /// the exception: it is written as an `updateTwin` line, as
-/// [`write_export_line`] says, so that the reader takes it back.
+/// `write_export_line` says, so that the reader takes it back.
 ///
 /// # Errors
 ///

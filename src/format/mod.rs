@@ -58,23 +58,26 @@ mod write;
 
 pub(crate) use c2d::{Ack, FeedbackRecord, OutboxRecord, outcome_name};
 pub(crate) use detect::line_id;
-pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input, sniff_format};
+pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input};
+internals!(detect::sniff_format);
 pub use envelope::{Envelope, UnknownEnvelope};
 pub(crate) use error::safe_value;
 pub use error::{ReadError, ReadErrorKind};
 pub(crate) use events::event_bytes;
 pub use events::{
     Event, EventReader, EventTwin, Op, Parsed, SkipCounts, Skipped, parse_event_line,
-    parse_event_record, write_event_line,
 };
+internals!(events::parse_event_record);
+#[cfg(feature = "internals")]
+pub use events::write_event_line;
 pub(crate) use export::export_device;
 pub use export::{
-    DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ModuleEtags,
-    collect_export, collect_identities, parse_export_line, read_export, write_device,
-    write_export_line,
+    DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportReader, ModuleEtags, collect_export,
+    read_export, write_device,
 };
+internals!(export::{ExportLineRef, collect_identities, parse_export_line, write_export_line});
 pub(crate) use group::{DeviceLine, group};
-pub use identity::{IdentityLine, IdentityReader, parse_identity_line};
+internals!(identity::{IdentityLine, IdentityReader, parse_identity_line});
 pub use import_mode::ImportMode;
 pub use jobs::read_jobs;
 pub(crate) use jobs::read_jobs_counted;
@@ -84,6 +87,9 @@ pub use lines::{JsonlReader, ParseLine};
 pub(crate) use raw::format_time;
 pub(crate) use twin::twin_device;
 pub use twin::{
-    TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, parse_twin_line,
-    read_twins, write_twin_device, write_twin_line,
+    TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, read_twins,
+    write_twin_device,
 };
+internals!(twin::parse_twin_line);
+#[cfg(feature = "internals")]
+pub use twin::write_twin_line;

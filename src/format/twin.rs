@@ -539,6 +539,7 @@ impl DeviceLine for TwinLine {
 /// assert_eq!(parse_twin_line("t", 1, text.trim()).unwrap(), twin);
 /// # Ok::<(), std::io::Error>(())
 /// ```
+#[cfg(feature = "internals")]
 pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
     write_twin(
         w,

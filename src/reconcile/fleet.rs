@@ -138,6 +138,7 @@ pub fn merge_fleet(
 /// assert_eq!(merged[0].outcome, Outcome::Unchanged);
 /// # Ok::<(), failback::reconcile::StampError>(())
 /// ```
+#[cfg(feature = "internals")]
 pub fn resolve_fleet<'a>(
     base: Option<&'a BTreeMap<String, DeviceSnapshot>>,
     hubs: &'a [HubSnapshots],

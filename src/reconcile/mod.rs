@@ -11,16 +11,16 @@ mod stamps;
 #[cfg(feature = "drill")]
 pub use apply::{HubImage, ImportError, ImportLine, Record};
 pub(crate) use fleet::classify;
-pub use fleet::{
-    DeviceOutcome, HubSnapshots, Outcome, ResolvedOutcome, merge_fleet, resolve_fleet,
-};
-pub use merge::{
-    BASE, Base, DeviceMerge, HubDevice, Resolved, merge_device, recreated, resolve_device,
-};
-pub use plan::{
-    Action, PlanOp, SYSTEM_MODULES, device_plan, identity_differs, is_system_module, not_carried,
-    twin_differs,
-};
+pub use fleet::{DeviceOutcome, HubSnapshots, Outcome, merge_fleet};
+internals!(fleet::ResolvedOutcome);
+#[cfg(feature = "internals")]
+pub use fleet::resolve_fleet;
+pub use merge::{BASE, Base, DeviceMerge, HubDevice, merge_device, recreated};
+internals!(merge::{Resolved, resolve_device});
+pub use plan::{Action, PlanOp, device_plan};
+internals!(plan::{SYSTEM_MODULES, identity_differs, is_system_module, twin_differs});
+#[cfg(feature = "internals")]
+pub use plan::not_carried;
 #[cfg(feature = "drill")]
 pub(crate) use plan::{every_op, is_edge};
 pub(crate) use plan::{guard, split_plan, write_import};

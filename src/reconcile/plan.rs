@@ -123,8 +123,8 @@ fn entity_ops<'a>(
 
 /// The operations that turn `hub`'s device into `merged`'s: the deletes
 /// of modules first, then the device line, then the other module lines by
-/// module id. The system modules of edge devices ([`SYSTEM_MODULES`]) get
-/// no line: [`not_carried`] lists what they would have needed.
+/// module id. The system modules of edge devices (`SYSTEM_MODULES`) get
+/// no line: `not_carried` lists what they would have needed.
 ///
 /// An import job can stop after any line. In this order a hub cut short
 /// never holds the merged device line beside modules of the incarnation
@@ -204,6 +204,7 @@ pub fn is_system_module(module_id: &str) -> bool {
 /// assert_eq!(device_plan(None, Some(&merged)).len(), 1);
 /// assert_eq!(not_carried(None, Some(&merged))[0].module_id, Some("$edgeAgent"));
 /// ```
+#[cfg(feature = "internals")]
 pub fn not_carried<'a>(
     hub: Option<&'a DeviceSnapshot>,
     merged: Option<&'a DeviceSnapshot>,
