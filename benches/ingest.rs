@@ -1,16 +1,29 @@
-//! Ingestion throughput: change-event lines parsed, checked and ingested
-//! into a replica on one core, then the state written (every device
-//! replayed). Run: `cargo bench --bench ingest` (200,000 events);
-//! `-- --events N` for another size.
+//! Ingestion throughput against the parse floor, and a replica's memory
+//! and state-file size against its devices' export.
+//!
+//! `cargo bench --bench ingest` (200,000 events over 20,000 devices, medians
+//! of 3): typed serde parsing of the event lines (envelope typed, body as a
+//! JSON value), `failback` ingestion of the same lines with the state file
+//! written (every device replayed), both on one core, and their ratio;
+//! then the same lines delivered again (all duplicates). `-- --events N`
+//! for another size.
+//!
+//! `cargo bench --bench ingest -- --devices 100000 --events 10000000`: the
+//! bounded-replica mode, one process of its own so its peak RSS (VmHWM of
+//! /proc/self/status) is the replica's: events are generated one by one
+//! (never held), ingested, the state file written to a counting sink, and
+//! the peak RSS, state-file size and the export size of the same devices
+//! printed.
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does) or with
 //! `--test`, it ingests 2,000 events once, to prove it runs.
 
+use std::io::Write;
 use std::time::Instant;
 
 use failback::ReplicaId;
-use failback::format::parse_event_line;
-use failback::replica::Replica;
+use failback::format::{DeviceEtags, parse_event_line, write_device};
+use failback::replica::{Replica, write_state};
 
 const T0: i64 = 1_709_294_400_000;
 
@@ -20,101 +33,218 @@ fn time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// `n` event lines over `n / 10` devices: each device created, then nine
+/// Event `i` of a stream over `devices` devices: each device created, then
 /// twin changes (desired and reported patches with `$metadata`, a tag),
 /// interleaved across devices as a hub emits them.
-fn events(n: usize) -> Vec<String> {
-    let devices = (n / 10).max(1);
-    let mut lines = Vec::with_capacity(n);
-    for i in 0..n {
-        let (round, d) = (i / devices, i % devices);
-        let at = time(T0 + i as i64);
-        let device = format!("device-{d:06}");
-        let (op, body) = match round {
-            0 => (
-                "createDeviceIdentity",
-                format!(
-                    r#"{{"deviceId":"{device}","etag":"AAAAAAAAAAE=","version":1,"status":"enabled","tags":{{"site":"lyon","floor":{}}},"properties":{{"desired":{{"$version":1}},"reported":{{"$version":1}}}}}}"#,
-                    d % 7
-                ),
+fn event(i: usize, devices: usize) -> String {
+    let (round, d) = (i / devices, i % devices);
+    let at = time(T0 + i as i64);
+    let device = format!("device-{d:06}");
+    let (op, body) = match round {
+        0 => (
+            "createDeviceIdentity",
+            format!(
+                r#"{{"deviceId":"{device}","etag":"AAAAAAAAAAE=","version":1,"status":"enabled","tags":{{"site":"lyon","floor":{}}},"properties":{{"desired":{{"$version":1}},"reported":{{"$version":1}}}}}}"#,
+                d % 7
             ),
-            r if r % 3 == 0 => (
-                "updateTwin",
-                format!(r#"{{"version":{},"tags":{{"round":{r}}}}}"#, r + 1),
+        ),
+        r if r % 3 == 0 => (
+            "updateTwin",
+            format!(r#"{{"version":{},"tags":{{"round":{r}}}}}"#, r + 1),
+        ),
+        r if r % 3 == 1 => (
+            "updateTwin",
+            format!(
+                r#"{{"version":{},"properties":{{"desired":{{"fan":{r},"mode":"eco","$metadata":{{"$lastUpdated":"{at}","fan":{{"$lastUpdated":"{at}"}},"mode":{{"$lastUpdated":"{at}"}}}},"$version":{r}}}}}}}"#,
+                r + 1
             ),
-            r if r % 3 == 1 => (
-                "updateTwin",
-                format!(
-                    r#"{{"version":{},"properties":{{"desired":{{"fan":{r},"mode":"eco","$metadata":{{"$lastUpdated":"{at}","fan":{{"$lastUpdated":"{at}"}},"mode":{{"$lastUpdated":"{at}"}}}},"$version":{r}}}}}}}"#,
-                    r + 1
-                ),
+        ),
+        r => (
+            "updateTwin",
+            format!(
+                r#"{{"version":{},"properties":{{"reported":{{"temp":{}.5,"fw":{{"version":"1.{r}"}},"$metadata":{{"temp":{{"$lastUpdated":"{at}"}},"fw":{{"$lastUpdated":"{at}","version":{{"$lastUpdated":"{at}"}}}}}},"$version":{r}}}}}}}"#,
+                r + 1,
+                20 + r
             ),
-            r => (
-                "updateTwin",
-                format!(
-                    r#"{{"version":{},"properties":{{"reported":{{"temp":{}.5,"fw":{{"version":"1.{r}"}},"$metadata":{{"temp":{{"$lastUpdated":"{at}"}},"fw":{{"$lastUpdated":"{at}","version":{{"$lastUpdated":"{at}"}}}}}},"$version":{r}}}}}}}"#,
-                    r + 1,
-                    20 + r
-                ),
-            ),
-        };
-        lines.push(format!(
-            r#"{{"properties":{{"hubName":"contoso-hub","deviceId":"{device}","opType":"{op}","operationTimestamp":"{at}","iothub-message-schema":"twinChangeNotification"}},"systemProperties":{{"correlation-id":"{i:08x}-5f3c-4d1e-9a0b-0c1d2e3f4a5b","iothub-message-source":"twinChangeEvents","iothub-enqueuedtime":"{at}"}},"body":{body}}}"#
-        ));
+        ),
+    };
+    format!(
+        r#"{{"properties":{{"hubName":"contoso-hub","deviceId":"{device}","opType":"{op}","operationTimestamp":"{at}","iothub-message-schema":"twinChangeNotification"}},"systemProperties":{{"correlation-id":"{i:08x}-5f3c-4d1e-9a0b-0c1d2e3f4a5b","iothub-message-source":"twinChangeEvents","iothub-enqueuedtime":"{at}"}},"body":{body}}}"#
+    )
+}
+
+/// The parse floor: an event line typed as serde reads it, the body a JSON
+/// value.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct TypedEvent {
+    properties: TypedProperties,
+    #[serde(rename = "systemProperties")]
+    system_properties: TypedSystem,
+    body: serde_json::Value,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct TypedProperties {
+    #[serde(rename = "hubName")]
+    hub_name: Option<String>,
+    #[serde(rename = "deviceId")]
+    device_id: String,
+    #[serde(rename = "moduleId")]
+    module_id: Option<String>,
+    #[serde(rename = "opType")]
+    op_type: String,
+    #[serde(rename = "operationTimestamp")]
+    operation_timestamp: String,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct TypedSystem {
+    #[serde(rename = "correlation-id")]
+    correlation_id: Option<String>,
+}
+
+fn arg(args: &[String], name: &str) -> Option<usize> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs.get(runs.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Counts the bytes written to it.
+#[derive(Default)]
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
     }
-    lines
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `VmHWM` of /proc/self/status, in bytes (0 where there is none).
+fn peak_rss() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The bounded-replica mode: `n` events over `devices` devices, streamed.
+fn bounded(devices: usize, n: usize) {
+    let hub = ReplicaId::new("primary").expect("valid literal");
+    let start = Instant::now();
+    let mut replica = Replica::new(hub);
+    for i in 0..n {
+        let line = event(i, devices);
+        let event = parse_event_line("bench.jsonl", i as u64 + 1, &line).expect("valid event");
+        replica.ingest(event).expect("no conflicting ids");
+    }
+    let mut state = Counter::default();
+    write_state(&mut state, &replica).expect("to a counter");
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut export = Counter::default();
+    for id in replica.device_ids() {
+        if let Some(device) = replica.device(id) {
+            write_device(&mut export, &device.snapshot, DeviceEtags::default())
+                .expect("to a counter");
+        }
+    }
+    let rss = peak_rss();
+    println!("bounded replica: {n} events over {devices} devices, one core");
+    println!(
+        "  ingested + state written  {:>9.0} events/s  ({elapsed:.1} s)",
+        n as f64 / elapsed
+    );
+    println!("  peak RSS                  {:>9.1} MB", rss as f64 / 1e6);
+    println!(
+        "  state file                {:>9.1} MB  ({:.2}x the export of the same devices, {:.1} MB)",
+        state.0 as f64 / 1e6,
+        state.0 as f64 / export.0.max(1) as f64,
+        export.0 as f64 / 1e6
+    );
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench");
-    let n = args
-        .iter()
-        .position(|a| a == "--events")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 2_000 } else { 200_000 });
-    let lines = events(n);
+    if let Some(devices) = arg(&args, "--devices") {
+        let n = arg(&args, "--events").unwrap_or(devices * 100);
+        bounded(devices.max(1), n);
+        return;
+    }
+    let n = arg(&args, "--events").unwrap_or(if quick { 2_000 } else { 200_000 });
+    let reps = if quick { 1 } else { 3 };
+    let devices = (n / 10).max(1);
+    let lines: Vec<String> = (0..n).map(|i| event(i, devices)).collect();
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let hub = ReplicaId::new("primary").expect("valid literal");
 
-    let start = Instant::now();
-    let mut replica = Replica::new(hub);
-    for (i, line) in lines.iter().enumerate() {
-        let event = parse_event_line("bench.jsonl", i as u64 + 1, line).expect("valid event");
-        replica.ingest(event).expect("no conflicting ids");
+    let mut serde_runs = Vec::new();
+    let mut ingest_runs = Vec::new();
+    let mut again_runs = Vec::new();
+    let mut state_len = 0;
+    for _ in 0..reps {
+        let start = Instant::now();
+        for line in &lines {
+            let typed: TypedEvent = serde_json::from_str(line).expect("valid event");
+            std::hint::black_box(&typed);
+        }
+        serde_runs.push(start.elapsed().as_secs_f64());
+
+        let start = Instant::now();
+        let mut replica = Replica::new(hub.clone());
+        for (i, line) in lines.iter().enumerate() {
+            let event = parse_event_line("bench.jsonl", i as u64 + 1, line).expect("valid event");
+            replica.ingest(event).expect("no conflicting ids");
+        }
+        let state = replica.to_bytes();
+        ingest_runs.push(start.elapsed().as_secs_f64());
+        state_len = state.len();
+        drop(state);
+
+        let start = Instant::now();
+        // Delivered again: every event a duplicate.
+        for (i, line) in lines.iter().enumerate() {
+            let event = parse_event_line("bench.jsonl", i as u64 + 1, line).expect("valid event");
+            replica.ingest(event).expect("no conflicting ids");
+        }
+        again_runs.push(start.elapsed().as_secs_f64());
+        assert!(replica.gaps().is_empty());
     }
-    let ingest = start.elapsed().as_secs_f64();
-
-    let start = Instant::now();
-    let state = replica.to_bytes();
-    let write = start.elapsed().as_secs_f64();
-
-    let start = Instant::now();
-    // Delivered again: every event a duplicate.
-    for (i, line) in lines.iter().enumerate() {
-        let event = parse_event_line("bench.jsonl", i as u64 + 1, line).expect("valid event");
-        replica.ingest(event).expect("no conflicting ids");
-    }
-    let again = start.elapsed().as_secs_f64();
-
+    let (serde, ingest, again) = (median(serde_runs), median(ingest_runs), median(again_runs));
     println!(
-        "ingest: {n} events ({:.0} B each) over {} devices, one core",
+        "ingest: {n} events ({:.0} B each) over {devices} devices, one core, medians of {reps}",
         bytes as f64 / n as f64,
-        (n / 10).max(1)
     );
     println!(
-        "  parse + check + ingest      {:>9.0} events/s  ({ingest:.3} s)",
+        "  serde typed parse (body a JSON value)   {:>9.0} events/s  ({serde:.3} s)",
+        n as f64 / serde
+    );
+    println!(
+        "  failback ingest + state written         {:>9.0} events/s  ({ingest:.3} s, state {state_len} B)",
         n as f64 / ingest
     );
     println!(
-        "  the same again (duplicates) {:>9.0} events/s  ({again:.3} s)",
-        n as f64 / again
+        "  ratio (ingest time / serde time)        {:>9.2}x",
+        ingest / serde
     );
     println!(
-        "  state written (replay all)  {:>9.0} events/s  ({write:.3} s, {} B)",
-        n as f64 / write,
-        state.len()
+        "  the same again (duplicates)             {:>9.0} events/s  ({again:.3} s)",
+        n as f64 / again
     );
-    assert!(replica.gaps().is_empty());
 }

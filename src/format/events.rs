@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::envelope::{self, Envelope, Message, Paths, Slot};
 use super::lines::Lines;
 use super::raw;
-use super::twin::{Covers, parse_twin_body};
+use super::twin::{Covers, twin_body_of_value};
 use super::{ReadError, ReadErrorKind};
 use crate::doc::{Entity, EntityTimes};
 
@@ -795,23 +795,11 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
     }
     let body = msg.body.text();
     let relabel = |e: ReadError| relabel(e, paths);
-    let (twin, covers) = parse_twin_body(
-        file,
-        line,
-        body,
-        &event.device_id,
-        event.module_id.as_deref(),
-    )
-    .map_err(relabel)?;
-    let Covers {
-        tags,
-        desired,
-        reported,
-    } = covers;
-    // The body as canonical JSON: what the writer writes and duplicates
-    // are compared by. It parsed as a twin, so it is an object; but the
-    // twin reader skips what it does not use unchecked (a lone surrogate
-    // in an unknown section's key, say), which must fail here, not vanish.
+    // The body is parsed once, as a JSON value: its canonical text (what
+    // the writer writes and duplicates are compared by) and its twin are
+    // both read from it. The value reader checks what the twin reader
+    // would skip unchecked (a lone surrogate in an unknown section's key,
+    // say), which must fail here, not vanish.
     let mut value: Value = serde_json::from_str(body).map_err(|e| {
         // A body that is a slice of the record: its column there.
         let offset = (body.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
@@ -826,6 +814,19 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
             },
         )
     })?;
+    let (twin, covers) = twin_body_of_value(
+        file,
+        line,
+        &value,
+        &event.device_id,
+        event.module_id.as_deref(),
+    )
+    .map_err(relabel)?;
+    let Covers {
+        tags,
+        desired,
+        reported,
+    } = covers;
     if let Value::Object(map) = &mut value {
         map.remove("authentication");
     }
@@ -895,43 +896,56 @@ pub fn write_event_line<W: io::Write>(w: &mut W, event: &Event) -> io::Result<()
     w.write_all(b"\n")
 }
 
-/// The canonical text of an event, without a line end.
+/// The canonical text of an event, without a line end: keys in sorted
+/// order, written directly (no map is built).
 pub(crate) fn event_bytes(event: &Event) -> Vec<u8> {
-    use serde_json::Map;
-    let mut out = Vec::with_capacity(64 + event.body.as_ref().map_or(0, String::len));
+    fn string(out: &mut Vec<u8>, key: &str, value: &str) {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        // Writing a string to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
+    let mut out = Vec::with_capacity(160 + event.body.as_ref().map_or(0, String::len));
     out.extend_from_slice(b"{");
     if let Some(body) = &event.body {
         out.extend_from_slice(b"\"body\":");
         out.extend_from_slice(body.as_bytes());
         out.extend_from_slice(b",");
     }
-    let mut props = Map::new();
-    props.insert("deviceId".into(), Value::from(event.device_id.as_str()));
+    out.extend_from_slice(b"\"properties\":{");
+    string(&mut out, "deviceId", &event.device_id);
     if let Some(hub) = &event.hub {
-        props.insert("hubName".into(), Value::from(hub.as_str()));
+        out.push(b',');
+        string(&mut out, "hubName", hub);
     }
     if let Some(module) = &event.module_id {
-        props.insert("moduleId".into(), Value::from(module.as_str()));
+        out.push(b',');
+        string(&mut out, "moduleId", module);
     }
-    props.insert("opType".into(), Value::from(event.op.as_str()));
+    out.push(b',');
+    string(&mut out, "opType", event.op.as_str());
     if let Some(time) = event.time.and_then(raw::format_time) {
-        props.insert("operationTimestamp".into(), Value::from(time));
+        out.push(b',');
+        string(&mut out, "operationTimestamp", &time);
     }
-    let mut system = Map::new();
+    out.extend_from_slice(b"},\"systemProperties\":{");
+    let mut first = true;
     if let Some(id) = &event.correlation_id {
-        system.insert("correlation-id".into(), Value::from(id.as_str()));
+        string(&mut out, "correlation-id", id);
+        first = false;
     }
     if let Op::Connection(_) = event.op {
-        system.insert(
-            "iothub-message-source".into(),
-            Value::from("deviceConnectionStateEvents"),
+        if !first {
+            out.push(b',');
+        }
+        string(
+            &mut out,
+            "iothub-message-source",
+            "deviceConnectionStateEvents",
         );
     }
-    out.extend_from_slice(b"\"properties\":");
-    out.extend_from_slice(Value::Object(props).to_string().as_bytes());
-    out.extend_from_slice(b",\"systemProperties\":");
-    out.extend_from_slice(Value::Object(system).to_string().as_bytes());
-    out.extend_from_slice(b"}");
+    out.extend_from_slice(b"}}");
     out
 }
 

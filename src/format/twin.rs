@@ -165,12 +165,27 @@ pub(crate) struct Covers {
 /// Parses the twin `body` of a change event for `device` (and `module`):
 /// `deviceId` and `moduleId` may be absent, and must name the same entity
 /// when given. Errors name the body's fields as `body.<path>`.
-pub(crate) fn parse_twin_body(
+///
+/// The body comes already parsed as a JSON value: a change event's body
+/// is parsed once, for its canonical text and its twin both.
+pub(crate) fn twin_body_of_value(
     file: &str,
     line: u64,
-    text: &str,
+    body: &Value,
     device: &str,
     module: Option<&str>,
+) -> Result<(TwinLine, Covers), ReadError> {
+    twin_body(file, line, device, module, |ctx| {
+        TwinSeed { ctx }.deserialize(body)
+    })
+}
+
+fn twin_body(
+    file: &str,
+    line: u64,
+    device: &str,
+    module: Option<&str>,
+    parse: impl FnOnce(&Ctx) -> Result<RawTwin, serde_json::Error>,
 ) -> Result<(TwinLine, Covers), ReadError> {
     let ctx = Ctx::default();
     *ctx.device.borrow_mut() = Some(device.to_owned());
@@ -181,8 +196,7 @@ pub(crate) fn parse_twin_body(
         e.field = e.field.map(|f| format!("body.{f}"));
         e.with_device(Some(device), module)
     };
-    let raw =
-        raw::parse(text, TwinSeed { ctx: &ctx }).map_err(|e| in_body(ctx.error(file, line, &e)))?;
+    let raw = parse(&ctx).map_err(|e| in_body(ctx.error(file, line, &e)))?;
     let fail = |field: &str, kind| in_body(ReadError::new(file, line, kind).with_field(field));
     if raw.device_id.as_deref().is_some_and(|d| d != device) {
         return Err(fail(

@@ -106,7 +106,7 @@ pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
                     w.write_all(b",")?;
                 }
                 write!(w, "{{\"dot\":{},\"event\":", serde_json::to_string(dot)?)?;
-                w.write_all(&stored.bytes)?;
+                w.write_all(&crate::format::event_bytes(&stored.event))?;
                 w.write_all(b"}")?;
             }
         }

@@ -100,19 +100,32 @@ pub use file::{read_state, write_state};
 /// text when it has none.
 pub(crate) type EventDot = String;
 
-/// One event held by a replica, with its canonical text.
+/// One event held by a replica. Its canonical text is written from it
+/// when the state is, never kept beside it.
 #[derive(Clone, Debug)]
 struct Stored {
     event: Event,
-    bytes: Box<[u8]>,
 }
 
-/// Events are equal by their canonical text: the line they were read
-/// from is not part of them.
+/// Events are equal by what their canonical text holds: the line they
+/// were read from is not part of them, and their twin is read from their
+/// body.
 impl PartialEq for Stored {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
+        same_event(&self.event, &other.event)
     }
+}
+
+/// Whether `a` and `b` are one event: equal canonical text (see
+/// [`event_bytes`]), compared field by field.
+fn same_event(a: &Event, b: &Event) -> bool {
+    a.device_id == b.device_id
+        && a.op == b.op
+        && a.time == b.time
+        && a.correlation_id == b.correlation_id
+        && a.module_id == b.module_id
+        && a.hub == b.hub
+        && a.body_json() == b.body_json()
 }
 
 /// A device's starting snapshot, from an export or twin file.
@@ -320,17 +333,18 @@ struct DeviceDots {
 pub(crate) fn event_dot(event: &Event) -> Option<EventDot> {
     match event.op {
         Op::Connection(_) => None,
-        _ => Some(dot_of(event, &event_bytes(event))),
+        _ => Some(dot_of(event)),
     }
 }
 
-/// The dot of an event, from its canonical text.
-fn dot_of(event: &Event, bytes: &[u8]) -> EventDot {
+/// The dot of an event: its correlation-id, else a hash of its canonical
+/// text.
+fn dot_of(event: &Event) -> EventDot {
     match &event.correlation_id {
         Some(id) => format!("id:{id}"),
         None => {
             use std::fmt::Write;
-            let digest = Sha256::digest(bytes);
+            let digest = Sha256::digest(event_bytes(event));
             let mut dot = String::from("sha256:");
             for byte in digest.iter().take(16) {
                 let _ = write!(dot, "{byte:02x}");
@@ -385,10 +399,9 @@ impl Replica {
         if let Op::Connection(_) = event.op {
             return Ok(Ingested::Ignored);
         }
-        let bytes = event_bytes(&event).into_boxed_slice();
-        let dot = dot_of(&event, &bytes);
+        let dot = dot_of(&event);
         if let Some(old) = self.events.get(&dot) {
-            return if old.bytes == bytes {
+            return if same_event(&old.event, &event) {
                 Ok(Ingested::Duplicate)
             } else {
                 Err(ReplicaError::Conflict {
@@ -398,7 +411,7 @@ impl Replica {
             };
         }
         let device = event.device_id.clone();
-        self.insert(dot.clone(), Stored { event, bytes });
+        self.insert(dot.clone(), Stored { event });
         if replay::is_parked(self, &device, &dot) {
             Ok(Ingested::Parked)
         } else {
@@ -454,7 +467,7 @@ impl Replica {
         }
         for (dot, stored) in &other.events {
             if let Some(mine) = self.events.get(dot) {
-                if mine.bytes != stored.bytes {
+                if mine != stored {
                     return Err(ReplicaError::Conflict {
                         device: stored.event.device_id.clone(),
                         dot: dot.clone(),
