@@ -800,7 +800,16 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
     // both read from it. The value reader checks what the twin reader
     // would skip unchecked (a lone surrogate in an unknown section's key,
     // say), which must fail here, not vanish.
-    let mut value: Value = serde_json::from_str(body).map_err(|e| {
+    let mut value: Value = raw::parse_unique_keys(body).map_err(|e| {
+        let e = match e {
+            Ok(path) => {
+                return fail(
+                    &format!("{}.{path}", paths.body),
+                    ReadErrorKind::DuplicateField,
+                );
+            }
+            Err(e) => e,
+        };
         // A body that is a slice of the record: its column there.
         let offset = (body.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
         let offset = if offset < text.len() { offset } else { 0 };
@@ -970,6 +979,27 @@ mod tests {
             err.to_string(),
             r#"e:3: device "d1" field "properties.moduleId": missing field"#
         );
+    }
+
+    #[test]
+    fn a_body_field_given_twice_is_refused_by_its_path() {
+        for (body, field) in [
+            (r#"{"version":1,"version":2}"#, "body.version"),
+            (
+                r#"{"properties":{"desired":{"fan":1,"fan":2}}}"#,
+                "body.properties.desired.fan",
+            ),
+        ] {
+            let text = line(
+                r#""deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z""#,
+                body,
+            );
+            let err = parse_event_line("e", 1, &text).map(|_| ()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(r#"e:1: device "d1" field "{field}": duplicate field"#)
+            );
+        }
     }
 
     #[test]

@@ -173,6 +173,131 @@ fn classify(err: &serde_json::Error) -> (Option<String>, ReadErrorKind) {
     )
 }
 
+/// Parses `text` as one JSON value in which every object holds each key
+/// once, at any depth. On a second occurrence of a key, the error is
+/// `Err(Ok(path))`, `path` naming it from the top (`tags.site`); any other
+/// failure is serde's error. Which of two values the writer meant would be
+/// a guess, so neither is taken.
+pub(crate) fn parse_unique_keys(text: &str) -> Result<Value, Result<String, serde_json::Error>> {
+    let duplicate = RefCell::new(None);
+    let seed = UniqueKeys {
+        at: None,
+        duplicate: &duplicate,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = seed.deserialize(&mut de).and_then(|value| {
+        de.end()?;
+        Ok(value)
+    });
+    parsed.map_err(|e| duplicate.into_inner().map_or(Err(e), Ok))
+}
+
+/// Where a value sits: its key or index, and its parent's place.
+struct Place<'p> {
+    step: Step<'p>,
+    parent: Option<&'p Place<'p>>,
+}
+
+enum Step<'p> {
+    Key(&'p str),
+    Index(usize),
+}
+
+impl Place<'_> {
+    fn path(&self) -> String {
+        let step = match self.step {
+            Step::Key(key) => key.to_owned(),
+            Step::Index(index) => index.to_string(),
+        };
+        match self.parent {
+            Some(parent) => format!("{}.{step}", parent.path()),
+            None => step,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct UniqueKeys<'p> {
+    at: Option<&'p Place<'p>>,
+    duplicate: &'p RefCell<Option<String>>,
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON text has no non-finite number, so this never gives null.
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        let mut index = 0usize;
+        loop {
+            let place = Place {
+                step: Step::Index(index),
+                parent: self.at,
+            };
+            let seed = UniqueKeys {
+                at: Some(&place),
+                duplicate: self.duplicate,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(item) => items.push(item),
+                None => break,
+            }
+            index += 1;
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let place = Place {
+                step: Step::Key(&key),
+                parent: self.at,
+            };
+            let seed = UniqueKeys {
+                at: Some(&place),
+                duplicate: self.duplicate,
+            };
+            let value = map.next_value_seed(seed)?;
+            if out.contains_key(&key) {
+                *self.duplicate.borrow_mut() = Some(place.path());
+                return Err(de::Error::custom("duplicate field"));
+            }
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// The JSON type of `value`, in the words of [`ReadErrorKind::WrongType`].
 pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
@@ -811,5 +936,25 @@ mod tests {
             )),
             Ok((1, 2))
         );
+    }
+
+    #[test]
+    fn a_key_given_twice_at_any_depth_is_named_by_its_path() {
+        let dup = |text: &str| parse_unique_keys(text).err().and_then(Result::ok);
+        assert_eq!(
+            dup(r#"{"version":1,"version":2}"#).as_deref(),
+            Some("version")
+        );
+        assert_eq!(
+            dup(r#"{"tags":{"a":[{"x":1},{"y":1,"y":1}]}}"#).as_deref(),
+            Some("tags.a.1.y")
+        );
+        let value = parse_unique_keys(r#"{"a":[1,2.5,"x",null,true],"b":{"a":{}}}"#).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"a":[1,2.5,"x",null,true],"b":{"a":{}}})
+        );
+        assert!(matches!(parse_unique_keys(r#"{"a":1} x"#), Err(Err(_))));
+        assert!(matches!(parse_unique_keys(r#"{"a":"#), Err(Err(_))));
     }
 }
