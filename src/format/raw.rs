@@ -189,7 +189,7 @@ pub(crate) fn parse_unique_keys(text: &str) -> Result<Value, Result<String, serd
         de.end()?;
         Ok(value)
     });
-    parsed.map_err(|e| duplicate.into_inner().map_or(Err(e), Ok))
+    parsed.map_err(|e| duplicate.into_inner().ok_or(e))
 }
 
 /// Where a value sits: its key or index, and its parent's place.
