@@ -10,6 +10,7 @@ use super::fleet::{Gen, SYSTEM_MODULES};
 use super::oracle::{Fact, Field, Kind, Op, Val, device_facts, entity_facts};
 use super::paths;
 use crate::doc::{DeviceSnapshot, Entity, JsonMap, Section, Status};
+use crate::reconcile::HeldDevice;
 
 /// What one hub knows of a device's incarnations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,6 +26,20 @@ pub(crate) struct HubDev {
 impl HubDev {
     /// What a hub holding `device` at the start of a cycle knows.
     pub(crate) fn at_start(device: Option<&DeviceSnapshot>, known: bool) -> Self {
+        Self {
+            inc: device.map(|_| 0),
+            modules: device
+                .map(|d| d.modules.keys().map(|m| (m.clone(), 0)).collect())
+                .unwrap_or_default(),
+            known: known || device.is_some(),
+        }
+    }
+}
+
+impl HubDev {
+    /// What a hub holding `device` (as [`HubImage::device`](crate::reconcile::HubImage::device) borrows it) at
+    /// the start of a cycle knows: as [`HubDev::at_start`] of its snapshot.
+    pub(crate) fn held(device: Option<HeldDevice<'_>>, known: bool) -> Self {
         Self {
             inc: device.map(|_| 0),
             modules: device

@@ -67,12 +67,12 @@ pub use events::{
     Event, EventReader, EventTwin, Op, Parsed, SkipCounts, Skipped, parse_event_line,
     parse_event_record, write_event_line,
 };
-pub(crate) use export::export_device;
 pub use export::{
     DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportLineRef, ExportReader, ModuleEtags,
     collect_export, collect_identities, parse_export_line, read_export, write_device,
     write_export_line,
 };
+pub(crate) use export::{export_device, write_line};
 pub(crate) use group::{DeviceLine, group};
 pub use identity::{IdentityLine, IdentityReader, parse_identity_line};
 pub use import_mode::ImportMode;

@@ -9,7 +9,7 @@ mod plan;
 mod stamps;
 
 #[cfg(feature = "drill")]
-pub use apply::{HubImage, ImportError, ImportLine, Record};
+pub use apply::{HeldDevice, HubImage, ImportError, ImportLine, Record};
 pub(crate) use fleet::classify;
 pub use fleet::{
     DeviceOutcome, HubSnapshots, Outcome, ResolvedOutcome, merge_fleet, resolve_fleet,
@@ -22,7 +22,7 @@ pub use plan::{
     twin_differs,
 };
 #[cfg(feature = "drill")]
-pub(crate) use plan::{every_op, is_edge};
+pub(crate) use plan::{every_op, import_guard, is_edge};
 #[cfg(feature = "drill")]
 pub use plan::{import_lines, write_import_line};
 pub(crate) use plan::{split_plan, write_import};

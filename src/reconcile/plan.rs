@@ -219,28 +219,39 @@ pub(crate) fn every_op<'a>(
 pub fn import_lines(ops: &[PlanOp<'_>], hub: &HubImage) -> Vec<ImportLine> {
     ops.iter()
         .map(|op| {
-            let record = hub.get(op.id, op.module_id);
-            let mode = match op.action {
-                Action::Create => ImportMode::Create,
-                Action::UpdateIdentity => ImportMode::UpdateIfMatchETag,
-                Action::UpdateTwin => ImportMode::UpdateTwinIfMatchETag,
-                Action::Delete => ImportMode::DeleteIfMatchETag,
-            };
-            let (etag, twin_etag) = match (op.action, record) {
-                (Action::Create, _) | (_, None) => (None, None),
-                (Action::UpdateTwin, Some(r)) => (None, Some(r.twin_etag.clone())),
-                (_, Some(r)) => (Some(r.etag.clone()), None),
-            };
+            let (mode, etag, twin_etag) = import_guard(op, hub);
             ImportLine {
                 mode,
                 id: op.id.to_owned(),
                 module_id: op.module_id.map(str::to_owned),
-                etag,
-                twin_etag,
+                etag: etag.map(str::to_owned),
+                twin_etag: twin_etag.map(str::to_owned),
                 entity: op.entity.cloned().unwrap_or_default(),
             }
         })
         .collect()
+}
+
+/// The import mode of `op`'s line and the etag and twin etag that guard
+/// it, as [`import_lines`] writes them.
+#[cfg(feature = "drill")]
+pub(crate) fn import_guard<'h>(
+    op: &PlanOp<'_>,
+    hub: &'h HubImage,
+) -> (ImportMode, Option<&'h str>, Option<&'h str>) {
+    let record = hub.get(op.id, op.module_id);
+    let mode = match op.action {
+        Action::Create => ImportMode::Create,
+        Action::UpdateIdentity => ImportMode::UpdateIfMatchETag,
+        Action::UpdateTwin => ImportMode::UpdateTwinIfMatchETag,
+        Action::Delete => ImportMode::DeleteIfMatchETag,
+    };
+    let (etag, twin_etag) = match (op.action, record) {
+        (Action::Create, _) | (_, None) => (None, None),
+        (Action::UpdateTwin, Some(r)) => (None, Some(r.twin_etag.as_str())),
+        (_, Some(r)) => (Some(r.etag.as_str()), None),
+    };
+    (mode, etag, twin_etag)
 }
 
 /// Writes one line of an import file. A twin update carries only the twin
@@ -270,20 +281,12 @@ pub(crate) fn write_import<W: std::io::Write>(
     w: &mut W,
     line: &crate::format::ExportLineRef<'_>,
 ) -> std::io::Result<()> {
-    let twin_only;
-    let entity = match line.import_mode {
-        Some(ImportMode::UpdateTwinIfMatchETag | ImportMode::UpdateTwin) => {
-            twin_only = Entity {
-                tags: line.entity.tags.clone(),
-                desired: line.entity.desired.clone(),
-                reported: line.entity.reported.clone(),
-                ..Entity::default()
-            };
-            &twin_only
-        }
-        _ => line.entity,
-    };
-    crate::format::write_export_line(w, &crate::format::ExportLineRef { entity, ..*line })
+    // A twin update carries the twin sections alone.
+    let twin_only = matches!(
+        line.import_mode,
+        Some(ImportMode::UpdateTwinIfMatchETag | ImportMode::UpdateTwin)
+    );
+    crate::format::write_line(w, line, twin_only)
 }
 
 #[cfg(test)]
