@@ -334,20 +334,29 @@ pub(crate) fn write_device(
             line.mode = ImportMode::CreateOrUpdate;
         }
     }
-    let errors = hub.apply(&lines);
+    let errors = hub.apply_owned(lines);
     if let Some(e) = errors.first() {
         return Err(format!(
             "the simulated hub refused a write to {id}: {} {}",
             e.error_code, e.error_status
         ));
     }
-    let modules = before
+    // What `read_device` would read of the device and the modules before
+    // and after name must be `after`, compared where the hub holds it.
+    let mut modules = before
         .into_iter()
         .chain(after)
-        .flat_map(|d| d.modules.keys())
-        .collect::<std::collections::BTreeSet<_>>();
-    let held = read_device(hub, id, modules.into_iter());
-    if held.as_ref() != after {
+        .flat_map(|d| d.modules.keys());
+    let held = match (hub.get(id, None), after) {
+        (None, None) => true,
+        (Some(record), Some(after)) => {
+            after.id == id
+                && record.entity == after.device
+                && modules.all(|m| hub.get(id, Some(m)).map(|r| &r.entity) == after.modules.get(m))
+        }
+        _ => false,
+    };
+    if !held {
         return Err(format!(
             "the simulated hub holds something else than written for {id}"
         ));
