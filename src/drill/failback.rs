@@ -12,7 +12,8 @@ use super::sim::Cycle;
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{DeviceSnapshot, Entity, Policies};
 use crate::format::{
-    ExportFile, ExportLineRef, ExportReader, ImportMode, ReadError, collect_export,
+    DeviceEtags, ExportFile, ExportLineRef, ExportReader, ImportMode, ModuleEtags, ReadError,
+    collect_export,
 };
 use crate::reconcile::{
     Action, DeviceOutcome, HeldDevice, HubImage, HubSnapshots, ImportLine, PlanOp, ResolvedOutcome,
@@ -56,36 +57,90 @@ pub fn plan_roundtrip(lines: &[ImportLine]) -> Result<Vec<ImportLine>, Box<ReadE
     Ok(read)
 }
 
+/// Each device's etags as its export lines gave them: the device's
+/// `eTag` and `twinETag`, and its modules'.
+type Etags = BTreeMap<String, (Option<String>, Option<String>, ModuleEtags)>;
+
+/// A hub's export as read back: the devices as merged, and their etags.
+pub(crate) type Exported = (HubSnapshots, Etags);
+
 /// The hubs' exports through the file format; a hub whose export does not
 /// survive it is reported and merged as held. The devices merged are the
 /// ones read back, taken from the file rather than copied.
+///
+/// `previous` is what the last export of each hub read back. A device whose
+/// records are still exactly those it read (entities and etags) would be
+/// written as the same lines and read back as the same device: it is taken
+/// from there instead of written and read again. Every other device's lines
+/// are written and read back, and compared with what the hub holds.
 fn exports_checked(
     hubs: &[HubImage; 2],
     findings: &mut Findings,
     c: usize,
     buf: &mut Vec<u8>,
-) -> [HubSnapshots; 2] {
+    previous: Option<[Exported; 2]>,
+) -> [Exported; 2] {
+    let mut previous = previous.map(|p| p.map(Some));
     Hub::BOTH.map(|h| {
         let held = &hubs[h.index()];
-        let devices = match export_read(held, buf) {
-            Ok(file) if held.holds_export(&file) => file
-                .devices
-                .into_iter()
-                .map(|(id, device)| (id, device.snapshot))
-                .collect(),
+        let (mut old, mut old_etags) = match previous.as_mut().and_then(|p| p[h.index()].take()) {
+            Some((snapshots, etags)) => (snapshots.devices, etags),
+            None => Default::default(),
+        };
+        let mut devices = BTreeMap::new();
+        let mut etags = Etags::new();
+        let mut fresh = Vec::new();
+        buf.clear();
+        let mut written = Ok(());
+        for device in held.devices() {
+            let same = match (old.get(device.id), old_etags.get(device.id)) {
+                (Some(d), Some((etag, twin_etag, modules))) => device.is(
+                    d,
+                    DeviceEtags {
+                        etag: etag.as_deref(),
+                        twin_etag: twin_etag.as_deref(),
+                        modules: Some(modules),
+                    },
+                ),
+                _ => false,
+            };
+            let kept = same
+                .then(|| old.remove_entry(device.id).zip(old_etags.remove(device.id)))
+                .flatten();
+            if let Some(((id, d), e)) = kept {
+                etags.insert(id.clone(), e);
+                devices.insert(id, d);
+            } else if written.is_ok() {
+                written = device.write_export(buf);
+                fresh.push(device.id);
+            }
+        }
+        let read = written
+            .map_err(|e| Box::new(ReadError::io("export.jsonl", e)))
+            .and_then(|()| {
+                collect_export(ExportReader::new(buf.as_slice(), "export.jsonl")).map_err(Box::new)
+            });
+        let read = match read {
             Ok(file) => {
-                let (a, b) = (held.snapshots(), HubImage::from_export(&file).snapshots());
-                let id = a
-                    .iter()
-                    .find(|(id, d)| b.get(*id) != Some(*d))
-                    .map_or(String::new(), |(id, _)| id.clone());
-                findings.report(
-                    FILES_ROUNDTRIP,
-                    c,
-                    &id,
-                    format!("the {} hub's export read back differently", h.name()),
-                );
-                a
+                let differs = |id: &str| {
+                    let read = file.devices.get(id);
+                    !held
+                        .device(id)
+                        .zip(read)
+                        .is_some_and(|(d, r)| d.is(&r.snapshot, r.etags()))
+                };
+                if file.devices.len() == fresh.len() && !fresh.iter().any(|id| differs(id)) {
+                    Ok(file)
+                } else {
+                    let id = fresh.iter().find(|id| differs(id)).copied().unwrap_or("");
+                    findings.report(
+                        FILES_ROUNDTRIP,
+                        c,
+                        id,
+                        format!("the {} hub's export read back differently", h.name()),
+                    );
+                    Err(())
+                }
             }
             Err(e) => {
                 findings.report(
@@ -94,14 +149,27 @@ fn exports_checked(
                     e.device.as_deref().unwrap_or(""),
                     format!("the {} hub's export does not read back: {e}", h.name()),
                 );
-                held.snapshots()
+                Err(())
             }
         };
-        HubSnapshots {
+        let (devices, etags) = match read {
+            Ok(file) => {
+                for (id, device) in file.devices {
+                    let e = (device.etag, device.twin_etag, device.module_etags);
+                    etags.insert(id.clone(), e);
+                    devices.insert(id, device.snapshot);
+                }
+                (devices, etags)
+            }
+            // Merged as held, and read afresh next time.
+            Err(()) => (held.snapshots(), Etags::new()),
+        };
+        let snapshots = HubSnapshots {
             hub: replica(h),
             devices,
             times: BTreeMap::new(),
-        }
+        };
+        (snapshots, etags)
     })
 }
 
@@ -393,6 +461,7 @@ pub(crate) fn failback(
     findings: &mut Findings,
     counts: &mut PlanCounts,
     buf: &mut Vec<u8>,
+    previous: &mut Option<[Exported; 2]>,
 ) -> Failback {
     let Inputs {
         c,
@@ -401,7 +470,8 @@ pub(crate) fn failback(
         stamps,
     } = *inputs;
     let policies = Policies::default();
-    let mut exported = exports_checked(hubs, findings, c, buf);
+    let [(s0, e0), (s1, e1)] = exports_checked(hubs, findings, c, buf, previous.take());
+    let mut exported = [s0, s1];
     let outcomes = merge_fleet(Some(base), &exported, stamps, &policies, 1).expect(UNSTAMPED);
     if check_determinism {
         exported.swap(0, 1);
@@ -436,7 +506,8 @@ pub(crate) fn failback(
         plan_checked(ops1, &hubs[1], findings, c, Hub::BOTH[1], buf),
     ];
     drop(ops);
-    drop(exported);
+    let [s0, s1] = exported;
+    let read = [(s0, e0), (s1, e1)];
 
     let cut_hub = cycle.interrupt;
     let full_hub = cut_hub.other();
@@ -467,7 +538,8 @@ pub(crate) fn failback(
     import_errors(findings, c, cut_hub, &errors);
 
     // The operator re-runs the failback on what the hubs hold now.
-    let exported = exports_checked(hubs, findings, c, buf);
+    let [(s0, e0), (s1, e1)] = exports_checked(hubs, findings, c, buf, Some(read));
+    let exported = [s0, s1];
     let rerun = resolve_fleet(Some(base), &exported, stamps, &policies, 1).expect(UNSTAMPED);
     let first = merged_by_id(&outcomes);
     let second = merged_by_id(&rerun);
@@ -536,5 +608,9 @@ pub(crate) fn failback(
             );
         }
     }
+    drop(second);
+    drop(rerun);
+    let [s0, s1] = exported;
+    *previous = Some([(s0, e0), (s1, e1)]);
     Failback { outcomes }
 }

@@ -430,6 +430,8 @@ impl Shard<'_> {
         let t = Instant::now();
         let mut hubs = [HubImage::new(), HubImage::new()];
         let mut buf = Vec::new();
+        // What the last exports read back, which the next ones start from.
+        let mut exported = None;
         let mut devices = Vec::new();
         for index in range.clone() {
             match DeviceSim::new(seed, index, self.width, initial, &mut hubs) {
@@ -478,6 +480,7 @@ impl Shard<'_> {
                 &mut out.findings,
                 &mut out.plans,
                 &mut buf,
+                &mut exported,
             );
             out.times.failback += t.elapsed();
 

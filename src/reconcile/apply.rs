@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::plan::{SYSTEM_MODULES, is_edge};
 use crate::doc::{Authentication, DeviceSnapshot, Entity, Secret};
-use crate::format::ImportMode;
+use crate::format::{DeviceEtags, ImportMode};
 
 /// One line of an import job.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -479,34 +479,11 @@ impl HubImage {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn holds_export(&self, export: &crate::format::ExportFile) -> bool {
-        fn same(r: &Record, entity: &Entity, etag: Option<&String>, twin: Option<&String>) -> bool {
-            r.etag == etag.map_or("", String::as_str)
-                && r.twin_etag == twin.map_or("", String::as_str)
-                && r.entity == *entity
-        }
         self.devices.len() == export.devices.len()
             && self
-                .devices
-                .iter()
+                .devices()
                 .zip(&export.devices)
-                .all(|((id, held), (eid, d))| {
-                    let modules = &d.snapshot.modules;
-                    id == eid
-                        && held.device.as_ref().is_some_and(|r| {
-                            same(r, &d.snapshot.device, d.etag.as_ref(), d.twin_etag.as_ref())
-                        })
-                        && held.modules.len() == modules.len()
-                        && held.modules.iter().zip(modules).all(|((m, r), (em, e))| {
-                            let etags = d.module_etags.get(em);
-                            m == em
-                                && same(
-                                    r,
-                                    e,
-                                    etags.and_then(|t| t.0.as_ref()),
-                                    etags.and_then(|t| t.1.as_ref()),
-                                )
-                        })
-                })
+                .all(|(held, (id, d))| held.id == id && held.is(&d.snapshot, d.etags()))
     }
 
     /// Writes the hub as an export file: devices before their modules,
@@ -516,9 +493,50 @@ impl HubImage {
     ///
     /// Any error of `w`.
     pub fn write_export<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
-        for (id, module_id, record) in self.records() {
+        self.devices().try_for_each(|d| d.write_export(w))
+    }
+}
+
+impl HeldDevice<'_> {
+    /// Whether these are the records an export line of `device` with
+    /// `etags` describes ([`HubImage::from_export`]): the device's record
+    /// and exactly the modules', entities and etags equal (an etag not
+    /// given is empty).
+    pub fn is(&self, device: &DeviceSnapshot, etags: DeviceEtags<'_>) -> bool {
+        fn same(r: &Record, entity: &Entity, etag: Option<&str>, twin: Option<&str>) -> bool {
+            r.etag == etag.unwrap_or("") && r.twin_etag == twin.unwrap_or("") && r.entity == *entity
+        }
+        let modules = &device.modules;
+        self.device
+            .is_some_and(|r| same(r, &device.device, etags.etag, etags.twin_etag))
+            && self.modules.len() == modules.len()
+            && self.modules.iter().zip(modules).all(|((m, r), (em, e))| {
+                let of = etags.modules.and_then(|t| t.get(em));
+                m == em
+                    && same(
+                        r,
+                        e,
+                        of.and_then(|t| t.0.as_deref()),
+                        of.and_then(|t| t.1.as_deref()),
+                    )
+            })
+    }
+
+    /// Writes the device's lines of an export file, as
+    /// [`HubImage::write_export`] does: the device's, then its modules'.
+    ///
+    /// # Errors
+    ///
+    /// Any error of `w`.
+    pub fn write_export<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        let records = self
+            .device
+            .map(|r| (None, r))
+            .into_iter()
+            .chain(self.modules.iter().map(|(m, r)| (Some(m.as_str()), r)));
+        for (module_id, record) in records {
             let line = crate::format::ExportLineRef {
-                id,
+                id: self.id,
                 module_id,
                 etag: Some(&record.etag),
                 twin_etag: Some(&record.twin_etag),
