@@ -247,7 +247,7 @@ fn twin_write(
 
 /// A leaf whose removal leaves no empty object behind.
 fn removable(g: &mut Gen<'_>, map: &JsonMap) -> Option<Vec<String>> {
-    let candidates: Vec<Vec<String>> = paths::leaves(map)
+    let candidates: Vec<Vec<&str>> = paths::leaf_refs(map)
         .into_iter()
         .map(|(p, _)| p)
         .filter(|p| match p.split_last() {
@@ -258,7 +258,7 @@ fn removable(g: &mut Gen<'_>, map: &JsonMap) -> Option<Vec<String>> {
             None => false,
         })
         .collect();
-    g.rng.pick(&candidates).cloned()
+    g.rng.pick(&candidates).map(|p| paths::owned(p))
 }
 
 /// Replaces an object of `desired` by a scalar, or a scalar by an object:
@@ -278,12 +278,12 @@ fn shape_write(g: &mut Gen<'_>, d: &mut DeviceSnapshot, facts: &mut Vec<Fact>) -
             return (Kind::Desired, Op::Update);
         }
     }
-    let scalars: Vec<Vec<String>> = paths::leaves(map)
+    let scalars: Vec<Vec<&str>> = paths::leaf_refs(map)
         .into_iter()
         .filter(|(_, v)| !v.is_object())
         .map(|(p, _)| p)
         .collect();
-    let Some(path) = g.rng.pick(&scalars).cloned() else {
+    let Some(path) = g.rng.pick(&scalars).map(|p| paths::owned(p)) else {
         return twin_write(g, d, Section::Desired, facts);
     };
     let key = g.key();
