@@ -11,10 +11,14 @@ use super::oracle::Hub;
 use super::sim::Cycle;
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{DeviceSnapshot, Entity, Policies};
-use crate::format::{ExportReader, ImportMode, ReadError, collect_export};
+use crate::format::{
+    DeviceEtags, ExportFile, ExportLineRef, ExportReader, ImportMode, ModuleEtags, ReadError,
+    collect_export,
+};
 use crate::reconcile::{
-    Action, DeviceOutcome, HubImage, HubSnapshots, ImportLine, SYSTEM_MODULES, device_plan,
-    import_lines, is_edge, is_system_module, merge_fleet, write_import_line,
+    Action, DeviceOutcome, HeldDevice, HubImage, HubSnapshots, ImportLine, PlanOp, ResolvedOutcome,
+    SYSTEM_MODULES, device_plan, import_guard, import_lines, is_edge, is_system_module,
+    merge_fleet, resolve_fleet, write_import, write_import_line,
 };
 
 /// A hub's export as the failback reads it: the hub written as an export
@@ -24,12 +28,15 @@ use crate::reconcile::{
 ///
 /// The reader's, should the writer produce a line it cannot take.
 pub fn export_roundtrip(hub: &HubImage) -> Result<HubImage, Box<ReadError>> {
-    let mut bytes = Vec::new();
-    hub.write_export(&mut bytes)
+    export_read(hub, &mut Vec::new()).map(|file| HubImage::from_export(&file))
+}
+
+/// The hub written as an export file into `buf` and read back.
+fn export_read(hub: &HubImage, buf: &mut Vec<u8>) -> Result<ExportFile, Box<ReadError>> {
+    buf.clear();
+    hub.write_export(buf)
         .map_err(|e| ReadError::io("export.jsonl", e))?;
-    let file =
-        collect_export(ExportReader::new(bytes.as_slice(), "export.jsonl")).map_err(Box::new)?;
-    Ok(HubImage::from_export(&file))
+    collect_export(ExportReader::new(buf.as_slice(), "export.jsonl")).map_err(Box::new)
 }
 
 /// A plan as the hub's import job reads it: written as an import file and
@@ -50,26 +57,90 @@ pub fn plan_roundtrip(lines: &[ImportLine]) -> Result<Vec<ImportLine>, Box<ReadE
     Ok(read)
 }
 
+/// Each device's etags as its export lines gave them: the device's
+/// `eTag` and `twinETag`, and its modules'.
+type Etags = BTreeMap<String, (Option<String>, Option<String>, ModuleEtags)>;
+
+/// A hub's export as read back: the devices as merged, and their etags.
+pub(crate) type Exported = (HubSnapshots, Etags);
+
 /// The hubs' exports through the file format; a hub whose export does not
-/// survive it is reported and merged as held.
-fn exports_checked(hubs: &[HubImage; 2], findings: &mut Findings, c: usize) -> [HubSnapshots; 2] {
+/// survive it is reported and merged as held. The devices merged are the
+/// ones read back, taken from the file rather than copied.
+///
+/// `previous` is what the last export of each hub read back. A device whose
+/// records are still exactly those it read (entities and etags) would be
+/// written as the same lines and read back as the same device: it is taken
+/// from there instead of written and read again. Every other device's lines
+/// are written and read back, and compared with what the hub holds.
+fn exports_checked(
+    hubs: &[HubImage; 2],
+    findings: &mut Findings,
+    c: usize,
+    buf: &mut Vec<u8>,
+    previous: Option<[Exported; 2]>,
+) -> [Exported; 2] {
+    let mut previous = previous.map(|p| p.map(Some));
     Hub::BOTH.map(|h| {
         let held = &hubs[h.index()];
-        let read = match export_roundtrip(held) {
-            Ok(read) if read == *held => read,
-            Ok(read) => {
-                let (a, b) = (held.snapshots(), read.snapshots());
-                let id = a
-                    .iter()
-                    .find(|(id, d)| b.get(*id) != Some(*d))
-                    .map_or(String::new(), |(id, _)| id.clone());
-                findings.report(
-                    FILES_ROUNDTRIP,
-                    c,
-                    &id,
-                    format!("the {} hub's export read back differently", h.name()),
-                );
-                held.clone()
+        let (mut old, mut old_etags) = match previous.as_mut().and_then(|p| p[h.index()].take()) {
+            Some((snapshots, etags)) => (snapshots.devices, etags),
+            None => Default::default(),
+        };
+        let mut devices = BTreeMap::new();
+        let mut etags = Etags::new();
+        let mut fresh = Vec::new();
+        buf.clear();
+        let mut written = Ok(());
+        for device in held.devices() {
+            let same = match (old.get(device.id), old_etags.get(device.id)) {
+                (Some(d), Some((etag, twin_etag, modules))) => device.is(
+                    d,
+                    DeviceEtags {
+                        etag: etag.as_deref(),
+                        twin_etag: twin_etag.as_deref(),
+                        modules: Some(modules),
+                    },
+                ),
+                _ => false,
+            };
+            let kept = same
+                .then(|| old.remove_entry(device.id).zip(old_etags.remove(device.id)))
+                .flatten();
+            if let Some(((id, d), e)) = kept {
+                etags.insert(id.clone(), e);
+                devices.insert(id, d);
+            } else if written.is_ok() {
+                written = device.write_export(buf);
+                fresh.push(device.id);
+            }
+        }
+        let read = written
+            .map_err(|e| Box::new(ReadError::io("export.jsonl", e)))
+            .and_then(|()| {
+                collect_export(ExportReader::new(buf.as_slice(), "export.jsonl")).map_err(Box::new)
+            });
+        let read = match read {
+            Ok(file) => {
+                let differs = |id: &str| {
+                    let read = file.devices.get(id);
+                    !held
+                        .device(id)
+                        .zip(read)
+                        .is_some_and(|(d, r)| d.is(&r.snapshot, r.etags()))
+                };
+                if file.devices.len() == fresh.len() && !fresh.iter().any(|id| differs(id)) {
+                    Ok(file)
+                } else {
+                    let id = fresh.iter().find(|id| differs(id)).copied().unwrap_or("");
+                    findings.report(
+                        FILES_ROUNDTRIP,
+                        c,
+                        id,
+                        format!("the {} hub's export read back differently", h.name()),
+                    );
+                    Err(())
+                }
             }
             Err(e) => {
                 findings.report(
@@ -78,41 +149,87 @@ fn exports_checked(hubs: &[HubImage; 2], findings: &mut Findings, c: usize) -> [
                     e.device.as_deref().unwrap_or(""),
                     format!("the {} hub's export does not read back: {e}", h.name()),
                 );
-                held.clone()
+                Err(())
             }
         };
-        HubSnapshots {
+        let (devices, etags) = match read {
+            Ok(file) => {
+                for (id, device) in file.devices {
+                    let e = (device.etag, device.twin_etag, device.module_etags);
+                    etags.insert(id.clone(), e);
+                    devices.insert(id, device.snapshot);
+                }
+                (devices, etags)
+            }
+            // Merged as held, and read afresh next time.
+            Err(()) => (held.snapshots(), Etags::new()),
+        };
+        let snapshots = HubSnapshots {
             hub: replica(h),
-            devices: read.snapshots(),
+            devices,
             times: BTreeMap::new(),
-        }
+        };
+        (snapshots, etags)
     })
 }
 
-/// A plan through the file format; a plan that does not survive it is
-/// reported and applied as made.
+/// A plan through the file format: each operation written as its import
+/// line and read back as the hub's import job reads it. A plan that does
+/// not survive it is reported and applied as made.
 fn plan_checked(
-    lines: Vec<ImportLine>,
+    ops: &[PlanOp<'_>],
+    hub_image: &HubImage,
     findings: &mut Findings,
     c: usize,
     hub: Hub,
+    buf: &mut Vec<u8>,
 ) -> Vec<ImportLine> {
-    match plan_roundtrip(&lines) {
+    let none = Entity::default();
+    let guards: Vec<_> = ops.iter().map(|op| import_guard(op, hub_image)).collect();
+    buf.clear();
+    let mut written = Ok(());
+    for (op, (mode, etag, twin_etag)) in ops.iter().zip(&guards) {
+        let line = ExportLineRef {
+            id: op.id,
+            module_id: op.module_id,
+            etag: *etag,
+            twin_etag: *twin_etag,
+            import_mode: Some(*mode),
+            entity: op.entity.unwrap_or(&none),
+        };
+        written = write_import(buf, &line);
+        if written.is_err() {
+            break;
+        }
+    }
+    let read = written
+        .map_err(|e| Box::new(ReadError::io("plan.jsonl", e)))
+        .and_then(|()| {
+            let mut read = Vec::with_capacity(ops.len());
+            for line in ExportReader::new(buf.as_slice(), "plan.jsonl") {
+                read.push(ImportLine::from(line.map_err(Box::new)?));
+            }
+            Ok(read)
+        });
+    match read {
         Ok(read) => {
             // Twin lines carry only the twin: compare what an import reads.
-            let same = read.len() == lines.len()
-                && read.iter().zip(&lines).all(|(r, l)| {
-                    r.mode == l.mode
-                        && r.id == l.id
-                        && r.module_id == l.module_id
-                        && r.etag == l.etag
-                        && r.twin_etag == l.twin_etag
-                        && r.entity.tags == l.entity.tags
-                        && r.entity.desired == l.entity.desired
-                        && r.entity.reported == l.entity.reported
-                        && (matches!(l.mode, ImportMode::UpdateTwinIfMatchETag)
-                            || r.entity == l.entity)
-                });
+            let same = read.len() == ops.len()
+                && read.iter().zip(ops.iter().zip(&guards)).all(
+                    |(r, (op, (mode, etag, twin_etag)))| {
+                        let entity = op.entity.unwrap_or(&none);
+                        r.mode == *mode
+                            && r.id == op.id
+                            && r.module_id.as_deref() == op.module_id
+                            && r.etag.as_deref() == *etag
+                            && r.twin_etag.as_deref() == *twin_etag
+                            && r.entity.tags == entity.tags
+                            && r.entity.desired == entity.desired
+                            && r.entity.reported == entity.reported
+                            && (matches!(mode, ImportMode::UpdateTwinIfMatchETag)
+                                || r.entity == *entity)
+                    },
+                );
             if !same {
                 findings.report(
                     FILES_ROUNDTRIP,
@@ -120,7 +237,7 @@ fn plan_checked(
                     "",
                     format!("the {} hub's plan read back differently", hub.name()),
                 );
-                return lines;
+                return import_lines(ops, hub_image);
             }
             read
         }
@@ -131,7 +248,7 @@ fn plan_checked(
                 e.device.as_deref().unwrap_or(""),
                 format!("the {} hub's plan does not read back: {e}", hub.name()),
             );
-            lines
+            import_lines(ops, hub_image)
         }
     }
 }
@@ -168,42 +285,58 @@ fn action_name(action: Action) -> &'static str {
 pub(crate) struct Failback {
     /// The merge, device by device.
     pub outcomes: Vec<DeviceOutcome>,
-    /// What each hub holds at the end.
-    pub after: [BTreeMap<String, DeviceSnapshot>; 2],
 }
 
 fn replica(hub: Hub) -> ReplicaId {
     ReplicaId::new(hub.name()).expect("valid literal")
 }
 
-fn merged_of(outcomes: &[DeviceOutcome]) -> BTreeMap<&str, Option<&DeviceSnapshot>> {
-    outcomes
-        .iter()
-        .map(|o| (o.id.as_str(), o.merge.merged.as_ref()))
-        .collect()
-}
-
-fn plan(
-    outcomes: &[DeviceOutcome],
-    export: &HubSnapshots,
-    hub: &HubImage,
+/// The operations of the plan that brings `export` to the merged
+/// devices, in device order, counted by action when asked.
+fn plan_ops<'a, M: PlanSource<'a>>(
+    outcomes: &'a [M],
+    export: &'a HubSnapshots,
     counts: Option<(&mut PlanCounts, Hub)>,
-) -> Vec<ImportLine> {
-    let mut lines = Vec::new();
+) -> Vec<PlanOp<'a>> {
+    let mut ops = Vec::new();
     let mut counts = counts;
     for o in outcomes {
-        let ops = device_plan(export.devices.get(&o.id), o.merge.merged.as_ref());
+        let device_ops = device_plan(export.devices.get(o.id()), o.merged());
         if let Some((counts, h)) = counts.as_mut() {
-            for op in &ops {
+            for op in &device_ops {
                 *counts
                     .lines
                     .entry((h.name(), action_name(op.action)))
                     .or_default() += 1;
             }
         }
-        lines.extend(import_lines(&ops, hub));
+        ops.extend(device_ops);
     }
-    lines
+    ops
+}
+
+/// A merge result a plan is made from: owned or borrowed.
+trait PlanSource<'a> {
+    fn id(&'a self) -> &'a str;
+    fn merged(&'a self) -> Option<&'a DeviceSnapshot>;
+}
+
+impl<'a> PlanSource<'a> for DeviceOutcome {
+    fn id(&'a self) -> &'a str {
+        &self.id
+    }
+    fn merged(&'a self) -> Option<&'a DeviceSnapshot> {
+        self.merge.merged.as_ref()
+    }
+}
+
+impl<'a> PlanSource<'a> for ResolvedOutcome<'_> {
+    fn id(&'a self) -> &'a str {
+        self.id
+    }
+    fn merged(&'a self) -> Option<&'a DeviceSnapshot> {
+        self.resolved.merged.as_deref()
+    }
 }
 
 fn import_errors(
@@ -249,27 +382,86 @@ const UNSTAMPED: &str = "stamps_of gives both hubs a stamp";
 /// their keys with an edge device, the deployment and the edge runtime
 /// write their twins). That an edge device has them is still compared.
 fn same_carried(a: Option<&DeviceSnapshot>, b: Option<&DeviceSnapshot>) -> bool {
-    let (Some(a), Some(b)) = (a, b) else {
+    same_carried_as(a.map(|d| (d.id.as_str(), &d.device, &d.modules)), b)
+}
+
+/// [`same_carried`] of a device a hub holds, compared where it lies.
+fn same_carried_held(a: Option<HeldDevice<'_>>, b: Option<&DeviceSnapshot>) -> bool {
+    let none = Entity::default();
+    let Some(a) = a else {
+        return b.is_none();
+    };
+    let Some(b) = b else {
+        return false;
+    };
+    let device = a.device.map_or(&none, |r| &r.entity);
+    let carried = |m: &str| !is_system_module(m);
+    let edge = is_edge(device) && SYSTEM_MODULES.iter().all(|m| a.modules.contains_key(*m));
+    a.id == b.id
+        && *device == b.device
+        && edge == is_edge_with_modules(b)
+        && a.modules
+            .iter()
+            .filter(|(m, _)| carried(m))
+            .map(|(m, r)| (m, &r.entity))
+            .eq(b.modules.iter().filter(|(m, _)| carried(m)))
+}
+
+fn is_edge_with_modules(d: &DeviceSnapshot) -> bool {
+    is_edge(&d.device) && SYSTEM_MODULES.iter().all(|m| d.modules.contains_key(*m))
+}
+
+fn same_carried_as(
+    a: Option<(&str, &Entity, &BTreeMap<String, Entity>)>,
+    b: Option<&DeviceSnapshot>,
+) -> bool {
+    let (Some((id, device, modules)), Some(b)) = (a, b) else {
         return a.is_none() && b.is_none();
     };
-    fn carried(d: &DeviceSnapshot) -> impl Iterator<Item = (&String, &Entity)> {
-        d.modules.iter().filter(|(m, _)| !is_system_module(m))
+    let carried = |m: &str| !is_system_module(m);
+    let edge = is_edge(device) && SYSTEM_MODULES.iter().all(|m| modules.contains_key(*m));
+    id == b.id
+        && *device == b.device
+        && edge == is_edge_with_modules(b)
+        && modules
+            .iter()
+            .filter(|(m, _)| carried(m))
+            .eq(b.modules.iter().filter(|(m, _)| carried(m)))
+}
+
+/// The merged devices of a merge by id.
+fn merged_by_id<'a, M: PlanSource<'a>>(
+    outcomes: &'a [M],
+) -> BTreeMap<&'a str, Option<&'a DeviceSnapshot>> {
+    outcomes.iter().map(|o| (o.id(), o.merged())).collect()
+}
+
+/// The id of the first line of `lines` that `errors` (the log of applying
+/// them) does not name: a line the hub took.
+fn first_taken<'l>(lines: &'l [ImportLine], errors: &[crate::reconcile::ImportError]) -> &'l str {
+    let mut errors = errors.iter().peekable();
+    for line in lines {
+        match errors.peek() {
+            Some(e) if e.device_id == line.id && e.module_id == line.module_id => {
+                errors.next();
+            }
+            _ => return &line.id,
+        }
     }
-    let edge = |d: &DeviceSnapshot| {
-        is_edge(&d.device) && SYSTEM_MODULES.iter().all(|m| d.modules.contains_key(*m))
-    };
-    a.id == b.id && a.device == b.device && edge(a) == edge(b) && carried(a).eq(carried(b))
+    ""
 }
 
 /// Fails back one shard: merges, applies the plans (one applied twice, the
 /// other cut short and finished by a second merge), and checks that the
-/// hubs converge.
+/// hubs converge. `buf` is the shard's scratch space for the files.
 pub(crate) fn failback(
     inputs: &Inputs<'_>,
     hubs: &mut [HubImage; 2],
     check_determinism: bool,
     findings: &mut Findings,
     counts: &mut PlanCounts,
+    buf: &mut Vec<u8>,
+    previous: &mut Option<[Exported; 2]>,
 ) -> Failback {
     let Inputs {
         c,
@@ -278,18 +470,24 @@ pub(crate) fn failback(
         stamps,
     } = *inputs;
     let policies = Policies::default();
-    let mut exported = exports_checked(hubs, findings, c);
+    let [(s0, e0), (s1, e1)] = exports_checked(hubs, findings, c, buf, previous.take());
+    let mut exported = [s0, s1];
     let outcomes = merge_fleet(Some(base), &exported, stamps, &policies, 1).expect(UNSTAMPED);
     if check_determinism {
         exported.swap(0, 1);
-        let again = merge_fleet(Some(base), &exported, stamps, &policies, 2).expect(UNSTAMPED);
-        exported.swap(0, 1);
-        if again != outcomes {
+        let again = resolve_fleet(Some(base), &exported, stamps, &policies, 2).expect(UNSTAMPED);
+        let same = |a: &ResolvedOutcome<'_>, o: &DeviceOutcome| {
+            a.id == o.id
+                && a.outcome == o.outcome
+                && a.resolved.merged.as_deref() == o.merge.merged.as_ref()
+                && a.resolved.conflicts == o.merge.conflicts
+        };
+        if again.len() != outcomes.len() || !again.iter().zip(&outcomes).all(|(a, o)| same(a, o)) {
             let first = outcomes
                 .iter()
                 .zip(&again)
-                .find(|(a, b)| a != b)
-                .map_or(String::new(), |(a, _)| a.id.clone());
+                .find(|(o, a)| !same(a, o))
+                .map_or(String::new(), |(o, _)| o.id.clone());
             findings.report(
                 DETERMINISTIC,
                 c,
@@ -298,54 +496,53 @@ pub(crate) fn failback(
                     .into(),
             );
         }
+        drop(again);
+        exported.swap(0, 1);
     }
-    let plans = Hub::BOTH.map(|h| {
-        plan(
-            &outcomes,
-            &exported[h.index()],
-            &hubs[h.index()],
-            Some((&mut *counts, h)),
-        )
-    });
-    let [p0, p1] = plans;
+    let ops = Hub::BOTH.map(|h| plan_ops(&outcomes, &exported[h.index()], Some((&mut *counts, h))));
+    let [ops0, ops1] = &ops;
     let plans = [
-        plan_checked(p0, findings, c, Hub::BOTH[0]),
-        plan_checked(p1, findings, c, Hub::BOTH[1]),
+        plan_checked(ops0, &hubs[0], findings, c, Hub::BOTH[0], buf),
+        plan_checked(ops1, &hubs[1], findings, c, Hub::BOTH[1], buf),
     ];
+    drop(ops);
+    let [s0, s1] = exported;
+    let read = [(s0, e0), (s1, e1)];
 
     let cut_hub = cycle.interrupt;
     let full_hub = cut_hub.other();
     let (x, y) = (cut_hub.index(), full_hub.index());
-    let errors = hubs[y].apply(&plans[y]);
+    let [p0, p1] = plans;
+    let (mut cut_plan, full_plan) = if x == 0 { (p0, p1) } else { (p1, p0) };
+    let errors = hubs[y].apply(&full_plan);
     import_errors(findings, c, full_hub, &errors);
-    let once = hubs[y].clone();
-    hubs[y].apply(&plans[y]);
-    if hubs[y] != once {
-        let before = once.snapshots();
-        let after = hubs[y].snapshots();
-        let changed = after
-            .iter()
-            .find(|(id, d)| before.get(*id) != Some(*d))
-            .map_or(String::new(), |(id, _)| id.clone());
+    // Applied again, the plan must change nothing: every line of it must
+    // fail (a line the hub takes writes a new etag at least).
+    let again = hubs[y].apply(&full_plan);
+    if again.len() != full_plan.len() {
+        let changed = first_taken(&full_plan, &again);
         findings.report(
             PLAN_IDEMPOTENT,
             c,
-            &changed,
+            changed,
             format!(
                 "applying the {} hub's plan a second time changed it",
                 full_hub.name()
             ),
         );
     }
-    let cut = plans[x].len() * cycle.interrupt_permille as usize / 1000;
-    let errors = hubs[x].apply(plans[x].get(..cut).unwrap_or_default());
+    drop(full_plan);
+    let cut = cut_plan.len() * cycle.interrupt_permille as usize / 1000;
+    cut_plan.truncate(cut);
+    let errors = hubs[x].apply_owned(cut_plan);
     import_errors(findings, c, cut_hub, &errors);
 
     // The operator re-runs the failback on what the hubs hold now.
-    let exported = exports_checked(hubs, findings, c);
-    let rerun = merge_fleet(Some(base), &exported, stamps, &policies, 1).expect(UNSTAMPED);
-    let first = merged_of(&outcomes);
-    let second = merged_of(&rerun);
+    let [(s0, e0), (s1, e1)] = exports_checked(hubs, findings, c, buf, Some(read));
+    let exported = [s0, s1];
+    let rerun = resolve_fleet(Some(base), &exported, stamps, &policies, 1).expect(UNSTAMPED);
+    let first = merged_by_id(&outcomes);
+    let second = merged_by_id(&rerun);
     for (id, merged) in &second {
         if !first.get(id).is_some_and(|f| same_carried(*f, *merged)) {
             findings.report(
@@ -364,7 +561,12 @@ pub(crate) fn failback(
             "the merge re-run after an interrupted plan lost the device".into(),
         );
     }
-    let rest = Hub::BOTH.map(|h| plan(&rerun, &exported[h.index()], &hubs[h.index()], None));
+    let rest = Hub::BOTH.map(|h| {
+        import_lines(
+            &plan_ops(&rerun, &exported[h.index()], None),
+            &hubs[h.index()],
+        )
+    });
     if let Some(line) = rest[y].first() {
         findings.report(
             HUBS_CONVERGE,
@@ -377,16 +579,15 @@ pub(crate) fn failback(
         );
     }
     counts.resumed += rest[x].len() as u64;
-    for h in Hub::BOTH {
-        let errors = hubs[h.index()].apply(&rest[h.index()]);
+    for (h, lines) in Hub::BOTH.into_iter().zip(rest) {
+        let errors = hubs[h.index()].apply_owned(lines);
         import_errors(findings, c, h, &errors);
     }
 
-    let after = [hubs[0].snapshots(), hubs[1].snapshots()];
     for h in Hub::BOTH {
-        let held = &after[h.index()];
+        let held = &hubs[h.index()];
         for (id, merged) in &second {
-            if !same_carried(held.get(*id), *merged) {
+            if !same_carried_held(held.device(id), *merged) {
                 findings.report(
                     HUBS_CONVERGE,
                     c,
@@ -395,11 +596,11 @@ pub(crate) fn failback(
                 );
             }
         }
-        for id in held.keys().filter(|id| !second.contains_key(id.as_str())) {
+        for device in held.devices().filter(|d| !second.contains_key(d.id)) {
             findings.report(
                 HUBS_CONVERGE,
                 c,
-                id,
+                device.id,
                 format!(
                     "the {} hub holds a device the merge does not know",
                     h.name()
@@ -407,5 +608,9 @@ pub(crate) fn failback(
             );
         }
     }
-    Failback { outcomes, after }
+    drop(second);
+    drop(rerun);
+    let [s0, s1] = exported;
+    *previous = Some([(s0, e0), (s1, e1)]);
+    Failback { outcomes }
 }

@@ -273,7 +273,7 @@ impl Gen<'_> {
 
     /// Picks a leaf of `map` to overwrite, or a new path to add.
     pub(super) fn leaf_to_write(&mut self, map: &JsonMap) -> Vec<String> {
-        let leaves = paths::leaves(map);
+        let leaves = paths::leaf_refs(map);
         if !leaves.is_empty() && self.rng.chance(700) {
             // Hot leaves first: concurrent writes to one leaf are the
             // conflicts worth rehearsing.
@@ -284,7 +284,7 @@ impl Gen<'_> {
                 self.rng.below(leaves.len() as u64)
             };
             if let Some((path, _)) = leaves.get(i as usize) {
-                return path.clone();
+                return paths::owned(path);
             }
         }
         let objects = paths::objects(map);

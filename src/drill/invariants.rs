@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::oracle::{Fact, Field, Hub, Op, Val, Write, entity_of, value_at};
+use super::oracle::{
+    Fact, Field, Hub, Op, SECTIONS, Val, Write, entity_of, identity_facts, section_of, value_is,
+};
 use super::sim::DeviceCycle;
-use crate::doc::{Conflict, DeviceSnapshot, Entity, Status};
+use crate::doc::{Conflict, DeviceSnapshot, Entity, Section, Status};
 use crate::reconcile::is_system_module;
 
 /// A named invariant of the drill.
@@ -228,24 +230,18 @@ fn holds(device: Option<&DeviceSnapshot>, f: &Fact) -> bool {
     match (&f.value, entity) {
         (Val::Removed(removed), Some(e)) => {
             let Field::Twin(section, path) = &f.field else {
-                return value_at(e, &f.field) == Val::Null;
+                return value_is(e, &f.field, &Val::Null);
             };
-            let mut leaves = Vec::new();
+            let map = section_of(e, *section);
             match removed.as_object().filter(|o| !o.is_empty()) {
-                Some(o) => {
-                    for (sub, v) in super::paths::leaves(o) {
-                        let mut full = path.clone();
-                        full.extend(sub);
-                        leaves.push((full, v));
-                    }
-                }
-                None => leaves.push((path.clone(), removed.clone())),
+                Some(o) => super::paths::leaf_refs(o).into_iter().all(|(sub, v)| {
+                    let full: Vec<&str> = path.iter().map(String::as_str).chain(sub).collect();
+                    super::paths::get(map, &full) != Some(v)
+                }),
+                None => super::paths::get(map, path) != Some(removed),
             }
-            leaves
-                .into_iter()
-                .all(|(p, v)| value_at(e, &Field::Twin(*section, p)) != Val::Json(v))
         }
-        (_, Some(e)) => value_at(e, &f.field) == f.value,
+        (_, Some(e)) => value_is(e, &f.field, &f.value),
         (value, None) => matches!(value, Val::Null | Val::Removed(_)),
     }
 }
@@ -361,12 +357,6 @@ fn entities(d: &DeviceSnapshot) -> impl Iterator<Item = (Option<&str>, &Entity)>
     )
 }
 
-fn merged_facts(module: Option<&str>, e: &Entity) -> Vec<Fact> {
-    let mut out = Vec::new();
-    super::oracle::entity_facts(module, e, &mut out);
-    out
-}
-
 fn written(d: &DeviceCheck<'_>, f: &Fact) -> bool {
     if d.start.is_some_and(|s| holds(Some(s), f)) {
         return true;
@@ -379,25 +369,73 @@ fn written(d: &DeviceCheck<'_>, f: &Fact) -> bool {
         .any(|g| g.module == f.module && g.field == f.field && g.value == f.value)
 }
 
+/// [`written`] of the fact that twin leaf `path` of `section` of `module`
+/// holds `value`, asked without making the fact.
+fn leaf_written(
+    d: &DeviceCheck<'_>,
+    module: Option<&str>,
+    section: Section,
+    path: &[&str],
+    value: &Value,
+) -> bool {
+    let in_start = d
+        .start
+        .and_then(|s| entity_of(s, module))
+        .and_then(|e| super::paths::get(section_of(e, section), path));
+    if in_start == Some(value) {
+        return true;
+    }
+    let same_path = |p: &[String]| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b);
+    d.log
+        .writes
+        .iter()
+        .filter(|w| !w.lost)
+        .flat_map(|w| &w.facts)
+        .any(|g| {
+            g.module.as_deref() == module
+                && matches!(&g.field, Field::Twin(s, p) if *s == section && same_path(p))
+                && matches!(&g.value, Val::Json(v) if v == value)
+        })
+}
+
 fn no_invented_values(d: &DeviceCheck<'_>, findings: &mut Findings) {
     let Some(merged) = d.merged else {
         return;
     };
+    let mut report = |f: &Fact| {
+        findings.report(
+            NO_INVENTED_VALUES,
+            d.cycle,
+            d.id,
+            format!(
+                "the merged state holds {} = {}, which no write wrote",
+                where_(f),
+                short(&f.value.shown())
+            ),
+        );
+    };
     for (module, e) in entities(merged) {
-        for f in merged_facts(module, e) {
+        let mut identity = Vec::new();
+        identity_facts(module, e, &mut identity);
+        for f in identity {
             if f.field == Field::Auth || written(d, &f) {
                 continue;
             }
-            findings.report(
-                NO_INVENTED_VALUES,
-                d.cycle,
-                d.id,
-                format!(
-                    "the merged state holds {} = {}, which no write wrote",
-                    where_(&f),
-                    short(&f.value.shown())
-                ),
-            );
+            report(&f);
+        }
+        // The twin leaves, most of the values, are compared where they
+        // lie: a fact is made only of a leaf to report.
+        for section in SECTIONS {
+            for (path, value) in super::paths::leaf_refs(section_of(e, section)) {
+                if leaf_written(d, module, section, &path, value) {
+                    continue;
+                }
+                report(&Fact {
+                    module: module.map(str::to_owned),
+                    field: Field::Twin(section, super::paths::owned(&path)),
+                    value: Val::Json(value.clone()),
+                });
+            }
         }
     }
 }

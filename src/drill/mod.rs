@@ -429,6 +429,9 @@ impl Shard<'_> {
         let initial = self.config.devices;
         let t = Instant::now();
         let mut hubs = [HubImage::new(), HubImage::new()];
+        let mut buf = Vec::new();
+        // What the last exports read back, which the next ones start from.
+        let mut exported = None;
         let mut devices = Vec::new();
         for index in range.clone() {
             match DeviceSim::new(seed, index, self.width, initial, &mut hubs) {
@@ -476,40 +479,54 @@ impl Shard<'_> {
                 self.check_determinism,
                 &mut out.findings,
                 &mut out.plans,
+                &mut buf,
+                &mut exported,
             );
             out.times.failback += t.elapsed();
 
             let t = Instant::now();
-            let by_id: BTreeMap<&str, &crate::reconcile::DeviceOutcome> =
-                result.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
-            for o in &result.outcomes {
+            let mut outcomes = result.outcomes;
+            for o in &outcomes {
                 *out.outcomes.entry(o.outcome.name()).or_default() += 1;
                 for conflict in &o.merge.conflicts {
                     *out.conflicts.entry(conflict.rule.name()).or_default() += 1;
                 }
             }
-            for (dev, log) in devices.iter_mut().zip(&logs) {
-                let outcome = by_id.get(dev.id.as_str());
-                let merged = outcome.and_then(|o| o.merge.merged.as_ref());
+            let at: Vec<Option<usize>> = {
+                let by_id: BTreeMap<&str, usize> = outcomes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| (o.id.as_str(), i))
+                    .collect();
+                devices
+                    .iter()
+                    .map(|dev| by_id.get(dev.id.as_str()).copied())
+                    .collect()
+            };
+            for ((dev, log), at) in devices.iter_mut().zip(&logs).zip(at) {
+                let outcome = at.and_then(|i| outcomes.get_mut(i));
                 if let Some(log) = log {
+                    let outcome = outcome.as_deref();
                     let check = DeviceCheck {
                         cycle: c,
                         id: &dev.id,
                         start: dev.start.as_ref(),
                         base: base.get(&dev.id),
-                        merged,
+                        merged: outcome.and_then(|o| o.merge.merged.as_ref()),
                         conflicts: outcome.map_or(&[], |o| o.merge.conflicts.as_slice()),
                         log,
                     };
                     check_device(&check, &mut out.findings, &mut out.accounting);
                 }
-                dev.start = merged.cloned();
+                // The device starts the next cycle as merged: taken, as
+                // nothing reads the merge after this.
+                dev.start = outcome.and_then(|o| o.merge.merged.take());
                 for h in Hub::BOTH {
-                    let held = result.after[h.index()].get(&dev.id);
-                    dev.hubs[h.index()] = HubDev::at_start(held, dev.hubs[h.index()].known);
+                    let held = hubs[h.index()].device(&dev.id);
+                    dev.hubs[h.index()] = HubDev::held(held, dev.hubs[h.index()].known);
                 }
                 if c + 1 == self.cycles.len() {
-                    if let Some(m) = merged {
+                    if let Some(m) = &dev.start {
                         out.devices.final_devices += 1;
                         out.devices.final_modules += m.modules.len() as u64;
                     }

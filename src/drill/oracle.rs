@@ -211,6 +211,16 @@ impl Write {
 
 /// Every value of an entity as facts.
 pub(crate) fn entity_facts(module: Option<&str>, e: &Entity, out: &mut Vec<Fact>) {
+    facts_of(module, e, true, out);
+}
+
+/// The values of an entity's identity fields as facts: the first of
+/// [`entity_facts`], without the twin leaves.
+pub(crate) fn identity_facts(module: Option<&str>, e: &Entity, out: &mut Vec<Fact>) {
+    facts_of(module, e, false, out);
+}
+
+fn facts_of(module: Option<&str>, e: &Entity, twin: bool, out: &mut Vec<Fact>) {
     let module = module.map(str::to_owned);
     let mut push = |field, value| {
         out.push(Fact {
@@ -234,16 +244,17 @@ pub(crate) fn entity_facts(module: Option<&str>, e: &Entity, out: &mut Vec<Fact>
             Val::Json(Value::String(s.clone())),
         );
     }
-    for (section, map) in [
-        (Section::Tags, &e.tags),
-        (Section::Desired, &e.desired),
-        (Section::Reported, &e.reported),
-    ] {
-        for (path, value) in paths::leaves(map) {
-            push(Field::Twin(section, path), Val::Json(value));
+    if twin {
+        for section in SECTIONS {
+            for (path, value) in paths::leaves(section_of(e, section)) {
+                push(Field::Twin(section, path), Val::Json(value));
+            }
         }
     }
 }
+
+/// The twin sections, in the order facts list them.
+pub(crate) const SECTIONS: [Section; 3] = [Section::Tags, Section::Desired, Section::Reported];
 
 /// Every value of a device and its modules as facts.
 pub(crate) fn device_facts(d: &DeviceSnapshot) -> Vec<Fact> {
@@ -263,26 +274,44 @@ pub(crate) fn entity_of<'a>(d: &'a DeviceSnapshot, module: Option<&str>) -> Opti
     }
 }
 
-/// The value an entity holds at `field`, as a fact value (`Null` when
-/// absent).
-pub(crate) fn value_at(e: &Entity, field: &Field) -> Val {
-    match field {
-        Field::Status => e.status.clone().map_or(Val::Null, Val::Status),
-        Field::Auth => e.authentication.clone().map_or(Val::Null, Val::Auth),
-        Field::Identity("capabilities") => e.capabilities.clone().map_or(Val::Null, Val::Json),
-        Field::Identity("deviceScope") => e
-            .device_scope
-            .clone()
-            .map_or(Val::Null, |s| Val::Json(Value::String(s))),
-        Field::Identity(name) => e.extra.get(*name).cloned().map_or(Val::Null, Val::Json),
-        Field::Twin(section, path) => {
-            let map = match section {
-                Section::Tags => &e.tags,
-                Section::Desired => &e.desired,
-                Section::Reported => &e.reported,
-            };
-            paths::get(map, path).cloned().map_or(Val::Null, Val::Json)
+/// An entity's twin section.
+pub(crate) fn section_of(e: &Entity, section: Section) -> &crate::doc::JsonMap {
+    match section {
+        Section::Tags => &e.tags,
+        Section::Desired => &e.desired,
+        Section::Reported => &e.reported,
+    }
+}
+
+/// Whether the entity holds `value` at `field` (`Null`: nothing there),
+/// compared where the entity holds it.
+pub(crate) fn value_is(e: &Entity, field: &Field, value: &Val) -> bool {
+    fn json_is(found: Option<&Value>, value: &Val) -> bool {
+        match (found, value) {
+            (None, Val::Null) => true,
+            (Some(found), Val::Json(v)) => found == v,
+            _ => false,
         }
+    }
+    match field {
+        Field::Status => match (&e.status, value) {
+            (None, Val::Null) => true,
+            (Some(s), Val::Status(v)) => s == v,
+            _ => false,
+        },
+        Field::Auth => match (&e.authentication, value) {
+            (None, Val::Null) => true,
+            (Some(a), Val::Auth(v)) => a == v,
+            _ => false,
+        },
+        Field::Identity("capabilities") => json_is(e.capabilities.as_ref(), value),
+        Field::Identity("deviceScope") => match (&e.device_scope, value) {
+            (None, Val::Null) => true,
+            (Some(s), Val::Json(Value::String(v))) => s == v,
+            _ => false,
+        },
+        Field::Identity(name) => json_is(e.extra.get(*name), value),
+        Field::Twin(section, path) => json_is(paths::get(section_of(e, *section), path), value),
     }
 }
 

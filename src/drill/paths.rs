@@ -25,14 +25,41 @@ fn walk(map: &JsonMap, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value
     }
 }
 
+/// [`leaves`], borrowed: the same leaves in the same order, each path's
+/// keys and value where the map holds them.
+pub(crate) fn leaf_refs(map: &JsonMap) -> Vec<(Vec<&str>, &Value)> {
+    fn walk_refs<'a>(
+        map: &'a JsonMap,
+        path: &mut Vec<&'a str>,
+        out: &mut Vec<(Vec<&'a str>, &'a Value)>,
+    ) {
+        for (key, value) in map {
+            path.push(key);
+            match value {
+                Value::Object(child) if !child.is_empty() => walk_refs(child, path, out),
+                leaf => out.push((path.clone(), leaf)),
+            }
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk_refs(map, &mut Vec::new(), &mut out);
+    out
+}
+
+/// A borrowed path as an owned one.
+pub(crate) fn owned(path: &[&str]) -> Vec<String> {
+    path.iter().map(|k| (*k).to_owned()).collect()
+}
+
 /// The value at `path`, if any.
-pub(crate) fn get<'a>(map: &'a JsonMap, path: &[String]) -> Option<&'a Value> {
+pub(crate) fn get<'a, S: AsRef<str>>(map: &'a JsonMap, path: &[S]) -> Option<&'a Value> {
     let (last, parents) = path.split_last()?;
     let mut node = map;
     for key in parents {
-        node = node.get(key)?.as_object()?;
+        node = node.get(key.as_ref())?.as_object()?;
     }
-    node.get(last)
+    node.get(last.as_ref())
 }
 
 /// Sets `path` to `value` as a twin PATCH does: missing or scalar parents

@@ -334,20 +334,29 @@ pub(crate) fn write_device(
             line.mode = ImportMode::CreateOrUpdate;
         }
     }
-    let errors = hub.apply(&lines);
+    let errors = hub.apply_owned(lines);
     if let Some(e) = errors.first() {
         return Err(format!(
             "the simulated hub refused a write to {id}: {} {}",
             e.error_code, e.error_status
         ));
     }
-    let modules = before
+    // What `read_device` would read of the device and the modules before
+    // and after name must be `after`, compared where the hub holds it.
+    let mut modules = before
         .into_iter()
         .chain(after)
-        .flat_map(|d| d.modules.keys())
-        .collect::<std::collections::BTreeSet<_>>();
-    let held = read_device(hub, id, modules.into_iter());
-    if held.as_ref() != after {
+        .flat_map(|d| d.modules.keys());
+    let held = match (hub.get(id, None), after) {
+        (None, None) => true,
+        (Some(record), Some(after)) => {
+            after.id == id
+                && record.entity == after.device
+                && modules.all(|m| hub.get(id, Some(m)).map(|r| &r.entity) == after.modules.get(m))
+        }
+        _ => false,
+    };
+    if !held {
         return Err(format!(
             "the simulated hub holds something else than written for {id}"
         ));
@@ -439,12 +448,13 @@ pub(crate) fn simulate(
     events.sort();
 
     let id = dev.id.clone();
-    let mut current: [Option<DeviceSnapshot>; 2] = [
-        read_device(&io.hubs[0], &id, dev.hubs[0].modules.keys()),
-        read_device(&io.hubs[1], &id, dev.hubs[1].modules.keys()),
+    let CycleIo { hubs, base, counts } = io;
+    let mut current: [State; 2] = [
+        State::Own(read_device(&hubs[0], &id, dev.hubs[0].modules.keys())),
+        State::Own(read_device(&hubs[1], &id, dev.hubs[1].modules.keys())),
     ];
     // The primary's state after its restore point: writes there are lost.
-    let mut ghost: Option<(Option<DeviceSnapshot>, HubDev)> = None;
+    let mut ghost: Option<(State, HubDev)> = None;
     let (mut backed_up, mut forked, mut failed) = (false, false, false);
     let mut seq = [0u32; 2];
     let mut writes = Vec::new();
@@ -454,11 +464,11 @@ pub(crate) fn simulate(
     };
     for event in events {
         if !backed_up && event.time > cycle.backup {
-            backup(&id, &mut current, &mut dev.hubs, io)?;
+            backup(&id, &mut current, &mut dev.hubs, hubs, base)?;
             backed_up = true;
         }
         if !forked && cycle.restore < cycle.fail && event.time > cycle.restore {
-            ghost = Some((current[0].clone(), dev.hubs[0].clone()));
+            ghost = Some((current[0].fork(), dev.hubs[0].clone()));
             forked = true;
         }
         if !failed && event.time > cycle.fail {
@@ -471,13 +481,14 @@ pub(crate) fn simulate(
             (Some((state, hub_dev)), true) => (state, hub_dev),
             _ => (&mut current[h], &mut dev.hubs[h]),
         };
-        let Some(change) = draw(&mut g, &id, hub_dev, state.as_ref(), event.birth) else {
+        let held = state.get(base, &id);
+        let Some(change) = draw(&mut g, &id, hub_dev, held, event.birth) else {
             continue;
         };
         if !lost {
-            write_device(&mut io.hubs[h], &id, state.as_ref(), change.after.as_ref())?;
+            write_device(&mut hubs[h], &id, held, change.after.as_ref())?;
         }
-        *state = change.after;
+        *state = State::Own(change.after);
         seq[h] += 1;
         let write = Write {
             hub: event.hub,
@@ -493,11 +504,11 @@ pub(crate) fn simulate(
             op: change.op,
             facts: change.facts,
         };
-        io.counts.count(c, cycle, &write, failed);
+        counts.count(c, cycle, &write, failed);
         writes.push(write);
     }
     if !backed_up {
-        backup(&id, &mut current, &mut dev.hubs, io)?;
+        backup(&id, &mut current, &mut dev.hubs, hubs, base)?;
     }
     Ok(DeviceCycle {
         writes,
@@ -505,21 +516,60 @@ pub(crate) fn simulate(
     })
 }
 
+/// What a hub holds of the device during a cycle's simulation.
+// Two live on the stack per device simulated: boxing the device would add
+// the allocation the base is there to save.
+#[allow(clippy::large_enum_variant)]
+enum State {
+    /// This device (`None`: the hub lacks it).
+    Own(Option<DeviceSnapshot>),
+    /// The base's device (or the lack of it), as the backup left it and
+    /// no write since changed: read from the base rather than copied.
+    Base,
+}
+
+impl State {
+    fn get<'a>(
+        &'a self,
+        base: &'a BTreeMap<String, DeviceSnapshot>,
+        id: &str,
+    ) -> Option<&'a DeviceSnapshot> {
+        match self {
+            State::Own(device) => device.as_ref(),
+            State::Base => base.get(id),
+        }
+    }
+
+    /// A copy that goes its own way from here.
+    fn fork(&self) -> State {
+        match self {
+            State::Own(device) => State::Own(device.clone()),
+            State::Base => State::Base,
+        }
+    }
+}
+
 /// The backup: the base takes the primary's device, and the secondary is
-/// seeded with it by an import.
+/// seeded with it by an import. Both hubs then hold the base's device.
 fn backup(
     id: &str,
-    current: &mut [Option<DeviceSnapshot>; 2],
-    hubs: &mut [HubDev; 2],
-    io: &mut CycleIo<'_>,
+    current: &mut [State; 2],
+    devs: &mut [HubDev; 2],
+    hubs: &mut [HubImage; 2],
+    base: &mut BTreeMap<String, DeviceSnapshot>,
 ) -> Result<(), String> {
     let [primary, secondary] = current;
-    if let Some(device) = primary.as_ref() {
-        io.base.insert(id.to_owned(), device.clone());
+    let primary = match std::mem::replace(primary, State::Base) {
+        State::Own(device) => device,
+        // Only the backup makes the base: it is not there yet.
+        State::Base => base.get(id).cloned(),
+    };
+    write_device(&mut hubs[1], id, secondary.get(base, id), primary.as_ref())?;
+    if let Some(device) = primary {
+        base.insert(id.to_owned(), device);
     }
-    write_device(&mut io.hubs[1], id, secondary.as_ref(), primary.as_ref())?;
-    *secondary = primary.clone();
-    hubs[1] = hubs[0].clone();
+    *secondary = State::Base;
+    devs[1] = devs[0].clone();
     Ok(())
 }
 

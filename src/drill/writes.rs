@@ -10,6 +10,7 @@ use super::fleet::{Gen, SYSTEM_MODULES};
 use super::oracle::{Fact, Field, Kind, Op, Val, device_facts, entity_facts};
 use super::paths;
 use crate::doc::{DeviceSnapshot, Entity, JsonMap, Section, Status};
+use crate::reconcile::HeldDevice;
 
 /// What one hub knows of a device's incarnations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,6 +26,20 @@ pub(crate) struct HubDev {
 impl HubDev {
     /// What a hub holding `device` at the start of a cycle knows.
     pub(crate) fn at_start(device: Option<&DeviceSnapshot>, known: bool) -> Self {
+        Self {
+            inc: device.map(|_| 0),
+            modules: device
+                .map(|d| d.modules.keys().map(|m| (m.clone(), 0)).collect())
+                .unwrap_or_default(),
+            known: known || device.is_some(),
+        }
+    }
+}
+
+impl HubDev {
+    /// What a hub holding `device` (as [`HubImage::device`](crate::reconcile::HubImage::device) borrows it) at
+    /// the start of a cycle knows: as [`HubDev::at_start`] of its snapshot.
+    pub(crate) fn held(device: Option<HeldDevice<'_>>, known: bool) -> Self {
         Self {
             inc: device.map(|_| 0),
             modules: device
@@ -232,7 +247,7 @@ fn twin_write(
 
 /// A leaf whose removal leaves no empty object behind.
 fn removable(g: &mut Gen<'_>, map: &JsonMap) -> Option<Vec<String>> {
-    let candidates: Vec<Vec<String>> = paths::leaves(map)
+    let candidates: Vec<Vec<&str>> = paths::leaf_refs(map)
         .into_iter()
         .map(|(p, _)| p)
         .filter(|p| match p.split_last() {
@@ -243,7 +258,7 @@ fn removable(g: &mut Gen<'_>, map: &JsonMap) -> Option<Vec<String>> {
             None => false,
         })
         .collect();
-    g.rng.pick(&candidates).cloned()
+    g.rng.pick(&candidates).map(|p| paths::owned(p))
 }
 
 /// Replaces an object of `desired` by a scalar, or a scalar by an object:
@@ -263,12 +278,12 @@ fn shape_write(g: &mut Gen<'_>, d: &mut DeviceSnapshot, facts: &mut Vec<Fact>) -
             return (Kind::Desired, Op::Update);
         }
     }
-    let scalars: Vec<Vec<String>> = paths::leaves(map)
+    let scalars: Vec<Vec<&str>> = paths::leaf_refs(map)
         .into_iter()
         .filter(|(_, v)| !v.is_object())
         .map(|(p, _)| p)
         .collect();
-    let Some(path) = g.rng.pick(&scalars).cloned() else {
+    let Some(path) = g.rng.pick(&scalars).map(|p| paths::owned(p)) else {
         return twin_write(g, d, Section::Desired, facts);
     };
     let key = g.key();

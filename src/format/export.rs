@@ -558,20 +558,33 @@ impl<'a> From<&'a ExportLine> for ExportLineRef<'a> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn write_export_line<W: Write>(w: &mut W, line: &ExportLineRef<'_>) -> io::Result<()> {
+    write_line(w, line, false)
+}
+
+/// Writes `line` as [`write_export_line`] does; with `twin_only`, as if
+/// its entity held only its twin sections (`tags`, `desired`, `reported`).
+pub(crate) fn write_line<W: Write>(
+    w: &mut W,
+    line: &ExportLineRef<'_>,
+    twin_only: bool,
+) -> io::Result<()> {
     let entity = line.entity;
+    let identity = |e: &'_ Entity| !twin_only && e.status.is_some();
     let mut obj = Obj::open(w)?;
     obj.field("id", line.id)?;
     obj.opt("moduleId", line.module_id)?;
     obj.opt("eTag", line.etag)?;
     let import_mode = line.import_mode.or_else(|| {
-        (line.module_id.is_none() && entity.status.is_none()).then_some(ImportMode::UpdateTwin)
+        (line.module_id.is_none() && !identity(entity)).then_some(ImportMode::UpdateTwin)
     });
     obj.opt("importMode", import_mode)?;
-    if let Some(status) = &entity.status {
+    if let Some(status) = entity.status.as_ref().filter(|_| !twin_only) {
         obj.field("status", &status.status)?;
         obj.opt("statusReason", status.reason.as_deref())?;
     }
-    obj.opt("authentication", entity.authentication.as_ref())?;
+    if !twin_only {
+        obj.opt("authentication", entity.authentication.as_ref())?;
+    }
     obj.opt("twinETag", line.twin_etag)?;
     obj.field("tags", &entity.tags)?;
     obj.field(
@@ -587,6 +600,9 @@ pub fn write_export_line<W: Write>(w: &mut W, line: &ExportLineRef<'_>) -> io::R
             },
         },
     )?;
+    if twin_only {
+        return obj.close_line();
+    }
     obj.opt("capabilities", entity.capabilities.as_ref())?;
     obj.opt("deviceScope", entity.device_scope.as_deref())?;
     obj.opt("parentScopes", entity.parent_scopes.as_ref())?;

@@ -70,12 +70,12 @@ pub use events::{
 internals!(events::parse_event_record);
 #[cfg(feature = "internals")]
 pub use events::write_event_line;
-pub(crate) use export::export_device;
 pub use export::{
     DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportReader, ModuleEtags, collect_export,
     read_export, write_device,
 };
 internals!(export::{ExportLineRef, collect_identities, parse_export_line, write_export_line});
+pub(crate) use export::{export_device, write_line};
 pub(crate) use group::{DeviceLine, group};
 internals!(identity::{IdentityLine, IdentityReader, parse_identity_line});
 pub use import_mode::ImportMode;

@@ -1,6 +1,7 @@
 //! Import-mode semantics: what IoT Hub does with each line of an import
 //! job, so plans can be dry-run and proved right.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -8,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::plan::{SYSTEM_MODULES, is_edge};
 use crate::doc::{Authentication, DeviceSnapshot, Entity, Secret};
-use crate::format::ImportMode;
+use crate::format::{DeviceEtags, ImportMode};
 
 /// One line of an import job.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -41,7 +42,35 @@ pub struct Record {
 /// A hub's registry as an import job sees it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HubImage {
-    records: BTreeMap<(String, Option<String>), Record>,
+    /// The records by device id: looked up by borrowed ids, and a device
+    /// deleted with its modules in one step. No entry is ever empty, so
+    /// that two hubs holding the same records are equal.
+    devices: BTreeMap<String, Held>,
+}
+
+/// The records of one device id: the device's, and its modules'.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Held {
+    device: Option<Record>,
+    modules: BTreeMap<String, Record>,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.device.is_none() && self.modules.is_empty()
+    }
+}
+
+/// A device of a [`HubImage`], borrowed: its record, if the hub holds one,
+/// and its modules' records by module id.
+#[derive(Clone, Copy, Debug)]
+pub struct HeldDevice<'a> {
+    /// The device id.
+    pub id: &'a str,
+    /// The device's own record; `None` for modules inserted without it.
+    pub device: Option<&'a Record>,
+    /// Its modules' records by module id.
+    pub modules: &'a BTreeMap<String, Record>,
 }
 
 /// One line of `importErrors.log`.
@@ -60,8 +89,18 @@ pub struct ImportError {
 }
 
 fn next_etag(previous: &str, salt: &str) -> String {
-    let digest = Sha256::digest(format!("{previous}\u{0}{salt}").as_bytes());
-    digest[..9].iter().map(|b| format!("{b:02x}")).collect()
+    let mut hasher = Sha256::new();
+    hasher.update(previous.as_bytes());
+    hasher.update([0]);
+    hasher.update(salt.as_bytes());
+    let digest = hasher.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(18);
+    for b in &digest[..9] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 impl HubImage {
@@ -72,39 +111,95 @@ impl HubImage {
 
     /// Inserts a record as read from an export.
     pub fn insert(&mut self, id: &str, module_id: Option<&str>, record: Record) {
-        self.records
-            .insert((id.to_owned(), module_id.map(str::to_owned)), record);
+        self.put(id, module_id, record);
+    }
+
+    fn put(&mut self, id: &str, module_id: Option<&str>, record: Record) {
+        let held = match self.devices.get_mut(id) {
+            Some(held) => held,
+            None => self.devices.entry(id.to_owned()).or_default(),
+        };
+        match module_id {
+            None => held.device = Some(record),
+            Some(m) => match held.modules.get_mut(m) {
+                Some(slot) => *slot = record,
+                None => {
+                    held.modules.insert(m.to_owned(), record);
+                }
+            },
+        }
     }
 
     /// The record of a device or module.
     pub fn get(&self, id: &str, module_id: Option<&str>) -> Option<&Record> {
-        self.records
-            .get(&(id.to_owned(), module_id.map(str::to_owned)))
+        let held = self.devices.get(id)?;
+        match module_id {
+            None => held.device.as_ref(),
+            Some(m) => held.modules.get(m),
+        }
+    }
+
+    fn get_mut(&mut self, id: &str, module_id: Option<&str>) -> Option<&mut Record> {
+        let held = self.devices.get_mut(id)?;
+        match module_id {
+            None => held.device.as_mut(),
+            Some(m) => held.modules.get_mut(m),
+        }
     }
 
     /// Every record in (id, module id) order, devices before their modules.
     pub fn records(&self) -> impl Iterator<Item = (&str, Option<&str>, &Record)> + '_ {
-        self.records
-            .iter()
-            .map(|((id, m), r)| (id.as_str(), m.as_deref(), r))
+        self.devices.iter().flat_map(|(id, held)| {
+            let id = id.as_str();
+            held.device.iter().map(move |r| (id, None, r)).chain(
+                held.modules
+                    .iter()
+                    .map(move |(m, r)| (id, Some(m.as_str()), r)),
+            )
+        })
+    }
+
+    /// The device `id` with its modules, borrowed; `None` when the hub
+    /// holds no record of it.
+    pub fn device(&self, id: &str) -> Option<HeldDevice<'_>> {
+        let (id, held) = self.devices.get_key_value(id)?;
+        Some(HeldDevice {
+            id,
+            device: held.device.as_ref(),
+            modules: &held.modules,
+        })
+    }
+
+    /// Every device with its modules, borrowed, in id order.
+    pub fn devices(&self) -> impl Iterator<Item = HeldDevice<'_>> + '_ {
+        self.devices.iter().map(|(id, held)| HeldDevice {
+            id,
+            device: held.device.as_ref(),
+            modules: &held.modules,
+        })
     }
 
     /// The hub as device snapshots (etags dropped).
     pub fn snapshots(&self) -> BTreeMap<String, DeviceSnapshot> {
-        let mut out: BTreeMap<String, DeviceSnapshot> = BTreeMap::new();
-        for ((id, module), record) in &self.records {
-            let device = out.entry(id.clone()).or_insert_with(|| DeviceSnapshot {
-                id: id.clone(),
-                ..Default::default()
-            });
-            match module {
-                None => device.device = record.entity.clone(),
-                Some(m) => {
-                    device.modules.insert(m.clone(), record.entity.clone());
-                }
-            }
-        }
-        out
+        self.devices
+            .iter()
+            .map(|(id, held)| {
+                let device = DeviceSnapshot {
+                    id: id.clone(),
+                    device: held
+                        .device
+                        .as_ref()
+                        .map(|r| r.entity.clone())
+                        .unwrap_or_default(),
+                    modules: held
+                        .modules
+                        .iter()
+                        .map(|(m, r)| (m.clone(), r.entity.clone()))
+                        .collect(),
+                };
+                (id.clone(), device)
+            })
+            .collect()
     }
 
     /// Runs an import job: each line in order, a failed line logged and
@@ -128,41 +223,78 @@ impl HubImage {
     pub fn apply(&mut self, lines: &[ImportLine]) -> Vec<ImportError> {
         let mut errors = Vec::new();
         for line in lines {
-            if let Err((code, status)) = self.apply_line(line) {
-                errors.push(ImportError {
-                    device_id: line.id.clone(),
-                    module_id: line.module_id.clone(),
-                    error_code: code,
-                    error_status: status,
-                });
+            if let Err(e) = self.apply_line(line, Cow::Borrowed(&line.entity)) {
+                errors.push(e);
             }
         }
         errors
     }
 
-    fn apply_line(&mut self, line: &ImportLine) -> Result<(), (&'static str, String)> {
+    /// [`HubImage::apply`] taking the lines: each written entity is moved
+    /// into the hub instead of copied.
+    ///
+    /// ```
+    /// use failback::format::ImportMode;
+    /// use failback::reconcile::{HubImage, ImportLine};
+    ///
+    /// let (mut one, mut two) = (HubImage::new(), HubImage::new());
+    /// let create = ImportLine { mode: ImportMode::Create, id: "d1".into(), ..Default::default() };
+    /// assert!(one.apply(&[create.clone()]).is_empty());
+    /// assert!(two.apply_owned(vec![create]).is_empty());
+    /// assert_eq!(one, two);
+    /// ```
+    pub fn apply_owned(&mut self, lines: Vec<ImportLine>) -> Vec<ImportError> {
+        let mut errors = Vec::new();
+        for mut line in lines {
+            let entity = std::mem::take(&mut line.entity);
+            if let Err(e) = self.apply_line(&line, Cow::Owned(entity)) {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    /// Applies one line whose entity is `entity` (`line.entity` is not
+    /// read): a failed line changes nothing.
+    fn apply_line(
+        &mut self,
+        line: &ImportLine,
+        entity: Cow<'_, Entity>,
+    ) -> Result<(), ImportError> {
         use ImportMode as M;
-        let key = (line.id.clone(), line.module_id.clone());
-        let what = match &line.module_id {
-            Some(m) => format!("module {}/{m}", line.id),
-            None => format!("device {}", line.id),
+        let id = line.id.as_str();
+        let module_id = line.module_id.as_deref();
+        let fail = |code: &'static str, status: String| ImportError {
+            device_id: line.id.clone(),
+            module_id: line.module_id.clone(),
+            error_code: code,
+            error_status: status,
         };
-        let not_found = || ("DeviceNotFound", format!("{what} not found"));
-        let etag_mismatch = || ("PreconditionFailed", format!("{what}: etag does not match"));
-        let present = self.records.get(&key);
-        if line.module_id.is_some()
-            && present.is_none()
-            && !self.records.contains_key(&(line.id.clone(), None))
-        {
+        let what = || match module_id {
+            Some(m) => format!("module {id}/{m}"),
+            None => format!("device {id}"),
+        };
+        let not_found = || fail("DeviceNotFound", format!("{} not found", what()));
+        let etag_mismatch = || {
+            fail(
+                "PreconditionFailed",
+                format!("{}: etag does not match", what()),
+            )
+        };
+        let present = self.get(id, module_id);
+        if module_id.is_some() && present.is_none() && self.get(id, None).is_none() {
             return Err(not_found());
         }
         let etag_ok = |r: &Record| line.etag.as_deref() == Some(r.etag.as_str());
         match (line.mode, present) {
             (M::Create | M::CreateOrUpdate | M::CreateOrUpdateIfMatchETag, None) => {
-                self.write_identity(key, line);
+                self.write_identity(id, module_id, entity);
                 Ok(())
             }
-            (M::Create, Some(_)) => Err(("DeviceAlreadyExists", format!("{what} already exists"))),
+            (M::Create, Some(_)) => Err(fail(
+                "DeviceAlreadyExists",
+                format!("{} already exists", what()),
+            )),
             (
                 M::Update
                 | M::UpdateIfMatchETag
@@ -185,23 +317,40 @@ impl HubImage {
                 M::Update | M::UpdateIfMatchETag | M::CreateOrUpdate | M::CreateOrUpdateIfMatchETag,
                 Some(_),
             ) => {
-                self.write_identity(key, line);
+                self.write_identity(id, module_id, entity);
                 Ok(())
             }
             (M::Delete | M::DeleteIfMatchETag, Some(_)) => {
-                if line.module_id.is_none() {
-                    self.records.retain(|(id, _), _| *id != line.id);
-                } else {
-                    self.records.remove(&key);
+                match module_id {
+                    // A device goes with its modules.
+                    None => {
+                        self.devices.remove(id);
+                    }
+                    Some(m) => {
+                        if let Some(held) = self.devices.get_mut(id) {
+                            held.modules.remove(m);
+                            if held.is_empty() {
+                                self.devices.remove(id);
+                            }
+                        }
+                    }
                 }
                 Ok(())
             }
             (M::UpdateTwin | M::UpdateTwinIfMatchETag, Some(_)) => {
-                if let Some(record) = self.records.get_mut(&key) {
-                    let twin = &line.entity;
-                    record.entity.tags = twin.tags.clone();
-                    record.entity.desired = twin.desired.clone();
-                    record.entity.reported = twin.reported.clone();
+                if let Some(record) = self.get_mut(id, module_id) {
+                    match entity {
+                        Cow::Borrowed(twin) => {
+                            record.entity.tags.clone_from(&twin.tags);
+                            record.entity.desired.clone_from(&twin.desired);
+                            record.entity.reported.clone_from(&twin.reported);
+                        }
+                        Cow::Owned(twin) => {
+                            record.entity.tags = twin.tags;
+                            record.entity.desired = twin.desired;
+                            record.entity.reported = twin.reported;
+                        }
+                    }
                     record.twin_etag = next_etag(&record.twin_etag, "twin");
                 }
                 Ok(())
@@ -213,15 +362,8 @@ impl HubImage {
     /// empty twins and keys of their own.
     fn create_system_modules(&mut self, id: &str) {
         for module in SYSTEM_MODULES {
-            let key = (id.to_owned(), Some(module.to_owned()));
-            if !self.records.contains_key(&key) {
-                let line = ImportLine {
-                    mode: ImportMode::Create,
-                    id: id.to_owned(),
-                    module_id: Some(module.to_owned()),
-                    ..ImportLine::default()
-                };
-                self.write_identity(key, &line);
+            if self.get(id, Some(module)).is_none() {
+                self.write_identity(id, Some(module), Cow::Owned(Entity::default()));
             }
         }
     }
@@ -229,23 +371,24 @@ impl HubImage {
     /// Writes a whole identity (and the twin sections the line carries). An
     /// identity without `authentication` gets fresh SAS keys, as IoT Hub
     /// generates them; here they are derived from the etag so runs repeat.
-    fn write_identity(&mut self, key: (String, Option<String>), line: &ImportLine) {
-        if key.1.is_none() && is_edge(&line.entity) {
-            self.create_system_modules(&line.id);
+    fn write_identity(&mut self, id: &str, module_id: Option<&str>, entity: Cow<'_, Entity>) {
+        if module_id.is_none() && is_edge(&entity) {
+            self.create_system_modules(id);
         }
-        let previous = self.records.get(&key);
-        let etag = next_etag(previous.map_or("", |r| r.etag.as_str()), &key.0);
+        let previous = self.get(id, module_id);
+        let etag = next_etag(previous.map_or("", |r| r.etag.as_str()), id);
         let twin_etag = next_etag(previous.map_or("", |r| r.twin_etag.as_str()), "twin");
-        let mut entity = line.entity.clone();
+        let mut entity = entity.into_owned();
         if entity.authentication.is_none() {
-            let seed = format!("{}/{}/{etag}", key.0, key.1.as_deref().unwrap_or(""));
+            let seed = format!("{id}/{}/{etag}", module_id.unwrap_or(""));
             let key = |salt: &str| {
                 Secret::from_key_bytes(&Sha256::digest(format!("{seed}\u{0}{salt}").as_bytes()))
             };
             entity.authentication = Some(Authentication::sas(key("primary"), key("secondary")));
         }
-        self.records.insert(
-            key,
+        self.put(
+            id,
+            module_id,
             Record {
                 entity,
                 etag,
@@ -318,6 +461,31 @@ impl HubImage {
         image
     }
 
+    /// Whether this hub is the one `export` describes
+    /// (`HubImage::from_export(export) == *self`), compared in place.
+    ///
+    /// ```
+    /// use failback::format::{collect_export, ExportReader, ImportMode};
+    /// use failback::reconcile::{HubImage, ImportLine};
+    ///
+    /// let mut hub = HubImage::new();
+    /// let create = ImportLine { mode: ImportMode::Create, id: "d1".into(), ..Default::default() };
+    /// assert!(hub.apply(&[create]).is_empty());
+    /// let mut bytes = Vec::new();
+    /// hub.write_export(&mut bytes)?;
+    /// let export = collect_export(ExportReader::new(bytes.as_slice(), "export.jsonl"))?;
+    /// assert!(hub.holds_export(&export));
+    /// assert!(!HubImage::new().holds_export(&export));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn holds_export(&self, export: &crate::format::ExportFile) -> bool {
+        self.devices.len() == export.devices.len()
+            && self
+                .devices()
+                .zip(&export.devices)
+                .all(|(held, (id, d))| held.id == id && held.is(&d.snapshot, d.etags()))
+    }
+
     /// Writes the hub as an export file: devices before their modules,
     /// with etags.
     ///
@@ -325,9 +493,50 @@ impl HubImage {
     ///
     /// Any error of `w`.
     pub fn write_export<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
-        for (id, module_id, record) in self.records() {
+        self.devices().try_for_each(|d| d.write_export(w))
+    }
+}
+
+impl HeldDevice<'_> {
+    /// Whether these are the records an export line of `device` with
+    /// `etags` describes ([`HubImage::from_export`]): the device's record
+    /// and exactly the modules', entities and etags equal (an etag not
+    /// given is empty).
+    pub fn is(&self, device: &DeviceSnapshot, etags: DeviceEtags<'_>) -> bool {
+        fn same(r: &Record, entity: &Entity, etag: Option<&str>, twin: Option<&str>) -> bool {
+            r.etag == etag.unwrap_or("") && r.twin_etag == twin.unwrap_or("") && r.entity == *entity
+        }
+        let modules = &device.modules;
+        self.device
+            .is_some_and(|r| same(r, &device.device, etags.etag, etags.twin_etag))
+            && self.modules.len() == modules.len()
+            && self.modules.iter().zip(modules).all(|((m, r), (em, e))| {
+                let of = etags.modules.and_then(|t| t.get(em));
+                m == em
+                    && same(
+                        r,
+                        e,
+                        of.and_then(|t| t.0.as_deref()),
+                        of.and_then(|t| t.1.as_deref()),
+                    )
+            })
+    }
+
+    /// Writes the device's lines of an export file, as
+    /// [`HubImage::write_export`] does: the device's, then its modules'.
+    ///
+    /// # Errors
+    ///
+    /// Any error of `w`.
+    pub fn write_export<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        let records = self
+            .device
+            .map(|r| (None, r))
+            .into_iter()
+            .chain(self.modules.iter().map(|(m, r)| (Some(m.as_str()), r)));
+        for (module_id, record) in records {
             let line = crate::format::ExportLineRef {
-                id,
+                id: self.id,
                 module_id,
                 etag: Some(&record.etag),
                 twin_etag: Some(&record.twin_etag),

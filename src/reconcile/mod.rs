@@ -9,7 +9,7 @@ mod plan;
 mod stamps;
 
 #[cfg(feature = "drill")]
-pub use apply::{HubImage, ImportError, ImportLine, Record};
+pub use apply::{HeldDevice, HubImage, ImportError, ImportLine, Record};
 pub(crate) use fleet::classify;
 pub use fleet::{DeviceOutcome, HubSnapshots, Outcome, merge_fleet};
 internals!(fleet::ResolvedOutcome);
@@ -22,7 +22,7 @@ internals!(plan::{SYSTEM_MODULES, identity_differs, is_system_module, twin_diffe
 #[cfg(feature = "internals")]
 pub use plan::not_carried;
 #[cfg(feature = "drill")]
-pub(crate) use plan::{every_op, is_edge};
+pub(crate) use plan::{every_op, import_guard, is_edge};
 pub(crate) use plan::{guard, split_plan, write_import};
 #[cfg(feature = "drill")]
 pub use plan::{import_lines, write_import_line};

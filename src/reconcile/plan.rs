@@ -267,11 +267,7 @@ pub(crate) fn every_op<'a>(
 pub fn import_lines(ops: &[PlanOp<'_>], hub: &HubImage) -> Vec<ImportLine> {
     ops.iter()
         .map(|op| {
-            let held = hub
-                .get(op.id, op.module_id)
-                .map(|r| (Some(r.etag.as_str()), Some(r.twin_etag.as_str())));
-            let mode = op.action.import_mode(true);
-            let (etag, twin_etag) = guard(mode, held);
+            let (mode, etag, twin_etag) = import_guard(op, hub);
             ImportLine {
                 mode,
                 id: op.id.to_owned(),
@@ -282,6 +278,21 @@ pub fn import_lines(ops: &[PlanOp<'_>], hub: &HubImage) -> Vec<ImportLine> {
             }
         })
         .collect()
+}
+
+/// The import mode of `op`'s line and the etag and twin etag that guard
+/// it, as [`import_lines`] writes them.
+#[cfg(feature = "drill")]
+pub(crate) fn import_guard<'h>(
+    op: &PlanOp<'_>,
+    hub: &'h HubImage,
+) -> (ImportMode, Option<&'h str>, Option<&'h str>) {
+    let held = hub
+        .get(op.id, op.module_id)
+        .map(|r| (Some(r.etag.as_str()), Some(r.twin_etag.as_str())));
+    let mode = op.action.import_mode(true);
+    let (etag, twin_etag) = guard(mode, held);
+    (mode, etag, twin_etag)
 }
 
 /// Writes one line of an import file. A twin update carries only the twin
@@ -311,20 +322,12 @@ pub(crate) fn write_import<W: std::io::Write>(
     w: &mut W,
     line: &crate::format::ExportLineRef<'_>,
 ) -> std::io::Result<()> {
-    let twin_only;
-    let entity = match line.import_mode {
-        Some(ImportMode::UpdateTwinIfMatchETag | ImportMode::UpdateTwin) => {
-            twin_only = Entity {
-                tags: line.entity.tags.clone(),
-                desired: line.entity.desired.clone(),
-                reported: line.entity.reported.clone(),
-                ..Entity::default()
-            };
-            &twin_only
-        }
-        _ => line.entity,
-    };
-    crate::format::write_export_line(w, &crate::format::ExportLineRef { entity, ..*line })
+    // A twin update carries the twin sections alone.
+    let twin_only = matches!(
+        line.import_mode,
+        Some(ImportMode::UpdateTwinIfMatchETag | ImportMode::UpdateTwin)
+    );
+    crate::format::write_line(w, line, twin_only)
 }
 
 #[cfg(test)]
