@@ -61,6 +61,8 @@ invariants! {
         "every cloud-to-device message no hub ended and not expired is sent again, or reported over its device's queue limit";
     JOBS_RESCHEDULED = "jobs-rescheduled":
         "exactly the jobs the failed hub held scheduled or running, that no hub finished or holds, are to be scheduled again";
+    CONCIERGE_ROUTES = "concierge-routes":
+        "every write went where its device's concierge replica pointed, no hub took a write after a higher epoch moved its device away (but in a split brain), and every replica names the primary after failback";
     NO_PANIC = "no-panic":
         "the merge, the plans and the drill ran to the end without panicking";
     SIMULATOR_CONSISTENT = "simulator-consistent":

@@ -22,6 +22,7 @@
 //! assert_eq!(outcome.report.to_json(), again.report.to_json());
 //! ```
 
+mod concierge;
 mod failback;
 mod fleet;
 mod invariants;
@@ -38,6 +39,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use concierge::ConciergeCycle;
 pub use failback::{PlanCounts, export_roundtrip, plan_roundtrip};
 pub use fleet::device_id;
 pub use invariants::{ALL as INVARIANTS, Accounting, EXAMPLES, Findings, Invariant, Violation};
@@ -49,7 +51,7 @@ pub use sim::{BUCKETS, Cycle, EPOCH_MS, WriteCounts};
 
 use crate::clock::{ReplicaId, Stamp};
 use crate::reconcile::{HubImage, HubTiming, StampError, default_order, hub_clocks};
-use invariants::{DeviceCheck, NO_PANIC, SIMULATOR_CONSISTENT, check_device};
+use invariants::{CONCIERGE_ROUTES, DeviceCheck, NO_PANIC, SIMULATOR_CONSISTENT, check_device};
 use sim::{CycleIo, DeviceSim, plan_cycles, simulate, stream};
 use writes::HubDev;
 
@@ -298,6 +300,7 @@ pub fn run(
         config.skew_ms,
     );
     let stamps = stamps_of(&cycles)?;
+    let concierge = concierge::plan(&cycles);
     let total = total_devices(config);
     let width = total.saturating_sub(1).to_string().len().max(6);
     let shards = usize::try_from(total.div_ceil(SHARD)).unwrap_or(usize::MAX);
@@ -317,6 +320,7 @@ pub fn run(
                     let shard = Shard {
                         config,
                         cycles: &cycles,
+                        concierge: &concierge,
                         stamps: &stamps,
                         width,
                         // A second merge with the hubs swapped on two
@@ -390,6 +394,19 @@ pub fn run(
         );
     }
     sum.times.failback += t.elapsed();
+    // Failback leaves every concierge replica naming the primary at the
+    // final epoch, whatever split brain there was.
+    for (c, registers) in concierge.iter().enumerate() {
+        let after = &registers.after;
+        if after.active().as_str() != Hub::Primary.name() || after.split_brain().is_some() {
+            let detail = format!(
+                "after failback the concierge names {} at epoch {}",
+                after.active(),
+                after.epoch()
+            );
+            sum.findings.report(CONCIERGE_ROUTES, c, "", detail);
+        }
+    }
     sum.devices.initial = config.devices;
     sum.times.total = started.elapsed();
     Ok(DrillOutcome {
@@ -402,6 +419,7 @@ pub fn run(
             outcomes: sum.outcomes,
             plans: sum.plans,
             queues: queue_counts,
+            concierge: concierge.iter().map(|r| r.summary()).collect(),
             accounting: sum.accounting,
             findings: sum.findings,
         },
@@ -417,6 +435,7 @@ pub fn total_devices(config: &DrillConfig) -> u64 {
 struct Shard<'a> {
     config: &'a DrillConfig,
     cycles: &'a [Cycle],
+    concierge: &'a [concierge::CycleConcierge],
     stamps: &'a [BTreeMap<ReplicaId, Stamp>],
     width: usize,
     check_determinism: bool,
@@ -447,14 +466,34 @@ impl Shard<'_> {
             let t = Instant::now();
             let mut base = BTreeMap::new();
             let mut logs = Vec::with_capacity(devices.len());
+            let Some(registers) = self.concierge.get(c) else {
+                break;
+            };
             let mut io = CycleIo {
+                concierge: registers,
                 hubs: &mut hubs,
                 base: &mut base,
                 counts: &mut out.writes,
             };
             for dev in &mut devices {
                 match simulate(dev, seed, initial, self.cycles, c, &mut io) {
-                    Ok(log) => logs.push(Some(log)),
+                    Ok(log) => {
+                        // No hub takes a write after a higher epoch moved
+                        // its device away, but in a split brain.
+                        let moved = log.writes.iter().find(|w| {
+                            !cycle.split_brain && w.hub != registers.latest(cycle, w.time)
+                        });
+                        if let Some(w) = moved {
+                            let detail = format!(
+                                "the {} took a write at {} ms after the concierge moved the device to the {}",
+                                w.hub.name(),
+                                w.time - cycle.start,
+                                registers.latest(cycle, w.time).name()
+                            );
+                            out.findings.report(CONCIERGE_ROUTES, c, &dev.id, detail);
+                        }
+                        logs.push(Some(log));
+                    }
                     Err(e) => {
                         out.findings.report(SIMULATOR_CONSISTENT, c, &dev.id, e);
                         logs.push(None);

@@ -55,6 +55,8 @@ pub struct Report {
     pub plans: PlanCounts,
     /// Cloud-to-device messages and jobs.
     pub queues: super::QueueCounts,
+    /// The concierge's epochs in each cycle.
+    pub concierge: Vec<super::ConciergeCycle>,
     /// How every written value was accounted for.
     pub accounting: Accounting,
     /// Violations per invariant.
@@ -124,6 +126,7 @@ impl Report {
                     "splitBrain": cy.split_brain,
                     "skew": cy.skew.map(|(h, ms)| json!({"hub": h.name(), "ms": ms})),
                     "interrupted": {"hub": cy.interrupt.name(), "atPermille": cy.interrupt_permille},
+                    "concierge": self.concierge.get(i),
                     "timeline": self.writes.timeline.get(i).map(|t| {
                         let lane = |k: usize| t.iter().map(|b| b[k]).collect::<Vec<u64>>();
                         json!({"primary": lane(0), "primaryLost": lane(1), "secondary": lane(2)})
@@ -248,6 +251,21 @@ impl Report {
             "secondary, during the outage",
             w.secondary.to_string(),
         );
+        let _ = writeln!(t, "concierge (epochs: before, outage, after failback)");
+        for (i, cc) in self.concierge.iter().enumerate() {
+            let split = cc.split_brain.as_ref().map_or(String::new(), |claims| {
+                let claims: Vec<&str> = claims.iter().map(String::as_str).collect();
+                format!(", split brain: {} claimed", claims.join(" and "))
+            });
+            row(
+                &mut t,
+                &format!("cycle {}", i + 1),
+                format!(
+                    "{} -> {} -> {}, active {}{split}",
+                    cc.epoch_before, cc.epoch_outage, cc.epoch_after, cc.active_after
+                ),
+            );
+        }
         let _ = writeln!(t, "conflicts per rule");
         if self.conflicts.is_empty() {
             row(&mut t, "(none)", String::new());

@@ -381,6 +381,8 @@ struct Event {
 
 /// Everything a cycle's simulation writes to.
 pub(crate) struct CycleIo<'a> {
+    /// The concierge's registers this cycle: they route every write.
+    pub concierge: &'a super::concierge::CycleConcierge,
     pub hubs: &'a mut [HubImage; 2],
     pub base: &'a mut BTreeMap<String, DeviceSnapshot>,
     pub counts: &'a mut WriteCounts,
@@ -406,11 +408,15 @@ pub(crate) fn simulate(
     let mut rng = Rng::derive(seed, &[stream::WRITES, c as u64, dev.index]);
     let rates = Rates::of(cycle);
     let mut events = Vec::new();
-    let mut times = |rng: &mut Rng, hub: Hub, per_mille: u32, from: i64, to: i64| {
+    // Each write goes where the concierge replica its device consults (the
+    // region's) names at that moment.
+    let concierge = io.concierge;
+    let mut times = |rng: &mut Rng, region: Hub, per_mille: u32, from: i64, to: i64| {
         for _ in 0..rng.count(8, per_mille) {
+            let time = rng.range(from + 1, to + 1);
             events.push(Event {
-                time: rng.range(from + 1, to + 1),
-                hub,
+                time,
+                hub: concierge.route(cycle, region, time),
                 birth: false,
             });
         }
@@ -438,9 +444,9 @@ pub(crate) fn simulate(
     );
     if let Some((born, at)) = birth(seed, dev.index, initial, cycles) {
         if born == c {
-            events.extend(at.into_iter().map(|(hub, time)| Event {
+            events.extend(at.into_iter().map(|(region, time)| Event {
                 time,
-                hub,
+                hub: concierge.route(cycle, region, time),
                 birth: true,
             }));
         }
@@ -448,7 +454,9 @@ pub(crate) fn simulate(
     events.sort();
 
     let id = dev.id.clone();
-    let CycleIo { hubs, base, counts } = io;
+    let CycleIo {
+        hubs, base, counts, ..
+    } = io;
     let mut current: [State; 2] = [
         State::Own(read_device(&hubs[0], &id, dev.hubs[0].modules.keys())),
         State::Own(read_device(&hubs[1], &id, dev.hubs[1].modules.keys())),
