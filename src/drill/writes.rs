@@ -26,12 +26,19 @@ pub(crate) struct HubDev {
 impl HubDev {
     /// What a hub holding `device` at the start of a cycle knows.
     pub(crate) fn at_start(device: Option<&DeviceSnapshot>, known: bool) -> Self {
+        Self::holding(device.map(|d| d.modules.keys()), known)
+    }
+
+    /// What a hub knows that holds a device with `modules` (`None`: no
+    /// device).
+    fn holding<'m>(modules: Option<impl Iterator<Item = &'m String>>, known: bool) -> Self {
+        let present = modules.is_some();
         Self {
-            inc: device.map(|_| 0),
-            modules: device
-                .map(|d| d.modules.keys().map(|m| (m.clone(), 0)).collect())
+            inc: present.then_some(0),
+            modules: modules
+                .map(|ids| ids.map(|m| (m.clone(), 0)).collect())
                 .unwrap_or_default(),
-            known: known || device.is_some(),
+            known: known || present,
         }
     }
 }
@@ -40,13 +47,7 @@ impl HubDev {
     /// What a hub holding `device` (as [`HubImage::device`](crate::reconcile::HubImage::device) borrows it) at
     /// the start of a cycle knows: as [`HubDev::at_start`] of its snapshot.
     pub(crate) fn held(device: Option<HeldDevice<'_>>, known: bool) -> Self {
-        Self {
-            inc: device.map(|_| 0),
-            modules: device
-                .map(|d| d.modules.keys().map(|m| (m.clone(), 0)).collect())
-                .unwrap_or_default(),
-            known: known || device.is_some(),
-        }
+        Self::holding(device.map(|d| d.modules.keys()), known)
     }
 }
 
