@@ -84,16 +84,10 @@ fn write<T: Transactable>(
     result.map_err(rejected(path))
 }
 
-/// The object visible at `prop`, when it is one.
-fn child_object<T: Transactable>(tx: &T, obj: &ObjId, prop: Prop) -> Option<ObjId> {
-    match tx.get(obj, prop) {
-        Ok(Some((AmValue::Object(_), id))) => Some(id),
-        _ => None,
-    }
-}
-
-/// What is visible at `prop`: a text object, a counter, or anything else.
+/// What is visible at `prop`: an object (map or list), a text object, a
+/// counter, or anything else.
 enum Slot {
+    Object(ObjId),
     Text(ObjId),
     Counter,
     Other,
@@ -102,6 +96,7 @@ enum Slot {
 fn slot<T: Transactable>(tx: &T, obj: &ObjId, prop: Prop) -> Slot {
     match tx.get(obj, prop) {
         Ok(Some((AmValue::Object(ObjType::Text), id))) => Slot::Text(id),
+        Ok(Some((AmValue::Object(_), id))) => Slot::Object(id),
         Ok(Some((AmValue::Scalar(s), _))) if matches!(s.as_ref(), ScalarValue::Counter(_)) => {
             Slot::Counter
         }
@@ -128,12 +123,12 @@ fn update_at<T: Transactable>(
     }
     match (old, new) {
         (Value::Object(o), Value::Object(n)) => {
-            if let Some(child) = child_object(tx, obj, prop.clone()) {
+            if let Slot::Object(child) = slot(tx, obj, prop.clone()) {
                 return update_map(tx, &child, o, n, path);
             }
         }
         (Value::Array(o), Value::Array(n)) => {
-            if let Some(child) = child_object(tx, obj, prop.clone()) {
+            if let Slot::Object(child) = slot(tx, obj, prop.clone()) {
                 return update_list(tx, &child, o, n, path);
             }
         }
