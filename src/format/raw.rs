@@ -184,12 +184,7 @@ pub(crate) fn parse_unique_keys(text: &str) -> Result<Value, Result<String, serd
         at: None,
         duplicate: &duplicate,
     };
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = seed.deserialize(&mut de).and_then(|value| {
-        de.end()?;
-        Ok(value)
-    });
-    parsed.map_err(|e| duplicate.into_inner().ok_or(e))
+    parse(text, seed).map_err(|e| duplicate.into_inner().ok_or(e))
 }
 
 /// Where a value sits: its key or index, and its parent's place.
