@@ -135,7 +135,7 @@ mod dirs;
 mod read;
 mod write;
 
-pub use dirs::{AppMetaMerge, merge_dirs};
+internals!(dirs::{AppMetaMerge, merge_dirs});
 
 use read::{check_input, check_object, collect_conflicts, kind_of, read_map};
 use write::update_map;

@@ -9,13 +9,13 @@
 //! described in the README ("Cloud-to-device messages").
 //!
 //! [`Inputs`] reads both, one record at a time; [`Inputs::settle`] joins
-//! them in the C2D lattice ([`C2dQueues`]: one message per `deviceId` and
+//! them in the C2D lattice (`C2dQueues`: one message per `deviceId` and
 //! `messageId`, an outcome beats pending, `Success` beats every other
 //! outcome) and gives a [`Settlement`]:
 //!
 //! - `to-send.jsonl`: the outbox record of every message no hub gave an
 //!   outcome for and that has not expired at the as-of time, per device at
-//!   most [`QUEUE_LIMIT`](crate::doc::QUEUE_LIMIT) (a device queue's capacity), sorted by device,
+//!   most `QUEUE_LIMIT` (a device queue's capacity), sorted by device,
 //!   then enqueue time, then message id. A message completed anywhere is
 //!   never in it.
 //! - `settled.jsonl`: every outbox message a hub gave an outcome for: its
@@ -397,7 +397,7 @@ impl Settlement<'_> {
 
     /// Writes `to-send.jsonl`: one outbox record a line, as read but for
     /// whitespace and field order, sorted by device, enqueue time and
-    /// message id, at most [`QUEUE_LIMIT`](crate::doc::QUEUE_LIMIT) per device.
+    /// message id, at most `QUEUE_LIMIT` per device.
     ///
     /// # Errors
     ///
@@ -495,7 +495,7 @@ pub struct Report {
     /// Distinct outbox messages.
     pub messages: usize,
     /// Messages to send that do not fit in their device's queue
-    /// ([`QUEUE_LIMIT`](crate::doc::QUEUE_LIMIT) each), in enqueue order: send them once the
+    /// (`QUEUE_LIMIT` each), in enqueue order: send them once the
     /// messages of `to-send.jsonl` are delivered.
     pub over_limit: BTreeMap<String, Vec<String>>,
     /// Settled messages by final outcome (`Success`, `Rejected`, ...).

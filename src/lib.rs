@@ -70,8 +70,8 @@
 //! | merge whole hubs' files and get import plans | [`job::run_merge`], or [`reconcile::merge_fleet`] in memory |
 //! | replicate between two live sites | [`doc::HubState`]: writes, [`delta_since`](doc::HubState::delta_since), [`apply_delta`](doc::HubState::apply_delta) (example `two_sites`) |
 //! | build a hub's state from change events | [`replica::Replica`] |
-//! | merge application metadata | [`appmeta::AppDocument`] (example `app_metadata`), whole directories with [`appmeta::merge_dirs`] |
-//! | merge hubs' jobs and find those a failover lost | [`format::read_jobs`], [`doc::JobSet::to_reschedule`] |
+//! | merge application metadata | [`appmeta::AppDocument`] (example `app_metadata`), whole directories by a [`job::MergeJob`] (`appmeta_base`, `appmeta`) |
+//! | merge hubs' jobs and find those a failover lost | a [`job::MergeJob`] with `jobs_files` |
 //! | keep the concierge's view of the active hub | [`concierge::ActiveHub`] |
 //! | settle cloud-to-device messages: what to send again | [`c2d::Inputs`] |
 //! | read and write IoT Hub's files | [`format`](mod@format) |
@@ -88,8 +88,9 @@
 //!   turns on `internals`.
 //! - `internals`: the building blocks under the API, public for the CLI,
 //!   the drill, the tests and the fuzz targets (single-line parsers and
-//!   writers, the borrowing fleet merge, the plan's comparisons). Not
-//!   covered by semver.
+//!   writers, the streaming line readers, the borrowing fleet merge, the
+//!   plan's comparisons, the CRDT kernel's building blocks, the C2D and
+//!   jobs lattices). Not covered by semver.
 //!
 //! Library users depend on `failback` with `default-features = false`.
 #![forbid(unsafe_code)]

@@ -42,8 +42,10 @@ impl TimeSource for SystemTime {
 /// assert_eq!(view.now_ms(), 1_500);
 /// ```
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub struct ManualTime(Arc<AtomicI64>);
 
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 impl ManualTime {
     /// A clock showing `ms`.
     pub fn new(ms: i64) -> Self {

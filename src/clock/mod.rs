@@ -8,9 +8,8 @@ mod stamp;
 mod version_vector;
 
 pub use dot::Dot;
-pub use hlc::{
-    DEFAULT_MAX_DRIFT_MS, DriftError, HybridClock, ManualTime, SystemTime, TimeSource, check_drift,
-};
+pub use hlc::{DriftError, HybridClock, SystemTime, TimeSource};
+internals!(hlc::{DEFAULT_MAX_DRIFT_MS, ManualTime, check_drift});
 pub use replica::{InvalidReplicaId, ReplicaId};
 pub use stamp::Stamp;
 pub(crate) use stamp::format_time;

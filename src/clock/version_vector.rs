@@ -58,7 +58,7 @@ impl VersionVector {
     /// Raises the entry of `dot`'s replica to at least `dot`'s counter.
     ///
     /// The caller is responsible for contiguity: a version vector covers
-    /// every counter up to its entry. [`CausalContext`](crate::kernel::CausalContext)
+    /// every counter up to its entry. `CausalContext`
     /// tracks non-contiguous dots.
     pub fn observe(&mut self, dot: &Dot) {
         self.set(dot.replica(), dot.counter());

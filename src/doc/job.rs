@@ -224,6 +224,7 @@ const RUN_FIELDS: [&str; 7] = [
     "endings",
 ];
 
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 impl JobDoc {
     /// A job as one hub knows it.
     pub fn new(job_id: impl Into<String>, job_type: impl Into<String>, status: JobStatus) -> Self {
@@ -526,6 +527,7 @@ pub struct JobSet {
     jobs: BTreeMap<String, JobDoc>,
 }
 
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 impl JobSet {
     /// Adds a hub's view of a job, merged with what is known of it.
     pub fn insert(&mut self, job: JobDoc) {

@@ -5,8 +5,8 @@
 //! (one whole value) in `entity`; deletes, re-creates and
 //! modules in `device`; twin leaves and `null` in `twin`; the choices a
 //! caller can change in [`Policies`]; jobs (status only moves forward) in
-//! [`JobDoc`]; cloud-to-device queues (once per message id, completed
-//! anywhere means never redelivered) in [`C2dQueues`].
+//! `JobDoc`; cloud-to-device queues (once per message id, completed
+//! anywhere means never redelivered) in `C2dQueues`.
 
 mod c2d;
 mod compact;
@@ -23,17 +23,16 @@ mod twin;
 mod values;
 mod write;
 
-pub use c2d::{C2dMessage, C2dQueues, Outcome, QUEUE_LIMIT};
+internals!(c2d::{C2dMessage, C2dQueues, Outcome, QUEUE_LIMIT});
 pub(crate) use compact::CompactJson;
 pub use conflict::{Conflict, Rule, Side};
 pub use hub::{AppMergeError, EncodeError, HubDelta, HubState, TwinPatch};
-pub use job::{JobDoc, JobSet, JobStatistics, JobStatus};
+internals!(job::{JobDoc, JobSet, JobStatistics, JobStatus});
 pub(crate) use key::Key;
 pub use policy::{DeletePolicy, Policies, StatusPolicy};
 pub use secret::Secret;
 pub use snapshot::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, MetaTree};
 pub use twin::Section;
 pub(crate) use values::Extra;
-pub use values::{
-    AuthType, Authentication, JsonMap, Status, StatusValue, SymmetricKey, X509Thumbprint,
-};
+pub use values::{AuthType, Authentication, Status, StatusValue, SymmetricKey, X509Thumbprint};
+internals!(values::JsonMap);

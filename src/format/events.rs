@@ -228,7 +228,7 @@ const AVRO_MAGIC: &[u8] = b"Obj\x01";
 /// ([`EventReader::with_envelope`] forces one). Every later record must
 /// be in the same envelope: one whose keys tell another is an
 /// [`EnvelopeMismatch`](ReadErrorKind::EnvelopeMismatch). JSON records are read as
-/// [`ExportReader`](super::ExportReader) reads lines: bounded, lines that
+/// `ExportReader` reads lines: bounded, lines that
 /// do not start with `{` skipped and counted ([`EventReader::skipped`]),
 /// every record checked, an error does not end it. Avro records are
 /// streamed a block at a time; their "line" is the record's number, from

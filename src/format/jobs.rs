@@ -213,6 +213,7 @@ impl ParseLine for JobLine {
 /// assert_eq!(err.to_string(), r#"bad.json:1: field "status": unknown job status "paused""#);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn read_jobs<R: BufRead>(reader: R, file: &str, hub: &ReplicaId) -> Result<JobSet, ReadError> {
     read_jobs_counted(reader, file, hub).map(|(jobs, _)| jobs)
 }

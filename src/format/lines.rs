@@ -261,6 +261,7 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub(crate) fn set_max_line(&mut self, max_line: usize) {
         self.max_line = max_line;
     }
@@ -557,6 +558,7 @@ impl<R: BufRead, T: ParseLine> JsonlReader<R, T> {
 
     /// Bounds each line to `bytes` instead of 1 MiB.
     #[must_use]
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn with_max_line(mut self, bytes: usize) -> Self {
         self.lines.set_max_line(bytes);
         self

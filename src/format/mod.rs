@@ -58,38 +58,37 @@ mod write;
 
 pub(crate) use c2d::{Ack, FeedbackRecord, OutboxRecord, outcome_name};
 pub(crate) use detect::line_id;
-pub use detect::{Format, InputFile, UnknownFormatName, detect_format, read_input};
+pub use detect::{Format, InputFile, read_input};
+internals!(detect::UnknownFormatName);
+internals!(detect::detect_format);
 internals!(detect::sniff_format);
-pub use envelope::{Envelope, UnknownEnvelope};
+pub use envelope::Envelope;
+internals!(envelope::UnknownEnvelope);
 pub(crate) use error::safe_value;
 pub use error::{ReadError, ReadErrorKind};
 pub(crate) use events::event_bytes;
-pub use events::{
-    Event, EventReader, EventTwin, Op, Parsed, SkipCounts, Skipped, parse_event_line,
-};
+pub use events::{Event, EventReader, EventTwin, Op, SkipCounts, parse_event_line};
+internals!(events::{Parsed, Skipped});
 internals!(events::parse_event_record);
 #[cfg(feature = "internals")]
 pub use events::write_event_line;
-pub use export::{
-    DeviceEtags, ExportDevice, ExportFile, ExportLine, ExportReader, ModuleEtags, collect_export,
-    read_export, write_device,
-};
+pub use export::{DeviceEtags, ExportDevice, ExportFile, read_export, write_device};
+internals!(export::ModuleEtags);
+internals!(export::{ExportLine, ExportReader, collect_export});
 internals!(export::{ExportLineRef, collect_identities, parse_export_line, write_export_line});
 pub(crate) use export::{export_device, write_line};
 pub(crate) use group::{DeviceLine, group};
 internals!(identity::{IdentityLine, IdentityReader, parse_identity_line});
 pub use import_mode::ImportMode;
-pub use jobs::read_jobs;
+internals!(jobs::read_jobs);
 pub(crate) use jobs::read_jobs_counted;
-pub use lines::DEFAULT_MAX_LINE;
+internals!(lines::DEFAULT_MAX_LINE);
 pub(crate) use lines::Lines;
-pub use lines::{JsonlReader, ParseLine};
+internals!(lines::{JsonlReader, ParseLine});
 pub(crate) use raw::format_time;
 pub(crate) use twin::twin_device;
-pub use twin::{
-    TwinDevice, TwinFile, TwinInfo, TwinLine, TwinReader, collect_twins, read_twins,
-    write_twin_device,
-};
+pub use twin::{TwinDevice, TwinFile, TwinInfo, read_twins, write_twin_device};
+internals!(twin::{TwinLine, TwinReader, collect_twins});
 internals!(twin::parse_twin_line);
 #[cfg(feature = "internals")]
 pub use twin::write_twin_line;

@@ -48,15 +48,15 @@ pub struct MergeJob {
     /// a merge of application metadata or jobs only.
     pub hubs: Vec<(ReplicaId, PathBuf)>,
     /// The base's application-metadata directory: documents by name, as
-    /// `NAME.json` or `NAME.automerge` ([`crate::appmeta::merge_dirs`]).
+    /// `NAME.json` or `NAME.automerge` (`crate::appmeta::merge_dirs`).
     pub appmeta_base: Option<PathBuf>,
     /// Each hub's application-metadata directory, by hub name; merged into
     /// `appmeta/NAME.json` and `appmeta/NAME.automerge`.
     pub appmeta: Vec<(ReplicaId, PathBuf)>,
     /// Each hub's jobs as `az iot hub job list` prints them
-    /// ([`crate::format::read_jobs`]), by hub name; merged into
+    /// (`crate::format::read_jobs`), by hub name; merged into
     /// `jobs.jsonl`, with the jobs a failover lost in `jobs.todo.jsonl`
-    /// ([`crate::doc::JobSet::to_reschedule`], by the activation order).
+    /// (`crate::doc::JobSet::to_reschedule`, by the activation order).
     pub jobs_files: Vec<(ReplicaId, PathBuf)>,
     /// The output directory, written whole or not at all.
     pub out: PathBuf,

@@ -5,7 +5,7 @@ use crate::clock::Dot;
 /// A broken invariant of a kernel or document state: what a corrupted or
 /// hand-edited state file holds that no merge or write produces.
 ///
-/// Deserializing a [`MvReg`](super::MvReg), a [`Causal`](super::Causal)
+/// Deserializing a `MvReg`, a `Causal`
 /// state or a [`HubState`](crate::doc::HubState) checks them, so such a
 /// file is refused instead of joining wrongly.
 ///

@@ -29,7 +29,7 @@ pub struct HubDevice<'a> {
     /// The stamp of the hub's writes that carry no time of their own.
     pub stamp: &'a Stamp,
     /// Whether the hub deleted the base's device and created it again (its
-    /// `generationId` differs from the base's, see [`recreated()`]): its
+    /// `generationId` differs from the base's, see `recreated()`): its
     /// device is then a new incarnation that inherits nothing of the base's
     /// (policy 2), not an update of it. Only meaningful when the base holds
     /// the device and the hub does too.

@@ -15,7 +15,9 @@ pub use fleet::{DeviceOutcome, HubSnapshots, Outcome, merge_fleet};
 internals!(fleet::ResolvedOutcome);
 #[cfg(feature = "internals")]
 pub use fleet::resolve_fleet;
-pub use merge::{BASE, Base, DeviceMerge, HubDevice, merge_device, recreated};
+pub use merge::{Base, DeviceMerge, HubDevice, merge_device};
+internals!(merge::BASE);
+internals!(merge::recreated);
 internals!(merge::{Resolved, resolve_device});
 pub use plan::{Action, PlanOp, device_plan};
 internals!(plan::{SYSTEM_MODULES, identity_differs, is_system_module, twin_differs});
@@ -26,4 +28,5 @@ pub(crate) use plan::{every_op, import_guard, is_edge};
 pub(crate) use plan::{guard, split_plan, write_import};
 #[cfg(feature = "drill")]
 pub use plan::{import_lines, write_import_line};
-pub use stamps::{HubClocks, HubTiming, StampError, default_order, hub_clocks};
+pub use stamps::{HubClocks, HubTiming, StampError, hub_clocks};
+internals!(stamps::default_order);
