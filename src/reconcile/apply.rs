@@ -461,31 +461,6 @@ impl HubImage {
         image
     }
 
-    /// Whether this hub is the one `export` describes
-    /// (`HubImage::from_export(export) == *self`), compared in place.
-    ///
-    /// ```
-    /// use failback::format::{collect_export, ExportReader, ImportMode};
-    /// use failback::reconcile::{HubImage, ImportLine};
-    ///
-    /// let mut hub = HubImage::new();
-    /// let create = ImportLine { mode: ImportMode::Create, id: "d1".into(), ..Default::default() };
-    /// assert!(hub.apply(&[create]).is_empty());
-    /// let mut bytes = Vec::new();
-    /// hub.write_export(&mut bytes)?;
-    /// let export = collect_export(ExportReader::new(bytes.as_slice(), "export.jsonl"))?;
-    /// assert!(hub.holds_export(&export));
-    /// assert!(!HubImage::new().holds_export(&export));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn holds_export(&self, export: &crate::format::ExportFile) -> bool {
-        self.devices.len() == export.devices.len()
-            && self
-                .devices()
-                .zip(&export.devices)
-                .all(|(held, (id, d))| held.id == id && held.is(&d.snapshot, d.etags()))
-    }
-
     /// Writes the hub as an export file: devices before their modules,
     /// with etags.
     ///
@@ -552,6 +527,7 @@ impl HeldDevice<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::ModuleEtags;
 
     /// The hub creates an edge device's system modules with it (and when a
     /// device becomes one), empty, with keys of their own; deleting the
@@ -585,5 +561,74 @@ mod tests {
         line.entity.capabilities = Some(serde_json::json!({"iotEdge": true}));
         assert!(hub.apply(&[line]).is_empty());
         assert_eq!(hub.records().count(), 3);
+    }
+
+    /// A module read before (or without) its device is held alone; deleting
+    /// it leaves nothing behind, so the hub equals one that never held it.
+    #[test]
+    fn deleting_a_module_held_alone_leaves_an_empty_hub() {
+        let mut hub = HubImage::new();
+        let record = Record {
+            entity: Entity::default(),
+            etag: "e1".into(),
+            twin_etag: "t1".into(),
+        };
+        hub.insert("pump", Some("probe"), record);
+        assert!(hub.device("pump").is_some_and(|d| d.device.is_none()));
+        let delete = ImportLine {
+            mode: ImportMode::Delete,
+            id: "pump".into(),
+            module_id: Some("probe".into()),
+            ..ImportLine::default()
+        };
+        assert!(hub.apply(&[delete]).is_empty());
+        assert!(hub.device("pump").is_none());
+        assert_eq!(hub, HubImage::new());
+    }
+
+    /// A held device is what an export gave only when its entity and both
+    /// its etags, and each module's, are the export's.
+    #[test]
+    fn a_held_device_is_an_export_device_only_with_the_same_etags() {
+        let mut hub = HubImage::new();
+        let record = |etag: &str, twin: &str| Record {
+            entity: Entity::default(),
+            etag: etag.into(),
+            twin_etag: twin.into(),
+        };
+        hub.insert("pump", None, record("e1", "t1"));
+        hub.insert("pump", Some("probe"), record("m1", "mt1"));
+        let snapshot = &hub.snapshots()["pump"];
+        let held = hub.device("pump").unwrap();
+        let modules: ModuleEtags = [(
+            "probe".to_owned(),
+            (Some("m1".to_owned()), Some("mt1".to_owned())),
+        )]
+        .into();
+        let etags = |etag, twin_etag| DeviceEtags {
+            etag,
+            twin_etag,
+            modules: Some(&modules),
+        };
+        assert!(held.is(snapshot, etags(Some("e1"), Some("t1"))));
+        assert!(!held.is(snapshot, etags(Some("e2"), Some("t1"))));
+        assert!(!held.is(snapshot, etags(Some("e1"), Some("t2"))));
+        assert!(!held.is(snapshot, etags(None, Some("t1"))));
+        let other: ModuleEtags = [(
+            "probe".to_owned(),
+            (Some("m1".to_owned()), Some("mt2".to_owned())),
+        )]
+        .into();
+        let module_differs = DeviceEtags {
+            modules: Some(&other),
+            ..etags(Some("e1"), Some("t1"))
+        };
+        assert!(!held.is(snapshot, module_differs));
+        let mut changed = snapshot.clone();
+        changed
+            .device
+            .desired
+            .insert("fan".into(), serde_json::json!(2));
+        assert!(!held.is(&changed, etags(Some("e1"), Some("t1"))));
     }
 }
