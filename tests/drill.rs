@@ -88,14 +88,16 @@ fn the_report_names_every_invariant_and_holds_no_secret() {
     }
 }
 
-/// A drill whose RPO window holds writes the primary then lost.
+/// A drill whose RPO window holds writes the primary then lost. One
+/// cycle: the next would start from merged states that differ by what the
+/// replica saved, so only the first compares with an export run exactly.
 fn lossy(replication: Replication) -> DrillConfig {
     DrillConfig {
         devices: 400,
-        cycles: 2,
+        cycles: 1,
         threads: 2,
         replication,
-        ..DrillConfig::new(21)
+        ..DrillConfig::new(7)
     }
 }
 
