@@ -793,7 +793,11 @@ mod tests {
         writes: Vec<Write>,
         finals: [HubDev; 2],
     ) -> Findings {
-        let log = DeviceCycle { writes, finals };
+        let log = DeviceCycle {
+            writes,
+            finals,
+            replica: Vec::new(),
+        };
         let check = DeviceCheck {
             cycle: 0,
             id: "dev-1",
