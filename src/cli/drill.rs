@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use failback::drill::{DrillConfig, DrillError, Report, run, total_devices};
+use failback::drill::{DrillConfig, DrillError, Replication, Report, run, total_devices};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Failure;
@@ -49,6 +49,17 @@ pub struct DrillArgs {
     /// Worker threads [default: the number of cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// How the secondary is kept in step with the primary: `export` (the
+    /// last export backup), `events` (a replica of the primary's change
+    /// events, seeded from the backup) or `both` (events, with the loss
+    /// the export backup alone would have given reported beside it).
+    #[arg(long, value_name = "MODE", default_value = "both", value_parser = parse_replication)]
+    pub replication: Replication,
+}
+
+fn parse_replication(text: &str) -> Result<Replication, String> {
+    text.parse()
+        .map_err(|e: failback::drill::UnknownReplication| e.to_string())
 }
 
 fn bar(total: u64, what: &str) -> ProgressBar {
@@ -89,6 +100,7 @@ fn single(args: &DrillArgs) -> Result<ExitCode, Failure> {
     config.skew_ms = args.skew;
     config.cycles = args.cycles.unwrap_or(config.cycles);
     config.threads = args.threads.unwrap_or(config.threads);
+    config.replication = args.replication;
     println!(
         "failback drill: seed {} ({})",
         config.seed,
@@ -159,6 +171,7 @@ fn seeds(args: &DrillArgs, range: &str) -> Result<ExitCode, Failure> {
             c.split_brain |= args.split_brain;
             c.skew_ms = args.skew.or(c.skew_ms);
             c.cycles = args.cycles.unwrap_or(c.cycles);
+            c.replication = args.replication;
             c
         })
         .collect();

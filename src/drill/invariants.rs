@@ -36,7 +36,7 @@ invariants! {
     HUBS_CONVERGE = "hubs-converge":
         "both hubs equal the merged state once the plans are applied";
     NOTHING_LOST = "nothing-lost":
-        "every write is in the merged state or a named conflict loser, unless the primary lost it with its region (counted apart as RPO loss)";
+        "every write is in the merged state or a named conflict loser, unless the primary lost it with its region and no replica held it (counted apart as RPO loss): with events, nothing is lost beyond what was in flight at failover";
     NO_INVENTED_VALUES = "no-invented-values":
         "every value in the merged state was written by someone";
     DELETED_STAY_DELETED = "deleted-stay-deleted":
@@ -63,6 +63,10 @@ invariants! {
         "exactly the jobs the failed hub held scheduled or running, that no hub finished or holds, are to be scheduled again";
     CONCIERGE_ROUTES = "concierge-routes":
         "every write went where its device's concierge replica pointed, no hub took a write after a higher epoch moved its device away (but in a split brain), and every replica names the primary after failback";
+    REPLICA_UP_TO_LAG = "replica-up-to-lag":
+        "with events, the replica equals the primary up to the lag: every primary write older than the replication lag at failover reached it, and its derived device holds every value that arrived and no later arrival replaced";
+    REPLICATION_LOSS = "replication-loss":
+        "with events, every value lost was written within the lag before failover or by a write no event carries (keys), and no more is lost than with the export backup";
     NO_PANIC = "no-panic":
         "the merge, the plans and the drill ran to the end without panicking";
     SIMULATOR_CONSISTENT = "simulator-consistent":
@@ -248,6 +252,94 @@ fn holds(device: Option<&DeviceSnapshot>, f: &Fact) -> bool {
     }
 }
 
+/// The event replica's device at failover against the primary's writes
+/// since the backup: `emitted` gives each write that made events and
+/// whether they arrived. Returns what it broke.
+pub(crate) fn check_replica(
+    replica: Option<&DeviceSnapshot>,
+    writes: &[Write],
+    emitted: &[(usize, bool)],
+    lag: i64,
+    fail: i64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    // What the replica cannot place: writes after a creation or deletion
+    // that did not arrive wait for it (parked).
+    let mut device_gap = false;
+    let mut module_gaps: Vec<&str> = Vec::new();
+    let arrived: Vec<&Write> = emitted
+        .iter()
+        .filter(|(_, a)| *a)
+        .filter_map(|(i, _)| writes.get(*i))
+        .collect();
+    let replaced = |k: usize, f: &Fact| {
+        arrived.iter().skip(k + 1).any(|x| match &x.op {
+            Op::Create { .. } | Op::Delete { .. } => true,
+            Op::ModuleCreate { module, .. } | Op::ModuleDelete { module, .. } => {
+                f.module.as_deref() == Some(module.as_str())
+            }
+            Op::Update => x
+                .facts
+                .iter()
+                .any(|g| g.module == f.module && g.field.overlaps(&f.field)),
+        })
+    };
+    let mut k = 0;
+    for (i, came) in emitted {
+        let Some(w) = writes.get(*i) else { continue };
+        if !came {
+            if w.time + lag <= fail {
+                out.push(format!(
+                    "{}, older than the lag of {lag} ms, did not reach the replica",
+                    describe(w)
+                ));
+            }
+            match &w.op {
+                Op::Create { .. } | Op::Delete { .. } => device_gap = true,
+                Op::ModuleCreate { module, .. } | Op::ModuleDelete { module, .. } => {
+                    module_gaps.push(module)
+                }
+                Op::Update => {}
+            }
+            continue;
+        }
+        if !device_gap {
+            for f in &w.facts {
+                let parked = f
+                    .module
+                    .as_deref()
+                    .is_some_and(|m| module_gaps.contains(&m));
+                if f.field == Field::Auth || parked || replaced(k, f) {
+                    continue;
+                }
+                if !holds(replica, f) {
+                    out.push(format!(
+                        "{} set {} = {}, which arrived, but the replica's device does not hold it",
+                        describe(w),
+                        where_(f),
+                        short(&f.value.shown())
+                    ));
+                }
+            }
+        }
+        k += 1;
+    }
+    let last = arrived
+        .iter()
+        .rev()
+        .find(|w| matches!(w.op, Op::Create { .. } | Op::Delete { .. }));
+    match (last.map(|w| &w.op), replica, device_gap) {
+        (Some(Op::Delete { .. }), Some(_), false) => {
+            out.push("the device's deletion arrived, yet the replica holds it".into())
+        }
+        (Some(Op::Create { .. }), None, false) => {
+            out.push("the device's creation arrived, yet the replica lacks it".into())
+        }
+        _ => {}
+    }
+    out
+}
+
 fn segments(path: &str) -> Vec<String> {
     if path.is_empty() {
         Vec::new()
@@ -325,7 +417,11 @@ fn nothing_lost(d: &DeviceCheck<'_>, findings: &mut Findings, acc: &mut Accounti
                 acc.superseded += 1;
             } else if holds(d.merged, f) {
                 acc.merged += 1;
-            } else if named_loser(d.conflicts, w.hub, f) {
+            } else if named_loser(d.conflicts, w.hub, f)
+                // A replicated write reached the merge through the
+                // secondary, which the replica seeded with it.
+                || (w.replicated && named_loser(d.conflicts, Hub::Secondary, f))
+            {
                 acc.conflict_losers += 1;
             } else if holds(d.base, f) {
                 acc.unchanged += 1;
@@ -669,6 +765,8 @@ mod tests {
             time: i64::from(seq),
             seq,
             in_backup: false,
+            ghost: false,
+            replicated: false,
             lost: false,
             kind,
             op,
@@ -695,7 +793,11 @@ mod tests {
         writes: Vec<Write>,
         finals: [HubDev; 2],
     ) -> Findings {
-        let log = DeviceCycle { writes, finals };
+        let log = DeviceCycle {
+            writes,
+            finals,
+            replica: Vec::new(),
+        };
         let check = DeviceCheck {
             cycle: 0,
             id: "dev-1",

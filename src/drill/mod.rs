@@ -29,6 +29,7 @@ mod invariants;
 mod oracle;
 mod paths;
 mod queues;
+mod replication;
 mod report;
 mod rng;
 mod sim;
@@ -45,13 +46,16 @@ pub use fleet::device_id;
 pub use invariants::{ALL as INVARIANTS, Accounting, EXAMPLES, Findings, Invariant, Violation};
 pub use oracle::Hub;
 pub use queues::QueueCounts;
+pub use replication::{Loss, Replication, ReplicationCounts, UnknownReplication};
 pub use report::{DeviceCounts, Report};
 pub use rng::Rng;
 pub use sim::{BUCKETS, Cycle, EPOCH_MS, WriteCounts};
 
 use crate::clock::{ReplicaId, Stamp};
 use crate::reconcile::{HubImage, HubTiming, StampError, default_order, hub_clocks};
-use invariants::{CONCIERGE_ROUTES, DeviceCheck, NO_PANIC, SIMULATOR_CONSISTENT, check_device};
+use invariants::{
+    CONCIERGE_ROUTES, DeviceCheck, NO_PANIC, REPLICATION_LOSS, SIMULATOR_CONSISTENT, check_device,
+};
 use sim::{CycleIo, DeviceSim, plan_cycles, simulate, stream};
 use writes::HubDev;
 
@@ -87,11 +91,14 @@ pub struct DrillConfig {
     pub cycles: u32,
     /// Threads (the report does not depend on it).
     pub threads: usize,
+    /// How the secondary is kept in step with the primary.
+    pub replication: Replication,
 }
 
 impl DrillConfig {
     /// The default drill for `seed`: 10,000 devices, a 5-minute RPO, two
-    /// cycles, no split brain, no skew.
+    /// cycles, no split brain, no skew, replication from events compared
+    /// with the export backup.
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
@@ -101,6 +108,7 @@ impl DrillConfig {
             skew_ms: None,
             cycles: 2,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
+            replication: Replication::default(),
         }
     }
 
@@ -155,6 +163,9 @@ impl DrillConfig {
         }
         if let Some(ms) = self.skew_ms {
             out.push_str(&format!(" --skew {}s", ms / 1000));
+        }
+        if self.replication != Replication::default() {
+            out.push_str(&format!(" --replication {}", self.replication));
         }
         out
     }
@@ -231,6 +242,7 @@ struct ShardResult {
     conflicts: BTreeMap<&'static str, u64>,
     outcomes: BTreeMap<&'static str, u64>,
     devices: DeviceCounts,
+    replication: ReplicationCounts,
     times: PhaseTimes,
 }
 
@@ -292,13 +304,18 @@ pub fn run(
 ) -> Result<DrillOutcome, DrillError> {
     let started = Instant::now();
     config.validate()?;
-    let cycles = plan_cycles(
+    let mut cycles = plan_cycles(
         config.seed,
         config.cycles,
         config.rpo_ms,
         config.split_brain,
         config.skew_ms,
     );
+    if config.replication.uses_events() {
+        for (c, cycle) in cycles.iter_mut().enumerate() {
+            cycle.replication_lag = Some(replication::cycle_lag(config.seed, c));
+        }
+    }
     let stamps = stamps_of(&cycles)?;
     let concierge = concierge::plan(&cycles);
     let total = total_devices(config);
@@ -369,7 +386,16 @@ pub fn run(
             *sum.outcomes.entry(k).or_default() += v;
         }
         sum.devices.add(&r.devices);
+        sum.replication.add(&r.replication);
         sum.times.add(&r.times);
+    }
+    let r = &sum.replication;
+    if config.replication.uses_events() && r.lost_events.values > r.lost_export.values {
+        let detail = format!(
+            "the event replica lost {} values, the export backup {}",
+            r.lost_events.values, r.lost_export.values
+        );
+        sum.findings.report(REPLICATION_LOSS, 0, "", detail);
     }
     if results.iter().any(Option::is_none) {
         sum.findings.report(
@@ -420,6 +446,7 @@ pub fn run(
             plans: sum.plans,
             queues: queue_counts,
             concierge: concierge.iter().map(|r| r.summary()).collect(),
+            replication: sum.replication,
             accounting: sum.accounting,
             findings: sum.findings,
         },
@@ -474,6 +501,7 @@ impl Shard<'_> {
                 hubs: &mut hubs,
                 base: &mut base,
                 counts: &mut out.writes,
+                replication: Some(&mut out.replication),
             };
             for dev in &mut devices {
                 match simulate(dev, seed, initial, self.cycles, c, &mut io) {
@@ -491,6 +519,9 @@ impl Shard<'_> {
                                 registers.latest(cycle, w.time).name()
                             );
                             out.findings.report(CONCIERGE_ROUTES, c, &dev.id, detail);
+                        }
+                        for (invariant, detail) in &log.replica {
+                            out.findings.report(*invariant, c, &dev.id, detail.clone());
                         }
                         logs.push(Some(log));
                     }

@@ -168,8 +168,14 @@ pub(crate) struct Write {
     /// A primary write that was in the backup the secondary was seeded
     /// from.
     pub in_backup: bool,
-    /// A primary write the primary lost when its region failed: no export
-    /// ever held it.
+    /// A primary write made after the point the primary was restored to:
+    /// the primary lost it when its region failed.
+    pub ghost: bool,
+    /// A primary write whose events reached the secondary's replica by the
+    /// failover, which seeded the secondary with it.
+    pub replicated: bool,
+    /// A write no hub holds: made on the primary's lost branch and not
+    /// replicated.
     pub lost: bool,
     pub kind: Kind,
     pub op: Op,
@@ -186,8 +192,11 @@ impl Write {
             return false;
         }
         match (self.hub, earlier.hub) {
+            // The primary restored to an earlier point never saw what it
+            // lost, replicated or not.
+            (Hub::Primary, Hub::Primary) if earlier.ghost && !self.ghost => false,
             (a, b) if a == b => earlier.seq < self.seq,
-            (Hub::Secondary, Hub::Primary) => earlier.in_backup,
+            (Hub::Secondary, Hub::Primary) => earlier.in_backup || earlier.replicated,
             _ => false,
         }
     }
@@ -337,6 +346,8 @@ mod tests {
             time: 0,
             seq,
             in_backup,
+            ghost: lost,
+            replicated: false,
             lost,
             kind: Kind::Desired,
             op: Op::Update,

@@ -57,6 +57,9 @@ pub struct Report {
     pub queues: super::QueueCounts,
     /// The concierge's epochs in each cycle.
     pub concierge: Vec<super::ConciergeCycle>,
+    /// Continuous replication: events, and the RPO loss with the export
+    /// backup and with the event replica.
+    pub replication: super::ReplicationCounts,
     /// How every written value was accounted for.
     pub accounting: Accounting,
     /// Violations per invariant.
@@ -124,6 +127,7 @@ impl Report {
                     "lostWindowMs": cy.fail - cy.restore,
                     "outageMs": cy.failback - cy.fail,
                     "splitBrain": cy.split_brain,
+                    "replicationLagMs": cy.replication_lag,
                     "skew": cy.skew.map(|(h, ms)| json!({"hub": h.name(), "ms": ms})),
                     "interrupted": {"hub": cy.interrupt.name(), "atPermille": cy.interrupt_permille},
                     "concierge": self.concierge.get(i),
@@ -164,6 +168,7 @@ impl Report {
                 "splitBrain": c.split_brain,
                 "skewMs": c.skew_ms,
                 "cycles": c.cycles,
+                "replication": c.replication.as_str(),
             },
             "passed": self.passed(),
             "devices": {
@@ -183,7 +188,8 @@ impl Report {
                 "byKind": w.kinds,
                 "timelineBuckets": BUCKETS,
             },
-            "rpoLoss": {"writes": w.primary_lost, "values": a.rpo_lost},
+            "rpoLoss": self.rpo_loss_json(),
+            "replication": self.replication_json(),
             "values": {
                 "inMerged": a.merged,
                 "conflictLosers": a.conflict_losers,
@@ -200,6 +206,47 @@ impl Report {
         });
         let mut out = serde_json::to_string_pretty(&report).unwrap_or_default();
         out.push('\n');
+        out
+    }
+
+    /// The RPO loss of the run, and with events, what the export backup
+    /// alone would have lost beside it.
+    fn rpo_loss_json(&self) -> Value {
+        let r = &self.replication;
+        let loss = |l: &super::Loss| json!({"writes": l.writes, "values": l.values});
+        let mut out = json!({
+            "writes": self.writes.primary_lost,
+            "values": self.accounting.rpo_lost,
+            "exportBackup": loss(&r.lost_export),
+        });
+        if self.config.replication.uses_events() {
+            out["eventReplica"] = json!({
+                "writes": r.lost_events.writes,
+                "values": r.lost_events.values,
+                "inFlight": loss(&r.lost_in_flight),
+                "noEvent": loss(&r.lost_no_event),
+                "keysUnknown": loss(&r.lost_keyless),
+            });
+        }
+        out
+    }
+
+    fn replication_json(&self) -> Value {
+        let r = &self.replication;
+        let mut out = json!({"mode": self.config.replication.as_str()});
+        if self.config.replication.uses_events() {
+            out["events"] = json!({
+                "emitted": r.events,
+                "delivered": r.delivered,
+                "duplicates": r.duplicates,
+                "inFlightAtFailover": r.in_flight,
+                "byEnvelope": r.envelopes,
+            });
+            out["devices"] = json!({
+                "seededFromReplica": r.seeded,
+                "keptBackupKeysUnknown": r.keyless,
+            });
+        }
         out
     }
 
@@ -245,12 +292,66 @@ impl Report {
                 w.primary_lost, self.accounting.rpo_lost
             ),
         );
+        let r = &self.replication;
+        row(
+            &mut t,
+            "RPO loss, export backup",
+            format!(
+                "{} writes ({} values)",
+                r.lost_export.writes, r.lost_export.values
+            ),
+        );
+        if c.replication.uses_events() {
+            row(
+                &mut t,
+                "RPO loss, event replica",
+                format!(
+                    "{} writes ({} values): {} in flight, {} keys (no event), {} of devices with unknown keys",
+                    r.lost_events.writes,
+                    r.lost_events.values,
+                    r.lost_in_flight.writes,
+                    r.lost_no_event.writes,
+                    r.lost_keyless.writes
+                ),
+            );
+        }
         row(&mut t, "primary, split brain", w.primary_split.to_string());
         row(
             &mut t,
             "secondary, during the outage",
             w.secondary.to_string(),
         );
+        if c.replication.uses_events() {
+            let _ = writeln!(t, "replication from events ({})", c.replication);
+            let lags: Vec<String> = self
+                .cycles
+                .iter()
+                .filter_map(|cy| cy.replication_lag)
+                .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+                .collect();
+            row(&mut t, "lag per cycle", lags.join(", "));
+            row(
+                &mut t,
+                "events (delivered, duplicates)",
+                format!("{} ({}, {})", r.events, r.delivered, r.duplicates),
+            );
+            row(
+                &mut t,
+                "in flight at failover (lost)",
+                r.in_flight.to_string(),
+            );
+            let envelopes: Vec<String> = r
+                .envelopes
+                .iter()
+                .map(|(e, n)| format!("{e} {n}"))
+                .collect();
+            row(&mut t, "records per envelope", envelopes.join(", "));
+            row(
+                &mut t,
+                "devices seeded from the replica",
+                format!("{} ({} kept the backup: keys unknown)", r.seeded, r.keyless),
+            );
+        }
         let _ = writeln!(t, "concierge (epochs: before, outage, after failback)");
         for (i, cc) in self.concierge.iter().enumerate() {
             let split = cc.split_brain.as_ref().map_or(String::new(), |claims| {
@@ -393,7 +494,7 @@ code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>\n\
         }
         h.push_str("</table>\n<h2>Summary</h2>\n<table>\n");
         let w = &self.writes;
-        let rows: Vec<(String, u64)> = vec![
+        let mut rows: Vec<(String, u64)> = vec![
             ("devices, initial".into(), self.devices.initial),
             ("devices, provisioned".into(), self.devices.provisioned),
             ("devices after failback".into(), self.devices.final_devices),
@@ -406,6 +507,14 @@ code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>\n\
                 "primary writes lost with the region (RPO loss)".into(),
                 w.primary_lost,
             ),
+            (
+                "RPO loss with the export backup (writes)".into(),
+                self.replication.lost_export.writes,
+            ),
+            (
+                "RPO loss with the export backup (values)".into(),
+                self.replication.lost_export.values,
+            ),
             ("primary writes in split brain".into(), w.primary_split),
             ("secondary writes during the outage".into(), w.secondary),
             ("plan lines, primary".into(), self.plan_lines(Hub::Primary)),
@@ -414,6 +523,22 @@ code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>\n\
                 self.plan_lines(Hub::Secondary),
             ),
         ];
+        if c.replication.uses_events() {
+            let r = &self.replication;
+            rows.extend([
+                (
+                    "RPO loss with the event replica (writes)".into(),
+                    r.lost_events.writes,
+                ),
+                (
+                    "RPO loss with the event replica (values)".into(),
+                    r.lost_events.values,
+                ),
+                ("events emitted by the primary".into(), r.events),
+                ("events in flight at failover (lost)".into(), r.in_flight),
+                ("devices seeded from the event replica".into(), r.seeded),
+            ]);
+        }
         for (k, v) in rows {
             let _ = writeln!(
                 h,
@@ -484,6 +609,18 @@ code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>\n\
                     "lost with the region",
                 );
             }
+            if let Some(lag) = cy.replication_lag {
+                // The events of the writes in this band may still be in
+                // flight at the failure: the event replica's loss window.
+                let _ = writeln!(
+                    s,
+                    "<rect x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"8\" fill=\"#1b8a5a\"><title>replication lag: {:.1} s before the failure, events may still be in flight</title></rect>",
+                    x(cy.fail - lag),
+                    bottom - 8.0,
+                    (x(cy.fail) - x(cy.fail - lag)).max(2.0),
+                    lag as f64 / 1000.0
+                );
+            }
             let bucket_w = w / BUCKETS as f64;
             if let Some(buckets) = self.writes.timeline.get(i) {
                 for (b, lanes) in buckets.iter().enumerate() {
@@ -519,11 +656,15 @@ code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>\n\
             }
             let _ = writeln!(
                 s,
-                "<text x=\"{x0:.1}\" y=\"{}\">cycle {}: outage {}, RPO window {}{}</text>",
+                "<text x=\"{x0:.1}\" y=\"{}\">cycle {}: outage {}, RPO window {}{}{}</text>",
                 bottom + 16.0,
                 i + 1,
                 minutes(cy.failback - cy.fail),
                 minutes(cy.fail - cy.backup),
+                cy.replication_lag.map_or(String::new(), |ms| format!(
+                    ", replication lag {:.1} s",
+                    ms as f64 / 1000.0
+                )),
                 if cy.split_brain { ", split brain" } else { "" }
             );
         }
@@ -533,7 +674,8 @@ code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>\n\
 <rect x=\"120\" width=\"10\" height=\"10\" fill=\"#d2302c\"/><text x=\"134\" y=\"9\">lost with the region</text>\
 <rect x=\"270\" width=\"10\" height=\"10\" fill=\"#f08c00\"/><text x=\"284\" y=\"9\">secondary writes</text>\
 <rect x=\"400\" width=\"10\" height=\"10\" fill=\"#fff3c4\" stroke=\"#ccc\"/><text x=\"414\" y=\"9\">RPO window</text>\
-<rect x=\"500\" width=\"10\" height=\"10\" fill=\"#eeeeee\" stroke=\"#ccc\"/><text x=\"514\" y=\"9\">outage</text></g>",
+<rect x=\"500\" width=\"10\" height=\"10\" fill=\"#eeeeee\" stroke=\"#ccc\"/><text x=\"514\" y=\"9\">outage</text>\
+<rect x=\"580\" width=\"10\" height=\"10\" fill=\"#1b8a5a\"/><text x=\"594\" y=\"9\">replication lag (events in flight)</text></g>",
             height + 12.0
         );
         s.push_str("</svg>\n");

@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 
 use super::fleet::{Gen, device_id};
+use super::invariants::{Invariant, REPLICA_UP_TO_LAG, REPLICATION_LOSS, check_replica};
 use super::oracle::{Hub, Write};
+use super::replication::{Feed, ReplicationCounts, Seeded};
 use super::rng::Rng;
 use super::writes::{HubDev, draw};
 use crate::doc::DeviceSnapshot;
@@ -29,6 +31,7 @@ pub(crate) mod stream {
     pub(crate) const BIRTH: u64 = 4;
     pub(crate) const SCENARIO: u64 = 5;
     pub(crate) const QUEUES: u64 = 6;
+    pub(crate) const EVENTS: u64 = 7;
 }
 
 /// 2025-01-01T00:00:00Z: where simulated time starts.
@@ -62,6 +65,9 @@ pub struct Cycle {
     pub interrupt: Hub,
     /// Where its plan is cut, in thousandths of its length.
     pub interrupt_permille: u32,
+    /// With continuous replication from events: how long an event takes
+    /// at most to reach the secondary's replica (ms).
+    pub replication_lag: Option<i64>,
 }
 
 /// Draws the timeline of every cycle.
@@ -106,6 +112,7 @@ pub(crate) fn plan_cycles(
             skew: skew_ms.map(|ms| (skewed, if ahead { ms } else { -ms })),
             interrupt,
             interrupt_permille,
+            replication_lag: None,
         });
         t = failback + 60 * MINUTE;
     }
@@ -370,6 +377,8 @@ pub(crate) struct DeviceCycle {
     pub writes: Vec<Write>,
     /// What each hub held of the device at failback.
     pub finals: [HubDev; 2],
+    /// What the event replication broke of its invariants, if anything.
+    pub replica: Vec<(Invariant, String)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -386,6 +395,8 @@ pub(crate) struct CycleIo<'a> {
     pub hubs: &'a mut [HubImage; 2],
     pub base: &'a mut BTreeMap<String, DeviceSnapshot>,
     pub counts: &'a mut WriteCounts,
+    /// Continuous replication from events, when the drill uses it.
+    pub replication: Option<&'a mut ReplicationCounts>,
 }
 
 /// Replays device `dev`'s writes of cycle `c` against the hubs, takes its
@@ -455,8 +466,20 @@ pub(crate) fn simulate(
 
     let id = dev.id.clone();
     let CycleIo {
-        hubs, base, counts, ..
+        hubs,
+        base,
+        counts,
+        replication,
+        ..
     } = io;
+    let mut feed = match (replication.is_some(), cycle.replication_lag) {
+        (true, Some(lag)) => Some(Feed::new(seed, c, dev.index, lag, cycle.fail)),
+        _ => None,
+    };
+    // The writes that made events: their index and whether the events
+    // arrived by the failover.
+    let mut emitted: Vec<(usize, bool)> = Vec::new();
+    let mut replica_findings = Vec::new();
     let mut current: [State; 2] = [
         State::Own(read_device(&hubs[0], &id, dev.hubs[0].modules.keys())),
         State::Own(read_device(&hubs[1], &id, dev.hubs[1].modules.keys())),
@@ -482,6 +505,16 @@ pub(crate) fn simulate(
         if !failed && event.time > cycle.fail {
             ghost = None;
             failed = true;
+            if let Some(feed) = feed.as_mut() {
+                let mut failover = Failover {
+                    id: &id,
+                    current: &mut current,
+                    devs: &mut dev.hubs,
+                    hubs,
+                    base,
+                };
+                replica_findings = failover.seed(feed, &mut writes, &emitted, cycle)?;
+            }
         }
         let h = event.hub.index();
         let lost = event.hub == Hub::Primary && ghost.is_some();
@@ -496,6 +529,21 @@ pub(crate) fn simulate(
         if !lost {
             write_device(&mut hubs[h], &id, held, change.after.as_ref())?;
         }
+        // The primary's writes between the backup and the failover make
+        // the events the replica is built from.
+        let arrived = match feed.as_mut() {
+            Some(feed) if event.hub == Hub::Primary && backed_up && !failed => feed.write(
+                &id,
+                (held, change.after.as_ref()),
+                &change.op,
+                event.time,
+                lost,
+            ),
+            _ => None,
+        };
+        if let Some(arrived) = arrived {
+            emitted.push((writes.len(), arrived));
+        }
         *state = State::Own(change.after);
         seq[h] += 1;
         let write = Write {
@@ -503,6 +551,8 @@ pub(crate) fn simulate(
             time: event.time,
             seq: seq[h],
             in_backup: event.hub == Hub::Primary && !backed_up,
+            ghost: lost,
+            replicated: arrived == Some(true),
             lost,
             kind: change.kind,
             inc: hub_dev.inc.unwrap_or(match &change.op {
@@ -512,16 +562,142 @@ pub(crate) fn simulate(
             op: change.op,
             facts: change.facts,
         };
-        counts.count(c, cycle, &write, failed);
         writes.push(write);
     }
     if !backed_up {
         backup(&id, &mut current, &mut dev.hubs, hubs, base)?;
     }
+    if let (false, Some(feed)) = (failed, feed.as_mut()) {
+        let mut failover = Failover {
+            id: &id,
+            current: &mut current,
+            devs: &mut dev.hubs,
+            hubs,
+            base,
+        };
+        replica_findings = failover.seed(feed, &mut writes, &emitted, cycle)?;
+    }
+    // What no hub holds: a write on the primary's lost branch that did
+    // not reach the secondary through the replica.
+    for w in &mut writes {
+        w.lost = w.ghost && !w.replicated;
+    }
+    if let Some(r) = replication {
+        let mut part = feed.map(|f| f.counts).unwrap_or_default();
+        for (i, w) in writes.iter().enumerate() {
+            if !w.ghost {
+                continue;
+            }
+            part.lost_export.count(w.facts.len());
+            if feed_used(cycle) && w.lost {
+                part.lost_events.count(w.facts.len());
+                let lag = cycle.replication_lag.unwrap_or(0);
+                match emitted.iter().find(|(at, _)| *at == i) {
+                    None => part.lost_no_event.count(w.facts.len()),
+                    Some((_, false)) => {
+                        part.lost_in_flight.count(w.facts.len());
+                        if w.time + lag <= cycle.fail {
+                            let detail = format!(
+                                "the primary's {} write at {} was lost, yet older than the lag",
+                                w.kind.name(),
+                                w.time - cycle.start
+                            );
+                            replica_findings.push((REPLICATION_LOSS, detail));
+                        }
+                    }
+                    Some((_, true)) => part.lost_keyless.count(w.facts.len()),
+                }
+            }
+        }
+        r.add(&part);
+    }
+    for w in &writes {
+        counts.count(c, cycle, w, w.time > cycle.fail);
+    }
     Ok(DeviceCycle {
         writes,
         finals: dev.hubs.clone(),
+        replica: replica_findings,
     })
+}
+
+fn feed_used(cycle: &Cycle) -> bool {
+    cycle.replication_lag.is_some()
+}
+
+/// What seeding the secondary at failover changes.
+struct Failover<'a> {
+    id: &'a str,
+    current: &'a mut [State; 2],
+    devs: &'a mut [HubDev; 2],
+    hubs: &'a mut [HubImage; 2],
+    base: &'a mut BTreeMap<String, DeviceSnapshot>,
+}
+
+impl Failover<'_> {
+    /// Seeds the secondary from the event replica, when an event of the
+    /// device arrived and the replica knows its keys; the merge base
+    /// becomes what the seed and the restored primary share. Returns what
+    /// the replica broke of its invariant.
+    fn seed(
+        &mut self,
+        feed: &mut Feed,
+        writes: &mut [Write],
+        emitted: &[(usize, bool)],
+        cycle: &Cycle,
+    ) -> Result<Vec<(Invariant, String)>, String> {
+        if !feed.any_arrived() {
+            return Ok(Vec::new());
+        }
+        let id = self.id;
+        let backup = self.base.get(id).cloned();
+        let derived = feed.failover(id, backup.as_ref())?;
+        let findings = check_replica(
+            derived.replica.as_ref(),
+            writes,
+            emitted,
+            cycle.replication_lag.unwrap_or(0),
+            cycle.fail,
+        )
+        .into_iter()
+        .map(|detail| (REPLICA_UP_TO_LAG, detail))
+        .collect();
+        let Some(Seeded { seed, base }) = derived.seeded else {
+            // Seeded from the backup: the replica's writes are not in it.
+            for w in writes.iter_mut() {
+                w.replicated = false;
+            }
+            return Ok(findings);
+        };
+        if let State::Base = self.current[0] {
+            self.current[0] = State::Own(backup.clone());
+        }
+        write_device(
+            &mut self.hubs[1],
+            id,
+            self.current[1].get(self.base, id),
+            seed.as_ref(),
+        )?;
+        self.current[1] = State::Own(seed);
+        let dev = &mut self.devs[1];
+        for w in writes.iter().filter(|w| w.replicated) {
+            match &w.op {
+                super::oracle::Op::Delete { .. } => {
+                    dev.inc = None;
+                    dev.modules.clear();
+                }
+                super::oracle::Op::ModuleDelete { module, .. } => {
+                    dev.modules.remove(module);
+                }
+                _ => {}
+            }
+        }
+        match base {
+            Some(b) => self.base.insert(id.to_owned(), b),
+            None => self.base.remove(id),
+        };
+        Ok(findings)
+    }
 }
 
 /// What a hub holds of the device during a cycle's simulation.
