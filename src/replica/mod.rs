@@ -47,6 +47,27 @@
 //! below that of the create or seed they follow are already in it and are
 //! skipped.
 //!
+//! # Compaction
+//!
+//! [`Replica::compact`] bounds a replica by its devices, not its events:
+//! it folds each twin change (`updateTwin`, `replaceTwin`, with a
+//! version) whose incarnation is known (its create, or the seed) into
+//! that incarnation's last-writer-wins tree (see `fold`), stamped by the
+//! order replay uses, and keeps the versions folded as a few ranges. The
+//! tree is a join, so compacting at any point (and on either side of a
+//! delta or merge) gives the same state, and the devices derived are the
+//! uncompacted replica's. A redelivered folded change is a
+//! [`Ingested::Duplicate`]; a late older one loses where replay would make
+//! it lose. Lifecycle events, parked events and changes without a version
+//! stay events.
+//!
+//! Limits: once folded, a twin version names one change (an event
+//! redelivered with another payload is a duplicate, no longer a
+//! [`ReplicaError::Conflict`]); a create, delete or seed that would move
+//! folded changes to another incarnation is [`ReplicaError::Compacted`];
+//! and the times the tree gives differ from replay's in the shapes the
+//! `fold` module lists (never the values).
+//!
 //! # Example
 //!
 //! ```
