@@ -123,6 +123,12 @@ fn metadata(body: &Value, at: &str) -> Value {
 /// fold agree on times then; see `src/replica/fold.rs`), and every node a
 /// patch writes has its `$lastUpdated`, as a hub writes them.
 fn history(device: &str, changes: &[Change]) -> Vec<String> {
+    history_with(device, changes, false)
+}
+
+/// As [`history`]; with `paired`, changes go two by two under one version
+/// (distinct ids, times rising), which replay orders by time then dot.
+fn history_with(device: &str, changes: &[Change], paired: bool) -> Vec<String> {
     let mut models = [Map::new(), Map::new(), Map::new()];
     let mut lines = vec![
         json!({
@@ -134,11 +140,16 @@ fn history(device: &str, changes: &[Change]) -> Vec<String> {
     ];
     models[0].insert("site".into(), json!("lyon"));
     for (i, c) in changes.iter().enumerate() {
-        let version = i as u64 + 2;
+        let version = if paired {
+            i as u64 / 2 + 2
+        } else {
+            i as u64 + 2
+        };
+        let skew = if paired { 0 } else { c.skew };
         // Times mostly rise with versions; a skew makes some older than
         // the version before (never older than the create: that change
         // would wait for a create forever).
-        let ms = (T0 + 1000 * (i as i64 + 1) - 1500 * i64::from(c.skew == 2)).max(T0 + 1);
+        let ms = (T0 + 1000 * (i as i64 + 1) - 1500 * i64::from(skew == 2)).max(T0 + 1);
         let at = time(ms);
         let section = usize::from(c.section);
         let path: Vec<&str> = c.path.iter().map(|k| KEYS[usize::from(*k)]).collect();
@@ -181,7 +192,7 @@ fn history(device: &str, changes: &[Change]) -> Vec<String> {
         lines.push(
             json!({
                 "properties": {"deviceId": device, "opType": op, "operationTimestamp": at},
-                "systemProperties": {"correlation-id": format!("{device}-{version}")},
+                "systemProperties": {"correlation-id": format!("{device}-{i}")},
                 "body": body,
             })
             .to_string(),
@@ -331,6 +342,25 @@ proptest! {
         other.merge(&other.clone()).expect("idempotent");
         other.compact();
         prop_assert_eq!(other.to_bytes(), reference.to_bytes());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn changes_sharing_a_version_fold_in_replay_order(
+        a in prop::collection::vec(change(), 0..16),
+        seed in any::<u64>(),
+    ) {
+        let events = parse(&history_with("d1", &a, true));
+        let reference = ingest_all(&events);
+        let mut replica = ingest_all(&shuffled(&events, seed));
+        replica.compact();
+        prop_assert_eq!(devices(&replica), devices(&reference));
+        let mut compacted = reference.clone();
+        compacted.compact();
+        prop_assert_eq!(replica.to_bytes(), compacted.to_bytes());
     }
 }
 
