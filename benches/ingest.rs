@@ -13,7 +13,8 @@
 //! /proc/self/status) is the replica's: events are generated one by one
 //! (never held), ingested, the state file written to a counting sink, and
 //! the peak RSS, state-file size and the export size of the same devices
-//! printed.
+//! printed. `--compact N` compacts the replica every N events and at the
+//! end (`failback ingest --compact`), so memory follows the devices.
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does) or with
 //! `--test`, it ingests 2,000 events once, to prove it runs.
@@ -145,7 +146,7 @@ fn peak_rss() -> usize {
 }
 
 /// The bounded-replica mode: `n` events over `devices` devices, streamed.
-fn bounded(devices: usize, n: usize) {
+fn bounded(devices: usize, n: usize, compact: Option<usize>) {
     let hub = ReplicaId::new("primary").expect("valid literal");
     let start = Instant::now();
     let mut replica = Replica::new(hub);
@@ -153,6 +154,12 @@ fn bounded(devices: usize, n: usize) {
         let line = event(i, devices);
         let event = parse_event_line("bench.jsonl", i as u64 + 1, &line).expect("valid event");
         replica.ingest(event).expect("no conflicting ids");
+        if compact.is_some_and(|every| (i + 1) % every.max(1) == 0) {
+            replica.compact();
+        }
+    }
+    if compact.is_some() {
+        replica.compact();
     }
     let mut state = Counter::default();
     write_state(&mut state, &replica).expect("to a counter");
@@ -165,7 +172,17 @@ fn bounded(devices: usize, n: usize) {
         }
     }
     let rss = peak_rss();
-    println!("bounded replica: {n} events over {devices} devices, one core");
+    match compact {
+        Some(every) => println!(
+            "bounded replica: {n} events over {devices} devices, one core, compacted every {every} events"
+        ),
+        None => println!("bounded replica: {n} events over {devices} devices, one core"),
+    }
+    println!(
+        "  held                      {:>9} events, {} twin versions folded",
+        replica.event_count(),
+        replica.folded_count()
+    );
     println!(
         "  ingested + state written  {:>9.0} events/s  ({elapsed:.1} s)",
         n as f64 / elapsed
@@ -184,7 +201,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench");
     if let Some(devices) = arg(&args, "--devices") {
         let n = arg(&args, "--events").unwrap_or(devices * 100);
-        bounded(devices.max(1), n);
+        bounded(devices.max(1), n, arg(&args, "--compact"));
         return;
     }
     let n = arg(&args, "--events").unwrap_or(if quick { 2_000 } else { 200_000 });

@@ -614,6 +614,38 @@ fn cli_a_replica_state_merges_with_exports() {
     // The report names the state file as given, not a derived file.
     let report = std::fs::read_to_string(out_dir.join("report.json")).unwrap_or_default();
     assert!(report.contains("primary.json"), "{report}");
+
+    // Compacted (by `replica compact`, or while ingesting), the state
+    // merges to the same bytes.
+    let out = failback(&["replica", "compact", "--state", &s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("twin versions folded"),
+        "{}",
+        text(&out.stdout)
+    );
+    let compacted = std::fs::read_to_string(&state).unwrap_or_default();
+    assert!(compacted.starts_with(r#"{"format":"failback-replica","version":2,"#));
+    let streamed = dir.join("streamed.json");
+    let out = failback(&[
+        "ingest",
+        "--hub",
+        "primary",
+        "--compact",
+        "1",
+        "--state",
+        &streamed.display().to_string(),
+        "--from",
+        &fixture("base.jsonl"),
+        &fixture("primary-events.jsonl"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&streamed).ok(), Some(compacted));
+    std::fs::remove_dir_all(&out_dir).expect("the first merge's outputs");
+    let out = merge(&["--allow-new-keys"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = std::fs::read_to_string(out_dir.join("merged.jsonl")).unwrap_or_default();
+    assert_eq!(again, merged);
 }
 
 /// The law of the `parse_events` fuzz target, on its committed seeds (the

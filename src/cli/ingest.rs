@@ -41,6 +41,12 @@ pub struct IngestArgs {
     /// cloud-events.
     #[arg(long, value_name = "NAME")]
     envelope: Option<Envelope>,
+    /// Compact the replica while ingesting: fold the twin changes of every
+    /// incarnation whose create is known into a tree, every N events
+    /// (default 100000) and at the end, so memory and the state file grow
+    /// with devices, not events (the state is then written as version 2).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "100000")]
+    compact: Option<u64>,
     /// Change-event files: JSON records in any envelope, or Avro files of
     /// storage routing or Event Hubs Capture.
     #[arg(value_name = "EVENTS.jsonl", required = true)]
@@ -67,6 +73,13 @@ enum ReplicaCommand {
         /// Where the delta goes.
         #[arg(long, value_name = "DELTA.json")]
         out: PathBuf,
+    },
+    /// Fold STATE's twin changes into their incarnations' trees (see
+    /// `failback ingest --compact`), replacing it whole.
+    Compact {
+        /// The replica to compact.
+        #[arg(long, value_name = "STATE.json")]
+        state: PathBuf,
     },
     /// Join deltas (or whole replicas of the same hub) into STATE.
     Apply {
@@ -132,6 +145,7 @@ pub fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
     }
     let (mut applied, mut parked, mut duplicates, mut ignored, mut skipped) = (0, 0, 0, 0, 0);
     let (mut telemetry, mut digital_twin) = (0, 0);
+    let mut since_compaction = 0u64;
     for path in &args.events {
         let name = path.display().to_string();
         let file =
@@ -156,10 +170,20 @@ pub fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
                 Ok(Ingested::Ignored) => ignored += 1,
                 Err(e) => refused.push(e.at_line(&name, line).to_string()),
             }
+            if let Some(every) = args.compact {
+                since_compaction += 1;
+                if since_compaction >= every.max(1) {
+                    replica.compact();
+                    since_compaction = 0;
+                }
+            }
         }
         skipped += reader.skipped();
         telemetry += reader.skipped_events().telemetry;
         digital_twin += reader.skipped_events().digital_twin;
+    }
+    if args.compact.is_some() {
+        replica.compact();
     }
     let gaps = replica.gaps();
     let gap_devices: std::collections::BTreeSet<&str> =
@@ -211,12 +235,19 @@ pub fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
         )));
     }
     save(&args.state, &replica)?;
-    println!(
-        "state in {}: {} events",
-        args.state.display(),
-        replica.event_count()
-    );
+    println!("state in {}: {}", args.state.display(), held(&replica));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a replica holds, for the last line of a command.
+fn held(replica: &Replica) -> String {
+    match replica.folded_count() {
+        0 => format!("{} events", replica.event_count()),
+        folded => format!(
+            "{} events, {folded} twin versions folded",
+            replica.event_count()
+        ),
+    }
 }
 
 /// Runs `failback replica`.
@@ -242,6 +273,16 @@ pub fn replica(args: ReplicaArgs) -> Result<ExitCode, Failure> {
                 out.display()
             );
         }
+        ReplicaCommand::Compact { state } => {
+            let mut replica = load(&state)?;
+            let folded = replica.compact();
+            save(&state, &replica)?;
+            println!(
+                "folded {folded} events; state in {}: {}",
+                state.display(),
+                held(&replica)
+            );
+        }
         ReplicaCommand::Apply { state, deltas } => {
             let mut deltas_read = Vec::new();
             for path in &deltas {
@@ -263,9 +304,9 @@ pub fn replica(args: ReplicaArgs) -> Result<ExitCode, Failure> {
             }
             save(&state, &replica)?;
             println!(
-                "applied {added} new events and seeds; state in {}: {} events",
+                "applied {added} new events and seeds; state in {}: {}",
                 state.display(),
-                replica.event_count()
+                held(&replica)
             );
         }
     }

@@ -28,7 +28,20 @@
 //!   vector**: `version`, its twin's version, and `modules`, each live
 //!   module twin's version (absent for a device that does not exist).
 //!
-//! A reader takes only `format` `failback-replica` and `version` 1.
+//! # Format (version 2): folds
+//!
+//! A replica [compacted](super::Replica::compact) is written as version
+//! 2: the same, and per device that has them, `folded` (after `events`):
+//! the twin changes of each entity incarnation folded into a tree, with
+//! the versions folded and the positions in time of the first and last
+//! change folded (the shape is in `wire.rs`). A reader checks every fold:
+//! its shape, its stamps and that each write lies within its parent's,
+//! that its base is a create of the device it holds (or its seed), and
+//! that the device's creates and deletes still place its first and last
+//! change in that incarnation. Version 1 is written whenever nothing is
+//! folded, so a replica never compacted keeps its bytes.
+//!
+//! A reader takes only `format` `failback-replica` and `version` 1 or 2.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -45,8 +58,12 @@ use crate::format::{
 
 /// The `format` of a state file.
 pub(crate) const FORMAT_NAME: &str = "failback-replica";
-/// The `version` of the state file format this crate writes and reads.
+/// The `version` of the state file format this crate writes for a
+/// replica without folds; it reads it and [`FOLDED_VERSION`].
 pub(crate) const FORMAT_VERSION: u64 = 1;
+/// The `version` written for a replica with folds (see
+/// [`Replica::compact`]).
+pub(crate) const FOLDED_VERSION: u64 = 2;
 
 /// Writes `replica` as a state file (see [`read_state`]).
 ///
@@ -71,9 +88,14 @@ pub(crate) const FORMAT_VERSION: u64 = 1;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
+    let version = if replica.folded.is_empty() {
+        FORMAT_VERSION
+    } else {
+        FOLDED_VERSION
+    };
     write!(
         w,
-        "{{\"format\":{},\"version\":{FORMAT_VERSION},\"hub\":{},\"devices\":[",
+        "{{\"format\":{},\"version\":{version},\"hub\":{},\"devices\":[",
         serde_json::to_string(FORMAT_NAME)?,
         serde_json::to_string(replica.hub.as_str())?
     )?;
@@ -111,6 +133,16 @@ pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
             }
         }
         w.write_all(b"]")?;
+        if let Some(folds) = replica.folded.get(id) {
+            w.write_all(b",\"folded\":[")?;
+            for (i, (key, fold)) in folds.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut *w, &super::wire::write(key, fold))?;
+            }
+            w.write_all(b"]")?;
+        }
         let replayed = super::replay::replay(replica, id);
         let parked: Vec<&str> = replayed.parked.iter().map(|g| g.dot.as_str()).collect();
         write!(w, ",\"parked\":{}", serde_json::to_string(&parked)?)?;
@@ -143,6 +175,8 @@ struct RawDevice<'a> {
     seed: Option<RawSeed<'a>>,
     #[serde(borrow, default)]
     events: Vec<RawEvent<'a>>,
+    #[serde(borrow, default)]
+    folded: Vec<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -216,8 +250,8 @@ fn json_error(file: &str, error: &serde_json::Error) -> ReadError {
 /// ```
 /// use failback::replica::read_state;
 ///
-/// let err = read_state(&br#"{"format":"failback-replica","version":2,"hub":"p","devices":[]}"#[..], "s.json").unwrap_err();
-/// assert_eq!(err.to_string(), "s.json:1: field \"version\": not a replica state file: version 2, expected 1");
+/// let err = read_state(&br#"{"format":"failback-replica","version":3,"hub":"p","devices":[]}"#[..], "s.json").unwrap_err();
+/// assert_eq!(err.to_string(), "s.json:1: field \"version\": not a replica state file: version 3, expected 1 or 2");
 /// ```
 pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadError> {
     let mut text = String::new();
@@ -234,10 +268,13 @@ pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadErr
             format!("format {:?}, expected {FORMAT_NAME:?}", raw.format),
         ));
     }
-    if raw.version != FORMAT_VERSION {
+    if raw.version != FORMAT_VERSION && raw.version != FOLDED_VERSION {
         return Err(not_state(
             "version",
-            format!("version {}, expected {FORMAT_VERSION}", raw.version),
+            format!(
+                "version {}, expected {FORMAT_VERSION} or {FOLDED_VERSION}",
+                raw.version
+            ),
         ));
     }
     let hub = ReplicaId::new(&raw.hub).map_err(|e| not_state("hub", e.to_string()))?;
@@ -338,6 +375,26 @@ pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadErr
                 }
             }
             replica.ingest(event).map_err(|e| e.at_line(file, line))?;
+        }
+    }
+    // Folds last: they are checked against every event and seed.
+    for device in &raw.devices {
+        for fold in &device.folded {
+            let line = lines.line_of(fold.get());
+            let bad = |reason: String| {
+                ReadError::new(file, line, ReadErrorKind::NotReplicaState { reason })
+                    .with_device(Some(&device.id), None)
+                    .with_field("folded")
+            };
+            if raw.version != FOLDED_VERSION {
+                return Err(bad(format!("folds in a file of version {}", raw.version)));
+            }
+            let value: serde_json::Value =
+                serde_json::from_str(fold.get()).map_err(|e| json_error(file, &e))?;
+            let (key, fold) = super::wire::read(&value).map_err(bad)?;
+            replica
+                .add_fold(&device.id, key, fold)
+                .map_err(|e| bad(e.to_owned()))?;
         }
     }
     Ok(replica)

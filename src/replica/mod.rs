@@ -47,6 +47,27 @@
 //! below that of the create or seed they follow are already in it and are
 //! skipped.
 //!
+//! # Compaction
+//!
+//! [`Replica::compact`] bounds a replica by its devices, not its events:
+//! it folds each twin change (`updateTwin`, `replaceTwin`, with a
+//! version) whose incarnation is known (its create, or the seed) into
+//! that incarnation's last-writer-wins tree (see `fold`), stamped by the
+//! order replay uses, and keeps the versions folded as a few ranges. The
+//! tree is a join, so compacting at any point (and on either side of a
+//! delta or merge) gives the same state, and the devices derived are the
+//! uncompacted replica's. A redelivered folded change is a
+//! [`Ingested::Duplicate`]; a late older one loses where replay would make
+//! it lose. Lifecycle events, parked events and changes without a version
+//! stay events.
+//!
+//! Limits: once folded, a twin version names one change (an event
+//! redelivered with another payload is a duplicate, no longer a
+//! [`ReplicaError::Conflict`]); a create, delete or seed that would move
+//! folded changes to another incarnation is [`ReplicaError::Compacted`];
+//! and the times the tree gives differ from replay's in the shapes the
+//! `fold` module lists (never the values).
+//!
 //! # Example
 //!
 //! ```
@@ -80,7 +101,10 @@
 #![allow(clippy::result_large_err)]
 
 mod file;
+mod fold;
 mod replay;
+mod versions;
+mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -92,6 +116,9 @@ use crate::format::{
     Event, ExportDevice, Format, Op, ReadError, ReadErrorKind, TwinDevice, event_bytes,
 };
 
+use fold::{Twin, stamp_of};
+use versions::Versions;
+
 pub(crate) use file::is_state_file;
 pub use file::{read_state, write_state};
 
@@ -99,6 +126,44 @@ pub use file::{read_state, write_state};
 /// `sha256:` and the first 32 hex digits of the SHA-256 of its canonical
 /// text when it has none.
 pub(crate) type EventDot = String;
+
+/// Which entity incarnation a fold is of: the module (`None` for the
+/// device's own twin) and the dot of the create that started it (`None`
+/// for the seed's).
+pub(crate) type FoldKey = (Option<String>, Option<EventDot>);
+
+/// The twin changes of one entity incarnation that [`Replica::compact`]
+/// folded: their versions, the first and last of their positions in time
+/// (the incarnation must keep holding them), and their tree.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Folded {
+    versions: Versions,
+    first: (i64, u8, String),
+    last: (i64, u8, String),
+    twin: Twin,
+}
+
+impl Folded {
+    /// Joins `other` (of the same incarnation) into this fold.
+    fn join(&mut self, other: &Folded) {
+        self.versions.union(&other.versions);
+        if other.first < self.first {
+            self.first.clone_from(&other.first);
+        }
+        if other.last > self.last {
+            self.last.clone_from(&other.last);
+        }
+        self.twin.join(&other.twin);
+    }
+
+    fn first(&self) -> replay::Pos<'_> {
+        (self.first.0, self.first.1, &self.first.2)
+    }
+
+    fn last(&self) -> replay::Pos<'_> {
+        (self.last.0, self.last.1, &self.last.2)
+    }
+}
 
 /// One event held by a replica. Its canonical text is written from it
 /// when the state is, never kept beside it.
@@ -264,6 +329,17 @@ pub enum ReplicaError {
         /// The device.
         device: String,
     },
+    /// An event, seed or replica that would move compacted twin changes
+    /// to another incarnation of their device (a create or delete older
+    /// than changes folded after it): compaction forgot the order such an
+    /// event would need.
+    #[error("device {device:?}: {what} falls inside history this replica has compacted")]
+    Compacted {
+        /// The device.
+        device: String,
+        /// The event's dot, or what else was refused.
+        what: String,
+    },
     /// A delta or replica of another hub.
     #[error("replica of hub {found} cannot join replica of hub {expected}")]
     OtherHub {
@@ -301,6 +377,7 @@ impl ReplicaError {
 pub struct ReplicaContext {
     dots: BTreeSet<EventDot>,
     seeds: BTreeMap<String, [u8; 16]>,
+    folds: BTreeMap<(String, FoldKey), Versions>,
 }
 
 impl ReplicaContext {
@@ -320,6 +397,8 @@ pub struct Replica {
     /// deletes) also in `lifecycle`.
     devices: BTreeMap<String, DeviceDots>,
     seeds: BTreeMap<String, Seed>,
+    /// Each device's folded twin changes, by incarnation.
+    folded: BTreeMap<String, BTreeMap<FoldKey, Folded>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -354,6 +433,21 @@ fn dot_of(event: &Event) -> EventDot {
     }
 }
 
+/// Whether `lifecycle` and `seed` would place some fold of `folds`
+/// elsewhere than the incarnation it was folded in.
+fn misplaced<'a>(
+    lifecycle: &[(&EventDot, &Event)],
+    seed: Option<&Seed>,
+    folds: impl IntoIterator<Item = &'a BTreeMap<FoldKey, Folded>>,
+) -> bool {
+    folds.into_iter().flatten().any(|((module, base), fold)| {
+        [fold.first(), fold.last()].iter().any(|p| {
+            replay::place(lifecycle, seed, module.as_deref(), p).map(|(b, _)| b)
+                != Some(base.clone())
+        })
+    })
+}
+
 fn seed_digest(seed: &Seed) -> [u8; 16] {
     let digest = Sha256::digest(seed.lines.as_bytes());
     let mut out = [0u8; 16];
@@ -369,6 +463,7 @@ impl Replica {
             events: BTreeMap::new(),
             devices: BTreeMap::new(),
             seeds: BTreeMap::new(),
+            folded: BTreeMap::new(),
         }
     }
 
@@ -410,6 +505,21 @@ impl Replica {
                 })
             };
         }
+        if let Some(folds) = self.folded.get(&event.device_id) {
+            if self.covered(&dot, &event) {
+                return Ok(Ingested::Duplicate);
+            }
+            if replay::is_lifecycle(&event.op) {
+                let mut lifecycle = self.lifecycle_events(&event.device_id);
+                lifecycle.push((&dot, &event));
+                if misplaced(&lifecycle, self.seeds.get(&event.device_id), [folds]) {
+                    return Err(ReplicaError::Compacted {
+                        device: event.device_id,
+                        what: format!("event {dot}"),
+                    });
+                }
+            }
+        }
         let device = event.device_id.clone();
         self.insert(dot.clone(), Stored { event });
         if replay::is_parked(self, &device, &dot) {
@@ -445,6 +555,14 @@ impl Replica {
             Some(old) if old.lines == seed.lines => Ok(false),
             Some(_) => Err(ReplicaError::SeedConflict { device: id }),
             None => {
+                if let Some(folds) = self.folded.get(&id) {
+                    if misplaced(&self.lifecycle_events(&id), Some(&seed), [folds]) {
+                        return Err(ReplicaError::Compacted {
+                            device: id,
+                            what: "a seed".to_owned(),
+                        });
+                    }
+                }
                 self.seeds.insert(id, seed);
                 Ok(true)
             }
@@ -484,16 +602,42 @@ impl Replica {
                 return Err(ReplicaError::SeedConflict { device: id.clone() });
             }
         }
+        self.check_horizon(other)?;
         let mut added = 0;
-        for (dot, stored) in &other.events {
-            if !self.events.contains_key(dot) {
-                self.insert(dot.clone(), stored.clone());
-                added += 1;
-            }
+        let (lifecycle, changes): (Vec<_>, Vec<_>) = other
+            .events
+            .iter()
+            .filter(|(dot, _)| !self.events.contains_key(*dot))
+            .partition(|(_, stored)| replay::is_lifecycle(&stored.event.op));
+        for (dot, stored) in lifecycle {
+            self.insert(dot.clone(), stored.clone());
+            added += 1;
         }
         for (id, seed) in &other.seeds {
             if !self.seeds.contains_key(id) {
                 self.seeds.insert(id.clone(), seed.clone());
+                added += 1;
+            }
+        }
+        for (id, folds) in &other.folded {
+            let mine = self.folded.entry(id.clone()).or_default();
+            for (key, fold) in folds {
+                match mine.get_mut(key) {
+                    Some(m) if m == fold => {}
+                    Some(m) => {
+                        m.join(fold);
+                        added += 1;
+                    }
+                    None => {
+                        mine.insert(key.clone(), fold.clone());
+                        added += 1;
+                    }
+                }
+            }
+        }
+        for (dot, stored) in changes {
+            if !self.covered(dot, &stored.event) {
+                self.insert(dot.clone(), stored.clone());
                 added += 1;
             }
         }
@@ -508,6 +652,15 @@ impl Replica {
                 .seeds
                 .iter()
                 .map(|(id, seed)| (id.clone(), seed_digest(seed)))
+                .collect(),
+            folds: self
+                .folded
+                .iter()
+                .flat_map(|(id, folds)| {
+                    folds
+                        .iter()
+                        .map(|(key, f)| ((id.clone(), key.clone()), f.versions.clone()))
+                })
                 .collect(),
         }
     }
@@ -531,6 +684,20 @@ impl Replica {
                 delta.seeds.insert(id.clone(), seed.clone());
             }
         }
+        for (id, folds) in &self.folded {
+            for (key, fold) in folds {
+                // Keyed by value: a BTreeMap cannot be asked by borrowed
+                // pairs.
+                let theirs = since.folds.get(&(id.clone(), key.clone()));
+                if theirs != Some(&fold.versions) {
+                    delta
+                        .folded
+                        .entry(id.clone())
+                        .or_default()
+                        .insert(key.clone(), fold.clone());
+                }
+            }
+        }
         delta
     }
 
@@ -542,6 +709,212 @@ impl Replica {
     /// As [`Replica::merge`].
     pub fn apply_delta(&mut self, delta: &Replica) -> Result<usize, ReplicaError> {
         self.merge(delta)
+    }
+
+    /// Folds every twin change whose incarnation is known into its
+    /// incarnation's tree (see the [module docs](self#compaction)), and
+    /// returns how many events it folded. The devices derived do not
+    /// change; the state written does, once, and compacting again changes
+    /// nothing.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::{Ingested, Replica};
+    /// use failback::ReplicaId;
+    ///
+    /// let lines = [
+    ///     r#"{"properties":{"deviceId":"d1","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1}}"#,
+    ///     r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#,
+    ///     r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:09Z"},"systemProperties":{"correlation-id":"c3"},"body":{"version":3,"properties":{"desired":{"fan":4}}}}"#,
+    /// ];
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// for (i, line) in lines.iter().enumerate() {
+    ///     replica.ingest(parse_event_line("events.jsonl", i as u64 + 1, line)?)?;
+    /// }
+    /// let before = replica.device("d1");
+    /// assert_eq!(replica.compact(), 2); // the two updates; the create stays
+    /// assert_eq!(replica.event_count(), 1);
+    /// assert_eq!(replica.device("d1"), before);
+    ///
+    /// // A redelivered update is still a duplicate, and a late older one
+    /// // still loses to version 3.
+    /// let again = parse_event_line("events.jsonl", 4, lines[1])?;
+    /// assert_eq!(replica.ingest(again)?, Ingested::Duplicate);
+    /// assert_eq!(replica.device("d1").expect("d1").snapshot.device.desired["fan"], 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compact(&mut self) -> usize {
+        let ids: Vec<String> = self.devices.keys().cloned().collect();
+        ids.iter().map(|id| self.compact_device(id)).sum()
+    }
+
+    fn compact_device(&mut self, id: &str) -> usize {
+        let mut plan = Vec::new();
+        {
+            let lifecycle = self.lifecycle_events(id);
+            let seed = self.seeds.get(id);
+            for (dot, event) in self.device_events(id) {
+                if !matches!(event.op, Op::UpdateTwin | Op::ReplaceTwin) || event.version() == 0 {
+                    continue;
+                }
+                let p = replay::pos(dot, event);
+                let module = event.module_id.as_deref();
+                if let Some((base, base_version)) = replay::place(&lifecycle, seed, module, &p) {
+                    plan.push((dot.clone(), (event.module_id.clone(), base), base_version));
+                }
+            }
+        }
+        let count = plan.len();
+        for (dot, key, base_version) in plan {
+            let Some(stored) = self.events.remove(&dot) else {
+                continue;
+            };
+            if let Some(dots) = self.devices.get_mut(id) {
+                dots.all.remove(&dot);
+            }
+            let event = stored.event;
+            let version = event.version();
+            let Some(twin) = &event.twin else {
+                continue;
+            };
+            if replay::below(base_version, version) {
+                continue;
+            }
+            let at = stamp_of(&dot, &event);
+            let change = Twin::of_change(&event.op, twin, event.time.unwrap_or(0), &at);
+            let (time, rank, _) = replay::pos(&dot, &event);
+            let folds = self.folded.entry(id.to_owned()).or_default();
+            match folds.get_mut(&key) {
+                Some(fold) => {
+                    fold.versions.insert(version);
+                    let p = (time, rank, dot);
+                    if p < fold.first {
+                        fold.first.clone_from(&p);
+                    }
+                    if p > fold.last {
+                        fold.last = p;
+                    }
+                    fold.twin.join(&change);
+                }
+                None => {
+                    let mut versions = Versions::default();
+                    versions.insert(version);
+                    let p = (time, rank, dot);
+                    folds.insert(
+                        key,
+                        Folded {
+                            versions,
+                            first: p.clone(),
+                            last: p,
+                            twin: change,
+                        },
+                    );
+                }
+            }
+        }
+        count
+    }
+
+    /// Adds a fold read from a state file, after checking it against the
+    /// device's events and seed.
+    fn add_fold(&mut self, id: &str, key: FoldKey, fold: Folded) -> Result<(), &'static str> {
+        match &key.1 {
+            Some(dot) => {
+                let is_base = self.events.get(dot).is_some_and(|s| {
+                    let e = &s.event;
+                    e.device_id == id
+                        && e.module_id == key.0
+                        && e.op
+                            == if key.0.is_some() {
+                                Op::CreateModule
+                            } else {
+                                Op::CreateDevice
+                            }
+                });
+                if !is_base {
+                    return Err("its base is not a create of the device it holds");
+                }
+            }
+            None if !self.seeds.contains_key(id) => {
+                return Err("its base is a seed the device does not have");
+            }
+            None => {}
+        }
+        let folds = self.folded.entry(id.to_owned()).or_default();
+        if folds.contains_key(&key) {
+            return Err("two folds of one incarnation");
+        }
+        folds.insert(key, fold);
+        if misplaced(
+            &self.lifecycle_events(id),
+            self.seeds.get(id),
+            self.folded.get(id),
+        ) {
+            return Err("its first or last change falls outside its incarnation");
+        }
+        Ok(())
+    }
+
+    /// How many twin versions its folds hold.
+    pub fn folded_count(&self) -> u64 {
+        self.folded
+            .values()
+            .flat_map(BTreeMap::values)
+            .flat_map(|f| f.versions.ranges())
+            .map(|(lo, hi)| hi - lo + 1)
+            .sum()
+    }
+
+    /// Whether the twin change `event` (not held as an event) is already
+    /// in a fold: its version folded, or in the base of the incarnation
+    /// folded.
+    fn covered(&self, dot: &str, event: &Event) -> bool {
+        let version = event.version();
+        if !matches!(event.op, Op::UpdateTwin | Op::ReplaceTwin) || version == 0 {
+            return false;
+        }
+        let Some(folds) = self.folded.get(&event.device_id) else {
+            return false;
+        };
+        let lifecycle = self.lifecycle_events(&event.device_id);
+        let p = replay::pos(dot, event);
+        let seed = self.seeds.get(&event.device_id);
+        let Some((base, base_version)) =
+            replay::place(&lifecycle, seed, event.module_id.as_deref(), &p)
+        else {
+            return false;
+        };
+        let key = (event.module_id.clone(), base);
+        folds
+            .get(&key)
+            .is_some_and(|f| f.versions.contains(version) || replay::below(base_version, version))
+    }
+
+    /// Refuses `other` when its lifecycle events or seeds, joined with
+    /// this replica's, would move either's folded changes to another
+    /// incarnation.
+    fn check_horizon(&self, other: &Replica) -> Result<(), ReplicaError> {
+        let touched: BTreeSet<&String> = other.folded.keys().chain(self.folded.keys()).collect();
+        for id in touched {
+            let mine = self.folded.get(id);
+            let theirs = other.folded.get(id);
+            let mut lifecycle = self.lifecycle_events(id);
+            for (dot, event) in other.lifecycle_events(id) {
+                if !self.events.contains_key(dot) {
+                    lifecycle.push((dot, event));
+                }
+            }
+            let seed = self.seeds.get(id).or_else(|| other.seeds.get(id));
+            if misplaced(&lifecycle, seed, mine.into_iter().chain(theirs)) {
+                return Err(ReplicaError::Compacted {
+                    device: id.clone(),
+                    what: format!("a replica of hub {}", other.hub),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The device as derived from its events and seed: `None` when it

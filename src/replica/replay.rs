@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Gap, Replica, ReplicaDevice, Seed};
+use super::fold::{Base, Twin, stamp_of};
+use super::{EventDot, FoldKey, Folded, Gap, Replica, ReplicaDevice, Seed};
 use crate::doc::{Entity, EntityTimes, JsonMap, MetaTree};
 use crate::format::{Event, EventTwin, Op};
 
@@ -19,7 +20,7 @@ pub(super) fn is_lifecycle(op: &Op) -> bool {
 
 /// Of events at the same time: creates first, deletes last, the device's
 /// around its modules'.
-fn rank(op: &Op) -> u8 {
+pub(super) fn rank(op: &Op) -> u8 {
     match op {
         Op::CreateDevice => 0,
         Op::CreateModule => 1,
@@ -32,9 +33,9 @@ fn rank(op: &Op) -> u8 {
 }
 
 /// Where an event stands in time: a total order over a device's events.
-type Pos<'a> = (i64, u8, &'a str);
+pub(super) type Pos<'a> = (i64, u8, &'a str);
 
-fn pos<'a>(dot: &'a str, event: &Event) -> Pos<'a> {
+pub(super) fn pos<'a>(dot: &'a str, event: &Event) -> Pos<'a> {
     (event.time.unwrap_or(i64::MIN), rank(&event.op), dot)
 }
 
@@ -82,6 +83,54 @@ fn intervals<'a>(mut lifecycle: Vec<(Pos<'a>, &'a Event)>, seeded: bool) -> Vec<
 
 fn find(intervals: &[Interval<'_>], p: &Pos<'_>) -> Option<usize> {
     intervals.iter().position(|i| i.holds(p))
+}
+
+/// Where an event of `module` (the device's own when `None`) at `p`
+/// belongs, given its device's `lifecycle` events and `seed`: the create
+/// dot of its incarnation (`None` for the seed's) and that incarnation's
+/// base version. `None` when it is parked (or falls outside every device
+/// incarnation).
+pub(super) fn place(
+    lifecycle: &[(&EventDot, &Event)],
+    seed: Option<&Seed>,
+    module: Option<&str>,
+    p: &Pos<'_>,
+) -> Option<(Option<String>, u64)> {
+    let device_life = lifecycle
+        .iter()
+        .filter(|(_, e)| matches!(e.op, Op::CreateDevice | Op::DeleteDevice))
+        .map(|(d, e)| (pos(d, e), *e))
+        .collect();
+    let devices = intervals(device_life, seed.is_some());
+    let interval = devices.get(find(&devices, p)?)?;
+    let Some(module) = module else {
+        return Some(match interval.create {
+            Some(create) => (interval.start.map(|s| s.2.to_owned()), create.version()),
+            None => (None, seed.and_then(|s| s.version).unwrap_or(0)),
+        });
+    };
+    let module_life = lifecycle
+        .iter()
+        .filter(|(_, e)| {
+            e.module_id.as_deref() == Some(module)
+                && matches!(e.op, Op::CreateModule | Op::DeleteModule)
+        })
+        .map(|(d, e)| (pos(d, e), *e))
+        .filter(|(p, _)| interval.holds(p))
+        .collect();
+    let seeded =
+        interval.create.is_none() && seed.is_some_and(|s| s.snapshot.modules.contains_key(module));
+    let lives = intervals(module_life, seeded);
+    let live = lives.get(find(&lives, p)?)?;
+    Some(match live.create {
+        Some(create) => (live.start.map(|s| s.2.to_owned()), create.version()),
+        None => (
+            None,
+            seed.and_then(|s| s.modules.get(module))
+                .and_then(|(_, v)| *v)
+                .unwrap_or(0),
+        ),
+    })
 }
 
 /// Whether the event `dot` of `device` is parked.
@@ -178,10 +227,11 @@ pub(super) fn replay(replica: &Replica, id: &str) -> Replayed {
     }
     let mut device = None;
     let last = devices.len().saturating_sub(1);
+    let folds = replica.folded.get(id);
     for (i, (interval, list)) in devices.iter().zip(&assigned).enumerate() {
         let live = i == last && interval.end.is_none();
         let seed = seed.filter(|_| interval.create.is_none());
-        let replayed = incarnation(interval, list, seed, live, &mut parked);
+        let replayed = incarnation(interval, list, seed, live, folds, &mut parked);
         if live {
             device = replayed;
         }
@@ -200,8 +250,13 @@ fn incarnation(
     events: &[(&str, &Event)],
     seed: Option<&Seed>,
     live: bool,
+    folds: Option<&BTreeMap<FoldKey, Folded>>,
     parked: &mut Vec<Gap>,
 ) -> Option<ReplicaDevice> {
+    let folded = |module: Option<&str>, start: Option<&Pos<'_>>| {
+        let key = (module.map(str::to_owned), start.map(|s| s.2.to_owned()));
+        folds.and_then(|f| f.get(&key))
+    };
     // Modules: their lifecycle within this incarnation, then their twin
     // changes within their own incarnations.
     let mut module_ids: BTreeMap<&str, ()> = BTreeMap::new();
@@ -253,7 +308,8 @@ fn incarnation(
             Some(create) => created(create),
             None => seed.map_or_else(State::default, |s| seeded_module(s, module)),
         };
-        modules.insert((*module).to_owned(), apply_all(base, mine));
+        let fold = folded(Some(*module), open.start.as_ref());
+        modules.insert((*module).to_owned(), apply(base, fold, mine));
     }
     if !live {
         return None;
@@ -267,7 +323,7 @@ fn incarnation(
         .filter(|(_, e)| e.module_id.is_none() && !is_lifecycle(&e.op))
         .copied()
         .collect();
-    let state = apply_all(base, own);
+    let state = apply(base, folded(None, interval.start.as_ref()), own);
     let mut out = ReplicaDevice {
         twin_etag: state.etag,
         version: state.version,
@@ -324,14 +380,54 @@ fn created(create: &Event) -> State {
     state
 }
 
+/// Applies an entity's twin changes over its base: in version order
+/// when none is folded, else joined into its folded tree.
+fn apply(base: State, folded: Option<&Folded>, events: Vec<(&str, &Event)>) -> State {
+    let Some(folded) = folded else {
+        return apply_all(base, events);
+    };
+    let mut tree = Twin::of_base(&Base {
+        entity: &base.entity,
+        times: &base.times,
+        etag: base.etag.as_ref(),
+        version: base.version,
+    });
+    tree.join(&folded.twin);
+    for (dot, event) in events {
+        if below(base.version, event.version()) {
+            continue;
+        }
+        if let Some(twin) = &event.twin {
+            let change = Twin::of_change(
+                &event.op,
+                twin,
+                event.time.unwrap_or(0),
+                &stamp_of(dot, event),
+            );
+            tree.join(&change);
+        }
+    }
+    let (entity, times, etag) = tree.render(&base.entity);
+    State {
+        entity,
+        times,
+        etag,
+        version: tree.identity.version,
+    }
+}
+
+/// Whether a change of `version` is already in a base of version `base`.
+pub(super) fn below(base: u64, version: u64) -> bool {
+    base > 0 && version > 0 && version <= base
+}
+
 /// Applies an entity's twin changes in version order (then time, kind,
 /// dot) over its base, skipping those the base already holds.
 fn apply_all(mut state: State, mut events: Vec<(&str, &Event)>) -> State {
     events.sort_by(|a, b| (a.1.version(), pos(a.0, a.1)).cmp(&(b.1.version(), pos(b.0, b.1))));
     let base = state.version;
     for (_, event) in events {
-        let version = event.version();
-        if base > 0 && version > 0 && version <= base {
+        if below(base, event.version()) {
             continue;
         }
         let Some(twin) = &event.twin else {
