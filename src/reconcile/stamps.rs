@@ -259,11 +259,23 @@ mod tests {
     fn order_is_required_and_checked_when_nothing_has_time() {
         let hubs = [timing("x", false, None), timing("y", false, None)];
         assert_eq!(hub_clocks(&hubs, None, 0, 1), Err(StampError::NeedOrder));
-        let x = ReplicaId::new("x").unwrap();
-        assert!(matches!(
-            hub_clocks(&hubs, Some(std::slice::from_ref(&x)), 0, 1),
-            Err(StampError::BadOrder { .. })
-        ));
+        let [x, y, z] = ["x", "y", "z"].map(|n| ReplicaId::new(n).unwrap());
+        let bad = |order: &[&ReplicaId]| {
+            let order: Vec<ReplicaId> = order.iter().map(|h| (*h).clone()).collect();
+            match hub_clocks(&hubs, Some(&order), 0, 1) {
+                Err(StampError::BadOrder { hub }) => Some(hub),
+                _ => None,
+            }
+        };
+        // Each hub once, and no other: the error names the hub at fault.
+        assert_eq!(bad(&[&x]), Some(y.clone()), "a hub the order leaves out");
+        assert_eq!(bad(&[&x, &y, &x]), Some(x.clone()), "a hub named twice");
+        assert_eq!(bad(&[&x, &y, &z]), Some(z), "a hub no input gives");
+        assert_eq!(bad(&[&y, &x]), None);
+        assert_eq!(
+            hub_clocks(&hubs, Some(&[y.clone(), x.clone()]), 0, 1),
+            Ok(HubClocks::Order(vec![y, x]))
+        );
         let ids: Vec<ReplicaId> = hubs.iter().map(|h| h.hub.clone()).collect();
         assert_eq!(default_order(&ids), None);
     }
