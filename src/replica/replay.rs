@@ -81,6 +81,17 @@ fn intervals<'a>(mut lifecycle: Vec<(Pos<'a>, &'a Event)>, seeded: bool) -> Vec<
     out
 }
 
+/// The device's incarnations, from its creates and deletes among `events`
+/// (a seeded device is alive from the start).
+fn device_intervals<'a>(events: &[(&'a EventDot, &'a Event)], seeded: bool) -> Vec<Interval<'a>> {
+    let life = events
+        .iter()
+        .filter(|(_, e)| matches!(e.op, Op::CreateDevice | Op::DeleteDevice))
+        .map(|&(d, e)| (pos(d, e), e))
+        .collect();
+    intervals(life, seeded)
+}
+
 fn find(intervals: &[Interval<'_>], p: &Pos<'_>) -> Option<usize> {
     intervals.iter().position(|i| i.holds(p))
 }
@@ -96,12 +107,7 @@ pub(super) fn place(
     module: Option<&str>,
     p: &Pos<'_>,
 ) -> Option<(Option<String>, u64)> {
-    let device_life = lifecycle
-        .iter()
-        .filter(|(_, e)| matches!(e.op, Op::CreateDevice | Op::DeleteDevice))
-        .map(|(d, e)| (pos(d, e), *e))
-        .collect();
-    let devices = intervals(device_life, seed.is_some());
+    let devices = device_intervals(&lifecycle, seed.is_some());
     let interval = devices.get(find(&devices, p)?)?;
     let Some(module) = module else {
         return Some(match interval.create {
@@ -146,12 +152,7 @@ pub(super) fn is_parked(replica: &Replica, device: &str, dot: &str) -> bool {
     }
     let lifecycle = replica.lifecycle_events(device);
     let seed = replica.seeds.get(device);
-    let device_life = lifecycle
-        .iter()
-        .filter(|(_, e)| matches!(e.op, Op::CreateDevice | Op::DeleteDevice))
-        .map(|(d, e)| (pos(d, e), *e))
-        .collect();
-    let devices = intervals(device_life, seed.is_some());
+    let devices = device_intervals(&lifecycle, seed.is_some());
     let p = pos(dot, event);
     let Some(at) = find(&devices, &p) else {
         return true;
@@ -206,12 +207,7 @@ fn gap(dot: &str, event: &Event, waits_for: &'static str) -> Gap {
 pub(super) fn replay(replica: &Replica, id: &str) -> Replayed {
     let events = replica.device_events(id);
     let seed = replica.seeds.get(id);
-    let device_life = events
-        .iter()
-        .filter(|(_, e)| matches!(e.op, Op::CreateDevice | Op::DeleteDevice))
-        .map(|(d, e)| (pos(d, e), *e))
-        .collect();
-    let devices = intervals(device_life, seed.is_some());
+    let devices = device_intervals(&events, seed.is_some());
     let mut parked = Vec::new();
     // Each incarnation's events, by index.
     let mut assigned: Vec<Vec<(&str, &Event)>> = devices.iter().map(|_| Vec::new()).collect();
