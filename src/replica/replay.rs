@@ -107,7 +107,7 @@ pub(super) fn place(
     module: Option<&str>,
     p: &Pos<'_>,
 ) -> Option<(Option<String>, u64)> {
-    let devices = device_intervals(&lifecycle, seed.is_some());
+    let devices = device_intervals(lifecycle, seed.is_some());
     let interval = devices.get(find(&devices, p)?)?;
     let Some(module) = module else {
         return Some(match interval.create {
