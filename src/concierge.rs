@@ -79,13 +79,13 @@ struct RawActiveHub {
 /// hub: written by something else than [`ActiveHub`], or corrupted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("active-hub register at epoch {epoch}: rival {rival} is not after hub {hub}")]
-pub struct InvalidActiveHub {
+pub(crate) struct InvalidActiveHub {
     /// The epoch read.
-    pub epoch: u64,
+    epoch: u64,
     /// The hub read.
-    pub hub: ReplicaId,
+    hub: ReplicaId,
     /// The first rival that is not greater than the hub.
-    pub rival: ReplicaId,
+    rival: ReplicaId,
 }
 
 impl TryFrom<RawActiveHub> for ActiveHub {

@@ -65,7 +65,52 @@ pub(crate) const FORMAT_VERSION: u64 = 1;
 /// [`Replica::compact`]).
 pub(crate) const FOLDED_VERSION: u64 = 2;
 
-/// Writes `replica` as a state file (see [`read_state`]).
+impl Replica {
+    /// Reads a state file written by [`Replica::write`], checking every
+    /// event and seed line as the event, export and twin readers do, and
+    /// every fold of a compacted replica.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReadError`] naming `file` and the line: not JSON, not a state
+    /// file of version 1 or 2, an invalid hub name, a bad event or seed
+    /// line, an event under another device's id, an event whose stored dot
+    /// is not its own, two events with one id and different payloads, a
+    /// corrupted fold.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let replica = Replica::new(ReplicaId::new("primary")?);
+    /// let mut out = Vec::new();
+    /// replica.write(&mut out)?;
+    /// assert_eq!(Replica::read(out.as_slice(), "state.json")?, replica);
+    ///
+    /// let v3 = br#"{"format":"failback-replica","version":3,"hub":"p","devices":[]}"#;
+    /// let err = Replica::read(&v3[..], "s.json").unwrap_err();
+    /// assert_eq!(err.to_string(), "s.json:1: field \"version\": not a replica state file: version 3, expected 1 or 2");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read<R: Read>(reader: R, file: &str) -> Result<Self, ReadError> {
+        read_state(reader, file)
+    }
+
+    /// Writes the replica as its state file: one canonical JSON document,
+    /// one device a line, the same bytes for the same replica however it
+    /// was fed (see [`Replica::read`] for an example).
+    ///
+    /// # Errors
+    ///
+    /// Any error of `w`.
+    pub fn write<W: Write>(&self, w: &mut W) -> io::Result<()> {
+        write_state(w, self)
+    }
+}
+
+/// Writes `replica` as a state file (see [`read_state`]); [`Replica::write`].
 ///
 /// # Errors
 ///
@@ -235,7 +280,7 @@ fn json_error(file: &str, error: &serde_json::Error) -> ReadError {
     )
 }
 
-/// Reads a state file written by [`write_state`], checking every event
+/// Reads a state file written by [`write_state`] ([`Replica::read`]), checking every event
 /// and seed line as the event, export and twin readers do.
 ///
 /// # Errors

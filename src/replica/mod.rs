@@ -120,7 +120,7 @@ use fold::{Twin, stamp_of};
 use versions::Versions;
 
 pub(crate) use file::is_state_file;
-pub use file::{read_state, write_state};
+internals!(file::{read_state, write_state});
 
 /// The id of one event in a replica: `id:` and its `correlation-id`, or
 /// `sha256:` and the first 32 hex digits of the SHA-256 of its canonical
@@ -932,7 +932,7 @@ impl Replica {
         gaps
     }
 
-    /// The canonical serialized state (see [`write_state`]).
+    /// The canonical serialized state (see [`Replica::write`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // Writing to a Vec cannot fail.
