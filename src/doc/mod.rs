@@ -31,6 +31,8 @@ internals!(job::{JobDoc, JobSet, JobStatistics, JobStatus});
 pub(crate) use key::Key;
 pub use policy::{DeletePolicy, Policies, StatusPolicy};
 pub use secret::Secret;
+#[cfg(feature = "drill")]
+pub(crate) use secret::base64;
 pub use snapshot::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, MetaTree};
 pub use twin::Section;
 pub(crate) use values::Extra;

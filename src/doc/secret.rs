@@ -69,8 +69,8 @@ pub(crate) fn fingerprint(bytes: &[u8]) -> String {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding (RFC 4648, `+` and `/`).
+pub(crate) fn base64(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [

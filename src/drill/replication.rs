@@ -35,7 +35,7 @@ use super::oracle::{Hub, Op};
 use super::rng::Rng;
 use super::sim::stream;
 use crate::clock::ReplicaId;
-use crate::doc::{DeviceSnapshot, Entity, JsonMap};
+use crate::doc::{DeviceSnapshot, Entity, JsonMap, base64};
 use crate::format::{
     DeviceEtags, Envelope, EventReader, ExportReader, Op as EventOp, collect_export, format_time,
     write_device,
@@ -666,25 +666,6 @@ fn storage_schema() -> Result<&'static apache_avro::Schema, String> {
         .get_or_init(|| apache_avro::Schema::parse_str(STORAGE_SCHEMA).map_err(|e| e.to_string()))
         .as_ref()
         .map_err(Clone::clone)
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The records as the endpoint of `envelope` writes them.
