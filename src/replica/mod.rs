@@ -433,6 +433,11 @@ fn dot_of(event: &Event) -> EventDot {
     }
 }
 
+/// Whether compaction folds `event`: a twin change with a version.
+fn foldable(event: &Event) -> bool {
+    matches!(event.op, Op::UpdateTwin | Op::ReplaceTwin) && event.version() != 0
+}
+
 /// Whether `lifecycle` and `seed` would place some fold of `folds`
 /// elsewhere than the incarnation it was folded in.
 fn misplaced<'a>(
@@ -756,7 +761,7 @@ impl Replica {
             let lifecycle = self.lifecycle_events(id);
             let seed = self.seeds.get(id);
             for (dot, event) in self.device_events(id) {
-                if !matches!(event.op, Op::UpdateTwin | Op::ReplaceTwin) || event.version() == 0 {
+                if !foldable(event) {
                     continue;
                 }
                 let p = replay::pos(dot, event);
@@ -785,32 +790,20 @@ impl Replica {
             let at = stamp_of(&dot, &event);
             let change = Twin::of_change(&event.op, twin, event.time.unwrap_or(0), &at);
             let (time, rank, _) = replay::pos(&dot, &event);
+            let mut versions = Versions::default();
+            versions.insert(version);
+            let p = (time, rank, dot);
+            let one = Folded {
+                versions,
+                first: p.clone(),
+                last: p,
+                twin: change,
+            };
             let folds = self.folded.entry(id.to_owned()).or_default();
             match folds.get_mut(&key) {
-                Some(fold) => {
-                    fold.versions.insert(version);
-                    let p = (time, rank, dot);
-                    if p < fold.first {
-                        fold.first.clone_from(&p);
-                    }
-                    if p > fold.last {
-                        fold.last = p;
-                    }
-                    fold.twin.join(&change);
-                }
+                Some(fold) => fold.join(&one),
                 None => {
-                    let mut versions = Versions::default();
-                    versions.insert(version);
-                    let p = (time, rank, dot);
-                    folds.insert(
-                        key,
-                        Folded {
-                            versions,
-                            first: p.clone(),
-                            last: p,
-                            twin: change,
-                        },
-                    );
+                    folds.insert(key, one);
                 }
             }
         }
@@ -871,10 +864,10 @@ impl Replica {
     /// in a fold: its version folded, or in the base of the incarnation
     /// folded.
     fn covered(&self, dot: &str, event: &Event) -> bool {
-        let version = event.version();
-        if !matches!(event.op, Op::UpdateTwin | Op::ReplaceTwin) || version == 0 {
+        if !foldable(event) {
             return false;
         }
+        let version = event.version();
         let Some(folds) = self.folded.get(&event.device_id) else {
             return false;
         };
