@@ -92,6 +92,30 @@ fn device_intervals<'a>(events: &[(&'a EventDot, &'a Event)], seeded: bool) -> V
     intervals(life, seeded)
 }
 
+/// The incarnations of `module` within the device incarnation `device`:
+/// from the module's creates and deletes among `lifecycle` that fall in
+/// it, after the seed's when `device` is the seed's incarnation and the
+/// seed has the module.
+fn module_intervals<'a>(
+    lifecycle: impl IntoIterator<Item = (&'a str, &'a Event)>,
+    module: &str,
+    device: &Interval<'_>,
+    seed: Option<&Seed>,
+) -> Vec<Interval<'a>> {
+    let life = lifecycle
+        .into_iter()
+        .filter(|(_, e)| {
+            e.module_id.as_deref() == Some(module)
+                && matches!(e.op, Op::CreateModule | Op::DeleteModule)
+        })
+        .map(|(d, e)| (pos(d, e), e))
+        .filter(|(p, _)| device.holds(p))
+        .collect();
+    let seeded =
+        device.create.is_none() && seed.is_some_and(|s| s.snapshot.modules.contains_key(module));
+    intervals(life, seeded)
+}
+
 fn find(intervals: &[Interval<'_>], p: &Pos<'_>) -> Option<usize> {
     intervals.iter().position(|i| i.holds(p))
 }
@@ -115,18 +139,8 @@ pub(super) fn place(
             None => (None, seed.and_then(|s| s.version).unwrap_or(0)),
         });
     };
-    let module_life = lifecycle
-        .iter()
-        .filter(|(_, e)| {
-            e.module_id.as_deref() == Some(module)
-                && matches!(e.op, Op::CreateModule | Op::DeleteModule)
-        })
-        .map(|(d, e)| (pos(d, e), *e))
-        .filter(|(p, _)| interval.holds(p))
-        .collect();
-    let seeded =
-        interval.create.is_none() && seed.is_some_and(|s| s.snapshot.modules.contains_key(module));
-    let lives = intervals(module_life, seeded);
+    let entries = lifecycle.iter().map(|&(d, e)| (d.as_str(), e));
+    let lives = module_intervals(entries, module, interval, seed);
     let live = lives.get(find(&lives, p)?)?;
     Some(match live.create {
         Some(create) => (live.start.map(|s| s.2.to_owned()), create.version()),
@@ -166,15 +180,8 @@ pub(super) fn is_parked(replica: &Replica, device: &str, dot: &str) -> bool {
     let Some(interval) = devices.get(at) else {
         return true;
     };
-    let module_life = lifecycle
-        .iter()
-        .filter(|(_, e)| e.module_id.as_deref() == Some(module))
-        .map(|(d, e)| (pos(d, e), *e))
-        .filter(|(p, _)| interval.holds(p))
-        .collect();
-    let seeded =
-        interval.create.is_none() && seed.is_some_and(|s| s.snapshot.modules.contains_key(module));
-    find(&intervals(module_life, seeded), &p).is_none()
+    let entries = lifecycle.iter().map(|&(d, e)| (d.as_str(), e));
+    find(&module_intervals(entries, module, interval, seed), &p).is_none()
 }
 
 /// A device derived, and its parked events.
@@ -268,16 +275,9 @@ fn incarnation(
     }
     let mut modules = BTreeMap::new();
     for module in module_ids.keys() {
-        let module_life = events
-            .iter()
-            .filter(|(_, e)| {
-                e.module_id.as_deref() == Some(*module)
-                    && matches!(e.op, Op::CreateModule | Op::DeleteModule)
-            })
-            .map(|(d, e)| (pos(d, e), *e))
-            .collect();
-        let seeded = seed.is_some_and(|s| s.snapshot.modules.contains_key(*module));
-        let lives = intervals(module_life, seeded);
+        // Every event here falls in `interval`, and `seed` is given only
+        // for the seed's incarnation.
+        let lives = module_intervals(events.iter().copied(), module, interval, seed);
         let mut mine: Vec<(&str, &Event)> = Vec::new();
         for (dot, event) in events {
             if event.module_id.as_deref() != Some(*module) || is_lifecycle(&event.op) {
