@@ -39,7 +39,7 @@
 //! one more than the highest counter the writer had seen or used, a Lamport
 //! clock that counts *operations* (a change writing five values uses five
 //! counters); the actor names the writer. Each rule below is checked by a
-//! test in `tests/appmeta.rs`.
+//! test in `tests/suite/appmeta.rs`.
 //!
 //! - **Concurrent writes to one map key** (or one list element) are all
 //!   kept. The visible value is the one with the highest operation id:

@@ -9,7 +9,7 @@
 //! monitor-events, Event Grid and CloudEvents envelopes by their keys, and
 //! Avro object container files (storage routing, Event Hubs Capture) by
 //! their magic `Obj\x01`, the Avro mode of this target (seeds written by
-//! `tests/envelopes.rs`, `write_avro_fuzz_seeds`). Whatever the envelope,
+//! `tests/suite/envelopes.rs`, `write_avro_fuzz_seeds`). Whatever the envelope,
 //! the event must write back canonically and re-read as the same event.
 #![no_main]
 

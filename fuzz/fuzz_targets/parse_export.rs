@@ -8,7 +8,7 @@
 //! A device line in a mode that writes no identity (`delete`,
 //! `updateTwin`, ...) may lack `status`; the writer writes such a device as
 //! an `updateTwin` line, which needs none
-//! (`tests/fuzz_regressions.rs`, `status_less_device_line_round_trips`).
+//! (`tests/suite/fuzz_regressions.rs`, `status_less_device_line_round_trips`).
 #![no_main]
 
 use failback::format::{

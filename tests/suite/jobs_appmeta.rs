@@ -6,14 +6,11 @@
 //! same bytes) and hostile input (each refused with file, line and field,
 //! and nothing written).
 
-#[allow(dead_code)]
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::laws;
+use crate::common::laws;
 use failback::ReplicaId;
 use failback::appmeta::{AppDocument, merge_dirs};
 use failback::doc::{JobSet, JobStatus};

@@ -1,7 +1,7 @@
 //! The streaming path writes the same bytes as the indexed path, for any
 //! number of jobs, and falls back to the index when an input is not sorted.
 
-#[path = "../benches/fleet/generate.rs"]
+#[path = "../../benches/fleet/generate.rs"]
 mod generate;
 
 use std::collections::BTreeMap;

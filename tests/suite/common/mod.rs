@@ -1,5 +1,5 @@
 //! Generic law tests for the kernel's CRDTs, written once and
-//! instantiated per type by `tests/kernel_laws.rs`.
+//! instantiated per type by `tests/suite/kernel_laws.rs`.
 //!
 //! - [`stores`]: the stores under test, each with the operations that build
 //!   it ([`Store`]) and the invariants its states keep ([`stores::Invariants`]);

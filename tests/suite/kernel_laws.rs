@@ -5,11 +5,9 @@
 //! the properties specific to them (add wins, a write that saw every
 //! sibling leaves one). Run with `PROPTEST_CASES=10000` for a deeper check.
 
-mod common;
-
-use common::laws;
-use common::script::{deliveries, replay, replica, script, three_states};
-use common::stores::{KEYS, NESTED_KEYS, check_state};
+use crate::common::laws;
+use crate::common::script::{deliveries, replay, replica, script, three_states};
+use crate::common::stores::{KEYS, NESTED_KEYS, check_state};
 use failback::kernel::{Causal, CausalContext, Merge, MvReg, OrMap, Rank};
 use failback::{Dot, Stamp, VersionVector};
 use proptest::prelude::*;

@@ -668,7 +668,7 @@ fn cli_a_forced_envelope_that_does_not_fit_is_refused_by_name() {
 
 /// Writes the Avro seeds of the `parse_events` fuzz target (which reads
 /// Avro files by their magic, as the reader does): run by hand with
-/// `cargo test --test envelopes -- --ignored write_avro_fuzz_seeds`.
+/// `cargo test --test suite -- --ignored write_avro_fuzz_seeds`.
 #[test]
 #[ignore = "writes fuzz/corpus/parse_events; run by hand"]
 fn write_avro_fuzz_seeds() {

@@ -2,11 +2,6 @@
 //! over generated histories of writes from several replicas on a small
 //! fleet, so that writes collide.
 
-// The generic laws shared with the kernel's law tests; this file uses
-// only some of its helpers.
-#[allow(dead_code)]
-mod common;
-
 use std::collections::BTreeSet;
 
 use failback::doc::{
@@ -331,7 +326,7 @@ proptest! {
     ) {
         let sim = run(3, &ops);
         let states = [0, 1, 2].map(|r| Lawful(sim.states[r].clone()));
-        common::laws::semilattice(&states, |s| s.0.check_invariants().unwrap())?;
+        crate::common::laws::semilattice(&states, |s| s.0.check_invariants().unwrap())?;
     }
 
     #[test]
@@ -394,7 +389,7 @@ proptest! {
     ) {
         let sim = run(3, &ops);
         let merged = merge_all(&sim.states);
-        common::laws::round_trip(&merged)?;
+        crate::common::laws::round_trip(&merged)?;
         let back: HubState = serde_json::from_slice(&bytes(&merged)).unwrap();
         prop_assert_eq!(read_all(&back), read_all(&merged));
     }

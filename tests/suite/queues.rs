@@ -2,10 +2,7 @@
 //! status only moves forward, and a C2D message comes out once per message
 //! id and never again once completed anywhere (RELIABILITY.md item 14).
 
-#[allow(dead_code)]
-mod common;
-
-use common::laws;
+use crate::common::laws;
 use failback::doc::{
     C2dMessage, C2dQueues, JobDoc, JobSet, JobStatistics, JobStatus, Outcome, QUEUE_LIMIT,
 };
