@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 60) and fails if any
-# crashes; cargo-fuzz leaves the crashing input in fuzz/artifacts/TARGET/.
+# crashes, leaving the crashing input in fuzz/artifacts/TARGET/.
 #
 #   bash fuzz/run.sh 60            # what CI runs
 #   bash fuzz/run.sh 1800          # on demand: 30 minutes a target
@@ -15,17 +15,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 SECONDS_EACH=${1:-60}
-CARGO_FUZZ_VERSION=0.13.2
 read -r -a TARGETS <<<"${FUZZ_TARGETS:-parse_export parse_twin parse_events parse_c2d parse_jobs merge_converges apply_plan}"
 JOBS=${FUZZ_JOBS:-$(nproc)}
-# Safe Rust: AddressSanitizer finds nothing the panics don't, and costs
-# build time and half the executions. 16 codegen units build the targets
-# in parallel on CI's two cores for a few percent of executions.
-BUILD=(--sanitizer none --codegen-units 16)
+TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 
 # A nightly toolchain, as cargo-fuzz expects. Where none can be installed
 # (a machine whose network reaches the package registries only), stable
-# builds the same targets: without a sanitizer, cargo-fuzz passes no -Z flag.
+# builds the same targets: without a sanitizer no -Z flag is needed.
 if rustup toolchain list | grep -q '^nightly'; then
     TOOLCHAIN=nightly
 elif timeout 300 rustup toolchain install nightly --profile minimal; then
@@ -35,12 +31,24 @@ else
     TOOLCHAIN=stable
 fi
 
-if [[ "$(cargo fuzz --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
-    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
-fi
-
+# The build `cargo fuzz build --sanitizer none` makes, without installing
+# cargo-fuzz (a 2-3 minute compile on CI's two cores, for a wrapper): the
+# libFuzzer coverage passes on the targets' code (RUSTFLAGS with --target
+# spare build scripts and proc macros), `cfg(fuzzing)`, and 16 codegen
+# units so that the targets build in parallel on two cores for a few
+# percent of executions. Safe Rust: AddressSanitizer finds nothing the
+# panics don't, and costs build time and half the executions.
+# `cargo fuzz run TARGET` runs the same binaries.
+SANCOV="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4"
+SANCOV+=" -Cllvm-args=-sanitizer-coverage-inline-8bit-counters"
+SANCOV+=" -Cllvm-args=-sanitizer-coverage-pc-table"
+SANCOV+=" -Cllvm-args=-sanitizer-coverage-trace-compares"
+SANCOV+=" -Cllvm-args=-sanitizer-coverage-stack-depth"
+SANCOV+=" --cfg fuzzing -Clink-dead-code -Ccodegen-units=16"
 echo "fuzz: building ${#TARGETS[@]} targets with $TOOLCHAIN"
-cargo "+$TOOLCHAIN" fuzz build "${BUILD[@]}"
+RUSTFLAGS="$SANCOV ${RUSTFLAGS:-}" cargo "+$TOOLCHAIN" build --release --target "$TRIPLE" \
+    --manifest-path Cargo.toml --bins
+BIN="target/$TRIPLE/release"
 
 mkdir -p target/logs
 run_one() {
@@ -49,9 +57,9 @@ run_one() {
     # The JSON dictionary helps the byte-level readers only; the other
     # targets read structured input through `arbitrary`.
     [[ $target == parse_* ]] && dict=(-dict=dict/json.dict)
-    mkdir -p "target/corpus/$target"
-    cargo "+$TOOLCHAIN" fuzz run "${BUILD[@]}" "$target" \
-        "target/corpus/$target" "corpus/$target" -- \
+    mkdir -p "target/corpus/$target" "artifacts/$target"
+    "$BIN/$target" -artifact_prefix="artifacts/$target/" \
+        "target/corpus/$target" "corpus/$target" \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 "${dict[@]}" >"target/logs/$target.log" 2>&1
 }
