@@ -17,10 +17,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("failback-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::common::scratch("cli", name)
 }
 
 fn merge(base: &str, hubs: &[(&str, &str)], out: &Path) -> Output {

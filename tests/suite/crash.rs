@@ -25,10 +25,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("failback-crash-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::common::scratch("crash", name)
 }
 
 fn command(dir: &Path, args: &[String]) -> Command {

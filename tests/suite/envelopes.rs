@@ -529,10 +529,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("envelopes-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    crate::common::scratch("envelopes", name)
 }
 
 fn ingest(state: &Path, files: &[&str], envelope: Option<&str>) -> Output {

@@ -253,12 +253,7 @@ fn integers_out_of_range_are_found_deep_and_in_arrays() {
 // job rejects those beyond the drift bound before anything is written.
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("hostile")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    dir
+    crate::common::scratch("hostile", name)
 }
 
 /// 2024-03-01T12:00:00Z.

@@ -30,10 +30,7 @@ fn hub(name: &str) -> ReplicaId {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("failback-extras-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::common::scratch("jobs_appmeta", name)
 }
 
 fn failback(args: &[String]) -> Output {

@@ -14,10 +14,7 @@ use failback::job::{JobError, MergeJob, MergeReport, Reading, run_merge};
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("failback-stream-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::common::scratch("streaming", name)
 }
 
 fn job(base: Option<&Path>, hubs: &[(&str, &Path)], out: &Path) -> MergeJob {

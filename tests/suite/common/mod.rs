@@ -1,5 +1,6 @@
-//! Generic law tests for the kernel's CRDTs, written once and
-//! instantiated per type by `tests/suite/kernel_laws.rs`.
+//! What the suite's modules share: generic law tests for the kernel's
+//! CRDTs, written once and instantiated per type by
+//! `tests/suite/kernel_laws.rs`, and scratch directories.
 //!
 //! - [`stores`]: the stores under test, each with the operations that build
 //!   it ([`Store`]) and the invariants its states keep ([`stores::Invariants`]);
@@ -15,3 +16,16 @@ pub mod script;
 pub mod stores;
 
 pub use stores::Store;
+
+/// An empty directory for one test's files: `SUBJECT/NAME` under cargo's
+/// temporary directory for integration tests (`target/tmp`), emptied
+/// first, so a rerun starts clean and nothing is left in the system's
+/// temporary directory.
+pub fn scratch(subject: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(subject)
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
