@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::envelope::{self, Envelope, Field, Message, Paths, Slot};
 use super::lines::Lines;
 use super::raw;
-use super::twin::{Covers, twin_body_of_value};
+use super::twin::{Covers, twin_body_of_owned};
 use super::{ReadError, ReadErrorKind};
 use crate::doc::{Entity, EntityTimes};
 
@@ -829,10 +829,19 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
             },
         )
     })?;
-    let (twin, covers) = twin_body_of_value(
+    if let Value::Object(map) = &mut value {
+        map.remove("authentication");
+    }
+    // `to_string` through `Display` goes by `fmt`, a call per piece:
+    // serialized to bytes it is the same text, faster.
+    event.body = Some(serde_json::to_string(&value).unwrap_or_default());
+    // The twin takes the value's parts by move (`authentication` is no
+    // part of a twin).
+    let (twin, covers) = twin_body_of_owned(
         file,
         line,
-        &value,
+        value,
+        body,
         &event.device_id,
         event.module_id.as_deref(),
     )
@@ -842,12 +851,6 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
         desired,
         reported,
     } = covers;
-    if let Value::Object(map) = &mut value {
-        map.remove("authentication");
-    }
-    // `to_string` through `Display` goes by `fmt`, a call per piece:
-    // serialized to bytes it is the same text, faster.
-    event.body = Some(serde_json::to_string(&value).unwrap_or_default());
     event.twin = Some(EventTwin {
         version: twin.version,
         etag: twin.etag,

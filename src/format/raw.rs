@@ -407,6 +407,9 @@ pub(crate) struct SectionSeed<'c> {
 pub(crate) struct RawSection {
     pub(crate) map: JsonMap,
     pub(crate) meta: Option<RawMeta>,
+    /// `$metadata` already read into its tree (by a reader that parsed
+    /// its times itself): taken before `meta`.
+    pub(crate) tree: Option<MetaTree>,
     /// Whether the section was given at all (a patch covers only those).
     pub(crate) present: bool,
 }
@@ -604,10 +607,24 @@ impl RawMeta {
         path: &str,
         zoneless: &mut bool,
     ) -> Result<MetaTree, (String, ReadErrorKind)> {
+        let place = Place {
+            step: Step::Key(path),
+            parent: None,
+        };
+        self.into_tree_at(&place, zoneless)
+    }
+
+    /// As [`RawMeta::into_tree`], the node at `place`: its path is
+    /// written out only for an error.
+    fn into_tree_at(
+        self,
+        place: &Place<'_>,
+        zoneless: &mut bool,
+    ) -> Result<MetaTree, (String, ReadErrorKind)> {
         let last_updated = match self.last_updated {
             Some(text) => {
                 let (ms, no_zone) = parse_time_zone(&text)
-                    .map_err(|kind| (format!("{path}.$lastUpdated"), kind))?;
+                    .map_err(|kind| (format!("{}.$lastUpdated", place.path()), kind))?;
                 *zoneless |= no_zone;
                 ms
             }
@@ -615,14 +632,78 @@ impl RawMeta {
         };
         let mut children = BTreeMap::new();
         for (key, child) in self.children {
-            let child_path = format!("{path}.{key}");
-            children.insert(key, child.into_tree(&child_path, zoneless)?);
+            let at = Place {
+                step: Step::Key(&key),
+                parent: Some(place),
+            };
+            let tree = child.into_tree_at(&at, zoneless)?;
+            children.insert(key, tree);
         }
         Ok(MetaTree {
             last_updated,
             children,
         })
     }
+}
+
+/// `$metadata` read from a parsed JSON value, by move, as [`RawMeta`]
+/// and [`RawMeta::into_tree`] read it: anything but an object is an
+/// empty node, `$lastUpdated` a string or null, other `$` keys ignored.
+/// `None` where those would fail (a `$lastUpdated` of another type, or
+/// no time): the caller reads the text again the checked way, for its
+/// error.
+pub(crate) fn meta_of_value(value: Value, zoneless: &mut bool) -> Option<MetaTree> {
+    let Value::Object(map) = value else {
+        return Some(MetaTree::default());
+    };
+    let mut node = MetaTree::default();
+    for (key, value) in map {
+        if key == "$lastUpdated" {
+            node.last_updated = match value {
+                Value::Null => None,
+                Value::String(text) => {
+                    let (ms, no_zone) = parse_time_zone(&text).ok()?;
+                    *zoneless |= no_zone;
+                    ms
+                }
+                _ => return None,
+            };
+        } else if !key.starts_with('$') {
+            let child = meta_of_value(value, zoneless)?;
+            node.children.insert(key, child);
+        }
+    }
+    Some(node)
+}
+
+/// A twin section read from a parsed JSON value, by move, as
+/// [`SectionSeed`] reads it from text (`metadata` read into its tree);
+/// `None` where that would fail.
+pub(crate) fn section_of_value(
+    value: Value,
+    tags: bool,
+    zoneless: &mut bool,
+) -> Option<RawSection> {
+    let mut section = RawSection {
+        present: true,
+        ..RawSection::default()
+    };
+    let map = match value {
+        Value::Null => return Some(section),
+        Value::Object(map) => map,
+        _ => return None,
+    };
+    for (key, value) in map {
+        match key.as_str() {
+            "$version" => {}
+            "$etag" | "$metadata" if tags => {}
+            "$metadata" => section.tree = Some(meta_of_value(value, zoneless)?),
+            _ => {
+                section.map.insert(key, value);
+            }
+        }
+    }
+    Some(section)
 }
 
 /// An ISO-8601 / RFC 3339 time in milliseconds since the epoch. .NET's
