@@ -863,6 +863,33 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
     Ok(Parsed::Event(event))
 }
 
+/// The twin of `event` read again from its body's canonical text, for
+/// an event held without it (see the replica's `Stored`): the same twin
+/// the event was read with, as a canonical line reads back as the same
+/// event. `None` for an event without a body.
+pub(crate) fn twin_of_body(event: &Event) -> Option<EventTwin> {
+    let body = event.body.as_deref()?;
+    let value = raw::parse_unique_keys(body).ok()?;
+    let (twin, covers) = twin_body_of_owned(
+        "",
+        event.line,
+        value,
+        body,
+        &event.device_id,
+        event.module_id.as_deref(),
+    )
+    .ok()?;
+    Some(EventTwin {
+        version: twin.version,
+        etag: twin.etag,
+        entity: twin.entity,
+        times: twin.times,
+        has_tags: covers.tags,
+        has_desired: covers.desired,
+        has_reported: covers.reported,
+    })
+}
+
 /// Names a body error's fields as the envelope names them: `body.x` as
 /// `Body.x` or `data.twin.x`, `properties.deviceId` as `data.deviceId`.
 fn relabel(mut error: ReadError, paths: Paths) -> ReadError {

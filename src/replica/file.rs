@@ -188,7 +188,8 @@ pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
             }
             w.write_all(b"]")?;
         }
-        let replayed = super::replay::replay(replica, id);
+        // Versions and parked events only: the twins are not written.
+        let replayed = super::replay::versions(replica, id);
         let parked: Vec<&str> = replayed.parked.iter().map(|g| g.dot.as_str()).collect();
         write!(w, ",\"parked\":{}", serde_json::to_string(&parked)?)?;
         if let Some(device) = &replayed.device {

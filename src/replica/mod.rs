@@ -113,7 +113,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::ReplicaId;
 use crate::doc::{DeviceSnapshot, DeviceTimes};
 use crate::format::{
-    Event, ExportDevice, Format, Op, ReadError, ReadErrorKind, TwinDevice, event_bytes,
+    Event, EventTwin, ExportDevice, Format, Op, ReadError, ReadErrorKind, TwinDevice, event_bytes,
 };
 
 use fold::{Twin, stamp_of};
@@ -165,11 +165,41 @@ impl Folded {
     }
 }
 
-/// One event held by a replica. Its canonical text is written from it
-/// when the state is, never kept beside it.
+/// One event held by a replica: the event as read, with its body's
+/// canonical text and, of its twin, only its version. The text is what
+/// the event is compared and written by; the twin's version is all that
+/// ingesting, parking and the state file's version vector need. Replay
+/// and compaction read the twin again from the text
+/// ([`Stored::with_twin`]), so an event's twin is never held beside its
+/// text: a parsed twin takes some kilobytes of maps (a node per map and
+/// per `$metadata` level), its text a few hundred bytes.
 #[derive(Clone, Debug)]
 struct Stored {
     event: Event,
+}
+
+impl Stored {
+    /// Holds `event`, its twin dropped but for its version.
+    fn new(mut event: Event) -> Self {
+        if let Some(twin) = &mut event.twin {
+            *twin = EventTwin {
+                version: twin.version,
+                ..EventTwin::default()
+            };
+        }
+        Self { event }
+    }
+
+    /// The event with its whole twin, read again from its body.
+    fn with_twin(&self) -> Event {
+        let mut event = self.event.clone();
+        if event.twin.is_some() {
+            if let Some(twin) = crate::format::twin_of_body(&event) {
+                event.twin = Some(twin);
+            }
+        }
+        event
+    }
 }
 
 /// Events are equal by what their canonical text holds: the line they
@@ -525,9 +555,9 @@ impl Replica {
                 }
             }
         }
-        let device = event.device_id.clone();
-        self.insert(dot.clone(), Stored { event });
-        if replay::is_parked(self, &device, &dot) {
+        let parked = replay::is_parked_new(self, &dot, &event);
+        self.insert(dot, Stored::new(event));
+        if parked {
             Ok(Ingested::Parked)
         } else {
             Ok(Ingested::Applied)
@@ -535,10 +565,12 @@ impl Replica {
     }
 
     fn insert(&mut self, dot: EventDot, stored: Stored) {
-        let dots = self
-            .devices
-            .entry(stored.event.device_id.clone())
-            .or_default();
+        // The device's id is copied once, for its first event.
+        let id = &stored.event.device_id;
+        let dots = match self.devices.get_mut(id) {
+            Some(dots) => dots,
+            None => self.devices.entry(id.clone()).or_default(),
+        };
         if replay::is_lifecycle(&stored.event.op) {
             dots.lifecycle.insert(dot.clone());
         }
@@ -779,14 +811,14 @@ impl Replica {
             if let Some(dots) = self.devices.get_mut(id) {
                 dots.all.remove(&dot);
             }
-            let event = stored.event;
-            let version = event.version();
+            let version = stored.event.version();
+            if stored.event.twin.is_none() || replay::below(base_version, version) {
+                continue;
+            }
+            let event = stored.with_twin();
             let Some(twin) = &event.twin else {
                 continue;
             };
-            if replay::below(base_version, version) {
-                continue;
-            }
             let at = stamp_of(&dot, &event);
             let change = Twin::of_change(&event.op, twin, event.time.unwrap_or(0), &at);
             let (time, rank, _) = replay::pos(&dot, &event);
@@ -920,7 +952,7 @@ impl Replica {
     pub fn gaps(&self) -> Vec<Gap> {
         let mut gaps = Vec::new();
         for id in self.devices.keys() {
-            gaps.extend(replay::replay(self, id).parked);
+            gaps.extend(replay::versions(self, id).parked);
         }
         gaps
     }
@@ -941,6 +973,20 @@ impl Replica {
                     .iter()
                     .filter_map(|d| self.events.get_key_value(d))
                     .map(|(d, s)| (d, &s.event))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The device's events with their whole twins (see [`Stored`]).
+    fn device_events_with_twins(&self, id: &str) -> Vec<(&EventDot, Event)> {
+        self.devices
+            .get(id)
+            .map(|dots| {
+                dots.all
+                    .iter()
+                    .filter_map(|d| self.events.get_key_value(d))
+                    .map(|(d, s)| (d, s.with_twin()))
                     .collect()
             })
             .unwrap_or_default()
