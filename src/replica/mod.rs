@@ -435,6 +435,26 @@ pub struct Replica {
 struct DeviceDots {
     all: BTreeSet<EventDot>,
     lifecycle: BTreeSet<EventDot>,
+    /// The device's own creates and deletes by their place in time
+    /// (`replay::pos`), sorted: where a twin change of the device falls,
+    /// without looking its lifecycle events up.
+    device_life: Vec<(i64, u8, EventDot)>,
+}
+
+impl DeviceDots {
+    /// Whether a twin change of the device itself at `p` is parked: as
+    /// replay places it, in the incarnation of the device's last create
+    /// or delete before it when that is a create, or, with none before
+    /// it, in the seed's.
+    fn parks(&self, p: &replay::Pos<'_>, seeded: bool) -> bool {
+        let before = self
+            .device_life
+            .partition_point(|(t, r, d)| (*t, *r, d.as_str()) < *p);
+        match before.checked_sub(1).and_then(|i| self.device_life.get(i)) {
+            Some((_, rank, _)) => *rank != replay::rank(&Op::CreateDevice),
+            None => !seeded,
+        }
+    }
 }
 
 /// The dot [`Replica::ingest`] gives `event`; `None` for the connection
@@ -555,8 +575,19 @@ impl Replica {
                 }
             }
         }
-        let parked = replay::is_parked_new(self, &dot, &event);
-        self.insert(dot, Stored::new(event));
+        // A device's own twin change is placed by its device's creates
+        // and deletes alone, found beside its dots.
+        let own_change = event.module_id.is_none() && !replay::is_lifecycle(&event.op);
+        let parked = if own_change {
+            let seeded = self.seeds.contains_key(&event.device_id);
+            self.insert_with(dot, Stored::new(event), |dots, dot, event| {
+                dots.parks(&replay::pos(dot, event), seeded)
+            })
+        } else {
+            let parked = replay::is_parked_new(self, &dot, &event);
+            self.insert(dot, Stored::new(event));
+            parked
+        };
         if parked {
             Ok(Ingested::Parked)
         } else {
@@ -565,17 +596,37 @@ impl Replica {
     }
 
     fn insert(&mut self, dot: EventDot, stored: Stored) {
+        self.insert_with(dot, stored, |_, _, _| ());
+    }
+
+    /// Inserts the event `stored` of dot `dot`, and returns what `f`
+    /// tells of it from its device's dots as they were before.
+    fn insert_with<R>(
+        &mut self,
+        dot: EventDot,
+        stored: Stored,
+        f: impl FnOnce(&DeviceDots, &str, &Event) -> R,
+    ) -> R {
         // The device's id is copied once, for its first event.
-        let id = &stored.event.device_id;
-        let dots = match self.devices.get_mut(id) {
+        let event = &stored.event;
+        let dots = match self.devices.get_mut(&event.device_id) {
             Some(dots) => dots,
-            None => self.devices.entry(id.clone()).or_default(),
+            None => self.devices.entry(event.device_id.clone()).or_default(),
         };
-        if replay::is_lifecycle(&stored.event.op) {
+        let told = f(dots, &dot, event);
+        if replay::is_lifecycle(&event.op) {
             dots.lifecycle.insert(dot.clone());
+            if matches!(event.op, Op::CreateDevice | Op::DeleteDevice) {
+                let (time, rank, _) = replay::pos(&dot, event);
+                let at = dots
+                    .device_life
+                    .partition_point(|(t, r, d)| (*t, *r, d.as_str()) < (time, rank, dot.as_str()));
+                dots.device_life.insert(at, (time, rank, dot.clone()));
+            }
         }
         dots.all.insert(dot.clone());
         self.events.insert(dot, stored);
+        told
     }
 
     /// Seeds a device's starting snapshot: the state it had before the

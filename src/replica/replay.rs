@@ -154,43 +154,13 @@ pub(super) fn place(
 }
 
 /// Whether `event`, of dot `dot`, not yet held by `replica`, is parked
-/// once it is inserted. A device's own twin
-/// change is placed without building its incarnations: it falls in one
-/// when the device's last create or delete before it is a create, or,
-/// with none before it, when the device is seeded.
+/// once it is inserted.
 pub(super) fn is_parked_new(replica: &Replica, dot: &EventDot, event: &Event) -> bool {
-    if event.module_id.is_some() || is_lifecycle(&event.op) {
-        let mut lifecycle = replica.lifecycle_events(&event.device_id);
-        if is_lifecycle(&event.op) {
-            lifecycle.push((dot, event));
-        }
-        return is_parked_among(replica, &lifecycle, dot, event);
+    let mut lifecycle = replica.lifecycle_events(&event.device_id);
+    if is_lifecycle(&event.op) {
+        lifecycle.push((dot, event));
     }
-    if let Op::Connection(_) = event.op {
-        return false;
-    }
-    let p = pos(dot, event);
-    let mut last: Option<(Pos<'_>, &Event)> = None;
-    if let Some(dots) = replica.devices.get(&event.device_id) {
-        for (d, stored) in dots
-            .lifecycle
-            .iter()
-            .filter_map(|d| replica.events.get_key_value(d))
-        {
-            let e = &stored.event;
-            if !matches!(e.op, Op::CreateDevice | Op::DeleteDevice) {
-                continue;
-            }
-            let q = pos(d, e);
-            if q < p && last.as_ref().is_none_or(|(l, _)| *l < q) {
-                last = Some((q, e));
-            }
-        }
-    }
-    match last {
-        Some((_, e)) => e.op != Op::CreateDevice,
-        None => !replica.seeds.contains_key(&event.device_id),
-    }
+    is_parked_among(replica, &lifecycle, dot, event)
 }
 
 /// Whether `event`, of dot `dot`, is parked among its device's
@@ -254,7 +224,7 @@ fn gap(dot: &str, event: &Event, waits_for: &'static str) -> Gap {
 
 /// Replays device `id` of `replica`.
 pub(super) fn replay(replica: &Replica, id: &str) -> Replayed {
-    replay_as(replica, id, true)
+    replay_as(replica, id, true, None)
 }
 
 /// What the state file writes of device `id` beside its events: its
@@ -264,10 +234,25 @@ pub(super) fn replay(replica: &Replica, id: &str) -> Replayed {
 /// [`replay`], without building the twins when no change is folded: a
 /// twin's version is the highest of its base's and its changes'.
 pub(super) fn versions(replica: &Replica, id: &str) -> Replayed {
-    replay_as(replica, id, false)
+    replay_as(replica, id, false, None)
 }
 
-fn replay_as(replica: &Replica, id: &str, full: bool) -> Replayed {
+/// [`versions`], of the device's `events` as the replica holds them
+/// (`Replica::device_events`).
+pub(super) fn versions_of<'a>(
+    replica: &'a Replica,
+    id: &str,
+    events: Vec<(&'a EventDot, &'a Event)>,
+) -> Replayed {
+    replay_as(replica, id, false, Some(events))
+}
+
+fn replay_as<'a>(
+    replica: &'a Replica,
+    id: &str,
+    full: bool,
+    held: Option<Vec<(&'a EventDot, &'a Event)>>,
+) -> Replayed {
     let folds = replica.folded.get(id);
     // The twins, read again from the events' text, where they are
     // replayed: versions alone need none.
@@ -276,10 +261,12 @@ fn replay_as(replica: &Replica, id: &str, full: bool) -> Replayed {
     } else {
         Vec::new()
     };
-    let events = if with_twins.is_empty() {
-        replica.device_events(id)
-    } else {
+    let events = if !with_twins.is_empty() {
         with_twins.iter().map(|(d, e)| (*d, e)).collect()
+    } else if let Some(held) = held {
+        held
+    } else {
+        replica.device_events(id)
     };
     let seed = replica.seeds.get(id);
     let devices = device_intervals(&events, seed.is_some());
