@@ -834,7 +834,12 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
     }
     // `to_string` through `Display` goes by `fmt`, a call per piece:
     // serialized to bytes it is the same text, faster.
-    event.body = Some(serde_json::to_string(&value).unwrap_or_default());
+    // Sized for the text it came from (the canonical text is about as
+    // long), rather than grown from serde's 128 bytes.
+    let mut canonical = Vec::with_capacity(body.len());
+    // Writing a value to a Vec cannot fail, and writes UTF-8.
+    let _ = serde_json::to_writer(&mut canonical, &value);
+    event.body = Some(String::from_utf8(canonical).unwrap_or_default());
     // The twin takes the value's parts by move (`authentication` is no
     // part of a twin).
     let (twin, covers) = twin_body_of_owned(
@@ -946,6 +951,13 @@ pub fn write_event_line<W: io::Write>(w: &mut W, event: &Event) -> io::Result<()
 /// The canonical text of an event, without a line end: keys in sorted
 /// order, written directly (no map is built).
 pub(crate) fn event_bytes(event: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + event.body.as_ref().map_or(0, String::len));
+    write_event_bytes(&mut out, event);
+    out
+}
+
+/// [`event_bytes`], appended to `out` (a buffer the caller reuses).
+pub(crate) fn write_event_bytes(out: &mut Vec<u8>, event: &Event) {
     fn string(out: &mut Vec<u8>, key: &str, value: &str) {
         out.push(b'"');
         out.extend_from_slice(key.as_bytes());
@@ -953,7 +965,6 @@ pub(crate) fn event_bytes(event: &Event) -> Vec<u8> {
         // Writing a string to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, value);
     }
-    let mut out = Vec::with_capacity(160 + event.body.as_ref().map_or(0, String::len));
     out.extend_from_slice(b"{");
     if let Some(body) = &event.body {
         out.extend_from_slice(b"\"body\":");
@@ -961,39 +972,34 @@ pub(crate) fn event_bytes(event: &Event) -> Vec<u8> {
         out.extend_from_slice(b",");
     }
     out.extend_from_slice(b"\"properties\":{");
-    string(&mut out, "deviceId", &event.device_id);
+    string(out, "deviceId", &event.device_id);
     if let Some(hub) = &event.hub {
         out.push(b',');
-        string(&mut out, "hubName", hub);
+        string(out, "hubName", hub);
     }
     if let Some(module) = &event.module_id {
         out.push(b',');
-        string(&mut out, "moduleId", module);
+        string(out, "moduleId", module);
     }
     out.push(b',');
-    string(&mut out, "opType", event.op.as_str());
+    string(out, "opType", event.op.as_str());
     if let Some(time) = event.time.and_then(raw::format_time) {
         out.push(b',');
-        string(&mut out, "operationTimestamp", &time);
+        string(out, "operationTimestamp", &time);
     }
     out.extend_from_slice(b"},\"systemProperties\":{");
     let mut first = true;
     if let Some(id) = &event.correlation_id {
-        string(&mut out, "correlation-id", id);
+        string(out, "correlation-id", id);
         first = false;
     }
     if let Op::Connection(_) = event.op {
         if !first {
             out.push(b',');
         }
-        string(
-            &mut out,
-            "iothub-message-source",
-            "deviceConnectionStateEvents",
-        );
+        string(out, "iothub-message-source", "deviceConnectionStateEvents");
     }
     out.extend_from_slice(b"}}");
-    out
 }
 
 #[cfg(test)]

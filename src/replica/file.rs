@@ -145,6 +145,8 @@ pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
         serde_json::to_string(replica.hub.as_str())?
     )?;
     let mut first = true;
+    // One event's line at a time, in one buffer.
+    let mut line = Vec::new();
     for id in replica.device_ids() {
         w.write_all(if first { b"\n" } else { b",\n" })?;
         first = false;
@@ -172,9 +174,11 @@ pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
             }
             w.write_all(b"{\"dot\":")?;
             serde_json::to_writer(&mut *w, dot)?;
-            w.write_all(b",\"event\":")?;
-            w.write_all(&crate::format::event_bytes(event))?;
-            w.write_all(b"}")?;
+            line.clear();
+            line.extend_from_slice(b",\"event\":");
+            crate::format::write_event_bytes(&mut line, event);
+            line.push(b'}');
+            w.write_all(&line)?;
         }
         w.write_all(b"]")?;
         if let Some(folds) = replica.folded.get(id) {
