@@ -12,6 +12,7 @@
 //! | `event-grid` | Event Grid schema: `{"id", "subject", "eventType", "eventTime", "data": {"twin", "hubName", "deviceId", "moduleId", ...}}` |
 //! | `cloud-events` | CloudEvents 1.0: `{"specversion", "id", "source", "type", "subject", "time", "data"}` |
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -187,20 +188,47 @@ fn slot_of(key: &str) -> Option<(Slot, &'static str)> {
 
 /// A property's value as read: only text is of use; anything else is
 /// kept as the name of its type, an error only if the property is used.
+/// Text is borrowed from the record when it has no escapes.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum PropValue {
-    Text(String),
+pub(crate) enum PropValue<'a> {
+    Text(Cow<'a, str>),
     Other(&'static str),
+}
+
+/// The path a property is named by in errors: `path.name`, or `path`
+/// alone. Kept as its parts, and written out only when an error names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Field {
+    path: &'static str,
+    name: Option<&'static str>,
+}
+
+impl Field {
+    /// The field `path.name`.
+    pub(crate) fn new(path: &'static str, name: &'static str) -> Self {
+        Self {
+            path,
+            name: Some(name),
+        }
+    }
+
+    /// The field as errors name it.
+    pub(crate) fn path(self) -> String {
+        match self.name {
+            Some(name) => format!("{}.{name}", self.path),
+            None => self.path.to_owned(),
+        }
+    }
 }
 
 /// One property read, with the field path errors name it by.
 #[derive(Clone, Debug)]
-pub(crate) struct Prop {
-    pub(crate) field: String,
-    pub(crate) value: PropValue,
+pub(crate) struct Prop<'a> {
+    pub(crate) field: Field,
+    pub(crate) value: PropValue<'a>,
 }
 
-impl Prop {
+impl Prop<'_> {
     /// The property's text.
     ///
     /// # Errors
@@ -210,7 +238,7 @@ impl Prop {
         match &self.value {
             PropValue::Text(text) => Ok(text),
             PropValue::Other(found) => Err((
-                self.field.clone(),
+                self.field.path(),
                 ReadErrorKind::WrongType {
                     expected: "a string".to_owned(),
                     found: (*found).to_owned(),
@@ -223,27 +251,30 @@ impl Prop {
 /// The properties of one map that this crate reads.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Props<'a> {
-    slots: [Option<Prop>; SLOTS],
+    slots: [Option<Prop<'a>>; SLOTS],
     /// `twin`, in an Event Grid `data`.
     pub(crate) twin: Option<&'a RawValue>,
 }
 
-impl Props<'_> {
+impl<'a> Props<'a> {
     /// Sets a slot; the same property twice under two names must agree.
     fn set(
         &mut self,
-        path: &str,
+        path: &'static str,
         slot: Slot,
-        name: &str,
-        value: PropValue,
+        name: &'static str,
+        value: PropValue<'a>,
     ) -> Result<(), (String, ReadErrorKind)> {
-        let field = format!("{path}.{name}");
+        let field = Field {
+            path,
+            name: Some(name),
+        };
         let entry = &mut self.slots[slot as usize];
         match entry {
             Some(old) if old.value != value => Err((
-                field,
+                field.path(),
                 ReadErrorKind::Mismatch {
-                    other: old.field.clone(),
+                    other: old.field.path(),
                 },
             )),
             Some(_) => Ok(()),
@@ -254,7 +285,7 @@ impl Props<'_> {
         }
     }
 
-    pub(crate) fn get(&self, slot: Slot) -> Option<&Prop> {
+    pub(crate) fn get(&self, slot: Slot) -> Option<&Prop<'a>> {
         self.slots[slot as usize].as_ref()
     }
 }
@@ -287,13 +318,13 @@ impl Body<'_> {
 
 /// What an Event Grid or CloudEvents event says outside its `data`.
 #[derive(Clone, Debug)]
-pub(crate) struct Grid {
+pub(crate) struct Grid<'a> {
     /// `eventType` or `type`.
-    pub(crate) event_type: Option<Prop>,
+    pub(crate) event_type: Option<Prop<'a>>,
     /// `subject`: `devices/<id>[/<module>]`.
-    pub(crate) subject: Option<Prop>,
+    pub(crate) subject: Option<Prop<'a>>,
     /// `eventTime` or `time`.
-    pub(crate) time: Option<Prop>,
+    pub(crate) time: Option<Prop<'a>>,
 }
 
 /// One record of any envelope, read.
@@ -306,8 +337,8 @@ pub(crate) struct Message<'a> {
     pub(crate) annotations: Props<'a>,
     /// The device and module the envelope names outside the properties
     /// (monitor-events' `origin` and `module`).
-    pub(crate) origin: Option<(Prop, Option<Prop>)>,
-    pub(crate) grid: Option<Grid>,
+    pub(crate) origin: Option<(Prop<'a>, Option<Prop<'a>>)>,
+    pub(crate) grid: Option<Grid<'a>>,
     pub(crate) body: Body<'a>,
 }
 
@@ -325,7 +356,7 @@ impl<'a> Message<'a> {
     }
 
     /// A property, from the map it belongs in first, then the others.
-    pub(crate) fn get(&self, slot: Slot) -> Option<&Prop> {
+    pub(crate) fn get(&self, slot: Slot) -> Option<&Prop<'a>> {
         let order = if slot.is_application() {
             [&self.app, &self.sys, &self.annotations]
         } else {
@@ -540,20 +571,23 @@ fn parse_object<'a, T: Deserialize<'a>>(
 }
 
 /// A string field of an envelope (`event.origin`, `subject`), `null` none.
-fn text_prop(
+fn text_prop<'a>(
     file: &str,
     line: u64,
-    raw: Option<&RawValue>,
-    field: &str,
-) -> Result<Option<Prop>, ReadError> {
+    raw: Option<&'a RawValue>,
+    field: &'static str,
+) -> Result<Option<Prop<'a>>, ReadError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    let value: PropValue = parse_object(file, line, raw.get(), Some(field))?;
+    let value: PropValue<'a> = parse_object(file, line, raw.get(), Some(field))?;
     Ok(match value {
         PropValue::Other("null") => None,
         value => Some(Prop {
-            field: field.to_owned(),
+            field: Field {
+                path: field,
+                name: None,
+            },
             value,
         }),
     })
@@ -607,7 +641,7 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
         while let Some(key) = map.next_key::<Key>()? {
             match key {
                 Key::Slot(slot, name) => {
-                    let value: PropValue = map.next_value()?;
+                    let value: PropValue<'de> = map.next_value()?;
                     if value == PropValue::Other("null") {
                         continue;
                     }
@@ -656,43 +690,46 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-impl<'de> Deserialize<'de> for PropValue {
+impl<'de> Deserialize<'de> for PropValue<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct ValueVisitor;
         impl<'de> Visitor<'de> for ValueVisitor {
-            type Value = PropValue;
+            type Value = PropValue<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a property value")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<PropValue, E> {
-                Ok(PropValue::Text(v.to_owned()))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<PropValue<'de>, E> {
+                Ok(PropValue::Text(Cow::Borrowed(v)))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<PropValue, E> {
-                Ok(PropValue::Text(v))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PropValue<'de>, E> {
+                Ok(PropValue::Text(Cow::Owned(v.to_owned())))
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<PropValue, E> {
+            fn visit_string<E: de::Error>(self, v: String) -> Result<PropValue<'de>, E> {
+                Ok(PropValue::Text(Cow::Owned(v)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<PropValue<'de>, E> {
                 Ok(PropValue::Other("a boolean"))
             }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<PropValue, E> {
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<PropValue<'de>, E> {
                 Ok(PropValue::Other("a number"))
             }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<PropValue, E> {
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<PropValue<'de>, E> {
                 Ok(PropValue::Other("a number"))
             }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<PropValue, E> {
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<PropValue<'de>, E> {
                 Ok(PropValue::Other("a number"))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<PropValue, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<PropValue<'de>, E> {
                 Ok(PropValue::Other("null"))
             }
-            fn visit_none<E: de::Error>(self) -> Result<PropValue, E> {
+            fn visit_none<E: de::Error>(self) -> Result<PropValue<'de>, E> {
                 Ok(PropValue::Other("null"))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PropValue, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PropValue<'de>, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(PropValue::Other("an object"))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PropValue, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PropValue<'de>, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(PropValue::Other("an array"))
             }
@@ -834,9 +871,9 @@ fn avro_props(
         };
         let value = match unwrap_union(value) {
             Avro::Null => continue,
-            Avro::String(text) => PropValue::Text(text),
+            Avro::String(text) => PropValue::Text(Cow::Owned(text)),
             Avro::Bytes(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => PropValue::Text(text),
+                Ok(text) => PropValue::Text(Cow::Owned(text)),
                 Err(_) => PropValue::Other("bytes"),
             },
             other => PropValue::Other(avro_type(&other)),

@@ -21,10 +21,10 @@ use std::io::{self, BufRead};
 
 use serde_json::Value;
 
-use super::envelope::{self, Envelope, Message, Paths, Slot};
+use super::envelope::{self, Envelope, Field, Message, Paths, Slot};
 use super::lines::Lines;
 use super::raw;
-use super::twin::{Covers, twin_body_of_value};
+use super::twin::{Covers, twin_body_of_owned};
 use super::{ReadError, ReadErrorKind};
 use crate::doc::{Entity, EntityTimes};
 
@@ -636,6 +636,7 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
         .filter(|m| !m.is_empty() || msg.origin.is_none());
     let hub = get(Slot::Hub)?.map(str::to_owned);
     let time_text = get(Slot::Time)?;
+    let time_of_app = Field::new(paths.app, "operationTimestamp");
 
     let (op, correlation_id, time_field) = if let Some(grid) = &msg.grid {
         // Event Grid and CloudEvents: the subject names the device when
@@ -684,14 +685,14 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
                     },
                 )
                 .with_device(device.as_deref(), module.as_deref())
-                .with_field(kind_prop.field.clone()));
+                .with_field(kind_prop.field.path()));
             }
         };
         // `data.operationTimestamp`, else the event's time.
         let (time, field) = match (time_text, &grid.time) {
-            (Some(time), _) => (Some(time), format!("{}.operationTimestamp", paths.app)),
-            (None, Some(prop)) => (Some(prop.text().map_err(prop_error)?), prop.field.clone()),
-            (None, None) => (None, format!("{}.operationTimestamp", paths.app)),
+            (Some(time), _) => (Some(time), time_of_app),
+            (None, Some(prop)) => (Some(prop.text().map_err(prop_error)?), prop.field),
+            (None, None) => (None, time_of_app),
         };
         (op, None, (time, field))
     } else {
@@ -716,7 +717,7 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
             || schema == Some("deviceConnectionStateNotification");
         let op_field = msg
             .get(Slot::Op)
-            .map_or_else(|| format!("{}.opType", paths.app), |p| p.field.clone());
+            .map_or_else(|| format!("{}.opType", paths.app), |p| p.field.path());
         let Some(op_text) = get(Slot::Op)? else {
             // A change notification always says what it is: a message
             // that says nothing is telemetry routed beside them.
@@ -741,10 +742,7 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
             };
         }
         let correlation_id = get(Slot::Correlation)?.map(str::to_owned);
-        let time_field = msg.get(Slot::Time).map_or_else(
-            || format!("{}.operationTimestamp", paths.app),
-            |p| p.field.clone(),
-        );
+        let time_field = msg.get(Slot::Time).map_or(time_of_app, |p| p.field);
         (op, correlation_id, (time_text, time_field))
     };
     let fail = |field: &str, kind| {
@@ -754,45 +752,53 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
     };
     let (time_text, time_field) = time_field;
     let time = match time_text {
-        Some(text) => raw::parse_time(text).map_err(|kind| fail(&time_field, kind))?,
+        Some(text) => raw::parse_time(text).map_err(|kind| fail(&time_field.path(), kind))?,
         None => None,
     };
-    let Some(device_id) = device.clone() else {
+    if device.is_none() {
         return Err(fail(
             &format!("{}.deviceId", paths.app),
             ReadErrorKind::MissingField,
         ));
-    };
+    }
+    let connection = matches!(op, Op::Connection(_));
+    if !connection {
+        if time.is_none() {
+            return Err(fail(&time_field.path(), ReadErrorKind::MissingField));
+        }
+        let module_field = || format!("{}.moduleId", paths.app);
+        match (&module, op.is_module_op()) {
+            (None, true) => return Err(fail(&module_field(), ReadErrorKind::MissingField)),
+            (Some(_), false) if matches!(op, Op::CreateDevice | Op::DeleteDevice) => {
+                return Err(fail(
+                    &module_field(),
+                    ReadErrorKind::Mismatch {
+                        other: format!("{}.opType", paths.app),
+                    },
+                ));
+            }
+            _ => {}
+        }
+    }
     let mut event = Event {
         line,
         hub,
-        device_id,
-        module_id: module.clone(),
+        device_id: device.unwrap_or_default(),
+        module_id: module,
         op,
         correlation_id,
         time,
         twin: None,
         body: None,
     };
-    if let Op::Connection(_) = event.op {
+    if connection {
         return Ok(Parsed::Event(event));
     }
-    if event.time.is_none() {
-        return Err(fail(&time_field, ReadErrorKind::MissingField));
-    }
-    let module_field = format!("{}.moduleId", paths.app);
-    match (&event.module_id, event.op.is_module_op()) {
-        (None, true) => return Err(fail(&module_field, ReadErrorKind::MissingField)),
-        (Some(_), false) if matches!(event.op, Op::CreateDevice | Op::DeleteDevice) => {
-            return Err(fail(
-                &module_field,
-                ReadErrorKind::Mismatch {
-                    other: format!("{}.opType", paths.app),
-                },
-            ));
-        }
-        _ => {}
-    }
+    let fail = |field: &str, kind| {
+        ReadError::new(file, line, kind)
+            .with_device(Some(&event.device_id), event.module_id.as_deref())
+            .with_field(field)
+    };
     let body = msg.body.text();
     let relabel = |e: ReadError| relabel(e, paths);
     // The body is parsed once, as a JSON value: its canonical text (what
@@ -823,10 +829,24 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
             },
         )
     })?;
-    let (twin, covers) = twin_body_of_value(
+    if let Value::Object(map) = &mut value {
+        map.remove("authentication");
+    }
+    // `to_string` through `Display` goes by `fmt`, a call per piece:
+    // serialized to bytes it is the same text, faster.
+    // Sized for the text it came from (the canonical text is about as
+    // long), rather than grown from serde's 128 bytes.
+    let mut canonical = Vec::with_capacity(body.len());
+    // Writing a value to a Vec cannot fail, and writes UTF-8.
+    let _ = serde_json::to_writer(&mut canonical, &value);
+    event.body = Some(String::from_utf8(canonical).unwrap_or_default());
+    // The twin takes the value's parts by move (`authentication` is no
+    // part of a twin).
+    let (twin, covers) = twin_body_of_owned(
         file,
         line,
-        &value,
+        value,
+        body,
         &event.device_id,
         event.module_id.as_deref(),
     )
@@ -836,10 +856,6 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
         desired,
         reported,
     } = covers;
-    if let Value::Object(map) = &mut value {
-        map.remove("authentication");
-    }
-    event.body = Some(value.to_string());
     event.twin = Some(EventTwin {
         version: twin.version,
         etag: twin.etag,
@@ -850,6 +866,33 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
         has_reported: reported,
     });
     Ok(Parsed::Event(event))
+}
+
+/// The twin of `event` read again from its body's canonical text, for
+/// an event held without it (see the replica's `Stored`): the same twin
+/// the event was read with, as a canonical line reads back as the same
+/// event. `None` for an event without a body.
+pub(crate) fn twin_of_body(event: &Event) -> Option<EventTwin> {
+    let body = event.body.as_deref()?;
+    let value = raw::parse_unique_keys(body).ok()?;
+    let (twin, covers) = twin_body_of_owned(
+        "",
+        event.line,
+        value,
+        body,
+        &event.device_id,
+        event.module_id.as_deref(),
+    )
+    .ok()?;
+    Some(EventTwin {
+        version: twin.version,
+        etag: twin.etag,
+        entity: twin.entity,
+        times: twin.times,
+        has_tags: covers.tags,
+        has_desired: covers.desired,
+        has_reported: covers.reported,
+    })
 }
 
 /// Names a body error's fields as the envelope names them: `body.x` as
@@ -908,6 +951,13 @@ pub fn write_event_line<W: io::Write>(w: &mut W, event: &Event) -> io::Result<()
 /// The canonical text of an event, without a line end: keys in sorted
 /// order, written directly (no map is built).
 pub(crate) fn event_bytes(event: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + event.body.as_ref().map_or(0, String::len));
+    write_event_bytes(&mut out, event);
+    out
+}
+
+/// [`event_bytes`], appended to `out` (a buffer the caller reuses).
+pub(crate) fn write_event_bytes(out: &mut Vec<u8>, event: &Event) {
     fn string(out: &mut Vec<u8>, key: &str, value: &str) {
         out.push(b'"');
         out.extend_from_slice(key.as_bytes());
@@ -915,7 +965,6 @@ pub(crate) fn event_bytes(event: &Event) -> Vec<u8> {
         // Writing a string to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, value);
     }
-    let mut out = Vec::with_capacity(160 + event.body.as_ref().map_or(0, String::len));
     out.extend_from_slice(b"{");
     if let Some(body) = &event.body {
         out.extend_from_slice(b"\"body\":");
@@ -923,39 +972,34 @@ pub(crate) fn event_bytes(event: &Event) -> Vec<u8> {
         out.extend_from_slice(b",");
     }
     out.extend_from_slice(b"\"properties\":{");
-    string(&mut out, "deviceId", &event.device_id);
+    string(out, "deviceId", &event.device_id);
     if let Some(hub) = &event.hub {
         out.push(b',');
-        string(&mut out, "hubName", hub);
+        string(out, "hubName", hub);
     }
     if let Some(module) = &event.module_id {
         out.push(b',');
-        string(&mut out, "moduleId", module);
+        string(out, "moduleId", module);
     }
     out.push(b',');
-    string(&mut out, "opType", event.op.as_str());
+    string(out, "opType", event.op.as_str());
     if let Some(time) = event.time.and_then(raw::format_time) {
         out.push(b',');
-        string(&mut out, "operationTimestamp", &time);
+        string(out, "operationTimestamp", &time);
     }
     out.extend_from_slice(b"},\"systemProperties\":{");
     let mut first = true;
     if let Some(id) = &event.correlation_id {
-        string(&mut out, "correlation-id", id);
+        string(out, "correlation-id", id);
         first = false;
     }
     if let Op::Connection(_) = event.op {
         if !first {
             out.push(b',');
         }
-        string(
-            &mut out,
-            "iothub-message-source",
-            "deviceConnectionStateEvents",
-        );
+        string(out, "iothub-message-source", "deviceConnectionStateEvents");
     }
     out.extend_from_slice(b"}}");
-    out
 }
 
 #[cfg(test)]

@@ -407,6 +407,9 @@ pub(crate) struct SectionSeed<'c> {
 pub(crate) struct RawSection {
     pub(crate) map: JsonMap,
     pub(crate) meta: Option<RawMeta>,
+    /// `$metadata` already read into its tree (by a reader that parsed
+    /// its times itself): taken before `meta`.
+    pub(crate) tree: Option<MetaTree>,
     /// Whether the section was given at all (a patch covers only those).
     pub(crate) present: bool,
 }
@@ -604,10 +607,24 @@ impl RawMeta {
         path: &str,
         zoneless: &mut bool,
     ) -> Result<MetaTree, (String, ReadErrorKind)> {
+        let place = Place {
+            step: Step::Key(path),
+            parent: None,
+        };
+        self.into_tree_at(&place, zoneless)
+    }
+
+    /// As [`RawMeta::into_tree`], the node at `place`: its path is
+    /// written out only for an error.
+    fn into_tree_at(
+        self,
+        place: &Place<'_>,
+        zoneless: &mut bool,
+    ) -> Result<MetaTree, (String, ReadErrorKind)> {
         let last_updated = match self.last_updated {
             Some(text) => {
                 let (ms, no_zone) = parse_time_zone(&text)
-                    .map_err(|kind| (format!("{path}.$lastUpdated"), kind))?;
+                    .map_err(|kind| (format!("{}.$lastUpdated", place.path()), kind))?;
                 *zoneless |= no_zone;
                 ms
             }
@@ -615,14 +632,77 @@ impl RawMeta {
         };
         let mut children = BTreeMap::new();
         for (key, child) in self.children {
-            let child_path = format!("{path}.{key}");
-            children.insert(key, child.into_tree(&child_path, zoneless)?);
+            let at = Place {
+                step: Step::Key(&key),
+                parent: Some(place),
+            };
+            let tree = child.into_tree_at(&at, zoneless)?;
+            children.insert(key, tree);
         }
         Ok(MetaTree {
             last_updated,
             children,
         })
     }
+}
+
+/// `$metadata` read from a parsed JSON value, by move, as [`RawMeta`]
+/// and [`RawMeta::into_tree`] read it: anything but an object is an
+/// empty node, `$lastUpdated` a string or null, other `$` keys ignored.
+/// `None` where those would fail (a `$lastUpdated` of another type, or
+/// no time): the caller reads the text again the checked way, for its
+/// error.
+pub(crate) fn meta_of_value(value: Value, zoneless: &mut bool) -> Option<MetaTree> {
+    let Value::Object(map) = value else {
+        return Some(MetaTree::default());
+    };
+    let mut node = MetaTree::default();
+    for (key, value) in map {
+        if key == "$lastUpdated" {
+            node.last_updated = match value {
+                Value::Null => None,
+                Value::String(text) => {
+                    let (ms, no_zone) = parse_time_zone(&text).ok()?;
+                    *zoneless |= no_zone;
+                    ms
+                }
+                _ => return None,
+            };
+        } else if !key.starts_with('$') {
+            let child = meta_of_value(value, zoneless)?;
+            node.children.insert(key, child);
+        }
+    }
+    Some(node)
+}
+
+/// A twin section read from a parsed JSON value, by move, as
+/// [`SectionSeed`] reads it from text (`metadata` read into its tree);
+/// `None` where that would fail.
+pub(crate) fn section_of_value(
+    value: Value,
+    tags: bool,
+    zoneless: &mut bool,
+) -> Option<RawSection> {
+    let mut section = RawSection {
+        present: true,
+        ..RawSection::default()
+    };
+    let mut map = match value {
+        Value::Null => return Some(section),
+        Value::Object(map) => map,
+        _ => return None,
+    };
+    // The keys that are no properties, taken out of the map in place.
+    map.remove("$version");
+    if tags {
+        map.remove("$etag");
+        map.remove("$metadata");
+    } else if let Some(meta) = map.remove("$metadata") {
+        section.tree = Some(meta_of_value(meta, zoneless)?);
+    }
+    section.map = map;
+    Some(section)
 }
 
 /// An ISO-8601 / RFC 3339 time in milliseconds since the epoch. .NET's
@@ -635,6 +715,9 @@ pub(crate) fn parse_time(text: &str) -> Result<Option<i64>, ReadErrorKind> {
 /// As [`parse_time`], and whether the time had no zone (it is then read
 /// as UTC, as IoT Hub means it).
 pub(crate) fn parse_time_zone(text: &str) -> Result<(Option<i64>, bool), ReadErrorKind> {
+    if let Some(ms) = parse_utc_fast(text) {
+        return Ok(((ms != NEVER_MS).then_some(ms), false));
+    }
     let bad = || ReadErrorKind::InvalidTimestamp {
         value: super::error::safe_value(text),
     };
@@ -659,6 +742,57 @@ pub(crate) fn parse_time_zone(text: &str) -> Result<(Option<i64>, bool), ReadErr
         return Ok((None, false));
     }
     Ok((Some(ms), zoneless))
+}
+
+/// The time of `YYYY-MM-DDTHH:MM:SS[.f]Z` (1 to 9 digits of fraction), the
+/// shape IoT Hub writes, in milliseconds, read directly; `None` for any
+/// other text, which chrono then reads (or refuses). Gives what chrono
+/// gives for the texts it takes.
+fn parse_utc_fast(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = b.get(from..to)?;
+        digits.iter().try_fold(0i64, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if b.len() < 20 || !(at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':'))
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let nanos = match b.len() {
+        20 if at(19, b'Z') => 0,
+        22..=30 if at(19, b'.') && at(b.len() - 1, b'Z') => {
+            let digits = b.len() - 21;
+            num(20, b.len() - 1)? * 10i64.pow(9 - digits as u32)
+        }
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    // A leap second (60) is chrono's to read.
+    if day < 1 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's
+    // `days_from_civil`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400_000 + (hour * 3600 + minute * 60 + second) * 1000 + nanos / 1_000_000)
 }
 
 /// `0001-01-01T00:00:00Z` in milliseconds.
@@ -772,6 +906,79 @@ mod tests {
         assert_eq!(wrong_key_length(""), None);
         assert_eq!(wrong_key_length("<base64Key>"), None);
         assert_eq!(wrong_key_length("<GetKey()>"), None);
+    }
+
+    #[test]
+    fn the_direct_time_reader_reads_what_chrono_reads() {
+        let chrono = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.to_utc().timestamp_millis())
+        };
+        let mut texts: Vec<String> = [
+            "2024-03-01T12:00:00Z",
+            "2024-03-01T12:00:00.1Z",
+            "2024-03-01T12:00:00.1234567Z",
+            "2024-03-01T12:00:00.123456789Z",
+            "2024-03-01T12:00:00.1234567891Z",
+            "2024-02-29T23:59:59.999Z",
+            "2023-02-29T00:00:00Z",
+            "2000-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "1969-12-31T23:59:59.999Z",
+            "2024-13-01T00:00:00Z",
+            "2024-00-01T00:00:00Z",
+            "2024-04-31T00:00:00Z",
+            "2024-04-00T00:00:00Z",
+            "2024-03-01T24:00:00Z",
+            "2024-03-01T23:60:00Z",
+            "2024-03-01T23:59:60Z",
+            "2024-03-01T12:00:00.Z",
+            "2024-03-01T12:00:00z",
+            "2024-03-01t12:00:00Z",
+            "2024-03-01 12:00:00Z",
+            "2024-03-01T12:00:00+01:00",
+            "2024-03-01T12:00:00",
+            "2024-3-01T12:00:00Z",
+            "+2024-03-01T12:00:00Z",
+            "2024-03-01T12:00:00.12a4Z",
+            "2024-03-01T1a:00:00Z",
+            "2024-03-01T12:00:00.000Z ",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut x: u64 = 7;
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let r = |n: u64, s: u32| (x >> s) % n;
+            texts.push(format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}Z",
+                r(10_000, 1),
+                r(14, 15),
+                r(33, 20),
+                r(25, 26),
+                r(61, 32),
+                r(61, 38),
+                match r(4, 44) {
+                    0 => String::new(),
+                    1 => format!(".{:03}", r(1000, 46)),
+                    2 => format!(".{:07}", r(10_000_000, 40)),
+                    _ => format!(".{}", r(10, 50)),
+                }
+            ));
+        }
+        for text in &texts {
+            assert_eq!(
+                parse_utc_fast(text).or_else(|| chrono(text)),
+                chrono(text),
+                "{text}"
+            );
+        }
     }
 
     #[test]

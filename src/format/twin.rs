@@ -180,6 +180,27 @@ pub(crate) fn twin_body_of_value(
     })
 }
 
+/// As [`twin_body_of_value`], taking the parsed body by move: its
+/// sections become the twin's without a copy. `text` is the body's text,
+/// read again the checked way when the value holds what the twin reader
+/// refuses, for the same error.
+pub(crate) fn twin_body_of_owned(
+    file: &str,
+    line: u64,
+    body: Value,
+    text: &str,
+    device: &str,
+    module: Option<&str>,
+) -> Result<(TwinLine, Covers), ReadError> {
+    match RawTwin::of_value(body) {
+        Some(raw) => twin_body(file, line, device, module, |_| Ok(raw)),
+        None => {
+            let value = raw::parse_unique_keys(text).unwrap_or(Value::Null);
+            twin_body_of_value(file, line, &value, device, module)
+        }
+    }
+}
+
 fn twin_body(
     file: &str,
     line: u64,
@@ -247,9 +268,72 @@ struct RawTwin {
     tags: RawSection,
     properties: RawProperties,
     saw_id: bool,
+    /// Whether a `$lastUpdated` already read into a tree had no zone.
+    zoneless: bool,
 }
 
-fn convert(raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErrorKind)> {
+impl RawTwin {
+    /// A twin read from a parsed JSON value, by move, as [`TwinSeed`]
+    /// reads it; `None` where that would fail (a field of another type,
+    /// a bad time in `$metadata`), for the caller to read it that way and
+    /// get its error.
+    fn of_value(value: Value) -> Option<RawTwin> {
+        fn text(value: Value) -> Option<Option<String>> {
+            match value {
+                Value::Null => Some(None),
+                Value::String(text) => Some(Some(text)),
+                _ => None,
+            }
+        }
+        let Value::Object(map) = value else {
+            return None;
+        };
+        let mut raw = RawTwin::default();
+        for (key, value) in map {
+            match key.as_str() {
+                "deviceId" => raw.device_id = Some(text(value)??),
+                "moduleId" => raw.module_id = text(value)?,
+                "etag" => raw.etag = text(value)?,
+                "deviceEtag" => raw.device_etag = text(value)?,
+                "generationId" => raw.generation_id = text(value)?,
+                "version" => {
+                    raw.version = match value {
+                        Value::Null => None,
+                        Value::Number(n) => Some(n.as_u64()?),
+                        _ => return None,
+                    }
+                }
+                "status" => raw.status = text(value)?,
+                "statusReason" => raw.status_reason = text(value)?,
+                "statusUpdateTime" => raw.status_update_time = text(value)?,
+                "capabilities" => raw.capabilities = Some(value).filter(|v| !v.is_null()),
+                "deviceScope" => raw.device_scope = text(value)?,
+                "parentScopes" => raw.parent_scopes = Some(value).filter(|v| !v.is_null()),
+                "tags" => raw.tags = raw::section_of_value(value, true, &mut raw.zoneless)?,
+                "properties" => {
+                    let map = match value {
+                        Value::Null => continue,
+                        Value::Object(map) => map,
+                        _ => return None,
+                    };
+                    for (key, value) in map {
+                        let slot = match key.as_str() {
+                            "desired" => &mut raw.properties.desired,
+                            "reported" => &mut raw.properties.reported,
+                            _ => continue,
+                        };
+                        *slot = raw::section_of_value(value, false, &mut raw.zoneless)?;
+                    }
+                }
+                "id" => raw.saw_id = true,
+                _ => {}
+            }
+        }
+        Some(raw)
+    }
+}
+
+fn convert(mut raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErrorKind)> {
     let status = match raw.status.as_deref() {
         Some(status) => Some(StatusValue {
             status: raw::status(status)?,
@@ -266,14 +350,16 @@ fn convert(raw: RawTwin, device_id: String) -> Result<TwinLine, (String, ReadErr
         .status_update_time
         .as_deref()
         .and_then(|text| raw::parse_time(text).ok().flatten());
-    let mut zoneless = false;
-    let mut meta = |section: Option<raw::RawMeta>, path: &str| match section {
-        Some(meta) => meta.into_tree(path, &mut zoneless),
-        None => Ok(MetaTree::default()),
-    };
-    let desired_meta = meta(raw.properties.desired.meta, "properties.desired.$metadata")?;
+    let mut zoneless = raw.zoneless;
+    let mut meta =
+        |section: &mut RawSection, path: &str| match (section.tree.take(), section.meta.take()) {
+            (Some(tree), _) => Ok(tree),
+            (None, Some(meta)) => meta.into_tree(path, &mut zoneless),
+            (None, None) => Ok(MetaTree::default()),
+        };
+    let desired_meta = meta(&mut raw.properties.desired, "properties.desired.$metadata")?;
     let reported_meta = meta(
-        raw.properties.reported.meta,
+        &mut raw.properties.reported,
         "properties.reported.$metadata",
     )?;
     Ok(TwinLine {

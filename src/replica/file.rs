@@ -145,6 +145,8 @@ pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
         serde_json::to_string(replica.hub.as_str())?
     )?;
     let mut first = true;
+    // One event's line at a time, in one buffer.
+    let mut line = Vec::new();
     for id in replica.device_ids() {
         w.write_all(if first { b"\n" } else { b",\n" })?;
         first = false;
@@ -164,18 +166,19 @@ pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
             w.write_all(b"]}")?;
         }
         w.write_all(b",\"events\":[")?;
-        if let Some(dots) = replica.devices.get(id) {
-            for (i, dot) in dots.all.iter().enumerate() {
-                let Some(stored) = replica.events.get(dot) else {
-                    continue;
-                };
-                if i > 0 {
-                    w.write_all(b",")?;
-                }
-                write!(w, "{{\"dot\":{},\"event\":", serde_json::to_string(dot)?)?;
-                w.write_all(&crate::format::event_bytes(&stored.event))?;
-                w.write_all(b"}")?;
+        // Looked up once, for the lines and the versions both.
+        let events = replica.device_events(id);
+        for (i, (dot, event)) in events.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
             }
+            w.write_all(b"{\"dot\":")?;
+            serde_json::to_writer(&mut *w, dot)?;
+            line.clear();
+            line.extend_from_slice(b",\"event\":");
+            crate::format::write_event_bytes(&mut line, event);
+            line.push(b'}');
+            w.write_all(&line)?;
         }
         w.write_all(b"]")?;
         if let Some(folds) = replica.folded.get(id) {
@@ -188,7 +191,8 @@ pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
             }
             w.write_all(b"]")?;
         }
-        let replayed = super::replay::replay(replica, id);
+        // Versions and parked events only: the twins are not written.
+        let replayed = super::replay::versions_of(replica, id, events);
         let parked: Vec<&str> = replayed.parked.iter().map(|g| g.dot.as_str()).collect();
         write!(w, ",\"parked\":{}", serde_json::to_string(&parked)?)?;
         if let Some(device) = &replayed.device {

@@ -113,7 +113,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::ReplicaId;
 use crate::doc::{DeviceSnapshot, DeviceTimes};
 use crate::format::{
-    Event, ExportDevice, Format, Op, ReadError, ReadErrorKind, TwinDevice, event_bytes,
+    Event, EventTwin, ExportDevice, Format, Op, ReadError, ReadErrorKind, TwinDevice, event_bytes,
 };
 
 use fold::{Twin, stamp_of};
@@ -165,11 +165,41 @@ impl Folded {
     }
 }
 
-/// One event held by a replica. Its canonical text is written from it
-/// when the state is, never kept beside it.
+/// One event held by a replica: the event as read, with its body's
+/// canonical text and, of its twin, only its version. The text is what
+/// the event is compared and written by; the twin's version is all that
+/// ingesting, parking and the state file's version vector need. Replay
+/// and compaction read the twin again from the text
+/// ([`Stored::with_twin`]), so an event's twin is never held beside its
+/// text: a parsed twin takes some kilobytes of maps (a node per map and
+/// per `$metadata` level), its text a few hundred bytes.
 #[derive(Clone, Debug)]
 struct Stored {
     event: Event,
+}
+
+impl Stored {
+    /// Holds `event`, its twin dropped but for its version.
+    fn new(mut event: Event) -> Self {
+        if let Some(twin) = &mut event.twin {
+            *twin = EventTwin {
+                version: twin.version,
+                ..EventTwin::default()
+            };
+        }
+        Self { event }
+    }
+
+    /// The event with its whole twin, read again from its body.
+    fn with_twin(&self) -> Event {
+        let mut event = self.event.clone();
+        if event.twin.is_some() {
+            if let Some(twin) = crate::format::twin_of_body(&event) {
+                event.twin = Some(twin);
+            }
+        }
+        event
+    }
 }
 
 /// Events are equal by what their canonical text holds: the line they
@@ -405,6 +435,26 @@ pub struct Replica {
 struct DeviceDots {
     all: BTreeSet<EventDot>,
     lifecycle: BTreeSet<EventDot>,
+    /// The device's own creates and deletes by their place in time
+    /// (`replay::pos`), sorted: where a twin change of the device falls,
+    /// without looking its lifecycle events up.
+    device_life: Vec<(i64, u8, EventDot)>,
+}
+
+impl DeviceDots {
+    /// Whether a twin change of the device itself at `p` is parked: as
+    /// replay places it, in the incarnation of the device's last create
+    /// or delete before it when that is a create, or, with none before
+    /// it, in the seed's.
+    fn parks(&self, p: &replay::Pos<'_>, seeded: bool) -> bool {
+        let before = self
+            .device_life
+            .partition_point(|(t, r, d)| (*t, *r, d.as_str()) < *p);
+        match before.checked_sub(1).and_then(|i| self.device_life.get(i)) {
+            Some((_, rank, _)) => *rank != replay::rank(&Op::CreateDevice),
+            None => !seeded,
+        }
+    }
 }
 
 /// The dot [`Replica::ingest`] gives `event`; `None` for the connection
@@ -525,9 +575,20 @@ impl Replica {
                 }
             }
         }
-        let device = event.device_id.clone();
-        self.insert(dot.clone(), Stored { event });
-        if replay::is_parked(self, &device, &dot) {
+        // A device's own twin change is placed by its device's creates
+        // and deletes alone, found beside its dots.
+        let own_change = event.module_id.is_none() && !replay::is_lifecycle(&event.op);
+        let parked = if own_change {
+            let seeded = self.seeds.contains_key(&event.device_id);
+            self.insert_with(dot, Stored::new(event), |dots, dot, event| {
+                dots.parks(&replay::pos(dot, event), seeded)
+            })
+        } else {
+            let parked = replay::is_parked_new(self, &dot, &event);
+            self.insert(dot, Stored::new(event));
+            parked
+        };
+        if parked {
             Ok(Ingested::Parked)
         } else {
             Ok(Ingested::Applied)
@@ -535,15 +596,37 @@ impl Replica {
     }
 
     fn insert(&mut self, dot: EventDot, stored: Stored) {
-        let dots = self
-            .devices
-            .entry(stored.event.device_id.clone())
-            .or_default();
-        if replay::is_lifecycle(&stored.event.op) {
+        self.insert_with(dot, stored, |_, _, _| ());
+    }
+
+    /// Inserts the event `stored` of dot `dot`, and returns what `f`
+    /// tells of it from its device's dots as they were before.
+    fn insert_with<R>(
+        &mut self,
+        dot: EventDot,
+        stored: Stored,
+        f: impl FnOnce(&DeviceDots, &str, &Event) -> R,
+    ) -> R {
+        // The device's id is copied once, for its first event.
+        let event = &stored.event;
+        let dots = match self.devices.get_mut(&event.device_id) {
+            Some(dots) => dots,
+            None => self.devices.entry(event.device_id.clone()).or_default(),
+        };
+        let told = f(dots, &dot, event);
+        if replay::is_lifecycle(&event.op) {
             dots.lifecycle.insert(dot.clone());
+            if matches!(event.op, Op::CreateDevice | Op::DeleteDevice) {
+                let (time, rank, _) = replay::pos(&dot, event);
+                let at = dots
+                    .device_life
+                    .partition_point(|(t, r, d)| (*t, *r, d.as_str()) < (time, rank, dot.as_str()));
+                dots.device_life.insert(at, (time, rank, dot.clone()));
+            }
         }
         dots.all.insert(dot.clone());
         self.events.insert(dot, stored);
+        told
     }
 
     /// Seeds a device's starting snapshot: the state it had before the
@@ -779,14 +862,14 @@ impl Replica {
             if let Some(dots) = self.devices.get_mut(id) {
                 dots.all.remove(&dot);
             }
-            let event = stored.event;
-            let version = event.version();
+            let version = stored.event.version();
+            if stored.event.twin.is_none() || replay::below(base_version, version) {
+                continue;
+            }
+            let event = stored.with_twin();
             let Some(twin) = &event.twin else {
                 continue;
             };
-            if replay::below(base_version, version) {
-                continue;
-            }
             let at = stamp_of(&dot, &event);
             let change = Twin::of_change(&event.op, twin, event.time.unwrap_or(0), &at);
             let (time, rank, _) = replay::pos(&dot, &event);
@@ -920,7 +1003,7 @@ impl Replica {
     pub fn gaps(&self) -> Vec<Gap> {
         let mut gaps = Vec::new();
         for id in self.devices.keys() {
-            gaps.extend(replay::replay(self, id).parked);
+            gaps.extend(replay::versions(self, id).parked);
         }
         gaps
     }
@@ -941,6 +1024,20 @@ impl Replica {
                     .iter()
                     .filter_map(|d| self.events.get_key_value(d))
                     .map(|(d, s)| (d, &s.event))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The device's events with their whole twins (see [`Stored`]).
+    fn device_events_with_twins(&self, id: &str) -> Vec<(&EventDot, Event)> {
+        self.devices
+            .get(id)
+            .map(|dots| {
+                dots.all
+                    .iter()
+                    .filter_map(|d| self.events.get_key_value(d))
+                    .map(|(d, s)| (d, s.with_twin()))
                     .collect()
             })
             .unwrap_or_default()

@@ -153,20 +153,32 @@ pub(super) fn place(
     })
 }
 
-/// Whether the event `dot` of `device` is parked.
-pub(super) fn is_parked(replica: &Replica, device: &str, dot: &str) -> bool {
-    let Some(event) = replica.events.get(dot).map(|s| &s.event) else {
-        return false;
-    };
+/// Whether `event`, of dot `dot`, not yet held by `replica`, is parked
+/// once it is inserted.
+pub(super) fn is_parked_new(replica: &Replica, dot: &EventDot, event: &Event) -> bool {
+    let mut lifecycle = replica.lifecycle_events(&event.device_id);
+    if is_lifecycle(&event.op) {
+        lifecycle.push((dot, event));
+    }
+    is_parked_among(replica, &lifecycle, dot, event)
+}
+
+/// Whether `event`, of dot `dot`, is parked among its device's
+/// `lifecycle` events (its own included, when it is one).
+fn is_parked_among(
+    replica: &Replica,
+    lifecycle: &[(&EventDot, &Event)],
+    dot: &str,
+    event: &Event,
+) -> bool {
     if matches!(
         event.op,
         Op::CreateDevice | Op::DeleteDevice | Op::DeleteModule | Op::Connection(_)
     ) {
         return false;
     }
-    let lifecycle = replica.lifecycle_events(device);
-    let seed = replica.seeds.get(device);
-    let devices = device_intervals(&lifecycle, seed.is_some());
+    let seed = replica.seeds.get(&event.device_id);
+    let devices = device_intervals(lifecycle, seed.is_some());
     let p = pos(dot, event);
     let Some(at) = find(&devices, &p) else {
         return true;
@@ -212,7 +224,50 @@ fn gap(dot: &str, event: &Event, waits_for: &'static str) -> Gap {
 
 /// Replays device `id` of `replica`.
 pub(super) fn replay(replica: &Replica, id: &str) -> Replayed {
-    let events = replica.device_events(id);
+    replay_as(replica, id, true, None)
+}
+
+/// What the state file writes of device `id` beside its events: its
+/// parked events and, for a device that exists, its version and its
+/// live modules' versions ([`ReplicaDevice::version`] and
+/// [`ReplicaDevice::module_versions`], the rest left empty). As
+/// [`replay`], without building the twins when no change is folded: a
+/// twin's version is the highest of its base's and its changes'.
+pub(super) fn versions(replica: &Replica, id: &str) -> Replayed {
+    replay_as(replica, id, false, None)
+}
+
+/// [`versions`], of the device's `events` as the replica holds them
+/// (`Replica::device_events`).
+pub(super) fn versions_of<'a>(
+    replica: &'a Replica,
+    id: &str,
+    events: Vec<(&'a EventDot, &'a Event)>,
+) -> Replayed {
+    replay_as(replica, id, false, Some(events))
+}
+
+fn replay_as<'a>(
+    replica: &'a Replica,
+    id: &str,
+    full: bool,
+    held: Option<Vec<(&'a EventDot, &'a Event)>>,
+) -> Replayed {
+    let folds = replica.folded.get(id);
+    // The twins, read again from the events' text, where they are
+    // replayed: versions alone need none.
+    let with_twins = if full || folds.is_some() {
+        replica.device_events_with_twins(id)
+    } else {
+        Vec::new()
+    };
+    let events = if !with_twins.is_empty() {
+        with_twins.iter().map(|(d, e)| (*d, e)).collect()
+    } else if let Some(held) = held {
+        held
+    } else {
+        replica.device_events(id)
+    };
     let seed = replica.seeds.get(id);
     let devices = device_intervals(&events, seed.is_some());
     let mut parked = Vec::new();
@@ -230,11 +285,10 @@ pub(super) fn replay(replica: &Replica, id: &str) -> Replayed {
     }
     let mut device = None;
     let last = devices.len().saturating_sub(1);
-    let folds = replica.folded.get(id);
     for (i, (interval, list)) in devices.iter().zip(&assigned).enumerate() {
         let live = i == last && interval.end.is_none();
         let seed = seed.filter(|_| interval.create.is_none());
-        let replayed = incarnation(interval, list, seed, live, folds, &mut parked);
+        let replayed = incarnation(interval, list, seed, live, folds, full, &mut parked);
         if live {
             device = replayed;
         }
@@ -254,8 +308,11 @@ fn incarnation(
     seed: Option<&Seed>,
     live: bool,
     folds: Option<&BTreeMap<FoldKey, Folded>>,
+    full: bool,
     parked: &mut Vec<Gap>,
 ) -> Option<ReplicaDevice> {
+    // Versions alone, where no fold needs its tree joined.
+    let light = !full && folds.is_none();
     let folded = |module: Option<&str>, start: Option<&Pos<'_>>| {
         let key = (module.map(str::to_owned), start.map(|s| s.2.to_owned()));
         folds.and_then(|f| f.get(&key))
@@ -300,26 +357,46 @@ fn incarnation(
         let Some(open) = lives.last().filter(|l| l.end.is_none()) else {
             continue;
         };
-        let base = match open.create {
-            Some(create) => created(create),
-            None => seed.map_or_else(State::default, |s| seeded_module(s, module)),
+        let state = if light {
+            let base = match open.create {
+                Some(create) => create.version(),
+                None => seed
+                    .and_then(|s| s.modules.get(*module))
+                    .and_then(|(_, v)| *v)
+                    .unwrap_or(0),
+            };
+            version_only(base, &mine)
+        } else {
+            let base = match open.create {
+                Some(create) => created(create),
+                None => seed.map_or_else(State::default, |s| seeded_module(s, module)),
+            };
+            let fold = folded(Some(*module), open.start.as_ref());
+            apply(base, fold, mine)
         };
-        let fold = folded(Some(*module), open.start.as_ref());
-        modules.insert((*module).to_owned(), apply(base, fold, mine));
+        modules.insert((*module).to_owned(), state);
     }
     if !live {
         return None;
     }
-    let base = match interval.create {
-        Some(create) => created(create),
-        None => seed.map_or_else(State::default, seeded_device),
-    };
     let own: Vec<(&str, &Event)> = events
         .iter()
         .filter(|(_, e)| e.module_id.is_none() && !is_lifecycle(&e.op))
         .copied()
         .collect();
-    let state = apply(base, folded(None, interval.start.as_ref()), own);
+    let state = if light {
+        let base = match interval.create {
+            Some(create) => create.version(),
+            None => seed.and_then(|s| s.version).unwrap_or(0),
+        };
+        version_only(base, &own)
+    } else {
+        let base = match interval.create {
+            Some(create) => created(create),
+            None => seed.map_or_else(State::default, seeded_device),
+        };
+        apply(base, folded(None, interval.start.as_ref()), own)
+    };
     let mut out = ReplicaDevice {
         twin_etag: state.etag,
         version: state.version,
@@ -334,6 +411,21 @@ fn incarnation(
         out.snapshot.modules.insert(module, state.entity);
     }
     Some(out)
+}
+
+/// The version [`apply_all`] gives an entity over a base of version
+/// `base`: each change sets the highest version seen (a create, where
+/// it resets, is the base), and those it skips are at or below the base.
+fn version_only(base: u64, events: &[(&str, &Event)]) -> State {
+    let version = events
+        .iter()
+        .filter(|(_, e)| e.twin.is_some())
+        .map(|(_, e)| e.version())
+        .fold(base, u64::max);
+    State {
+        version,
+        ..State::default()
+    }
 }
 
 fn seeded_device(seed: &Seed) -> State {
