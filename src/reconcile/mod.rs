@@ -26,9 +26,11 @@ internals!(plan::{SYSTEM_MODULES, identity_differs, is_system_module, twin_diffe
 pub use plan::not_carried;
 pub(crate) use plan::write_import;
 #[cfg(feature = "drill")]
-pub(crate) use plan::{every_op, import_guard, is_edge};
+pub(crate) use plan::{every_op, is_edge};
 #[cfg(feature = "drill")]
 pub use plan::{import_lines, write_import_line};
 pub use stamps::{HubClocks, HubTiming, StampError, hub_clocks};
 internals!(stamps::default_order);
+#[cfg(feature = "drill")]
+pub(crate) use unknown::fill_in_place;
 pub(crate) use unknown::{HubInput, fill_unknowns, hub_plan, writes_keyless};
