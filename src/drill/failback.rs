@@ -801,15 +801,15 @@ pub(crate) fn failback(
                 Hub::BOTH.map(|k| (k.name(), known(exports.hubs[k.index()].devices.get(id)))),
             );
             if let Some((who, _)) = knew.into_iter().find(|(_, k)| *k) {
-                let module = module
+                let what = module
                     .as_deref()
-                    .map_or(String::new(), |m| format!(" module {m}"));
+                    .map_or("the device".to_owned(), |m| format!("module {m}"));
                 findings.report(
                     KEYS_KEPT,
                     c,
                     id,
                     format!(
-                        "the {} hub's plan writes{module} without keys, which {who} carried",
+                        "the {} hub's plan writes {what} without keys, which {who} carried: the merge was refused",
                         h.name()
                     ),
                 );
@@ -1033,5 +1033,102 @@ pub(crate) fn failback(
         formats,
         refusal,
         kept_unshown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::{Authentication, Secret};
+    use crate::reconcile::Record;
+
+    fn keys(k: &str) -> Option<Authentication> {
+        Some(Authentication::sas(
+            Secret::new(&format!("{k}1")),
+            Secret::new(&format!("{k}2")),
+        ))
+    }
+
+    #[test]
+    fn a_line_that_writes_an_identity_without_keys_breaks_keys_kept() {
+        let line = |mode, with_keys: bool| {
+            let mut line = ImportLine {
+                mode,
+                id: "d".into(),
+                ..ImportLine::default()
+            };
+            if with_keys {
+                line.entity.authentication = keys("k");
+            }
+            line
+        };
+        let mut findings = Findings::default();
+        let fine = [
+            line(ImportMode::Create, true),
+            line(ImportMode::UpdateIfMatchETag, true),
+            line(ImportMode::UpdateTwinIfMatchETag, false),
+            line(ImportMode::DeleteIfMatchETag, false),
+        ];
+        keys_kept(&fine, &mut findings, 0, Hub::Primary);
+        assert!(findings.all_hold(), "{findings:?}");
+        let keyless = [
+            line(ImportMode::Create, false),
+            line(ImportMode::UpdateIfMatchETag, false),
+        ];
+        keys_kept(&keyless, &mut findings, 0, Hub::Secondary);
+        assert_eq!(findings.count(KEYS_KEPT), 2);
+    }
+
+    /// A twin-file hub may keep keys of its own only where the merge had
+    /// no reason to write them: the merged keys are the base's (which the
+    /// merge took the hub to hold), or the base lacks the device.
+    #[test]
+    fn a_hub_keeps_what_its_file_cannot_show_only_where_the_merge_wrote_nothing() {
+        let device = |k: &str, fan: i64| {
+            let mut d = DeviceSnapshot {
+                id: "d".into(),
+                ..DeviceSnapshot::default()
+            };
+            d.device.authentication = keys(k);
+            d.device.desired.insert("fan".into(), fan.into());
+            d
+        };
+        let mut hub = HubImage::new();
+        let held = device("rotated", 1);
+        hub.insert(
+            "d",
+            None,
+            Record {
+                entity: held.device.clone(),
+                ..Record::default()
+            },
+        );
+        let base = device("k", 1);
+        let check = |merged: &DeviceSnapshot, base: Option<&DeviceSnapshot>, format| {
+            converged(hub.device("d"), Some(merged), base, format)
+        };
+        use ExportFormat::{Identity, Keys, Twin};
+        assert_eq!(check(&held, Some(&base), Keys), Converged::Same);
+        assert_eq!(check(&base, Some(&base), Twin), Converged::Unshown);
+        assert_eq!(check(&base, None, Twin), Converged::Unshown);
+        assert_eq!(check(&base, Some(&base), Keys), Converged::Differs);
+        assert_eq!(check(&base, Some(&base), Identity), Converged::Differs);
+        // Another hub rotated too: the plan had to write its keys.
+        assert_eq!(
+            check(&device("other", 1), Some(&base), Twin),
+            Converged::Differs
+        );
+        // A twin change shows in a twin file.
+        assert_eq!(
+            check(&device("k", 2), Some(&base), Twin),
+            Converged::Differs
+        );
+        // An identity file shows keys, not the twin.
+        let twin_only = device("rotated", 7);
+        assert_eq!(
+            check(&twin_only, Some(&device("rotated", 7)), Identity),
+            Converged::Unshown
+        );
+        assert_eq!(check(&twin_only, Some(&base), Identity), Converged::Differs);
     }
 }

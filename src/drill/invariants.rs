@@ -822,6 +822,26 @@ mod tests {
         writes: Vec<Write>,
         finals: [HubDev; 2],
     ) -> Findings {
+        run_read_from(
+            start,
+            merged,
+            conflicts,
+            writes,
+            finals,
+            [ExportFormat::Keys; 2],
+        )
+        .0
+    }
+
+    /// [`run`] with each hub read from a file of `formats`.
+    fn run_read_from(
+        start: &DeviceSnapshot,
+        merged: Option<&DeviceSnapshot>,
+        conflicts: &[Conflict],
+        writes: Vec<Write>,
+        finals: [HubDev; 2],
+        formats: [ExportFormat; 2],
+    ) -> (Findings, Accounting) {
         let log = DeviceCycle {
             writes,
             finals,
@@ -835,11 +855,79 @@ mod tests {
             merged,
             conflicts,
             log: &log,
-            formats: [ExportFormat::Keys; 2],
+            formats,
         };
         let mut findings = Findings::default();
-        check_device(&check, &mut findings, &mut Accounting::default());
-        findings
+        let mut accounting = Accounting::default();
+        check_device(&check, &mut findings, &mut accounting);
+        (findings, accounting)
+    }
+
+    /// A twin write of a hub read from an identity file reached no input:
+    /// counted apart. Read from a twin file, it must be in the merge.
+    #[test]
+    fn a_value_no_file_could_show_is_counted_apart_and_only_that() {
+        let start = device("k", Status::Enabled);
+        let w = write(
+            Hub::Secondary,
+            1,
+            Kind::Desired,
+            Op::Update,
+            vec![desired("fw.version", json!("2.0"))],
+        );
+        let keys = ExportFormat::Keys;
+        let (findings, accounting) = run_read_from(
+            &start,
+            Some(&start),
+            &[],
+            vec![w.clone()],
+            alive(),
+            [keys, ExportFormat::Identity],
+        );
+        assert!(findings.all_hold(), "{findings:?}");
+        assert_eq!(accounting.unshown, 1);
+        let (findings, accounting) = run_read_from(
+            &start,
+            Some(&start),
+            &[],
+            vec![w],
+            alive(),
+            [ExportFormat::Identity, ExportFormat::Twin],
+        );
+        assert_eq!(findings.count(NOTHING_LOST), 1);
+        assert_eq!(accounting.unshown, 0);
+    }
+
+    /// A rotation on a hub read from a twin file is one the merge could
+    /// not see: the base's keys it keeps are no roll-back. Read with keys,
+    /// they are.
+    #[test]
+    fn keys_a_twin_file_hid_are_not_rolled_back() {
+        let start = device("k", Status::Enabled);
+        let rotated = device("r", Status::Enabled);
+        let rotate = write(
+            Hub::Primary,
+            1,
+            Kind::Rotate,
+            Op::Update,
+            device_facts(&rotated)
+                .into_iter()
+                .filter(|f| f.field == Field::Auth)
+                .collect(),
+        );
+        let twin = [ExportFormat::Twin, ExportFormat::Keys];
+        let (findings, accounting) = run_read_from(
+            &start,
+            Some(&start),
+            &[],
+            vec![rotate.clone()],
+            alive(),
+            twin,
+        );
+        assert!(findings.all_hold(), "{findings:?}");
+        assert_eq!(accounting.unshown, 1);
+        let findings = run(&start, Some(&start), &[], vec![rotate], alive());
+        assert_eq!(findings.count(KEYS_CURRENT), 1);
     }
 
     fn alive() -> [HubDev; 2] {
