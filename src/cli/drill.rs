@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use failback::drill::{DrillConfig, DrillError, Replication, Report, run, total_devices};
+use failback::drill::{
+    DrillConfig, DrillError, ExportFormats, Replication, Report, run, total_devices,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Failure;
@@ -55,6 +57,17 @@ pub struct DrillArgs {
     /// the export backup alone would have given reported beside it).
     #[arg(long, value_name = "MODE", default_value = "both", value_parser = parse_replication)]
     pub replication: Replication,
+    /// The file each hub's state is read from at failback: `keys` (an
+    /// export with keys), `twin` (a twin file: no keys), `identity` (an
+    /// identity file: no twin) or `mixed` (each hub's drawn per cycle from
+    /// the seed).
+    #[arg(long, value_name = "FORMAT", default_value = "mixed", value_parser = parse_export_formats)]
+    pub export_formats: ExportFormats,
+}
+
+fn parse_export_formats(text: &str) -> Result<ExportFormats, String> {
+    text.parse()
+        .map_err(|e: failback::drill::UnknownExportFormats| e.to_string())
 }
 
 fn parse_replication(text: &str) -> Result<Replication, String> {
@@ -101,6 +114,7 @@ fn single(args: &DrillArgs) -> Result<ExitCode, Failure> {
     config.cycles = args.cycles.unwrap_or(config.cycles);
     config.threads = args.threads.unwrap_or(config.threads);
     config.replication = args.replication;
+    config.export_formats = args.export_formats;
     println!(
         "failback drill: seed {} ({})",
         config.seed,
@@ -172,6 +186,7 @@ fn seeds(args: &DrillArgs, range: &str) -> Result<ExitCode, Failure> {
             c.skew_ms = args.skew.or(c.skew_ms);
             c.cycles = args.cycles.unwrap_or(c.cycles);
             c.replication = args.replication;
+            c.export_formats = args.export_formats;
             c
         })
         .collect();

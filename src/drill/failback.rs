@@ -1,24 +1,28 @@
-//! Failback through the library: exports of both hubs, the merge, the
-//! plans applied with the hubs' import semantics — one plan applied twice,
-//! the other interrupted half-way and finished by a second merge.
+//! Failback through the library: each hub's state read from a file of its
+//! cycle's format (an export with keys, a twin file, an identity file), the
+//! merge, the plans applied with the hubs' import semantics — one plan
+//! applied twice, the other interrupted half-way and finished by a second
+//! merge.
 
 use std::collections::BTreeMap;
 
+use super::formats::ExportFormat;
 use super::invariants::{
-    DETERMINISTIC, FILES_ROUNDTRIP, Findings, HUBS_CONVERGE, PLAN_IDEMPOTENT, RESUME_CONVERGES,
+    DETERMINISTIC, FILES_ROUNDTRIP, Findings, HUBS_CONVERGE, KEYS_KEPT, PLAN_IDEMPOTENT,
+    RESUME_CONVERGES,
 };
-use super::oracle::Hub;
+use super::oracle::{Hub, entity_of};
 use super::sim::Cycle;
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{DeviceSnapshot, Entity, Policies};
 use crate::format::{
-    DeviceEtags, ExportFile, ExportLineRef, ExportReader, ImportMode, ModuleEtags, ReadError,
-    collect_export,
+    DeviceEtags, ExportDevice, ExportFile, ExportLineRef, ExportReader, IdentityReader, ImportMode,
+    ModuleEtags, ReadError, TwinReader, collect_export, collect_identities, collect_twins,
 };
 use crate::reconcile::{
-    Action, DeviceOutcome, HeldDevice, HubImage, HubSnapshots, ImportLine, PlanOp, ResolvedOutcome,
-    SYSTEM_MODULES, device_plan, import_guard, import_lines, is_edge, is_system_module,
-    merge_fleet, resolve_fleet, write_import, write_import_line,
+    Action, DeviceOutcome, HeldDevice, HubImage, HubInput, HubSnapshots, ImportLine, PlanOp,
+    ResolvedOutcome, SYSTEM_MODULES, fill_in_place, hub_plan, is_edge, is_system_module,
+    merge_fleet, resolve_fleet, twin_differs, write_import, write_import_line, writes_keyless,
 };
 
 /// A hub's export as the failback reads it: the hub written as an export
@@ -57,44 +61,149 @@ pub fn plan_roundtrip(lines: &[ImportLine]) -> Result<Vec<ImportLine>, Box<ReadE
     Ok(read)
 }
 
-/// Each device's etags as its export lines gave them: the device's
-/// `eTag` and `twinETag`, and its modules'.
+/// Each device's etags as its file gave them: the identity's etag (a
+/// twin's `deviceEtag`), the twin's (none in an identity file), and its
+/// modules'.
 type Etags = BTreeMap<String, (Option<String>, Option<String>, ModuleEtags)>;
 
-/// A hub's export as read back: the devices as merged, and their etags.
-pub(crate) type Exported = (HubSnapshots, Etags);
+/// What one hub's file gave besides its devices.
+struct ExportMeta {
+    etags: Etags,
+    format: ExportFormat,
+    /// Whether what the file cannot show was filled in from the base (the
+    /// cycle's, as the merge takes it).
+    filled: bool,
+}
 
-/// The hubs' exports through the file format; a hub whose export does not
-/// survive it is reported and merged as held. The devices merged are the
-/// ones read back, taken from the file rather than copied.
+/// Both hubs' files as read back: their devices as merged, and what
+/// guards their plans.
+pub(crate) struct Exports {
+    /// Each hub's devices, primary first.
+    hubs: [HubSnapshots; 2],
+    meta: [ExportMeta; 2],
+}
+
+impl Exports {
+    /// Forgets what was filled in from the base, so the next cycle fills
+    /// from its own: each device is then what its file showed.
+    fn forget_filled(&mut self) {
+        for (hub, meta) in self.hubs.iter_mut().zip(&mut self.meta) {
+            if meta.format != ExportFormat::Keys && meta.filled {
+                hub.devices
+                    .values_mut()
+                    .for_each(|d| meta.format.forget_unshown(d));
+            }
+            meta.filled = false;
+        }
+    }
+}
+
+/// A device read back from a file, with its etags.
+type ReadBack = BTreeMap<
+    String,
+    (
+        DeviceSnapshot,
+        (Option<String>, Option<String>, ModuleEtags),
+    ),
+>;
+
+/// Reads `bytes` back as a file of `format`.
+fn read_back(format: ExportFormat, bytes: &[u8]) -> Result<ReadBack, Box<ReadError>> {
+    let file = match format {
+        ExportFormat::Twin => "twins.json",
+        ExportFormat::Identity => "identities.json",
+        ExportFormat::Keys => "export.jsonl",
+    };
+    let exported = |d: ExportDevice| (d.snapshot, (d.etag, d.twin_etag, d.module_etags));
+    let read = match format {
+        ExportFormat::Keys => collect_export(ExportReader::new(bytes, file)).map(|f| {
+            f.devices
+                .into_iter()
+                .map(|(id, d)| (id, exported(d)))
+                .collect()
+        }),
+        ExportFormat::Identity => collect_identities(IdentityReader::new(bytes, file)).map(|f| {
+            f.devices
+                .into_iter()
+                .map(|(id, d)| (id, exported(d)))
+                .collect()
+        }),
+        ExportFormat::Twin => collect_twins(TwinReader::new(bytes, file)).map(|f| {
+            f.devices
+                .into_iter()
+                .map(|(id, d)| {
+                    let modules = d
+                        .modules
+                        .into_iter()
+                        .map(|(m, info)| (m, (info.device_etag, info.etag)))
+                        .collect();
+                    let etags = (d.twin.device_etag, d.twin.etag, modules);
+                    (id, (d.snapshot, etags))
+                })
+                .collect()
+        }),
+    };
+    read.map_err(Box::new)
+}
+
+/// What a file of `format` cannot show of `device` (keys, twins), taken
+/// from the base's device, as `failback merge` takes it: an unknown is not
+/// a change.
+fn fill_unshown(format: ExportFormat, device: &mut DeviceSnapshot, base: Option<&DeviceSnapshot>) {
+    if let Some(known) = base.filter(|_| format != ExportFormat::Keys) {
+        fill_in_place(device, known, |_| !format.carries_twin());
+    }
+}
+
+/// The hubs' files, each in its `formats`, written and read back; a hub
+/// whose file does not survive it is reported and merged as held. The
+/// devices merged are the ones read back, taken from the file rather than
+/// copied, with what the file cannot show (keys of a twin file, the twin
+/// of an identity file) filled in from `base` as `failback merge` fills it.
 ///
-/// `previous` is what the last export of each hub read back. A device whose
-/// records are still exactly those it read (entities and etags) would be
-/// written as the same lines and read back as the same device: it is taken
-/// from there instead of written and read again. Every other device's lines
-/// are written and read back, and compared with what the hub holds.
+/// `previous` is what the last files of each hub read back. A device whose
+/// records still show exactly what it read (entities and etags, as far as
+/// the format shows them) would be written as the same lines and read back
+/// as the same device: it is taken from there instead of written and read
+/// again. Every other device's lines are written and read back, and
+/// compared with what the hub holds.
 fn exports_checked(
     hubs: &[HubImage; 2],
+    formats: [ExportFormat; 2],
+    base: &BTreeMap<String, DeviceSnapshot>,
     findings: &mut Findings,
     c: usize,
     buf: &mut Vec<u8>,
-    previous: Option<[Exported; 2]>,
-) -> [Exported; 2] {
-    let mut previous = previous.map(|p| p.map(Some));
-    Hub::BOTH.map(|h| {
+    previous: Option<Exports>,
+) -> Exports {
+    let mut previous = previous.map(|p| {
+        let [h0, h1] = p.hubs;
+        let [m0, m1] = p.meta;
+        [Some((h0, m0)), Some((h1, m1))]
+    });
+    let read = Hub::BOTH.map(|h| {
         let held = &hubs[h.index()];
-        let (mut old, mut old_etags) = match previous.as_mut().and_then(|p| p[h.index()].take()) {
-            Some((snapshots, etags)) => (snapshots.devices, etags),
+        let format = formats[h.index()];
+        let cached = previous
+            .as_mut()
+            .and_then(|p| p[h.index()].take())
+            .filter(|(_, meta)| meta.format == format);
+        let filled = cached.as_ref().is_some_and(|(_, meta)| meta.filled);
+        let (mut old, mut old_etags) = match cached {
+            Some((snapshots, meta)) => (snapshots.devices, meta.etags),
             None => Default::default(),
         };
         let mut devices = BTreeMap::new();
         let mut etags = Etags::new();
         let mut fresh = Vec::new();
         buf.clear();
+        format.begin(buf);
+        let mut first = true;
         let mut written = Ok(());
         for device in held.devices() {
             let same = match (old.get(device.id), old_etags.get(device.id)) {
-                (Some(d), Some((etag, twin_etag, modules))) => device.is(
+                (Some(d), Some((etag, twin_etag, modules))) => format.shows_as(
+                    &device,
                     d,
                     DeviceEtags {
                         etag: etag.as_deref(),
@@ -107,29 +216,35 @@ fn exports_checked(
             let kept = same
                 .then(|| old.remove_entry(device.id).zip(old_etags.remove(device.id)))
                 .flatten();
-            if let Some(((id, d), e)) = kept {
+            if let Some(((id, mut d), e)) = kept {
+                if !filled {
+                    fill_unshown(format, &mut d, base.get(&id));
+                }
                 etags.insert(id.clone(), e);
                 devices.insert(id, d);
             } else if written.is_ok() {
-                written = device.write_export(buf);
+                written = format.write(buf, &device, &mut first);
                 fresh.push(device.id);
             }
         }
+        format.end(buf);
         let read = written
-            .map_err(|e| Box::new(ReadError::io("export.jsonl", e)))
-            .and_then(|()| {
-                collect_export(ExportReader::new(buf.as_slice(), "export.jsonl")).map_err(Box::new)
-            });
+            .map_err(|e| Box::new(ReadError::io("export", e)))
+            .and_then(|()| read_back(format, buf));
         let read = match read {
             Ok(file) => {
                 let differs = |id: &str| {
-                    let read = file.devices.get(id);
-                    !held
-                        .device(id)
-                        .zip(read)
-                        .is_some_and(|(d, r)| d.is(&r.snapshot, r.etags()))
+                    let read = file.get(id);
+                    !held.device(id).zip(read).is_some_and(|(d, (r, e))| {
+                        let etags = DeviceEtags {
+                            etag: e.0.as_deref(),
+                            twin_etag: e.1.as_deref(),
+                            modules: Some(&e.2),
+                        };
+                        format.shows_as(&d, r, etags) && format.holds_only_shown(r)
+                    })
                 };
-                if file.devices.len() == fresh.len() && !fresh.iter().any(|id| differs(id)) {
+                if file.len() == fresh.len() && !fresh.iter().any(|id| differs(id)) {
                     Ok(file)
                 } else {
                     let id = fresh.iter().find(|id| differs(id)).copied().unwrap_or("");
@@ -137,7 +252,7 @@ fn exports_checked(
                         FILES_ROUNDTRIP,
                         c,
                         id,
-                        format!("the {} hub's export read back differently", h.name()),
+                        format!("the {} hub's {format} file read back differently", h.name()),
                     );
                     Err(())
                 }
@@ -147,21 +262,24 @@ fn exports_checked(
                     FILES_ROUNDTRIP,
                     c,
                     e.device.as_deref().unwrap_or(""),
-                    format!("the {} hub's export does not read back: {e}", h.name()),
+                    format!(
+                        "the {} hub's {format} file does not read back: {e}",
+                        h.name()
+                    ),
                 );
                 Err(())
             }
         };
         let (devices, etags) = match read {
             Ok(file) => {
-                for (id, device) in file.devices {
-                    let e = (device.etag, device.twin_etag, device.module_etags);
+                for (id, (mut device, e)) in file {
+                    fill_unshown(format, &mut device, base.get(&id));
                     etags.insert(id.clone(), e);
-                    devices.insert(id, device.snapshot);
+                    devices.insert(id, device);
                 }
                 (devices, etags)
             }
-            // Merged as held, and read afresh next time.
+            // Merged as held (everything known), and read afresh next time.
             Err(()) => (held.snapshots(), Etags::new()),
         };
         let snapshots = HubSnapshots {
@@ -169,33 +287,117 @@ fn exports_checked(
             devices,
             times: BTreeMap::new(),
         };
-        (snapshots, etags)
-    })
+        let meta = ExportMeta {
+            etags,
+            format,
+            filled: true,
+        };
+        (snapshots, meta)
+    });
+    let [(h0, m0), (h1, m1)] = read;
+    Exports {
+        hubs: [h0, h1],
+        meta: [m0, m1],
+    }
 }
 
-/// A plan through the file format: each operation written as its import
-/// line and read back as the hub's import job reads it. A plan that does
-/// not survive it is reported and applied as made.
+/// One line of a hub's plan, as made: the device (by its place in the
+/// merge's outcomes), the module, what it does, and its guards.
+#[derive(Clone, Debug)]
+struct Planned {
+    at: usize,
+    module_id: Option<String>,
+    action: Action,
+    mode: ImportMode,
+    etag: Option<String>,
+    twin_etag: Option<String>,
+}
+
+/// Makes hub `h`'s plan for every outcome, as `failback merge` makes it
+/// ([`hub_plan`]): from what the hub's file showed (filled from the base),
+/// what it could not show taken as merged, guarded by the file's etags.
+/// `line` is given each line with the index of its outcome.
+fn plan_hub<'a, M: PlanSource<'a>>(
+    outcomes: &'a [M],
+    exports: &Exports,
+    h: Hub,
+    base: &BTreeMap<String, DeviceSnapshot>,
+    mut line: impl FnMut(usize, &PlanOp<'_>, ImportMode, Option<&str>, Option<&str>),
+) {
+    let devices = &exports.hubs[h.index()].devices;
+    let meta = &exports.meta[h.index()];
+    let none = ModuleEtags::new();
+    for (at, o) in outcomes.iter().enumerate() {
+        let id = o.id();
+        let input = devices.get(id).map(|snapshot| {
+            let etags = meta.etags.get(id);
+            HubInput {
+                snapshot,
+                etag: etags.and_then(|e| e.0.as_deref()),
+                twin_etag: etags.and_then(|e| e.1.as_deref()),
+                module_etags: etags.map_or(&none, |e| &e.2),
+                knows_twin: meta.format.carries_twin(),
+            }
+        });
+        hub_plan(
+            input,
+            base.get(id),
+            o.merged(),
+            |op, mode, etag, twin_etag| {
+                line(at, op, mode, etag, twin_etag);
+            },
+        );
+    }
+}
+
+/// The entity a planned line writes: the merged device's or module's;
+/// none for a delete.
+fn planned_entity<'o>(outcomes: &'o [DeviceOutcome], p: &Planned) -> Option<&'o Entity> {
+    if p.action == Action::Delete {
+        return None;
+    }
+    let merged = outcomes.get(p.at)?.merge.merged.as_ref()?;
+    match &p.module_id {
+        None => Some(&merged.device),
+        Some(m) => merged.modules.get(m),
+    }
+}
+
+/// The import line of a planned line, made in memory.
+fn planned_line(outcomes: &[DeviceOutcome], p: &Planned) -> ImportLine {
+    ImportLine {
+        mode: p.mode,
+        id: outcomes.get(p.at).map(|o| o.id.clone()).unwrap_or_default(),
+        module_id: p.module_id.clone(),
+        etag: p.etag.clone(),
+        twin_etag: p.twin_etag.clone(),
+        entity: planned_entity(outcomes, p).cloned().unwrap_or_default(),
+    }
+}
+
+/// A plan through the file format: each line written as its import line
+/// and read back as the hub's import job reads it. A plan that does not
+/// survive it is reported and applied as made.
 fn plan_checked(
-    ops: &[PlanOp<'_>],
-    hub_image: &HubImage,
+    planned: &[Planned],
+    outcomes: &[DeviceOutcome],
     findings: &mut Findings,
     c: usize,
     hub: Hub,
     buf: &mut Vec<u8>,
 ) -> Vec<ImportLine> {
     let none = Entity::default();
-    let guards: Vec<_> = ops.iter().map(|op| import_guard(op, hub_image)).collect();
+    let id = |p: &Planned| outcomes.get(p.at).map_or("", |o| o.id.as_str());
     buf.clear();
     let mut written = Ok(());
-    for (op, (mode, etag, twin_etag)) in ops.iter().zip(&guards) {
+    for p in planned {
         let line = ExportLineRef {
-            id: op.id,
-            module_id: op.module_id,
-            etag: *etag,
-            twin_etag: *twin_etag,
-            import_mode: Some(*mode),
-            entity: op.entity.unwrap_or(&none),
+            id: id(p),
+            module_id: p.module_id.as_deref(),
+            etag: p.etag.as_deref(),
+            twin_etag: p.twin_etag.as_deref(),
+            import_mode: Some(p.mode),
+            entity: planned_entity(outcomes, p).unwrap_or(&none),
         };
         written = write_import(buf, &line);
         if written.is_err() {
@@ -205,31 +407,30 @@ fn plan_checked(
     let read = written
         .map_err(|e| Box::new(ReadError::io("plan.jsonl", e)))
         .and_then(|()| {
-            let mut read = Vec::with_capacity(ops.len());
+            let mut read = Vec::with_capacity(planned.len());
             for line in ExportReader::new(buf.as_slice(), "plan.jsonl") {
                 read.push(ImportLine::from(line.map_err(Box::new)?));
             }
             Ok(read)
         });
+    let made = || planned.iter().map(|p| planned_line(outcomes, p)).collect();
     match read {
         Ok(read) => {
             // Twin lines carry only the twin: compare what an import reads.
-            let same = read.len() == ops.len()
-                && read.iter().zip(ops.iter().zip(&guards)).all(
-                    |(r, (op, (mode, etag, twin_etag)))| {
-                        let entity = op.entity.unwrap_or(&none);
-                        r.mode == *mode
-                            && r.id == op.id
-                            && r.module_id.as_deref() == op.module_id
-                            && r.etag.as_deref() == *etag
-                            && r.twin_etag.as_deref() == *twin_etag
-                            && r.entity.tags == entity.tags
-                            && r.entity.desired == entity.desired
-                            && r.entity.reported == entity.reported
-                            && (matches!(mode, ImportMode::UpdateTwinIfMatchETag)
-                                || r.entity == *entity)
-                    },
-                );
+            let same = read.len() == planned.len()
+                && read.iter().zip(planned).all(|(r, p)| {
+                    let entity = planned_entity(outcomes, p).unwrap_or(&none);
+                    r.mode == p.mode
+                        && r.id == id(p)
+                        && r.module_id == p.module_id
+                        && r.etag == p.etag
+                        && r.twin_etag == p.twin_etag
+                        && r.entity.tags == entity.tags
+                        && r.entity.desired == entity.desired
+                        && r.entity.reported == entity.reported
+                        && (matches!(p.mode, ImportMode::UpdateTwinIfMatchETag)
+                            || r.entity == *entity)
+                });
             if !same {
                 findings.report(
                     FILES_ROUNDTRIP,
@@ -237,7 +438,7 @@ fn plan_checked(
                     "",
                     format!("the {} hub's plan read back differently", hub.name()),
                 );
-                return import_lines(ops, hub_image);
+                return made();
             }
             read
         }
@@ -248,7 +449,30 @@ fn plan_checked(
                 e.device.as_deref().unwrap_or(""),
                 format!("the {} hub's plan does not read back: {e}", hub.name()),
             );
-            import_lines(ops, hub_image)
+            made()
+        }
+    }
+}
+
+/// Reports each line of `lines` that writes an identity without keys:
+/// the hub would generate new ones (the keys rule). No line applied may.
+fn keys_kept(lines: &[ImportLine], findings: &mut Findings, c: usize, hub: Hub) {
+    for line in lines {
+        if writes_keyless(line.mode, Some(&line.entity)) {
+            let module = line
+                .module_id
+                .as_deref()
+                .map_or(String::new(), |m| format!(" module {m}"));
+            findings.report(
+                KEYS_KEPT,
+                c,
+                &line.id,
+                format!(
+                    "the {} hub is sent a {} line{module} without keys: it would generate new ones",
+                    hub.name(),
+                    line.mode
+                ),
+            );
         }
     }
 }
@@ -285,34 +509,29 @@ fn action_name(action: Action) -> &'static str {
 pub(crate) struct Failback {
     /// The merge, device by device.
     pub outcomes: Vec<DeviceOutcome>,
+    /// The format each hub's state was read from, in the merge that went
+    /// through: the cycle's, or an export with keys after a refusal.
+    pub formats: [ExportFormat; 2],
+    /// What a refused merge would have written.
+    pub refusal: Refusal,
+    /// The devices the primary holds with values its file could not show
+    /// and the merge had no reason to write (see [`Converged::Unshown`]):
+    /// the next cycle starts from what the primary holds.
+    pub kept_unshown: Vec<String>,
+}
+
+/// A merge refused because its plans would write identities whose keys no
+/// input knows, as `failback merge` refuses it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// The import lines that would have written an identity without keys.
+    pub lines: u64,
+    /// Per hub, primary first, whether it was exported again with keys.
+    pub reexported: [bool; 2],
 }
 
 fn replica(hub: Hub) -> ReplicaId {
     ReplicaId::new(hub.name()).expect("valid literal")
-}
-
-/// The operations of the plan that brings `export` to the merged
-/// devices, in device order, counted by action when asked.
-fn plan_ops<'a, M: PlanSource<'a>>(
-    outcomes: &'a [M],
-    export: &'a HubSnapshots,
-    counts: Option<(&mut PlanCounts, Hub)>,
-) -> Vec<PlanOp<'a>> {
-    let mut ops = Vec::new();
-    let mut counts = counts;
-    for o in outcomes {
-        let device_ops = device_plan(export.devices.get(o.id()), o.merged());
-        if let Some((counts, h)) = counts.as_mut() {
-            for op in &device_ops {
-                *counts
-                    .lines
-                    .entry((h.name(), action_name(op.action)))
-                    .or_default() += 1;
-            }
-        }
-        ops.extend(device_ops);
-    }
-    ops
 }
 
 /// A merge result a plan is made from: owned or borrowed.
@@ -385,26 +604,85 @@ fn same_carried(a: Option<&DeviceSnapshot>, b: Option<&DeviceSnapshot>) -> bool 
     same_carried_as(a.map(|d| (d.id.as_str(), &d.device, &d.modules)), b)
 }
 
-/// [`same_carried`] of a device a hub holds, compared where it lies.
-fn same_carried_held(a: Option<HeldDevice<'_>>, b: Option<&DeviceSnapshot>) -> bool {
+/// How a device a hub holds compares with the merged one, as far as a plan
+/// carries it ([`same_carried`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Converged {
+    /// Equal.
+    Same,
+    /// Equal but where the hub's file shows nothing and the merge had no
+    /// reason to write: keys of a twin-file hub, the twin of an
+    /// identity-file hub, where the merged value is the base's (which the
+    /// merge took the hub to hold) or the base lacked the entity (the merge
+    /// took the hub to hold the merged value).
+    Unshown,
+    /// Different.
+    Differs,
+}
+
+/// One entity of a hub against the merged one; `base` is the base's.
+fn entity_converged(
+    format: ExportFormat,
+    held: &Entity,
+    merged: &Entity,
+    base: Option<&Entity>,
+) -> Converged {
+    if held == merged {
+        return Converged::Same;
+    }
+    if format == ExportFormat::Keys
+        || !format.same_shown(held, merged)
+        || held.extra != merged.extra
+    {
+        return Converged::Differs;
+    }
+    let keys = format.carries_keys()
+        || held.authentication == merged.authentication
+        || base.is_none_or(|k| k.authentication == merged.authentication);
+    let twin = format.carries_twin()
+        || !twin_differs(held, merged)
+        || base.is_none_or(|k| !twin_differs(k, merged));
+    if keys && twin {
+        Converged::Unshown
+    } else {
+        Converged::Differs
+    }
+}
+
+/// [`same_carried`] of a device a hub holds, compared where it lies, as
+/// far as the hub's file of `format` shows it.
+fn converged(
+    a: Option<HeldDevice<'_>>,
+    b: Option<&DeviceSnapshot>,
+    base: Option<&DeviceSnapshot>,
+    format: ExportFormat,
+) -> Converged {
     let none = Entity::default();
-    let Some(a) = a else {
-        return b.is_none();
-    };
-    let Some(b) = b else {
-        return false;
+    let (a, b) = match (a, b) {
+        (None, None) => return Converged::Same,
+        (Some(a), Some(b)) => (a, b),
+        _ => return Converged::Differs,
     };
     let device = a.device.map_or(&none, |r| &r.entity);
-    let carried = |m: &str| !is_system_module(m);
+    let carried = |m: &&String| !is_system_module(m);
     let edge = is_edge(device) && SYSTEM_MODULES.iter().all(|m| a.modules.contains_key(*m));
-    a.id == b.id
-        && *device == b.device
-        && edge == is_edge_with_modules(b)
-        && a.modules
-            .iter()
-            .filter(|(m, _)| carried(m))
-            .map(|(m, r)| (m, &r.entity))
-            .eq(b.modules.iter().filter(|(m, _)| carried(m)))
+    if a.id != b.id || edge != is_edge_with_modules(b) {
+        return Converged::Differs;
+    }
+    let mut worst = entity_converged(format, device, &b.device, base.map(|k| &k.device));
+    let mut ours = a.modules.iter().filter(|(m, _)| carried(m));
+    let mut theirs = b.modules.iter().filter(|(m, _)| carried(m));
+    while worst != Converged::Differs {
+        match (ours.next(), theirs.next()) {
+            (None, None) => break,
+            (Some((m, r)), Some((n, e))) if m == n => {
+                let k = base.and_then(|k| k.modules.get(m));
+                worst = worst.max(entity_converged(format, &r.entity, e, k));
+            }
+            _ => return Converged::Differs,
+        }
+    }
+    worst
 }
 
 fn is_edge_with_modules(d: &DeviceSnapshot) -> bool {
@@ -454,6 +732,12 @@ fn first_taken<'l>(lines: &'l [ImportLine], errors: &[crate::reconcile::ImportEr
 /// Fails back one shard: merges, applies the plans (one applied twice, the
 /// other cut short and finished by a second merge), and checks that the
 /// hubs converge. `buf` is the shard's scratch space for the files.
+///
+/// Each hub's state is read from a file of the cycle's format for it. A
+/// merge whose plans would write an identity whose keys no input knows
+/// (the hub would generate new ones) is refused, as `failback merge`
+/// refuses it; the operator then exports each hub whose file carried no
+/// keys again, with keys, and merges again.
 pub(crate) fn failback(
     inputs: &Inputs<'_>,
     hubs: &mut [HubImage; 2],
@@ -461,7 +745,7 @@ pub(crate) fn failback(
     findings: &mut Findings,
     counts: &mut PlanCounts,
     buf: &mut Vec<u8>,
-    previous: &mut Option<[Exported; 2]>,
+    previous: &mut Option<Exports>,
 ) -> Failback {
     let Inputs {
         c,
@@ -470,12 +754,95 @@ pub(crate) fn failback(
         stamps,
     } = *inputs;
     let policies = Policies::default();
-    let [(s0, e0), (s1, e1)] = exports_checked(hubs, findings, c, buf, previous.take());
-    let mut exported = [s0, s1];
-    let outcomes = merge_fleet(Some(base), &exported, stamps, &policies, 1).expect(UNSTAMPED);
+    let mut formats = cycle.formats;
+    let mut refusal = Refusal::default();
+    let mut cache = previous.take();
+    let (mut exports, outcomes, planned) = loop {
+        let exports = exports_checked(hubs, formats, base, findings, c, buf, cache.take());
+        let outcomes =
+            merge_fleet(Some(base), &exports.hubs, stamps, &policies, 1).expect(UNSTAMPED);
+        let mut keyless = Vec::new();
+        let planned = Hub::BOTH.map(|h| {
+            let mut lines = Vec::new();
+            plan_hub(
+                &outcomes,
+                &exports,
+                h,
+                base,
+                |at, op, mode, etag, twin_etag| {
+                    if writes_keyless(mode, op.entity) {
+                        keyless.push((h, at, op.module_id.map(str::to_owned)));
+                    }
+                    lines.push(Planned {
+                        at,
+                        module_id: op.module_id.map(str::to_owned),
+                        action: op.action,
+                        mode,
+                        etag: etag.map(str::to_owned),
+                        twin_etag: twin_etag.map(str::to_owned),
+                    });
+                },
+            );
+            lines
+        });
+        if keyless.is_empty() {
+            break (exports, outcomes, planned);
+        }
+        // Refused: the keys of these entities are in no input, or the
+        // merge lost them.
+        refusal.lines += keyless.len() as u64;
+        for (h, at, module) in &keyless {
+            let id = outcomes.get(*at).map_or("", |o| o.id.as_str());
+            let known = |d: Option<&DeviceSnapshot>| {
+                d.and_then(|d| entity_of(d, module.as_deref()))
+                    .is_some_and(|e| e.authentication.is_some())
+            };
+            let knew = std::iter::once(("the base", known(base.get(id)))).chain(
+                Hub::BOTH.map(|k| (k.name(), known(exports.hubs[k.index()].devices.get(id)))),
+            );
+            if let Some((who, _)) = knew.into_iter().find(|(_, k)| *k) {
+                let what = module
+                    .as_deref()
+                    .map_or("the device".to_owned(), |m| format!("module {m}"));
+                findings.report(
+                    KEYS_KEPT,
+                    c,
+                    id,
+                    format!(
+                        "the {} hub's plan writes {what} without keys, which {who} carried: the merge was refused",
+                        h.name()
+                    ),
+                );
+            }
+        }
+        let mut again = false;
+        for h in Hub::BOTH {
+            let format = &mut formats[h.index()];
+            if !format.carries_keys() {
+                *format = ExportFormat::Keys;
+                refusal.reexported[h.index()] = true;
+                again = true;
+            }
+        }
+        if !again {
+            // Every file carried keys: nothing an operator could add.
+            findings.report(
+                KEYS_KEPT,
+                c,
+                "",
+                format!(
+                    "{} plan lines write identities without keys, though every hub's file carried keys",
+                    keyless.len()
+                ),
+            );
+            break (exports, outcomes, planned);
+        }
+        cache = Some(exports);
+    };
     if check_determinism {
-        exported.swap(0, 1);
-        let again = resolve_fleet(Some(base), &exported, stamps, &policies, 2).expect(UNSTAMPED);
+        exports.hubs.swap(0, 1);
+        let again =
+            resolve_fleet(Some(base), &exports.hubs, stamps, &policies, 2).expect(UNSTAMPED);
         let same = |a: &ResolvedOutcome<'_>, o: &DeviceOutcome| {
             a.id == o.id
                 && a.outcome == o.outcome
@@ -497,17 +864,25 @@ pub(crate) fn failback(
             );
         }
         drop(again);
-        exported.swap(0, 1);
+        exports.hubs.swap(0, 1);
     }
-    let ops = Hub::BOTH.map(|h| plan_ops(&outcomes, &exported[h.index()], Some((&mut *counts, h))));
-    let [ops0, ops1] = &ops;
+    for h in Hub::BOTH {
+        for p in &planned[h.index()] {
+            *counts
+                .lines
+                .entry((h.name(), action_name(p.action)))
+                .or_default() += 1;
+        }
+    }
+    let [planned0, planned1] = &planned;
     let plans = [
-        plan_checked(ops0, &hubs[0], findings, c, Hub::BOTH[0], buf),
-        plan_checked(ops1, &hubs[1], findings, c, Hub::BOTH[1], buf),
+        plan_checked(planned0, &outcomes, findings, c, Hub::BOTH[0], buf),
+        plan_checked(planned1, &outcomes, findings, c, Hub::BOTH[1], buf),
     ];
-    drop(ops);
-    let [s0, s1] = exported;
-    let read = [(s0, e0), (s1, e1)];
+    drop(planned);
+    for (h, plan) in Hub::BOTH.into_iter().zip(&plans) {
+        keys_kept(plan, findings, c, h);
+    }
 
     let cut_hub = cycle.interrupt;
     let full_hub = cut_hub.other();
@@ -537,10 +912,10 @@ pub(crate) fn failback(
     let errors = hubs[x].apply_owned(cut_plan);
     import_errors(findings, c, cut_hub, &errors);
 
-    // The operator re-runs the failback on what the hubs hold now.
-    let [(s0, e0), (s1, e1)] = exports_checked(hubs, findings, c, buf, Some(read));
-    let exported = [s0, s1];
-    let rerun = resolve_fleet(Some(base), &exported, stamps, &policies, 1).expect(UNSTAMPED);
+    // The operator re-runs the failback on what the hubs hold now, from
+    // files of the formats the merge went through with.
+    let exports = exports_checked(hubs, formats, base, findings, c, buf, Some(exports));
+    let rerun = resolve_fleet(Some(base), &exports.hubs, stamps, &policies, 1).expect(UNSTAMPED);
     let first = merged_by_id(&outcomes);
     let second = merged_by_id(&rerun);
     for (id, merged) in &second {
@@ -562,12 +937,40 @@ pub(crate) fn failback(
         );
     }
     let rest = Hub::BOTH.map(|h| {
-        import_lines(
-            &plan_ops(&rerun, &exported[h.index()], None),
-            &hubs[h.index()],
-        )
+        let mut lines = Vec::new();
+        plan_hub(
+            &rerun,
+            &exports,
+            h,
+            base,
+            |at, op, mode, etag, twin_etag| {
+                lines.push(ImportLine {
+                    mode,
+                    id: rerun.get(at).map_or_else(String::new, |o| o.id.to_owned()),
+                    module_id: op.module_id.map(str::to_owned),
+                    etag: etag.map(str::to_owned),
+                    twin_etag: twin_etag.map(str::to_owned),
+                    entity: op.entity.cloned().unwrap_or_default(),
+                });
+            },
+        );
+        lines
     });
-    if let Some(line) = rest[y].first() {
+    // A hub whose file cannot show a value is sent it again whenever the
+    // merged value is not the base's (the merge takes the hub to hold the
+    // base's): lines that write what the hub holds already. Any other
+    // line means the hub differs.
+    let rewrites = |line: &ImportLine| {
+        formats[y] != ExportFormat::Keys
+            && hubs[y]
+                .get(&line.id, line.module_id.as_deref())
+                .is_some_and(|r| match line.mode {
+                    ImportMode::UpdateTwinIfMatchETag => !twin_differs(&r.entity, &line.entity),
+                    ImportMode::UpdateIfMatchETag => r.entity == line.entity,
+                    _ => false,
+                })
+    };
+    if let Some(line) = rest[y].iter().find(|line| !rewrites(line)) {
         findings.report(
             HUBS_CONVERGE,
             c,
@@ -580,20 +983,32 @@ pub(crate) fn failback(
     }
     counts.resumed += rest[x].len() as u64;
     for (h, lines) in Hub::BOTH.into_iter().zip(rest) {
+        keys_kept(&lines, findings, c, h);
         let errors = hubs[h.index()].apply_owned(lines);
         import_errors(findings, c, h, &errors);
     }
 
+    // Where a hub's file could not show a value and the merge had no
+    // reason to write it, the hub keeps its own: the primary's is what the
+    // next cycle starts from.
+    let mut kept_unshown = Vec::new();
     for h in Hub::BOTH {
         let held = &hubs[h.index()];
+        let format = formats[h.index()];
         for (id, merged) in &second {
-            if !same_carried_held(held.device(id), *merged) {
-                findings.report(
+            match converged(held.device(id), *merged, base.get(*id), format) {
+                Converged::Same => {}
+                Converged::Unshown => {
+                    if h == Hub::Primary {
+                        kept_unshown.push((*id).to_owned());
+                    }
+                }
+                Converged::Differs => findings.report(
                     HUBS_CONVERGE,
                     c,
                     id,
                     format!("the {} hub differs from the merged state", h.name()),
-                );
+                ),
             }
         }
         for device in held.devices().filter(|d| !second.contains_key(d.id)) {
@@ -610,7 +1025,110 @@ pub(crate) fn failback(
     }
     drop(second);
     drop(rerun);
-    let [s0, s1] = exported;
-    *previous = Some([(s0, e0), (s1, e1)]);
-    Failback { outcomes }
+    let mut exports = exports;
+    exports.forget_filled();
+    *previous = Some(exports);
+    Failback {
+        outcomes,
+        formats,
+        refusal,
+        kept_unshown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::{Authentication, Secret};
+    use crate::reconcile::Record;
+
+    fn keys(k: &str) -> Option<Authentication> {
+        Some(Authentication::sas(
+            Secret::new(&format!("{k}1")),
+            Secret::new(&format!("{k}2")),
+        ))
+    }
+
+    #[test]
+    fn a_line_that_writes_an_identity_without_keys_breaks_keys_kept() {
+        let line = |mode, with_keys: bool| {
+            let mut line = ImportLine {
+                mode,
+                id: "d".into(),
+                ..ImportLine::default()
+            };
+            if with_keys {
+                line.entity.authentication = keys("k");
+            }
+            line
+        };
+        let mut findings = Findings::default();
+        let fine = [
+            line(ImportMode::Create, true),
+            line(ImportMode::UpdateIfMatchETag, true),
+            line(ImportMode::UpdateTwinIfMatchETag, false),
+            line(ImportMode::DeleteIfMatchETag, false),
+        ];
+        keys_kept(&fine, &mut findings, 0, Hub::Primary);
+        assert!(findings.all_hold(), "{findings:?}");
+        let keyless = [
+            line(ImportMode::Create, false),
+            line(ImportMode::UpdateIfMatchETag, false),
+        ];
+        keys_kept(&keyless, &mut findings, 0, Hub::Secondary);
+        assert_eq!(findings.count(KEYS_KEPT), 2);
+    }
+
+    /// A twin-file hub may keep keys of its own only where the merge had
+    /// no reason to write them: the merged keys are the base's (which the
+    /// merge took the hub to hold), or the base lacks the device.
+    #[test]
+    fn a_hub_keeps_what_its_file_cannot_show_only_where_the_merge_wrote_nothing() {
+        let device = |k: &str, fan: i64| {
+            let mut d = DeviceSnapshot {
+                id: "d".into(),
+                ..DeviceSnapshot::default()
+            };
+            d.device.authentication = keys(k);
+            d.device.desired.insert("fan".into(), fan.into());
+            d
+        };
+        let mut hub = HubImage::new();
+        let held = device("rotated", 1);
+        hub.insert(
+            "d",
+            None,
+            Record {
+                entity: held.device.clone(),
+                ..Record::default()
+            },
+        );
+        let base = device("k", 1);
+        let check = |merged: &DeviceSnapshot, base: Option<&DeviceSnapshot>, format| {
+            converged(hub.device("d"), Some(merged), base, format)
+        };
+        use ExportFormat::{Identity, Keys, Twin};
+        assert_eq!(check(&held, Some(&base), Keys), Converged::Same);
+        assert_eq!(check(&base, Some(&base), Twin), Converged::Unshown);
+        assert_eq!(check(&base, None, Twin), Converged::Unshown);
+        assert_eq!(check(&base, Some(&base), Keys), Converged::Differs);
+        assert_eq!(check(&base, Some(&base), Identity), Converged::Differs);
+        // Another hub rotated too: the plan had to write its keys.
+        assert_eq!(
+            check(&device("other", 1), Some(&base), Twin),
+            Converged::Differs
+        );
+        // A twin change shows in a twin file.
+        assert_eq!(
+            check(&device("k", 2), Some(&base), Twin),
+            Converged::Differs
+        );
+        // An identity file shows keys, not the twin.
+        let twin_only = device("rotated", 7);
+        assert_eq!(
+            check(&twin_only, Some(&device("rotated", 7)), Identity),
+            Converged::Unshown
+        );
+        assert_eq!(check(&twin_only, Some(&base), Identity), Converged::Differs);
+    }
 }

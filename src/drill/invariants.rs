@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::formats::ExportFormat;
 use super::oracle::{
     Fact, Field, Hub, Op, SECTIONS, Val, Write, entity_of, identity_facts, section_of, value_is,
 };
@@ -36,7 +37,7 @@ invariants! {
     HUBS_CONVERGE = "hubs-converge":
         "both hubs equal the merged state once the plans are applied";
     NOTHING_LOST = "nothing-lost":
-        "every write is in the merged state or a named conflict loser, unless the primary lost it with its region and no replica held it (counted apart as RPO loss): with events, nothing is lost beyond what was in flight at failover";
+        "every write is in the merged state or a named conflict loser, unless the primary lost it with its region and no replica held it (counted apart as RPO loss), or no hub's file could show it (keys in a twin file, twins in an identity file; counted apart): with events, nothing is lost beyond what was in flight at failover";
     NO_INVENTED_VALUES = "no-invented-values":
         "every value in the merged state was written by someone";
     DELETED_STAY_DELETED = "deleted-stay-deleted":
@@ -46,7 +47,9 @@ invariants! {
     KEYS_WHOLE = "keys-whole":
         "keys are never mixed: every merged authentication is one whole value some write wrote";
     KEYS_CURRENT = "keys-current":
-        "keys are never rolled back: no merged key was replaced by a write that had seen it";
+        "keys are never rolled back: no merged key was replaced by a write that had seen it (and that the merge could see: a twin file shows no keys)";
+    KEYS_KEPT = "keys-kept":
+        "no plan line applied writes an identity without its keys (the hub would make new ones): a hub whose file had none (twins) is sent the keys another input knows, and a merge that would write keys no input knows is refused, naming only such devices, and run again with those hubs exported with keys";
     PLAN_IDEMPOTENT = "plan-idempotent":
         "a plan applied twice changes nothing";
     RESUME_CONVERGES = "resume-converges":
@@ -149,6 +152,10 @@ pub struct Accounting {
     pub unchanged: u64,
     /// Values the primary lost with its region (RPO loss).
     pub rpo_lost: u64,
+    /// Values none of the merge's inputs could show: keys written on a hub
+    /// read from a twin file, twin values written on a hub read from an
+    /// identity file, that no other value accounts for.
+    pub unshown: u64,
 }
 
 impl Accounting {
@@ -159,6 +166,7 @@ impl Accounting {
         self.superseded += o.superseded;
         self.unchanged += o.unchanged;
         self.rpo_lost += o.rpo_lost;
+        self.unshown += o.unshown;
     }
 }
 
@@ -176,6 +184,8 @@ pub(crate) struct DeviceCheck<'a> {
     pub conflicts: &'a [Conflict],
     /// What the oracle saw.
     pub log: &'a DeviceCycle,
+    /// The file each hub's state was read from, primary first.
+    pub formats: [ExportFormat; 2],
 }
 
 fn where_(f: &Fact) -> String {
@@ -402,6 +412,15 @@ fn named_loser(conflicts: &[Conflict], hub: Hub, f: &Fact) -> bool {
     })
 }
 
+/// Whether some input of the merge could show `f`, written by `w`: the
+/// writing hub's file (unless the primary lost the write with its region),
+/// or, for a primary write the event replica carried there, the
+/// secondary's (events carry no keys).
+fn shown(d: &DeviceCheck<'_>, w: &Write, f: &Fact) -> bool {
+    let by = |h: Hub| d.formats[h.index()].shows(&f.field);
+    (!w.ghost && by(w.hub)) || (w.replicated && f.field != Field::Auth && by(Hub::Secondary))
+}
+
 fn nothing_lost(d: &DeviceCheck<'_>, findings: &mut Findings, acc: &mut Accounting) {
     let writes = &d.log.writes;
     for (wi, w) in writes.iter().enumerate() {
@@ -425,6 +444,8 @@ fn nothing_lost(d: &DeviceCheck<'_>, findings: &mut Findings, acc: &mut Accounti
                 acc.conflict_losers += 1;
             } else if holds(d.base, f) {
                 acc.unchanged += 1;
+            } else if !shown(d, w, f) {
+                acc.unshown += 1;
             } else {
                 findings.report(
                     NOTHING_LOST,
@@ -586,8 +607,16 @@ fn keys(d: &DeviceCheck<'_>, findings: &mut Findings) {
                 continue;
             }
         };
+        // A write that reached the merge only through a twin file (its
+        // hub's, or for a primary write lost with the region and carried
+        // by the event replica, the secondary's) replaced nothing the merge
+        // could see: the file shows neither its keys nor, of a device
+        // deleted and created again, that it is another one.
+        let keys = |h: Hub| d.formats[h.index()].carries_keys();
+        let seen = |x: &Write| (!x.ghost && keys(x.hub)) || (x.replicated && keys(Hub::Secondary));
         let replaced = d.log.writes.iter().find(|x| {
             !x.lost
+                && seen(x)
                 && origin.is_none_or(|o| x.saw(o))
                 && match &x.op {
                     Op::Delete { .. } => true,
@@ -793,6 +822,26 @@ mod tests {
         writes: Vec<Write>,
         finals: [HubDev; 2],
     ) -> Findings {
+        run_read_from(
+            start,
+            merged,
+            conflicts,
+            writes,
+            finals,
+            [ExportFormat::Keys; 2],
+        )
+        .0
+    }
+
+    /// [`run`] with each hub read from a file of `formats`.
+    fn run_read_from(
+        start: &DeviceSnapshot,
+        merged: Option<&DeviceSnapshot>,
+        conflicts: &[Conflict],
+        writes: Vec<Write>,
+        finals: [HubDev; 2],
+        formats: [ExportFormat; 2],
+    ) -> (Findings, Accounting) {
         let log = DeviceCycle {
             writes,
             finals,
@@ -806,10 +855,79 @@ mod tests {
             merged,
             conflicts,
             log: &log,
+            formats,
         };
         let mut findings = Findings::default();
-        check_device(&check, &mut findings, &mut Accounting::default());
-        findings
+        let mut accounting = Accounting::default();
+        check_device(&check, &mut findings, &mut accounting);
+        (findings, accounting)
+    }
+
+    /// A twin write of a hub read from an identity file reached no input:
+    /// counted apart. Read from a twin file, it must be in the merge.
+    #[test]
+    fn a_value_no_file_could_show_is_counted_apart_and_only_that() {
+        let start = device("k", Status::Enabled);
+        let w = write(
+            Hub::Secondary,
+            1,
+            Kind::Desired,
+            Op::Update,
+            vec![desired("fw.version", json!("2.0"))],
+        );
+        let keys = ExportFormat::Keys;
+        let (findings, accounting) = run_read_from(
+            &start,
+            Some(&start),
+            &[],
+            vec![w.clone()],
+            alive(),
+            [keys, ExportFormat::Identity],
+        );
+        assert!(findings.all_hold(), "{findings:?}");
+        assert_eq!(accounting.unshown, 1);
+        let (findings, accounting) = run_read_from(
+            &start,
+            Some(&start),
+            &[],
+            vec![w],
+            alive(),
+            [ExportFormat::Identity, ExportFormat::Twin],
+        );
+        assert_eq!(findings.count(NOTHING_LOST), 1);
+        assert_eq!(accounting.unshown, 0);
+    }
+
+    /// A rotation on a hub read from a twin file is one the merge could
+    /// not see: the base's keys it keeps are no roll-back. Read with keys,
+    /// they are.
+    #[test]
+    fn keys_a_twin_file_hid_are_not_rolled_back() {
+        let start = device("k", Status::Enabled);
+        let rotated = device("r", Status::Enabled);
+        let rotate = write(
+            Hub::Primary,
+            1,
+            Kind::Rotate,
+            Op::Update,
+            device_facts(&rotated)
+                .into_iter()
+                .filter(|f| f.field == Field::Auth)
+                .collect(),
+        );
+        let twin = [ExportFormat::Twin, ExportFormat::Keys];
+        let (findings, accounting) = run_read_from(
+            &start,
+            Some(&start),
+            &[],
+            vec![rotate.clone()],
+            alive(),
+            twin,
+        );
+        assert!(findings.all_hold(), "{findings:?}");
+        assert_eq!(accounting.unshown, 1);
+        let findings = run(&start, Some(&start), &[], vec![rotate], alive());
+        assert_eq!(findings.count(KEYS_CURRENT), 1);
     }
 
     fn alive() -> [HubDev; 2] {

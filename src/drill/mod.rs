@@ -25,6 +25,7 @@
 mod concierge;
 mod failback;
 mod fleet;
+mod formats;
 mod invariants;
 mod oracle;
 mod paths;
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 pub use concierge::ConciergeCycle;
 pub use failback::{PlanCounts, export_roundtrip, plan_roundtrip};
 pub use fleet::device_id;
+pub use formats::{CycleFormats, ExportFormat, ExportFormats, FormatCounts, UnknownExportFormats};
 pub use invariants::{ALL as INVARIANTS, Accounting, EXAMPLES, Findings, Invariant, Violation};
 pub use oracle::Hub;
 pub use queues::QueueCounts;
@@ -93,12 +95,14 @@ pub struct DrillConfig {
     pub threads: usize,
     /// How the secondary is kept in step with the primary.
     pub replication: Replication,
+    /// The files the hubs' states are read from at failback.
+    pub export_formats: ExportFormats,
 }
 
 impl DrillConfig {
     /// The default drill for `seed`: 10,000 devices, a 5-minute RPO, two
     /// cycles, no split brain, no skew, replication from events compared
-    /// with the export backup.
+    /// with the export backup, each hub's file format drawn per cycle.
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
@@ -109,6 +113,7 @@ impl DrillConfig {
             cycles: 2,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             replication: Replication::default(),
+            export_formats: ExportFormats::default(),
         }
     }
 
@@ -166,6 +171,9 @@ impl DrillConfig {
         }
         if self.replication != Replication::default() {
             out.push_str(&format!(" --replication {}", self.replication));
+        }
+        if self.export_formats != ExportFormats::default() {
+            out.push_str(&format!(" --export-formats {}", self.export_formats));
         }
         out
     }
@@ -243,6 +251,7 @@ struct ShardResult {
     outcomes: BTreeMap<&'static str, u64>,
     devices: DeviceCounts,
     replication: ReplicationCounts,
+    formats: FormatCounts,
     times: PhaseTimes,
 }
 
@@ -316,6 +325,9 @@ pub fn run(
             cycle.replication_lag = Some(replication::cycle_lag(config.seed, c));
         }
     }
+    for (c, cycle) in cycles.iter_mut().enumerate() {
+        cycle.formats = config.export_formats.draw(config.seed, c);
+    }
     let stamps = stamps_of(&cycles)?;
     let concierge = concierge::plan(&cycles);
     let total = total_devices(config);
@@ -387,6 +399,7 @@ pub fn run(
         }
         sum.devices.add(&r.devices);
         sum.replication.add(&r.replication);
+        sum.formats.add(&r.formats);
         sum.times.add(&r.times);
     }
     let r = &sum.replication;
@@ -447,6 +460,7 @@ pub fn run(
             queues: queue_counts,
             concierge: concierge.iter().map(|r| r.summary()).collect(),
             replication: sum.replication,
+            formats: sum.formats,
             accounting: sum.accounting,
             findings: sum.findings,
         },
@@ -555,6 +569,10 @@ impl Shard<'_> {
             out.times.failback += t.elapsed();
 
             let t = Instant::now();
+            out.formats.count(c, &result.refusal);
+            let formats = result.formats;
+            let kept: std::collections::BTreeSet<String> =
+                result.kept_unshown.into_iter().collect();
             let mut outcomes = result.outcomes;
             for o in &outcomes {
                 *out.outcomes.entry(o.outcome.name()).or_default() += 1;
@@ -585,12 +603,22 @@ impl Shard<'_> {
                         merged: outcome.and_then(|o| o.merge.merged.as_ref()),
                         conflicts: outcome.map_or(&[], |o| o.merge.conflicts.as_slice()),
                         log,
+                        formats,
                     };
                     check_device(&check, &mut out.findings, &mut out.accounting);
                 }
                 // The device starts the next cycle as merged: taken, as
-                // nothing reads the merge after this.
-                dev.start = outcome.and_then(|o| o.merge.merged.take());
+                // nothing reads the merge after this. Where the primary
+                // kept values its file could not show, as the primary
+                // holds it: what the next cycle's writes and backup start
+                // from.
+                dev.start = if kept.contains(&dev.id) {
+                    let primary = &hubs[Hub::Primary.index()];
+                    let modules = primary.device(&dev.id).map(|d| d.modules);
+                    sim::read_device(primary, &dev.id, modules.into_iter().flat_map(|m| m.keys()))
+                } else {
+                    outcome.and_then(|o| o.merge.merged.take())
+                };
                 for h in Hub::BOTH {
                     let held = hubs[h.index()].device(&dev.id);
                     dev.hubs[h.index()] = HubDev::held(held, dev.hubs[h.index()].known);

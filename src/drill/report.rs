@@ -60,6 +60,9 @@ pub struct Report {
     /// Continuous replication: events, and the RPO loss with the export
     /// backup and with the event replica.
     pub replication: super::ReplicationCounts,
+    /// How the hubs' files went at each failback: refusals for keys no
+    /// input knew, and hubs exported again with keys.
+    pub formats: super::FormatCounts,
     /// How every written value was accounted for.
     pub accounting: Accounting,
     /// Violations per invariant.
@@ -130,6 +133,7 @@ impl Report {
                     "replicationLagMs": cy.replication_lag,
                     "skew": cy.skew.map(|(h, ms)| json!({"hub": h.name(), "ms": ms})),
                     "interrupted": {"hub": cy.interrupt.name(), "atPermille": cy.interrupt_permille},
+                    "exportFormats": self.formats_json(i, cy),
                     "concierge": self.concierge.get(i),
                     "timeline": self.writes.timeline.get(i).map(|t| {
                         let lane = |k: usize| t.iter().map(|b| b[k]).collect::<Vec<u64>>();
@@ -169,6 +173,7 @@ impl Report {
                 "skewMs": c.skew_ms,
                 "cycles": c.cycles,
                 "replication": c.replication.as_str(),
+                "exportFormats": c.export_formats.as_str(),
             },
             "passed": self.passed(),
             "devices": {
@@ -196,6 +201,7 @@ impl Report {
                 "superseded": a.superseded,
                 "unchangedFromBackup": a.unchanged,
                 "rpoLost": a.rpo_lost,
+                "notShownByFile": a.unshown,
             },
             "conflicts": self.conflicts,
             "outcomes": self.outcomes,
@@ -206,6 +212,24 @@ impl Report {
         });
         let mut out = serde_json::to_string_pretty(&report).unwrap_or_default();
         out.push('\n');
+        out
+    }
+
+    /// The file each hub's state was read from in cycle `i`, and how the
+    /// merges of the shards went with them.
+    fn formats_json(&self, i: usize, cy: &Cycle) -> Value {
+        let counts = self.formats.cycles.get(i).copied().unwrap_or_default();
+        let mut out = json!({
+            "shards": counts.shards,
+            "refusedShards": counts.refused,
+            "refusedKeylessLines": counts.keyless_lines,
+        });
+        for h in Hub::BOTH {
+            out[h.name()] = json!({
+                "format": cy.formats[h.index()].name(),
+                "reexportedWithKeys": counts.reexported[h.index()],
+            });
+        }
         out
     }
 
@@ -352,6 +376,35 @@ impl Report {
                 format!("{} ({} kept the backup: keys unknown)", r.seeded, r.keyless),
             );
         }
+        let _ = writeln!(
+            t,
+            "export formats ({}: primary, secondary)",
+            c.export_formats
+        );
+        for (i, cy) in self.cycles.iter().enumerate() {
+            let counts = self.formats.cycles.get(i).copied().unwrap_or_default();
+            let mut text = format!("{}, {}", cy.formats[0], cy.formats[1]);
+            if counts.refused > 0 {
+                let again: Vec<String> = Hub::BOTH
+                    .iter()
+                    .filter(|h| counts.reexported[h.index()] > 0)
+                    .map(|h| format!("{} {}", h.name(), counts.reexported[h.index()]))
+                    .collect();
+                text.push_str(&format!(
+                    "; {} of {} shards refused ({} lines without keys no file knew), re-exported with keys: {}",
+                    counts.refused,
+                    counts.shards,
+                    counts.keyless_lines,
+                    again.join(", ")
+                ));
+            }
+            row(&mut t, &format!("cycle {}", i + 1), text);
+        }
+        row(
+            &mut t,
+            "values no hub's file could show",
+            self.accounting.unshown.to_string(),
+        );
         let _ = writeln!(t, "concierge (epochs: before, outage, after failback)");
         for (i, cc) in self.concierge.iter().enumerate() {
             let split = cc.split_brain.as_ref().map_or(String::new(), |claims| {
@@ -656,11 +709,13 @@ code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>\n\
             }
             let _ = writeln!(
                 s,
-                "<text x=\"{x0:.1}\" y=\"{}\">cycle {}: outage {}, RPO window {}{}{}</text>",
+                "<text x=\"{x0:.1}\" y=\"{}\">cycle {}: outage {}, RPO window {}, files {}/{}{}{}</text>",
                 bottom + 16.0,
                 i + 1,
                 minutes(cy.failback - cy.fail),
                 minutes(cy.fail - cy.backup),
+                cy.formats[0],
+                cy.formats[1],
                 cy.replication_lag.map_or(String::new(), |ms| format!(
                     ", replication lag {:.1} s",
                     ms as f64 / 1000.0

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 
 use super::fleet::{Gen, device_id};
+use super::formats::ExportFormat;
 use super::invariants::{Invariant, REPLICA_UP_TO_LAG, REPLICATION_LOSS, check_replica};
 use super::oracle::{Hub, Write};
 use super::replication::{Feed, ReplicationCounts, Seeded};
@@ -32,6 +33,7 @@ pub(crate) mod stream {
     pub(crate) const SCENARIO: u64 = 5;
     pub(crate) const QUEUES: u64 = 6;
     pub(crate) const EVENTS: u64 = 7;
+    pub(crate) const FORMATS: u64 = 8;
 }
 
 /// 2025-01-01T00:00:00Z: where simulated time starts.
@@ -68,6 +70,8 @@ pub struct Cycle {
     /// With continuous replication from events: how long an event takes
     /// at most to reach the secondary's replica (ms).
     pub replication_lag: Option<i64>,
+    /// The file each hub's state is read from at failback, primary first.
+    pub formats: [ExportFormat; 2],
 }
 
 /// Draws the timeline of every cycle.
@@ -113,6 +117,7 @@ pub(crate) fn plan_cycles(
             interrupt,
             interrupt_permille,
             replication_lag: None,
+            formats: [ExportFormat::Keys; 2],
         });
         t = failback + 60 * MINUTE;
     }

@@ -79,6 +79,8 @@ internals!(export::{ExportLineRef, collect_identities, parse_export_line, write_
 pub(crate) use export::{export_device, write_line};
 pub(crate) use group::{DeviceLine, group};
 internals!(identity::{IdentityLine, IdentityReader, parse_identity_line});
+#[cfg(feature = "drill")]
+pub(crate) use identity::write_identity_line;
 pub use import_mode::ImportMode;
 internals!(jobs::read_jobs);
 pub(crate) use jobs::read_jobs_counted;
@@ -87,6 +89,8 @@ pub(crate) use lines::Lines;
 internals!(lines::{JsonlReader, ParseLine});
 pub(crate) use raw::format_time;
 pub(crate) use twin::twin_device;
+#[cfg(feature = "drill")]
+pub(crate) use twin::write_twin_record;
 pub use twin::{TwinDevice, TwinFile, TwinInfo, read_twins, write_twin_device};
 internals!(twin::{TwinLine, TwinReader, collect_twins});
 internals!(twin::parse_twin_line);

@@ -689,6 +689,30 @@ pub fn write_twin_device<W: Write>(w: &mut W, device: &TwinDevice) -> io::Result
     Ok(())
 }
 
+/// Writes the twin of one device or module (`module_id`) as the registry
+/// query gives it, ending in `\n`: `etag` the twin's, `deviceEtag` the
+/// identity's, no keys, no `$metadata` (no per-leaf time is known here).
+///
+/// # Errors
+///
+/// Any error of `w`.
+#[cfg(feature = "drill")]
+pub(crate) fn write_twin_record<W: Write>(
+    w: &mut W,
+    device_id: &str,
+    module_id: Option<&str>,
+    etag: &str,
+    device_etag: &str,
+    entity: &Entity,
+) -> io::Result<()> {
+    let info = TwinInfo {
+        etag: Some(etag.to_owned()),
+        device_etag: Some(device_etag.to_owned()),
+        ..TwinInfo::default()
+    };
+    write_twin(w, device_id, module_id, &info, entity)
+}
+
 fn write_twin<W: Write>(
     w: &mut W,
     device_id: &str,
@@ -955,5 +979,38 @@ mod tests {
                 "\n"
             )
         );
+    }
+
+    #[cfg(feature = "drill")]
+    #[test]
+    fn a_twin_record_shows_no_keys_and_both_etags() {
+        let entity = Entity {
+            status: Some(crate::doc::StatusValue {
+                status: crate::doc::Status::Enabled,
+                reason: None,
+            }),
+            authentication: Some(crate::doc::Authentication::sas(
+                crate::doc::Secret::from_key_bytes(&[1; 32]),
+                crate::doc::Secret::from_key_bytes(&[2; 32]),
+            )),
+            ..Entity::default()
+        };
+        let mut out = Vec::new();
+        write_twin_record(&mut out, "d", Some("m"), "tw", "id", &entity)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert!(
+            !text.contains("authentication") && !text.contains("$metadata"),
+            "{text}"
+        );
+        let twin = parse_twin_line("t", 1, text.trim()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(twin.etag.as_deref(), Some("tw"));
+        assert_eq!(twin.device_etag.as_deref(), Some("id"));
+        assert_eq!(twin.module_id.as_deref(), Some("m"));
+        let keyless = Entity {
+            authentication: None,
+            ..entity
+        };
+        assert_eq!(twin.entity, keyless);
     }
 }

@@ -5,7 +5,6 @@
 //! directory as it was: the temporary directory goes with the [`Outputs`]
 //! that made it, or is removed by the next merge into the same place.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -16,9 +15,9 @@ use super::source::DeviceInput;
 use super::{JobError, MergeReport};
 use crate::clock::ReplicaId;
 use crate::doc::{Conflict, DeviceSnapshot, Entity};
-use crate::format::{DeviceEtags, ExportLineRef, ImportMode, write_device};
+use crate::format::{DeviceEtags, ExportLineRef, write_device};
 use crate::fsio::{DirWriter, OutFile};
-use crate::reconcile::{Outcome, PlanOp, Resolved, guard, split_plan, write_import};
+use crate::reconcile::{Outcome, Resolved, hub_plan, write_import, writes_keyless};
 use crate::validate::shown_id;
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
@@ -164,21 +163,22 @@ pub(super) fn render_device(
         let (Some(lines), Some(counts)) = (out.plans.get_mut(n), tally.plans.get_mut(n)) else {
             continue;
         };
-        let held = hub.map(|d| assume_known(d, base, merged));
-        let (ops, left_out) = split_plan(held.as_deref(), merged);
-        if !left_out.is_empty() {
-            if let Some(count) = tally.not_carried.get_mut(n) {
-                *count += left_out.len();
-            }
-        }
-        for op in &ops {
-            let mode = plan_line(lines, op, *hub);
-            *counts.entry(mode.as_str()).or_default() += 1;
-            let writes_identity = !matches!(
-                mode,
-                ImportMode::UpdateTwinIfMatchETag | ImportMode::DeleteIfMatchETag
+        let input = hub.map(|d| d.plan_input());
+        let left_out = hub_plan(input, base, merged, |op, mode, etag, twin_etag| {
+            let none = Entity::default();
+            let _ = write_import(
+                lines,
+                &ExportLineRef {
+                    id: op.id,
+                    module_id: op.module_id,
+                    etag,
+                    twin_etag,
+                    import_mode: Some(mode),
+                    entity: op.entity.unwrap_or(&none),
+                },
             );
-            if writes_identity && op.entity.is_none_or(|e| e.authentication.is_none()) {
+            *counts.entry(mode.as_str()).or_default() += 1;
+            if writes_keyless(mode, op.entity) {
                 let module = op
                     .module_id
                     .map(|m| format!(" module {}", shown_id(m)))
@@ -188,68 +188,13 @@ pub(super) fn render_device(
                     shown_id(op.id)
                 ));
             }
+        });
+        if left_out > 0 {
+            if let Some(count) = tally.not_carried.get_mut(n) {
+                *count += left_out;
+            }
         }
     }
-}
-
-/// The hub's device as a plan compares it with the merged one: what its
-/// input could not know (keys, for a twin file; twins, for an identity
-/// file) and the base did not tell (the base's, where it held the entity,
-/// was taken before the merge), taken as the merged device has it. An
-/// unknown is never a difference to write: a twin file's hub is not sent
-/// every device's identity because its file has no keys.
-fn assume_known<'a>(
-    hub: &'a DeviceInput,
-    base: Option<&DeviceSnapshot>,
-    merged: Option<&DeviceSnapshot>,
-) -> Cow<'a, DeviceSnapshot> {
-    let Some(merged) = merged else {
-        return Cow::Borrowed(&hub.snapshot);
-    };
-    // The twin is unknown where the input has none and the base did not
-    // hold the entity.
-    let twin_unknown = |module: Option<&str>| {
-        !hub.knows_twin
-            && base.is_none_or(|b| match module {
-                None => false,
-                Some(m) => !b.modules.contains_key(m),
-            })
-    };
-    match super::source::fill_unknowns(&hub.snapshot, merged, twin_unknown) {
-        Some(assumed) => Cow::Owned(assumed),
-        None => Cow::Borrowed(&hub.snapshot),
-    }
-}
-
-/// Writes one import line of a hub's plan, guarded by the etag the hub
-/// holds: `create` never overwrites, updates and deletes match the etag.
-/// A hub whose input has no twin etag (an identity file) gets its twin
-/// changes as a whole identity line, guarded by the identity's etag.
-fn plan_line(w: &mut Vec<u8>, op: &PlanOp<'_>, hub: Option<&DeviceInput>) -> ImportMode {
-    let mode = op.action.import_mode(hub.is_none_or(|d| d.knows_twin));
-    // The etags of the record the hub holds.
-    let held = hub.and_then(|d| match op.module_id {
-        None => Some((d.etag.as_deref(), d.twin_etag.as_deref())),
-        Some(m) => d
-            .module_etags
-            .get(m)
-            .map(|(e, t)| (e.as_deref(), t.as_deref())),
-    });
-    let (etag, twin_etag) = guard(mode, held);
-    let none = Entity::default();
-    let entity = op.entity.unwrap_or(&none);
-    let _ = write_import(
-        w,
-        &ExportLineRef {
-            id: op.id,
-            module_id: op.module_id,
-            etag,
-            twin_etag,
-            import_mode: Some(mode),
-            entity,
-        },
-    );
-    mode
 }
 
 /// An output file being written.

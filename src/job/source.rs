@@ -25,13 +25,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::inputs::Newest;
-use crate::doc::{DeviceSnapshot, DeviceTimes, Entity};
+use crate::doc::{DeviceSnapshot, DeviceTimes};
 use crate::format::{
     DeviceLine, ExportDevice, ExportLine, ExportReader, Format, IdentityLine, IdentityReader,
     Lines, ModuleEtags, ReadError, ReadErrorKind, TwinDevice, TwinLine, TwinReader, export_device,
     group, line_id, parse_export_line, parse_identity_line, parse_twin_line, sniff_format,
     twin_device,
 };
+use crate::reconcile::{HubInput, fill_unknowns};
 
 /// One device of one input, with what its plans are guarded by.
 #[derive(Clone, Debug)]
@@ -81,6 +82,17 @@ impl DeviceInput {
             snapshot,
             ..self.clone()
         })
+    }
+
+    /// The device as its hub's plan is made from it.
+    pub(super) fn plan_input(&self) -> HubInput<'_> {
+        HubInput {
+            snapshot: &self.snapshot,
+            etag: self.etag.as_deref(),
+            twin_etag: self.twin_etag.as_deref(),
+            module_etags: &self.module_etags,
+            knows_twin: self.knows_twin,
+        }
     }
 
     fn from_identity(device: ExportDevice) -> Self {
@@ -656,48 +668,4 @@ impl Source {
             Source::Replica { .. } => 0,
         }
     }
-}
-
-/// `held` with what its input could not know taken from `known`, entity by
-/// entity (the device and each module `known` holds too): keys where `held`
-/// has none, and the twin where `twin_unknown` says so for the entity
-/// (`None` for the device, the module id for a module). `None` when
-/// nothing differs that way, so the caller keeps borrowing `held`.
-pub(super) fn fill_unknowns(
-    held: &DeviceSnapshot,
-    known: &DeviceSnapshot,
-    twin_unknown: impl Fn(Option<&str>) -> bool,
-) -> Option<DeviceSnapshot> {
-    let unknown = |held: &Entity, known: Option<&Entity>, module: Option<&str>| {
-        known.is_some_and(|k| {
-            (held.authentication.is_none() && k.authentication.is_some())
-                || (twin_unknown(module) && crate::reconcile::twin_differs(held, k))
-        })
-    };
-    let any = unknown(&held.device, Some(&known.device), None)
-        || held
-            .modules
-            .iter()
-            .any(|(m, e)| unknown(e, known.modules.get(m), Some(m)));
-    if !any {
-        return None;
-    }
-    let fill = |held: &mut Entity, known: &Entity, module: Option<&str>| {
-        if held.authentication.is_none() {
-            held.authentication.clone_from(&known.authentication);
-        }
-        if twin_unknown(module) {
-            held.tags.clone_from(&known.tags);
-            held.desired.clone_from(&known.desired);
-            held.reported.clone_from(&known.reported);
-        }
-    };
-    let mut filled = held.clone();
-    fill(&mut filled.device, &known.device, None);
-    for (m, entity) in &mut filled.modules {
-        if let Some(known) = known.modules.get(m) {
-            fill(entity, known, Some(m));
-        }
-    }
-    Some(filled)
 }

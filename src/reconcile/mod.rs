@@ -7,6 +7,7 @@ mod fleet;
 mod merge;
 mod plan;
 mod stamps;
+mod unknown;
 
 #[cfg(feature = "drill")]
 pub use apply::{HeldDevice, HubImage, ImportError, ImportLine, Record};
@@ -23,10 +24,13 @@ pub use plan::{Action, PlanOp, device_plan};
 internals!(plan::{SYSTEM_MODULES, identity_differs, is_system_module, twin_differs});
 #[cfg(feature = "internals")]
 pub use plan::not_carried;
+pub(crate) use plan::write_import;
 #[cfg(feature = "drill")]
-pub(crate) use plan::{every_op, import_guard, is_edge};
-pub(crate) use plan::{guard, split_plan, write_import};
+pub(crate) use plan::{every_op, is_edge};
 #[cfg(feature = "drill")]
 pub use plan::{import_lines, write_import_line};
 pub use stamps::{HubClocks, HubTiming, StampError, hub_clocks};
 internals!(stamps::default_order);
+#[cfg(feature = "drill")]
+pub(crate) use unknown::fill_in_place;
+pub(crate) use unknown::{HubInput, fill_unknowns, hub_plan, writes_keyless};
