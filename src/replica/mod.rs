@@ -173,9 +173,13 @@ impl Folded {
 /// ([`Stored::with_twin`]), so an event's twin is never held beside its
 /// text: a parsed twin takes some kilobytes of maps (a node per map and
 /// per `$metadata` level), its text a few hundred bytes.
+///
+/// Boxed: the event map's nodes then hold a pointer per event, not the
+/// event (some hundred bytes, moved at every node split, and nodes half
+/// full when events arrive in dot order).
 #[derive(Clone, Debug)]
 struct Stored {
-    event: Event,
+    event: Box<Event>,
 }
 
 impl Stored {
@@ -187,12 +191,14 @@ impl Stored {
                 ..EventTwin::default()
             };
         }
-        Self { event }
+        Self {
+            event: Box::new(event),
+        }
     }
 
     /// The event with its whole twin, read again from its body.
     fn with_twin(&self) -> Event {
-        let mut event = self.event.clone();
+        let mut event = Event::clone(&self.event);
         if event.twin.is_some() {
             if let Some(twin) = crate::format::twin_of_body(&event) {
                 event.twin = Some(twin);
@@ -1023,7 +1029,7 @@ impl Replica {
                 dots.all
                     .iter()
                     .filter_map(|d| self.events.get_key_value(d))
-                    .map(|(d, s)| (d, &s.event))
+                    .map(|(d, s)| (d, &*s.event))
                     .collect()
             })
             .unwrap_or_default()
@@ -1050,7 +1056,7 @@ impl Replica {
                 dots.lifecycle
                     .iter()
                     .filter_map(|d| self.events.get_key_value(d))
-                    .map(|(d, s)| (d, &s.event))
+                    .map(|(d, s)| (d, &*s.event))
                     .collect()
             })
             .unwrap_or_default()
