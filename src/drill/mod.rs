@@ -299,9 +299,8 @@ fn stamps_of(cycles: &[Cycle]) -> Result<Vec<BTreeMap<ReplicaId, Stamp>>, DrillE
 }
 
 /// Runs a drill. `progress` is called with the number of devices each
-/// finished shard-cycle covered (the total is
-/// [`Report::device_cycles`]-sized: devices, new ones included, times
-/// cycles).
+/// finished shard-cycle covered (the total is [`total_devices`] times
+/// the cycles).
 ///
 /// # Errors
 ///

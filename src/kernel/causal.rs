@@ -10,7 +10,8 @@ use crate::clock::Dot;
 
 /// A store of values tagged with dots, joined under two causal contexts.
 ///
-/// Implemented by [`MvReg`], [`OrMap`] and the documents built from them.
+/// Implemented by [`MvReg`](super::MvReg), [`OrMap`](super::OrMap) and the
+/// documents built from them.
 /// A store is never merged alone: its join needs to know which dots each
 /// side has *seen*, to tell a value the other side removed from one it
 /// never heard of.
