@@ -10,7 +10,7 @@
 use std::error::Error;
 
 use failback::doc::Policies;
-use failback::format::{TwinDevice, write_twin_device};
+use failback::format::{DeviceRecord, write_twin_device};
 use failback::reconcile::{Base, HubDevice, HubTiming, hub_clocks, merge_device};
 use failback::{ReplicaId, Stamp};
 
@@ -51,10 +51,13 @@ const SECONDARY: &str = r#"{
 
 fn main() -> Result<(), Box<dyn Error>> {
     let hubs = [
-        (ReplicaId::new("primary")?, TwinDevice::from_json(PRIMARY)?),
+        (
+            ReplicaId::new("primary")?,
+            DeviceRecord::from_twin_json(PRIMARY)?,
+        ),
         (
             ReplicaId::new("secondary")?,
-            TwinDevice::from_json(SECONDARY)?,
+            DeviceRecord::from_twin_json(SECONDARY)?,
         ),
     ];
 
@@ -76,15 +79,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         .map(|(hub, _)| clocks.stamp(hub))
         .collect::<Result<_, _>>()?;
 
-    let times: Vec<_> = hubs.iter().map(|(_, twin)| twin.times()).collect();
     let views: Vec<HubDevice<'_>> = hubs
         .iter()
-        .zip(&times)
         .zip(&stamps)
-        .map(|(((hub, twin), times), stamp)| HubDevice {
+        .map(|((hub, twin), stamp)| HubDevice {
             hub,
             device: Some(&twin.snapshot),
-            times: Some(times),
+            times: twin.times.as_ref(),
             stamp,
             recreated: false,
         })
@@ -95,9 +96,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut out = Vec::new();
     write_twin_device(
         &mut out,
-        &TwinDevice {
+        &DeviceRecord {
             snapshot: merged,
-            ..TwinDevice::default()
+            ..DeviceRecord::default()
         },
     )?;
     println!("merged twin:\n{}", String::from_utf8(out)?);

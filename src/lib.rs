@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use failback::doc::Policies;
-//! use failback::format::TwinDevice;
+//! use failback::format::DeviceRecord;
 //! use failback::reconcile::{Base, HubDevice, merge_device};
 //! use failback::{ReplicaId, Stamp};
 //!
@@ -14,13 +14,12 @@
 //!     r#"{{"deviceId":"d1","properties":{{"desired":{{"fan":{fan},
 //!         "$metadata":{{"fan":{{"$lastUpdated":"{at}"}}}}}}}}}}"#);
 //! let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
-//! let a = TwinDevice::from_json(&twin(3, "2024-03-01T12:00:00Z"))?;
-//! let b = TwinDevice::from_json(&twin(5, "2024-03-01T12:03:00Z"))?;
-//! let (ta, tb) = (a.times(), b.times());
+//! let a = DeviceRecord::from_twin_json(&twin(3, "2024-03-01T12:00:00Z"))?;
+//! let b = DeviceRecord::from_twin_json(&twin(5, "2024-03-01T12:03:00Z"))?;
 //! let (sa, sb) = (Stamp::new(0, 0, p.clone()), Stamp::new(0, 0, s.clone()));
 //! let hubs = [
-//!     HubDevice { hub: &p, device: Some(&a.snapshot), times: Some(&ta), stamp: &sa, recreated: false },
-//!     HubDevice { hub: &s, device: Some(&b.snapshot), times: Some(&tb), stamp: &sb, recreated: false },
+//!     HubDevice { hub: &p, device: Some(&a.snapshot), times: a.times.as_ref(), stamp: &sa, recreated: false },
+//!     HubDevice { hub: &s, device: Some(&b.snapshot), times: b.times.as_ref(), stamp: &sb, recreated: false },
 //! ];
 //! let merge = merge_device(Base::Unknown, &hubs, &Policies::default());
 //! assert_eq!(merge.merged.unwrap().device.desired["fan"], 5); // the later write
@@ -66,7 +65,7 @@
 //!
 //! | to | use |
 //! |---|---|
-//! | merge one device held as twins or snapshots | [`reconcile::merge_device`], [`format::TwinDevice::from_json`] (example `merge_twins`) |
+//! | merge one device held as twins or snapshots | [`reconcile::merge_device`], [`format::DeviceRecord::from_twin_json`] (example `merge_twins`) |
 //! | merge whole hubs' files and get import plans | [`job::run_merge`], or [`reconcile::merge_fleet`] in memory |
 //! | replicate between two live sites | [`doc::HubState`]: writes, [`delta_since`](doc::HubState::delta_since), [`apply_delta`](doc::HubState::apply_delta) (example `two_sites`) |
 //! | build a hub's state from change events | [`replica::Replica`] |

@@ -11,6 +11,7 @@
 //! Everything is a function of (seed, device index), so the files are the
 //! same on every run and any device can be regenerated alone.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -19,7 +20,7 @@ use failback::doc::{
     AuthType, Authentication, DeviceSnapshot, Entity, JsonMap, Secret, Status, StatusValue,
     X509Thumbprint,
 };
-use failback::format::{DeviceEtags, ModuleEtags, write_device};
+use failback::format::{DeviceEtags, RecordMeta, write_device};
 use serde_json::{Value, json};
 
 /// splitmix64: a tiny, good, seedable mixer.
@@ -175,7 +176,7 @@ fn base_device(seed: u64, i: usize, id: String) -> (DeviceSnapshot, Tags) {
     let mut tags = Tags {
         etag: format!("MTA{:08x}", draw(seed, i, 20) as u32),
         twin_etag: format!("AAAAAAAA{:04x}=", draw(seed, i, 21) as u16),
-        modules: ModuleEtags::new(),
+        modules: BTreeMap::new(),
     };
     if kind == Kind::Edge {
         let mut modules = vec!["$edgeAgent", "$edgeHub", "filter"];
@@ -185,16 +186,15 @@ fn base_device(seed: u64, i: usize, id: String) -> (DeviceSnapshot, Tags) {
         for (n, m) in modules.into_iter().enumerate() {
             let entity = module(seed, i, m);
             d.modules.insert(m.to_owned(), entity);
-            tags.modules.insert(
-                m.to_owned(),
-                (
-                    Some(format!(
-                        "ODc{:06x}",
-                        draw(seed, i, 30 + n as u64) as u32 >> 8
-                    )),
-                    Some(format!("AAAAAAAAAA{n}=")),
-                ),
-            );
+            let meta = RecordMeta {
+                etag: Some(format!(
+                    "ODc{:06x}",
+                    draw(seed, i, 30 + n as u64) as u32 >> 8
+                )),
+                twin_etag: Some(format!("AAAAAAAAAA{n}=")),
+                ..RecordMeta::default()
+            };
+            tags.modules.insert(m.to_owned(), meta);
         }
     }
     (d, tags)
@@ -253,7 +253,7 @@ fn module(seed: u64, i: usize, name: &str) -> Entity {
 struct Tags {
     etag: String,
     twin_etag: String,
-    modules: ModuleEtags,
+    modules: BTreeMap<String, RecordMeta>,
 }
 
 impl Tags {

@@ -12,11 +12,11 @@
 #![no_main]
 
 use failback::format::{
-    ExportFile, ExportReader, IdentityReader, collect_export, collect_identities, write_device,
+    DeviceFile, ExportReader, IdentityReader, collect_export, collect_identities, write_device,
 };
 use libfuzzer_sys::fuzz_target;
 
-fn write(file: &ExportFile) -> Vec<u8> {
+fn write(file: &DeviceFile) -> Vec<u8> {
     let mut out = Vec::new();
     for device in file.devices.values() {
         write_device(&mut out, &device.snapshot, device.etags()).expect("writing to a Vec");
@@ -24,7 +24,7 @@ fn write(file: &ExportFile) -> Vec<u8> {
     out
 }
 
-fn reread(bytes: &[u8]) -> ExportFile {
+fn reread(bytes: &[u8]) -> DeviceFile {
     match collect_export(ExportReader::new(bytes, "rewritten.jsonl")) {
         Ok(file) => file,
         Err(e) => panic!(
@@ -72,10 +72,13 @@ fuzz_target!(|data: &[u8]| {
     for (id, device) in &file.devices {
         let back = &again.devices[id];
         assert_eq!(back.snapshot, device.snapshot, "device {id:?} changed");
-        assert_eq!(back.twin_etag, device.twin_etag, "twin etag of {id:?}");
         assert_eq!(
-            back.module_etags.keys().collect::<Vec<_>>(),
-            device.module_etags.keys().collect::<Vec<_>>()
+            back.meta.twin_etag, device.meta.twin_etag,
+            "twin etag of {id:?}"
+        );
+        assert_eq!(
+            back.modules.keys().collect::<Vec<_>>(),
+            device.modules.keys().collect::<Vec<_>>()
         );
     }
     assert_eq!(again.skipped, 0, "the writer wrote a line the reader skips");

@@ -4,10 +4,10 @@
 //! same bytes.
 #![no_main]
 
-use failback::format::{TwinFile, TwinReader, collect_twins, write_twin_device};
+use failback::format::{DeviceFile, TwinReader, collect_twins, write_twin_device};
 use libfuzzer_sys::fuzz_target;
 
-fn write(file: &TwinFile) -> Vec<u8> {
+fn write(file: &DeviceFile) -> Vec<u8> {
     let mut out = Vec::new();
     for device in file.devices.values() {
         write_twin_device(&mut out, device).expect("writing to a Vec");
@@ -15,7 +15,7 @@ fn write(file: &TwinFile) -> Vec<u8> {
     out
 }
 
-fn reread(bytes: &[u8]) -> TwinFile {
+fn reread(bytes: &[u8]) -> DeviceFile {
     match collect_twins(TwinReader::new(bytes, "rewritten.jsonl")) {
         Ok(file) => file,
         Err(e) => panic!(
@@ -43,18 +43,19 @@ fuzz_target!(|data: &[u8]| {
     for (id, device) in &file.devices {
         let back = &again.devices[id];
         assert_eq!(back.snapshot, device.snapshot, "device {id:?} changed");
-        let (mine, theirs) = (&device.twin, &back.twin);
+        let (mine, theirs) = (&device.meta, &back.meta);
         assert_eq!(
-            (&theirs.etag, theirs.version, &theirs.times),
-            (&mine.etag, mine.version, &mine.times),
+            (&theirs.etag, &theirs.twin_etag, theirs.version),
+            (&mine.etag, &mine.twin_etag, mine.version),
             "twin of {id:?}"
         );
+        assert_eq!(back.times, device.times, "times of {id:?}");
         assert_eq!(back.modules.len(), device.modules.len());
-        for (module, info) in &device.modules {
-            let other = &back.modules[module];
+        for (module, mine) in &device.modules {
+            let theirs = &back.modules[module];
             assert_eq!(
-                (&other.etag, other.version, &other.times),
-                (&info.etag, info.version, &info.times),
+                (&theirs.etag, &theirs.twin_etag, theirs.version),
+                (&mine.etag, &mine.twin_etag, mine.version),
                 "twin of module {id:?}/{module:?}"
             );
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use failback::doc::{DeviceSnapshot, Entity};
-use failback::format::{ExportFile, ExportReader, Format, InputFile, read_input};
+use failback::format::{DeviceFile, ExportReader, Format, InputFile, read_input};
 use failback::reconcile::{HubImage, ImportLine, identity_differs, is_system_module, twin_differs};
 
 use super::Failure;
@@ -53,7 +53,7 @@ fn read_image(path: &Path) -> Result<HubImage, Failure> {
 
 /// A file's devices, and which parts its format carries.
 fn read_devices(path: &Path) -> Result<(BTreeMap<String, DeviceSnapshot>, Format), Failure> {
-    let exported = |file: ExportFile| {
+    let exported = |file: DeviceFile| {
         file.devices
             .into_iter()
             .map(|(id, d)| (id, d.snapshot))

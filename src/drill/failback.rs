@@ -16,8 +16,8 @@ use super::sim::Cycle;
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{DeviceSnapshot, Entity, Policies};
 use crate::format::{
-    DeviceEtags, ExportDevice, ExportFile, ExportLineRef, ExportReader, IdentityReader, ImportMode,
-    ModuleEtags, ReadError, TwinReader, collect_export, collect_identities, collect_twins,
+    DeviceEtags, DeviceFile, DeviceRecord, ExportLineRef, ExportReader, IdentityReader, ImportMode,
+    ReadError, RecordMeta, TwinReader, collect_export, collect_identities, collect_twins,
 };
 use crate::reconcile::{
     Action, DeviceOutcome, HeldDevice, HubImage, HubInput, HubSnapshots, ImportLine, PlanOp,
@@ -32,11 +32,11 @@ use crate::reconcile::{
 ///
 /// The reader's, should the writer produce a line it cannot take.
 pub fn export_roundtrip(hub: &HubImage) -> Result<HubImage, Box<ReadError>> {
-    export_read(hub, &mut Vec::new()).map(|file| HubImage::from_export(&file))
+    export_read(hub, &mut Vec::new()).map(|file| HubImage::from_file(&file))
 }
 
 /// The hub written as an export file into `buf` and read back.
-fn export_read(hub: &HubImage, buf: &mut Vec<u8>) -> Result<ExportFile, Box<ReadError>> {
+fn export_read(hub: &HubImage, buf: &mut Vec<u8>) -> Result<DeviceFile, Box<ReadError>> {
     buf.clear();
     hub.write_export(buf)
         .map_err(|e| ReadError::io("export.jsonl", e))?;
@@ -61,10 +61,18 @@ pub fn plan_roundtrip(lines: &[ImportLine]) -> Result<Vec<ImportLine>, Box<ReadE
     Ok(read)
 }
 
-/// Each device's etags as its file gave them: the identity's etag (a
-/// twin's `deviceEtag`), the twin's (none in an identity file), and its
-/// modules'.
-type Etags = BTreeMap<String, (Option<String>, Option<String>, ModuleEtags)>;
+/// Each device's etags as its file gave them (the identity's, the twin's:
+/// none in an identity file), and its modules'.
+type Etags = BTreeMap<String, (RecordMeta, BTreeMap<String, RecordMeta>)>;
+
+/// The etags to write or compare a device with.
+fn device_etags((meta, modules): &(RecordMeta, BTreeMap<String, RecordMeta>)) -> DeviceEtags<'_> {
+    DeviceEtags {
+        etag: meta.etag.as_deref(),
+        twin_etag: meta.twin_etag.as_deref(),
+        modules: Some(modules),
+    }
+}
 
 /// What one hub's file gave besides its devices.
 struct ExportMeta {
@@ -98,50 +106,12 @@ impl Exports {
     }
 }
 
-/// A device read back from a file, with its etags.
-type ReadBack = BTreeMap<
-    String,
-    (
-        DeviceSnapshot,
-        (Option<String>, Option<String>, ModuleEtags),
-    ),
->;
-
 /// Reads `bytes` back as a file of `format`.
-fn read_back(format: ExportFormat, bytes: &[u8]) -> Result<ReadBack, Box<ReadError>> {
-    let file = match format {
-        ExportFormat::Twin => "twins.json",
-        ExportFormat::Identity => "identities.json",
-        ExportFormat::Keys => "export.jsonl",
-    };
-    let exported = |d: ExportDevice| (d.snapshot, (d.etag, d.twin_etag, d.module_etags));
+fn read_back(format: ExportFormat, bytes: &[u8]) -> Result<DeviceFile, Box<ReadError>> {
     let read = match format {
-        ExportFormat::Keys => collect_export(ExportReader::new(bytes, file)).map(|f| {
-            f.devices
-                .into_iter()
-                .map(|(id, d)| (id, exported(d)))
-                .collect()
-        }),
-        ExportFormat::Identity => collect_identities(IdentityReader::new(bytes, file)).map(|f| {
-            f.devices
-                .into_iter()
-                .map(|(id, d)| (id, exported(d)))
-                .collect()
-        }),
-        ExportFormat::Twin => collect_twins(TwinReader::new(bytes, file)).map(|f| {
-            f.devices
-                .into_iter()
-                .map(|(id, d)| {
-                    let modules = d
-                        .modules
-                        .into_iter()
-                        .map(|(m, info)| (m, (info.device_etag, info.etag)))
-                        .collect();
-                    let etags = (d.twin.device_etag, d.twin.etag, modules);
-                    (id, (d.snapshot, etags))
-                })
-                .collect()
-        }),
+        ExportFormat::Keys => collect_export(ExportReader::new(bytes, "export.jsonl")),
+        ExportFormat::Identity => collect_identities(IdentityReader::new(bytes, "identities.json")),
+        ExportFormat::Twin => collect_twins(TwinReader::new(bytes, "twins.json")),
     };
     read.map_err(Box::new)
 }
@@ -202,15 +172,7 @@ fn exports_checked(
         let mut written = Ok(());
         for device in held.devices() {
             let same = match (old.get(device.id), old_etags.get(device.id)) {
-                (Some(d), Some((etag, twin_etag, modules))) => format.shows_as(
-                    &device,
-                    d,
-                    DeviceEtags {
-                        etag: etag.as_deref(),
-                        twin_etag: twin_etag.as_deref(),
-                        modules: Some(modules),
-                    },
-                ),
+                (Some(d), Some(etags)) => format.shows_as(&device, d, device_etags(etags)),
                 _ => false,
             };
             let kept = same
@@ -234,17 +196,13 @@ fn exports_checked(
         let read = match read {
             Ok(file) => {
                 let differs = |id: &str| {
-                    let read = file.get(id);
-                    !held.device(id).zip(read).is_some_and(|(d, (r, e))| {
-                        let etags = DeviceEtags {
-                            etag: e.0.as_deref(),
-                            twin_etag: e.1.as_deref(),
-                            modules: Some(&e.2),
-                        };
-                        format.shows_as(&d, r, etags) && format.holds_only_shown(r)
+                    let read = file.devices.get(id);
+                    !held.device(id).zip(read).is_some_and(|(d, r)| {
+                        format.shows_as(&d, &r.snapshot, r.etags())
+                            && format.holds_only_shown(&r.snapshot)
                     })
                 };
-                if file.len() == fresh.len() && !fresh.iter().any(|id| differs(id)) {
+                if file.devices.len() == fresh.len() && !fresh.iter().any(|id| differs(id)) {
                     Ok(file)
                 } else {
                     let id = fresh.iter().find(|id| differs(id)).copied().unwrap_or("");
@@ -272,10 +230,16 @@ fn exports_checked(
         };
         let (devices, etags) = match read {
             Ok(file) => {
-                for (id, (mut device, e)) in file {
-                    fill_unshown(format, &mut device, base.get(&id));
-                    etags.insert(id.clone(), e);
-                    devices.insert(id, device);
+                for (id, record) in file.devices {
+                    let DeviceRecord {
+                        mut snapshot,
+                        meta,
+                        modules,
+                        ..
+                    } = record;
+                    fill_unshown(format, &mut snapshot, base.get(&id));
+                    etags.insert(id.clone(), (meta, modules));
+                    devices.insert(id, snapshot);
                 }
                 (devices, etags)
             }
@@ -326,16 +290,16 @@ fn plan_hub<'a, M: PlanSource<'a>>(
 ) {
     let devices = &exports.hubs[h.index()].devices;
     let meta = &exports.meta[h.index()];
-    let none = ModuleEtags::new();
+    let none = BTreeMap::new();
     for (at, o) in outcomes.iter().enumerate() {
         let id = o.id();
         let input = devices.get(id).map(|snapshot| {
             let etags = meta.etags.get(id);
             HubInput {
                 snapshot,
-                etag: etags.and_then(|e| e.0.as_deref()),
-                twin_etag: etags.and_then(|e| e.1.as_deref()),
-                module_etags: etags.map_or(&none, |e| &e.2),
+                etag: etags.and_then(|e| e.0.etag.as_deref()),
+                twin_etag: etags.and_then(|e| e.0.twin_etag.as_deref()),
+                modules: etags.map_or(&none, |e| &e.1),
                 knows_twin: meta.format.carries_twin(),
             }
         });

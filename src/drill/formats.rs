@@ -140,8 +140,8 @@ impl ExportFormat {
                     && same(
                         r,
                         e,
-                        of.and_then(|t| t.0.as_deref()),
-                        of.and_then(|t| t.1.as_deref()),
+                        of.and_then(|t| t.etag.as_deref()),
+                        of.and_then(|t| t.twin_etag.as_deref()),
                     )
             })
     }

@@ -12,8 +12,8 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use super::lines::Lines;
 use super::raw::Key;
 use super::{
-    ExportFile, ExportReader, IdentityReader, ReadError, ReadErrorKind, TwinFile, TwinReader,
-    collect_export, collect_identities, collect_twins,
+    DeviceFile, ExportReader, IdentityReader, ReadError, ReadErrorKind, TwinReader, collect_export,
+    collect_identities, collect_twins,
 };
 
 /// The shapes a hub's devices come in.
@@ -246,11 +246,11 @@ pub fn sniff_format<R: BufRead>(
 #[derive(Clone, Debug, PartialEq)]
 pub enum InputFile {
     /// A bulk export or import file.
-    Export(ExportFile),
+    Export(DeviceFile),
     /// A twin file.
-    Twin(TwinFile),
+    Twin(DeviceFile),
     /// A file of registry identities, grouped as an export (no twins).
-    Identity(ExportFile),
+    Identity(DeviceFile),
 }
 
 /// Reads a file of either format: `forced`, or the format of its first

@@ -15,7 +15,9 @@ use super::group::{DeviceLine, group};
 use super::lines::{JsonlReader, ParseLine};
 use super::raw::{self, Ctx, Key, PropertiesSeed, RawAuth, RawProperties, RawSection, SectionSeed};
 use super::write::{Obj, Properties, Section};
-use super::{Format, ImportMode, ReadError, ReadErrorKind};
+use super::{
+    DeviceEtags, DeviceFile, DeviceRecord, Format, ImportMode, ReadError, ReadErrorKind, RecordMeta,
+};
 use crate::doc::{DeviceSnapshot, Entity, Extra, StatusValue};
 use crate::validate::validate_entity;
 
@@ -293,46 +295,6 @@ impl<'de> Visitor<'de> for ExportSeed<'_> {
     }
 }
 
-/// Each module's `eTag` and `twinETag`, by `moduleId`.
-pub type ModuleEtags = BTreeMap<String, (Option<String>, Option<String>)>;
-
-/// A device of an export file with its modules.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ExportDevice {
-    /// The device and its modules.
-    pub snapshot: DeviceSnapshot,
-    /// The device's `eTag`, unquoted.
-    pub etag: Option<String>,
-    /// The device's `twinETag`.
-    pub twin_etag: Option<String>,
-    /// Each module's `eTag` and `twinETag`.
-    pub module_etags: ModuleEtags,
-    /// The device's `generationId`, where the file gives it (identities).
-    pub generation_id: Option<String>,
-    /// The line of the device.
-    pub line: u64,
-}
-
-impl ExportDevice {
-    /// The etags, for [`write_device`].
-    pub fn etags(&self) -> DeviceEtags<'_> {
-        DeviceEtags {
-            etag: self.etag.as_deref(),
-            twin_etag: self.twin_etag.as_deref(),
-            modules: Some(&self.module_etags),
-        }
-    }
-}
-
-/// A whole export file, grouped by device.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ExportFile {
-    /// The devices by id.
-    pub devices: BTreeMap<String, ExportDevice>,
-    /// How many lines were skipped because they do not start with `{`.
-    pub skipped: u64,
-}
-
 /// Reads a whole export file and groups module lines under their device.
 ///
 /// The file is named in errors as `path` displays.
@@ -352,7 +314,7 @@ pub struct ExportFile {
 /// }
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-pub fn read_export(path: impl AsRef<Path>) -> Result<ExportFile, ReadError> {
+pub fn read_export(path: impl AsRef<Path>) -> Result<DeviceFile, ReadError> {
     let path = path.as_ref();
     let name = path.display().to_string();
     let file = File::open(path).map_err(|e| ReadError::io(name.clone(), e))?;
@@ -377,10 +339,10 @@ pub fn read_export(path: impl AsRef<Path>) -> Result<ExportFile, ReadError> {
 /// let file = collect_export(ExportReader::new(input.as_bytes(), "devices.txt"))?;
 /// let device = &file.devices["edge-1"];
 /// assert!(device.snapshot.modules.contains_key("$edgeAgent"));
-/// assert_eq!(device.module_etags["$edgeAgent"].0.as_deref(), Some("MQ=="));
+/// assert_eq!(device.modules["$edgeAgent"].etag.as_deref(), Some("MQ=="));
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<ExportFile, ReadError> {
+pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<DeviceFile, ReadError> {
     let file = reader.file().to_owned();
     let grouped = group(&file, reader.by_ref())?;
     let devices = grouped
@@ -390,7 +352,7 @@ pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<ExportF
             (id, export)
         })
         .collect();
-    Ok(ExportFile {
+    Ok(DeviceFile {
         devices,
         skipped: reader.skipped(),
     })
@@ -414,12 +376,12 @@ pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<ExportF
 /// let file = collect_identities(IdentityReader::new(input.as_bytes(), "ids.json"))?;
 /// let device = &file.devices["gw"];
 /// assert!(device.snapshot.device.authentication.is_some());
-/// assert_eq!(device.module_etags["$edgeAgent"].0.as_deref(), Some("Mg=="));
+/// assert_eq!(device.modules["$edgeAgent"].etag.as_deref(), Some("Mg=="));
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
 pub fn collect_identities<R: BufRead>(
     mut reader: super::IdentityReader<R>,
-) -> Result<ExportFile, ReadError> {
+) -> Result<DeviceFile, ReadError> {
     let file = reader.file().to_owned();
     let grouped = group(&file, reader.by_ref())?;
     let devices = grouped
@@ -429,7 +391,7 @@ pub fn collect_identities<R: BufRead>(
             (id.clone(), export_device(id, device.0, modules))
         })
         .collect();
-    Ok(ExportFile {
+    Ok(DeviceFile {
         devices,
         skipped: reader.skipped(),
     })
@@ -440,24 +402,47 @@ pub(crate) fn export_device(
     id: String,
     device: ExportLine,
     modules: BTreeMap<String, ExportLine>,
-) -> ExportDevice {
-    let mut module_etags = BTreeMap::new();
+) -> DeviceRecord {
+    let mut metas = BTreeMap::new();
     let mut entities = BTreeMap::new();
     for (module, line) in modules {
-        module_etags.insert(module.clone(), (line.etag, line.twin_etag));
+        metas.insert(
+            module.clone(),
+            line_meta(line.line, line.etag, line.twin_etag, None),
+        );
         entities.insert(module, line.entity);
     }
-    ExportDevice {
+    let meta = line_meta(
+        device.line,
+        device.etag,
+        device.twin_etag,
+        device.generation_id,
+    );
+    DeviceRecord {
         snapshot: DeviceSnapshot {
             id,
             device: device.entity,
             modules: entities,
         },
-        etag: device.etag,
-        twin_etag: device.twin_etag,
-        module_etags,
-        generation_id: device.generation_id,
-        line: device.line,
+        meta,
+        modules: metas,
+        times: None,
+    }
+}
+
+/// What an export or identity line says besides its entity.
+fn line_meta(
+    line: u64,
+    etag: Option<String>,
+    twin_etag: Option<String>,
+    generation_id: Option<String>,
+) -> RecordMeta {
+    RecordMeta {
+        etag,
+        twin_etag,
+        generation_id,
+        line,
+        ..RecordMeta::default()
     }
 }
 
@@ -616,17 +601,6 @@ pub(crate) fn write_line<W: Write>(
     obj.close_line()
 }
 
-/// The etags to write with a device and its modules.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DeviceEtags<'a> {
-    /// The device's `eTag`.
-    pub etag: Option<&'a str>,
-    /// The device's `twinETag`.
-    pub twin_etag: Option<&'a str>,
-    /// Each module's `eTag` and `twinETag`.
-    pub modules: Option<&'a ModuleEtags>,
-}
-
 /// Writes a device line then its module lines sorted by `moduleId`, with no
 /// `importMode`: the shape of `merged.jsonl`. A device without `status` is
 /// the exception: it is written as an `updateTwin` line, as
@@ -672,7 +646,9 @@ pub fn write_device<W: Write>(
         let (etag, twin_etag) = etags
             .modules
             .and_then(|m| m.get(module))
-            .map_or((None, None), |(e, t)| (e.as_deref(), t.as_deref()));
+            .map_or((None, None), |m| {
+                (m.etag.as_deref(), m.twin_etag.as_deref())
+            });
         write_export_line(
             w,
             &ExportLineRef {

@@ -7,8 +7,10 @@
 //! with serde into typed fields and checked against IoT Hub's limits
 //! ([`crate::validate`]). Bad input is a [`ReadError`] naming the file, the
 //! line, the device, the module and the field, never quoting a key.
-//! `read_*` helpers group a whole file by device into
-//! [`DeviceSnapshot`](crate::doc::DeviceSnapshot)s. Writers produce
+//! `read_*` and `collect_*` group a whole file of any format by device into
+//! one type, [`DeviceRecord`]: the device and its modules as
+//! [`DeviceSnapshot`](crate::doc::DeviceSnapshot), and beside each what the
+//! file said of it (etags, generation, version, line, times). Writers produce
 //! canonical lines: fixed field order, sorted keys, so equal states are
 //! equal bytes.
 //!
@@ -25,7 +27,7 @@
 //! let export = collect_export(ExportReader::new(input.as_bytes(), "devices.txt"))?;
 //! assert_eq!(export.skipped, 1);
 //! let device = &export.devices["d1"];
-//! assert_eq!(device.etag.as_deref(), Some("MQ=="));
+//! assert_eq!(device.meta.etag.as_deref(), Some("MQ=="));
 //!
 //! let mut out = Vec::new();
 //! write_device(&mut out, &device.snapshot, device.etags())?;
@@ -52,6 +54,7 @@ mod import_mode;
 mod jobs;
 mod lines;
 mod raw;
+mod record;
 mod twin;
 mod twin_json;
 mod write;
@@ -72,8 +75,7 @@ internals!(events::{Parsed, Skipped});
 internals!(events::parse_event_record);
 #[cfg(feature = "internals")]
 pub use events::write_event_line;
-pub use export::{DeviceEtags, ExportDevice, ExportFile, read_export, write_device};
-internals!(export::ModuleEtags);
+pub use export::{read_export, write_device};
 internals!(export::{ExportLine, ExportReader, collect_export});
 internals!(export::{ExportLineRef, collect_identities, parse_export_line, write_export_line});
 pub(crate) use export::{export_device, write_line};
@@ -82,6 +84,7 @@ internals!(identity::{IdentityLine, IdentityReader, parse_identity_line});
 #[cfg(feature = "drill")]
 pub(crate) use identity::write_identity_line;
 pub use import_mode::ImportMode;
+pub use record::{DeviceEtags, DeviceFile, DeviceRecord, RecordMeta};
 internals!(jobs::read_jobs);
 pub(crate) use jobs::read_jobs_counted;
 internals!(lines::DEFAULT_MAX_LINE);
@@ -91,7 +94,7 @@ pub(crate) use raw::format_time;
 pub(crate) use twin::twin_device;
 #[cfg(feature = "drill")]
 pub(crate) use twin::write_twin_record;
-pub use twin::{TwinDevice, TwinFile, TwinInfo, read_twins, write_twin_device};
+pub use twin::{read_twins, write_twin_device};
 internals!(twin::{TwinLine, TwinReader, collect_twins});
 internals!(twin::parse_twin_line);
 #[cfg(feature = "internals")]

@@ -25,8 +25,8 @@ use super::group::{DeviceLine, group};
 use super::lines::{JsonlReader, ParseLine};
 use super::raw::{self, Ctx, Key, PropertiesSeed, RawProperties, RawSection, SectionSeed};
 use super::write::{Obj, Properties, Section};
-use super::{Format, ReadError, ReadErrorKind};
-use crate::doc::{DeviceSnapshot, Entity, EntityTimes, Extra, MetaTree, StatusValue};
+use super::{DeviceFile, DeviceRecord, Format, ReadError, ReadErrorKind, RecordMeta};
+use crate::doc::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, Extra, MetaTree, StatusValue};
 use crate::validate::validate_entity;
 
 /// One twin: a device's, or a module's of `device_id`.
@@ -467,59 +467,6 @@ impl<'de> Visitor<'de> for TwinSeed<'_> {
     }
 }
 
-/// The twin metadata of a device or module in a twin file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TwinInfo {
-    /// `etag`.
-    pub etag: Option<String>,
-    /// `deviceEtag`: the identity's etag.
-    pub device_etag: Option<String>,
-    /// `generationId`, where given.
-    pub generation_id: Option<String>,
-    /// `version`.
-    pub version: Option<u64>,
-    /// `statusUpdateTime` and `$metadata`.
-    pub times: EntityTimes,
-    /// Whether a `$lastUpdated` had no zone (read as UTC).
-    pub times_without_zone: bool,
-    /// The line of the twin.
-    pub line: u64,
-}
-
-impl TwinInfo {
-    fn of(twin: &mut TwinLine) -> Self {
-        Self {
-            etag: twin.etag.take(),
-            device_etag: twin.device_etag.take(),
-            generation_id: twin.generation_id.take(),
-            version: twin.version,
-            times: std::mem::take(&mut twin.times),
-            times_without_zone: twin.times_without_zone,
-            line: twin.line,
-        }
-    }
-}
-
-/// A device of a twin file with its module twins.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TwinDevice {
-    /// The device and its modules.
-    pub snapshot: DeviceSnapshot,
-    /// The device twin's etag, version, times and line.
-    pub twin: TwinInfo,
-    /// The same for each module twin.
-    pub modules: BTreeMap<String, TwinInfo>,
-}
-
-/// A whole twin file, grouped by device.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TwinFile {
-    /// The devices by id.
-    pub devices: BTreeMap<String, TwinDevice>,
-    /// How many lines were skipped because they do not start with `{`.
-    pub skipped: u64,
-}
-
 /// Reads a whole twin file and groups module twins under their device.
 ///
 /// # Errors
@@ -534,7 +481,7 @@ pub struct TwinFile {
 /// println!("{} devices", twins.devices.len());
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-pub fn read_twins(path: impl AsRef<Path>) -> Result<TwinFile, ReadError> {
+pub fn read_twins(path: impl AsRef<Path>) -> Result<DeviceFile, ReadError> {
     let path = path.as_ref();
     let name = path.display().to_string();
     let file = File::open(path).map_err(|e| ReadError::io(name.clone(), e))?;
@@ -558,9 +505,10 @@ pub fn read_twins(path: impl AsRef<Path>) -> Result<TwinFile, ReadError> {
 /// );
 /// let file = collect_twins(TwinReader::new(input.as_bytes(), "twins.jsonl"))?;
 /// assert_eq!(file.devices["d1"].modules["m1"].line, 1);
+/// assert_eq!(file.devices["d1"].meta.version, Some(7));
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<TwinFile, ReadError> {
+pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<DeviceFile, ReadError> {
     let file = reader.file().to_owned();
     let grouped = group(&file, reader.by_ref())?;
     let devices = grouped
@@ -570,33 +518,50 @@ pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<TwinFile, 
             (id, device)
         })
         .collect();
-    Ok(TwinFile {
+    Ok(DeviceFile {
         devices,
         skipped: reader.skipped(),
     })
 }
 
-/// A device from its twin and its modules' twins, grouped.
+/// A device from its twin and its modules' twins, grouped. A twin's
+/// `deviceEtag` is its identity's etag: what guards an identity write to a
+/// hub known by its twins.
 pub(crate) fn twin_device(
     id: String,
-    mut device: TwinLine,
+    device: TwinLine,
     modules: BTreeMap<String, TwinLine>,
-) -> TwinDevice {
-    let mut infos = BTreeMap::new();
+) -> DeviceRecord {
+    fn meta(twin: &mut TwinLine) -> RecordMeta {
+        RecordMeta {
+            etag: twin.device_etag.take(),
+            twin_etag: twin.etag.take(),
+            generation_id: twin.generation_id.take(),
+            version: twin.version,
+            times_without_zone: twin.times_without_zone,
+            line: twin.line,
+        }
+    }
+    let mut metas = BTreeMap::new();
     let mut entities = BTreeMap::new();
+    let mut times = DeviceTimes::default();
     for (module, mut twin) in modules {
-        infos.insert(module.clone(), TwinInfo::of(&mut twin));
+        metas.insert(module.clone(), meta(&mut twin));
+        times.modules.insert(module.clone(), twin.times);
         entities.insert(module, twin.entity);
     }
-    let twin = TwinInfo::of(&mut device);
-    TwinDevice {
+    let mut device = device;
+    let own = meta(&mut device);
+    times.device = device.times;
+    DeviceRecord {
         snapshot: DeviceSnapshot {
             id,
             device: device.entity,
             modules: entities,
         },
-        twin,
-        modules: infos,
+        meta: own,
+        modules: metas,
+        times: Some(times),
     }
 }
 
@@ -645,15 +610,15 @@ pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
         w,
         &twin.device_id,
         twin.module_id.as_deref(),
-        &TwinInfo {
-            etag: twin.etag.clone(),
-            device_etag: twin.device_etag.clone(),
+        &RecordMeta {
+            etag: twin.device_etag.clone(),
+            twin_etag: twin.etag.clone(),
             generation_id: twin.generation_id.clone(),
             version: twin.version,
-            times: twin.times.clone(),
             times_without_zone: twin.times_without_zone,
             line: twin.line,
         },
+        &twin.times,
         &twin.entity,
     )
 }
@@ -667,9 +632,9 @@ pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
 /// # Example
 ///
 /// ```
-/// use failback::format::{collect_twins, write_twin_device, TwinDevice, TwinReader};
+/// use failback::format::{collect_twins, write_twin_device, DeviceRecord, TwinReader};
 ///
-/// let mut device = TwinDevice::default();
+/// let mut device = DeviceRecord::default();
 /// device.snapshot.id = "d1".into();
 /// device.snapshot.modules.insert("m1".into(), Default::default());
 /// let mut out = Vec::new();
@@ -678,13 +643,26 @@ pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
 /// assert_eq!(file.devices["d1"].snapshot, device.snapshot);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn write_twin_device<W: Write>(w: &mut W, device: &TwinDevice) -> io::Result<()> {
+pub fn write_twin_device<W: Write>(w: &mut W, device: &DeviceRecord) -> io::Result<()> {
     let id = &device.snapshot.id;
-    write_twin(w, id, None, &device.twin, &device.snapshot.device)?;
-    let none = TwinInfo::default();
+    let none = RecordMeta::default();
+    let no_times = EntityTimes::default();
+    let times = device.times.as_ref();
+    let device_times = times.map_or(&no_times, |t| &t.device);
+    write_twin(
+        w,
+        id,
+        None,
+        &device.meta,
+        device_times,
+        &device.snapshot.device,
+    )?;
     for (module, entity) in &device.snapshot.modules {
-        let info = device.modules.get(module).unwrap_or(&none);
-        write_twin(w, id, Some(module), info, entity)?;
+        let meta = device.modules.get(module).unwrap_or(&none);
+        let module_times = times
+            .and_then(|t| t.modules.get(module))
+            .unwrap_or(&no_times);
+        write_twin(w, id, Some(module), meta, module_times, entity)?;
     }
     Ok(())
 }
@@ -705,36 +683,41 @@ pub(crate) fn write_twin_record<W: Write>(
     device_etag: &str,
     entity: &Entity,
 ) -> io::Result<()> {
-    let info = TwinInfo {
-        etag: Some(etag.to_owned()),
-        device_etag: Some(device_etag.to_owned()),
-        ..TwinInfo::default()
+    let meta = RecordMeta {
+        etag: Some(device_etag.to_owned()),
+        twin_etag: Some(etag.to_owned()),
+        ..RecordMeta::default()
     };
-    write_twin(w, device_id, module_id, &info, entity)
+    write_twin(
+        w,
+        device_id,
+        module_id,
+        &meta,
+        &EntityTimes::default(),
+        entity,
+    )
 }
 
 fn write_twin<W: Write>(
     w: &mut W,
     device_id: &str,
     module_id: Option<&str>,
-    info: &TwinInfo,
+    meta: &RecordMeta,
+    times: &EntityTimes,
     entity: &Entity,
 ) -> io::Result<()> {
     let mut obj = Obj::open(w)?;
     obj.field("deviceId", device_id)?;
     obj.opt("moduleId", module_id)?;
-    obj.opt("etag", info.etag.as_deref())?;
-    obj.opt("deviceEtag", info.device_etag.as_deref())?;
-    obj.opt("generationId", info.generation_id.as_deref())?;
-    obj.opt("version", info.version)?;
+    obj.opt("etag", meta.twin_etag.as_deref())?;
+    obj.opt("deviceEtag", meta.etag.as_deref())?;
+    obj.opt("generationId", meta.generation_id.as_deref())?;
+    obj.opt("version", meta.version)?;
     if let Some(status) = &entity.status {
         obj.field("status", &status.status)?;
         obj.opt("statusReason", status.reason.as_deref())?;
     }
-    obj.opt(
-        "statusUpdateTime",
-        info.times.status.and_then(raw::format_time),
-    )?;
+    obj.opt("statusUpdateTime", times.status.and_then(raw::format_time))?;
     obj.opt("capabilities", entity.capabilities.as_ref())?;
     obj.opt("deviceScope", entity.device_scope.as_deref())?;
     obj.opt("parentScopes", entity.parent_scopes.as_ref())?;
@@ -745,11 +728,11 @@ fn write_twin<W: Write>(
         &Properties {
             desired: Section {
                 map: &entity.desired,
-                meta: Some(&info.times.desired),
+                meta: Some(&times.desired),
             },
             reported: Section {
                 map: &entity.reported,
-                meta: Some(&info.times.reported),
+                meta: Some(&times.reported),
             },
         },
     )?;

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use super::twin::{TwinDevice, parse_twin_line, twin_device};
+use super::DeviceRecord;
+use super::twin::{parse_twin_line, twin_device};
 use super::{ReadError, ReadErrorKind};
-use crate::doc::{DeviceTimes, EntityTimes, MetaTree};
 
 /// The name errors give a twin that came from a string.
 const SOURCE: &str = "<twin json>";
 
-impl TwinDevice {
+impl DeviceRecord {
     /// Parses one device twin as get-twin returns it (`deviceId`, `etag`,
     /// `version`, `tags`, `properties` with `$metadata`), compact or
     /// pretty-printed, with no module twins.
@@ -24,9 +24,9 @@ impl TwinDevice {
     /// # Example
     ///
     /// ```
-    /// use failback::format::TwinDevice;
+    /// use failback::format::DeviceRecord;
     ///
-    /// let twin = TwinDevice::from_json(r#"{
+    /// let twin = DeviceRecord::from_twin_json(r#"{
     ///     "deviceId": "d1",
     ///     "properties": {"desired": {"fan": 3, "$metadata": {
     ///         "fan": {"$lastUpdated": "2024-03-01T12:00:00Z"}}}}
@@ -35,7 +35,7 @@ impl TwinDevice {
     /// assert_eq!(twin.newest(), Some(1_709_294_400_000));
     /// # Ok::<(), failback::format::ReadError>(())
     /// ```
-    pub fn from_json(text: &str) -> Result<Self, ReadError> {
+    pub fn from_twin_json(text: &str) -> Result<Self, ReadError> {
         let line = parse_twin_line(SOURCE, 1, text.trim())?;
         if line.module_id.is_some() {
             return Err(ReadError::new(SOURCE, 1, ReadErrorKind::NotDeviceTwin)
@@ -44,42 +44,4 @@ impl TwinDevice {
         }
         Ok(twin_device(line.device_id.clone(), line, BTreeMap::new()))
     }
-
-    /// The per-field times of the device and its modules, as
-    /// [`merge_device`](crate::reconcile::merge_device) takes them in
-    /// [`HubDevice::times`](crate::reconcile::HubDevice::times).
-    pub fn times(&self) -> DeviceTimes {
-        DeviceTimes {
-            device: self.twin.times.clone(),
-            modules: self
-                .modules
-                .iter()
-                .map(|(m, info)| (m.clone(), info.times.clone()))
-                .collect(),
-        }
-    }
-
-    /// The newest time the twin carries (`statusUpdateTime` or a
-    /// `$lastUpdated`), in milliseconds since the epoch: what
-    /// [`HubTiming::newest`](crate::reconcile::HubTiming::newest) wants.
-    pub fn newest(&self) -> Option<i64> {
-        std::iter::once(&self.twin.times)
-            .chain(self.modules.values().map(|m| &m.times))
-            .filter_map(newest_of)
-            .max()
-    }
-}
-
-fn newest_of(times: &EntityTimes) -> Option<i64> {
-    fn tree(t: &MetaTree) -> Option<i64> {
-        t.children
-            .values()
-            .filter_map(tree)
-            .chain(t.last_updated)
-            .max()
-    }
-    [times.status, tree(&times.desired), tree(&times.reported)]
-        .into_iter()
-        .flatten()
-        .max()
 }

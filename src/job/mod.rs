@@ -354,8 +354,8 @@ fn streamed(
                 else {
                     return Ok(None);
                 };
-                if let Some(times) = &device.times {
-                    newest.offer_device(&device.snapshot.id, times);
+                if let Some(times) = &device.record.times {
+                    newest.offer_device(&device.record.snapshot.id, times);
                 }
             }
         }

@@ -204,7 +204,7 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
             })
             .collect();
         for (n, input) in inputs.iter().enumerate() {
-            if input.is_some_and(|d| d.times_without_zone) {
+            if input.is_some_and(|d| d.record.times_without_zone()) {
                 out.tally_zoneless(n);
             }
         }
@@ -214,15 +214,18 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
         };
         let base = match (base_input, ctx.has_base) {
             (_, false) => Base::Unknown,
-            (Some(d), true) => Base::Present(&d.snapshot),
+            (Some(d), true) => Base::Present(&d.record.snapshot),
             (None, true) => Base::Absent,
         };
         // A hub whose `generationId` differs from the base's deleted and
         // re-created the device (policy 2).
-        let base_generation = base_input.and_then(|d| d.generation_id.as_deref());
+        let base_generation = base_input.and_then(|d| d.record.meta.generation_id.as_deref());
         let renewed: Vec<bool> = hubs
             .iter()
-            .map(|h| recreated(base_generation, h.and_then(|d| d.generation_id.as_deref())))
+            .map(|h| {
+                let generation = h.and_then(|d| d.record.meta.generation_id.as_deref());
+                recreated(base_generation, generation)
+            })
             .collect();
         // What an input cannot know (keys, twins) is what the base holds,
         // unless the hub's device is a new incarnation: that inherits
@@ -246,8 +249,8 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
             .zip(ctx.hubs.iter().zip(&ctx.stamps))
             .map(|((input, renewed), (hub, stamp))| HubDevice {
                 hub,
-                device: input.map(|d| &d.snapshot),
-                times: input.and_then(|d| d.times.as_ref()),
+                device: input.map(|d| &d.record.snapshot),
+                times: input.and_then(|d| d.record.times.as_ref()),
                 stamp,
                 recreated: *renewed,
             })

@@ -25,110 +25,50 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::inputs::Newest;
-use crate::doc::{DeviceSnapshot, DeviceTimes};
+use crate::doc::DeviceSnapshot;
 use crate::format::{
-    DeviceLine, ExportDevice, ExportLine, ExportReader, Format, IdentityLine, IdentityReader,
-    Lines, ModuleEtags, ReadError, ReadErrorKind, TwinDevice, TwinLine, TwinReader, export_device,
-    group, line_id, parse_export_line, parse_identity_line, parse_twin_line, sniff_format,
-    twin_device,
+    DeviceLine, DeviceRecord, ExportLine, ExportReader, Format, IdentityLine, IdentityReader,
+    Lines, ReadError, ReadErrorKind, RecordMeta, TwinLine, TwinReader, export_device, group,
+    line_id, parse_export_line, parse_identity_line, parse_twin_line, sniff_format, twin_device,
 };
 use crate::reconcile::{HubInput, fill_unknowns};
 
 /// One device of one input, with what its plans are guarded by.
 #[derive(Clone, Debug)]
 pub(super) struct DeviceInput {
-    /// The device and its modules.
-    pub snapshot: DeviceSnapshot,
-    /// The device's `eTag` (none in a twin file).
-    pub etag: Option<String>,
-    /// The device's twin etag.
-    pub twin_etag: Option<String>,
-    /// Each module's etags; a module of the device has an entry.
-    pub module_etags: ModuleEtags,
-    /// Per-field times (twin files).
-    pub times: Option<DeviceTimes>,
+    /// The device, its modules, their etags and times, as the input gave
+    /// them.
+    pub record: DeviceRecord,
     /// Whether the input carries twins: an identity file does not, and its
     /// empty sections mean "not known", not "empty".
     pub knows_twin: bool,
-    /// The device's `generationId`, where the input gives it (identity
-    /// files, some twins): one incarnation of the id.
-    pub generation_id: Option<String>,
-    /// Whether a time of the device's twins had no zone (read as UTC).
-    pub times_without_zone: bool,
 }
 
 impl DeviceInput {
-    fn from_export(device: ExportDevice) -> Self {
-        Self {
-            snapshot: device.snapshot,
-            etag: device.etag,
-            twin_etag: device.twin_etag,
-            module_etags: device.module_etags,
-            times: None,
-            knows_twin: true,
-            generation_id: device.generation_id,
-            times_without_zone: false,
-        }
-    }
-
     /// The device with what its input cannot know taken from the base:
     /// the keys an input without keys (a twin file, an export without
     /// keys) says nothing about, the twin an identity file says nothing
     /// about. An unknown is not a change: the hub is taken to hold what the
     /// base held. `None` when nothing is unknown, or the base does not say.
     pub(super) fn filled_from(&self, base: &DeviceSnapshot) -> Option<DeviceInput> {
-        let snapshot = fill_unknowns(&self.snapshot, base, |_| !self.knows_twin)?;
+        let snapshot = fill_unknowns(&self.record.snapshot, base, |_| !self.knows_twin)?;
         Some(DeviceInput {
-            snapshot,
-            ..self.clone()
+            record: DeviceRecord {
+                snapshot,
+                ..self.record.clone()
+            },
+            knows_twin: self.knows_twin,
         })
     }
 
     /// The device as its hub's plan is made from it.
     pub(super) fn plan_input(&self) -> HubInput<'_> {
         HubInput {
-            snapshot: &self.snapshot,
-            etag: self.etag.as_deref(),
-            twin_etag: self.twin_etag.as_deref(),
-            module_etags: &self.module_etags,
+            snapshot: &self.record.snapshot,
+            etag: self.record.meta.etag.as_deref(),
+            twin_etag: self.record.meta.twin_etag.as_deref(),
+            modules: &self.record.modules,
             knows_twin: self.knows_twin,
-        }
-    }
-
-    fn from_identity(device: ExportDevice) -> Self {
-        Self {
-            knows_twin: false,
-            ..Self::from_export(device)
-        }
-    }
-
-    fn from_twin(device: TwinDevice) -> Self {
-        let times_without_zone =
-            device.twin.times_without_zone || device.modules.values().any(|m| m.times_without_zone);
-        // A twin's `deviceEtag` is its identity's etag: what guards an
-        // identity write to a hub known by its twins.
-        let module_etags = device
-            .modules
-            .iter()
-            .map(|(m, info)| (m.clone(), (info.device_etag.clone(), info.etag.clone())))
-            .collect();
-        let times = DeviceTimes {
-            device: device.twin.times,
-            modules: device
-                .modules
-                .into_iter()
-                .map(|(m, info)| (m, info.times))
-                .collect(),
-        };
-        Self {
-            times_without_zone,
-            snapshot: device.snapshot,
-            etag: device.twin.device_etag,
-            twin_etag: device.twin.etag,
-            generation_id: device.twin.generation_id,
-            module_etags,
-            times: Some(times),
-            knows_twin: true,
         }
     }
 }
@@ -247,10 +187,13 @@ impl RawDevice {
                 }
                 let (id, device, modules) = group_one(file, lines)?;
                 let modules = modules.into_iter().map(|(m, l)| (m, l.0)).collect();
-                DeviceInput::from_identity(export_device(id, device.0, modules))
+                DeviceInput {
+                    record: export_device(id, device.0, modules),
+                    knows_twin: false,
+                }
             }
         };
-        if device.snapshot.id == self.id {
+        if device.record.snapshot.id == self.id {
             Ok(device)
         } else {
             // The file changed since its index was made.
@@ -280,12 +223,18 @@ fn group_one<T: DeviceLine>(
 
 fn export_input(file: &str, lines: Vec<ExportLine>) -> Result<DeviceInput, ReadError> {
     let (id, device, modules) = group_one(file, lines)?;
-    Ok(DeviceInput::from_export(export_device(id, device, modules)))
+    Ok(DeviceInput {
+        record: export_device(id, device, modules),
+        knows_twin: true,
+    })
 }
 
 fn twin_input(file: &str, lines: Vec<TwinLine>) -> Result<DeviceInput, ReadError> {
     let (id, device, modules) = group_one(file, lines)?;
-    Ok(DeviceInput::from_twin(twin_device(id, device, modules)))
+    Ok(DeviceInput {
+        record: twin_device(id, device, modules),
+        knows_twin: true,
+    })
 }
 
 /// The error of a line whose id cannot be read: that of parsing it.
@@ -612,19 +561,23 @@ pub(super) fn replica_source(path: &Path) -> Result<Option<(Source, Newest)>, Re
             continue;
         };
         newest.offer_device(id, &device.times);
-        let input = DeviceInput {
-            module_etags: device
+        let twin_etag = |twin_etag: Option<String>| RecordMeta {
+            twin_etag,
+            ..RecordMeta::default()
+        };
+        let record = DeviceRecord {
+            modules: device
                 .module_etags
-                .iter()
-                .map(|(m, etag)| (m.clone(), (None, etag.clone())))
+                .into_iter()
+                .map(|(m, etag)| (m, twin_etag(etag)))
                 .collect(),
             snapshot: device.snapshot,
-            etag: None,
-            twin_etag: device.twin_etag,
+            meta: twin_etag(device.twin_etag),
             times: Some(device.times),
+        };
+        let input = DeviceInput {
+            record,
             knows_twin: true,
-            generation_id: None,
-            times_without_zone: false,
         };
         devices.push(RawDevice {
             id: id.to_owned(),

@@ -412,50 +412,31 @@ impl From<crate::format::ExportLine> for ImportLine {
 }
 
 impl HubImage {
-    /// The hub a file of any format describes, etags included: for a twin
-    /// file, `deviceEtag` is the identity's etag and `etag` the twin's
-    /// (its devices carry no keys); an identity file has no twin etags.
+    /// The hub a file of any format describes, etags included (a twin
+    /// file's devices carry no keys; an identity file has no twin etags).
     pub fn from_input(input: &crate::format::InputFile) -> Self {
         use crate::format::InputFile;
         match input {
-            InputFile::Export(export) | InputFile::Identity(export) => Self::from_export(export),
-            InputFile::Twin(twins) => {
-                let mut image = Self::new();
-                for (id, device) in &twins.devices {
-                    let record = |entity: &Entity, info: &crate::format::TwinInfo| Record {
-                        entity: entity.clone(),
-                        etag: info.device_etag.clone().unwrap_or_default(),
-                        twin_etag: info.etag.clone().unwrap_or_default(),
-                    };
-                    image.insert(id, None, record(&device.snapshot.device, &device.twin));
-                    let none = crate::format::TwinInfo::default();
-                    for (module_id, entity) in &device.snapshot.modules {
-                        let info = device.modules.get(module_id).unwrap_or(&none);
-                        image.insert(id, Some(module_id), record(entity, info));
-                    }
-                }
-                image
+            InputFile::Export(file) | InputFile::Identity(file) | InputFile::Twin(file) => {
+                Self::from_file(file)
             }
         }
     }
 
-    /// The hub an export file describes, etags included.
-    pub fn from_export(export: &crate::format::ExportFile) -> Self {
+    /// The hub a file's devices describe, etags included.
+    pub fn from_file(file: &crate::format::DeviceFile) -> Self {
         let mut image = Self::new();
-        for (id, device) in &export.devices {
-            let record = |entity: &Entity, etags: (Option<&String>, Option<&String>)| Record {
+        let none = crate::format::RecordMeta::default();
+        for (id, device) in &file.devices {
+            let record = |entity: &Entity, meta: &crate::format::RecordMeta| Record {
                 entity: entity.clone(),
-                etag: etags.0.cloned().unwrap_or_default(),
-                twin_etag: etags.1.cloned().unwrap_or_default(),
+                etag: meta.etag.clone().unwrap_or_default(),
+                twin_etag: meta.twin_etag.clone().unwrap_or_default(),
             };
-            let etags = (device.etag.as_ref(), device.twin_etag.as_ref());
-            image.insert(id, None, record(&device.snapshot.device, etags));
+            image.insert(id, None, record(&device.snapshot.device, &device.meta));
             for (module_id, entity) in &device.snapshot.modules {
-                let etags = device
-                    .module_etags
-                    .get(module_id)
-                    .map_or((None, None), |(e, t)| (e.as_ref(), t.as_ref()));
-                image.insert(id, Some(module_id), record(entity, etags));
+                let meta = device.modules.get(module_id).unwrap_or(&none);
+                image.insert(id, Some(module_id), record(entity, meta));
             }
         }
         image
@@ -474,7 +455,7 @@ impl HubImage {
 
 impl HeldDevice<'_> {
     /// Whether these are the records an export line of `device` with
-    /// `etags` describes ([`HubImage::from_export`]): the device's record
+    /// `etags` describes ([`HubImage::from_file`]): the device's record
     /// and exactly the modules', entities and etags equal (an etag not
     /// given is empty).
     pub fn is(&self, device: &DeviceSnapshot, etags: DeviceEtags<'_>) -> bool {
@@ -491,8 +472,8 @@ impl HeldDevice<'_> {
                     && same(
                         r,
                         e,
-                        of.and_then(|t| t.0.as_deref()),
-                        of.and_then(|t| t.1.as_deref()),
+                        of.and_then(|t| t.etag.as_deref()),
+                        of.and_then(|t| t.twin_etag.as_deref()),
                     )
             })
     }
@@ -527,7 +508,16 @@ impl HeldDevice<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::ModuleEtags;
+    use crate::format::RecordMeta;
+
+    fn module_etags(etag: &str, twin_etag: &str) -> BTreeMap<String, RecordMeta> {
+        let meta = RecordMeta {
+            etag: Some(etag.to_owned()),
+            twin_etag: Some(twin_etag.to_owned()),
+            ..RecordMeta::default()
+        };
+        [("probe".to_owned(), meta)].into()
+    }
 
     /// The hub creates an edge device's system modules with it (and when a
     /// device becomes one), empty, with keys of their own; deleting the
@@ -600,11 +590,7 @@ mod tests {
         hub.insert("pump", Some("probe"), record("m1", "mt1"));
         let snapshot = &hub.snapshots()["pump"];
         let held = hub.device("pump").unwrap();
-        let modules: ModuleEtags = [(
-            "probe".to_owned(),
-            (Some("m1".to_owned()), Some("mt1".to_owned())),
-        )]
-        .into();
+        let modules = module_etags("m1", "mt1");
         let etags = |etag, twin_etag| DeviceEtags {
             etag,
             twin_etag,
@@ -614,11 +600,7 @@ mod tests {
         assert!(!held.is(snapshot, etags(Some("e2"), Some("t1"))));
         assert!(!held.is(snapshot, etags(Some("e1"), Some("t2"))));
         assert!(!held.is(snapshot, etags(None, Some("t1"))));
-        let other: ModuleEtags = [(
-            "probe".to_owned(),
-            (Some("m1".to_owned()), Some("mt2".to_owned())),
-        )]
-        .into();
+        let other = module_etags("m1", "mt2");
         let module_differs = DeviceEtags {
             modules: Some(&other),
             ..etags(Some("e1"), Some("t1"))

@@ -12,10 +12,11 @@
 //! through these same functions.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use super::plan::{PlanOp, guard, split_plan, twin_differs};
 use crate::doc::{DeviceSnapshot, Entity};
-use crate::format::{ImportMode, ModuleEtags};
+use crate::format::{ImportMode, RecordMeta};
 
 /// `held` with what its input could not know taken from `known`, entity by
 /// entity (the device and each module `known` holds too): keys where `held`
@@ -111,8 +112,8 @@ pub(crate) struct HubInput<'a> {
     pub etag: Option<&'a str>,
     /// The twin's etag; none in an identity file.
     pub twin_etag: Option<&'a str>,
-    /// Each module's `(etag, twin etag)`.
-    pub module_etags: &'a ModuleEtags,
+    /// Each module's etags.
+    pub modules: &'a BTreeMap<String, RecordMeta>,
     /// Whether the input carries twins: an identity file does not.
     pub knows_twin: bool,
 }
@@ -138,9 +139,9 @@ pub(crate) fn hub_plan<'e>(
         let etags = hub.and_then(|d| match op.module_id {
             None => Some((d.etag, d.twin_etag)),
             Some(m) => d
-                .module_etags
+                .modules
                 .get(m)
-                .map(|(e, t)| (e.as_deref(), t.as_deref())),
+                .map(|m| (m.etag.as_deref(), m.twin_etag.as_deref())),
         });
         let (etag, twin_etag) = guard(mode, etags);
         line(op, mode, etag, twin_etag);
@@ -187,12 +188,12 @@ mod tests {
         base: Option<&DeviceSnapshot>,
         merged: &DeviceSnapshot,
     ) -> Vec<(ImportMode, bool)> {
-        let etags = ModuleEtags::new();
+        let modules = BTreeMap::new();
         let input = HubInput {
             snapshot: hub,
             etag: Some("e"),
             twin_etag: knows_twin.then_some("t"),
-            module_etags: &etags,
+            modules: &modules,
             knows_twin,
         };
         let mut lines = Vec::new();

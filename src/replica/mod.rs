@@ -113,7 +113,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::ReplicaId;
 use crate::doc::{DeviceSnapshot, DeviceTimes};
 use crate::format::{
-    Event, EventTwin, ExportDevice, Format, Op, ReadError, ReadErrorKind, TwinDevice, event_bytes,
+    DeviceRecord, Event, EventTwin, Format, Op, ReadError, ReadErrorKind, event_bytes,
 };
 
 use fold::{Twin, stamp_of};
@@ -250,8 +250,9 @@ pub struct Seed {
 }
 
 impl Seed {
-    /// A seed from a device of an export file.
-    pub fn from_export(device: &ExportDevice) -> Self {
+    /// A seed from a device of an export file (or of a file of
+    /// identities, as an export without twins).
+    pub fn from_export(device: &DeviceRecord) -> Self {
         let mut lines = Vec::new();
         // Writing to a Vec cannot fail.
         let _ = crate::format::write_device(&mut lines, &device.snapshot, device.etags());
@@ -259,38 +260,31 @@ impl Seed {
             format: Format::Export,
             snapshot: device.snapshot.clone(),
             times: None,
-            twin_etag: device.twin_etag.clone(),
+            twin_etag: device.meta.twin_etag.clone(),
             version: None,
             modules: device
-                .module_etags
+                .modules
                 .iter()
-                .map(|(m, (_, twin))| (m.clone(), (twin.clone(), None)))
+                .map(|(m, meta)| (m.clone(), (meta.twin_etag.clone(), None)))
                 .collect(),
             lines: String::from_utf8_lossy(&lines).into_owned(),
         }
     }
 
     /// A seed from a device of a twin file.
-    pub fn from_twin(device: &TwinDevice) -> Self {
+    pub fn from_twin(device: &DeviceRecord) -> Self {
         let mut lines = Vec::new();
         let _ = crate::format::write_twin_device(&mut lines, device);
         Self {
             format: Format::Twin,
             snapshot: device.snapshot.clone(),
-            times: Some(DeviceTimes {
-                device: device.twin.times.clone(),
-                modules: device
-                    .modules
-                    .iter()
-                    .map(|(m, info)| (m.clone(), info.times.clone()))
-                    .collect(),
-            }),
-            twin_etag: device.twin.etag.clone(),
-            version: device.twin.version,
+            times: Some(device.times.clone().unwrap_or_default()),
+            twin_etag: device.meta.twin_etag.clone(),
+            version: device.meta.version,
             modules: device
                 .modules
                 .iter()
-                .map(|(m, info)| (m.clone(), (info.etag.clone(), info.version)))
+                .map(|(m, meta)| (m.clone(), (meta.twin_etag.clone(), meta.version)))
                 .collect(),
             lines: String::from_utf8_lossy(&lines).into_owned(),
         }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use failback::doc::{AuthType, DeviceSnapshot, Entity, Status};
 use failback::format::{
-    ExportFile, ExportLine, ExportLineRef, ExportReader, Format, ImportMode, InputFile, ReadError,
-    ReadErrorKind, TwinReader, collect_export, collect_twins, detect_format, read_export,
-    read_input, read_twins, write_device, write_export_line, write_twin_device,
+    DeviceFile, DeviceRecord, ExportLine, ExportLineRef, ExportReader, Format, ImportMode,
+    InputFile, ReadError, ReadErrorKind, RecordMeta, TwinReader, collect_export, collect_twins,
+    detect_format, read_export, read_input, read_twins, write_device, write_export_line,
+    write_twin_device,
 };
 use failback::validate::{Section, ValidationErrorKind};
 use serde_json::json;
@@ -19,7 +20,7 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn export_fixture() -> ExportFile {
+fn export_fixture() -> DeviceFile {
     match read_export(fixture("export.jsonl")) {
         Ok(file) => file,
         Err(e) => panic!("{e}"),
@@ -42,7 +43,7 @@ const SECRETS: [&str; 12] = [
     "82AFD20A574A3B884856E5E788918F362A4742E2",
 ];
 
-fn write_all(file: &ExportFile) -> Vec<u8> {
+fn write_all(file: &DeviceFile) -> Vec<u8> {
     let mut out = Vec::new();
     for device in file.devices.values() {
         if let Err(e) = write_device(&mut out, &device.snapshot, device.etags()) {
@@ -50,6 +51,20 @@ fn write_all(file: &ExportFile) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A device's etags and its modules' (by module), without the lines they
+/// were read at.
+fn etags_of(device: &DeviceRecord) -> Vec<(Option<&str>, Option<&str>, Option<&str>)> {
+    fn etags<'a>(
+        module: Option<&'a str>,
+        meta: &'a RecordMeta,
+    ) -> (Option<&'a str>, Option<&'a str>, Option<&'a str>) {
+        (module, meta.etag.as_deref(), meta.twin_etag.as_deref())
+    }
+    std::iter::once(etags(None, &device.meta))
+        .chain(device.modules.iter().map(|(m, meta)| etags(Some(m), meta)))
+        .collect()
 }
 
 #[test]
@@ -69,13 +84,13 @@ fn reads_a_realistic_export() {
     assert_eq!(file.skipped, 3);
 
     let thermo = &file.devices["thermo-001"];
-    assert_eq!(thermo.line, 2);
+    assert_eq!(thermo.meta.line, 2);
     assert_eq!(
-        thermo.etag.as_deref(),
+        thermo.meta.etag.as_deref(),
         Some("MTA0NzQ2NjM1"),
         "quoted etag unwrapped"
     );
-    assert_eq!(thermo.twin_etag.as_deref(), Some("AAAAAAAAAAE="));
+    assert_eq!(thermo.meta.twin_etag.as_deref(), Some("AAAAAAAAAAE="));
     let device = &thermo.snapshot.device;
     assert_eq!(
         device.status.as_ref().map(|s| s.status),
@@ -115,14 +130,15 @@ fn edge_modules_group_under_their_device_whatever_the_order() {
     let file = export_fixture();
     let edge = &file.devices["edge-gw-1"];
     // After a blank line: lines are counted as in the file.
-    assert_eq!(edge.line, 7);
+    assert_eq!(edge.meta.line, 7);
     assert_eq!(
         edge.snapshot.modules.keys().collect::<Vec<_>>(),
         ["$edgeAgent", "$edgeHub", "filter"]
     );
+    let agent = &edge.modules["$edgeAgent"];
     assert_eq!(
-        edge.module_etags["$edgeAgent"],
-        (Some("MTIzNDU=".into()), Some("AAAAAAAAAAU=".into()))
+        (agent.etag.as_deref(), agent.twin_etag.as_deref()),
+        (Some("MTIzNDU="), Some("AAAAAAAAAAU="))
     );
     let filter = &edge.snapshot.modules["filter"];
     assert_eq!(filter.extra["managedBy"], json!("IotEdge"));
@@ -149,9 +165,7 @@ fn export_round_trips_and_writing_is_canonical() {
     for (id, device) in &file.devices {
         let back = &again.devices[id];
         assert_eq!(back.snapshot, device.snapshot, "{id}");
-        assert_eq!(back.etag, device.etag);
-        assert_eq!(back.twin_etag, device.twin_etag);
-        assert_eq!(back.module_etags, device.module_etags);
+        assert_eq!(etags_of(back), etags_of(device), "{id}");
     }
     assert_eq!(
         write_all(&again),
@@ -225,10 +239,14 @@ fn reads_twins_with_their_times() {
     };
     assert_eq!(file.devices.len(), 3);
     let thermo = &file.devices["thermo-001"];
-    assert_eq!(thermo.twin.etag.as_deref(), Some("AAAAAAAAAAE="));
-    assert_eq!(thermo.twin.version, Some(7));
+    assert_eq!(thermo.meta.twin_etag.as_deref(), Some("AAAAAAAAAAE="));
+    assert_eq!(thermo.meta.version, Some(7));
+    let times = |id: &str| match &file.devices[id].times {
+        Some(times) => times.device.clone(),
+        None => panic!("a twin file gives times"),
+    };
     // 0001-01-01 is IoT Hub's "never".
-    assert_eq!(thermo.twin.times.status, None);
+    assert_eq!(times("thermo-001").status, None);
     let device = &thermo.snapshot.device;
     assert!(
         device.extra.is_empty(),
@@ -237,7 +255,7 @@ fn reads_twins_with_their_times() {
     assert_eq!(device.authentication, None);
     assert_eq!(device.tags["zones"], json!(["a", "b"]));
     assert!(!device.desired.contains_key("$metadata") && !device.desired.contains_key("$version"));
-    let desired = &thermo.twin.times.desired;
+    let desired = &times("thermo-001").desired;
     assert_eq!(desired.last_updated, Some(1_709_287_200_500));
     assert_eq!(desired.time_at(&["targetTemp"]), Some(1_709_287_200_500));
     assert_eq!(
@@ -245,12 +263,12 @@ fn reads_twins_with_their_times() {
         Some(1_706_774_400_000)
     );
     assert_eq!(
-        thermo.twin.times.reported.time_at(&["temp"]),
+        times("thermo-001").reported.time_at(&["temp"]),
         Some(1_709_294_398_123)
     );
 
     let cam = &file.devices["cam-17"];
-    assert_eq!(cam.twin.times.status, Some(1_709_285_400_000));
+    assert_eq!(times("cam-17").status, Some(1_709_285_400_000));
     assert_eq!(
         cam.snapshot
             .device
@@ -292,13 +310,13 @@ fn twins_round_trip() {
     for (id, device) in &file.devices {
         let back = &again.devices[id];
         assert_eq!(back.snapshot, device.snapshot, "{id}");
-        assert_eq!(back.twin.etag, device.twin.etag);
-        assert_eq!(back.twin.version, device.twin.version);
-        // Times survive at millisecond precision, the unit of MetaTree.
-        assert_eq!(back.twin.times, device.twin.times);
-        for (module, info) in &device.modules {
-            assert_eq!(back.modules[module].times, info.times);
+        assert_eq!(etags_of(back), etags_of(device), "{id}");
+        assert_eq!(back.meta.version, device.meta.version);
+        for (module, meta) in &device.modules {
+            assert_eq!(back.modules[module].version, meta.version);
         }
+        // Times survive at millisecond precision, the unit of MetaTree.
+        assert_eq!(back.times, device.times);
     }
 }
 
@@ -788,7 +806,7 @@ fn unparseable_timestamps() {
     let input = "{\"deviceId\":\"d1\",\"statusUpdateTime\":\"last tuesday\",\"lastActivityTime\":\"2015-02-30T00:00:00\"}\n";
     let file = collect_twins(TwinReader::new(input.as_bytes(), "twins.jsonl"));
     assert_eq!(
-        file.map(|f| f.devices["d1"].twin.times.status)
+        file.map(|f| f.devices["d1"].times.as_ref().and_then(|t| t.device.status))
             .map_err(|e| e.to_string()),
         Ok(None)
     );
@@ -1124,7 +1142,8 @@ mod round_trip {
         fn write_then_read_gives_the_same_snapshot(snapshot in snapshot(), etag in prop::option::of("\"?[A-Za-z0-9=]{4,12}\"?")) {
             let mut modules = BTreeMap::new();
             for id in snapshot.modules.keys() {
-                modules.insert(id.clone(), (Some(format!("m-{id}")), None));
+                let meta = RecordMeta { etag: Some(format!("m-{id}")), ..RecordMeta::default() };
+                modules.insert(id.clone(), meta);
             }
             let etags = DeviceEtags { etag: etag.as_deref(), twin_etag: Some("AAAAAAAAAAE="), modules: Some(&modules) };
             let mut out = Vec::new();
@@ -1133,12 +1152,14 @@ mod round_trip {
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let device = &file.devices[&snapshot.id];
             prop_assert_eq!(&device.snapshot, &snapshot);
-            prop_assert_eq!(&device.module_etags, &modules);
+            let read: BTreeMap<_, _> = device.modules.iter().map(|(m, r)| (m, &r.etag)).collect();
+            let written: BTreeMap<_, _> = modules.iter().map(|(m, r)| (m, &r.etag)).collect();
+            prop_assert_eq!(read, written);
             // One pair of quotes is stripped on read.
             let unquoted = etag.as_deref().map(|e| {
                 e.strip_prefix('"').and_then(|e| e.strip_suffix('"')).unwrap_or(e).to_owned()
             });
-            prop_assert_eq!(&device.etag, &unquoted);
+            prop_assert_eq!(&device.meta.etag, &unquoted);
             // Canonical: writing what was read gives the same bytes.
             let mut again = Vec::new();
             write_device(&mut again, &device.snapshot, DeviceEtags { etag: etag.as_deref(), ..device.etags() })

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use failback::format::{
-    ExportFile, ExportReader, TwinFile, TwinReader, collect_export, collect_twins, write_device,
+    DeviceFile, ExportReader, TwinReader, collect_export, collect_twins, write_device,
     write_twin_device,
 };
 
@@ -26,7 +26,7 @@ fn export_round_trip(bytes: &[u8]) {
     for device in file.devices.values() {
         write_device(&mut out, &device.snapshot, device.etags()).unwrap_or_else(|e| panic!("{e}"));
     }
-    let again: ExportFile = collect_export(ExportReader::new(out.as_slice(), "rewritten.jsonl"))
+    let again: DeviceFile = collect_export(ExportReader::new(out.as_slice(), "rewritten.jsonl"))
         .unwrap_or_else(|e| panic!("the writer wrote what the reader rejects: {e}"));
     assert_eq!(again.devices.len(), file.devices.len());
     for (id, device) in &file.devices {
@@ -37,7 +37,7 @@ fn export_round_trip(bytes: &[u8]) {
 /// The law of `parse_twin`: the same, for twins, times and versions
 /// included, and the twin writer is a fixed point.
 fn twin_round_trip(bytes: &[u8]) {
-    let write = |file: &TwinFile| {
+    let write = |file: &DeviceFile| {
         let mut out = Vec::new();
         for device in file.devices.values() {
             write_twin_device(&mut out, device).unwrap_or_else(|e| panic!("{e}"));
@@ -53,8 +53,8 @@ fn twin_round_trip(bytes: &[u8]) {
     for (id, device) in &file.devices {
         let back = &again.devices[id];
         assert_eq!(back.snapshot, device.snapshot);
-        assert_eq!(back.twin.times, device.twin.times);
-        assert_eq!(back.twin.version, device.twin.version);
+        assert_eq!(back.times, device.times);
+        assert_eq!(back.meta.version, device.meta.version);
     }
     assert_eq!(write(&again), out);
 }

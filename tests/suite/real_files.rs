@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use failback::ReplicaId;
 use failback::doc::{AuthType, Policies, Status};
-use failback::format::{ExportFile, InputFile, TwinFile, read_input};
+use failback::format::{DeviceFile, InputFile, read_input};
 use failback::job::{MergeJob, Reading, run_merge};
 use proptest::prelude::*;
 
@@ -35,7 +35,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn identities(name: &str) -> ExportFile {
+fn identities(name: &str) -> DeviceFile {
     match read_input(fixture(name), None) {
         Ok(InputFile::Identity(file)) => file,
         Ok(other) => panic!("{name} read as another format: {other:?}"),
@@ -43,7 +43,7 @@ fn identities(name: &str) -> ExportFile {
     }
 }
 
-fn twins(path: &Path) -> TwinFile {
+fn twins(path: &Path) -> DeviceFile {
     match read_input(path, None) {
         Ok(InputFile::Twin(file)) => file,
         Ok(other) => panic!("{} read as another format: {other:?}", path.display()),
@@ -51,7 +51,7 @@ fn twins(path: &Path) -> TwinFile {
     }
 }
 
-fn auth_type(file: &ExportFile, id: &str) -> Option<AuthType> {
+fn auth_type(file: &DeviceFile, id: &str) -> Option<AuthType> {
     file.devices[id]
         .snapshot
         .device
@@ -68,9 +68,12 @@ fn an_az_identity_list_reads_as_identities_with_keys_and_generation_ids() {
         ["ca-device", "gateway-1", "sensor@plant-7"]
     );
     let gateway = &file.devices["gateway-1"];
-    assert_eq!(gateway.etag.as_deref(), Some("NzY1NDMyMQ=="));
-    assert_eq!(gateway.generation_id.as_deref(), Some("637987654321234567"));
-    assert_eq!(gateway.twin_etag, None);
+    assert_eq!(gateway.meta.etag.as_deref(), Some("NzY1NDMyMQ=="));
+    assert_eq!(
+        gateway.meta.generation_id.as_deref(),
+        Some("637987654321234567")
+    );
+    assert_eq!(gateway.meta.twin_etag, None);
     assert_eq!(
         gateway.snapshot.device.status.as_ref().map(|s| s.status),
         Some(Status::Enabled)
@@ -79,10 +82,7 @@ fn an_az_identity_list_reads_as_identities_with_keys_and_generation_ids() {
         gateway.snapshot.modules.keys().collect::<Vec<_>>(),
         ["$edgeAgent", "filter"]
     );
-    assert_eq!(
-        gateway.module_etags["$edgeAgent"].0.as_deref(),
-        Some("MQ==")
-    );
+    assert_eq!(gateway.modules["$edgeAgent"].etag.as_deref(), Some("MQ=="));
     // Runtime fields and `managedBy` are read past, never kept.
     assert!(gateway.snapshot.modules["filter"].extra.is_empty());
     assert!(gateway.snapshot.device.extra.is_empty());
@@ -90,7 +90,7 @@ fn an_az_identity_list_reads_as_identities_with_keys_and_generation_ids() {
     assert!(gateway.snapshot.device.tags.is_empty());
     let sensor = &file.devices["sensor@plant-7"];
     assert_eq!(
-        sensor.etag.as_deref(),
+        sensor.meta.etag.as_deref(),
         Some("MTIzNDU2Nzg="),
         "quotes stripped"
     );
@@ -121,7 +121,7 @@ fn an_az_identity_list_reads_as_identities_with_keys_and_generation_ids() {
 fn an_az_identity_show_object_with_a_bom_reads() {
     let file = identities("identity-az-show.json");
     let device = &file.devices["DALLAS1"];
-    assert_eq!(device.etag.as_deref(), Some("Mzc4OTAxMjM0"));
+    assert_eq!(device.meta.etag.as_deref(), Some("Mzc4OTAxMjM0"));
     // An old REST response omits `type`: the keys are still the keys.
     let auth = device.snapshot.device.authentication.as_ref();
     assert!(auth.is_some_and(|a| a.symmetric_key.is_some() && a.auth_type.is_none()));
@@ -131,9 +131,9 @@ fn an_az_identity_show_object_with_a_bom_reads() {
 fn an_az_query_twin_array_reads_with_device_etags_and_service_metadata_dropped() {
     let file = twins(&fixture("twins-az-query.json"));
     let dallas = &file.devices["DALLAS1"];
-    assert_eq!(dallas.twin.etag.as_deref(), Some("AAAAAAAAAAk="));
-    assert_eq!(dallas.twin.device_etag.as_deref(), Some("Mzc4OTAxMjM0"));
-    assert_eq!(dallas.twin.version, Some(22446));
+    assert_eq!(dallas.meta.twin_etag.as_deref(), Some("AAAAAAAAAAk="));
+    assert_eq!(dallas.meta.etag.as_deref(), Some("Mzc4OTAxMjM0"));
+    assert_eq!(dallas.meta.version, Some(22446));
     let device = &dallas.snapshot.device;
     // `tags.$etag` is the service's; `modelId` the device's.
     assert_eq!(
@@ -146,24 +146,25 @@ fn an_az_query_twin_array_reads_with_device_etags_and_service_metadata_dropped()
     assert_eq!(device.reported["connectionState"], "online");
     assert_eq!(device.reported["location"], "Bülach");
     // `-06:00` and no zone at all (UTC) both land on 17:00Z.
-    let at = |path: &[&str]| dallas.twin.times.reported.time_at(path);
+    let times = match &dallas.times {
+        Some(times) => &times.device,
+        None => panic!("a twin file gives times"),
+    };
+    let at = |path: &[&str]| times.reported.time_at(path);
     assert_eq!(at(&["location"]), Some(1_709_312_400_000));
     assert_eq!(
         at(&["thermostat1", "targetTemperature", "ac"]),
         Some(1_709_312_400_000)
     );
-    assert_eq!(
-        dallas.modules["telemetry"].device_etag.as_deref(),
-        Some("MQ==")
-    );
+    assert_eq!(dallas.modules["telemetry"].etag.as_deref(), Some("MQ=="));
     let x509 = &file.devices["x509-dev@site"];
-    assert_eq!(x509.twin.device_etag.as_deref(), Some("NDU2"));
+    assert_eq!(x509.meta.etag.as_deref(), Some("NDU2"));
     assert_eq!(
         x509.snapshot.device.status.as_ref().map(|s| s.status),
         Some(Status::Disabled)
     );
     // `2015-02-30`, a runtime time, is no time, not an error.
-    assert_eq!(x509.twin.times.status, None);
+    assert_eq!(x509.times.as_ref().and_then(|t| t.device.status), None);
     assert_eq!(x509.snapshot.device.tags["custom"], serde_json::json!({}));
 }
 
@@ -172,10 +173,10 @@ fn the_2016_twin_shape_reads_as_twins() {
     let file = twins(&fixture("twins-2016.jsonl"));
     let legacy = &file.devices["legacy-1"];
     assert_eq!(
-        legacy.twin.generation_id.as_deref(),
+        legacy.meta.generation_id.as_deref(),
         Some("636000000000000001")
     );
-    assert_eq!(legacy.twin.etag, None);
+    assert_eq!(legacy.meta.twin_etag, None);
     assert_eq!(legacy.snapshot.device.desired["fan"], 2);
     assert_eq!(
         file.devices["legacy-2"]
@@ -195,7 +196,7 @@ fn sdk_export_lines_with_a_bom_and_enums_in_any_case_read() {
         other => panic!("{other:?}"),
     };
     let node = &file.devices["node-1"];
-    assert_eq!(node.etag.as_deref(), Some("MjM0"));
+    assert_eq!(node.meta.etag.as_deref(), Some("MjM0"));
     assert_eq!(auth_type(&file, "node-1"), Some(AuthType::Sas));
     assert_eq!(
         node.snapshot.device.tags.keys().collect::<Vec<_>>(),
@@ -227,14 +228,17 @@ fn an_export_array_reads_like_its_lines() {
         let back = &again.devices[id];
         assert_eq!(back.snapshot, device.snapshot, "{id}");
         assert_eq!(
-            (&back.etag, &back.twin_etag),
-            (&device.etag, &device.twin_etag),
+            (&back.meta.etag, &back.meta.twin_etag),
+            (&device.meta.etag, &device.meta.twin_etag),
             "{id}"
         );
     }
     // Each record's line is the line it starts on.
     assert_eq!(
-        (array.devices["arr-1"].line, array.devices["arr-2"].line),
+        (
+            array.devices["arr-1"].meta.line,
+            array.devices["arr-2"].meta.line
+        ),
         (2, 18)
     );
     assert_eq!(
