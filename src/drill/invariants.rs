@@ -804,6 +804,15 @@ mod tests {
         }
     }
 
+    /// A key rotation on `hub` to `rotated`'s keys, its `seq`-th write.
+    fn rotation(hub: Hub, seq: u32, rotated: &DeviceSnapshot) -> Write {
+        let keys = device_facts(rotated)
+            .into_iter()
+            .filter(|f| f.field == Field::Auth)
+            .collect();
+        write(hub, seq, Kind::Rotate, Op::Update, keys)
+    }
+
     fn desired(path: &str, value: Value) -> Fact {
         Fact {
             module: None,
@@ -904,17 +913,7 @@ mod tests {
     #[test]
     fn keys_a_twin_file_hid_are_not_rolled_back() {
         let start = device("k", Status::Enabled);
-        let rotated = device("r", Status::Enabled);
-        let rotate = write(
-            Hub::Primary,
-            1,
-            Kind::Rotate,
-            Op::Update,
-            device_facts(&rotated)
-                .into_iter()
-                .filter(|f| f.field == Field::Auth)
-                .collect(),
-        );
+        let rotate = rotation(Hub::Primary, 1, &device("r", Status::Enabled));
         let twin = [ExportFormat::Twin, ExportFormat::Keys];
         let (findings, accounting) = run_read_from(
             &start,
@@ -1122,17 +1121,7 @@ mod tests {
     #[test]
     fn mixed_or_rolled_back_keys_fail() {
         let start = device("k", Status::Enabled);
-        let rotated = device("r", Status::Enabled);
-        let rotate = write(
-            Hub::Secondary,
-            1,
-            Kind::Rotate,
-            Op::Update,
-            device_facts(&rotated)
-                .into_iter()
-                .filter(|f| f.field == Field::Auth)
-                .collect(),
-        );
+        let rotate = rotation(Hub::Secondary, 1, &device("r", Status::Enabled));
         // Rolled back: the start keys, which the rotation had seen.
         let findings = run(&start, Some(&start), &[], vec![rotate.clone()], alive());
         assert_eq!(findings.count(KEYS_CURRENT), 1, "{findings:?}");

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::group::{DeviceLine, group};
+use super::group::{DeviceLine, collect};
 use super::lines::{JsonlReader, ParseLine};
 use super::raw::{self, Ctx, Key, PropertiesSeed, RawAuth, RawProperties, RawSection, SectionSeed};
 use super::write::{Obj, Properties, Section};
@@ -342,20 +342,8 @@ pub fn read_export(path: impl AsRef<Path>) -> Result<DeviceFile, ReadError> {
 /// assert_eq!(device.modules["$edgeAgent"].etag.as_deref(), Some("MQ=="));
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<DeviceFile, ReadError> {
-    let file = reader.file().to_owned();
-    let grouped = group(&file, reader.by_ref())?;
-    let devices = grouped
-        .into_iter()
-        .map(|(id, (device, modules))| {
-            let export = export_device(id.clone(), device, modules);
-            (id, export)
-        })
-        .collect();
-    Ok(DeviceFile {
-        devices,
-        skipped: reader.skipped(),
-    })
+pub fn collect_export<R: BufRead>(reader: ExportReader<R>) -> Result<DeviceFile, ReadError> {
+    collect(reader, export_device)
 }
 
 /// Reads a whole file of registry identities, grouped by device as
@@ -380,20 +368,11 @@ pub fn collect_export<R: BufRead>(mut reader: ExportReader<R>) -> Result<DeviceF
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
 pub fn collect_identities<R: BufRead>(
-    mut reader: super::IdentityReader<R>,
+    reader: super::IdentityReader<R>,
 ) -> Result<DeviceFile, ReadError> {
-    let file = reader.file().to_owned();
-    let grouped = group(&file, reader.by_ref())?;
-    let devices = grouped
-        .into_iter()
-        .map(|(id, (device, modules))| {
-            let modules = modules.into_iter().map(|(m, l)| (m, l.0)).collect();
-            (id.clone(), export_device(id, device.0, modules))
-        })
-        .collect();
-    Ok(DeviceFile {
-        devices,
-        skipped: reader.skipped(),
+    collect(reader, |id, device, modules| {
+        let modules = modules.into_iter().map(|(m, l)| (m, l.0)).collect();
+        export_device(id, device.0, modules)
     })
 }
 

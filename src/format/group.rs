@@ -2,8 +2,10 @@
 //! module, and no module without its device.
 
 use std::collections::BTreeMap;
+use std::io::BufRead;
 
-use super::{ReadError, ReadErrorKind};
+use super::lines::{JsonlReader, ParseLine};
+use super::{DeviceFile, DeviceRecord, ReadError, ReadErrorKind};
 
 /// A line about a device or one of its modules.
 pub(crate) trait DeviceLine {
@@ -14,6 +16,27 @@ pub(crate) trait DeviceLine {
 
 /// Device lines by device id, each with its module lines by module id.
 pub(crate) type Grouped<T> = BTreeMap<String, (T, BTreeMap<String, T>)>;
+
+/// Reads every line of `reader`, groups them by device and makes each
+/// group a record with `record`: what every `collect_*` reader does.
+///
+/// # Errors
+///
+/// As [`group`].
+pub(crate) fn collect<R: BufRead, T: ParseLine + DeviceLine>(
+    mut reader: JsonlReader<R, T>,
+    record: impl Fn(String, T, BTreeMap<String, T>) -> DeviceRecord,
+) -> Result<DeviceFile, ReadError> {
+    let file = reader.file().to_owned();
+    let devices = group(&file, reader.by_ref())?
+        .into_iter()
+        .map(|(id, (device, modules))| (id.clone(), record(id, device, modules)))
+        .collect();
+    Ok(DeviceFile {
+        devices,
+        skipped: reader.skipped(),
+    })
+}
 
 /// Reads every line and groups them.
 ///

@@ -21,7 +21,7 @@ use std::path::Path;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::group::{DeviceLine, group};
+use super::group::{DeviceLine, collect};
 use super::lines::{JsonlReader, ParseLine};
 use super::raw::{self, Ctx, Key, PropertiesSeed, RawProperties, RawSection, SectionSeed};
 use super::write::{Obj, Properties, Section};
@@ -508,20 +508,8 @@ pub fn read_twins(path: impl AsRef<Path>) -> Result<DeviceFile, ReadError> {
 /// assert_eq!(file.devices["d1"].meta.version, Some(7));
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-pub fn collect_twins<R: BufRead>(mut reader: TwinReader<R>) -> Result<DeviceFile, ReadError> {
-    let file = reader.file().to_owned();
-    let grouped = group(&file, reader.by_ref())?;
-    let devices = grouped
-        .into_iter()
-        .map(|(id, (device, modules))| {
-            let device = twin_device(id.clone(), device, modules);
-            (id, device)
-        })
-        .collect();
-    Ok(DeviceFile {
-        devices,
-        skipped: reader.skipped(),
-    })
+pub fn collect_twins<R: BufRead>(reader: TwinReader<R>) -> Result<DeviceFile, ReadError> {
+    collect(reader, twin_device)
 }
 
 /// A device from its twin and its modules' twins, grouped. A twin's
