@@ -227,6 +227,12 @@ mod tests {
             prop_assert_eq!(merged(&m, &a), m.clone());
         }
 
+        /// `dominates` says exactly whether a merge would change nothing.
+        #[test]
+        fn dominates_is_a_merge_that_changes_nothing(a in register(), b in register()) {
+            prop_assert_eq!(a.dominates(&b), merged(&a, &b) == a);
+        }
+
         /// A replica that has merged every other's register and switches
         /// wins everywhere: the last switch seen is the one obeyed.
         #[test]
