@@ -133,11 +133,15 @@ pub(crate) type FoldKey = (Option<String>, Option<EventDot>);
 /// The twin changes of one entity incarnation that [`Replica::compact`]
 /// folded: their versions, the first and last of their positions in time
 /// (the incarnation must keep holding them), and their tree.
+///
+/// A position is kept without its dot: it is only ever compared with
+/// creates' and deletes' positions (`misplaced`), whose ranks no twin
+/// change shares, so time and rank decide every such comparison.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Folded {
     versions: Versions,
-    first: (i64, u8, String),
-    last: (i64, u8, String),
+    first: (i64, u8),
+    last: (i64, u8),
     twin: Twin,
 }
 
@@ -145,21 +149,17 @@ impl Folded {
     /// Joins `other` (of the same incarnation) into this fold.
     fn join(&mut self, other: &Folded) {
         self.versions.union(&other.versions);
-        if other.first < self.first {
-            self.first.clone_from(&other.first);
-        }
-        if other.last > self.last {
-            self.last.clone_from(&other.last);
-        }
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
         self.twin.join(&other.twin);
     }
 
     fn first(&self) -> replay::Pos<'_> {
-        (self.first.0, self.first.1, &self.first.2)
+        (self.first.0, self.first.1, "")
     }
 
     fn last(&self) -> replay::Pos<'_> {
-        (self.last.0, self.last.1, &self.last.2)
+        (self.last.0, self.last.1, "")
     }
 }
 
@@ -944,11 +944,10 @@ impl Replica {
             let (time, rank, _) = replay::pos(&dot, &event);
             let mut versions = Versions::default();
             versions.insert(version);
-            let p = (time, rank, dot);
             let one = Folded {
                 versions,
-                first: p.clone(),
-                last: p,
+                first: (time, rank),
+                last: (time, rank),
                 twin: change,
             };
             let folds = self.folded.entry(id.to_owned()).or_default();
