@@ -232,7 +232,8 @@ impl<'a> IntoIterator for &'a Folds {
 }
 
 /// One event held by a replica: the event as read, with its body's
-/// canonical text and, of its twin, only its version. The text is what
+/// canonical text and, of its twin, only its version (the twin itself
+/// dropped, `Event::held_version` set). The text is what
 /// the event is compared and written by; the twin's version is all that
 /// ingesting, parking and the state file's version vector need. Replay
 /// and compaction read the twin again from the text
