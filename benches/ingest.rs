@@ -15,6 +15,7 @@
 //! the peak RSS, state-file size and the export size of the same devices
 //! printed. `--compact N` compacts the replica every N events and at the
 //! end (`failback ingest --compact`), so memory follows the devices.
+//! `--write PATH` also writes the state file to `PATH`, to look at.
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does) or with
 //! `--test`, it ingests 2,000 events once, to prove it runs.
@@ -146,7 +147,7 @@ fn peak_rss() -> usize {
 }
 
 /// The bounded-replica mode: `n` events over `devices` devices, streamed.
-fn bounded(devices: usize, n: usize, compact: Option<usize>) {
+fn bounded(devices: usize, n: usize, compact: Option<usize>, out: Option<&str>) {
     let hub = ReplicaId::new("primary").expect("valid literal");
     let start = Instant::now();
     let mut replica = Replica::new(hub);
@@ -164,6 +165,10 @@ fn bounded(devices: usize, n: usize, compact: Option<usize>) {
     let mut state = Counter::default();
     write_state(&mut state, &replica).expect("to a counter");
     let elapsed = start.elapsed().as_secs_f64();
+    if let Some(path) = out {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("--write PATH"));
+        write_state(&mut file, &replica).expect("state file written");
+    }
     let mut export = Counter::default();
     for id in replica.device_ids() {
         if let Some(device) = replica.device(id) {
@@ -201,7 +206,16 @@ fn main() {
     let quick = args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench");
     if let Some(devices) = arg(&args, "--devices") {
         let n = arg(&args, "--events").unwrap_or(devices * 100);
-        bounded(devices.max(1), n, arg(&args, "--compact"));
+        let out = args
+            .iter()
+            .position(|a| a == "--write")
+            .and_then(|i| args.get(i + 1));
+        bounded(
+            devices.max(1),
+            n,
+            arg(&args, "--compact"),
+            out.map(String::as_str),
+        );
         return;
     }
     let n = arg(&args, "--events").unwrap_or(if quick { 2_000 } else { 200_000 });

@@ -44,7 +44,7 @@ pub struct IngestArgs {
     /// Compact the replica while ingesting: fold the twin changes of every
     /// incarnation whose create is known into a tree, every N events
     /// (default 100000) and at the end, so memory and the state file grow
-    /// with devices, not events (the state is then written as version 2).
+    /// with devices, not events (the state is then written as version 3).
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "100000")]
     compact: Option<u64>,
     /// Change-event files: JSON records in any envelope, or Avro files of

@@ -127,11 +127,18 @@ pub struct Event {
     /// `operationTimestamp`, ms since the epoch (required but for
     /// connection events).
     pub time: Option<i64>,
-    /// The body's twin (none for connection events).
-    pub twin: Option<EventTwin>,
+    /// The body's twin (none for connection events). Boxed: an event
+    /// without one (as a replica holds it, see `held_version`) is then
+    /// some 180 bytes, not 600.
+    pub twin: Option<Box<EventTwin>>,
     /// The body as canonical JSON (keys sorted), without any
     /// `authentication`.
     body: Option<String>,
+    /// The version of the twin a replica dropped (it holds an event by
+    /// its body's text and reads the twin again from it): `Some` when
+    /// the event had a twin, so [`Event::version`] still answers without
+    /// the 448 bytes of an empty [`EventTwin`].
+    pub(crate) held_version: Option<Option<u64>>,
 }
 
 impl fmt::Debug for Event {
@@ -159,7 +166,16 @@ impl Event {
 
     /// The twin version the event carries, 0 when none.
     pub fn version(&self) -> u64 {
-        self.twin.as_ref().and_then(|t| t.version).unwrap_or(0)
+        match &self.twin {
+            Some(twin) => twin.version,
+            None => self.held_version.flatten(),
+        }
+        .unwrap_or(0)
+    }
+
+    /// Whether the event has a twin, held or dropped by a replica.
+    pub(crate) fn has_twin(&self) -> bool {
+        self.twin.is_some() || self.held_version.is_some()
     }
 }
 
@@ -790,6 +806,7 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
         time,
         twin: None,
         body: None,
+        held_version: None,
     };
     if connection {
         return Ok(Parsed::Event(event));
@@ -856,7 +873,7 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
         desired,
         reported,
     } = covers;
-    event.twin = Some(EventTwin {
+    event.twin = Some(Box::new(EventTwin {
         version: twin.version,
         etag: twin.etag,
         entity: twin.entity,
@@ -864,7 +881,7 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
         has_tags: tags,
         has_desired: desired,
         has_reported: reported,
-    });
+    }));
     Ok(Parsed::Event(event))
 }
 

@@ -28,10 +28,10 @@
 //!   vector**: `version`, its twin's version, and `modules`, each live
 //!   module twin's version (absent for a device that does not exist).
 //!
-//! # Format (version 2): folds
+//! # Format (version 3): folds
 //!
 //! A replica [compacted](super::Replica::compact) is written as version
-//! 2: the same, and per device that has them, `folded` (after `events`):
+//! 3: the same, and per device that has them, `folded` (after `events`):
 //! the twin changes of each entity incarnation folded into a tree, with
 //! the versions folded and the positions in time of the first and last
 //! change folded (the shape is in `wire.rs`). A reader checks every fold:
@@ -41,7 +41,12 @@
 //! change in that incarnation. Version 1 is written whenever nothing is
 //! folded, so a replica never compacted keeps its bytes.
 //!
-//! A reader takes only `format` `failback-replica` and `version` 1 or 2.
+//! Version 2, the folds as this crate wrote them before, is still read
+//! (each position with its change's dot, and a node's `meta` always
+//! written; see `wire.rs`), and written again as version 3.
+//!
+//! A reader takes only `format` `failback-replica` and `version` 1, 2 or
+//! 3.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -63,7 +68,10 @@ pub(crate) const FORMAT_NAME: &str = "failback-replica";
 pub(crate) const FORMAT_VERSION: u64 = 1;
 /// The `version` written for a replica with folds (see
 /// [`Replica::compact`]).
-pub(crate) const FOLDED_VERSION: u64 = 2;
+pub(crate) const FOLDED_VERSION: u64 = 3;
+/// The `version` folds were written as before [`FOLDED_VERSION`]: still
+/// read.
+pub(crate) const FOLDED_VERSION_2: u64 = 2;
 
 impl Replica {
     /// Reads a state file written by [`Replica::write`], checking every
@@ -73,7 +81,7 @@ impl Replica {
     /// # Errors
     ///
     /// A [`ReadError`] naming `file` and the line: not JSON, not a state
-    /// file of version 1 or 2, an invalid hub name, a bad event or seed
+    /// file of version 1, 2 or 3, an invalid hub name, a bad event or seed
     /// line, an event under another device's id, an event whose stored dot
     /// is not its own, two events with one id and different payloads, a
     /// corrupted fold.
@@ -89,9 +97,9 @@ impl Replica {
     /// replica.write(&mut out)?;
     /// assert_eq!(Replica::read(out.as_slice(), "state.json")?, replica);
     ///
-    /// let v3 = br#"{"format":"failback-replica","version":3,"hub":"p","devices":[]}"#;
-    /// let err = Replica::read(&v3[..], "s.json").unwrap_err();
-    /// assert_eq!(err.to_string(), "s.json:1: field \"version\": not a replica state file: version 3, expected 1 or 2");
+    /// let v4 = br#"{"format":"failback-replica","version":4,"hub":"p","devices":[]}"#;
+    /// let err = Replica::read(&v4[..], "s.json").unwrap_err();
+    /// assert_eq!(err.to_string(), "s.json:1: field \"version\": not a replica state file: version 4, expected 1, 2 or 3");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read<R: Read>(reader: R, file: &str) -> Result<Self, ReadError> {
@@ -290,7 +298,7 @@ fn json_error(file: &str, error: &serde_json::Error) -> ReadError {
 /// # Errors
 ///
 /// A [`ReadError`] naming `file` and the line: not JSON, not a state
-/// file of version 1, an invalid hub name, a bad event or seed line, an
+/// file of version 1, 2 or 3, an invalid hub name, a bad event or seed line, an
 /// event under another device's id, an event whose stored dot is not its
 /// own, two events with one id and different payloads.
 ///
@@ -299,8 +307,8 @@ fn json_error(file: &str, error: &serde_json::Error) -> ReadError {
 /// ```
 /// use failback::replica::read_state;
 ///
-/// let err = read_state(&br#"{"format":"failback-replica","version":3,"hub":"p","devices":[]}"#[..], "s.json").unwrap_err();
-/// assert_eq!(err.to_string(), "s.json:1: field \"version\": not a replica state file: version 3, expected 1 or 2");
+/// let err = read_state(&br#"{"format":"failback-replica","version":4,"hub":"p","devices":[]}"#[..], "s.json").unwrap_err();
+/// assert_eq!(err.to_string(), "s.json:1: field \"version\": not a replica state file: version 4, expected 1, 2 or 3");
 /// ```
 pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadError> {
     let mut text = String::new();
@@ -317,11 +325,11 @@ pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadErr
             format!("format {:?}, expected {FORMAT_NAME:?}", raw.format),
         ));
     }
-    if raw.version != FORMAT_VERSION && raw.version != FOLDED_VERSION {
+    if ![FORMAT_VERSION, FOLDED_VERSION_2, FOLDED_VERSION].contains(&raw.version) {
         return Err(not_state(
             "version",
             format!(
-                "version {}, expected {FORMAT_VERSION} or {FOLDED_VERSION}",
+                "version {}, expected {FORMAT_VERSION}, {FOLDED_VERSION_2} or {FOLDED_VERSION}",
                 raw.version
             ),
         ));
@@ -435,12 +443,12 @@ pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadErr
                     .with_device(Some(&device.id), None)
                     .with_field("folded")
             };
-            if raw.version != FOLDED_VERSION {
+            if raw.version == FORMAT_VERSION {
                 return Err(bad(format!("folds in a file of version {}", raw.version)));
             }
             let value: serde_json::Value =
                 serde_json::from_str(fold.get()).map_err(|e| json_error(file, &e))?;
-            let (key, fold) = super::wire::read(&value).map_err(bad)?;
+            let (key, fold) = super::wire::read(&value, raw.version).map_err(bad)?;
             replica
                 .add_fold(&device.id, key, fold)
                 .map_err(|e| bad(e.to_owned()))?;

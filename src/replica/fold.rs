@@ -205,6 +205,15 @@ fn join_children(mine: &mut Children, theirs: &Children, floor: Option<&Stamp>) 
     }
 }
 
+fn shrink_children(children: &mut Children) {
+    children.shrink_to_fit();
+    for (_, node) in children {
+        if let NodeState::Object { children, .. } = &mut node.state {
+            shrink_children(children);
+        }
+    }
+}
+
 /// One twin section (`tags`, `properties.desired` or
 /// `properties.reported`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -568,6 +577,14 @@ impl Twin {
             }
         }
         out
+    }
+
+    /// Frees the room its vectors do not use.
+    pub(super) fn shrink_to_fit(&mut self) {
+        for section in [&mut self.tags, &mut self.desired, &mut self.reported] {
+            section.nulls.shrink_to_fit();
+            shrink_children(&mut section.children);
+        }
     }
 
     /// Joins `other` into this tree: commutative, associative, idempotent.

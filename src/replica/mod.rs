@@ -112,9 +112,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::ReplicaId;
 use crate::doc::{DeviceSnapshot, DeviceTimes};
-use crate::format::{
-    DeviceRecord, Event, EventTwin, Format, Op, ReadError, ReadErrorKind, event_bytes,
-};
+use crate::format::{DeviceRecord, Event, Format, Op, ReadError, ReadErrorKind, event_bytes};
 
 use fold::{Twin, stamp_of};
 use versions::Versions;
@@ -135,11 +133,15 @@ pub(crate) type FoldKey = (Option<String>, Option<EventDot>);
 /// The twin changes of one entity incarnation that [`Replica::compact`]
 /// folded: their versions, the first and last of their positions in time
 /// (the incarnation must keep holding them), and their tree.
+///
+/// A position is kept without its dot: it is only ever compared with
+/// creates' and deletes' positions (`misplaced`), whose ranks no twin
+/// change shares, so time and rank decide every such comparison.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Folded {
     versions: Versions,
-    first: (i64, u8, String),
-    last: (i64, u8, String),
+    first: (i64, u8),
+    last: (i64, u8),
     twin: Twin,
 }
 
@@ -147,26 +149,91 @@ impl Folded {
     /// Joins `other` (of the same incarnation) into this fold.
     fn join(&mut self, other: &Folded) {
         self.versions.union(&other.versions);
-        if other.first < self.first {
-            self.first.clone_from(&other.first);
-        }
-        if other.last > self.last {
-            self.last.clone_from(&other.last);
-        }
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
         self.twin.join(&other.twin);
     }
 
     fn first(&self) -> replay::Pos<'_> {
-        (self.first.0, self.first.1, &self.first.2)
+        (self.first.0, self.first.1, "")
     }
 
     fn last(&self) -> replay::Pos<'_> {
-        (self.last.0, self.last.1, &self.last.2)
+        (self.last.0, self.last.1, "")
+    }
+}
+
+/// One device's folds, by incarnation: a sorted `Vec`, since a device
+/// nearly always has one. (A `BTreeMap` allocated a whole leaf node, room
+/// for eleven folds of some hundred bytes each, for the one: 6.6 KB a
+/// device, most of a compacted replica's memory.)
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Folds {
+    folds: Vec<(FoldKey, Folded)>,
+}
+
+type FoldEntry<'a> = (&'a FoldKey, &'a Folded);
+
+impl Folds {
+    fn find(&self, key: &FoldKey) -> Result<usize, usize> {
+        self.folds.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
+    fn get(&self, key: &FoldKey) -> Option<&Folded> {
+        let i = self.find(key).ok()?;
+        self.folds.get(i).map(|(_, f)| f)
+    }
+
+    fn get_mut(&mut self, key: &FoldKey) -> Option<&mut Folded> {
+        let i = self.find(key).ok()?;
+        self.folds.get_mut(i).map(|(_, f)| f)
+    }
+
+    fn contains_key(&self, key: &FoldKey) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Inserts `fold` under `key`, replacing any fold there.
+    fn insert(&mut self, key: FoldKey, fold: Folded) {
+        match self.find(&key) {
+            Ok(i) => {
+                if let Some(slot) = self.folds.get_mut(i) {
+                    slot.1 = fold;
+                }
+            }
+            Err(i) => {
+                // One fold is some hundred bytes: room for exactly one
+                // more, not the four a `Vec` grows to.
+                self.folds.reserve_exact(1);
+                self.folds.insert(i, (key, fold));
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = FoldEntry<'_>> {
+        self.into_iter()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Folded> {
+        self.folds.iter().map(|(_, f)| f)
+    }
+}
+
+impl<'a> IntoIterator for &'a Folds {
+    type Item = FoldEntry<'a>;
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (FoldKey, Folded)>,
+        fn(&'a (FoldKey, Folded)) -> FoldEntry<'a>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.folds.iter().map(|(k, f)| (k, f))
     }
 }
 
 /// One event held by a replica: the event as read, with its body's
-/// canonical text and, of its twin, only its version. The text is what
+/// canonical text and, of its twin, only its version (the twin itself
+/// dropped, `Event::held_version` set). The text is what
 /// the event is compared and written by; the twin's version is all that
 /// ingesting, parking and the state file's version vector need. Replay
 /// and compaction read the twin again from the text
@@ -185,11 +252,8 @@ struct Stored {
 impl Stored {
     /// Holds `event`, its twin dropped but for its version.
     fn new(mut event: Event) -> Self {
-        if let Some(twin) = &mut event.twin {
-            *twin = EventTwin {
-                version: twin.version,
-                ..EventTwin::default()
-            };
+        if let Some(twin) = event.twin.take() {
+            event.held_version = Some(twin.version);
         }
         Self {
             event: Box::new(event),
@@ -199,9 +263,10 @@ impl Stored {
     /// The event with its whole twin, read again from its body.
     fn with_twin(&self) -> Event {
         let mut event = Event::clone(&self.event);
-        if event.twin.is_some() {
+        if event.held_version.is_some() {
             if let Some(twin) = crate::format::twin_of_body(&event) {
-                event.twin = Some(twin);
+                event.twin = Some(Box::new(twin));
+                event.held_version = None;
             }
         }
         event
@@ -428,13 +493,15 @@ pub struct Replica {
     devices: BTreeMap<String, DeviceDots>,
     seeds: BTreeMap<String, Seed>,
     /// Each device's folded twin changes, by incarnation.
-    folded: BTreeMap<String, BTreeMap<FoldKey, Folded>>,
+    folded: BTreeMap<String, Folds>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 struct DeviceDots {
     all: BTreeSet<EventDot>,
-    lifecycle: BTreeSet<EventDot>,
+    /// Sorted, each once: a device has few, and a `BTreeSet` allocated a
+    /// leaf node of eleven for its one create.
+    lifecycle: Vec<EventDot>,
     /// The device's own creates and deletes by their place in time
     /// (`replay::pos`), sorted: where a twin change of the device falls,
     /// without looking its lifecycle events up.
@@ -493,7 +560,7 @@ fn foldable(event: &Event) -> bool {
 fn misplaced<'a>(
     lifecycle: &[(&EventDot, &Event)],
     seed: Option<&Seed>,
-    folds: impl IntoIterator<Item = &'a BTreeMap<FoldKey, Folded>>,
+    folds: impl IntoIterator<Item = &'a Folds>,
 ) -> bool {
     folds.into_iter().flatten().any(|((module, base), fold)| {
         [fold.first(), fold.last()].iter().any(|p| {
@@ -615,7 +682,10 @@ impl Replica {
         };
         let told = f(dots, &dot, event);
         if replay::is_lifecycle(&event.op) {
-            dots.lifecycle.insert(dot.clone());
+            if let Err(at) = dots.lifecycle.binary_search(&dot) {
+                dots.lifecycle.reserve_exact(1);
+                dots.lifecycle.insert(at, dot.clone());
+            }
             if matches!(event.op, Op::CreateDevice | Op::DeleteDevice) {
                 let (time, rank, _) = replay::pos(&dot, event);
                 let at = dots
@@ -863,7 +933,7 @@ impl Replica {
                 dots.all.remove(&dot);
             }
             let version = stored.event.version();
-            if stored.event.twin.is_none() || replay::below(base_version, version) {
+            if !stored.event.has_twin() || replay::below(base_version, version) {
                 continue;
             }
             let event = stored.with_twin();
@@ -875,11 +945,10 @@ impl Replica {
             let (time, rank, _) = replay::pos(&dot, &event);
             let mut versions = Versions::default();
             versions.insert(version);
-            let p = (time, rank, dot);
             let one = Folded {
                 versions,
-                first: p.clone(),
-                last: p,
+                first: (time, rank),
+                last: (time, rank),
                 twin: change,
             };
             let folds = self.folded.entry(id.to_owned()).or_default();
@@ -887,6 +956,16 @@ impl Replica {
                 Some(fold) => fold.join(&one),
                 None => {
                     folds.insert(key, one);
+                }
+            }
+        }
+        if count > 0 {
+            if let Some(folds) = self.folded.get_mut(id) {
+                // Held until the next compaction: without the room joins
+                // grew their vectors by.
+                for (_, fold) in &mut folds.folds {
+                    fold.versions.shrink_to_fit();
+                    fold.twin.shrink_to_fit();
                 }
             }
         }
@@ -937,7 +1016,7 @@ impl Replica {
     pub fn folded_count(&self) -> u64 {
         self.folded
             .values()
-            .flat_map(BTreeMap::values)
+            .flat_map(Folds::values)
             .flat_map(|f| f.versions.ranges())
             .map(|(lo, hi)| hi - lo + 1)
             .sum()

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::fold::{Base, Twin, stamp_of};
-use super::{EventDot, FoldKey, Folded, Gap, Replica, ReplicaDevice, Seed};
+use super::{EventDot, Folded, Folds, Gap, Replica, ReplicaDevice, Seed};
 use crate::doc::{Entity, EntityTimes, JsonMap, MetaTree};
 use crate::format::{Event, EventTwin, Op};
 
@@ -307,7 +307,7 @@ fn incarnation(
     events: &[(&str, &Event)],
     seed: Option<&Seed>,
     live: bool,
-    folds: Option<&BTreeMap<FoldKey, Folded>>,
+    folds: Option<&Folds>,
     full: bool,
     parked: &mut Vec<Gap>,
 ) -> Option<ReplicaDevice> {
@@ -419,7 +419,7 @@ fn incarnation(
 fn version_only(base: u64, events: &[(&str, &Event)]) -> State {
     let version = events
         .iter()
-        .filter(|(_, e)| e.twin.is_some())
+        .filter(|(_, e)| e.has_twin())
         .map(|(_, e)| e.version())
         .fold(base, u64::max);
     State {

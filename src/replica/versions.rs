@@ -31,6 +31,11 @@ impl Versions {
         self.ranges.get(i).is_some_and(|(lo, _)| *lo <= v)
     }
 
+    /// Frees the room the ranges do not use.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.ranges.shrink_to_fit();
+    }
+
     /// Adds `v`.
     pub(crate) fn insert(&mut self, v: u64) {
         self.add(v, v);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! {"module":null,"base":"id:c1","versions":[[2,9]],
-//!  "first":[time,rank,"dot"],"last":[time,rank,"dot"],
+//!  "first":[time,rank],"last":[time,rank],
 //!  "stamps":[[version,time,rank,"dot"],...],
 //!  "identity":{"status":[s,{"status":"enabled"},time],"etag":[s,"AAAA"],"version":9,...},
 //!  "tags":SECTION,"desired":SECTION,"reported":SECTION}
@@ -14,7 +14,14 @@
 //! (a scalar), `{"kill":s}` (removed) or `{"at":s,"meta":META,"kill":s,
 //! "children":{...}}` (an object; `kill` when a scalar or `null` was
 //! written before it). META is a time in ms, `"unset"` (an entry without
-//! `$lastUpdated`), or absent (no entry).
+//! `$lastUpdated`), or `null` (no entry); a node's `meta` is left out
+//! where it is the time of the node's own stamp (`kill` for a value, `at`
+//! for an object), as a change's `$metadata` nearly always gives it.
+//!
+//! That is version 3 of the state file. Version 2 wrote each position
+//! with the dot of its change (`[time,rank,"dot"]`, read and the dot
+//! dropped: see `Folded`), and a node's `meta` always, left out when
+//! absent; both are still read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,6 +60,15 @@ fn node_stamps(children: &Children, out: &mut Vec<At>) {
             out.push(at.clone());
             node_stamps(children, out);
         }
+    }
+}
+
+/// A node's `meta` in version 3: `None` (left out) when it is `stamp`'s
+/// time.
+fn node_meta(meta: Meta, stamp: &At) -> Option<Value> {
+    match meta {
+        Meta::At(t) if t == stamp.time => None,
+        other => Some(meta_json(other)),
     }
 }
 
@@ -119,8 +135,8 @@ pub(super) fn write(key: &super::FoldKey, fold: &Folded) -> Value {
         "module": key.0,
         "base": key.1,
         "versions": ranges,
-        "first": [fold.first.0, fold.first.1, fold.first.2],
-        "last": [fold.last.0, fold.last.1, fold.last.2],
+        "first": [fold.first.0, fold.first.1],
+        "last": [fold.last.0, fold.last.1],
         "stamps": stamps.iter().map(|s| json!([s.version, s.time, s.rank, s.dot])).collect::<Vec<_>>(),
         "identity": identity,
         "tags": section(&fold.twin.tags),
@@ -147,15 +163,16 @@ fn children_json(children: &Children, index: &dyn Fn(&At) -> usize) -> Value {
         match &node.state {
             NodeState::Leaf(value, meta) => {
                 n.insert("leaf".into(), value.clone());
-                if *meta != Meta::Absent {
-                    n.insert("meta".into(), meta_json(*meta));
+                // A value always has its kill.
+                if let Some(m) = node.kill.as_ref().and_then(|k| node_meta(*meta, k)) {
+                    n.insert("meta".into(), m);
                 }
             }
             NodeState::Gone => {}
             NodeState::Object { at, meta, children } => {
                 n.insert("at".into(), json!(index(at)));
-                if *meta != Meta::Absent {
-                    n.insert("meta".into(), meta_json(*meta));
+                if let Some(m) = node_meta(*meta, at) {
+                    n.insert("meta".into(), m);
                 }
                 n.insert("children".into(), children_json(children, index));
             }
@@ -165,9 +182,11 @@ fn children_json(children: &Children, index: &dyn Fn(&At) -> usize) -> Value {
     Value::Object(out)
 }
 
-/// Reads a fold written by [`write`], checking every invariant it
-/// carries; the error names the field that is wrong.
-pub(super) fn read(value: &Value) -> Result<(super::FoldKey, Folded), String> {
+/// Reads a fold written by [`write`] in state file `version` (2 or 3),
+/// checking every invariant it carries; the error names the field that
+/// is wrong.
+pub(super) fn read(value: &Value, version: u64) -> Result<(super::FoldKey, Folded), String> {
+    let v2 = version == 2;
     let obj = value.as_object().ok_or("a fold is not an object")?;
     let opt_str = |name: &str| match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -191,16 +210,24 @@ pub(super) fn read(value: &Value) -> Result<(super::FoldKey, Folded), String> {
     }
     let versions = Versions::from_ranges(ranges)
         .ok_or("versions are not sorted, apart ranges of low <= high")?;
-    let pos = |name: &str| match obj.get(name).and_then(Value::as_array).map(Vec::as_slice) {
-        Some([t, r, d]) => match (
-            t.as_i64(),
-            r.as_u64().and_then(|r| u8::try_from(r).ok()),
-            d.as_str(),
-        ) {
-            (Some(t), Some(r), Some(d)) => Ok((t, r, d.to_owned())),
-            _ => Err(format!("{name} is not [time, rank, dot]")),
-        },
-        _ => Err(format!("{name} is not [time, rank, dot]")),
+    let pos = |name: &str| {
+        let bad = || {
+            if v2 {
+                format!("{name} is not [time, rank, dot]")
+            } else {
+                format!("{name} is not [time, rank]")
+            }
+        };
+        let (t, r) = match obj.get(name).and_then(Value::as_array).map(Vec::as_slice) {
+            Some([t, r, d]) if v2 && d.is_string() => (t, r),
+            Some([t, r]) if !v2 => (t, r),
+            _ => return Err(bad()),
+        };
+        match (t.as_i64(), r.as_u64().and_then(|r| u8::try_from(r).ok())) {
+            // A twin change's rank: replaceTwin or updateTwin.
+            (Some(t), Some(r @ 2..=3)) => Ok((t, r)),
+            _ => Err(bad()),
+        }
     };
     let (first, last) = (pos("first")?, pos("last")?);
     if first > last {
@@ -257,7 +284,7 @@ pub(super) fn read(value: &Value) -> Result<(super::FoldKey, Folded), String> {
         ("desired", &mut twin.desired),
         ("reported", &mut twin.reported),
     ] {
-        *section = read_section(obj.get(name), name, &stamp)?;
+        *section = read_section(obj.get(name), name, &stamp, v2)?;
     }
     Ok((
         key,
@@ -345,7 +372,12 @@ fn read_meta(v: Option<&Value>, what: &str) -> Result<Meta, String> {
     }
 }
 
-fn read_section(v: Option<&Value>, name: &str, stamp: &StampOf<'_>) -> Result<Section, String> {
+fn read_section(
+    v: Option<&Value>,
+    name: &str,
+    stamp: &StampOf<'_>,
+    v2: bool,
+) -> Result<Section, String> {
     let obj = v
         .and_then(Value::as_object)
         .ok_or_else(|| format!("{name} is not an object"))?;
@@ -378,7 +410,7 @@ fn read_section(v: Option<&Value>, name: &str, stamp: &StampOf<'_>) -> Result<Se
         }
     }
     let floor = section.whole.as_ref().map(|(a, _)| a.clone());
-    section.children = read_children(obj.get("children"), name, stamp, floor.as_ref(), None)?;
+    section.children = read_children(obj.get("children"), name, stamp, floor.as_ref(), None, v2)?;
     Ok(section)
 }
 
@@ -390,6 +422,7 @@ fn read_children(
     stamp: &StampOf<'_>,
     floor: Option<&At>,
     ceiling: Option<&At>,
+    v2: bool,
 ) -> Result<Children, String> {
     let Some(v) = v else {
         return Ok(Vec::new());
@@ -404,18 +437,23 @@ fn read_children(
             .as_object()
             .ok_or_else(|| format!("{here} is not an object"))?;
         let kill = n.get("kill").map(|k| stamp(k, &here)).transpose()?;
-        let meta = read_meta(n.get("meta"), &here)?;
-        let state = match (n.get("leaf"), n.get("at")) {
-            (Some(value), None) if kill.is_some() => NodeState::Leaf(value.clone(), meta),
-            (None, None) if kill.is_some() && !n.contains_key("meta") => NodeState::Gone,
-            (None, Some(at)) => {
+        // Version 3 leaves out a meta that is the node's own stamp's time.
+        let meta_at = |own: &At| match n.get("meta") {
+            None if !v2 => Ok(Meta::At(own.time)),
+            m => read_meta(m, &here),
+        };
+        let state = match (n.get("leaf"), n.get("at"), &kill) {
+            (Some(value), None, Some(k)) => NodeState::Leaf(value.clone(), meta_at(k)?),
+            (None, None, Some(_)) if !n.contains_key("meta") => NodeState::Gone,
+            (None, Some(at), _) => {
                 let at = stamp(at, &here)?;
+                let meta = meta_at(&at)?;
                 if kill.as_ref().is_some_and(|k| *k >= at) {
                     return Err(format!("{here}: its object write is not after its kill"));
                 }
                 let inner_floor = kill.as_ref().or(floor);
                 let children =
-                    read_children(n.get("children"), &here, stamp, inner_floor, Some(&at))?;
+                    read_children(n.get("children"), &here, stamp, inner_floor, Some(&at), v2)?;
                 NodeState::Object { at, meta, children }
             }
             _ => {

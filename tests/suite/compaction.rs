@@ -460,7 +460,7 @@ fn a_create_or_delete_inside_compacted_history_is_refused_and_changes_nothing() 
 }
 
 #[test]
-fn a_replica_never_compacted_writes_version_1_and_a_compacted_one_version_2() {
+fn a_replica_never_compacted_writes_version_1_and_a_compacted_one_version_3() {
     let mut replica = Replica::new(hub());
     replica
         .ingest(event(
@@ -485,7 +485,7 @@ fn a_replica_never_compacted_writes_version_1_and_a_compacted_one_version_2() {
     replica.compact();
     let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
     assert!(
-        text.starts_with(r#"{"format":"failback-replica","version":2,"#),
+        text.starts_with(r#"{"format":"failback-replica","version":3,"#),
         "{text}"
     );
     assert!(text.contains(r#""folded":[{"base":"id:a""#), "{text}");
@@ -535,6 +535,25 @@ fn a_corrupted_fold_is_refused_by_name() {
             "stamps holds version 9",
         ),
         (r#""at":0"#, r#""at":7"#, "not the index of a stamp"),
+        // Version 3 writes positions without their dots, and only a
+        // twin change's rank.
+        (
+            r#""first":[1709294402000,3]"#,
+            r#""first":[1709294402000,3,"id:u2"]"#,
+            "first is not [time, rank]",
+        ),
+        (
+            r#""last":[1709294403000,3]"#,
+            r#""last":[1709294403000,0]"#,
+            "last is not [time, rank]",
+        ),
+        // A meta left out is its stamp's time; one written must be a time,
+        // "unset" or null.
+        (
+            r#""leaf":3}"#,
+            r#""leaf":3,"meta":"soon"}"#,
+            "meta is not a time",
+        ),
         (
             r#""identity":{"#,
             r#""identity":{"status":5,"#,
@@ -549,4 +568,117 @@ fn a_corrupted_fold_is_refused_by_name() {
         assert!(message.contains(expected), "{message}");
         assert!(message.contains("field \"folded\""), "{message}");
     }
+}
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// `compacted-v2.json` was written by the crate before version 3 (`failback
+/// ingest --compact 1` of `stream.jsonl` then `retransmitted.jsonl`): it
+/// still reads, derives the devices a replica compacted now derives, and is
+/// written again as version 3, the bytes of that replica.
+#[test]
+fn a_version_2_state_file_still_reads_and_is_written_as_version_3() {
+    let v2 = std::fs::read_to_string(fixture("compacted-v2.json")).expect("fixture");
+    assert!(v2.starts_with(r#"{"format":"failback-replica","version":2,"#));
+    let back = read_state(v2.as_bytes(), "compacted-v2.json").expect("version 2 reads");
+    let mut replica = Replica::new(hub());
+    for name in ["stream.jsonl", "retransmitted.jsonl"] {
+        let text = std::fs::read_to_string(fixture(name)).expect("fixture");
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = parse_event_line(name, i as u64 + 1, line).expect("valid event");
+            replica.ingest(event).expect("no conflicting ids");
+        }
+    }
+    replica.compact();
+    assert_eq!(devices(&back), devices(&replica));
+    let bytes = back.to_bytes();
+    assert_eq!(
+        String::from_utf8(bytes.clone()).expect("utf-8"),
+        String::from_utf8(replica.to_bytes()).expect("utf-8")
+    );
+    assert!(bytes.starts_with(br#"{"format":"failback-replica","version":3,"#));
+    assert!(bytes.len() < v2.len(), "{} >= {}", bytes.len(), v2.len());
+    // A version 2 fold with a version 3 position is refused by name.
+    let bad = v2.replacen(r#","id:c-009"]"#, "]", 1);
+    let err = read_state(bad.as_bytes(), "bad.json").expect_err("a v3 position in v2");
+    let message = err.to_string();
+    assert!(
+        message.contains("first is not [time, rank, dot]"),
+        "{message}"
+    );
+    assert!(message.contains("field \"folded\""), "{message}");
+}
+
+/// A compacted device's state file line holds its create, its fold's
+/// stamps and values, and no more: its `meta` where a change's stamp
+/// gives it, and positions without dots.
+#[test]
+fn a_compacted_fold_writes_each_time_once() {
+    let mut replica = Replica::new(hub());
+    replica
+        .ingest(event(
+            "createDeviceIdentity",
+            "d",
+            0,
+            "a",
+            json!({"version": 1}),
+        ))
+        .expect("new");
+    // Version 4 is left for a late patch.
+    for v in [2, 3, 5] {
+        let at = time(T0 + 1000 * v);
+        let body = json!({"version": v, "properties": {"desired": {"fan": v, "$metadata": {"$lastUpdated": at, "fan": {"$lastUpdated": at}}}}});
+        replica
+            .ingest(event("updateTwin", "d", v, &format!("u{v}"), body))
+            .expect("new");
+    }
+    let plain = replica.clone();
+    replica.compact();
+    assert_eq!(devices(&replica), devices(&plain));
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    assert!(text.contains(r#""fan":{"kill":0,"leaf":5}"#), "{text}");
+    assert!(text.contains(r#""first":[1709294402000,3],"#), "{text}");
+    assert!(!text.contains(r#""id:u2""#), "{text}");
+    let back = read_state(text.as_bytes(), "s.json").expect("reads back");
+    assert!(back == replica);
+    assert_eq!(devices(&back), devices(&plain));
+    // Redelivered, the create and a folded change are duplicates, and a
+    // late older patch still loses to the folded version 5.
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    assert_eq!(replica.ingest(create), Ok(Ingested::Duplicate));
+    let at = time(T0 + 3000);
+    let body = json!({"version": 3, "properties": {"desired": {"fan": 3, "$metadata": {"$lastUpdated": at, "fan": {"$lastUpdated": at}}}}});
+    assert_eq!(
+        replica.ingest(event("updateTwin", "d", 3, "u3", body)),
+        Ok(Ingested::Duplicate)
+    );
+    let older = json!({"version": 4, "properties": {"desired": {"fan": 40}}});
+    assert_eq!(
+        replica.ingest(event("updateTwin", "d", 4, "late", older)),
+        Ok(Ingested::Applied)
+    );
+    replica.compact();
+    let d = replica.device("d").expect("exists");
+    assert_eq!(d.snapshot.device.desired["fan"], 5);
+    assert_eq!(replica.to_bytes(), {
+        let mut r = plain.clone();
+        r.ingest(event(
+            "updateTwin",
+            "d",
+            4,
+            "late",
+            json!({"version": 4, "properties": {"desired": {"fan": 40}}}),
+        ))
+        .expect("new");
+        r.compact();
+        r.to_bytes()
+    });
 }

@@ -622,7 +622,7 @@ fn cli_a_replica_state_merges_with_exports() {
         text(&out.stdout)
     );
     let compacted = std::fs::read_to_string(&state).unwrap_or_default();
-    assert!(compacted.starts_with(r#"{"format":"failback-replica","version":2,"#));
+    assert!(compacted.starts_with(r#"{"format":"failback-replica","version":3,"#));
     let streamed = dir.join("streamed.json");
     let out = failback(&[
         "ingest",
