@@ -423,18 +423,18 @@ fn a_late_older_patch_still_loses_after_compaction() {
     );
 }
 
+/// A replica of `hub()` that holds device `d`, created at version 1 (dot
+/// "a").
+fn created() -> Replica {
+    let mut replica = Replica::new(hub());
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    replica.ingest(create).expect("new");
+    replica
+}
+
 #[test]
 fn a_create_or_delete_inside_compacted_history_is_refused_and_changes_nothing() {
-    let mut replica = Replica::new(hub());
-    replica
-        .ingest(event(
-            "createDeviceIdentity",
-            "d",
-            0,
-            "a",
-            json!({"version": 1}),
-        ))
-        .expect("new");
+    let mut replica = created();
     for v in 2..5 {
         let body = json!({"version": v, "properties": {"desired": {"fan": v}}});
         replica
@@ -461,16 +461,7 @@ fn a_create_or_delete_inside_compacted_history_is_refused_and_changes_nothing() 
 
 #[test]
 fn a_replica_never_compacted_writes_version_1_and_a_compacted_one_version_3() {
-    let mut replica = Replica::new(hub());
-    replica
-        .ingest(event(
-            "createDeviceIdentity",
-            "d",
-            0,
-            "a",
-            json!({"version": 1}),
-        ))
-        .expect("new");
+    let mut replica = created();
     replica
         .ingest(event(
             "updateTwin",
@@ -495,16 +486,7 @@ fn a_replica_never_compacted_writes_version_1_and_a_compacted_one_version_3() {
 
 #[test]
 fn a_corrupted_fold_is_refused_by_name() {
-    let mut replica = Replica::new(hub());
-    replica
-        .ingest(event(
-            "createDeviceIdentity",
-            "d",
-            0,
-            "a",
-            json!({"version": 1}),
-        ))
-        .expect("new");
+    let mut replica = created();
     for v in 2..4 {
         let body = json!({"version": v, "properties": {"desired": {"fan": {"speed": v}}}});
         replica
@@ -622,16 +604,7 @@ fn a_version_2_state_file_still_reads_and_is_written_as_version_3() {
 /// gives it, and positions without dots.
 #[test]
 fn a_compacted_fold_writes_each_time_once() {
-    let mut replica = Replica::new(hub());
-    replica
-        .ingest(event(
-            "createDeviceIdentity",
-            "d",
-            0,
-            "a",
-            json!({"version": 1}),
-        ))
-        .expect("new");
+    let mut replica = created();
     // Version 4 is left for a late patch.
     for v in [2, 3, 5] {
         let at = time(T0 + 1000 * v);
