@@ -517,7 +517,7 @@ pub fn collect_twins<R: BufRead>(reader: TwinReader<R>) -> Result<DeviceFile, Re
 /// hub known by its twins.
 pub(crate) fn twin_device(
     id: String,
-    device: TwinLine,
+    mut device: TwinLine,
     modules: BTreeMap<String, TwinLine>,
 ) -> DeviceRecord {
     fn meta(twin: &mut TwinLine) -> RecordMeta {
@@ -538,7 +538,6 @@ pub(crate) fn twin_device(
         times.modules.insert(module.clone(), twin.times);
         entities.insert(module, twin.entity);
     }
-    let mut device = device;
     let own = meta(&mut device);
     times.device = device.times;
     DeviceRecord {
