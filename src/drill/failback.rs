@@ -40,7 +40,7 @@ fn export_read(hub: &HubImage, buf: &mut Vec<u8>) -> Result<DeviceFile, Box<Read
     buf.clear();
     hub.write_export(buf)
         .map_err(|e| ReadError::io("export.jsonl", e))?;
-    collect_export(ExportReader::new(buf.as_slice(), "export.jsonl")).map_err(Box::new)
+    read_back(ExportFormat::Keys, buf)
 }
 
 /// A plan as the hub's import job reads it: written as an import file and

@@ -52,10 +52,20 @@ impl DeviceInput {
     /// base held. `None` when nothing is unknown, or the base does not say.
     pub(super) fn filled_from(&self, base: &DeviceSnapshot) -> Option<DeviceInput> {
         let snapshot = fill_unknowns(&self.record.snapshot, base, |_| !self.knows_twin)?;
+        // Everything but the snapshot, which is replaced: cloning the
+        // record whole would copy the old snapshot only to drop it.
+        let DeviceRecord {
+            meta,
+            modules,
+            times,
+            ..
+        } = &self.record;
         Some(DeviceInput {
             record: DeviceRecord {
                 snapshot,
-                ..self.record.clone()
+                meta: meta.clone(),
+                modules: modules.clone(),
+                times: times.clone(),
             },
             knows_twin: self.knows_twin,
         })
