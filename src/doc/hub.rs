@@ -200,7 +200,10 @@ pub struct TwinPatch<'a> {
     pub module_id: Option<&'a str>,
     /// The section patched.
     pub section: Section,
-    /// The patch: listed properties are set, `null` removes.
+    /// The patch, read as IoT Hub reads an `updateTwin` (JSON Merge
+    /// Patch, RFC 7396): a `null` removes its key, an object merges into
+    /// an object (an empty one changes nothing there) and replaces
+    /// anything else, any other value replaces.
     pub patch: &'a JsonMap,
 }
 

@@ -16,6 +16,7 @@ mod entity;
 mod hub;
 mod job;
 mod key;
+mod patch;
 mod policy;
 mod secret;
 mod snapshot;
@@ -29,6 +30,7 @@ pub use conflict::{Conflict, Rule, Side};
 pub use hub::{AppMergeError, EncodeError, HubDelta, HubState, TwinPatch};
 internals!(job::{JobDoc, JobSet, JobStatistics, JobStatus});
 pub(crate) use key::Key;
+pub(crate) use patch::{merge_patch, stamped, without_nulls};
 pub use policy::{DeletePolicy, Policies, StatusPolicy};
 pub use secret::Secret;
 #[cfg(feature = "drill")]

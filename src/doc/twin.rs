@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::conflict::{ConflictSink, Rule, Side};
 use super::write::Write;
 use super::{CompactJson, Key};
-use super::{JsonMap, MetaTree};
+use super::{JsonMap, MetaTree, merge_patch};
 use crate::clock::{Dot, Stamp};
 use crate::kernel::{CausalContext, DotStore, MvReg, OrMap, Rank};
 
@@ -362,8 +362,10 @@ fn set_node(
     }
 }
 
-/// Applies a twin PATCH: listed properties are set, `null` removes, nested
-/// objects are patched recursively.
+/// Applies a twin PATCH ([`merge_patch`], JSON Merge Patch): the section
+/// is made what the patch gives over what it reads now, writing only the
+/// nodes that read differently, each a write ranked by stamp like any
+/// other.
 pub(crate) fn patch(
     tree: &mut TwinTree,
     patch: &JsonMap,
@@ -371,34 +373,15 @@ pub(crate) fn patch(
     stamps: Stamps<'_>,
     path: &mut Vec<String>,
 ) {
-    for (key, value) in patch {
-        path.push(key.clone());
-        let node = tree.entry_mut_by(key.as_str(), Key::new);
-        match value {
-            Value::Object(object) if !object.is_empty() => {
-                if has_live_entry(node.value()) {
-                    let stamp = stamps.at(&as_strs(path));
-                    node.value_mut()
-                        .set_tagged(w.tag(&stamp), CompactJson::NULL);
-                }
-                patch_children(node, object, w, stamps, path);
-            }
-            other => set_node(node, other, w, stamps, path),
+    let mut target = JsonMap::new();
+    for (key, node) in tree.iter() {
+        if let Some((value, _)) = resolve_node(node, "", None) {
+            target.insert(key.to_string(), value);
         }
-        path.pop();
     }
-    tree.prune();
-}
-
-fn patch_children(
-    node: &mut TwinNode,
-    object: &JsonMap,
-    w: &mut Write<'_>,
-    stamps: Stamps<'_>,
-    path: &mut Vec<String>,
-) {
-    patch(node.children_mut(), object, w, stamps, path);
-    node.settle();
+    let no_times = MetaTree::default();
+    merge_patch(&mut target, &mut MetaTree::default(), patch, &no_times, 0);
+    set_exact(tree, &target, w, stamps, path);
 }
 
 fn as_strs(path: &[String]) -> Vec<&str> {

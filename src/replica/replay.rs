@@ -3,11 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::fold::{Base, Twin, stamp_of};
 use super::{EventDot, Folded, Folds, Gap, Replica, ReplicaDevice, Seed};
-use crate::doc::{Entity, EntityTimes, JsonMap, MetaTree};
+use crate::doc::{Entity, EntityTimes, MetaTree, merge_patch, stamped, without_nulls};
 use crate::format::{Event, EventTwin, Op};
 
 /// Whether the event starts or ends an incarnation of a device or module.
@@ -582,7 +580,7 @@ fn patch_entity(state: &mut State, twin: &EventTwin, time: i64) {
     identity(state, twin, time);
     if twin.has_tags {
         let mut no_times = MetaTree::default();
-        patch(
+        merge_patch(
             &mut state.entity.tags,
             &mut no_times,
             &twin.entity.tags,
@@ -593,7 +591,7 @@ fn patch_entity(state: &mut State, twin: &EventTwin, time: i64) {
     if twin.has_desired {
         let meta = &twin.times.desired;
         let at = meta.last_updated.unwrap_or(time);
-        patch(
+        merge_patch(
             &mut state.entity.desired,
             &mut state.times.desired,
             &twin.entity.desired,
@@ -604,74 +602,12 @@ fn patch_entity(state: &mut State, twin: &EventTwin, time: i64) {
     if twin.has_reported {
         let meta = &twin.times.reported;
         let at = meta.last_updated.unwrap_or(time);
-        patch(
+        merge_patch(
             &mut state.entity.reported,
             &mut state.times.reported,
             &twin.entity.reported,
             meta,
             at,
         );
-    }
-}
-
-/// A metadata tree whose root has a time (`time` when it had none).
-fn stamped(meta: &MetaTree, time: i64) -> MetaTree {
-    let mut out = meta.clone();
-    out.last_updated.get_or_insert(time);
-    out
-}
-
-/// `map` without its `null`s, at any depth of objects.
-fn without_nulls(map: &JsonMap) -> JsonMap {
-    map.iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| {
-            let v = match v {
-                Value::Object(inner) => Value::Object(without_nulls(inner)),
-                other => other.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect()
-}
-
-/// Patches `map` (with times `meta`) by `patch` (with times `given`):
-/// `null` removes a key (and is a write to its parent), an object merges
-/// into an object, anything else replaces. A node's time is its own
-/// `$lastUpdated` in the patch, else its parent's (`at`).
-fn patch(map: &mut JsonMap, meta: &mut MetaTree, patch_map: &JsonMap, given: &MetaTree, at: i64) {
-    let none = MetaTree::default();
-    for (key, value) in patch_map {
-        let child_given = given.children.get(key).unwrap_or(&none);
-        let time = child_given.last_updated.unwrap_or(at);
-        match value {
-            Value::Null => {
-                if map.remove(key).is_some() {
-                    meta.children.remove(key);
-                    meta.last_updated = Some(meta.last_updated.map_or(time, |t| t.max(time)));
-                }
-            }
-            Value::Object(inner) => {
-                if let Some(Value::Object(existing)) = map.get_mut(key) {
-                    let node = meta.children.entry(key.clone()).or_default();
-                    node.last_updated = Some(time);
-                    patch(existing, node, inner, child_given, time);
-                } else {
-                    map.insert(key.clone(), Value::Object(without_nulls(inner)));
-                    meta.children
-                        .insert(key.clone(), stamped(child_given, time));
-                }
-            }
-            other => {
-                map.insert(key.clone(), other.clone());
-                meta.children.insert(
-                    key.clone(),
-                    MetaTree {
-                        last_updated: Some(time),
-                        children: BTreeMap::new(),
-                    },
-                );
-            }
-        }
     }
 }

@@ -21,6 +21,7 @@ mod hostile;
 mod ingest;
 mod jobs_appmeta;
 mod kernel_laws;
+mod patch;
 #[cfg(feature = "drill")]
 mod plans;
 mod policies;
