@@ -28,8 +28,8 @@ use super::inputs::Newest;
 use crate::doc::DeviceSnapshot;
 use crate::format::{
     DeviceLine, DeviceRecord, ExportLine, ExportReader, Format, IdentityLine, IdentityReader,
-    Lines, ReadError, ReadErrorKind, RecordMeta, TwinLine, TwinReader, export_device, group,
-    line_id, parse_export_line, parse_identity_line, parse_twin_line, sniff_format, twin_device,
+    Lines, ReadError, ReadErrorKind, TwinLine, TwinReader, export_device, group, line_id,
+    parse_export_line, parse_identity_line, parse_twin_line, sniff_format, twin_device,
 };
 use crate::reconcile::{HubInput, fill_unknowns};
 
@@ -570,21 +570,10 @@ pub(super) fn replica_source(path: &Path) -> Result<Option<(Source, Newest)>, Re
         let Some(device) = replica.device(id) else {
             continue;
         };
-        newest.offer_device(id, &device.times);
-        let twin_etag = |twin_etag: Option<String>| RecordMeta {
-            twin_etag,
-            ..RecordMeta::default()
-        };
-        let record = DeviceRecord {
-            modules: device
-                .module_etags
-                .into_iter()
-                .map(|(m, etag)| (m, twin_etag(etag)))
-                .collect(),
-            snapshot: device.snapshot,
-            meta: twin_etag(device.twin_etag),
-            times: Some(device.times),
-        };
+        if let Some(times) = &device.times {
+            newest.offer_device(id, times);
+        }
+        let record = device;
         let input = DeviceInput {
             record,
             knows_twin: true,

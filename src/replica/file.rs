@@ -48,6 +48,7 @@
 //! A reader takes only `format` `failback-replica` and `version` 1, 2 or
 //! 3.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -204,11 +205,16 @@ pub fn write_state<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
         let parked: Vec<&str> = replayed.parked.iter().map(|g| g.dot.as_str()).collect();
         write!(w, ",\"parked\":{}", serde_json::to_string(&parked)?)?;
         if let Some(device) = &replayed.device {
+            let modules: BTreeMap<&str, u64> = device
+                .modules
+                .iter()
+                .map(|(m, meta)| (m.as_str(), meta.version.unwrap_or(0)))
+                .collect();
             write!(
                 w,
                 ",\"version\":{},\"modules\":{}",
-                device.version,
-                serde_json::to_string(&device.module_versions)?
+                device.meta.version.unwrap_or(0),
+                serde_json::to_string(&modules)?
             )?;
         }
         w.write_all(b"}")?;
@@ -396,7 +402,7 @@ pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadErr
                 .with_field("seed.lines")
             };
             let [seed] = <[Seed; 1]>::try_from(seeded).map_err(|_| mismatch())?;
-            if seed.snapshot.id != device.id {
+            if seed.record.snapshot.id != device.id {
                 return Err(mismatch());
             }
             replica

@@ -111,8 +111,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use sha2::{Digest, Sha256};
 
 use crate::clock::ReplicaId;
-use crate::doc::{DeviceSnapshot, DeviceTimes};
-use crate::format::{DeviceRecord, Event, Format, Op, ReadError, ReadErrorKind, event_bytes};
+use crate::format::{
+    DeviceRecord, Event, Format, Op, ReadError, ReadErrorKind, RecordMeta, event_bytes,
+};
 
 use fold::{Twin, stamp_of};
 use versions::Versions;
@@ -299,16 +300,11 @@ fn same_event(a: &Event, b: &Event) -> bool {
 pub struct Seed {
     /// The format of the file it came from.
     pub format: Format,
-    /// The device and its modules.
-    pub snapshot: DeviceSnapshot,
-    /// Per-leaf times (twin files only).
-    pub times: Option<DeviceTimes>,
-    /// The device twin's etag.
-    pub twin_etag: Option<String>,
-    /// The device twin's version (twin files only).
-    pub version: Option<u64>,
-    /// Each module's twin etag and version.
-    pub modules: BTreeMap<String, (Option<String>, Option<u64>)>,
+    /// The device and its modules as the file gives them, with what a
+    /// replay starts from: the twin etags, the versions and per-leaf times
+    /// (twin files only). Identity etags, `generationId` and line are not
+    /// kept: two seeds of the same device from the same file are equal.
+    pub record: DeviceRecord,
     /// The canonical lines the seed is written as (keys in clear, as an
     /// export holds them): what two seeds are compared by.
     lines: String,
@@ -323,15 +319,7 @@ impl Seed {
         let _ = crate::format::write_device(&mut lines, &device.snapshot, device.etags());
         Self {
             format: Format::Export,
-            snapshot: device.snapshot.clone(),
-            times: None,
-            twin_etag: device.meta.twin_etag.clone(),
-            version: None,
-            modules: device
-                .modules
-                .iter()
-                .map(|(m, meta)| (m.clone(), (meta.twin_etag.clone(), None)))
-                .collect(),
+            record: seed_record(device, false),
             lines: String::from_utf8_lossy(&lines).into_owned(),
         }
     }
@@ -342,37 +330,30 @@ impl Seed {
         let _ = crate::format::write_twin_device(&mut lines, device);
         Self {
             format: Format::Twin,
-            snapshot: device.snapshot.clone(),
-            times: Some(device.times.clone().unwrap_or_default()),
-            twin_etag: device.meta.twin_etag.clone(),
-            version: device.meta.version,
-            modules: device
-                .modules
-                .iter()
-                .map(|(m, meta)| (m.clone(), (meta.twin_etag.clone(), meta.version)))
-                .collect(),
+            record: seed_record(device, true),
             lines: String::from_utf8_lossy(&lines).into_owned(),
         }
     }
 }
 
-/// A device as its replica derives it: the state after its live
-/// incarnation's events, with per-leaf times.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ReplicaDevice {
-    /// The device and its modules.
-    pub snapshot: DeviceSnapshot,
-    /// `statusUpdateTime` and the time of every twin node: the event's
-    /// `$metadata`, else its `operationTimestamp`.
-    pub times: DeviceTimes,
-    /// The device twin's etag, from the last event that gave one.
-    pub twin_etag: Option<String>,
-    /// Each module's twin etag.
-    pub module_etags: BTreeMap<String, Option<String>>,
-    /// The device twin's version (0 when no event or seed gave one).
-    pub version: u64,
-    /// Each module twin's version.
-    pub module_versions: BTreeMap<String, u64>,
+/// What a seed keeps of `device`: its snapshot, twin etags and, from a
+/// twin file (`twin`), versions and times.
+fn seed_record(device: &DeviceRecord, twin: bool) -> DeviceRecord {
+    let meta = |m: &RecordMeta| RecordMeta {
+        twin_etag: m.twin_etag.clone(),
+        version: m.version.filter(|_| twin),
+        ..RecordMeta::default()
+    };
+    DeviceRecord {
+        snapshot: device.snapshot.clone(),
+        meta: meta(&device.meta),
+        modules: device
+            .modules
+            .iter()
+            .map(|(m, module)| (m.clone(), meta(module)))
+            .collect(),
+        times: twin.then(|| device.times.clone().unwrap_or_default()),
+    }
 }
 
 /// An event that waits for a predecessor the replica has not seen.
@@ -708,7 +689,7 @@ impl Replica {
     /// [`ReplicaError::SeedConflict`] when the device was seeded from
     /// another snapshot.
     pub fn seed(&mut self, seed: Seed) -> Result<bool, ReplicaError> {
-        let id = seed.snapshot.id.clone();
+        let id = seed.record.snapshot.id.clone();
         match self.seeds.get(&id) {
             Some(old) if old.lines == seed.lines => Ok(false),
             Some(_) => Err(ReplicaError::SeedConflict { device: id }),
@@ -1072,9 +1053,16 @@ impl Replica {
         Ok(())
     }
 
-    /// The device as derived from its events and seed: `None` when it
-    /// does not exist (never created, or deleted last).
-    pub fn device(&self, id: &str) -> Option<ReplicaDevice> {
+    /// The device as derived from its events and seed, `None` when it
+    /// does not exist (never created, or deleted last): the state after
+    /// its live incarnation's events, as the one record every reader
+    /// gives. Its times are always there (`statusUpdateTime` and every
+    /// twin node's time: the event's `$metadata`, else its
+    /// `operationTimestamp`); the twin etag and version, the device's and
+    /// each module's, are those of the last event or seed that gave one
+    /// (no version when none did). The identity etag, `generationId` and
+    /// line are not known from events and left empty.
+    pub fn device(&self, id: &str) -> Option<DeviceRecord> {
         replay::replay(self, id).device
     }
 

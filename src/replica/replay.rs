@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::fold::{Base, Twin, stamp_of};
-use super::{EventDot, Folded, Folds, Gap, Replica, ReplicaDevice, Seed};
-use crate::doc::{Entity, EntityTimes, MetaTree, merge_patch, stamped, without_nulls};
-use crate::format::{Event, EventTwin, Op};
+use super::{EventDot, Folded, Folds, Gap, Replica, Seed};
+use crate::doc::{DeviceTimes, Entity, EntityTimes, MetaTree, merge_patch, stamped, without_nulls};
+use crate::format::{DeviceRecord, Event, EventTwin, Op, RecordMeta};
 
 /// Whether the event starts or ends an incarnation of a device or module.
 pub(super) fn is_lifecycle(op: &Op) -> bool {
@@ -109,8 +109,8 @@ fn module_intervals<'a>(
         .map(|(d, e)| (pos(d, e), e))
         .filter(|(p, _)| device.holds(p))
         .collect();
-    let seeded =
-        device.create.is_none() && seed.is_some_and(|s| s.snapshot.modules.contains_key(module));
+    let seeded = device.create.is_none()
+        && seed.is_some_and(|s| s.record.snapshot.modules.contains_key(module));
     intervals(life, seeded)
 }
 
@@ -134,7 +134,7 @@ pub(super) fn place(
     let Some(module) = module else {
         return Some(match interval.create {
             Some(create) => (interval.start.map(|s| s.2.to_owned()), create.version()),
-            None => (None, seed.and_then(|s| s.version).unwrap_or(0)),
+            None => (None, seed.and_then(|s| s.record.meta.version).unwrap_or(0)),
         });
     };
     let entries = lifecycle.iter().map(|&(d, e)| (d.as_str(), e));
@@ -144,8 +144,8 @@ pub(super) fn place(
         Some(create) => (live.start.map(|s| s.2.to_owned()), create.version()),
         None => (
             None,
-            seed.and_then(|s| s.modules.get(module))
-                .and_then(|(_, v)| *v)
+            seed.and_then(|s| s.record.modules.get(module))
+                .and_then(|m| m.version)
                 .unwrap_or(0),
         ),
     })
@@ -196,7 +196,7 @@ fn is_parked_among(
 
 /// A device derived, and its parked events.
 pub(super) struct Replayed {
-    pub(super) device: Option<ReplicaDevice>,
+    pub(super) device: Option<DeviceRecord>,
     pub(super) parked: Vec<Gap>,
 }
 
@@ -207,6 +207,17 @@ struct State {
     times: EntityTimes,
     etag: Option<String>,
     version: u64,
+}
+
+impl State {
+    /// Its twin etag and version (none when no event or seed gave one).
+    fn meta(&self) -> RecordMeta {
+        RecordMeta {
+            twin_etag: self.etag.clone(),
+            version: (self.version > 0).then_some(self.version),
+            ..RecordMeta::default()
+        }
+    }
 }
 
 fn gap(dot: &str, event: &Event, waits_for: &'static str) -> Gap {
@@ -227,8 +238,8 @@ pub(super) fn replay(replica: &Replica, id: &str) -> Replayed {
 
 /// What the state file writes of device `id` beside its events: its
 /// parked events and, for a device that exists, its version and its
-/// live modules' versions ([`ReplicaDevice::version`] and
-/// [`ReplicaDevice::module_versions`], the rest left empty). As
+/// live modules' versions (`meta.version` and each module's, the rest
+/// left empty). As
 /// [`replay`], without building the twins when no change is folded: a
 /// twin's version is the highest of its base's and its changes'.
 pub(super) fn versions(replica: &Replica, id: &str) -> Replayed {
@@ -308,7 +319,7 @@ fn incarnation(
     folds: Option<&Folds>,
     full: bool,
     parked: &mut Vec<Gap>,
-) -> Option<ReplicaDevice> {
+) -> Option<DeviceRecord> {
     // Versions alone, where no fold needs its tree joined.
     let light = !full && folds.is_none();
     let folded = |module: Option<&str>, start: Option<&Pos<'_>>| {
@@ -324,7 +335,7 @@ fn incarnation(
         }
     }
     if let Some(seed) = seed {
-        for m in seed.snapshot.modules.keys() {
+        for m in seed.record.snapshot.modules.keys() {
             module_ids.insert(m, ());
         }
     }
@@ -359,8 +370,8 @@ fn incarnation(
             let base = match open.create {
                 Some(create) => create.version(),
                 None => seed
-                    .and_then(|s| s.modules.get(*module))
-                    .and_then(|(_, v)| *v)
+                    .and_then(|s| s.record.modules.get(*module))
+                    .and_then(|m| m.version)
                     .unwrap_or(0),
             };
             version_only(base, &mine)
@@ -385,7 +396,7 @@ fn incarnation(
     let state = if light {
         let base = match interval.create {
             Some(create) => create.version(),
-            None => seed.and_then(|s| s.version).unwrap_or(0),
+            None => seed.and_then(|s| s.record.meta.version).unwrap_or(0),
         };
         version_only(base, &own)
     } else {
@@ -395,19 +406,19 @@ fn incarnation(
         };
         apply(base, folded(None, interval.start.as_ref()), own)
     };
-    let mut out = ReplicaDevice {
-        twin_etag: state.etag,
-        version: state.version,
-        ..ReplicaDevice::default()
+    let mut times = DeviceTimes::default();
+    let mut out = DeviceRecord {
+        meta: state.meta(),
+        ..DeviceRecord::default()
     };
     out.snapshot.device = state.entity;
-    out.times.device = state.times;
+    times.device = state.times;
     for (module, state) in modules {
-        out.module_etags.insert(module.clone(), state.etag);
-        out.module_versions.insert(module.clone(), state.version);
-        out.times.modules.insert(module.clone(), state.times);
+        out.modules.insert(module.clone(), state.meta());
+        times.modules.insert(module.clone(), state.times);
         out.snapshot.modules.insert(module, state.entity);
     }
+    out.times = Some(times);
     Some(out)
 }
 
@@ -427,34 +438,36 @@ fn version_only(base: u64, events: &[(&str, &Event)]) -> State {
 }
 
 fn seeded_device(seed: &Seed) -> State {
+    let record = &seed.record;
     State {
-        entity: seed.snapshot.device.clone(),
-        times: seed
+        entity: record.snapshot.device.clone(),
+        times: record
             .times
             .as_ref()
             .map(|t| t.device.clone())
             .unwrap_or_default(),
-        etag: seed.twin_etag.clone(),
-        version: seed.version.unwrap_or(0),
+        etag: record.meta.twin_etag.clone(),
+        version: record.meta.version.unwrap_or(0),
     }
 }
 
 fn seeded_module(seed: &Seed, module: &str) -> State {
-    let (etag, version) = seed.modules.get(module).cloned().unwrap_or_default();
+    let record = &seed.record;
+    let meta = record.modules.get(module);
     State {
-        entity: seed
+        entity: record
             .snapshot
             .modules
             .get(module)
             .cloned()
             .unwrap_or_default(),
-        times: seed
+        times: record
             .times
             .as_ref()
             .and_then(|t| t.modules.get(module).cloned())
             .unwrap_or_default(),
-        etag,
-        version: version.unwrap_or(0),
+        etag: meta.and_then(|m| m.twin_etag.clone()),
+        version: meta.and_then(|m| m.version).unwrap_or(0),
     }
 }
 

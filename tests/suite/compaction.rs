@@ -230,16 +230,18 @@ fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
     out
 }
 
-fn devices(replica: &Replica) -> Vec<Option<failback::replica::ReplicaDevice>> {
+fn devices(replica: &Replica) -> Vec<Option<failback::format::DeviceRecord>> {
     let ids: Vec<String> = replica.device_ids().map(str::to_owned).collect();
     ids.iter().map(|id| replica.device(id)).collect()
 }
 
-/// The devices without their times.
-fn values(replica: &Replica) -> Vec<Option<(failback::doc::DeviceSnapshot, Option<String>, u64)>> {
+/// The devices without their times: their twins, etags and versions.
+fn values(
+    replica: &Replica,
+) -> Vec<Option<(failback::doc::DeviceSnapshot, failback::format::RecordMeta)>> {
     devices(replica)
         .into_iter()
-        .map(|d| d.map(|d| (d.snapshot, d.twin_etag, d.version)))
+        .map(|d| d.map(|d| (d.snapshot, d.meta)))
         .collect()
 }
 
@@ -398,7 +400,7 @@ fn a_late_older_patch_still_loses_after_compaction() {
         Value::Object(d.snapshot.device.desired.clone()),
         json!({"fan": 5, "mode": {"eco": true}, "light": 1})
     );
-    assert_eq!(d.version, 5);
+    assert_eq!(d.meta.version, Some(5));
     // A removal at 6, then a late set at 4 under it: the removal wins.
     let removal = json!({"version": 6, "properties": {"desired": {"mode": null}}});
     replica

@@ -265,7 +265,7 @@ fn an_older_patch_arriving_late_does_not_overwrite_a_newer_one() {
     let device = replica.device("d").expect("exists");
     assert_eq!(device.snapshot.device.desired["fan"], 5);
     assert_eq!(device.snapshot.device.desired["mode"], "eco");
-    assert_eq!(device.version, 5);
+    assert_eq!(device.meta.version, Some(5));
 }
 
 #[test]
