@@ -11,14 +11,33 @@
 //! their magic `Obj\x01`, the Avro mode of this target (seeds written by
 //! `tests/suite/envelopes.rs`, `write_avro_fuzz_seeds`). Whatever the envelope,
 //! the event must write back canonically and re-read as the same event.
+//!
+//! Each line is also read both ways a JSON record can be read, in one
+//! pass and the checked way (`parse_event_record_checked`): the same
+//! event or the same error.
 #![no_main]
 
 use failback::ReplicaId;
-use failback::format::{EventReader, parse_event_line, write_event_line};
+use failback::format::{
+    EventReader, parse_event_line, parse_event_record, parse_event_record_checked,
+    write_event_line,
+};
 use failback::replica::{Replica, read_state};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        for (i, line) in text.lines().enumerate() {
+            let n = i as u64 + 1;
+            let once = parse_event_record("fuzz.jsonl", n, line, None);
+            let checked = parse_event_record_checked("fuzz.jsonl", n, line, None);
+            match (&once, &checked) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{line}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{line}"),
+                _ => panic!("{line}: {once:?} against {checked:?}"),
+            }
+        }
+    }
     let mut replica = Replica::new(ReplicaId::new("fuzz").expect("valid literal"));
     for event in EventReader::new(data, "fuzz.jsonl") {
         let event = match event {

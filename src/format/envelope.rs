@@ -538,6 +538,112 @@ pub(crate) fn read_json<'a>(
 }
 
 /// The body of a JSON envelope: `null` is none.
+/// A record in the canonical envelope read in one pass, its body parsed
+/// as it is met (`{}` when absent or `null`), where [`read_json`] first
+/// finds each top-level value and then parses the properties and the
+/// body again. `None` for anything else: a key of another envelope, a
+/// key given twice or written with escapes, invalid JSON, properties that
+/// break a rule, a repeated key in the body. The caller then reads the
+/// record with [`read_json`], which gives the same message for what this
+/// accepts, and the error for the rest.
+pub(crate) fn read_canonical(text: &str) -> Option<(Message<'_>, serde_json::Value)> {
+    let ctx = Ctx::default();
+    let duplicate = std::cell::RefCell::new(None);
+    let parts = raw::parse(
+        text,
+        OnePass {
+            ctx: &ctx,
+            duplicate: &duplicate,
+        },
+    )
+    .ok()?;
+    let mut msg = Message::new(Envelope::Canonical);
+    msg.app = parts.app.unwrap_or_default();
+    msg.sys = parts.sys.unwrap_or_default();
+    let body = match parts.body {
+        None | Some(serde_json::Value::Null) => serde_json::Value::Object(Default::default()),
+        Some(body) => body,
+    };
+    Some((msg, body))
+}
+
+/// Every top-level key [`Top`] reads.
+const TOP_KEYS: [&str; 15] = [
+    "properties",
+    "systemProperties",
+    "body",
+    "Properties",
+    "SystemProperties",
+    "Body",
+    "EnqueuedTimeUtc",
+    "event",
+    "specversion",
+    "eventType",
+    "type",
+    "subject",
+    "eventTime",
+    "time",
+    "data",
+];
+
+struct OnePass<'c> {
+    ctx: &'c Ctx,
+    duplicate: &'c std::cell::RefCell<Option<String>>,
+}
+
+#[derive(Default)]
+struct OnePassParts<'a> {
+    app: Option<Props<'a>>,
+    sys: Option<Props<'a>>,
+    body: Option<serde_json::Value>,
+}
+
+impl<'de> DeserializeSeed<'de> for OnePass<'_> {
+    type Value = OnePassParts<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OnePass<'_> {
+    type Value = OnePassParts<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a canonical event")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut parts = OnePassParts::default();
+        let props = |path| PropsSeed {
+            ctx: self.ctx,
+            path,
+        };
+        // A key written with escapes is no borrowed `&str`: an error, and
+        // the record is read the checked way.
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "properties" if parts.app.is_none() => {
+                    parts.app = Some(map.next_value_seed(props("properties"))?);
+                }
+                "systemProperties" if parts.sys.is_none() => {
+                    parts.sys = Some(map.next_value_seed(props("systemProperties"))?);
+                }
+                "body" if parts.body.is_none() => {
+                    parts.body = Some(map.next_value_seed(raw::unique_value(self.duplicate))?);
+                }
+                key if TOP_KEYS.contains(&key) => {
+                    return Err(de::Error::custom("not for the one-pass reader"));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(parts)
+    }
+}
+
 fn json_body(raw: Option<&RawValue>) -> Body<'_> {
     match raw {
         Some(raw) if raw.get() != "null" => Body::Borrowed(raw.get()),

@@ -528,8 +528,58 @@ fn read_json_record(
     text: &str,
     envelope: Option<Envelope>,
 ) -> Result<(Envelope, Parsed), ReadError> {
+    // Most records are canonical and well formed: read in one pass. Any
+    // error there, or anything else, is read the checked way, which gives
+    // the same event for what the one pass accepts, and the error.
+    if matches!(envelope, None | Some(Envelope::Canonical)) {
+        if let Some((msg, body)) = envelope::read_canonical(text) {
+            if let Ok(parsed) = from_message_with(file, line, text, msg, Some(body)) {
+                return Ok((Envelope::Canonical, parsed));
+            }
+        }
+    }
+    read_json_record_checked(file, line, text, envelope)
+}
+
+/// [`read_json_record`] without the one-pass reading: each top-level
+/// value found first, then read.
+fn read_json_record_checked(
+    file: &str,
+    line: u64,
+    text: &str,
+    envelope: Option<Envelope>,
+) -> Result<(Envelope, Parsed), ReadError> {
     let msg = envelope::read_json(file, line, text, envelope)?;
     Ok((msg.envelope, from_message(file, line, text, msg)?))
+}
+
+/// [`parse_event_record`] the checked way only, never in one pass: what
+/// the fuzz target compares the one-pass reading with, result for result.
+///
+/// # Errors
+///
+/// As [`parse_event_record`].
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{parse_event_record, parse_event_record_checked};
+///
+/// let text = r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"},"body":{"version":2,"tags":{"a":1}}}"#;
+/// assert_eq!(
+///     parse_event_record("e", 1, text, None)?,
+///     parse_event_record_checked("e", 1, text, None)?,
+/// );
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+#[cfg(feature = "internals")]
+pub fn parse_event_record_checked(
+    file: &str,
+    line: u64,
+    text: &str,
+    envelope: Option<Envelope>,
+) -> Result<Parsed, ReadError> {
+    read_json_record_checked(file, line, text, envelope).map(|(_, parsed)| parsed)
 }
 
 /// Parses one record of a JSON [`Envelope`] (`text` must be one JSON
@@ -623,6 +673,20 @@ const CHANGE_SOURCES: [&str; 3] = [
 /// message was read from (for the column of a body error), `""` when its
 /// body is not a slice of it.
 fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<Parsed, ReadError> {
+    from_message_with(file, line, text, msg, None)
+}
+
+/// [`from_message`], the body already parsed (`parsed`) where the reader
+/// parsed it in one pass with the envelope. Such a body has no text to
+/// read again: where the twin reader refuses its value, this fails, and
+/// the caller reads the record the checked way for the error.
+fn from_message_with(
+    file: &str,
+    line: u64,
+    text: &str,
+    msg: Message<'_>,
+    parsed: Option<Value>,
+) -> Result<Parsed, ReadError> {
     let paths = msg.envelope.paths();
     let prop_error =
         |(field, kind): (String, ReadErrorKind)| ReadError::new(file, line, kind).with_field(field);
@@ -746,7 +810,10 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
             let value = super::error::safe_value(op_text);
             return Err(fail(op_field, ReadErrorKind::UnknownOpType { value }));
         };
-        if op == Op::UpdateTwin && msg.body.is_array() {
+        let is_array = parsed
+            .as_ref()
+            .map_or_else(|| msg.body.is_array(), Value::is_array);
+        if op == Op::UpdateTwin && is_array {
             return Ok(Parsed::Skipped(Skipped::DigitalTwinChange));
         }
         // A module's lifecycle notification names its schema.
@@ -823,7 +890,12 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
     // both read from it. The value reader checks what the twin reader
     // would skip unchecked (a lone surrogate in an unknown section's key,
     // say), which must fail here, not vanish.
-    let mut value: Value = raw::parse_unique_keys(body).map_err(|e| {
+    let parsed_once = parsed.is_some();
+    let mut value: Value = match parsed {
+        Some(value) => Ok(value),
+        None => raw::parse_unique_keys(body),
+    }
+    .map_err(|e| {
         let e = match e {
             Ok(path) => {
                 return fail(
@@ -863,7 +935,7 @@ fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<P
         file,
         line,
         value,
-        body,
+        (!parsed_once).then_some(body),
         &event.device_id,
         event.module_id.as_deref(),
     )
@@ -896,7 +968,7 @@ pub(crate) fn twin_of_body(event: &Event) -> Option<EventTwin> {
         "",
         event.line,
         value,
-        body,
+        Some(body),
         &event.device_id,
         event.module_id.as_deref(),
     )
@@ -1022,6 +1094,53 @@ pub(crate) fn write_event_bytes(out: &mut Vec<u8>, event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass reading gives what the checked reading gives, event
+    /// for event and error for error, on the shapes it must hand over.
+    #[test]
+    fn the_one_pass_reading_agrees_with_the_checked_one() {
+        let props = r#"{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"}"#;
+        let sys = r#"{"correlation-id":"c1"}"#;
+        let cases = [
+            format!(r#"{{"properties":{props},"systemProperties":{sys},"body":{{"version":2,"tags":{{"a":1}}}}}}"#),
+            format!(r#"{{"properties":{props},"systemProperties":{sys},"body":null}}"#),
+            format!(r#"{{"properties":{props},"systemProperties":{sys}}}"#),
+            format!(r#"{{"properties":{props},"body":[{{"op":"add"}}]}}"#),
+            format!(r#"{{"properties":{props},"body":{{"version":2,"version":3}}}}"#),
+            format!(r#"{{"properties":{props},"properties":{props},"body":{{}}}}"#),
+            format!(r#"{{"properties":{props},"body":{{"version":2}}}}"#),
+            format!(r#"{{"properties":null,"systemProperties":{props},"body":{{"version":2}}}}"#),
+            format!(r#"{{"properties":{props},"extra":[1,{{"x":2}}],"body":{{"version":2}}}}"#),
+            format!(r#"{{"properties":{props},"Properties":{props},"body":{{"version":2}}}}"#),
+            format!(r#"{{"properties":{props},"body":{{"version":2,"authentication":{{"type":"sas"}}}}}}"#),
+            format!(r#"{{"properties":{props},"body":{{"version":"2"}}}}"#),
+            format!(r#"{{"properties":{props},"body":{{"version":2,"deviceId":7}}}}"#),
+            format!(r#"{{"properties":{props},"body":{{"version":2}}}} x"#),
+            format!(r#"{{"properties":{props},"body":{{"tags":{{"a":1}},"version":2}}}}"#),
+            format!(r#"{{"properties":{props},"body":{{"version":2,"properties":{{"desired":{{"a":1,"$metadata":{{"a":{{"$lastUpdated":"never"}}}}}}}}}}}}"#),
+            format!(r#"{{"properties":{props},"body":{{"version":2,"deviceId":"d2"}}}}"#),
+            r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00"},"body":{"version":2}}"#.to_owned(),
+            r#"{"properties":{"deviceId":"d1","opType":"nothing","operationTimestamp":"2024-03-01T12:00:00Z"},"body":{}}"#.to_owned(),
+            r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z","twin":{}},"body":{}}"#.to_owned(),
+            r#"{"properties":{"deviceId":1,"opType":"updateTwin"},"body":{}}"#.to_owned(),
+            r#"{"systemProperties":{"iothub-message-source":"Telemetry"},"body":{"t":1}}"#.to_owned(),
+            r#"{}"#.to_owned(),
+            r#"[]"#.to_owned(),
+        ];
+        for text in &cases {
+            for envelope in [None, Some(Envelope::Canonical)] {
+                let once = parse_event_record("e", 1, text, envelope);
+                let checked = read_json_record_checked("e", 1, text, envelope).map(|(_, p)| p);
+                match (&once, &checked) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                    (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+                    _ => panic!("{text}: {once:?} against {checked:?}"),
+                }
+            }
+        }
+        // The first case is read in one pass.
+        assert!(envelope::read_canonical(&cases[0]).is_some());
+    }
 
     fn line(props: &str, body: &str) -> String {
         format!(

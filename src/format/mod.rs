@@ -72,7 +72,7 @@ pub use error::{ReadError, ReadErrorKind};
 pub use events::{Event, EventReader, EventTwin, Op, SkipCounts, parse_event_line};
 pub(crate) use events::{event_bytes, twin_of_body, write_event_bytes};
 internals!(events::{Parsed, Skipped});
-internals!(events::parse_event_record);
+internals!(events::{parse_event_record, parse_event_record_checked});
 #[cfg(feature = "internals")]
 pub use events::write_event_line;
 pub use export::{read_export, write_device};

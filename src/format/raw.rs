@@ -187,6 +187,16 @@ pub(crate) fn parse_unique_keys(text: &str) -> Result<Value, Result<String, serd
     parse(text, seed).map_err(|e| duplicate.into_inner().ok_or(e))
 }
 
+/// A seed reading a JSON value as [`parse_unique_keys`] does, inside a
+/// larger document: an object with a repeated key is an error (its path
+/// in `duplicate`).
+pub(crate) fn unique_value(duplicate: &RefCell<Option<String>>) -> UniqueKeys<'_> {
+    UniqueKeys {
+        at: None,
+        duplicate,
+    }
+}
+
 /// Where a value sits: its key or index, and its parent's place.
 struct Place<'p> {
     step: Step<'p>,
@@ -212,7 +222,7 @@ impl Place<'_> {
 }
 
 #[derive(Clone, Copy)]
-struct UniqueKeys<'p> {
+pub(crate) struct UniqueKeys<'p> {
     at: Option<&'p Place<'p>>,
     duplicate: &'p RefCell<Option<String>>,
 }

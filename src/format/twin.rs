@@ -183,18 +183,27 @@ pub(crate) fn twin_body_of_value(
 /// As [`twin_body_of_value`], taking the parsed body by move: its
 /// sections become the twin's without a copy. `text` is the body's text,
 /// read again the checked way when the value holds what the twin reader
-/// refuses, for the same error.
+/// refuses, for the same error; without it, that is an error of its own
+/// (the caller has the text and reads it the checked way).
 pub(crate) fn twin_body_of_owned(
     file: &str,
     line: u64,
     body: Value,
-    text: &str,
+    text: Option<&str>,
     device: &str,
     module: Option<&str>,
 ) -> Result<(TwinLine, Covers), ReadError> {
     match RawTwin::of_value(body) {
         Some(raw) => twin_body(file, line, device, module, |_| Ok(raw)),
         None => {
+            let Some(text) = text else {
+                // Never shown: the caller reads the text again.
+                let kind = ReadErrorKind::InvalidJson {
+                    column: 0,
+                    message: "a body to read again as text".to_owned(),
+                };
+                return Err(ReadError::new(file, line, kind).with_field("body"));
+            };
             let value = raw::parse_unique_keys(text).unwrap_or(Value::Null);
             twin_body_of_value(file, line, &value, device, module)
         }
