@@ -20,9 +20,9 @@ use crate::format::{
     ReadError, RecordMeta, TwinReader, collect_export, collect_identities, collect_twins,
 };
 use crate::reconcile::{
-    Action, DeviceOutcome, HeldDevice, HubImage, HubInput, HubSnapshots, ImportLine, PlanOp,
-    ResolvedOutcome, SYSTEM_MODULES, fill_in_place, hub_plan, is_edge, is_system_module,
-    merge_fleet, resolve_fleet, twin_differs, write_import, write_import_line, writes_keyless,
+    Action, DeviceMerge, DeviceOutcome, HeldDevice, HubImage, HubInput, HubSnapshots, ImportLine,
+    PlanOp, ResolvedOutcome, SYSTEM_MODULES, fill_in_place, hub_plan, is_edge, is_system_module,
+    resolve_fleet, twin_differs, write_import, write_import_line, writes_keyless,
 };
 
 /// A hub's export as the failback reads it: the hub written as an export
@@ -281,8 +281,15 @@ struct Planned {
 /// ([`hub_plan`]): from what the hub's file showed (filled from the base),
 /// what it could not show taken as merged, guarded by the file's etags.
 /// `line` is given each line with the index of its outcome.
+///
+/// `settled` says, for an outcome's index, whether the merge found the hub
+/// holding exactly the merged device ([`Resolved::settled`]): its plan for
+/// that device is empty, so it is not made.
+///
+/// [`Resolved::settled`]: crate::reconcile::Resolved::settled
 fn plan_hub<'a, M: PlanSource<'a>>(
     outcomes: &'a [M],
+    settled: impl Fn(usize) -> bool,
     exports: &Exports,
     h: Hub,
     base: &BTreeMap<String, DeviceSnapshot>,
@@ -292,6 +299,9 @@ fn plan_hub<'a, M: PlanSource<'a>>(
     let meta = &exports.meta[h.index()];
     let none = BTreeMap::new();
     for (at, o) in outcomes.iter().enumerate() {
+        if settled(at) {
+            continue;
+        }
         let id = o.id();
         let input = devices.get(id).map(|snapshot| {
             let etags = meta.etags.get(id);
@@ -496,6 +506,44 @@ pub(crate) struct Refusal {
 
 fn replica(hub: Hub) -> ReplicaId {
     ReplicaId::new(hub.name()).expect("valid literal")
+}
+
+/// Where hub `h` is in a merge's [`Resolved::settled`], which follows the
+/// hubs by name.
+///
+/// [`Resolved::settled`]: crate::reconcile::Resolved::settled
+fn by_name(h: Hub) -> usize {
+    Hub::BOTH
+        .iter()
+        .filter(|k| replica(**k) < replica(h))
+        .count()
+}
+
+/// The merge of a fleet as [`merge_fleet`] gives it, with, per device, whether
+/// each hub (by [`Hub::index`]) holds the merged device already.
+fn merge_owned(
+    base: &BTreeMap<String, DeviceSnapshot>,
+    hubs: &[HubSnapshots; 2],
+    stamps: &BTreeMap<ReplicaId, Stamp>,
+    policies: &Policies,
+) -> (Vec<DeviceOutcome>, Vec<[bool; 2]>) {
+    let order = Hub::BOTH.map(by_name);
+    resolve_fleet(Some(base), hubs, stamps, policies, 1)
+        .expect(UNSTAMPED)
+        .into_iter()
+        .map(|r| {
+            let settled = order.map(|i| r.resolved.settled.get(i).copied().unwrap_or(false));
+            let outcome = DeviceOutcome {
+                id: r.id.to_owned(),
+                merge: DeviceMerge {
+                    merged: r.resolved.merged.map(std::borrow::Cow::into_owned),
+                    conflicts: r.resolved.conflicts,
+                },
+                outcome: r.outcome,
+            };
+            (outcome, settled)
+        })
+        .unzip()
 }
 
 /// A merge result a plan is made from: owned or borrowed.
@@ -723,13 +771,13 @@ pub(crate) fn failback(
     let mut cache = previous.take();
     let (mut exports, outcomes, planned) = loop {
         let exports = exports_checked(hubs, formats, base, findings, c, buf, cache.take());
-        let outcomes =
-            merge_fleet(Some(base), &exports.hubs, stamps, &policies, 1).expect(UNSTAMPED);
+        let (outcomes, settled) = merge_owned(base, &exports.hubs, stamps, &policies);
         let mut keyless = Vec::new();
         let planned = Hub::BOTH.map(|h| {
             let mut lines = Vec::new();
             plan_hub(
                 &outcomes,
+                |at| settled.get(at).is_some_and(|s| s[h.index()]),
                 &exports,
                 h,
                 base,
@@ -902,8 +950,15 @@ pub(crate) fn failback(
     }
     let rest = Hub::BOTH.map(|h| {
         let mut lines = Vec::new();
+        let order = by_name(h);
         plan_hub(
             &rerun,
+            |at| {
+                rerun
+                    .get(at)
+                    .and_then(|o| o.resolved.settled.get(order))
+                    .is_some_and(|s| *s)
+            },
             &exports,
             h,
             base,

@@ -305,17 +305,28 @@ fn fast_path<'a>(base: Base<'a>, hubs: &[HubDevice<'a>]) -> Option<Resolved<'a>>
     if hubs.iter().any(|h| h.times.is_some() || h.recreated) {
         return None;
     }
-    let mut departing = hubs.iter().filter(|h| !same(h.device, reference));
-    let merged = match departing.next() {
-        // Every hub holds the base.
-        None => reference,
-        // Every hub that changed the device made the same change.
-        Some(first) if departing.all(|h| same(h.device, first.device)) => first.device,
+    let departs: Vec<bool> = hubs.iter().map(|h| !same(h.device, reference)).collect();
+    let mut departing = hubs
+        .iter()
+        .zip(&departs)
+        .filter(|(_, d)| **d)
+        .map(|(h, _)| h);
+    let (merged, settled) = match departing.next() {
+        // Every hub holds the base: each holds the result, compared once.
+        None => (reference, vec![true; hubs.len()]),
+        // Every hub that changed the device made the same change: those
+        // hold the result, the others the base, which it is not.
+        Some(first) if departing.all(|h| same(h.device, first.device)) => (first.device, departs),
         // Copies of one creation, some cut short by an interrupted plan.
-        Some(_) if reference.is_none() => Some(one_creation(hubs)?),
+        Some(_) if reference.is_none() => {
+            let merged = Some(one_creation(hubs)?);
+            (
+                merged,
+                hubs.iter().map(|h| same(h.device, merged)).collect(),
+            )
+        }
         Some(_) => return None,
     };
-    let settled = hubs.iter().map(|h| same(h.device, merged)).collect();
     Some(Resolved {
         merged: merged.map(Cow::Borrowed),
         conflicts: Vec::new(),
