@@ -12,13 +12,7 @@ use failback::replica::{Ingested, Replica, ReplicaError, read_state};
 use proptest::prelude::*;
 use serde_json::json;
 
-const T0: i64 = 1_709_294_400_000; // 2024-03-01T12:00:00Z
-
-fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+use crate::common::{T0, time};
 
 /// One step of a generated hub history.
 #[derive(Clone, Debug)]

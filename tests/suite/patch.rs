@@ -14,7 +14,7 @@ use failback::replica::Replica;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-const T0: i64 = 1_709_294_400_000; // 2024-03-01T12:00:00Z
+use crate::common::{T0, time};
 
 /// RFC 7396's MergePatch, on a twin section.
 fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
@@ -72,12 +72,6 @@ fn object(depth: u32, nulls: bool) -> BoxedStrategy<Map<String, Value>> {
     )
     .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
     .boxed()
-}
-
-fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
 }
 
 fn hub() -> ReplicaId {
@@ -195,65 +189,37 @@ proptest! {
     }
 }
 
+/// `patch` onto `base` gives `expected` in every section, by the hub
+/// state, replay and the compacted fold alike.
+fn every_way_gives(base: &Value, patch: &Value, expected: &Value) {
+    let base = base.as_object().cloned().unwrap_or_default();
+    let patches = [patch.as_object().cloned().unwrap_or_default()];
+    for which in 0..3 {
+        let ways = [
+            ("hub state", by_hub_state(which, &base, &patches)),
+            ("replay", by_replica(which, &base, &patches, false)),
+            ("fold", by_replica(which, &base, &patches, true)),
+        ];
+        for (way, got) in ways {
+            assert_eq!(&Value::Object(got), expected, "{way}, section {which}");
+        }
+    }
+}
+
 /// The case the three once disagreed on: an empty object patched onto
 /// an object leaves it as it was; onto a scalar or nothing it is `{}`.
 #[test]
 fn an_empty_object_merges_into_an_object() {
-    let base = json!({"a": {"x": 1}, "b": 2})
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let patch = json!({"a": {}, "b": {}, "c": {}})
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let expected = json!({"a": {"x": 1}, "b": {}, "c": {}});
-    for which in 0..3 {
-        let patches = [patch.clone()];
-        assert_eq!(
-            Value::Object(by_hub_state(which, &base, &patches)),
-            expected,
-            "hub state, section {which}"
-        );
-        assert_eq!(
-            Value::Object(by_replica(which, &base, &patches, false)),
-            expected,
-            "replay, section {which}"
-        );
-        assert_eq!(
-            Value::Object(by_replica(which, &base, &patches, true)),
-            expected,
-            "fold, section {which}"
-        );
-    }
+    every_way_gives(
+        &json!({"a": {"x": 1}, "b": 2}),
+        &json!({"a": {}, "b": {}, "c": {}}),
+        &json!({"a": {"x": 1}, "b": {}, "c": {}}),
+    );
 }
 
 /// A patch object with only `null`s, onto nothing, leaves an empty
 /// object: the object is written, its removals find nothing.
 #[test]
 fn nulls_under_a_new_object_leave_it_empty() {
-    let base = Map::new();
-    let patch = json!({"a": {"x": null}})
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    for which in 0..3 {
-        let patches = [patch.clone()];
-        let expected = json!({"a": {}});
-        assert_eq!(
-            Value::Object(by_hub_state(which, &base, &patches)),
-            expected,
-            "hub state, section {which}"
-        );
-        assert_eq!(
-            Value::Object(by_replica(which, &base, &patches, false)),
-            expected,
-            "replay, section {which}"
-        );
-        assert_eq!(
-            Value::Object(by_replica(which, &base, &patches, true)),
-            expected,
-            "fold, section {which}"
-        );
-    }
+    every_way_gives(&json!({}), &json!({"a": {"x": null}}), &json!({"a": {}}));
 }

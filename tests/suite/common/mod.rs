@@ -1,6 +1,7 @@
 //! What the suite's modules share: generic law tests for the kernel's
 //! CRDTs, written once and instantiated per type by
-//! `tests/suite/kernel_laws.rs`, and scratch directories.
+//! `tests/suite/kernel_laws.rs`, scratch directories, and the times event
+//! tests write.
 //!
 //! - [`stores`]: the stores under test, each with the operations that build
 //!   it ([`Store`]) and the invariants its states keep ([`stores::Invariants`]);
@@ -28,4 +29,15 @@ pub fn scratch(subject: &str, name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     dir
+}
+
+/// 2024-03-01T12:00:00Z, where the event tests' histories start.
+pub const T0: i64 = 1_709_294_400_000;
+
+/// `ms` as an `operationTimestamp` or `$lastUpdated` is written, to the
+/// millisecond.
+pub fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
