@@ -19,8 +19,7 @@
 
 use failback::ReplicaId;
 use failback::format::{
-    EventReader, parse_event_line, parse_event_record, parse_event_record_checked,
-    write_event_line,
+    EventReader, parse_event_line, parse_event_record, parse_event_record_checked, write_event_line,
 };
 use failback::replica::{Replica, read_state};
 use libfuzzer_sys::fuzz_target;
