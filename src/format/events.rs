@@ -572,7 +572,7 @@ fn read_json_record_checked(
 /// );
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
-#[cfg(feature = "internals")]
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn parse_event_record_checked(
     file: &str,
     line: u64,
