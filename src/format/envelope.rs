@@ -537,7 +537,6 @@ pub(crate) fn read_json<'a>(
     Ok(msg)
 }
 
-/// The body of a JSON envelope: `null` is none.
 /// A record in the canonical envelope read in one pass, its body parsed
 /// as it is met (`{}` when absent or `null`), where [`read_json`] first
 /// finds each top-level value and then parses the properties and the
@@ -644,6 +643,7 @@ impl<'de> Visitor<'de> for OnePass<'_> {
     }
 }
 
+/// The body of a JSON envelope: `null` is none.
 fn json_body(raw: Option<&RawValue>) -> Body<'_> {
     match raw {
         Some(raw) if raw.get() != "null" => Body::Borrowed(raw.get()),

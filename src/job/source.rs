@@ -573,9 +573,8 @@ pub(super) fn replica_source(path: &Path) -> Result<Option<(Source, Newest)>, Re
         if let Some(times) = &device.times {
             newest.offer_device(id, times);
         }
-        let record = device;
         let input = DeviceInput {
-            record,
+            record: device,
             knows_twin: true,
         };
         devices.push(RawDevice {

@@ -336,6 +336,18 @@ impl Seed {
     }
 }
 
+impl Seed {
+    /// The twin version the seed gives the device (`module` `None`) or a
+    /// module: 0 when it gives none.
+    fn version_of(&self, module: Option<&str>) -> u64 {
+        let meta = match module {
+            None => Some(&self.record.meta),
+            Some(m) => self.record.modules.get(m),
+        };
+        meta.and_then(|m| m.version).unwrap_or(0)
+    }
+}
+
 /// What a seed keeps of `device`: its snapshot, twin etags and, from a
 /// twin file (`twin`), versions and times.
 fn seed_record(device: &DeviceRecord, twin: bool) -> DeviceRecord {

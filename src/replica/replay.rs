@@ -134,7 +134,7 @@ pub(super) fn place(
     let Some(module) = module else {
         return Some(match interval.create {
             Some(create) => (interval.start.map(|s| s.2.to_owned()), create.version()),
-            None => (None, seed.and_then(|s| s.record.meta.version).unwrap_or(0)),
+            None => (None, seed.map_or(0, |s| s.version_of(None))),
         });
     };
     let entries = lifecycle.iter().map(|&(d, e)| (d.as_str(), e));
@@ -142,12 +142,7 @@ pub(super) fn place(
     let live = lives.get(find(&lives, p)?)?;
     Some(match live.create {
         Some(create) => (live.start.map(|s| s.2.to_owned()), create.version()),
-        None => (
-            None,
-            seed.and_then(|s| s.record.modules.get(module))
-                .and_then(|m| m.version)
-                .unwrap_or(0),
-        ),
+        None => (None, seed.map_or(0, |s| s.version_of(Some(module)))),
     })
 }
 
@@ -369,10 +364,7 @@ fn incarnation(
         let state = if light {
             let base = match open.create {
                 Some(create) => create.version(),
-                None => seed
-                    .and_then(|s| s.record.modules.get(*module))
-                    .and_then(|m| m.version)
-                    .unwrap_or(0),
+                None => seed.map_or(0, |s| s.version_of(Some(module))),
             };
             version_only(base, &mine)
         } else {
@@ -396,7 +388,7 @@ fn incarnation(
     let state = if light {
         let base = match interval.create {
             Some(create) => create.version(),
-            None => seed.and_then(|s| s.record.meta.version).unwrap_or(0),
+            None => seed.map_or(0, |s| s.version_of(None)),
         };
         version_only(base, &own)
     } else {
@@ -447,13 +439,12 @@ fn seeded_device(seed: &Seed) -> State {
             .map(|t| t.device.clone())
             .unwrap_or_default(),
         etag: record.meta.twin_etag.clone(),
-        version: record.meta.version.unwrap_or(0),
+        version: seed.version_of(None),
     }
 }
 
 fn seeded_module(seed: &Seed, module: &str) -> State {
     let record = &seed.record;
-    let meta = record.modules.get(module);
     State {
         entity: record
             .snapshot
@@ -466,8 +457,8 @@ fn seeded_module(seed: &Seed, module: &str) -> State {
             .as_ref()
             .and_then(|t| t.modules.get(module).cloned())
             .unwrap_or_default(),
-        etag: meta.and_then(|m| m.twin_etag.clone()),
-        version: meta.and_then(|m| m.version).unwrap_or(0),
+        etag: record.modules.get(module).and_then(|m| m.twin_etag.clone()),
+        version: seed.version_of(Some(module)),
     }
 }
 
