@@ -10,7 +10,7 @@
 use std::error::Error;
 
 use failback::doc::Policies;
-use failback::format::{DeviceRecord, write_twin_device};
+use failback::format::DeviceRecord;
 use failback::reconcile::{Base, HubDevice, HubTiming, hub_clocks, merge_device};
 use failback::{ReplicaId, Stamp};
 
@@ -92,16 +92,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let merge = merge_device(Base::Unknown, &views, &Policies::default());
 
-    let merged = merge.merged.ok_or("the device ended deleted")?;
-    let mut out = Vec::new();
-    write_twin_device(
-        &mut out,
-        &DeviceRecord {
-            snapshot: merged,
-            ..DeviceRecord::default()
-        },
-    )?;
-    println!("merged twin:\n{}", String::from_utf8(out)?);
+    let merged = DeviceRecord {
+        snapshot: merge.merged.ok_or("the device ended deleted")?,
+        ..DeviceRecord::default()
+    };
+    // A record is serde in the twin shape (never with keys).
+    println!("merged twin:\n{}", serde_json::to_string_pretty(&merged)?);
     println!("conflicts:");
     for conflict in &merge.conflicts {
         println!("{}", serde_json::to_string(conflict)?);

@@ -65,7 +65,7 @@
 //!
 //! | to | use |
 //! |---|---|
-//! | merge one device held as twins or snapshots | [`reconcile::merge_device`], [`format::DeviceRecord::from_twin_json`] (example `merge_twins`) |
+//! | merge one device held as twins or snapshots | [`reconcile::merge_device`], [`format::DeviceRecord::from_twin_json`] (example `merge_twins`); a [`format::DeviceRecord`] is serde in the twin shape (module twins under `modules`, never keys) |
 //! | merge whole hubs' files and get import plans | [`job::run_merge`], or [`reconcile::merge_fleet`] in memory |
 //! | replicate between two live sites | [`doc::HubState`]: writes, [`delta_since`](doc::HubState::delta_since), [`apply_delta`](doc::HubState::apply_delta) (example `two_sites`) |
 //! | build a hub's state from change events | [`replica::Replica`] |

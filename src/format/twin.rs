@@ -19,12 +19,13 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap};
 use serde_json::Value;
 
 use super::group::{DeviceLine, collect};
 use super::lines::{JsonlReader, ParseLine};
 use super::raw::{self, Ctx, Key, PropertiesSeed, RawProperties, RawSection, SectionSeed};
-use super::write::{Obj, Properties, Section};
+use super::write::{Properties, Section};
 use super::{DeviceFile, DeviceRecord, Format, ReadError, ReadErrorKind, RecordMeta};
 use crate::doc::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, Extra, MetaTree, StatusValue};
 use crate::validate::validate_entity;
@@ -575,11 +576,11 @@ impl DeviceLine for TwinLine {
 
 /// Writes one twin line, ending in `\n`, for fixtures and tests.
 ///
-/// Fields in order: `deviceId`, `moduleId`, `etag`, `version`, `status`,
-/// `statusReason`, `statusUpdateTime`, `capabilities`, `deviceScope`,
-/// `parentScopes`, unknown fields sorted (`modelId`), `tags`, `properties`
-/// with each section's `$metadata` (times in milliseconds, UTC). A twin has
-/// no keys: `authentication` is not written.
+/// Fields in order: `deviceId`, `moduleId`, `etag`, `deviceEtag`,
+/// `generationId`, `version`, `status`, `statusReason`, `statusUpdateTime`, `capabilities`, `deviceScope`,
+/// `parentScopes`, `tags`, `properties` with each section's `$metadata`
+/// (times in milliseconds, UTC). A twin has no keys: `authentication` is
+/// not written, nor are fields the reader dropped.
 ///
 /// # Errors
 ///
@@ -602,20 +603,23 @@ impl DeviceLine for TwinLine {
 /// ```
 #[cfg(feature = "internals")]
 pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
+    let meta = RecordMeta {
+        etag: twin.device_etag.clone(),
+        twin_etag: twin.etag.clone(),
+        generation_id: twin.generation_id.clone(),
+        version: twin.version,
+        times_without_zone: twin.times_without_zone,
+        line: twin.line,
+    };
     write_twin(
         w,
-        &twin.device_id,
-        twin.module_id.as_deref(),
-        &RecordMeta {
-            etag: twin.device_etag.clone(),
-            twin_etag: twin.etag.clone(),
-            generation_id: twin.generation_id.clone(),
-            version: twin.version,
-            times_without_zone: twin.times_without_zone,
-            line: twin.line,
+        &TwinRef {
+            device_id: &twin.device_id,
+            module_id: twin.module_id.as_deref(),
+            meta: &meta,
+            times: &twin.times,
+            entity: &twin.entity,
         },
-        &twin.times,
-        &twin.entity,
     )
 }
 
@@ -640,27 +644,7 @@ pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn write_twin_device<W: Write>(w: &mut W, device: &DeviceRecord) -> io::Result<()> {
-    let id = &device.snapshot.id;
-    let none = RecordMeta::default();
-    let no_times = EntityTimes::default();
-    let times = device.times.as_ref();
-    let device_times = times.map_or(&no_times, |t| &t.device);
-    write_twin(
-        w,
-        id,
-        None,
-        &device.meta,
-        device_times,
-        &device.snapshot.device,
-    )?;
-    for (module, entity) in &device.snapshot.modules {
-        let meta = device.modules.get(module).unwrap_or(&none);
-        let module_times = times
-            .and_then(|t| t.modules.get(module))
-            .unwrap_or(&no_times);
-        write_twin(w, id, Some(module), meta, module_times, entity)?;
-    }
-    Ok(())
+    twins(device).try_for_each(|twin| write_twin(w, &twin))
 }
 
 /// Writes the twin of one device or module (`module_id`) as the registry
@@ -686,53 +670,140 @@ pub(crate) fn write_twin_record<W: Write>(
     };
     write_twin(
         w,
-        device_id,
-        module_id,
-        &meta,
-        &EntityTimes::default(),
-        entity,
+        &TwinRef {
+            device_id,
+            module_id,
+            meta: &meta,
+            times: &NO_TIMES,
+            entity,
+        },
     )
 }
 
-fn write_twin<W: Write>(
-    w: &mut W,
-    device_id: &str,
-    module_id: Option<&str>,
-    meta: &RecordMeta,
-    times: &EntityTimes,
-    entity: &Entity,
-) -> io::Result<()> {
-    let mut obj = Obj::open(w)?;
-    obj.field("deviceId", device_id)?;
-    obj.opt("moduleId", module_id)?;
-    obj.opt("etag", meta.twin_etag.as_deref())?;
-    obj.opt("deviceEtag", meta.etag.as_deref())?;
-    obj.opt("generationId", meta.generation_id.as_deref())?;
-    obj.opt("version", meta.version)?;
-    if let Some(status) = &entity.status {
-        obj.field("status", &status.status)?;
-        obj.opt("statusReason", status.reason.as_deref())?;
-    }
-    obj.opt("statusUpdateTime", times.status.and_then(raw::format_time))?;
-    obj.opt("capabilities", entity.capabilities.as_ref())?;
-    obj.opt("deviceScope", entity.device_scope.as_deref())?;
-    obj.opt("parentScopes", entity.parent_scopes.as_ref())?;
+fn write_twin<W: Write>(w: &mut W, twin: &TwinRef<'_>) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, twin)?;
+    w.write_all(b"\n")
+}
 
-    obj.field("tags", &entity.tags)?;
-    obj.field(
-        "properties",
-        &Properties {
-            desired: Section {
-                map: &entity.desired,
-                meta: Some(&times.desired),
+/// One twin, borrowed, as the registry query gives it: what the writers
+/// write and [`DeviceRecord`]'s `Serialize` gives. `etag` is the twin's,
+/// `deviceEtag` the identity's; no keys.
+pub(crate) struct TwinRef<'a> {
+    pub(crate) device_id: &'a str,
+    pub(crate) module_id: Option<&'a str>,
+    pub(crate) meta: &'a RecordMeta,
+    pub(crate) times: &'a EntityTimes,
+    pub(crate) entity: &'a Entity,
+}
+
+/// The times of a twin the record has none for.
+static NO_TIMES: EntityTimes = EntityTimes {
+    status: None,
+    desired: MetaTree {
+        last_updated: None,
+        children: BTreeMap::new(),
+    },
+    reported: MetaTree {
+        last_updated: None,
+        children: BTreeMap::new(),
+    },
+};
+/// What a file said of a module the record has no entry for.
+static NO_META: RecordMeta = RecordMeta {
+    etag: None,
+    twin_etag: None,
+    generation_id: None,
+    version: None,
+    times_without_zone: false,
+    line: 0,
+};
+
+/// The twins of a device: its own, then its modules' sorted by `moduleId`.
+pub(crate) fn twins(device: &DeviceRecord) -> impl Iterator<Item = TwinRef<'_>> {
+    let id = device.snapshot.id.as_str();
+    let times = device.times.as_ref();
+    let own = TwinRef {
+        device_id: id,
+        module_id: None,
+        meta: &device.meta,
+        times: times.map_or(&NO_TIMES, |t| &t.device),
+        entity: &device.snapshot.device,
+    };
+    let modules = device
+        .snapshot
+        .modules
+        .iter()
+        .map(move |(module, entity)| TwinRef {
+            device_id: id,
+            module_id: Some(module),
+            meta: device.modules.get(module).unwrap_or(&NO_META),
+            times: times
+                .and_then(|t| t.modules.get(module))
+                .unwrap_or(&NO_TIMES),
+            entity,
+        });
+    std::iter::once(own).chain(modules)
+}
+
+impl TwinRef<'_> {
+    /// Writes the twin's fields into `map`, in the order the registry
+    /// query gives them.
+    pub(crate) fn fields<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        let (meta, entity) = (self.meta, self.entity);
+        map.serialize_entry("deviceId", self.device_id)?;
+        if let Some(module) = self.module_id {
+            map.serialize_entry("moduleId", module)?;
+        }
+        opt(map, "etag", meta.twin_etag.as_deref())?;
+        opt(map, "deviceEtag", meta.etag.as_deref())?;
+        opt(map, "generationId", meta.generation_id.as_deref())?;
+        opt(map, "version", meta.version)?;
+        if let Some(status) = &entity.status {
+            map.serialize_entry("status", &status.status)?;
+            opt(map, "statusReason", status.reason.as_deref())?;
+        }
+        opt(
+            map,
+            "statusUpdateTime",
+            self.times.status.and_then(raw::format_time),
+        )?;
+        opt(map, "capabilities", entity.capabilities.as_ref())?;
+        opt(map, "deviceScope", entity.device_scope.as_deref())?;
+        opt(map, "parentScopes", entity.parent_scopes.as_ref())?;
+        map.serialize_entry("tags", &entity.tags)?;
+        map.serialize_entry(
+            "properties",
+            &Properties {
+                desired: Section {
+                    map: &entity.desired,
+                    meta: Some(&self.times.desired),
+                },
+                reported: Section {
+                    map: &entity.reported,
+                    meta: Some(&self.times.reported),
+                },
             },
-            reported: Section {
-                map: &entity.reported,
-                meta: Some(&times.reported),
-            },
-        },
-    )?;
-    obj.close_line()
+        )
+    }
+}
+
+fn opt<M: SerializeMap, T: Serialize>(
+    map: &mut M,
+    key: &str,
+    value: Option<T>,
+) -> Result<(), M::Error> {
+    match value {
+        Some(value) => map.serialize_entry(key, &value),
+        None => Ok(()),
+    }
+}
+
+impl Serialize for TwinRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        self.fields(&mut map)?;
+        map.end()
+    }
 }
 
 #[cfg(test)]

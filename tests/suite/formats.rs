@@ -1166,5 +1166,106 @@ mod round_trip {
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(again, out);
         }
+
+        /// `DeviceRecord`'s serde is the twin shape: what a twin can carry
+        /// comes back (status, scopes, tags, both sections, etags, version,
+        /// generation, per-node times), keys and unknown identity fields
+        /// never do, and a second trip changes nothing.
+        #[test]
+        fn a_record_survives_its_twin_shape(snapshot in snapshot(), version in prop::option::of(0_u64..1 << 40), status_time in prop::option::of(0_i64..4_102_444_800_000)) {
+            let meta = |etag: &str| RecordMeta {
+                etag: Some(format!("{etag}-identity")),
+                twin_etag: Some(format!("{etag}-twin")),
+                generation_id: Some("638000000000000000".into()),
+                version,
+                times_without_zone: false,
+                line: 1,
+            };
+            let mut times = failback::doc::DeviceTimes::default();
+            times.device.status = status_time;
+            for key in snapshot.device.reported.keys() {
+                times.device.reported.children.entry(key.clone()).or_default().last_updated = status_time;
+            }
+            let record = DeviceRecord {
+                meta: meta("d"),
+                modules: snapshot.modules.keys().map(|m| (m.clone(), meta(m))).collect(),
+                times: Some(times),
+                snapshot: snapshot.clone(),
+            };
+            let json = serde_json::to_string(&record).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let back: DeviceRecord = serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+            let mut expected = record.clone();
+            for entity in std::iter::once(&mut expected.snapshot.device).chain(expected.snapshot.modules.values_mut()) {
+                entity.authentication = None;
+                entity.extra.clear();
+            }
+            if let Some(times) = expected.times.as_mut() {
+                for module in snapshot.modules.keys() {
+                    times.modules.entry(module.clone()).or_default();
+                }
+            }
+            prop_assert_eq!(&back, &expected);
+            prop_assert_eq!(serde_json::to_string(&back).ok(), Some(json.clone()));
+            // The text of a twin reads as the same record as its serde.
+            prop_assert_eq!(DeviceRecord::from_twin_json(&json).ok(), Some(back));
+            prop_assert!(!json.contains("authentication") && !json.contains("primaryKey"));
+        }
+    }
+
+    #[test]
+    fn a_module_twin_under_modules_must_be_an_object_of_its_device() {
+        let cases = [
+            (
+                r#"{"deviceId":"d1","modules":[]}"#,
+                "modules",
+                "expected an object, found an array",
+            ),
+            (
+                r#"{"deviceId":"d1","modules":{"m1":3}}"#,
+                "modules.m1",
+                "expected an object, found a number",
+            ),
+            (
+                r#"{"deviceId":"d1","modules":{"m1":{"deviceId":"d2"}}}"#,
+                "modules",
+                "modules.m1.deviceId",
+            ),
+            (
+                r#"{"deviceId":"d1","modules":{"m1":{"moduleId":"m2"}}}"#,
+                "modules",
+                "modules.m1.moduleId",
+            ),
+            (
+                r#"{"deviceId":"d1","modules":{"m1":{"status":"off"}}}"#,
+                "modules.m1.status",
+                "status",
+            ),
+            (
+                r#"{"deviceId":"d1","moduleId":"m1"}"#,
+                "moduleId",
+                "where a device twin was expected",
+            ),
+        ];
+        for (text, field, words) in cases {
+            let err = DeviceRecord::from_twin_json(text).err();
+            assert_eq!(
+                err.as_ref().and_then(|e| e.field.as_deref()),
+                Some(field),
+                "{text}"
+            );
+            let message = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(message.contains(words), "{text}: {message}");
+            let serde = serde_json::from_str::<DeviceRecord>(text)
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(serde.as_deref(), Some(message.as_str()), "{text}");
+        }
+        let ok = DeviceRecord::from_twin_json(
+            r#"{"deviceId":"d1","modules":{"m1":{"properties":{"reported":{"t":1}}}}}"#,
+        );
+        let ok = ok
+            .map(|r| r.snapshot.modules["m1"].reported["t"].clone())
+            .ok();
+        assert_eq!(ok, Some(json!(1)));
     }
 }
