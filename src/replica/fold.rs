@@ -632,3 +632,83 @@ pub(super) fn stamp_of(dot: &str, event: &Event) -> At {
         dot: Box::from(dot),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::parse_event_line;
+    use serde_json::json;
+
+    /// The tree of one twin change `op` of device `d`, version `version`,
+    /// at `second` past 12:00, with `body` (its version added).
+    fn change(op: &str, version: u64, second: u32, mut body: Value) -> Twin {
+        body["version"] = json!(version);
+        let line = json!({
+            "properties": {"deviceId": "d", "opType": op,
+                "operationTimestamp": format!("2024-03-01T12:00:{second:02}Z")},
+            "systemProperties": {"correlation-id": format!("c{version}")},
+            "body": body,
+        })
+        .to_string();
+        let event = parse_event_line("e.jsonl", 1, &line).expect("a valid event");
+        let twin = event.twin.as_deref().expect("a twin change");
+        let at = stamp_of(&format!("id:c{version}"), &event);
+        Twin::of_change(&event.op, twin, event.time.unwrap_or(0), &at)
+    }
+
+    /// `second` past 2024-03-01T12:00:00Z, in ms.
+    fn ms(second: i64) -> i64 {
+        1_709_294_400_000 + 1000 * second
+    }
+
+    fn joined(changes: &[&Twin]) -> Twin {
+        let mut tree = Twin::default();
+        for change in changes {
+            tree.join(change);
+        }
+        tree
+    }
+
+    #[test]
+    fn a_null_no_newer_null_outdoes_in_time_is_not_kept() {
+        // Two removals at the top of `desired`, at the same time: the
+        // section's time is the newer one's, and the older adds nothing
+        // a later replace could need (it prunes both or neither).
+        let older = change(
+            "updateTwin",
+            2,
+            5,
+            json!({"properties": {"desired": {"fan": null}}}),
+        );
+        let newer = change(
+            "updateTwin",
+            3,
+            5,
+            json!({"properties": {"desired": {"mode": null}}}),
+        );
+        for tree in [joined(&[&older, &newer]), joined(&[&newer, &older])] {
+            let versions: Vec<u64> = tree
+                .desired
+                .nulls
+                .iter()
+                .map(|(at, _)| at.version)
+                .collect();
+            assert_eq!(versions, [3]);
+        }
+        // An older removal at a later time is kept beside the newer.
+        let late = change(
+            "updateTwin",
+            1,
+            9,
+            json!({"properties": {"desired": {"x": null}}}),
+        );
+        let tree = joined(&[&newer, &late, &older]);
+        let kept: Vec<(u64, i64)> = tree
+            .desired
+            .nulls
+            .iter()
+            .map(|(at, t)| (at.version, *t))
+            .collect();
+        assert_eq!(kept, [(1, ms(9)), (3, ms(5))]);
+    }
+}
