@@ -345,10 +345,10 @@ fn incarnation(
                 continue;
             }
             let p = pos(dot, event);
+            // Only the last incarnation can be open: the one whose
+            // changes make the module's state.
             match find(&lives, &p) {
-                Some(at)
-                    if at + 1 == lives.len() && lives.get(at).is_some_and(|l| l.end.is_none()) =>
-                {
+                Some(at) if lives.get(at).is_some_and(|l| l.end.is_none()) => {
                     mine.push((dot, event));
                 }
                 Some(_) => {}

@@ -738,6 +738,52 @@ fn a_re_created_device_takes_the_changes_of_its_new_incarnation() {
 }
 
 #[test]
+fn a_re_created_module_takes_only_its_new_incarnations_changes() {
+    let events = [
+        event("createDeviceIdentity", "d", 0, "a", json!({"version": 1})),
+        module_event(
+            "createModuleIdentity",
+            "d",
+            "m",
+            1,
+            "b",
+            json!({"version": 1}),
+        ),
+        module_event(
+            "updateTwin",
+            "d",
+            "m",
+            2,
+            "c",
+            json!({"version": 2, "properties": {"desired": {"old": 1}}}),
+        ),
+        module_event("deleteModuleIdentity", "d", "m", 3, "e", json!({})),
+        module_event(
+            "createModuleIdentity",
+            "d",
+            "m",
+            4,
+            "f",
+            json!({"version": 1}),
+        ),
+        module_event(
+            "updateTwin",
+            "d",
+            "m",
+            5,
+            "g",
+            json!({"version": 2, "properties": {"desired": {"new": 1}}}),
+        ),
+    ];
+    let replica = ingest_all(events.iter().rev());
+    let d = compacted_alike(&replica, "d");
+    let m = d.snapshot.modules.get("m").expect("re-created");
+    assert_eq!(m.desired, object(json!({"new": 1})));
+    assert_eq!(d.modules.get("m").and_then(|m| m.version), Some(2));
+    assert!(replica.gaps().is_empty());
+}
+
+#[test]
 fn a_module_delete_with_no_device_to_end_waits_for_nothing() {
     let mut replica = Replica::new(hub());
     let orphan = module_event("deleteModuleIdentity", "d", "m", 1, "a", json!({}));
