@@ -244,16 +244,7 @@ impl Section {
         if let Some(floor) = &floor {
             self.nulls.retain(|(at, _)| at > floor);
         }
-        self.nulls.sort_by(|a, b| a.0.cmp(&b.0));
-        // Keep only the nulls no newer one outdoes in time.
-        let mut kept: Vec<(At, i64)> = Vec::with_capacity(self.nulls.len());
-        for (at, time) in self.nulls.drain(..).rev() {
-            if kept.last().is_none_or(|(_, t)| time > *t) {
-                kept.push((at, time));
-            }
-        }
-        kept.reverse();
-        self.nulls = kept;
+        self.nulls = newest_nulls(std::mem::take(&mut self.nulls));
         join_children(&mut self.children, &other.children, floor.as_deref());
     }
 
@@ -293,6 +284,21 @@ impl Section {
         }
         (map, meta)
     }
+}
+
+/// `nulls` by stamp, keeping only those no newer one outdoes in time: a
+/// section's time is the newest null's, and a later `whole` prunes an
+/// older null of the same time whenever it prunes the newer.
+fn newest_nulls(mut nulls: Vec<(At, i64)>) -> Vec<(At, i64)> {
+    nulls.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept: Vec<(At, i64)> = Vec::with_capacity(nulls.len());
+    for (at, time) in nulls.into_iter().rev() {
+        if kept.last().is_none_or(|(_, t)| time > *t) {
+            kept.push((at, time));
+        }
+    }
+    kept.reverse();
+    kept
 }
 
 fn meta_of(given: Option<&MetaTree>) -> Meta {
