@@ -717,4 +717,31 @@ mod tests {
             .collect();
         assert_eq!(kept, [(1, ms(9)), (3, ms(5))]);
     }
+
+    /// A tree whose only write is identity field `key` set to `value`
+    /// at version `version`.
+    fn extra(key: &str, value: &str, version: u64) -> Twin {
+        let at = Arc::new(Stamp {
+            version,
+            time: 0,
+            rank: 3,
+            dot: Box::from(format!("id:c{version}")),
+        });
+        let mut tree = Twin::default();
+        tree.identity
+            .extra
+            .insert(key.to_owned(), (at, json!(value)));
+        tree
+    }
+
+    #[test]
+    fn an_identity_field_shows_its_newest_write_in_any_join_order() {
+        // Changes read from events carry no unknown identity field, but a
+        // fold read from a state file may, and joins as a register.
+        let (older, newer) = (extra("k", "old", 2), extra("k", "new", 3));
+        for tree in [joined(&[&older, &newer]), joined(&[&newer, &older])] {
+            let (entity, _, _) = tree.render(&Entity::default());
+            assert_eq!(entity.extra.get("k"), Some(&json!("new")));
+        }
+    }
 }

@@ -783,6 +783,30 @@ fn a_re_created_module_takes_only_its_new_incarnations_changes() {
     assert!(replica.gaps().is_empty());
 }
 
+/// An export gives no times: compacted, its device's twin has none
+/// either where no change wrote.
+#[test]
+fn an_export_seed_without_times_compacts_to_the_same_device() {
+    let mut record = failback::format::DeviceRecord::default();
+    record.snapshot.id = "x".to_owned();
+    record.snapshot.device.desired = object(json!({"a": {"b": 1}, "c": 1}));
+    let mut replica = Replica::new(hub());
+    assert_eq!(replica.seed(Seed::from_export(&record)), Ok(true));
+    let change = event(
+        "updateTwin",
+        "x",
+        1,
+        "u",
+        json!({"version": 2, "properties": {"desired": {"d": 1}}}),
+    );
+    assert_eq!(replica.ingest(change), Ok(Ingested::Applied));
+    let d = compacted_alike(&replica, "x");
+    assert_eq!(
+        d.snapshot.device.desired,
+        object(json!({"a": {"b": 1}, "c": 1, "d": 1}))
+    );
+}
+
 #[test]
 fn a_module_delete_with_no_device_to_end_waits_for_nothing() {
     let mut replica = Replica::new(hub());
