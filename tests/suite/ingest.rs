@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use failback::ReplicaId;
+use failback::doc::{Authentication, Secret};
 use failback::format::{Event, TwinReader, collect_twins, parse_event_line};
 use failback::replica::{Ingested, Replica, ReplicaError, Seed, read_state};
 use proptest::prelude::*;
@@ -784,12 +785,18 @@ fn a_re_created_module_takes_only_its_new_incarnations_changes() {
 }
 
 /// An export gives no times: compacted, its device's twin has none
-/// either where no change wrote.
+/// either where no change wrote, and keeps the export's keys.
 #[test]
 fn an_export_seed_without_times_compacts_to_the_same_device() {
     let mut record = failback::format::DeviceRecord::default();
     record.snapshot.id = "x".to_owned();
     record.snapshot.device.desired = object(json!({"a": {"b": 1}, "c": 1}));
+    // Its keys, which no event carries, are the seed's.
+    let keys = Authentication::sas(
+        Secret::new("cHJpbWFyeQAAAAAAAAAAAA=="),
+        Secret::new("c2Vjb25kYXJ5AAAAAAAAAA=="),
+    );
+    record.snapshot.device.authentication = Some(keys.clone());
     let mut replica = Replica::new(hub());
     assert_eq!(replica.seed(Seed::from_export(&record)), Ok(true));
     let change = event(
@@ -805,6 +812,7 @@ fn an_export_seed_without_times_compacts_to_the_same_device() {
         d.snapshot.device.desired,
         object(json!({"a": {"b": 1}, "c": 1, "d": 1}))
     );
+    assert_eq!(d.snapshot.device.authentication, Some(keys));
 }
 
 #[test]
