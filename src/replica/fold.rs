@@ -244,16 +244,7 @@ impl Section {
         if let Some(floor) = &floor {
             self.nulls.retain(|(at, _)| at > floor);
         }
-        self.nulls.sort_by(|a, b| a.0.cmp(&b.0));
-        // Keep only the nulls no newer one outdoes in time.
-        let mut kept: Vec<(At, i64)> = Vec::with_capacity(self.nulls.len());
-        for (at, time) in self.nulls.drain(..).rev() {
-            if kept.last().is_none_or(|(_, t)| time > *t) {
-                kept.push((at, time));
-            }
-        }
-        kept.reverse();
-        self.nulls = kept;
+        self.nulls = newest_nulls(std::mem::take(&mut self.nulls));
         join_children(&mut self.children, &other.children, floor.as_deref());
     }
 
@@ -293,6 +284,21 @@ impl Section {
         }
         (map, meta)
     }
+}
+
+/// `nulls` by stamp, keeping only those no newer one outdoes in time: a
+/// section's time is the newest null's, and a later `whole` prunes an
+/// older null of the same time whenever it prunes the newer.
+fn newest_nulls(mut nulls: Vec<(At, i64)>) -> Vec<(At, i64)> {
+    nulls.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept: Vec<(At, i64)> = Vec::with_capacity(nulls.len());
+    for (at, time) in nulls.into_iter().rev() {
+        if kept.last().is_none_or(|(_, t)| time > *t) {
+            kept.push((at, time));
+        }
+    }
+    kept.reverse();
+    kept
 }
 
 fn meta_of(given: Option<&MetaTree>) -> Meta {
@@ -631,4 +637,111 @@ pub(super) fn stamp_of(dot: &str, event: &Event) -> At {
         rank: super::replay::rank(&event.op),
         dot: Box::from(dot),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::parse_event_line;
+    use serde_json::json;
+
+    /// The tree of one twin change `op` of device `d`, version `version`,
+    /// at `second` past 12:00, with `body` (its version added).
+    fn change(op: &str, version: u64, second: u32, mut body: Value) -> Twin {
+        body["version"] = json!(version);
+        let line = json!({
+            "properties": {"deviceId": "d", "opType": op,
+                "operationTimestamp": format!("2024-03-01T12:00:{second:02}Z")},
+            "systemProperties": {"correlation-id": format!("c{version}")},
+            "body": body,
+        })
+        .to_string();
+        let event = parse_event_line("e.jsonl", 1, &line).expect("a valid event");
+        let twin = event.twin.as_deref().expect("a twin change");
+        let at = stamp_of(&format!("id:c{version}"), &event);
+        Twin::of_change(&event.op, twin, event.time.unwrap_or(0), &at)
+    }
+
+    /// `second` past 2024-03-01T12:00:00Z, in ms.
+    fn ms(second: i64) -> i64 {
+        1_709_294_400_000 + 1000 * second
+    }
+
+    fn joined(changes: &[&Twin]) -> Twin {
+        let mut tree = Twin::default();
+        for change in changes {
+            tree.join(change);
+        }
+        tree
+    }
+
+    #[test]
+    fn a_null_no_newer_null_outdoes_in_time_is_not_kept() {
+        // Two removals at the top of `desired`, at the same time: the
+        // section's time is the newer one's, and the older adds nothing
+        // a later replace could need (it prunes both or neither).
+        let older = change(
+            "updateTwin",
+            2,
+            5,
+            json!({"properties": {"desired": {"fan": null}}}),
+        );
+        let newer = change(
+            "updateTwin",
+            3,
+            5,
+            json!({"properties": {"desired": {"mode": null}}}),
+        );
+        for tree in [joined(&[&older, &newer]), joined(&[&newer, &older])] {
+            let versions: Vec<u64> = tree
+                .desired
+                .nulls
+                .iter()
+                .map(|(at, _)| at.version)
+                .collect();
+            assert_eq!(versions, [3]);
+        }
+        // An older removal at a later time is kept beside the newer.
+        let late = change(
+            "updateTwin",
+            1,
+            9,
+            json!({"properties": {"desired": {"x": null}}}),
+        );
+        let tree = joined(&[&newer, &late, &older]);
+        let kept: Vec<(u64, i64)> = tree
+            .desired
+            .nulls
+            .iter()
+            .map(|(at, t)| (at.version, *t))
+            .collect();
+        assert_eq!(kept, [(1, ms(9)), (3, ms(5))]);
+    }
+
+    /// A tree whose only write is identity field `key` set to `value`
+    /// at version `version`.
+    fn extra(key: &str, value: &str, version: u64) -> Twin {
+        let at = Arc::new(Stamp {
+            version,
+            time: 0,
+            rank: 3,
+            dot: Box::from(format!("id:c{version}")),
+        });
+        let mut tree = Twin::default();
+        tree.identity
+            .extra
+            .insert(key.to_owned(), (at, json!(value)));
+        tree
+    }
+
+    #[test]
+    fn an_identity_field_shows_its_newest_write_in_any_join_order() {
+        // Changes read from events carry no unknown identity field, but a
+        // fold read from a state file may, and joins as a register.
+        let (older, newer) = (extra("k", "old", 2), extra("k", "new", 3));
+        for tree in [joined(&[&older, &newer]), joined(&[&newer, &older])] {
+            let (entity, _, _) = tree.render(&Entity::default());
+            assert_eq!(entity.extra.get("k"), Some(&json!("new")));
+        }
+    }
 }

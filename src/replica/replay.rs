@@ -345,10 +345,10 @@ fn incarnation(
                 continue;
             }
             let p = pos(dot, event);
+            // Only the last incarnation can be open: the one whose
+            // changes make the module's state.
             match find(&lives, &p) {
-                Some(at)
-                    if at + 1 == lives.len() && lives.get(at).is_some_and(|l| l.end.is_none()) =>
-                {
+                Some(at) if lives.get(at).is_some_and(|l| l.end.is_none()) => {
                     mine.push((dot, event));
                 }
                 Some(_) => {}
@@ -506,9 +506,10 @@ fn apply(base: State, folded: Option<&Folded>, events: Vec<(&str, &Event)>) -> S
     }
 }
 
-/// Whether a change of `version` is already in a base of version `base`.
+/// Whether a change of `version` is already in a base of version `base`
+/// (never a change without a version, 0).
 pub(super) fn below(base: u64, version: u64) -> bool {
-    base > 0 && version > 0 && version <= base
+    version > 0 && version <= base
 }
 
 /// Applies an entity's twin changes in version order (then time, kind,

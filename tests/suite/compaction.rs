@@ -548,6 +548,35 @@ fn a_corrupted_fold_is_refused_by_name() {
     }
 }
 
+/// A fold read from a state file may leave an object's `$metadata`
+/// entry out (`"meta":null`) while its children have times: the device
+/// shows those times, under an entry without a time of its own.
+#[test]
+fn an_object_without_a_time_still_shows_its_childrens_times() {
+    let mut replica = created();
+    let body = json!({"version": 2, "properties": {"desired": {"fan": {"speed": 2}}}});
+    replica
+        .ingest(event("updateTwin", "d", 2, "u2", body))
+        .expect("new");
+    replica.compact();
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    let from = r#""fan":{"at":"#;
+    assert!(text.contains(from), "{from} not in {text}");
+    let edited = text.replacen(from, r#""fan":{"meta":null,"at":"#, 1);
+    let back = read_state(edited.as_bytes(), "s.json").expect("a valid fold");
+    let device = back.device("d").expect("exists");
+    let times = device.times.expect("times");
+    let fan = times
+        .device
+        .desired
+        .children
+        .get("fan")
+        .expect("fan's entry");
+    assert_eq!(fan.last_updated, None);
+    let speed = fan.children.get("speed").expect("speed's entry");
+    assert_eq!(speed.last_updated, Some(T0 + 2000));
+}
+
 fn fixture(name: &str) -> String {
     format!(
         "{}/tests/fixtures/events/{name}",

@@ -1,14 +1,17 @@
 //! Change events into hub replicas: order and multiplicity never matter,
-//! ingesting equals merging partitions, gaps are parked and filled, bad
-//! events are refused by name; and the `ingest`, `replica` and `merge`
-//! commands end to end.
+//! ingesting equals merging partitions, replay derives what the hub holds
+//! (against a model of the hub), gaps are parked and filled, seeds and
+//! creates hold the changes at or below their version, bad events are
+//! refused by name; and the `ingest`, `replica` and `merge` commands end
+//! to end.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use failback::ReplicaId;
-use failback::format::{Event, parse_event_line};
-use failback::replica::{Ingested, Replica, ReplicaError, read_state};
+use failback::doc::{Authentication, Secret};
+use failback::format::{Event, TwinReader, collect_twins, parse_event_line};
+use failback::replica::{Ingested, Replica, ReplicaError, Seed, read_state};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -228,6 +231,216 @@ proptest! {
     }
 }
 
+/// What the hub holds of one twin in [`hub_model`]: its tags, desired
+/// properties and version.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ModelTwin {
+    tags: serde_json::Map<String, serde_json::Value>,
+    desired: serde_json::Map<String, serde_json::Value>,
+    version: u64,
+}
+
+/// A device as the hub holds it: its twin and its modules'.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ModelDevice {
+    twin: ModelTwin,
+    modules: std::collections::BTreeMap<String, ModelTwin>,
+}
+
+/// A parked event as [`Replica::gaps`] names it: device, module, op,
+/// version and what it waits for.
+type ModelGap = (String, Option<String>, String, u64, &'static str);
+
+/// Sets or (a `null`) removes each key of `patch` in `section`: the
+/// generated patches are one level deep.
+fn patch_section(
+    section: &mut serde_json::Map<String, serde_json::Value>,
+    patch: &serde_json::Value,
+) {
+    for (key, value) in patch.as_object().into_iter().flatten() {
+        if key == "$metadata" {
+            continue;
+        }
+        if value.is_null() {
+            section.remove(key);
+        } else {
+            section.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// The hub's devices after the event `lines` in its order, and the
+/// events that never took effect (a change of a device or module not
+/// alive at its time), worked out without the replica: a create starts
+/// afresh, a delete ends the device and its modules (or the module), a
+/// `replaceTwin` replaces the sections it gives, an `updateTwin` patches.
+fn hub_model(
+    lines: &[String],
+) -> (
+    std::collections::BTreeMap<String, ModelDevice>,
+    Vec<ModelGap>,
+) {
+    let mut devices = std::collections::BTreeMap::new();
+    let mut gaps = Vec::new();
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("generated JSON");
+        let props = &v["properties"];
+        let body = &v["body"];
+        let device = props["deviceId"].as_str().unwrap_or_default().to_owned();
+        let module = props["moduleId"].as_str().map(str::to_owned);
+        let op = props["opType"].as_str().unwrap_or_default();
+        let version = body["version"].as_u64().unwrap_or(0);
+        let gap = |waits_for| {
+            (
+                device.clone(),
+                module.clone(),
+                op.to_owned(),
+                version,
+                waits_for,
+            )
+        };
+        match (op, &module) {
+            ("createDeviceIdentity", _) => {
+                let mut twin = ModelTwin {
+                    version,
+                    ..ModelTwin::default()
+                };
+                patch_section(&mut twin.tags, &body["tags"]);
+                devices.insert(
+                    device,
+                    ModelDevice {
+                        twin,
+                        modules: std::collections::BTreeMap::new(),
+                    },
+                );
+            }
+            ("deleteDeviceIdentity", _) => {
+                devices.remove(&device);
+            }
+            (_, None) => {
+                let Some(d) = devices.get_mut(&device) else {
+                    gaps.push(gap("createDeviceIdentity"));
+                    continue;
+                };
+                if op == "replaceTwin" {
+                    d.twin.tags.clear();
+                    d.twin.desired.clear();
+                }
+                patch_section(&mut d.twin.tags, &body["tags"]);
+                patch_section(&mut d.twin.desired, &body["properties"]["desired"]);
+                d.twin.version = version;
+            }
+            (_, Some(m)) => {
+                let Some(d) = devices.get_mut(&device) else {
+                    if op != "deleteModuleIdentity" {
+                        gaps.push(gap("createDeviceIdentity"));
+                    }
+                    continue;
+                };
+                match op {
+                    "createModuleIdentity" => {
+                        let twin = ModelTwin {
+                            version,
+                            ..ModelTwin::default()
+                        };
+                        d.modules.insert(m.clone(), twin);
+                    }
+                    "deleteModuleIdentity" => {
+                        d.modules.remove(m);
+                    }
+                    _ => match d.modules.get_mut(m) {
+                        Some(twin) => {
+                            patch_section(&mut twin.desired, &body["properties"]["desired"]);
+                            twin.version = version;
+                        }
+                        None => gaps.push(gap("createModuleIdentity")),
+                    },
+                }
+            }
+        }
+    }
+    gaps.sort();
+    (devices, gaps)
+}
+
+/// Checks `replica`'s devices, gaps and state file's version vectors
+/// against the hub's (see [`hub_model`]).
+fn matches_the_hub(
+    replica: &Replica,
+    devices: &std::collections::BTreeMap<String, ModelDevice>,
+    gaps: &[ModelGap],
+) -> Result<(), TestCaseError> {
+    let state: serde_json::Value =
+        serde_json::from_slice(&replica.to_bytes()).expect("the state file is JSON");
+    for line in state["devices"].as_array().into_iter().flatten() {
+        let id = line["id"].as_str().unwrap_or_default();
+        let model = devices.get(id);
+        let device = replica.device(id);
+        prop_assert_eq!(device.is_some(), model.is_some(), "device {} exists", id);
+        let (Some(device), Some(model)) = (device, model) else {
+            prop_assert!(line.get("version").is_none() && line.get("modules").is_none());
+            continue;
+        };
+        let snapshot = &device.snapshot;
+        prop_assert_eq!(&snapshot.device.tags, &model.twin.tags, "{} tags", id);
+        prop_assert_eq!(
+            &snapshot.device.desired,
+            &model.twin.desired,
+            "{} desired",
+            id
+        );
+        prop_assert_eq!(
+            device.meta.version,
+            Some(model.twin.version),
+            "{} version",
+            id
+        );
+        prop_assert_eq!(&line["version"], &json!(model.twin.version));
+        let mut versions = serde_json::Map::new();
+        prop_assert_eq!(
+            snapshot.modules.keys().collect::<Vec<_>>(),
+            model.modules.keys().collect::<Vec<_>>()
+        );
+        for (m, twin) in &model.modules {
+            let entity = snapshot.modules.get(m).expect("compared above");
+            prop_assert_eq!(&entity.desired, &twin.desired, "{}/{} desired", id, m);
+            prop_assert!(entity.tags.is_empty());
+            let meta = device.modules.get(m).and_then(|meta| meta.version);
+            prop_assert_eq!(meta, Some(twin.version), "{}/{} version", id, m);
+            versions.insert(m.clone(), json!(twin.version));
+        }
+        prop_assert_eq!(&line["modules"], &serde_json::Value::Object(versions));
+    }
+    let mut found: Vec<ModelGap> = replica
+        .gaps()
+        .into_iter()
+        .map(|g| (g.device, g.module, g.op, g.version, g.waits_for))
+        .collect();
+    found.sort();
+    prop_assert_eq!(found, gaps.to_vec());
+    Ok(())
+}
+
+proptest! {
+    /// Replay derives what the hub holds: a history in the hub's order,
+    /// ingested in any order (the laws above), gives the devices, modules,
+    /// versions and gaps the hub's own sequence of changes gives, and the
+    /// state file's version vectors are those devices' versions;
+    /// compacted, the same.
+    #[test]
+    fn replay_gives_what_the_hub_holds(
+        steps in prop::collection::vec(step(), 1..32),
+    ) {
+        let lines = history(&steps);
+        let (devices, gaps) = hub_model(&lines);
+        let replica = ingest_all(&parse(&lines));
+        matches_the_hub(&replica, &devices, &gaps)?;
+        let mut compacted = replica.clone();
+        compacted.compact();
+        matches_the_hub(&compacted, &devices, &gaps)?;
+    }
+}
+
 fn event(op: &str, device: &str, second: i64, id: &str, body: serde_json::Value) -> Event {
     let line = json!({
         "properties": {"deviceId": device, "opType": op, "operationTimestamp": time(T0 + 1000 * second)},
@@ -375,6 +588,360 @@ fn a_null_in_a_patch_removes_the_property() {
         serde_json::Value::Object(device.snapshot.device.desired),
         json!({"b": {"d": 2}})
     );
+}
+
+/// An event of module `module` of `device` (see [`event`]).
+fn module_event(
+    op: &str,
+    device: &str,
+    module: &str,
+    second: i64,
+    id: &str,
+    body: serde_json::Value,
+) -> Event {
+    let line = json!({
+        "properties": {"deviceId": device, "moduleId": module, "opType": op, "operationTimestamp": time(T0 + 1000 * second)},
+        "systemProperties": {"correlation-id": id},
+        "body": body,
+    })
+    .to_string();
+    parse_event_line("e.jsonl", 1, &line).expect("valid event")
+}
+
+fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+/// `replica`'s device `d`, the same once compacted.
+fn compacted_alike(replica: &Replica, id: &str) -> failback::format::DeviceRecord {
+    let device = replica.device(id).expect("exists");
+    let mut compacted = replica.clone();
+    compacted.compact();
+    assert_eq!(compacted.device(id).as_ref(), Some(&device), "compacted");
+    device
+}
+
+#[test]
+fn a_replace_twin_replaces_the_sections_it_gives_and_keeps_the_others() {
+    let create = event(
+        "createDeviceIdentity",
+        "d",
+        0,
+        "a",
+        json!({"version": 1, "tags": {"site": "lyon", "floor": 1},
+            "properties": {"desired": {"fan": 1, "mode": "eco"}, "reported": {"temp": 20}}}),
+    );
+    let tags_and_desired = event(
+        "replaceTwin",
+        "d",
+        1,
+        "b",
+        json!({"version": 2, "tags": {"site": "paris"}, "properties": {"desired": {"light": true}}}),
+    );
+    let reported = event(
+        "replaceTwin",
+        "d",
+        2,
+        "c",
+        json!({"version": 3, "properties": {"reported": {"hum": 40}}}),
+    );
+    let replica = ingest_all([&create, &tags_and_desired]);
+    let d = compacted_alike(&replica, "d");
+    assert_eq!(d.snapshot.device.tags, object(json!({"site": "paris"})));
+    assert_eq!(d.snapshot.device.desired, object(json!({"light": true})));
+    assert_eq!(d.snapshot.device.reported, object(json!({"temp": 20})));
+    let replica = ingest_all([&create, &tags_and_desired, &reported]);
+    let d = compacted_alike(&replica, "d");
+    assert_eq!(d.snapshot.device.tags, object(json!({"site": "paris"})));
+    assert_eq!(d.snapshot.device.desired, object(json!({"light": true})));
+    assert_eq!(d.snapshot.device.reported, object(json!({"hum": 40})));
+    assert_eq!(d.meta.version, Some(3));
+}
+
+#[test]
+fn changes_at_or_below_their_creates_version_are_in_it_and_changes_without_one_apply() {
+    let create = event(
+        "createDeviceIdentity",
+        "d",
+        0,
+        "a",
+        json!({"version": 3, "properties": {"desired": {"fan": 3}}}),
+    );
+    let same = event(
+        "updateTwin",
+        "d",
+        1,
+        "b",
+        json!({"version": 3, "properties": {"desired": {"fan": 30}}}),
+    );
+    let older = event(
+        "updateTwin",
+        "d",
+        2,
+        "c",
+        json!({"version": 2, "properties": {"desired": {"fan": 2, "mode": "eco"}}}),
+    );
+    let unversioned = event(
+        "updateTwin",
+        "d",
+        3,
+        "e",
+        json!({"properties": {"desired": {"light": 1}}}),
+    );
+    let replica = ingest_all([&create, &same, &older, &unversioned]);
+    let d = compacted_alike(&replica, "d");
+    assert_eq!(
+        d.snapshot.device.desired,
+        object(json!({"fan": 3, "light": 1}))
+    );
+    assert_eq!(d.meta.version, Some(3));
+    // Over a create without a version, and with none at all.
+    let bare = event("createDeviceIdentity", "e", 0, "f", json!({}));
+    let change = event(
+        "updateTwin",
+        "e",
+        1,
+        "g",
+        json!({"properties": {"desired": {"light": 1}}}),
+    );
+    let replica = ingest_all([&bare, &change]);
+    let e = compacted_alike(&replica, "e");
+    assert_eq!(e.snapshot.device.desired, object(json!({"light": 1})));
+    assert_eq!(e.meta.version, None);
+}
+
+#[test]
+fn a_re_created_device_takes_the_changes_of_its_new_incarnation() {
+    let events = [
+        event("createDeviceIdentity", "d", 0, "a", json!({"version": 1})),
+        event(
+            "updateTwin",
+            "d",
+            1,
+            "b",
+            json!({"version": 2, "properties": {"desired": {"old": 1}}}),
+        ),
+        event("deleteDeviceIdentity", "d", 2, "c", json!({})),
+        event("createDeviceIdentity", "d", 3, "d", json!({"version": 1})),
+        event(
+            "updateTwin",
+            "d",
+            4,
+            "e",
+            json!({"version": 2, "properties": {"desired": {"new": 1}}}),
+        ),
+    ];
+    let replica = ingest_all(events.iter().rev());
+    let d = compacted_alike(&replica, "d");
+    assert_eq!(d.snapshot.device.desired, object(json!({"new": 1})));
+    assert_eq!(d.meta.version, Some(2));
+    assert!(replica.gaps().is_empty());
+}
+
+#[test]
+fn a_re_created_module_takes_only_its_new_incarnations_changes() {
+    let events = [
+        event("createDeviceIdentity", "d", 0, "a", json!({"version": 1})),
+        module_event(
+            "createModuleIdentity",
+            "d",
+            "m",
+            1,
+            "b",
+            json!({"version": 1}),
+        ),
+        module_event(
+            "updateTwin",
+            "d",
+            "m",
+            2,
+            "c",
+            json!({"version": 2, "properties": {"desired": {"old": 1}}}),
+        ),
+        module_event("deleteModuleIdentity", "d", "m", 3, "e", json!({})),
+        module_event(
+            "createModuleIdentity",
+            "d",
+            "m",
+            4,
+            "f",
+            json!({"version": 1}),
+        ),
+        module_event(
+            "updateTwin",
+            "d",
+            "m",
+            5,
+            "g",
+            json!({"version": 2, "properties": {"desired": {"new": 1}}}),
+        ),
+    ];
+    let replica = ingest_all(events.iter().rev());
+    let d = compacted_alike(&replica, "d");
+    let m = d.snapshot.modules.get("m").expect("re-created");
+    assert_eq!(m.desired, object(json!({"new": 1})));
+    assert_eq!(d.modules.get("m").and_then(|m| m.version), Some(2));
+    assert!(replica.gaps().is_empty());
+}
+
+/// An export gives no times: compacted, its device's twin has none
+/// either where no change wrote, and keeps the export's keys.
+#[test]
+fn an_export_seed_without_times_compacts_to_the_same_device() {
+    let mut record = failback::format::DeviceRecord::default();
+    record.snapshot.id = "x".to_owned();
+    record.snapshot.device.desired = object(json!({"a": {"b": 1}, "c": 1}));
+    // Its keys, which no event carries, are the seed's.
+    let keys = Authentication::sas(
+        Secret::new("cHJpbWFyeQAAAAAAAAAAAA=="),
+        Secret::new("c2Vjb25kYXJ5AAAAAAAAAA=="),
+    );
+    record.snapshot.device.authentication = Some(keys.clone());
+    let mut replica = Replica::new(hub());
+    assert_eq!(replica.seed(Seed::from_export(&record)), Ok(true));
+    let change = event(
+        "updateTwin",
+        "x",
+        1,
+        "u",
+        json!({"version": 2, "properties": {"desired": {"d": 1}}}),
+    );
+    assert_eq!(replica.ingest(change), Ok(Ingested::Applied));
+    let d = compacted_alike(&replica, "x");
+    assert_eq!(
+        d.snapshot.device.desired,
+        object(json!({"a": {"b": 1}, "c": 1, "d": 1}))
+    );
+    assert_eq!(d.snapshot.device.authentication, Some(keys));
+}
+
+#[test]
+fn a_module_delete_with_no_device_to_end_waits_for_nothing() {
+    let mut replica = Replica::new(hub());
+    let orphan = module_event("deleteModuleIdentity", "d", "m", 1, "a", json!({}));
+    assert_eq!(replica.ingest(orphan), Ok(Ingested::Applied));
+    assert!(replica.gaps().is_empty(), "{:?}", replica.gaps());
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    assert!(text.contains(r#""parked":[]}"#), "{text}");
+    // After its device's delete, the same.
+    let create = event("createDeviceIdentity", "e", 0, "b", json!({"version": 1}));
+    let delete = event("deleteDeviceIdentity", "e", 1, "c", json!({}));
+    let late = module_event("deleteModuleIdentity", "e", "m", 2, "d", json!({}));
+    let replica = ingest_all([&create, &delete, &late]);
+    assert!(replica.gaps().is_empty(), "{:?}", replica.gaps());
+}
+
+/// A replica seeded from a twin file: device `d` at version 5 (twin
+/// etag `AAAAAAAAAAE=`) and its module `m` at version 4.
+fn seeded() -> Replica {
+    let lines = concat!(
+        r#"{"deviceId":"d","etag":"AAAAAAAAAAE=","version":5,"tags":{"site":"lyon"},"properties":{"desired":{"fan":5},"reported":{}}}"#,
+        "\n",
+        r#"{"deviceId":"d","moduleId":"m","etag":"AAAAAAAAAAI=","version":4,"properties":{"desired":{"x":4},"reported":{}}}"#,
+        "\n",
+    );
+    let file = collect_twins(TwinReader::new(lines.as_bytes(), "twins.jsonl")).expect("twins");
+    let mut replica = Replica::new(hub());
+    for device in file.devices.values() {
+        assert_eq!(replica.seed(Seed::from_twin(device)), Ok(true));
+    }
+    replica
+}
+
+#[test]
+fn a_seeded_device_is_its_seed_until_changes_newer_than_the_seed_come() {
+    let mut replica = seeded();
+    let d = replica.device("d").expect("seeded");
+    assert_eq!(d.snapshot.device.tags, object(json!({"site": "lyon"})));
+    assert_eq!(d.snapshot.device.desired, object(json!({"fan": 5})));
+    assert_eq!(d.meta.version, Some(5));
+    assert_eq!(d.meta.twin_etag.as_deref(), Some("AAAAAAAAAAE="));
+    let m = d.modules.get("m").expect("the seed's module");
+    assert_eq!(m.version, Some(4));
+    assert_eq!(m.twin_etag.as_deref(), Some("AAAAAAAAAAI="));
+    let entity = d.snapshot.modules.get("m").expect("the seed's module");
+    assert_eq!(entity.desired, object(json!({"x": 4})));
+
+    // Changes at or below the seed's versions are in it already.
+    let changes = [
+        event(
+            "updateTwin",
+            "d",
+            1,
+            "a",
+            json!({"version": 4, "properties": {"desired": {"fan": 4, "old": 1}}}),
+        ),
+        event(
+            "updateTwin",
+            "d",
+            2,
+            "b",
+            json!({"version": 6, "properties": {"desired": {"mode": "eco"}}}),
+        ),
+        module_event(
+            "updateTwin",
+            "d",
+            "m",
+            3,
+            "c",
+            json!({"version": 4, "properties": {"desired": {"x": 40}}}),
+        ),
+        module_event(
+            "updateTwin",
+            "d",
+            "m",
+            4,
+            "e",
+            json!({"version": 5, "properties": {"desired": {"y": 5}}}),
+        ),
+    ];
+    for change in changes {
+        assert_eq!(replica.ingest(change), Ok(Ingested::Applied));
+    }
+    let d = compacted_alike(&replica, "d");
+    assert_eq!(d.snapshot.device.tags, object(json!({"site": "lyon"})));
+    assert_eq!(
+        d.snapshot.device.desired,
+        object(json!({"fan": 5, "mode": "eco"}))
+    );
+    assert_eq!(d.meta.version, Some(6));
+    assert_eq!(d.meta.twin_etag.as_deref(), Some("AAAAAAAAAAE="));
+    let entity = d.snapshot.modules.get("m").expect("the seed's module");
+    assert_eq!(entity.desired, object(json!({"x": 4, "y": 5})));
+    assert_eq!(d.modules.get("m").and_then(|m| m.version), Some(5));
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    assert!(
+        text.contains(r#""parked":[],"version":6,"modules":{"m":5}}"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_seeded_module_is_not_in_its_devices_next_incarnation() {
+    let mut replica = seeded();
+    let delete = event("deleteDeviceIdentity", "d", 1, "a", json!({}));
+    let create = event("createDeviceIdentity", "d", 2, "b", json!({"version": 1}));
+    assert_eq!(replica.ingest(delete), Ok(Ingested::Applied));
+    assert_eq!(replica.ingest(create), Ok(Ingested::Applied));
+    let change = module_event(
+        "updateTwin",
+        "d",
+        "m",
+        3,
+        "c",
+        json!({"version": 5, "properties": {"desired": {"y": 5}}}),
+    );
+    assert_eq!(replica.ingest(change), Ok(Ingested::Parked));
+    for _ in 0..2 {
+        let gaps = replica.gaps();
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].module.as_deref(), Some("m"));
+        assert_eq!(gaps[0].waits_for, "createModuleIdentity");
+        let d = replica.device("d").expect("re-created");
+        assert!(d.snapshot.modules.is_empty());
+        // Compaction folds no parked change.
+        replica.compact();
+    }
 }
 
 #[test]
