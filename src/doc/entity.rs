@@ -483,6 +483,34 @@ mod tests {
     use crate::clock::ReplicaId;
     use crate::doc::DeviceSnapshot;
 
+    /// The DotStore contract the maps holding incarnations prune by: a
+    /// document is bottom exactly when it holds no write, as it is when a
+    /// join with a side that saw its writes and dropped them takes them.
+    #[test]
+    fn an_incarnation_is_bottom_when_it_holds_no_write() {
+        assert!(EntityDoc::default().is_bottom());
+        let hub = ReplicaId::new("a").unwrap();
+        let mut ctx = CausalContext::new();
+        let mut doc = EntityDoc::default();
+        let stamp = Stamp::new(1, 0, hub.clone());
+        let mut w = Write::new(&hub, &mut ctx);
+        doc.create(&mut w, &stamp);
+        let mut device = DeviceSnapshot::enabled_sas("d", "p", "s").device;
+        device.tags.insert("t".into(), serde_json::json!(1));
+        let stamps = EntityStamps {
+            fixed: &stamp,
+            times: None,
+        };
+        doc.set_exact(&device, &mut w, stamps);
+        assert!(!doc.is_bottom());
+        let mut joined = doc.clone();
+        joined.join(&ctx, &EntityDoc::default(), &ctx);
+        assert!(joined.is_bottom(), "{joined:?}");
+        let mut kept = doc.clone();
+        kept.join(&ctx, &EntityDoc::default(), &CausalContext::new());
+        assert_eq!(kept, doc);
+    }
+
     /// A removed `status` or `authentication` is held as that field's
     /// absent value, as state files hold it, not as JSON `null`.
     #[test]

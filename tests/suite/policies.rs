@@ -694,3 +694,76 @@ fn a_merged_device_put_back_as_it_reads_takes_no_write() {
     assert!(!m.put_device(&snap, &at(10, "primary"), None));
     assert_eq!(m.to_canonical_json().unwrap(), before);
 }
+
+/// A twin file's times stamp what it gives: `statusUpdateTime` the status,
+/// each `$lastUpdated` the desired and reported leaves under it. Written
+/// at stamp 10 with times of 50, the primary's values beat the secondary's
+/// concurrent ones at 20.
+#[test]
+fn a_twin_files_times_stamp_the_status_and_each_leaf() {
+    use failback::doc::{DeviceTimes, EntityTimes, MetaTree};
+    let at_50 = |path: &[&str]| {
+        let mut root = MetaTree::default();
+        let mut node = &mut root;
+        for key in path {
+            node = node.children.entry((*key).to_owned()).or_default();
+        }
+        node.last_updated = Some(50);
+        root
+    };
+    let mut d = with_status(&device("d1", "k"), Status::Enabled, "base");
+    d.device.reported.insert("temp".into(), json!(0));
+    let base = base_with(std::slice::from_ref(&d));
+    let written = |reason: &str, value: &str| {
+        let mut w = with_status(&d, Status::Enabled, reason);
+        w.device.desired["cfg"]["mode"] = json!(value);
+        w.device.reported.insert("temp".into(), json!(value));
+        w
+    };
+    let times = DeviceTimes {
+        device: EntityTimes {
+            status: Some(50),
+            desired: at_50(&["cfg", "mode"]),
+            reported: at_50(&["temp"]),
+        },
+        ..DeviceTimes::default()
+    };
+    let mut p = base.clone();
+    p.put_device(&written("by-p", "p"), &at(10, "primary"), Some(&times));
+    let mut s = base.clone();
+    s.put_device(&written("by-s", "s"), &at(20, "secondary"), None);
+    let (snap, conflicts) = read(&merged(&p, &s), "d1");
+    assert_eq!(snap, Some(written("by-p", "p")), "{conflicts:?}");
+    let paths: Vec<&str> = conflicts.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "status",
+            "properties.desired.cfg.mode",
+            "properties.reported.temp"
+        ]
+    );
+    for c in &conflicts {
+        assert_eq!(c.winner.stamp, Stamp::new(50, 0, hub("primary")));
+    }
+}
+
+/// An empty object is a value that children written beside it extend:
+/// `cfg` set to `{}` on one hub and given a new key on the other reads as
+/// an object of that key, whatever the stamps, with no shape conflict.
+#[test]
+fn an_empty_object_and_concurrent_children_read_as_one_object() {
+    let d = device("d1", "k");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    let mut emptied = d.clone();
+    emptied.device.desired.insert("cfg".into(), json!({}));
+    p.put_device(&emptied, &at(9, "primary"), None);
+    let mut s = base.clone();
+    let mut extended = d.clone();
+    extended.device.desired["cfg"]["extra"] = json!(1);
+    s.put_device(&extended, &at(2, "secondary"), None);
+    let (snap, conflicts) = read(&merged(&p, &s), "d1");
+    assert_eq!(snap.unwrap().device.desired["cfg"], json!({"extra": 1}));
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+}
