@@ -1,7 +1,5 @@
 //! One device or module incarnation as a CRDT document.
 
-use std::fmt;
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -77,12 +75,6 @@ impl IdField {
             "parentScopes" => IdField::ParentScopes,
             other => IdField::Extra(other.into()),
         }
-    }
-}
-
-impl fmt::Display for IdField {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -248,16 +240,15 @@ impl EntityDoc {
         self.life.set_tagged(tag, Life::Deleted { seen });
     }
 
-    /// Makes the incarnation equal to `target`, writing only what differs.
+    /// Makes the live incarnation equal to `target`, writing only what
+    /// differs. Its life is not written: the incarnation a write goes to
+    /// was live or was just made so by [`EntityDoc::create`].
     pub(crate) fn set_exact(
         &mut self,
         target: &Entity,
         w: &mut Write<'_>,
         stamps: EntityStamps<'_>,
     ) {
-        if self.life.entries().iter().any(|e| !e.value.is_alive()) || self.life.is_empty() {
-            self.life.set_tagged(w.tag(stamps.fixed), Life::Alive);
-        }
         let wanted = identity_of(target);
         let present: Vec<IdField> = self.identity.keys().cloned().collect();
         for field in present {
@@ -347,9 +338,9 @@ impl EntityDoc {
             sink.siblings(field.name(), rule, read.winner, &read.losers, id_side);
             put_field(&mut entity, field, &read.winner.value);
         }
-        entity.tags = twin::resolve(&self.tags, "tags", sink);
-        entity.desired = twin::resolve(&self.desired, "properties.desired", sink);
-        entity.reported = twin::resolve(&self.reported, "properties.reported", sink);
+        entity.tags = twin::resolve(&self.tags, Section::Tags.path(), sink);
+        entity.desired = twin::resolve(&self.desired, Section::Desired.path(), sink);
+        entity.reported = twin::resolve(&self.reported, Section::Reported.path(), sink);
         entity
     }
 
@@ -382,12 +373,12 @@ impl EntityDoc {
                 }
             }
         }
-        for (name, tree) in [
-            ("tags", &self.tags),
-            ("properties.desired", &self.desired),
-            ("properties.reported", &self.reported),
+        for (section, tree) in [
+            (Section::Tags, &self.tags),
+            (Section::Desired, &self.desired),
+            (Section::Reported, &self.reported),
         ] {
-            twin::for_each_entry(tree, name, &mut |path, entry| {
+            twin::for_each_entry(tree, section.path(), &mut |path, entry| {
                 if !seen.contains(entry.dot()) && !entry.value.is_null() {
                     out.push((
                         path.to_owned(),
@@ -472,8 +463,9 @@ fn put_field(entity: &mut Entity, field: &IdField, value: &IdValue) {
         }
         (_, IdValue::Json(v)) if v.is_null() => {}
         (IdField::Capabilities, IdValue::Json(v)) => entity.capabilities = Some(v.to_value()),
-        (IdField::DeviceScope, IdValue::Json(v)) if v.as_str().is_some() => {
-            entity.device_scope = v.as_str().map(str::to_owned);
+        // A `deviceScope` that is not a string reads as absent.
+        (IdField::DeviceScope, IdValue::Json(v)) => {
+            entity.device_scope = v.as_str().map(str::to_owned)
         }
         (IdField::ParentScopes, IdValue::Json(v)) => entity.parent_scopes = Some(v.to_value()),
         (IdField::Extra(name), IdValue::Json(v)) => {
@@ -482,5 +474,78 @@ fn put_field(entity: &mut Entity, field: &IdField, value: &IdValue) {
         // A value of the wrong kind for its field cannot be produced by the
         // writers; a hand-edited state file gets it ignored, not a panic.
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ReplicaId;
+    use crate::doc::DeviceSnapshot;
+
+    /// The DotStore contract the maps holding incarnations prune by: a
+    /// document is bottom exactly when it holds no write, as it is when a
+    /// join with a side that saw its writes and dropped them takes them.
+    #[test]
+    fn an_incarnation_is_bottom_when_it_holds_no_write() {
+        assert!(EntityDoc::default().is_bottom());
+        let hub = ReplicaId::new("a").unwrap();
+        let mut ctx = CausalContext::new();
+        let mut doc = EntityDoc::default();
+        let stamp = Stamp::new(1, 0, hub.clone());
+        let mut w = Write::new(&hub, &mut ctx);
+        doc.create(&mut w, &stamp);
+        let mut device = DeviceSnapshot::enabled_sas("d", "p", "s").device;
+        device.tags.insert("t".into(), serde_json::json!(1));
+        let stamps = EntityStamps {
+            fixed: &stamp,
+            times: None,
+        };
+        doc.set_exact(&device, &mut w, stamps);
+        assert!(!doc.is_bottom());
+        let mut joined = doc.clone();
+        joined.join(&ctx, &EntityDoc::default(), &ctx);
+        assert!(joined.is_bottom(), "{joined:?}");
+        let mut kept = doc.clone();
+        kept.join(&ctx, &EntityDoc::default(), &CausalContext::new());
+        assert_eq!(kept, doc);
+    }
+
+    /// A removed `status` or `authentication` is held as that field's
+    /// absent value, as state files hold it, not as JSON `null`.
+    #[test]
+    fn a_removed_field_holds_its_own_absent_value() {
+        let hub = ReplicaId::new("a").unwrap();
+        let mut ctx = CausalContext::new();
+        let mut doc = EntityDoc::default();
+        let full = DeviceSnapshot::enabled_sas("d", "p", "s").device;
+        let mut capabilities = full.clone();
+        capabilities.capabilities = Some(serde_json::json!({"iotEdge": true}));
+        for (ms, target) in [(1, &capabilities), (2, &Entity::default())] {
+            let stamp = Stamp::new(ms, 0, hub.clone());
+            let mut w = Write::new(&hub, &mut ctx);
+            if ms == 1 {
+                doc.create(&mut w, &stamp);
+            }
+            let stamps = EntityStamps {
+                fixed: &stamp,
+                times: None,
+            };
+            doc.set_exact(target, &mut w, stamps);
+        }
+        let held = |field: IdField| {
+            doc.identity
+                .get(&field)
+                .and_then(|reg| reg.value(&Rank::HighestStamp))
+                .cloned()
+        };
+        assert_eq!(held(IdField::Status), Some(IdValue::Status(None)));
+        assert_eq!(held(IdField::Authentication), Some(IdValue::Auth(None)));
+        assert_eq!(
+            held(IdField::Capabilities),
+            Some(IdValue::Json(CompactJson::NULL))
+        );
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["id"]["status"][0]["status"], Value::Null, "{json}");
     }
 }

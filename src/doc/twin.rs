@@ -251,21 +251,6 @@ impl TwinNode {
             remove_all(children, w, stamp);
         }
     }
-
-    /// The winning value at this node (`None` for none or removed).
-    fn current(&self) -> Option<&CompactJson> {
-        self.value()
-            .value(&Rank::HighestStamp)
-            .filter(|v| is_live(v))
-    }
-
-    fn has_live_children(&self) -> bool {
-        self.children().iter().any(|(_, c)| c.is_live())
-    }
-
-    fn is_live(&self) -> bool {
-        self.current().is_some() || self.has_live_children()
-    }
 }
 
 /// Where the stamps of a section's writes come from: one stamp for every
@@ -347,16 +332,13 @@ fn set_node(
             node.settle();
         }
         _ => {
-            let unchanged = node.value().len() == 1
-                && node.current().is_some_and(|c| c.eq_value(value))
-                && !node.has_live_children();
-            if !unchanged {
-                let stamp = stamps.at(&as_strs(path));
-                node.value_mut()
-                    .set_tagged(w.tag(&stamp), CompactJson::from(value));
-                if let Some(children) = node.existing_children_mut() {
-                    remove_all(children, w, &stamp);
-                }
+            // Not what the node reads (that returned above): the value is
+            // written, and any children it replaces are removed.
+            let stamp = stamps.at(&as_strs(path));
+            node.value_mut()
+                .set_tagged(w.tag(&stamp), CompactJson::from(value));
+            if let Some(children) = node.existing_children_mut() {
+                remove_all(children, w, &stamp);
             }
         }
     }
@@ -546,6 +528,83 @@ mod tests {
             settled.settle();
             assert_eq!(form(&settled), "leaf");
         }
+    }
+
+    #[test]
+    fn a_node_read_back_takes_the_smallest_form_too() {
+        let (mut tree, mut ctx) = (TwinTree::new(), CausalContext::new());
+        let a = Key::new("a");
+        put(&mut tree, &mut ctx, 1, json!({"a": 5}));
+        put(&mut tree, &mut ctx, 2, json!({"a": {"b": 1}}));
+        // The scalar's tombstone is kept beside the children: a branch.
+        assert_eq!(form(tree.get(&a).unwrap()), "branch");
+        let json = serde_json::to_string(&tree).unwrap();
+        let back: TwinTree = serde_json::from_str(&json).unwrap();
+        assert_eq!(form(back.get(&a).unwrap()), "branch");
+        // Children alone, as a state file holds an object, read back as an
+        // object, not as a branch with an empty register.
+        let fresh = {
+            let (mut tree, mut ctx) = (TwinTree::new(), CausalContext::new());
+            put(&mut tree, &mut ctx, 1, json!({"a": {"b": 1}}));
+            tree
+        };
+        let json = serde_json::to_string(&fresh).unwrap();
+        let back: TwinTree = serde_json::from_str(&json).unwrap();
+        assert_eq!(form(back.get(&a).unwrap()), "object");
+    }
+
+    #[test]
+    fn removing_an_object_tombstones_its_leaves_and_writes_no_value_at_it() {
+        let (mut tree, mut ctx) = (TwinTree::new(), CausalContext::new());
+        let a = Key::new("a");
+        put(
+            &mut tree,
+            &mut ctx,
+            1,
+            json!({"a": {"b": 1, "c": {"d": 2}}}),
+        );
+        put(&mut tree, &mut ctx, 2, json!({}));
+        let node = tree.get(&a).unwrap();
+        assert_eq!(form(node), "object");
+        assert!(node.value().is_empty());
+        let mut tombstones = Vec::new();
+        for_each_entry(&tree, "tags", &mut |path, entry| {
+            assert!(entry.value.is_null(), "{path}");
+            tombstones.push(path.to_owned());
+        });
+        assert_eq!(tombstones, ["tags.a.b", "tags.a.c.d"]);
+    }
+
+    #[test]
+    fn a_null_or_absent_key_leaves_no_node() {
+        let (mut tree, mut ctx) = (TwinTree::new(), CausalContext::new());
+        put(&mut tree, &mut ctx, 1, json!({"a": null}));
+        assert!(tree.is_empty());
+        assert!(ctx.version_vector().is_empty(), "nothing was written");
+        put(&mut tree, &mut ctx, 2, json!({"a": 1, "b": null}));
+        assert_eq!(tree.keys().collect::<Vec<_>>(), [&Key::new("a")]);
+    }
+
+    #[test]
+    fn nodes_are_equal_when_their_values_and_children_are() {
+        let tree_of = |target: Value| {
+            let (mut tree, mut ctx) = (TwinTree::new(), CausalContext::new());
+            put(&mut tree, &mut ctx, 1, target);
+            tree
+        };
+        let a = Key::new("a");
+        let node = |target: Value| tree_of(target).get(&a).cloned().unwrap();
+        assert_eq!(node(json!({"a": 1})), node(json!({"a": 1})));
+        assert_ne!(node(json!({"a": 1})), node(json!({"a": 2})));
+        assert_ne!(node(json!({"a": {"b": 1}})), node(json!({"a": {"c": 1}})));
+        assert_ne!(node(json!({"a": 1})), node(json!({"a": {"b": 1}})));
+    }
+
+    #[test]
+    fn sections_are_named_by_their_path_in_a_twin() {
+        assert_eq!(Section::Tags.path(), "tags");
+        assert_eq!(Section::Desired.path(), "properties.desired");
+        assert_eq!(Section::Reported.path(), "properties.reported");
     }
 
     #[test]

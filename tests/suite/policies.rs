@@ -518,3 +518,252 @@ fn a_recreated_device_starts_empty_and_the_concurrent_update_is_logged() {
     assert_eq!(lost.losers[0].hub, s);
     assert_eq!(lost.losers[0].value, json!("2.0"));
 }
+
+fn read_with(
+    state: &HubState,
+    id: &str,
+    policies: &Policies,
+) -> (Option<DeviceSnapshot>, Vec<Conflict>) {
+    let mut conflicts = Vec::new();
+    let snapshot = state.read_device(id, policies, &mut conflicts);
+    (snapshot, conflicts)
+}
+
+fn update_wins() -> Policies {
+    Policies {
+        delete: DeletePolicy::UpdateWins,
+        ..Policies::default()
+    }
+}
+
+/// Policy 2 against a creation: the primary created and deleted a device
+/// while the secondary, never seeing either, created it too, later by
+/// stamp. The delete wins all the same (the secondary's creation is logged);
+/// only under `UpdateWins` does the secondary's device come back.
+#[test]
+fn a_delete_wins_over_a_later_concurrent_creation() {
+    let empty = HubState::new();
+    let mut p = empty.clone();
+    p.put_device(&device("d1", "kp"), &at(1, "primary"), None);
+    assert!(p.delete_device("d1", &at(2, "primary")));
+    let mut s = empty.clone();
+    let mut other = device("d1", "ks");
+    other.device.tags.insert("only-s".into(), json!(true));
+    s.put_device(&other, &at(3, "secondary"), None);
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    assert_eq!(snap, None);
+    assert!(!conflicts.is_empty());
+    assert!(
+        conflicts.iter().all(|c| c.rule == Rule::DeleteWins),
+        "{conflicts:?}"
+    );
+    let (snap, _) = read_with(&m, "d1", &update_wins());
+    assert_eq!(snap, Some(other));
+}
+
+/// Under `UpdateWins`, an incarnation a delete did not see survives beside
+/// the one created after the delete: the later creation wins and the other
+/// is logged, each side stamped with its creation (the deleted one's is
+/// the secondary's creation, not the primary's delete).
+#[test]
+fn concurrent_incarnations_are_ranked_and_logged_by_their_creation() {
+    let empty = HubState::new();
+    let mut p = empty.clone();
+    p.put_device(&device("d1", "kp"), &at(1, "primary"), None);
+    let mut s = empty.clone();
+    s.put_device(&device("d1", "ks"), &at(2, "secondary"), None);
+    assert!(p.delete_device("d1", &at(5, "primary")));
+    let fresh = DeviceSnapshot::enabled_sas("d1", "new-primary", "new-secondary");
+    p.put_device(&fresh, &at(6, "primary"), None);
+    let m = merged(&p, &s);
+    assert_eq!(read(&m, "d1").0, Some(fresh.clone()));
+    let (snap, conflicts) = read_with(&m, "d1", &update_wins());
+    assert_eq!(snap, Some(fresh));
+    let creations: Vec<&Conflict> = conflicts
+        .iter()
+        .filter(|c| c.rule == Rule::ConcurrentCreate)
+        .collect();
+    assert_eq!(creations.len(), 1, "{conflicts:?}");
+    assert_eq!(creations[0].winner.stamp, at(6, "primary"));
+    assert_eq!(creations[0].losers.len(), 1);
+    assert_eq!(creations[0].losers[0].stamp, at(2, "secondary"));
+}
+
+/// Every identity field is kept as written, and one left out of a later
+/// write reads absent (not `null`, not the old value).
+#[test]
+fn identity_fields_round_trip_and_a_removed_one_reads_absent() {
+    let mut d = device("d1", "k");
+    d.device.capabilities = Some(json!({"iotEdge": true}));
+    d.device.device_scope = Some("ms-azure-iot-edge://gw-1".into());
+    d.device.parent_scopes = Some(json!(["ms-azure-iot-edge://gw-0"]));
+    d.device.extra.insert("managedBy".into(), json!("ops"));
+    let mut state = HubState::new();
+    state.put_device(&d, &at(1, "primary"), None);
+    assert_eq!(read(&state, "d1").0, Some(d.clone()));
+    let mut bare = d.clone();
+    bare.device.capabilities = None;
+    bare.device.device_scope = None;
+    bare.device.parent_scopes = None;
+    bare.device.extra.clear();
+    assert!(state.put_device(&bare, &at(2, "primary"), None));
+    assert_eq!(read(&state, "d1").0, Some(bare.clone()));
+    // Put back as it reads, nothing is written.
+    assert!(!state.put_device(&bare, &at(3, "primary"), None));
+    // And the fields come back when written again.
+    assert!(state.put_device(&d, &at(4, "primary"), None));
+    assert_eq!(read(&state, "d1").0, Some(d));
+}
+
+/// A removal concurrent with a delete lost nothing: it is not logged,
+/// and under `UpdateWins` it does not keep the device alive.
+#[test]
+fn a_removal_beside_a_delete_is_no_update() {
+    let mut d = device("d1", "k");
+    d.device.capabilities = Some(json!({"iotEdge": true}));
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    assert!(p.delete_device("d1", &at(5, "primary")));
+    let mut s = base.clone();
+    let mut removed = d.clone();
+    removed.device.capabilities = None;
+    assert!(s.put_device(&removed, &at(6, "secondary"), None));
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    assert_eq!(snap, None);
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+    let (snap, conflicts) = read_with(&m, "d1", &update_wins());
+    assert_eq!(snap, None);
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+}
+
+/// `DisabledWins` is logged only where a disable beat an enable: two
+/// concurrent enables, or two concurrent disables, with different reasons
+/// are a plain latest-wins conflict.
+#[test]
+fn statuses_of_one_kind_conflict_by_stamp() {
+    for status in [Status::Enabled, Status::Disabled] {
+        let d = device("d1", "k");
+        let base = base_with(std::slice::from_ref(&d));
+        let mut p = base.clone();
+        p.put_device(&with_status(&d, status, "by-p"), &at(5, "primary"), None);
+        let mut s = base.clone();
+        s.put_device(&with_status(&d, status, "by-s"), &at(6, "secondary"), None);
+        let (snap, conflicts) = read(&merged(&p, &s), "d1");
+        let read_status = snap.unwrap().device.status.unwrap();
+        assert_eq!(read_status.status, status);
+        assert_eq!(read_status.reason.as_deref(), Some("by-s"));
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert_eq!(
+            (conflicts[0].path.as_str(), conflicts[0].rule),
+            ("status", Rule::LatestWins)
+        );
+    }
+}
+
+/// A device read from a merge and put back unchanged takes no write, even
+/// where a concurrent enable lost to a disable: the write compares with
+/// what reads (the disable), not with the latest sibling, so it neither
+/// re-stamps the disable nor settles the conflict it did not decide.
+#[test]
+fn a_merged_device_put_back_as_it_reads_takes_no_write() {
+    let d = device("d1", "k");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    p.put_device(
+        &with_status(&d, Status::Disabled, "stolen"),
+        &at(5, "primary"),
+        None,
+    );
+    let mut s = base.clone();
+    s.put_device(
+        &with_status(&d, Status::Enabled, "back"),
+        &at(9, "secondary"),
+        None,
+    );
+    let mut m = merged(&p, &s);
+    let (snap, conflicts) = read(&m, "d1");
+    let snap = snap.unwrap();
+    assert_eq!(
+        snap.device.status.as_ref().unwrap().status,
+        Status::Disabled
+    );
+    assert_eq!(conflicts.len(), 1);
+    let before = m.to_canonical_json().unwrap();
+    assert!(!m.put_device(&snap, &at(10, "primary"), None));
+    assert_eq!(m.to_canonical_json().unwrap(), before);
+}
+
+/// A twin file's times stamp what it gives: `statusUpdateTime` the status,
+/// each `$lastUpdated` the desired and reported leaves under it. Written
+/// at stamp 10 with times of 50, the primary's values beat the secondary's
+/// concurrent ones at 20.
+#[test]
+fn a_twin_files_times_stamp_the_status_and_each_leaf() {
+    use failback::doc::{DeviceTimes, EntityTimes, MetaTree};
+    let at_50 = |path: &[&str]| {
+        let mut root = MetaTree::default();
+        let mut node = &mut root;
+        for key in path {
+            node = node.children.entry((*key).to_owned()).or_default();
+        }
+        node.last_updated = Some(50);
+        root
+    };
+    let mut d = with_status(&device("d1", "k"), Status::Enabled, "base");
+    d.device.reported.insert("temp".into(), json!(0));
+    let base = base_with(std::slice::from_ref(&d));
+    let written = |reason: &str, value: &str| {
+        let mut w = with_status(&d, Status::Enabled, reason);
+        w.device.desired["cfg"]["mode"] = json!(value);
+        w.device.reported.insert("temp".into(), json!(value));
+        w
+    };
+    let times = DeviceTimes {
+        device: EntityTimes {
+            status: Some(50),
+            desired: at_50(&["cfg", "mode"]),
+            reported: at_50(&["temp"]),
+        },
+        ..DeviceTimes::default()
+    };
+    let mut p = base.clone();
+    p.put_device(&written("by-p", "p"), &at(10, "primary"), Some(&times));
+    let mut s = base.clone();
+    s.put_device(&written("by-s", "s"), &at(20, "secondary"), None);
+    let (snap, conflicts) = read(&merged(&p, &s), "d1");
+    assert_eq!(snap, Some(written("by-p", "p")), "{conflicts:?}");
+    let paths: Vec<&str> = conflicts.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "status",
+            "properties.desired.cfg.mode",
+            "properties.reported.temp"
+        ]
+    );
+    for c in &conflicts {
+        assert_eq!(c.winner.stamp, Stamp::new(50, 0, hub("primary")));
+    }
+}
+
+/// An empty object is a value that children written beside it extend:
+/// `cfg` set to `{}` on one hub and given a new key on the other reads as
+/// an object of that key, whatever the stamps, with no shape conflict.
+#[test]
+fn an_empty_object_and_concurrent_children_read_as_one_object() {
+    let d = device("d1", "k");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut p = base.clone();
+    let mut emptied = d.clone();
+    emptied.device.desired.insert("cfg".into(), json!({}));
+    p.put_device(&emptied, &at(9, "primary"), None);
+    let mut s = base.clone();
+    let mut extended = d.clone();
+    extended.device.desired["cfg"]["extra"] = json!(1);
+    s.put_device(&extended, &at(2, "secondary"), None);
+    let (snap, conflicts) = read(&merged(&p, &s), "d1");
+    assert_eq!(snap.unwrap().device.desired["cfg"], json!({"extra": 1}));
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+}
