@@ -767,3 +767,63 @@ fn an_empty_object_and_concurrent_children_read_as_one_object() {
     assert_eq!(snap.unwrap().device.desired["cfg"], json!({"extra": 1}));
     assert!(conflicts.is_empty(), "{conflicts:?}");
 }
+
+/// What a state tells about itself: every device id it knows (deleted
+/// ones too), its conflicts as reading each device logs them, its context,
+/// deltas, and its application documents, each write saying whether it
+/// changed anything.
+#[test]
+fn a_state_lists_its_devices_conflicts_and_documents() {
+    let d = device("d1", "k");
+    let base = base_with(&[d.clone(), device("d2", "k2")]);
+    let mut p = base.clone();
+    p.put_device(
+        &with_status(&d, Status::Disabled, "stolen"),
+        &at(5, "primary"),
+        None,
+    );
+    p.delete_device("d2", &at(6, "primary"));
+    let mut s = base.clone();
+    s.put_device(
+        &with_status(&d, Status::Enabled, "back"),
+        &at(9, "secondary"),
+        None,
+    );
+    let mut m = merged(&p, &s);
+    assert_eq!(m.device_ids().collect::<Vec<_>>(), ["d1", "d2"]);
+    let (_, logged) = read(&m, "d1");
+    assert_eq!(logged.len(), 1);
+    assert_eq!(m.conflicts(&Policies::default()), logged);
+    assert_eq!(m.context().version_vector(), m.version_vector());
+    assert!(!m.version_vector().is_empty());
+    assert!(m.delta_since(m.version_vector()).is_empty());
+    assert!(!m.delta_since(base.version_vector()).is_empty());
+
+    let routes = json!({"a": 1});
+    assert!(m.app("routes").is_none());
+    assert!(m.set_app(&hub("primary"), "routes", &routes).unwrap());
+    assert!(!m.set_app(&hub("primary"), "routes", &routes).unwrap());
+    assert!(
+        m.set_app(&hub("primary"), "routes", &json!({"a": 2}))
+            .unwrap()
+    );
+    assert_eq!(m.app("routes").unwrap().to_json(), json!({"a": 2}));
+    assert_eq!(m.app_names().collect::<Vec<_>>(), ["routes"]);
+}
+
+/// A device only the other state holds is taken whole by the merge, into
+/// an empty state as into one with other devices.
+#[test]
+fn a_merge_takes_the_devices_only_the_other_holds() {
+    let d = device("d1", "k");
+    let mut p = HubState::new();
+    p.put_device(&d, &at(1, "primary"), None);
+    let mut empty = HubState::new();
+    empty.try_merge(&p).unwrap();
+    assert_eq!(read(&empty, "d1").0, Some(d.clone()));
+    let mut s = HubState::new();
+    s.put_device(&device("d2", "k2"), &at(2, "secondary"), None);
+    let m = merged(&s, &p);
+    assert_eq!(m.device_ids().collect::<Vec<_>>(), ["d1", "d2"]);
+    assert_eq!(read(&m, "d1").0, Some(d));
+}
