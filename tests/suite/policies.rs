@@ -40,6 +40,24 @@ fn read(state: &HubState, id: &str) -> (Option<DeviceSnapshot>, Vec<Conflict>) {
     (snapshot, conflicts)
 }
 
+/// `base` as each hub saw it after concurrent writes to `d`: the primary
+/// disabled it at 5 ("stolen"), the secondary enabled it at 9 ("back").
+fn disabled_then_enabled(base: &HubState, d: &DeviceSnapshot) -> (HubState, HubState) {
+    let mut p = base.clone();
+    p.put_device(
+        &with_status(d, Status::Disabled, "stolen"),
+        &at(5, "primary"),
+        None,
+    );
+    let mut s = base.clone();
+    s.put_device(
+        &with_status(d, Status::Enabled, "back"),
+        &at(9, "secondary"),
+        None,
+    );
+    (p, s)
+}
+
 fn merged(a: &HubState, b: &HubState) -> HubState {
     let mut m = a.clone();
     m.try_merge(b).unwrap();
@@ -67,18 +85,7 @@ fn with_status(d: &DeviceSnapshot, status: Status, reason: &str) -> DeviceSnapsh
 fn disabled_wins_over_a_later_concurrent_enable() {
     let d = with_status(&device("d1", "k"), Status::Disabled, "maintenance");
     let base = base_with(std::slice::from_ref(&d));
-    let mut p = base.clone();
-    p.put_device(
-        &with_status(&d, Status::Disabled, "stolen"),
-        &at(5, "primary"),
-        None,
-    );
-    let mut s = base.clone();
-    s.put_device(
-        &with_status(&d, Status::Enabled, "back"),
-        &at(9, "secondary"),
-        None,
-    );
+    let (p, s) = disabled_then_enabled(&base, &d);
     let m = merged(&p, &s);
     let (snap, conflicts) = read(&m, "d1");
     let status = snap.unwrap().device.status.unwrap();
@@ -670,18 +677,7 @@ fn statuses_of_one_kind_conflict_by_stamp() {
 fn a_merged_device_put_back_as_it_reads_takes_no_write() {
     let d = device("d1", "k");
     let base = base_with(std::slice::from_ref(&d));
-    let mut p = base.clone();
-    p.put_device(
-        &with_status(&d, Status::Disabled, "stolen"),
-        &at(5, "primary"),
-        None,
-    );
-    let mut s = base.clone();
-    s.put_device(
-        &with_status(&d, Status::Enabled, "back"),
-        &at(9, "secondary"),
-        None,
-    );
+    let (p, s) = disabled_then_enabled(&base, &d);
     let mut m = merged(&p, &s);
     let (snap, conflicts) = read(&m, "d1");
     let snap = snap.unwrap();
@@ -776,19 +772,8 @@ fn an_empty_object_and_concurrent_children_read_as_one_object() {
 fn a_state_lists_its_devices_conflicts_and_documents() {
     let d = device("d1", "k");
     let base = base_with(&[d.clone(), device("d2", "k2")]);
-    let mut p = base.clone();
-    p.put_device(
-        &with_status(&d, Status::Disabled, "stolen"),
-        &at(5, "primary"),
-        None,
-    );
+    let (mut p, s) = disabled_then_enabled(&base, &d);
     p.delete_device("d2", &at(6, "primary"));
-    let mut s = base.clone();
-    s.put_device(
-        &with_status(&d, Status::Enabled, "back"),
-        &at(9, "secondary"),
-        None,
-    );
     let mut m = merged(&p, &s);
     assert_eq!(m.device_ids().collect::<Vec<_>>(), ["d1", "d2"]);
     let (_, logged) = read(&m, "d1");
