@@ -577,10 +577,11 @@ impl DeviceLine for TwinLine {
 /// Writes one twin line, ending in `\n`, for fixtures and tests.
 ///
 /// Fields in order: `deviceId`, `moduleId`, `etag`, `deviceEtag`,
-/// `generationId`, `version`, `status`, `statusReason`, `statusUpdateTime`, `capabilities`, `deviceScope`,
-/// `parentScopes`, `tags`, `properties` with each section's `$metadata`
-/// (times in milliseconds, UTC). A twin has no keys: `authentication` is
-/// not written, nor are fields the reader dropped.
+/// `generationId`, `version`, `status`, `statusReason`, `statusUpdateTime`,
+/// `capabilities`, `deviceScope`, `parentScopes`, `tags`, `properties` with
+/// each section's `$metadata` (times in milliseconds, UTC). A twin has no
+/// keys: `authentication` is not written, nor are fields the reader
+/// dropped.
 ///
 /// # Errors
 ///

@@ -73,40 +73,8 @@ impl DeviceRecord {
         match modules {
             None | Some(Value::Null) => {}
             Some(Value::Object(modules)) => {
-                for (module, mut twin) in modules {
-                    let field = format!("modules.{module}");
-                    let Value::Object(fields) = &mut twin else {
-                        return Err(wrong(&id, &field, &twin));
-                    };
-                    fields
-                        .entry("deviceId")
-                        .or_insert_with(|| id.clone().into());
-                    fields
-                        .entry("moduleId")
-                        .or_insert_with(|| module.clone().into());
-                    let line = parse_twin_line(SOURCE, 1, &twin.to_string()).map_err(|mut e| {
-                        e.field = Some(match e.field.take() {
-                            Some(inner) => format!("{field}.{inner}"),
-                            None => field.clone(),
-                        });
-                        e
-                    })?;
-                    if line.device_id != id || line.module_id.as_deref() != Some(&module) {
-                        let other = if line.device_id == id {
-                            "moduleId"
-                        } else {
-                            "deviceId"
-                        };
-                        return Err(ReadError::new(
-                            SOURCE,
-                            1,
-                            ReadErrorKind::Mismatch {
-                                other: format!("{field}.{other}"),
-                            },
-                        )
-                        .with_device(Some(&id), Some(&module))
-                        .with_field("modules"));
-                    }
+                for (module, twin) in modules {
+                    let line = module_twin(&id, &module, twin)?;
                     twins.insert(module, line);
                 }
             }
@@ -114,6 +82,38 @@ impl DeviceRecord {
         }
         Ok(twin_device(id, device, twins))
     }
+}
+
+/// The twin of `module` of device `id`, as `modules` holds it: its
+/// `deviceId` and `moduleId` may be left out, and must match if given.
+fn module_twin(id: &str, module: &str, mut twin: Value) -> Result<TwinLine, ReadError> {
+    let field = format!("modules.{module}");
+    let Value::Object(fields) = &mut twin else {
+        return Err(wrong(id, &field, &twin));
+    };
+    fields.entry("deviceId").or_insert_with(|| id.into());
+    fields.entry("moduleId").or_insert_with(|| module.into());
+    let line = parse_twin_line(SOURCE, 1, &twin.to_string()).map_err(|mut e| {
+        e.field = Some(match e.field.take() {
+            Some(inner) => format!("{field}.{inner}"),
+            None => field.clone(),
+        });
+        e
+    })?;
+    if line.device_id == id && line.module_id.as_deref() == Some(module) {
+        return Ok(line);
+    }
+    let other = if line.device_id == id {
+        "moduleId"
+    } else {
+        "deviceId"
+    };
+    let kind = ReadErrorKind::Mismatch {
+        other: format!("{field}.{other}"),
+    };
+    Err(ReadError::new(SOURCE, 1, kind)
+        .with_device(Some(id), Some(module))
+        .with_field("modules"))
 }
 
 /// Refuses a module twin where a device twin is wanted.

@@ -334,9 +334,7 @@ impl Seed {
             lines: String::from_utf8_lossy(&lines).into_owned(),
         }
     }
-}
 
-impl Seed {
     /// The twin version the seed gives the device (`module` `None`) or a
     /// module: 0 when it gives none.
     fn version_of(&self, module: Option<&str>) -> u64 {
