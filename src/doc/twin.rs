@@ -3,9 +3,11 @@
 //! Every node of a section holds a register for the value written *at* that
 //! node and a map of children. A scalar, an array or an empty object is a
 //! value; a non-empty object is expressed by its children. Setting a
-//! property to `null` writes the tombstone `null` to every live node it
-//! removes, so a removal is a write that is ranked by stamp like any other
-//! and a concurrent edit of a sibling key is untouched.
+//! property to `null` writes the tombstone `null` to every node it removes
+//! (each leaf, and each object above one), so a removal is a write that is
+//! ranked by stamp like any other, also against a scalar written
+//! concurrently where the removing hub saw an object, and a concurrent edit
+//! of a sibling key is untouched.
 
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -235,21 +237,33 @@ fn has_live_entry(reg: &MvReg<CompactJson>) -> bool {
     reg.entries().iter().any(|e| is_live(&e.value))
 }
 
-/// Writes the tombstone to every live node of `tree`.
-fn remove_all(tree: &mut TwinTree, w: &mut Write<'_>, stamp: &Stamp) {
+/// Writes the tombstone to every node of `tree` that reads as something;
+/// says whether it wrote any.
+fn remove_all(tree: &mut TwinTree, w: &mut Write<'_>, stamp: &Stamp) -> bool {
+    let mut removed = false;
     for node in tree.values_mut() {
-        node.remove(w, stamp);
+        removed |= node.remove(w, stamp);
     }
+    removed
 }
 
 impl TwinNode {
-    fn remove(&mut self, w: &mut Write<'_>, stamp: &Stamp) {
-        if has_live_entry(self.value()) {
+    /// Writes the tombstone to the node and every node beneath it that
+    /// reads as something: each leaf, and each object above one. The
+    /// tombstone on an object is what ranks the removal by stamp against a
+    /// value another hub wrote concurrently at the object's own path (a
+    /// scalar where this hub saw an object); a child another hub added
+    /// concurrently is a leaf this removal never saw, and stays.
+    fn remove(&mut self, w: &mut Write<'_>, stamp: &Stamp) -> bool {
+        let below = match self.existing_children_mut() {
+            Some(children) => remove_all(children, w, stamp),
+            None => false,
+        };
+        let removed = below || has_live_entry(self.value());
+        if removed {
             self.value_mut().set_tagged(w.tag(stamp), CompactJson::NULL);
         }
-        if let Some(children) = self.existing_children_mut() {
-            remove_all(children, w, stamp);
-        }
+        removed
     }
 }
 
@@ -554,25 +568,26 @@ mod tests {
     }
 
     #[test]
-    fn removing_an_object_tombstones_its_leaves_and_writes_no_value_at_it() {
+    fn removing_an_object_tombstones_it_and_every_node_beneath() {
         let (mut tree, mut ctx) = (TwinTree::new(), CausalContext::new());
-        let a = Key::new("a");
         put(
             &mut tree,
             &mut ctx,
             1,
-            json!({"a": {"b": 1, "c": {"d": 2}}}),
+            json!({"a": {"b": 1, "c": {"d": 2}}, "e": 3}),
         );
-        put(&mut tree, &mut ctx, 2, json!({}));
-        let node = tree.get(&a).unwrap();
-        assert_eq!(form(node), "object");
-        assert!(node.value().is_empty());
+        put(&mut tree, &mut ctx, 2, json!({"e": 3}));
         let mut tombstones = Vec::new();
         for_each_entry(&tree, "tags", &mut |path, entry| {
-            assert!(entry.value.is_null(), "{path}");
-            tombstones.push(path.to_owned());
+            if entry.value.is_null() {
+                tombstones.push(path.to_owned());
+            }
         });
-        assert_eq!(tombstones, ["tags.a.b", "tags.a.c.d"]);
+        assert_eq!(tombstones, ["tags.a", "tags.a.b", "tags.a.c", "tags.a.c.d"]);
+        // Removing what is already removed writes nothing.
+        let before = ctx.version_vector().clone();
+        put(&mut tree, &mut ctx, 3, json!({"e": 3}));
+        assert_eq!(ctx.version_vector(), &before);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use failback::doc::{
     Conflict, DeletePolicy, DeviceSnapshot, Entity, HubState, Policies, Rule, Status, StatusValue,
 };
 use failback::{ReplicaId, Stamp};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn hub(name: &str) -> ReplicaId {
     ReplicaId::new(name).unwrap()
@@ -256,6 +256,68 @@ fn a_scalar_against_an_object_resolves_by_stamp_and_logs_the_loser() {
     let shape: Vec<_> = conflicts.iter().filter(|c| c.rule == Rule::Shape).collect();
     assert_eq!(shape.len(), 1, "{conflicts:?}");
     assert_eq!(shape[0].losers[0].value, json!({"extra": {"x": 1}}));
+}
+
+/// Policy 4: removing an object is a write at its path too, ranked by
+/// stamp against a scalar the other hub put there concurrently, whichever
+/// is later winning and the loser logged. A child the other hub added
+/// concurrently is a leaf the removal never saw: it stays.
+#[test]
+fn removing_an_object_ranks_by_stamp_against_a_concurrent_scalar() {
+    let d = device("d1", "k");
+    let base = base_with(std::slice::from_ref(&d));
+    let mut removed = d.clone();
+    removed.device.desired.remove("cfg");
+    let mut scalar = d.clone();
+    scalar.device.desired.insert("cfg".into(), json!("off"));
+    for (remove_at, scalar_at, expect) in [(3, 2, None), (2, 3, Some(json!("off")))] {
+        let mut p = base.clone();
+        p.put_device(&removed, &at(remove_at, "primary"), None);
+        let mut s = base.clone();
+        s.put_device(&scalar, &at(scalar_at, "secondary"), None);
+        let m = merged(&p, &s);
+        let (snap, conflicts) = read(&m, "d1");
+        let cfg = snap.unwrap().device.desired.get("cfg").cloned();
+        assert_eq!(cfg, expect, "removal at {remove_at}, scalar at {scalar_at}");
+        let at_cfg: Vec<_> = conflicts
+            .iter()
+            .filter(|c| c.path.ends_with("desired.cfg"))
+            .collect();
+        assert_eq!(at_cfg.len(), 1, "{conflicts:?}");
+        let loser = if expect.is_none() {
+            json!("off")
+        } else {
+            Value::Null
+        };
+        assert_eq!(at_cfg[0].losers[0].value, loser);
+    }
+    // A deeper scalar, where the removing hub saw an object inside the one
+    // it removed, is ranked the same way.
+    let mut nested = d.clone();
+    nested.device.desired["cfg"]["mode"] = json!({"night": true});
+    let base = base_with(std::slice::from_ref(&nested));
+    let mut p = base.clone();
+    p.put_device(&removed, &at(3, "primary"), None);
+    let mut s = base.clone();
+    s.put_device(&scalar_in(&nested, "eco"), &at(2, "secondary"), None);
+    let (snap, _) = read(&merged(&p, &s), "d1");
+    assert_eq!(snap.unwrap().device.desired.get("cfg"), None);
+    // A child added concurrently stays, whatever the stamps.
+    let mut added = d.clone();
+    added.device.desired["cfg"]["extra"] = json!(1);
+    let mut p = base_with(std::slice::from_ref(&d));
+    p.put_device(&removed, &at(3, "primary"), None);
+    let mut s = base_with(std::slice::from_ref(&d));
+    s.put_device(&added, &at(2, "secondary"), None);
+    let (snap, _) = read(&merged(&p, &s), "d1");
+    assert_eq!(snap.unwrap().device.desired["cfg"], json!({"extra": 1}));
+}
+
+/// `d` with `desired.cfg.mode` put back to the scalar `mode`.
+fn scalar_in(d: &DeviceSnapshot, mode: &str) -> DeviceSnapshot {
+    let mut d = d.clone();
+    d.device.desired["cfg"]["mode"] = json!(mode);
+    d
 }
 
 /// Policy 7 in a live state: two replicas that create one id without
