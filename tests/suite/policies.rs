@@ -302,6 +302,14 @@ fn removing_an_object_ranks_by_stamp_against_a_concurrent_scalar() {
     s.put_device(&scalar_in(&nested, "eco"), &at(2, "secondary"), None);
     let (snap, _) = read(&merged(&p, &s), "d1");
     assert_eq!(snap.unwrap().device.desired.get("cfg"), None);
+    // Both hubs removing it agree: nothing to log.
+    let mut p = base_with(std::slice::from_ref(&d));
+    p.put_device(&removed, &at(3, "primary"), None);
+    let mut s = base_with(std::slice::from_ref(&d));
+    s.put_device(&removed, &at(2, "secondary"), None);
+    let (snap, conflicts) = read(&merged(&p, &s), "d1");
+    assert_eq!(snap.unwrap().device.desired.get("cfg"), None);
+    assert!(conflicts.is_empty(), "{conflicts:?}");
     // A child added concurrently stays, whatever the stamps.
     let mut added = d.clone();
     added.device.desired["cfg"]["extra"] = json!(1);
