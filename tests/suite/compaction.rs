@@ -680,3 +680,28 @@ fn a_compacted_fold_writes_each_time_once() {
         r.to_bytes()
     });
 }
+
+/// A state file holds one fold an incarnation: one written twice is
+/// refused by name, not read as the last of the two.
+#[test]
+fn two_folds_of_one_incarnation_are_refused() {
+    let mut replica = created();
+    let body = json!({"version": 2, "properties": {"desired": {"fan": 2}}});
+    replica
+        .ingest(event("updateTwin", "d", 2, "u2", body))
+        .expect("new");
+    replica.compact();
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    let open = r#""folded":["#;
+    let start = text.find(open).expect("a fold") + open.len();
+    let len = text[start..].find(r#"],"parked""#).expect("the fold's end");
+    let fold = &text[start..start + len];
+    let bad = text.replacen(fold, &format!("{fold},{fold}"), 1);
+    let err = read_state(bad.as_bytes(), "s.json").expect_err("two folds of one incarnation");
+    let message = err.to_string();
+    assert!(
+        message.contains("two folds of one incarnation"),
+        "{message}"
+    );
+    assert!(message.contains("field \"folded\""), "{message}");
+}
