@@ -705,3 +705,121 @@ fn two_folds_of_one_incarnation_are_refused() {
     );
     assert!(message.contains("field \"folded\""), "{message}");
 }
+
+/// A fold whose sections hold a whole write, `null`s, a removal and an
+/// object written over a scalar (of `d`: desired `fan` 1 replaced whole
+/// at version 2, `fan` an object at 3, `null`s at 4 and 5, the last with
+/// an older time).
+fn folded_with_every_shape() -> String {
+    let mut replica = created();
+    let steps = [
+        (
+            "replaceTwin",
+            2,
+            json!({"version": 2, "properties": {"desired": {"fan": 1, "old": 1}}}),
+        ),
+        (
+            "updateTwin",
+            3,
+            json!({"version": 3, "properties": {"desired": {"fan": {"speed": 3}, "old": null}}}),
+        ),
+        (
+            "updateTwin",
+            4,
+            json!({"version": 4, "properties": {"desired": {"gone": null}}}),
+        ),
+        (
+            "updateTwin",
+            1,
+            json!({"version": 5, "properties": {"desired": {"late": null}}}),
+        ),
+    ];
+    for (op, second, body) in steps {
+        replica
+            .ingest(event(op, "d", second, &format!("u{second}"), body))
+            .expect("new");
+    }
+    replica.compact();
+    String::from_utf8(replica.to_bytes()).expect("utf-8")
+}
+
+/// Every write a fold holds lies within its parent's, and a section's
+/// `null`s follow its whole write by stamp with falling times: a state
+/// file that breaks either is refused by name, and one that keeps them
+/// reads back to the same bytes.
+#[test]
+fn a_fold_out_of_order_is_refused_by_name() {
+    let text = folded_with_every_shape();
+    // Stamps 0 to 3 are versions 2 to 5; the whole write is stamp 0.
+    let nulls = r#""nulls":[[2,1709294404000],[3,1709294401000]]"#;
+    let fan = r#""fan":{"at":1,"children":{"speed":{"kill":1,"leaf":3}},"kill":0}"#;
+    for shape in [nulls, fan, r#""gone":{"kill":2}"#, r#""whole":[0,"#] {
+        assert!(text.contains(shape), "{shape} not in {text}");
+    }
+    let back = read_state(text.as_bytes(), "s.json").expect("a valid fold");
+    assert_eq!(String::from_utf8(back.to_bytes()).expect("utf-8"), text);
+    // A meta of "unset" (an entry without a time) is one a fold may hold.
+    let unset = text.replacen(r#""leaf":3}"#, r#""leaf":3,"meta":"unset"}"#, 1);
+    let back = read_state(unset.as_bytes(), "s.json").expect("a valid fold");
+    assert_eq!(String::from_utf8(back.to_bytes()).expect("utf-8"), unset);
+    let not_in_order = "desired.nulls are not after the whole write";
+    let outside = "a write outside its parent's";
+    let cases = [
+        // Stamps in order, times rising.
+        (
+            nulls,
+            r#""nulls":[[2,1709294401000],[3,1709294404000]]"#,
+            not_in_order,
+        ),
+        // Times falling, stamps out of order.
+        (
+            nulls,
+            r#""nulls":[[3,1709294404000],[2,1709294401000]]"#,
+            not_in_order,
+        ),
+        // One stamp twice; one time twice.
+        (
+            nulls,
+            r#""nulls":[[2,1709294404000],[2,1709294401000]]"#,
+            not_in_order,
+        ),
+        (
+            nulls,
+            r#""nulls":[[2,1709294404000],[3,1709294404000]]"#,
+            not_in_order,
+        ),
+        // A null of the whole write's own stamp.
+        (
+            nulls,
+            r#""nulls":[[0,1709294404000],[3,1709294401000]]"#,
+            not_in_order,
+        ),
+        // A removal has no meta.
+        (
+            r#""gone":{"kill":2}"#,
+            r#""gone":{"kill":2,"meta":5}"#,
+            "desired.gone is neither",
+        ),
+        // An object written at its kill's stamp.
+        (
+            fan,
+            &fan.replacen(r#""kill":0}"#, r#""kill":1}"#, 1),
+            "its object write is not after its kill",
+        ),
+        // A child newer than its parent's object write.
+        (
+            fan,
+            &fan.replacen(r#""kill":1,"#, r#""kill":2,"#, 1),
+            outside,
+        ),
+        // A child older than the whole write above it (now stamp 1).
+        (r#""whole":[0,"#, r#""whole":[1,"#, outside),
+    ];
+    for (from, to, expected) in cases {
+        let bad = text.replacen(from, to, 1);
+        let err = read_state(bad.as_bytes(), "s.json").expect_err(expected);
+        let message = err.to_string();
+        assert!(message.contains(expected), "{to}: {message}");
+        assert!(message.contains("field \"folded\""), "{message}");
+    }
+}
