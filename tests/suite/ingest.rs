@@ -220,10 +220,13 @@ proptest! {
         let events = parse(&history(&steps));
         let full = ingest_all(&events);
         let mut peer = ingest_all(events.iter().zip(&held).filter(|(_, h)| **h).map(|(e, _)| e));
+        // The context holds the peer's events, no more.
+        prop_assert_eq!(peer.context().events(), peer.event_count());
         let delta = full.delta_since(&peer.context());
         prop_assert_eq!(delta.event_count(), full.event_count() - peer.event_count());
         peer.apply_delta(&delta).expect("same hub");
         prop_assert_eq!(peer.to_bytes(), full.to_bytes());
+        prop_assert_eq!(peer.context().events(), full.event_count());
         // Nothing left to send, and a second apply changes nothing.
         prop_assert_eq!(full.delta_since(&peer.context()).event_count(), 0);
         peer.apply_delta(&delta).expect("same hub");
