@@ -713,6 +713,57 @@ fn changes_at_or_below_their_creates_version_are_in_it_and_changes_without_one_a
     assert_eq!(e.meta.version, None);
 }
 
+/// Compaction folds only changes with a version (a fold names its
+/// changes by version): one without stays an event, and a later one
+/// without a version is a new change, not taken for a folded one.
+#[test]
+fn changes_without_a_version_stay_events_through_compaction() {
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    let first = event(
+        "updateTwin",
+        "d",
+        1,
+        "b",
+        json!({"properties": {"desired": {"light": 1}}}),
+    );
+    let mut replica = ingest_all([&create, &first]);
+    assert_eq!(replica.compact(), 0);
+    assert_eq!(replica.event_count(), 2);
+    let second = event(
+        "updateTwin",
+        "d",
+        2,
+        "c",
+        json!({"properties": {"desired": {"light": 2}}}),
+    );
+    assert_eq!(replica.ingest(second), Ok(Ingested::Applied));
+    let d = replica.device("d").expect("exists");
+    assert_eq!(d.snapshot.device.desired, object(json!({"light": 2})));
+}
+
+/// A replica ignores connection-state events, and so does its state
+/// file's reader: one there (a state file never holds one) is dropped
+/// whatever dot is written beside it, not checked as a change's dot.
+#[test]
+fn a_connection_event_in_a_state_file_is_ignored() {
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    let replica = ingest_all([&create]);
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    let connected = json!({
+        "dot": "id:not-its-own",
+        "event": {
+            "properties": {"deviceId": "d", "opType": "deviceConnected", "operationTimestamp": time(T0 + 1000)},
+            "systemProperties": {"correlation-id": "x"},
+            "body": {},
+        },
+    });
+    let from = r#""events":["#;
+    assert!(text.contains(from), "{from} not in {text}");
+    let edited = text.replacen(from, &format!("{from}{connected},"), 1);
+    let back = read_state(edited.as_bytes(), "s.json").expect("the event is ignored");
+    assert_eq!(back.to_bytes(), replica.to_bytes());
+}
+
 #[test]
 fn a_re_created_device_takes_the_changes_of_its_new_incarnation() {
     let events = [
