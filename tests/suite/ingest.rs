@@ -902,6 +902,30 @@ fn seeded() -> Replica {
     replica
 }
 
+/// A delta carries a seed the peer holds from another snapshot (seeds
+/// are told apart by digest), so applying it is refused as merging would
+/// be; a peer seeded alike is sent nothing.
+#[test]
+fn a_delta_carries_a_seed_the_peer_holds_from_another_snapshot() {
+    let mine = seeded();
+    let other = r#"{"deviceId":"d","etag":"AAAAAAAAAAM=","version":6,"properties":{"desired":{"fan":6},"reported":{}}}"#;
+    let file = collect_twins(TwinReader::new(other.as_bytes(), "other.jsonl")).expect("twins");
+    let mut peer = Replica::new(hub());
+    for device in file.devices.values() {
+        assert_eq!(peer.seed(Seed::from_twin(device)), Ok(true));
+    }
+    let delta = mine.delta_since(&peer.context());
+    assert_eq!(
+        peer.apply_delta(&delta),
+        Err(ReplicaError::SeedConflict {
+            device: "d".to_owned()
+        })
+    );
+    let alike = seeded();
+    let delta = mine.delta_since(&alike.context());
+    assert_eq!(delta, Replica::new(hub()));
+}
+
 #[test]
 fn a_seeded_device_is_its_seed_until_changes_newer_than_the_seed_come() {
     let mut replica = seeded();
