@@ -902,6 +902,22 @@ fn seeded() -> Replica {
     replica
 }
 
+/// A seeded replica's state file, as [`Replica::write`] writes it, is
+/// its bytes, and reads back: a seed of a device and its module is two
+/// lines, kept apart.
+#[test]
+fn a_seeded_replica_writes_its_state_file_and_reads_it_back() {
+    let replica = seeded();
+    let mut out = Vec::new();
+    replica.write(&mut out).expect("to a Vec");
+    assert_eq!(out, replica.to_bytes());
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(text.contains(r#""lines":[{"#), "{text}");
+    let back = read_state(text.as_bytes(), "s.json").expect("reads back");
+    assert!(back == replica);
+    assert_eq!(back.device("d"), replica.device("d"));
+}
+
 /// A delta carries a seed the peer holds from another snapshot (seeds
 /// are told apart by digest), so applying it is refused as merging would
 /// be; a peer seeded alike is sent nothing.
