@@ -823,3 +823,30 @@ fn a_fold_out_of_order_is_refused_by_name() {
         assert!(message.contains("field \"folded\""), "{message}");
     }
 }
+
+/// A `$metadata` time other than its change's time is written beside
+/// the value (a node's `meta`, left out only where it is the time of the
+/// node's stamp) and read back; an identity holding only its version is
+/// written as that alone.
+#[test]
+fn a_fold_keeps_a_time_other_than_its_changes_through_its_state_file() {
+    let mut replica = created();
+    let at = time(T0 + 1500);
+    let body = json!({
+        "version": 2,
+        "properties": {"desired": {"fan": 2, "$metadata": {"$lastUpdated": at, "fan": {"$lastUpdated": at}}}},
+    });
+    replica
+        .ingest(event("replaceTwin", "d", 2, "u2", body))
+        .expect("new");
+    replica.compact();
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    assert!(
+        text.contains(r#""fan":{"kill":0,"leaf":2,"meta":1709294401500}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""identity":{"version":2}"#), "{text}");
+    let back = read_state(text.as_bytes(), "s.json").expect("reads back");
+    assert!(back == replica);
+    assert_eq!(devices(&back), devices(&replica));
+}
