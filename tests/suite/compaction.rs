@@ -815,11 +815,19 @@ fn a_fold_out_of_order_is_refused_by_name() {
         // A child older than the whole write above it (now stamp 1).
         (r#""whole":[0,"#, r#""whole":[1,"#, outside),
     ];
-    for (from, to, expected) in cases {
-        let bad = text.replacen(from, to, 1);
+    // An object, without kill or children, written before the whole
+    // write above it (now stamp 1).
+    let older_object =
+        text.replacen(fan, r#""fan":{"at":0}"#, 1)
+            .replacen(r#""whole":[0,"#, r#""whole":[1,"#, 1);
+    let bad_texts = cases
+        .iter()
+        .map(|(from, to, expected)| (text.replacen(from, to, 1), *expected))
+        .chain([(older_object, outside)]);
+    for (bad, expected) in bad_texts {
         let err = read_state(bad.as_bytes(), "s.json").expect_err(expected);
         let message = err.to_string();
-        assert!(message.contains(expected), "{to}: {message}");
+        assert!(message.contains(expected), "{bad}: {message}");
         assert!(message.contains("field \"folded\""), "{message}");
     }
 }
