@@ -449,6 +449,13 @@ fn a_create_or_delete_inside_compacted_history_is_refused_and_changes_nothing() 
         "device \"d\": event id:del falls inside history this replica has compacted"
     );
     assert_eq!(replica.to_bytes(), bytes);
+    // Merged from a replica that holds it, it is refused alike.
+    let mut other = created();
+    let delete = event("deleteDeviceIdentity", "d", 3, "del", json!({}));
+    other.ingest(delete).expect("new");
+    let err = replica.merge(&other).expect_err("inside the horizon");
+    assert!(matches!(err, ReplicaError::Compacted { .. }), "{err}");
+    assert_eq!(replica.to_bytes(), bytes);
     // After the last folded change, a delete is fine.
     let delete = event("deleteDeviceIdentity", "d", 9, "del2", json!({}));
     assert_eq!(replica.ingest(delete), Ok(Ingested::Applied));
@@ -506,6 +513,12 @@ fn a_corrupted_fold_is_refused_by_name() {
             r#""base":"id:a""#,
             r#""base":"id:zz""#,
             "its base is not a create",
+        ),
+        // The device has no seed for a fold to start from.
+        (
+            r#""base":"id:a""#,
+            r#""base":null"#,
+            "its base is a seed the device does not have",
         ),
         (
             r#""stamps":[[3,"#,
@@ -857,4 +870,28 @@ fn a_fold_keeps_a_time_other_than_its_changes_through_its_state_file() {
     let back = read_state(text.as_bytes(), "s.json").expect("reads back");
     assert!(back == replica);
     assert_eq!(devices(&back), devices(&replica));
+}
+
+/// A fold's base must be a create of the device that holds it: the
+/// create of another device is refused.
+#[test]
+fn a_fold_based_on_another_devices_create_is_refused() {
+    let mut replica = created();
+    let body = json!({"version": 2, "properties": {"desired": {"fan": 2}}});
+    replica
+        .ingest(event("updateTwin", "d", 2, "u2", body))
+        .expect("new");
+    let other = event("createDeviceIdentity", "e", 0, "e1", json!({"version": 1}));
+    replica.ingest(other).expect("new");
+    replica.compact();
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    let from = r#""base":"id:a""#;
+    assert!(text.contains(from), "{from} not in {text}");
+    let bad = text.replacen(from, r#""base":"id:e1""#, 1);
+    let err = read_state(bad.as_bytes(), "s.json").expect_err("another device's create");
+    let message = err.to_string();
+    assert!(
+        message.contains("its base is not a create of the device it holds"),
+        "{message}"
+    );
 }

@@ -902,6 +902,67 @@ fn seeded() -> Replica {
     replica
 }
 
+/// What [`Replica::merge`] returns is what it added: each event, seed
+/// and fold new to it, and a fold joined into its incarnation's; merging
+/// what it holds adds nothing. [`Replica::folded_count`] counts the twin
+/// versions folded.
+#[test]
+fn a_merge_counts_the_events_seeds_and_folds_it_adds() {
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    let unversioned = event(
+        "updateTwin",
+        "d",
+        1,
+        "b",
+        json!({"properties": {"desired": {"light": 1}}}),
+    );
+    let change = |v: i64| {
+        event(
+            "updateTwin",
+            "d",
+            v,
+            &format!("u{v}"),
+            json!({"version": v, "properties": {"desired": {"fan": v}}}),
+        )
+    };
+    let mut replica = ingest_all([&create, &unversioned, &change(2), &change(3), &change(5)]);
+    assert_eq!(replica.compact(), 3);
+    assert_eq!(replica.folded_count(), 3);
+    let mut peer = Replica::new(hub());
+    // The create, the change without a version, the fold.
+    assert_eq!(peer.merge(&replica), Ok(3));
+    assert_eq!(peer.to_bytes(), replica.to_bytes());
+    assert_eq!(peer.merge(&replica), Ok(0));
+    // A fold of the same incarnation holding version 4 is joined in.
+    let mut other = ingest_all([&create, &change(4)]);
+    other.compact();
+    assert_eq!(peer.merge(&other), Ok(1));
+    assert_eq!(peer.folded_count(), 4);
+    // A seed.
+    let mut fresh = Replica::new(hub());
+    assert_eq!(fresh.merge(&seeded()), Ok(1));
+    assert_eq!(fresh.to_bytes(), seeded().to_bytes());
+}
+
+/// A device's creates and deletes are kept in time order whatever order
+/// they arrive in: a change between a create and a later delete belongs
+/// to the create's incarnation, so it applies rather than waits.
+#[test]
+fn a_change_between_a_create_and_its_delete_applies() {
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    let delete = event("deleteDeviceIdentity", "d", 2, "c", json!({}));
+    let change = event(
+        "updateTwin",
+        "d",
+        1,
+        "b",
+        json!({"version": 2, "properties": {"desired": {"fan": 2}}}),
+    );
+    let mut replica = ingest_all([&create, &delete]);
+    assert_eq!(replica.ingest(change), Ok(Ingested::Applied));
+    assert!(replica.gaps().is_empty(), "{:?}", replica.gaps());
+}
+
 /// A seeded replica's state file, as [`Replica::write`] writes it, is
 /// its bytes, and reads back: a seed of a device and its module is two
 /// lines, kept apart.
@@ -929,6 +990,14 @@ fn a_delta_carries_a_seed_the_peer_holds_from_another_snapshot() {
     let mut peer = Replica::new(hub());
     for device in file.devices.values() {
         assert_eq!(peer.seed(Seed::from_twin(device)), Ok(true));
+        // Seeded again alike, nothing changes; from another snapshot, refused.
+        assert_eq!(peer.seed(Seed::from_twin(device)), Ok(false));
+        assert_eq!(
+            mine.clone().seed(Seed::from_twin(device)),
+            Err(ReplicaError::SeedConflict {
+                device: "d".to_owned()
+            })
+        );
     }
     let delta = mine.delta_since(&peer.context());
     assert_eq!(
