@@ -449,6 +449,13 @@ fn a_create_or_delete_inside_compacted_history_is_refused_and_changes_nothing() 
         "device \"d\": event id:del falls inside history this replica has compacted"
     );
     assert_eq!(replica.to_bytes(), bytes);
+    // Merged from a replica that holds it, it is refused alike.
+    let mut other = created();
+    let delete = event("deleteDeviceIdentity", "d", 3, "del", json!({}));
+    other.ingest(delete).expect("new");
+    let err = replica.merge(&other).expect_err("inside the horizon");
+    assert!(matches!(err, ReplicaError::Compacted { .. }), "{err}");
+    assert_eq!(replica.to_bytes(), bytes);
     // After the last folded change, a delete is fine.
     let delete = event("deleteDeviceIdentity", "d", 9, "del2", json!({}));
     assert_eq!(replica.ingest(delete), Ok(Ingested::Applied));
@@ -506,6 +513,12 @@ fn a_corrupted_fold_is_refused_by_name() {
             r#""base":"id:a""#,
             r#""base":"id:zz""#,
             "its base is not a create",
+        ),
+        // The device has no seed for a fold to start from.
+        (
+            r#""base":"id:a""#,
+            r#""base":null"#,
+            "its base is a seed the device does not have",
         ),
         (
             r#""stamps":[[3,"#,
@@ -679,4 +692,206 @@ fn a_compacted_fold_writes_each_time_once() {
         r.compact();
         r.to_bytes()
     });
+}
+
+/// A state file holds one fold an incarnation: one written twice is
+/// refused by name, not read as the last of the two.
+#[test]
+fn two_folds_of_one_incarnation_are_refused() {
+    let mut replica = created();
+    let body = json!({"version": 2, "properties": {"desired": {"fan": 2}}});
+    replica
+        .ingest(event("updateTwin", "d", 2, "u2", body))
+        .expect("new");
+    replica.compact();
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    let open = r#""folded":["#;
+    let start = text.find(open).expect("a fold") + open.len();
+    let len = text[start..].find(r#"],"parked""#).expect("the fold's end");
+    let fold = &text[start..start + len];
+    let bad = text.replacen(fold, &format!("{fold},{fold}"), 1);
+    let err = read_state(bad.as_bytes(), "s.json").expect_err("two folds of one incarnation");
+    let message = err.to_string();
+    assert!(
+        message.contains("two folds of one incarnation"),
+        "{message}"
+    );
+    assert!(message.contains("field \"folded\""), "{message}");
+}
+
+/// A fold whose sections hold a whole write, `null`s, a removal and an
+/// object written over a scalar (of `d`: desired `fan` 1 replaced whole
+/// at version 2, `fan` an object at 3, `null`s at 4 and 5, the last with
+/// an older time).
+fn folded_with_every_shape() -> String {
+    let mut replica = created();
+    let steps = [
+        (
+            "replaceTwin",
+            2,
+            json!({"version": 2, "properties": {"desired": {"fan": 1, "old": 1}}}),
+        ),
+        (
+            "updateTwin",
+            3,
+            json!({"version": 3, "properties": {"desired": {"fan": {"speed": 3}, "old": null}}}),
+        ),
+        (
+            "updateTwin",
+            4,
+            json!({"version": 4, "properties": {"desired": {"gone": null}}}),
+        ),
+        (
+            "updateTwin",
+            1,
+            json!({"version": 5, "properties": {"desired": {"late": null}}}),
+        ),
+    ];
+    for (op, second, body) in steps {
+        replica
+            .ingest(event(op, "d", second, &format!("u{second}"), body))
+            .expect("new");
+    }
+    replica.compact();
+    String::from_utf8(replica.to_bytes()).expect("utf-8")
+}
+
+/// Every write a fold holds lies within its parent's, and a section's
+/// `null`s follow its whole write by stamp with falling times: a state
+/// file that breaks either is refused by name, and one that keeps them
+/// reads back to the same bytes.
+#[test]
+fn a_fold_out_of_order_is_refused_by_name() {
+    let text = folded_with_every_shape();
+    // Stamps 0 to 3 are versions 2 to 5; the whole write is stamp 0.
+    let nulls = r#""nulls":[[2,1709294404000],[3,1709294401000]]"#;
+    let fan = r#""fan":{"at":1,"children":{"speed":{"kill":1,"leaf":3}},"kill":0}"#;
+    for shape in [nulls, fan, r#""gone":{"kill":2}"#, r#""whole":[0,"#] {
+        assert!(text.contains(shape), "{shape} not in {text}");
+    }
+    let back = read_state(text.as_bytes(), "s.json").expect("a valid fold");
+    assert_eq!(String::from_utf8(back.to_bytes()).expect("utf-8"), text);
+    // A meta of "unset" (an entry without a time) is one a fold may hold.
+    let unset = text.replacen(r#""leaf":3}"#, r#""leaf":3,"meta":"unset"}"#, 1);
+    let back = read_state(unset.as_bytes(), "s.json").expect("a valid fold");
+    assert_eq!(String::from_utf8(back.to_bytes()).expect("utf-8"), unset);
+    let not_in_order = "desired.nulls are not after the whole write";
+    let outside = "a write outside its parent's";
+    let cases = [
+        // Stamps in order, times rising.
+        (
+            nulls,
+            r#""nulls":[[2,1709294401000],[3,1709294404000]]"#,
+            not_in_order,
+        ),
+        // Times falling, stamps out of order.
+        (
+            nulls,
+            r#""nulls":[[3,1709294404000],[2,1709294401000]]"#,
+            not_in_order,
+        ),
+        // One stamp twice; one time twice.
+        (
+            nulls,
+            r#""nulls":[[2,1709294404000],[2,1709294401000]]"#,
+            not_in_order,
+        ),
+        (
+            nulls,
+            r#""nulls":[[2,1709294404000],[3,1709294404000]]"#,
+            not_in_order,
+        ),
+        // A null of the whole write's own stamp.
+        (
+            nulls,
+            r#""nulls":[[0,1709294404000],[3,1709294401000]]"#,
+            not_in_order,
+        ),
+        // A removal has no meta.
+        (
+            r#""gone":{"kill":2}"#,
+            r#""gone":{"kill":2,"meta":5}"#,
+            "desired.gone is neither",
+        ),
+        // An object written at its kill's stamp.
+        (
+            fan,
+            &fan.replacen(r#""kill":0}"#, r#""kill":1}"#, 1),
+            "its object write is not after its kill",
+        ),
+        // A child newer than its parent's object write.
+        (
+            fan,
+            &fan.replacen(r#""kill":1,"#, r#""kill":2,"#, 1),
+            outside,
+        ),
+        // A child older than the whole write above it (now stamp 1).
+        (r#""whole":[0,"#, r#""whole":[1,"#, outside),
+    ];
+    // An object, without kill or children, written before the whole
+    // write above it (now stamp 1).
+    let older_object =
+        text.replacen(fan, r#""fan":{"at":0}"#, 1)
+            .replacen(r#""whole":[0,"#, r#""whole":[1,"#, 1);
+    let bad_texts = cases
+        .iter()
+        .map(|(from, to, expected)| (text.replacen(from, to, 1), *expected))
+        .chain([(older_object, outside)]);
+    for (bad, expected) in bad_texts {
+        let err = read_state(bad.as_bytes(), "s.json").expect_err(expected);
+        let message = err.to_string();
+        assert!(message.contains(expected), "{bad}: {message}");
+        assert!(message.contains("field \"folded\""), "{message}");
+    }
+}
+
+/// A `$metadata` time other than its change's time is written beside
+/// the value (a node's `meta`, left out only where it is the time of the
+/// node's stamp) and read back; an identity holding only its version is
+/// written as that alone.
+#[test]
+fn a_fold_keeps_a_time_other_than_its_changes_through_its_state_file() {
+    let mut replica = created();
+    let at = time(T0 + 1500);
+    let body = json!({
+        "version": 2,
+        "properties": {"desired": {"fan": 2, "$metadata": {"$lastUpdated": at, "fan": {"$lastUpdated": at}}}},
+    });
+    replica
+        .ingest(event("replaceTwin", "d", 2, "u2", body))
+        .expect("new");
+    replica.compact();
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    assert!(
+        text.contains(r#""fan":{"kill":0,"leaf":2,"meta":1709294401500}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""identity":{"version":2}"#), "{text}");
+    let back = read_state(text.as_bytes(), "s.json").expect("reads back");
+    assert!(back == replica);
+    assert_eq!(devices(&back), devices(&replica));
+}
+
+/// A fold's base must be a create of the device that holds it: the
+/// create of another device is refused.
+#[test]
+fn a_fold_based_on_another_devices_create_is_refused() {
+    let mut replica = created();
+    let body = json!({"version": 2, "properties": {"desired": {"fan": 2}}});
+    replica
+        .ingest(event("updateTwin", "d", 2, "u2", body))
+        .expect("new");
+    let other = event("createDeviceIdentity", "e", 0, "e1", json!({"version": 1}));
+    replica.ingest(other).expect("new");
+    replica.compact();
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    let from = r#""base":"id:a""#;
+    assert!(text.contains(from), "{from} not in {text}");
+    let bad = text.replacen(from, r#""base":"id:e1""#, 1);
+    let err = read_state(bad.as_bytes(), "s.json").expect_err("another device's create");
+    let message = err.to_string();
+    assert!(
+        message.contains("its base is not a create of the device it holds"),
+        "{message}"
+    );
 }

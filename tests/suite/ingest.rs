@@ -220,10 +220,13 @@ proptest! {
         let events = parse(&history(&steps));
         let full = ingest_all(&events);
         let mut peer = ingest_all(events.iter().zip(&held).filter(|(_, h)| **h).map(|(e, _)| e));
+        // The context holds the peer's events, no more.
+        prop_assert_eq!(peer.context().events(), peer.event_count());
         let delta = full.delta_since(&peer.context());
         prop_assert_eq!(delta.event_count(), full.event_count() - peer.event_count());
         peer.apply_delta(&delta).expect("same hub");
         prop_assert_eq!(peer.to_bytes(), full.to_bytes());
+        prop_assert_eq!(peer.context().events(), full.event_count());
         // Nothing left to send, and a second apply changes nothing.
         prop_assert_eq!(full.delta_since(&peer.context()).event_count(), 0);
         peer.apply_delta(&delta).expect("same hub");
@@ -710,6 +713,57 @@ fn changes_at_or_below_their_creates_version_are_in_it_and_changes_without_one_a
     assert_eq!(e.meta.version, None);
 }
 
+/// Compaction folds only changes with a version (a fold names its
+/// changes by version): one without stays an event, and a later one
+/// without a version is a new change, not taken for a folded one.
+#[test]
+fn changes_without_a_version_stay_events_through_compaction() {
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    let first = event(
+        "updateTwin",
+        "d",
+        1,
+        "b",
+        json!({"properties": {"desired": {"light": 1}}}),
+    );
+    let mut replica = ingest_all([&create, &first]);
+    assert_eq!(replica.compact(), 0);
+    assert_eq!(replica.event_count(), 2);
+    let second = event(
+        "updateTwin",
+        "d",
+        2,
+        "c",
+        json!({"properties": {"desired": {"light": 2}}}),
+    );
+    assert_eq!(replica.ingest(second), Ok(Ingested::Applied));
+    let d = replica.device("d").expect("exists");
+    assert_eq!(d.snapshot.device.desired, object(json!({"light": 2})));
+}
+
+/// A replica ignores connection-state events, and so does its state
+/// file's reader: one there (a state file never holds one) is dropped
+/// whatever dot is written beside it, not checked as a change's dot.
+#[test]
+fn a_connection_event_in_a_state_file_is_ignored() {
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    let replica = ingest_all([&create]);
+    let text = String::from_utf8(replica.to_bytes()).expect("utf-8");
+    let connected = json!({
+        "dot": "id:not-its-own",
+        "event": {
+            "properties": {"deviceId": "d", "opType": "deviceConnected", "operationTimestamp": time(T0 + 1000)},
+            "systemProperties": {"correlation-id": "x"},
+            "body": {},
+        },
+    });
+    let from = r#""events":["#;
+    assert!(text.contains(from), "{from} not in {text}");
+    let edited = text.replacen(from, &format!("{from}{connected},"), 1);
+    let back = read_state(edited.as_bytes(), "s.json").expect("the event is ignored");
+    assert_eq!(back.to_bytes(), replica.to_bytes());
+}
+
 #[test]
 fn a_re_created_device_takes_the_changes_of_its_new_incarnation() {
     let events = [
@@ -846,6 +900,127 @@ fn seeded() -> Replica {
         assert_eq!(replica.seed(Seed::from_twin(device)), Ok(true));
     }
     replica
+}
+
+/// What [`Replica::merge`] returns is what it added: each event, seed
+/// and fold new to it, and a fold joined into its incarnation's; merging
+/// what it holds adds nothing. [`Replica::folded_count`] counts the twin
+/// versions folded.
+#[test]
+fn a_merge_counts_the_events_seeds_and_folds_it_adds() {
+    let create = event("createDeviceIdentity", "d", 0, "a", json!({"version": 1}));
+    let unversioned = event(
+        "updateTwin",
+        "d",
+        1,
+        "b",
+        json!({"properties": {"desired": {"light": 1}}}),
+    );
+    let change = |v: i64| {
+        event(
+            "updateTwin",
+            "d",
+            v,
+            &format!("u{v}"),
+            json!({"version": v, "properties": {"desired": {"fan": v}}}),
+        )
+    };
+    let mut replica = ingest_all([&create, &unversioned, &change(2), &change(3), &change(5)]);
+    assert_eq!(replica.compact(), 3);
+    assert_eq!(replica.folded_count(), 3);
+    let mut peer = Replica::new(hub());
+    // The create, the change without a version, the fold.
+    assert_eq!(peer.merge(&replica), Ok(3));
+    assert_eq!(peer.to_bytes(), replica.to_bytes());
+    assert_eq!(peer.merge(&replica), Ok(0));
+    // A fold of the same incarnation holding version 4 is joined in.
+    let mut other = ingest_all([&create, &change(4)]);
+    other.compact();
+    assert_eq!(peer.merge(&other), Ok(1));
+    assert_eq!(peer.folded_count(), 4);
+    // A seed.
+    let mut fresh = Replica::new(hub());
+    assert_eq!(fresh.merge(&seeded()), Ok(1));
+    assert_eq!(fresh.to_bytes(), seeded().to_bytes());
+}
+
+/// A device's creates and deletes are kept in time order whatever order
+/// they arrive in: a change between a create and the next delete
+/// belongs to the create's incarnation, so it applies; one between a
+/// delete and the next create waits.
+#[test]
+fn a_change_between_a_create_and_its_delete_applies() {
+    let life = [
+        event("createDeviceIdentity", "d", 0, "a", json!({"version": 1})),
+        event("deleteDeviceIdentity", "d", 2, "c", json!({})),
+        event("createDeviceIdentity", "d", 4, "e", json!({"version": 1})),
+    ];
+    let change = |second: i64, id: &str| {
+        event(
+            "updateTwin",
+            "d",
+            second,
+            id,
+            json!({"version": 2, "properties": {"desired": {"fan": second}}}),
+        )
+    };
+    for arrival in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+        let mut replica = Replica::new(hub());
+        for i in arrival {
+            replica.ingest(life[i].clone()).expect("new");
+        }
+        assert_eq!(replica.ingest(change(1, "b")), Ok(Ingested::Applied));
+        assert_eq!(replica.ingest(change(3, "d")), Ok(Ingested::Parked));
+        assert_eq!(replica.ingest(change(5, "f")), Ok(Ingested::Applied));
+    }
+}
+
+/// A seeded replica's state file, as [`Replica::write`] writes it, is
+/// its bytes, and reads back: a seed of a device and its module is two
+/// lines, kept apart.
+#[test]
+fn a_seeded_replica_writes_its_state_file_and_reads_it_back() {
+    let replica = seeded();
+    let mut out = Vec::new();
+    replica.write(&mut out).expect("to a Vec");
+    assert_eq!(out, replica.to_bytes());
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(text.contains(r#""lines":[{"#), "{text}");
+    let back = read_state(text.as_bytes(), "s.json").expect("reads back");
+    assert!(back == replica);
+    assert_eq!(back.device("d"), replica.device("d"));
+}
+
+/// A delta carries a seed the peer holds from another snapshot (seeds
+/// are told apart by digest), so applying it is refused as merging would
+/// be; a peer seeded alike is sent nothing.
+#[test]
+fn a_delta_carries_a_seed_the_peer_holds_from_another_snapshot() {
+    let mine = seeded();
+    let other = r#"{"deviceId":"d","etag":"AAAAAAAAAAM=","version":6,"properties":{"desired":{"fan":6},"reported":{}}}"#;
+    let file = collect_twins(TwinReader::new(other.as_bytes(), "other.jsonl")).expect("twins");
+    let mut peer = Replica::new(hub());
+    for device in file.devices.values() {
+        assert_eq!(peer.seed(Seed::from_twin(device)), Ok(true));
+        // Seeded again alike, nothing changes; from another snapshot, refused.
+        assert_eq!(peer.seed(Seed::from_twin(device)), Ok(false));
+        assert_eq!(
+            mine.clone().seed(Seed::from_twin(device)),
+            Err(ReplicaError::SeedConflict {
+                device: "d".to_owned()
+            })
+        );
+    }
+    let delta = mine.delta_since(&peer.context());
+    assert_eq!(
+        peer.apply_delta(&delta),
+        Err(ReplicaError::SeedConflict {
+            device: "d".to_owned()
+        })
+    );
+    let alike = seeded();
+    let delta = mine.delta_since(&alike.context());
+    assert_eq!(delta, Replica::new(hub()));
 }
 
 #[test]
