@@ -172,11 +172,6 @@ impl Event {
         }
         .unwrap_or(0)
     }
-
-    /// Whether the event has a twin, held or dropped by a replica.
-    pub(crate) fn has_twin(&self) -> bool {
-        self.twin.is_some() || self.held_version.is_some()
-    }
 }
 
 /// What a reader skips and counts instead of reading it as a change event.
