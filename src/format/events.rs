@@ -901,8 +901,11 @@ fn from_message_with(
             Err(e) => e,
         };
         // A body that is a slice of the record: its column there.
-        let offset = (body.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
-        let offset = if offset < text.len() { offset } else { 0 };
+        let offset = if text.as_bytes().as_ptr_range().contains(&body.as_ptr()) {
+            body.as_ptr() as usize - text.as_ptr() as usize
+        } else {
+            0
+        };
         let full = e.to_string();
         let message = full.rfind(" at line ").map_or(&*full, |at| &full[..at]);
         fail(
