@@ -127,3 +127,27 @@ impl<'a> ConflictSink<'a> {
         self.record(path, rule, side(winner), differing);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each rule is shown by the name `conflicts.jsonl` gives it.
+    #[test]
+    fn a_rule_shows_the_name_it_is_written_with() {
+        for rule in [
+            Rule::DisabledWins,
+            Rule::DeleteWins,
+            Rule::UpdateWins,
+            Rule::WholeValue,
+            Rule::LatestWins,
+            Rule::Shape,
+            Rule::ConcurrentCreate,
+        ] {
+            let written = serde_json::to_value(rule).unwrap_or_default();
+            assert_eq!(written.as_str(), Some(rule.name()));
+            assert_eq!(rule.to_string(), rule.name());
+        }
+        assert_eq!(Rule::ConcurrentCreate.to_string(), "concurrent-create");
+    }
+}

@@ -179,6 +179,7 @@ mod tests {
 
     #[test]
     fn names_nothing_holds_leave_the_table() {
+        let kept = Key::new("held-through-the-sweeps");
         for i in 0..20_000 {
             Key::new(&format!("transient-{i}"));
         }
@@ -186,5 +187,8 @@ mod tests {
         let size = TABLE.lock().unwrap().keys.len();
         assert!(size < 10_000, "{size}");
         assert_eq!(Key::new("held-for-the-test"), held);
+        // A name something holds stays: it keeps its one copy.
+        let again = Key::new("held-through-the-sweeps");
+        assert!(Arc::ptr_eq(&kept.0, &again.0));
     }
 }

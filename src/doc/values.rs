@@ -131,22 +131,20 @@ impl Authentication {
     }
 }
 
+/// Replaces every string but `type` with its fingerprint. The export shape
+/// of `authentication` is objects of strings: it holds no arrays.
 fn redact_strings(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, field) in map.iter_mut() {
-                if key == "type" {
-                    continue;
-                }
-                if let Value::String(clear) = field {
-                    *field = Value::String(super::secret::fingerprint(clear.as_bytes()));
-                } else {
-                    redact_strings(field);
-                }
+    if let Value::Object(map) = value {
+        for (key, field) in map.iter_mut() {
+            if key == "type" {
+                continue;
+            }
+            if let Value::String(clear) = field {
+                *field = Value::String(super::secret::fingerprint(clear.as_bytes()));
+            } else {
+                redact_strings(field);
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(redact_strings),
-        _ => {}
     }
 }
 

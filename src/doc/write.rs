@@ -73,3 +73,23 @@ impl<'a> Write<'a> {
 pub(crate) fn stamp_at(ms: i64, replica: &ReplicaId) -> Stamp {
     Stamp::new(ms, 0, replica.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Registers written at one stamp share a tag; a register written at
+    /// another stamp gets a tag of its own stamp, never a neighbour's.
+    #[test]
+    fn a_tag_holds_the_stamp_it_was_asked_for() {
+        let replica = ReplicaId::new("a").expect("valid literal");
+        let mut ctx = CausalContext::default();
+        let mut w = Write::new(&replica, &mut ctx);
+        let (first, second) = (stamp_at(1, &replica), stamp_at(2, &replica));
+        let a = w.tag(&first);
+        let b = w.tag(&second);
+        assert_eq!((a.stamp(), b.stamp()), (&first, &second));
+        assert!(w.tag(&first) == a);
+        assert!(w.tag(&second) == b);
+    }
+}

@@ -172,11 +172,6 @@ impl Event {
         }
         .unwrap_or(0)
     }
-
-    /// Whether the event has a twin, held or dropped by a replica.
-    pub(crate) fn has_twin(&self) -> bool {
-        self.twin.is_some() || self.held_version.is_some()
-    }
 }
 
 /// What a reader skips and counts instead of reading it as a change event.
@@ -906,8 +901,11 @@ fn from_message_with(
             Err(e) => e,
         };
         // A body that is a slice of the record: its column there.
-        let offset = (body.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
-        let offset = if offset < text.len() { offset } else { 0 };
+        let offset = if text.as_bytes().as_ptr_range().contains(&body.as_ptr()) {
+            body.as_ptr() as usize - text.as_ptr() as usize
+        } else {
+            0
+        };
         let full = e.to_string();
         let message = full.rfind(" at line ").map_or(&*full, |at| &full[..at]);
         fail(
@@ -1231,5 +1229,318 @@ mod tests {
         write_event_line(&mut out, &event).unwrap_or_default();
         assert!(!String::from_utf8_lossy(&out).contains("c2VjcmV0"));
         assert!(!format!("{event:?}").contains("c2VjcmV0"));
+    }
+
+    /// An Avro varint: zigzag, seven bits a byte, low bits first.
+    fn avro_long(n: i64) -> Vec<u8> {
+        let mut v = ((n << 1) ^ (n >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// An Avro header: the magic, `entries` as one block of the metadata
+    /// map (its count negative, followed by its size in bytes, when
+    /// `negative`), the map's end and a sync marker.
+    fn avro_header(negative: bool, entries: &[(&str, &str)]) -> Vec<u8> {
+        let mut block = Vec::new();
+        for (key, value) in entries {
+            block.extend(avro_long(key.len() as i64));
+            block.extend_from_slice(key.as_bytes());
+            block.extend(avro_long(value.len() as i64));
+            block.extend_from_slice(value.as_bytes());
+        }
+        let mut out = AVRO_MAGIC.to_vec();
+        let count = entries.len() as i64;
+        if negative {
+            out.extend(avro_long(-count));
+            out.extend(avro_long(block.len() as i64));
+        } else {
+            out.extend(avro_long(count));
+        }
+        out.extend(block);
+        out.extend(avro_long(0));
+        out.extend([7; 16]);
+        out
+    }
+
+    /// A record schema as IoT Hub's routing writes it, with `name`,
+    /// `namespace` and an alias in a field's record put in.
+    fn avro_schema(name: &str, namespace: &str, alias: &str) -> String {
+        format!(
+            r#"{{"type":"record","name":"EventData","namespace":"Microsoft.Azure.Devices","fields":[{{"name":"Body","type":["null","bytes"]}},{{"name":"Inner","type":{{"type":"record","name":"{name}","namespace":"{namespace}","aliases":["{alias}"],"fields":[]}}}}]}}"#
+        )
+    }
+
+    /// The header's schema is read through every block of the metadata
+    /// map, negative counts (with their size) included, and every name,
+    /// namespace and alias in it, nested or not, is checked.
+    #[test]
+    fn an_avro_header_is_refused_for_any_name_that_is_no_avro_name() {
+        const NO_NAME: &str = "the schema holds a name that is no Avro name";
+        let good = [
+            avro_schema("Inner", "a.b_2", "_old"),
+            avro_schema("_x9", "", "Z"),
+        ];
+        let bad = [
+            avro_schema("1a", "a", "b"),
+            avro_schema("a-b", "a", "b"),
+            avro_schema("", "a", "b"),
+            avro_schema("a", "a..b", "b"),
+            avro_schema("a", "-x", "b"),
+            avro_schema("a", "a", "a b"),
+            avro_schema("a", "a", "9"),
+        ];
+        for negative in [false, true] {
+            for schema in &good {
+                let head = avro_header(negative, &[("avro.codec", "x"), ("avro.schema", schema)]);
+                assert_eq!(check_avro_header(&head), Ok(()), "{schema}");
+            }
+            for schema in &bad {
+                let head = avro_header(negative, &[("avro.codec", "x"), ("avro.schema", schema)]);
+                assert_eq!(check_avro_header(&head), Err(NO_NAME), "{schema}");
+            }
+            let head = avro_header(negative, &[("avro.codec", "x"), ("avro.schema", "{")]);
+            assert_eq!(check_avro_header(&head), Err("the schema is not JSON"));
+        }
+        // Two blocks, the bad name in the second.
+        let mut head = avro_header(false, &[("avro.codec", "x")]);
+        head.truncate(head.len() - 17);
+        let second = avro_header(false, &[("avro.schema", &bad[0])]);
+        head.extend_from_slice(&second[AVRO_MAGIC.len()..]);
+        assert_eq!(check_avro_header(&head), Err(NO_NAME));
+        // A header cut short, and a varint longer than 64 bits.
+        const CUT: &str = "the file's header is cut short or too long";
+        let whole = avro_header(false, &[("avro.schema", &good[0])]);
+        assert_eq!(check_avro_header(&whole[..whole.len() - 20]), Err(CUT));
+        let mut long = AVRO_MAGIC.to_vec();
+        long.extend([0xff; 10]);
+        long.push(0);
+        assert_eq!(check_avro_header(&long), Err(CUT));
+    }
+
+    /// A reader whose first `fill_buf` fails with `kind`, then reads
+    /// `data`.
+    struct FailsOnce {
+        kind: Option<io::ErrorKind>,
+        data: &'static [u8],
+    }
+
+    impl io::Read for FailsOnce {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = io::BufRead::fill_buf(self)?.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.consume(n);
+            Ok(n)
+        }
+    }
+
+    impl BufRead for FailsOnce {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            match self.kind.take() {
+                Some(kind) => Err(io::Error::new(kind, "flaky")),
+                None => Ok(self.data),
+            }
+        }
+
+        fn consume(&mut self, n: usize) {
+            self.data = &self.data[n..];
+        }
+    }
+
+    const UPDATE: &[u8] = br#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"},"body":{"version":2}}"#;
+
+    /// An interrupted first read is retried; any other error is the
+    /// file's one error.
+    #[test]
+    fn the_first_read_is_retried_only_when_interrupted() {
+        let read = |kind| {
+            EventReader::new(
+                FailsOnce {
+                    kind: Some(kind),
+                    data: UPDATE,
+                },
+                "e.jsonl",
+            )
+            .map(|e| e.map(|e| e.version()).map_err(|e| e.to_string()))
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(read(io::ErrorKind::Interrupted), [Ok(2)]);
+        assert_eq!(
+            read(io::ErrorKind::BrokenPipe),
+            [Err("e.jsonl: cannot read: flaky".to_owned())]
+        );
+    }
+
+    /// An empty file has no records and no error: it is not a cut Avro
+    /// header. Its envelope stays untold.
+    #[test]
+    fn an_empty_file_is_no_records() {
+        let mut reader = EventReader::new(&b""[..], "e.jsonl");
+        assert!(reader.next().is_none());
+        assert_eq!(reader.envelope(), None);
+    }
+
+    /// Lines that are no records, telemetry and digital-twin changes are
+    /// each counted, and the reader shows what it reads.
+    #[test]
+    fn a_reader_counts_what_it_skips() {
+        let patch = r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"},"body":[{"op":"add","path":"/a","value":1}]}"#;
+        let twin = r#"{"properties":{"deviceId":"d1"},"systemProperties":{"iothub-message-schema":"digitalTwinChangeNotification"},"body":{}}"#;
+        let telemetry = r#"{"properties":{"deviceId":"d1"},"body":{"t":1}}"#;
+        let input = format!(
+            "# a comment\n{}\n{patch}\nnot json\n{twin}\n{telemetry}\n",
+            std::str::from_utf8(UPDATE).unwrap_or_default()
+        );
+        let mut reader = EventReader::new(input.as_bytes(), "e.jsonl");
+        assert_eq!(reader.skipped(), 0);
+        let read: Vec<_> = reader
+            .by_ref()
+            .map(|e| e.map(|e| e.line).map_err(|e| e.to_string()))
+            .collect();
+        assert_eq!(read, [Ok(2)]);
+        assert_eq!(reader.skipped(), 2);
+        assert_eq!(
+            reader.skipped_events(),
+            SkipCounts {
+                telemetry: 1,
+                digital_twin: 2
+            }
+        );
+        assert_eq!(
+            format!("{reader:?}"),
+            r#"EventReader { file: "e.jsonl", envelope: Some(Canonical), skips: SkipCounts { telemetry: 1, digital_twin: 2 }, .. }"#
+        );
+    }
+
+    /// Ops, skipped records and events are shown by name: an error says
+    /// which record a reader skips, and an event shows its fields.
+    #[test]
+    fn ops_skips_and_events_show_their_names() {
+        assert_eq!(Op::UpdateTwin.to_string(), "updateTwin");
+        assert_eq!(
+            Op::Connection("deviceDisconnected".into()).to_string(),
+            "deviceDisconnected"
+        );
+        assert_eq!(Skipped::Telemetry.to_string(), "telemetry");
+        assert_eq!(
+            Skipped::DigitalTwinChange.to_string(),
+            "a digital-twin change"
+        );
+        let text = line(
+            r#""deviceId":"d1","opType":"deleteDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z""#,
+            "{}",
+        );
+        let event = parse_event_line("e", 4, &text).map_err(|e| e.to_string());
+        let shown = event.map(|e| format!("{e:?}"));
+        assert_eq!(
+            shown.as_deref().map(|s| s.split(", twin").next()),
+            Ok(Some(
+                r#"Event { line: 4, hub: None, device_id: "d1", module_id: None, op: DeleteDevice, correlation_id: Some("c"), time: Some(1709294400000)"#
+            ))
+        );
+    }
+
+    /// A connection-state record reads any `opType` as a connection
+    /// event, and writes back with its correlation-id beside its source.
+    #[test]
+    fn a_connection_record_takes_any_op_and_writes_back_the_same() {
+        let text = r#"{"properties":{"deviceId":"d1","opType":"deviceConnectionChanged"},"systemProperties":{"correlation-id":"c9","iothub-message-source":"deviceConnectionStateEvents"},"body":{}}"#;
+        let event = parse_event_line("e", 1, text).map_err(|e| e.to_string());
+        let event = event.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(event.op, Op::Connection("deviceConnectionChanged".into()));
+        let mut out = Vec::new();
+        write_event_line(&mut out, &event).unwrap_or_default();
+        let written = String::from_utf8(out).unwrap_or_default();
+        assert_eq!(
+            written,
+            concat!(
+                r#"{"properties":{"deviceId":"d1","opType":"deviceConnectionChanged"},"#,
+                r#""systemProperties":{"correlation-id":"c9","iothub-message-source":"deviceConnectionStateEvents"}}"#,
+                "\n"
+            )
+        );
+        assert_eq!(
+            parse_event_line("e", 1, written.trim_end()).map_err(|e| e.to_string()),
+            Ok(event)
+        );
+    }
+
+    /// Event Grid's connection events are read as the canonical ones.
+    #[test]
+    fn event_grid_connection_events_are_connection_ops() {
+        for (kind, op) in [
+            ("DeviceConnected", "deviceConnected"),
+            ("DeviceDisconnected", "deviceDisconnected"),
+        ] {
+            let text = format!(
+                r#"{{"eventType":"Microsoft.Devices.{kind}","subject":"devices/d1","eventTime":"2024-03-01T12:00:00Z","data":{{"deviceId":"d1"}}}}"#
+            );
+            let read = parse_event_record("e", 1, &text, None).map_err(|e| e.to_string());
+            let op_of = |p: Parsed| match p {
+                Parsed::Event(e) => Some(e.op),
+                Parsed::Skipped(_) => None,
+            };
+            assert_eq!(read.map(op_of), Ok(Some(Op::Connection(op.into()))));
+        }
+    }
+
+    /// A record that names its schema or a change source says what it
+    /// is: without an `opType` it is an error, not telemetry. A device's
+    /// lifecycle event naming a module is an error too.
+    #[test]
+    fn change_records_need_their_op_and_device_ops_no_module() {
+        let cases = [
+            (
+                r#"{"properties":{"deviceId":"d1","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"iothub-message-schema":"twinChangeNotification"},"body":{}}"#,
+                r#"e:1: device "d1" field "properties.opType": missing field"#,
+            ),
+            (
+                r#"{"properties":{"deviceId":"d1","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"iothub-message-source":"twinChangeEvents"},"body":{}}"#,
+                r#"e:1: device "d1" field "properties.opType": missing field"#,
+            ),
+            (
+                r#"{"properties":{"deviceId":"d1","moduleId":"m1","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"body":{}}"#,
+                r#"e:1: device "d1" module "m1" field "properties.moduleId": differs from properties.opType"#,
+            ),
+            (
+                r#"{"properties":{"deviceId":"d1","moduleId":"m1","opType":"deleteDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"body":{}}"#,
+                r#"e:1: device "d1" module "m1" field "properties.moduleId": differs from properties.opType"#,
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse_event_line("e", 1, text)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            assert_eq!(err, Err(expected.to_owned()), "{text}");
+        }
+    }
+
+    /// A body the JSON reader refuses is named by its column in the
+    /// record: where the body starts in it, plus the column in the body.
+    #[test]
+    fn a_bad_body_is_named_by_its_column_in_the_record() {
+        let props = r#""properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"}"#;
+        let body = r#"{"tags":{"\ud800x":1}}"#;
+        let column = |text: &str| match parse_event_line("e", 1, text).map_err(|e| e.kind) {
+            Err(ReadErrorKind::InvalidJson { column, .. }) => Some(column),
+            _ => None,
+        };
+        let first = format!(r#"{{"body":{body},{props}}}"#);
+        let last = format!(r#"{{{props},"body":{body}}}"#);
+        // The column of the character after `\ud800` in the body.
+        let within = body.find("x").map(|x| x + 1);
+        assert_eq!(column(&first), within.map(|c| c + 8));
+        assert_eq!(
+            column(&last),
+            within.map(|c| c + last.len() - body.len() - 1)
+        );
     }
 }

@@ -924,7 +924,7 @@ impl Replica {
                 dots.all.remove(&dot);
             }
             let version = stored.event.version();
-            if !stored.event.has_twin() || replay::below(base_version, version) {
+            if replay::below(base_version, version) {
                 continue;
             }
             let event = stored.with_twin();

@@ -418,11 +418,7 @@ fn incarnation(
 /// `base`: each change sets the highest version seen (a create, where
 /// it resets, is the base), and those it skips are at or below the base.
 fn version_only(base: u64, events: &[(&str, &Event)]) -> State {
-    let version = events
-        .iter()
-        .filter(|(_, e)| e.has_twin())
-        .map(|(_, e)| e.version())
-        .fold(base, u64::max);
+    let version = events.iter().map(|(_, e)| e.version()).fold(base, u64::max);
     State {
         version,
         ..State::default()

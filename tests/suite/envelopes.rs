@@ -913,3 +913,27 @@ fn properties_that_are_no_map_are_named_with_what_they_are() {
         r#"e.json:2: field "properties": expected an object, found a string"#
     );
 }
+
+/// A record with no key of any envelope is read in the file's: an Event
+/// Grid record without its `eventType`, or a CloudEvents one without its
+/// `type`, is refused naming the field as its envelope names it.
+#[test]
+fn a_record_without_its_event_type_is_refused_by_its_envelopes_name() {
+    for (envelope, field) in [
+        (Envelope::EventGrid, "eventType"),
+        (Envelope::CloudEvents, "type"),
+    ] {
+        let text = r#"{"subject":"devices/d1","data":{}}"#;
+        let errors: Vec<String> = EventReader::new(text.as_bytes(), "e")
+            .with_envelope(envelope)
+            .filter_map(Result::err)
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            errors,
+            [format!(
+                r#"e:1: device "d1" field "{field}": missing field"#
+            )]
+        );
+    }
+}
