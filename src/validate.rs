@@ -57,7 +57,7 @@ pub(crate) fn max_section_bytes(section: Section) -> usize {
 
 impl fmt::Display for Section {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.path())
+        f.pad(self.path())
     }
 }
 

@@ -47,7 +47,7 @@ impl Rule {
 
 impl std::fmt::Display for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -149,5 +149,7 @@ mod tests {
             assert_eq!(rule.to_string(), rule.name());
         }
         assert_eq!(Rule::ConcurrentCreate.to_string(), "concurrent-create");
+        // A width pads it, as a report's columns ask.
+        assert_eq!(format!("{:<14}|", Rule::Shape), "shape         |");
     }
 }

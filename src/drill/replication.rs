@@ -77,7 +77,7 @@ impl Replication {
 
 impl std::fmt::Display for Replication {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

@@ -97,7 +97,7 @@ impl ImportMode {
 
 impl fmt::Display for ImportMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
