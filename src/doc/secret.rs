@@ -132,5 +132,7 @@ mod tests {
         // SHA-256("abc") = ba7816bf...
         assert_eq!(Secret::new("abc").fingerprint(), "sha256:ba7816bf");
         assert_eq!(format!("{:?}", Secret::new("abc")), "sha256:ba7816bf");
+        // Shown, it is its fingerprint too, never the key.
+        assert_eq!(Secret::new("abc").to_string(), "sha256:ba7816bf");
     }
 }

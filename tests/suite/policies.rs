@@ -649,7 +649,9 @@ fn concurrent_incarnations_are_ranked_and_logged_by_their_creation() {
     let mut p = empty.clone();
     p.put_device(&device("d1", "kp"), &at(1, "primary"), None);
     let mut s = empty.clone();
-    s.put_device(&device("d1", "ks"), &at(2, "secondary"), None);
+    let mut lost = device("d1", "ks");
+    lost.modules.insert("m1".into(), device("d1", "km").device);
+    s.put_device(&lost, &at(2, "secondary"), None);
     assert!(p.delete_device("d1", &at(5, "primary")));
     let fresh = DeviceSnapshot::enabled_sas("d1", "new-primary", "new-secondary");
     p.put_device(&fresh, &at(6, "primary"), None);
@@ -665,6 +667,15 @@ fn concurrent_incarnations_are_ranked_and_logged_by_their_creation() {
     assert_eq!(creations[0].winner.stamp, at(6, "primary"));
     assert_eq!(creations[0].losers.len(), 1);
     assert_eq!(creations[0].losers[0].stamp, at(2, "secondary"));
+    // Each side shows its whole incarnation, modules too, keys only as
+    // fingerprints.
+    let loser = &creations[0].losers[0].value;
+    assert_eq!(loser["tags"], json!({"site": "berlin"}));
+    assert_eq!(loser["modules"]["m1"]["tags"], json!({"site": "berlin"}));
+    assert!(!loser.to_string().contains("ks-primary"), "{loser}");
+    let winner = &creations[0].winner.value;
+    assert_eq!(winner["status"], "enabled");
+    assert!(winner.get("modules").is_none(), "{winner}");
 }
 
 /// Every identity field is kept as written, and one left out of a later
