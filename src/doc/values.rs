@@ -131,20 +131,21 @@ impl Authentication {
     }
 }
 
-/// Replaces every string but `type` with its fingerprint. The export shape
-/// of `authentication` is objects of strings: it holds no arrays.
+/// Replaces every string but a `type` field with its fingerprint, at any
+/// depth, arrays included. The export shape of `authentication` is objects
+/// of strings; a field a later API version adds is hidden all the same.
 fn redact_strings(value: &mut Value) {
-    if let Value::Object(map) = value {
-        for (key, field) in map.iter_mut() {
-            if key == "type" {
-                continue;
-            }
-            if let Value::String(clear) = field {
-                *field = Value::String(super::secret::fingerprint(clear.as_bytes()));
-            } else {
-                redact_strings(field);
-            }
+    match value {
+        Value::String(clear) => {
+            let fingerprint = super::secret::fingerprint(clear.as_bytes());
+            *value = Value::String(fingerprint);
         }
+        Value::Object(map) => map
+            .iter_mut()
+            .filter(|(key, _)| *key != "type")
+            .for_each(|(_, field)| redact_strings(field)),
+        Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        _ => {}
     }
 }
 
@@ -158,6 +159,22 @@ pub(crate) type Extra = BTreeMap<String, Value>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redaction_reaches_every_string_but_type_at_any_depth() {
+        let mut value = json!({
+            "type": "sas",
+            "keys": ["k1", {"primaryKey": "k2", "type": "x"}],
+            "n": 1,
+        });
+        redact_strings(&mut value);
+        let fp = |s: &str| super::super::secret::fingerprint(s.as_bytes());
+        assert_eq!(
+            value,
+            json!({"type": "sas", "keys": [fp("k1"), {"primaryKey": fp("k2"), "type": "x"}], "n": 1})
+        );
+    }
 
     #[test]
     fn redacted_hides_every_secret_but_keeps_the_shape() {
