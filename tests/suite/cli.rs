@@ -201,6 +201,45 @@ fn the_fixture_merge_follows_every_policy() {
     );
     let report: serde_json::Value = serde_json::from_str(&read(&out.join("report.json"))).unwrap();
     assert_eq!(report["outcomes"]["deleted"], 1);
+    // The report's counts are what the files hold: devices merged, each
+    // rule's conflicts, each hub's import lines by mode.
+    let ids: std::collections::BTreeSet<String> = merged
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(report["devices_merged"], ids.len());
+    let mut by_rule = serde_json::Map::new();
+    for rule in &rules {
+        let n = by_rule.get(*rule).and_then(|v| v.as_u64()).unwrap_or(0);
+        by_rule.insert((*rule).to_owned(), (n + 1).into());
+    }
+    assert_eq!(report["conflicts"], serde_json::Value::Object(by_rule));
+    for hub in ["primary", "secondary"] {
+        let mut by_mode = serde_json::Map::new();
+        for line in read(&out.join(format!("{hub}.import.jsonl"))).lines() {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mode = line["importMode"].as_str().unwrap().to_owned();
+            let n = by_mode.get(&mode).and_then(|v| v.as_u64()).unwrap_or(0);
+            by_mode.insert(mode, (n + 1).into());
+        }
+        assert_eq!(
+            report["plans"][hub],
+            serde_json::Value::Object(by_mode),
+            "{hub}"
+        );
+    }
+    // The secondary's change to `edge-gw`'s `$edgeAgent` is left out of its
+    // plan (the deployment owns it), and the report says how many.
+    let warnings: Vec<&str> = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let left_out = "1 changes to edge system modules ($edgeAgent, $edgeHub) are not in the \
+                    secondary plan";
+    assert!(warnings[0].starts_with(left_out), "{warnings:?}");
     assert_eq!(
         report["skipped_lines"]
             .as_object()
