@@ -264,20 +264,26 @@ fn a_scalar_against_an_object_resolves_by_stamp_and_logs_the_loser() {
 /// concurrently is a leaf the removal never saw: it stays.
 #[test]
 fn removing_an_object_ranks_by_stamp_against_a_concurrent_scalar() {
+    // `desired.cfg` of `d1` and the conflicts, once the primary wrote its
+    // device at its stamp and the secondary its own, both over `base`.
+    let cfg_after = |base: &DeviceSnapshot,
+                     (primary, primary_at): (&DeviceSnapshot, i64),
+                     (secondary, secondary_at): (&DeviceSnapshot, i64)| {
+        let base = base_with(std::slice::from_ref(base));
+        let mut p = base.clone();
+        p.put_device(primary, &at(primary_at, "primary"), None);
+        let mut s = base;
+        s.put_device(secondary, &at(secondary_at, "secondary"), None);
+        let (snap, conflicts) = read(&merged(&p, &s), "d1");
+        (snap.unwrap().device.desired.get("cfg").cloned(), conflicts)
+    };
     let d = device("d1", "k");
-    let base = base_with(std::slice::from_ref(&d));
     let mut removed = d.clone();
     removed.device.desired.remove("cfg");
     let mut scalar = d.clone();
     scalar.device.desired.insert("cfg".into(), json!("off"));
     for (remove_at, scalar_at, expect) in [(3, 2, None), (2, 3, Some(json!("off")))] {
-        let mut p = base.clone();
-        p.put_device(&removed, &at(remove_at, "primary"), None);
-        let mut s = base.clone();
-        s.put_device(&scalar, &at(scalar_at, "secondary"), None);
-        let m = merged(&p, &s);
-        let (snap, conflicts) = read(&m, "d1");
-        let cfg = snap.unwrap().device.desired.get("cfg").cloned();
+        let (cfg, conflicts) = cfg_after(&d, (&removed, remove_at), (&scalar, scalar_at));
         assert_eq!(cfg, expect, "removal at {remove_at}, scalar at {scalar_at}");
         let at_cfg: Vec<_> = conflicts
             .iter()
@@ -295,37 +301,18 @@ fn removing_an_object_ranks_by_stamp_against_a_concurrent_scalar() {
     // it removed, is ranked the same way.
     let mut nested = d.clone();
     nested.device.desired["cfg"]["mode"] = json!({"night": true});
-    let base = base_with(std::slice::from_ref(&nested));
-    let mut p = base.clone();
-    p.put_device(&removed, &at(3, "primary"), None);
-    let mut s = base.clone();
-    s.put_device(&scalar_in(&nested, "eco"), &at(2, "secondary"), None);
-    let (snap, _) = read(&merged(&p, &s), "d1");
-    assert_eq!(snap.unwrap().device.desired.get("cfg"), None);
+    let mut eco = nested.clone();
+    eco.device.desired["cfg"]["mode"] = json!("eco");
+    assert_eq!(cfg_after(&nested, (&removed, 3), (&eco, 2)).0, None);
     // Both hubs removing it agree: nothing to log.
-    let mut p = base_with(std::slice::from_ref(&d));
-    p.put_device(&removed, &at(3, "primary"), None);
-    let mut s = base_with(std::slice::from_ref(&d));
-    s.put_device(&removed, &at(2, "secondary"), None);
-    let (snap, conflicts) = read(&merged(&p, &s), "d1");
-    assert_eq!(snap.unwrap().device.desired.get("cfg"), None);
+    let (cfg, conflicts) = cfg_after(&d, (&removed, 3), (&removed, 2));
+    assert_eq!(cfg, None);
     assert!(conflicts.is_empty(), "{conflicts:?}");
     // A child added concurrently stays, whatever the stamps.
     let mut added = d.clone();
     added.device.desired["cfg"]["extra"] = json!(1);
-    let mut p = base_with(std::slice::from_ref(&d));
-    p.put_device(&removed, &at(3, "primary"), None);
-    let mut s = base_with(std::slice::from_ref(&d));
-    s.put_device(&added, &at(2, "secondary"), None);
-    let (snap, _) = read(&merged(&p, &s), "d1");
-    assert_eq!(snap.unwrap().device.desired["cfg"], json!({"extra": 1}));
-}
-
-/// `d` with `desired.cfg.mode` put back to the scalar `mode`.
-fn scalar_in(d: &DeviceSnapshot, mode: &str) -> DeviceSnapshot {
-    let mut d = d.clone();
-    d.device.desired["cfg"]["mode"] = json!(mode);
-    d
+    let (cfg, _) = cfg_after(&d, (&removed, 3), (&added, 2));
+    assert_eq!(cfg, Some(json!({"extra": 1})));
 }
 
 /// Policy 7 in a live state: two replicas that create one id without
