@@ -24,7 +24,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use failback::ReplicaId;
-use failback::format::{DeviceEtags, parse_event_line, write_device};
+use failback::format::{DeviceEtags, parse_held_event_line, write_device};
 use failback::replica::{Replica, write_state};
 
 const T0: i64 = 1_709_294_400_000;
@@ -178,7 +178,7 @@ fn bounded(devices: usize, n: usize, compact: Option<usize>, out: Option<&str>) 
     let mut replica = Replica::new(hub);
     for i in 0..n {
         let line = event(i, devices);
-        let event = parse_event_line("bench.jsonl", i as u64 + 1, &line).expect("valid event");
+        let event = parse_held_event_line("bench.jsonl", i as u64 + 1, &line).expect("valid event");
         replica.ingest(event).expect("no conflicting ids");
         if compact.is_some_and(|every| (i + 1) % every.max(1) == 0) {
             replica.compact();
@@ -266,7 +266,7 @@ fn main() {
         ingest_runs.push(timed(|| {
             for (i, line) in lines.iter().enumerate() {
                 let event =
-                    parse_event_line("bench.jsonl", i as u64 + 1, line).expect("valid event");
+                    parse_held_event_line("bench.jsonl", i as u64 + 1, line).expect("valid event");
                 replica.ingest(event).expect("no conflicting ids");
             }
             // Written as `failback ingest` writes it, streamed through a
@@ -280,7 +280,7 @@ fn main() {
         again_runs.push(timed(|| {
             for (i, line) in lines.iter().enumerate() {
                 let event =
-                    parse_event_line("bench.jsonl", i as u64 + 1, line).expect("valid event");
+                    parse_held_event_line("bench.jsonl", i as u64 + 1, line).expect("valid event");
                 replica.ingest(event).expect("no conflicting ids");
             }
         }));

@@ -22,6 +22,7 @@
 //! values and keys of `authentication` stay out of messages.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use serde_json::Value;
 use thiserror::Error;
@@ -280,9 +281,25 @@ pub(crate) fn validate_section(
     section: Section,
     map: &JsonMap,
 ) -> Result<(), (String, ValidationErrorKind)> {
-    let mut path = String::from(section.path());
-    check_object(map, 1, &mut path)?;
-    let bytes = section_size(map);
+    validate_section_entries(section, map.iter())
+}
+
+/// [`validate_section`] on a section's properties as `entries`, in key
+/// order: a reader checking a section it has not built yet passes the
+/// entries of the value it would build it from, `$metadata` and the
+/// like left out.
+pub(crate) fn validate_section_entries<'a>(
+    section: Section,
+    entries: impl Iterator<Item = (&'a String, &'a Value)> + Clone,
+) -> Result<(), (String, ValidationErrorKind)> {
+    // Room for a few levels of keys: the path is only read on an error,
+    // and growing it key by key would reallocate on every section.
+    let mut path = String::with_capacity(64);
+    path.push_str(section.path());
+    check_entries(entries.clone(), 1, &mut path)?;
+    let bytes = entries
+        .map(|(key, value)| key.len().saturating_add(value_size(value)))
+        .fold(0, usize::saturating_add);
     let limit = max_section_bytes(section);
     if bytes > limit {
         return Err((
@@ -297,12 +314,12 @@ pub(crate) fn validate_section(
     Ok(())
 }
 
-fn check_object(
-    map: &JsonMap,
+fn check_entries<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
     depth: usize,
     path: &mut String,
 ) -> Result<(), (String, ValidationErrorKind)> {
-    for (key, value) in map {
+    for (key, value) in entries {
         let len = path.len();
         path.push('.');
         path.push_str(key);
@@ -344,12 +361,13 @@ fn check_value(
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let len = path.len();
-                path.push_str(&format!("[{i}]"));
+                // Writing to a String cannot fail.
+                let _ = write!(path, "[{i}]");
                 check_value(item, depth, path)?;
                 path.truncate(len);
             }
         }
-        Value::Object(map) => check_object(map, depth + 1, path)?,
+        Value::Object(map) => check_entries(map.iter(), depth + 1, path)?,
         _ => {}
     }
     Ok(())

@@ -14,7 +14,10 @@
 //!
 //! Each line is also read both ways a JSON record can be read, in one
 //! pass and the checked way (`parse_event_record_checked`): the same
-//! event or the same error.
+//! event or the same error. And the whole input is read again as a
+//! replica holds events (`EventReader::held`: twins checked, not built):
+//! the same error, or the same event without its twin, for every record,
+//! and a replica fed those is the same replica.
 #![no_main]
 
 use failback::ReplicaId;
@@ -38,7 +41,22 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut replica = Replica::new(ReplicaId::new("fuzz").expect("valid literal"));
+    let mut held_replica = replica.clone();
+    let mut held = EventReader::new(data, "fuzz.jsonl").held();
     for event in EventReader::new(data, "fuzz.jsonl") {
+        match (&event, held.next()) {
+            (Err(a), Some(Err(b))) => assert_eq!(a.to_string(), b.to_string()),
+            (Ok(full), Some(Ok(held))) => {
+                assert!(held.twin.is_none());
+                assert_eq!(held.version(), full.version());
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                write_event_line(&mut a, full).expect("writing to a Vec");
+                write_event_line(&mut b, &held).expect("writing to a Vec");
+                assert_eq!(a, b, "a held event is not the event read in full");
+                let _ = held_replica.ingest(held);
+            }
+            (full, held) => panic!("read in full {full:?}, held {held:?}"),
+        }
         let event = match event {
             Ok(event) => event,
             Err(e) => {
@@ -61,6 +79,8 @@ fuzz_target!(|data: &[u8]| {
         // An id reused with another payload is refused; nothing else is.
         let _ = replica.ingest(event);
     }
+    assert!(held.next().is_none(), "the held reading reads more events");
+    assert!(held_replica == replica, "held events gave another replica");
     let bytes = replica.to_bytes();
     let back = match read_state(bytes.as_slice(), "state.json") {
         Ok(back) => back,

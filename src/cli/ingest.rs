@@ -150,7 +150,7 @@ pub fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
         let name = path.display().to_string();
         let file =
             File::open(path).map_err(|e| Failure::Input(ReadError::io(&name, e).to_string()))?;
-        let mut reader = EventReader::new(BufReader::new(file), name.clone());
+        let mut reader = EventReader::new(BufReader::new(file), name.clone()).held();
         if let Some(envelope) = args.envelope {
             reader = reader.with_envelope(envelope);
         }

@@ -604,7 +604,7 @@ fn read_into(
     replica: &mut Replica,
     kept: &mut Replica,
 ) -> Result<(), String> {
-    let mut reader = EventReader::new(bytes, name);
+    let mut reader = EventReader::new(bytes, name).held();
     for event in reader.by_ref() {
         let event = event.map_err(|e| format!("the replica's events do not read back: {e}"))?;
         if event.time.is_some_and(|t| t <= kept_until) {

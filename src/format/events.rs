@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::envelope::{self, Envelope, Field, Message, Paths, Slot};
 use super::lines::Lines;
 use super::raw;
-use super::twin::{Covers, twin_body_of_owned};
+use super::twin::{Covers, held_body_version, twin_body_of_owned};
 use super::{ReadError, ReadErrorKind};
 use crate::doc::{Entity, EntityTimes};
 
@@ -273,6 +273,15 @@ pub struct EventReader<R> {
     file: String,
     envelope: Option<Envelope>,
     skips: SkipCounts,
+    twins: Twins,
+}
+
+/// Whether a reader builds each event's twin, or checks it and keeps its
+/// version only, as a replica holds the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Twins {
+    Built,
+    Held,
 }
 
 enum Source<R> {
@@ -304,7 +313,33 @@ impl<R: BufRead> EventReader<R> {
             file: file.into(),
             envelope: None,
             skips: SkipCounts::default(),
+            twins: Twins::Built,
         }
+    }
+
+    /// Reads each event as a [`Replica`](crate::replica::Replica) holds
+    /// it: the body's twin is checked as it would be read (every error
+    /// the same) but not built, [`Event::twin`] is `None` and
+    /// [`Event::version`] still answers. A replica reads an event's twin
+    /// again from its body when it replays it, so this is what to feed
+    /// [`Replica::ingest`](crate::replica::Replica::ingest): the same
+    /// replica, without building and dropping a twin per event.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::EventReader;
+    ///
+    /// let text = r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"},"body":{"version":4,"tags":{"a":1}}}"#;
+    /// let event = EventReader::new(text.as_bytes(), "e.jsonl").held().next().unwrap()?;
+    /// assert!(event.twin.is_none());
+    /// assert_eq!(event.version(), 4);
+    /// # Ok::<(), failback::format::ReadError>(())
+    /// ```
+    #[must_use]
+    pub fn held(mut self) -> Self {
+        self.twins = Twins::Held;
+        self
     }
 
     /// Reads every record in `envelope`, rather than the one the file
@@ -481,7 +516,9 @@ impl<R: BufRead> Iterator for EventReader<R> {
             let parsed = match &mut self.source {
                 Source::Start(_) | Source::Done => return None,
                 Source::Json(lines) => match lines.next_json()? {
-                    Ok((line, text)) => read_json_record(&self.file, line, text, self.envelope),
+                    Ok((line, text)) => {
+                        read_json_record(&self.file, line, text, self.envelope, self.twins)
+                    }
                     Err(error) => Err(error),
                 },
                 Source::Avro { records, count } => {
@@ -489,7 +526,7 @@ impl<R: BufRead> Iterator for EventReader<R> {
                     *count += 1;
                     match value {
                         Ok(value) => envelope::read_avro(&self.file, *count, value)
-                            .and_then(|msg| from_message(&self.file, *count, "", msg))
+                            .and_then(|msg| from_message(&self.file, *count, "", msg, self.twins))
                             .map(|parsed| (Envelope::Avro, parsed)),
                         Err(_) => Err(ReadError::new(
                             self.file.clone(),
@@ -522,18 +559,19 @@ fn read_json_record(
     line: u64,
     text: &str,
     envelope: Option<Envelope>,
+    twins: Twins,
 ) -> Result<(Envelope, Parsed), ReadError> {
     // Most records are canonical and well formed: read in one pass. Any
     // error there, or anything else, is read the checked way, which gives
     // the same event for what the one pass accepts, and the error.
     if matches!(envelope, None | Some(Envelope::Canonical)) {
         if let Some((msg, body)) = envelope::read_canonical(text) {
-            if let Ok(parsed) = from_message_with(file, line, text, msg, Some(body)) {
+            if let Ok(parsed) = from_message_with(file, line, text, msg, Some(body), twins) {
                 return Ok((Envelope::Canonical, parsed));
             }
         }
     }
-    read_json_record_checked(file, line, text, envelope)
+    read_json_record_checked(file, line, text, envelope, twins)
 }
 
 /// [`read_json_record`] without the one-pass reading: each top-level
@@ -543,9 +581,10 @@ fn read_json_record_checked(
     line: u64,
     text: &str,
     envelope: Option<Envelope>,
+    twins: Twins,
 ) -> Result<(Envelope, Parsed), ReadError> {
     let msg = envelope::read_json(file, line, text, envelope)?;
-    Ok((msg.envelope, from_message(file, line, text, msg)?))
+    Ok((msg.envelope, from_message(file, line, text, msg, twins)?))
 }
 
 /// [`parse_event_record`] the checked way only, never in one pass: what
@@ -574,7 +613,7 @@ pub fn parse_event_record_checked(
     text: &str,
     envelope: Option<Envelope>,
 ) -> Result<Parsed, ReadError> {
-    read_json_record_checked(file, line, text, envelope).map(|(_, parsed)| parsed)
+    read_json_record_checked(file, line, text, envelope, Twins::Built).map(|(_, parsed)| parsed)
 }
 
 /// Parses one record of a JSON [`Envelope`] (`text` must be one JSON
@@ -621,7 +660,7 @@ pub fn parse_event_record(
     text: &str,
     envelope: Option<Envelope>,
 ) -> Result<Parsed, ReadError> {
-    read_json_record(file, line, text, envelope).map(|(_, parsed)| parsed)
+    read_json_record(file, line, text, envelope, Twins::Built).map(|(_, parsed)| parsed)
 }
 
 /// Parses one canonical event line (`text` must be one JSON object) and
@@ -647,7 +686,40 @@ pub fn parse_event_record(
 /// assert_eq!(err.to_string(), r#"events.jsonl:7: device "d1" field "properties.opType": unknown opType "renameDevice""#);
 /// ```
 pub fn parse_event_line(file: &str, line: u64, text: &str) -> Result<Event, ReadError> {
-    match parse_event_record(file, line, text, Some(Envelope::Canonical))? {
+    parse_line(file, line, text, Twins::Built)
+}
+
+/// [`parse_event_line`], the event read as a replica holds it (see
+/// [`EventReader::held`]): its twin checked, every error the same, but
+/// not built.
+///
+/// # Errors
+///
+/// As [`parse_event_line`].
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{parse_event_line, parse_held_event_line};
+///
+/// let text = r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"},"body":{"version":4,"tags":{"a":1}}}"#;
+/// let held = parse_held_event_line("e.jsonl", 1, text)?;
+/// let full = parse_event_line("e.jsonl", 1, text)?;
+/// assert_eq!((held.twin.is_none(), held.version()), (true, full.version()));
+/// assert_eq!(held.body_json(), full.body_json());
+///
+/// let bad = r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"},"body":{"tags":{"a.b":1}}}"#;
+/// let (held, full) = (parse_held_event_line("e.jsonl", 2, bad), parse_event_line("e.jsonl", 2, bad));
+/// assert_eq!(held.unwrap_err().to_string(), full.unwrap_err().to_string());
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn parse_held_event_line(file: &str, line: u64, text: &str) -> Result<Event, ReadError> {
+    parse_line(file, line, text, Twins::Held)
+}
+
+fn parse_line(file: &str, line: u64, text: &str, twins: Twins) -> Result<Event, ReadError> {
+    let (_, parsed) = read_json_record(file, line, text, Some(Envelope::Canonical), twins)?;
+    match parsed {
         Parsed::Event(event) => Ok(event),
         Parsed::Skipped(skipped) => Err(ReadError::new(
             file,
@@ -667,8 +739,14 @@ const CHANGE_SOURCES: [&str; 3] = [
 /// What one record is, read from any envelope. `text` is the record the
 /// message was read from (for the column of a body error), `""` when its
 /// body is not a slice of it.
-fn from_message(file: &str, line: u64, text: &str, msg: Message<'_>) -> Result<Parsed, ReadError> {
-    from_message_with(file, line, text, msg, None)
+fn from_message(
+    file: &str,
+    line: u64,
+    text: &str,
+    msg: Message<'_>,
+    twins: Twins,
+) -> Result<Parsed, ReadError> {
+    from_message_with(file, line, text, msg, None, twins)
 }
 
 /// [`from_message`], the body already parsed (`parsed`) where the reader
@@ -681,6 +759,7 @@ fn from_message_with(
     text: &str,
     msg: Message<'_>,
     parsed: Option<Value>,
+    twins: Twins,
 ) -> Result<Parsed, ReadError> {
     let paths = msg.envelope.paths();
     let prop_error =
@@ -927,6 +1006,16 @@ fn from_message_with(
     // Writing a value to a Vec cannot fail, and writes UTF-8.
     let _ = serde_json::to_writer(&mut canonical, &value);
     event.body = Some(String::from_utf8(canonical).unwrap_or_default());
+    if twins == Twins::Held {
+        // Checked, not built, where the check follows the reader; else
+        // read in full below, for its error or its version.
+        if let Some(version) =
+            held_body_version(&value, &event.device_id, event.module_id.as_deref())
+        {
+            event.held_version = Some(version);
+            return Ok(Parsed::Event(event));
+        }
+    }
     // The twin takes the value's parts by move (`authentication` is no
     // part of a twin).
     let (twin, covers) = twin_body_of_owned(
@@ -943,6 +1032,10 @@ fn from_message_with(
         desired,
         reported,
     } = covers;
+    if twins == Twins::Held {
+        event.held_version = Some(twin.version);
+        return Ok(Parsed::Event(event));
+    }
     event.twin = Some(Box::new(EventTwin {
         version: twin.version,
         etag: twin.etag,
@@ -1128,7 +1221,8 @@ mod tests {
         for text in &cases {
             for envelope in [None, Some(Envelope::Canonical)] {
                 let once = parse_event_record("e", 1, text, envelope);
-                let checked = read_json_record_checked("e", 1, text, envelope).map(|(_, p)| p);
+                let checked =
+                    read_json_record_checked("e", 1, text, envelope, Twins::Built).map(|(_, p)| p);
                 match (&once, &checked) {
                     (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
                     (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),

@@ -69,7 +69,9 @@ pub use envelope::Envelope;
 internals!(envelope::UnknownEnvelope);
 pub(crate) use error::safe_value;
 pub use error::{ReadError, ReadErrorKind};
-pub use events::{Event, EventReader, EventTwin, Op, SkipCounts, parse_event_line};
+pub use events::{
+    Event, EventReader, EventTwin, Op, SkipCounts, parse_event_line, parse_held_event_line,
+};
 pub(crate) use events::{event_bytes, twin_of_body, write_event_bytes};
 internals!(events::{Parsed, Skipped});
 internals!(events::{parse_event_record, parse_event_record_checked});

@@ -211,6 +211,131 @@ pub(crate) fn twin_body_of_owned(
     }
 }
 
+/// The version of the twin `body` gives `device` (and `module`), where
+/// [`twin_body_of_owned`] reads it without an error: the same checks
+/// (field types, ids, `status`, every `$metadata` time, every limit),
+/// but nothing built, for a reader that keeps only the version (a
+/// replica holds an event by its text, and reads its twin again when it
+/// replays it). `None` where it would fail, or where this check does not
+/// follow it (a `deviceId` of `null`, say): the caller then reads the
+/// twin in full, for its error or its twin. It never answers where the
+/// full reading fails, nor with another version (the suite's property
+/// `events::a_held_event_is_the_event_read_in_full` and the `parse_events`
+/// fuzz target compare the two).
+pub(crate) fn held_body_version(
+    body: &Value,
+    device: &str,
+    module: Option<&str>,
+) -> Option<Option<u64>> {
+    use crate::validate::{validate_id, validate_section_entries, validate_status_reason};
+    fn text(value: &Value) -> Option<Option<&str>> {
+        match value {
+            Value::Null => Some(None),
+            Value::String(text) => Some(Some(text)),
+            _ => None,
+        }
+    }
+    /// The section as `raw::section_of_value` reads it and validation
+    /// checks it.
+    fn section(value: &Value, section: crate::doc::Section) -> Option<()> {
+        let tags = section == crate::doc::Section::Tags;
+        let map = match value {
+            Value::Null => return Some(()),
+            Value::Object(map) => map,
+            _ => return None,
+        };
+        if !tags {
+            if let Some(meta) = map.get("$metadata") {
+                meta_times(meta)?;
+            }
+        }
+        let properties = map.iter().filter(move |(key, _)| {
+            !(*key == "$version" || (*key == "$metadata") || (tags && *key == "$etag"))
+        });
+        validate_section_entries(section, properties).ok()
+    }
+    /// Every `$lastUpdated` of `meta` read as `raw::meta_of_value` reads
+    /// it.
+    fn meta_times(meta: &Value) -> Option<()> {
+        let Value::Object(map) = meta else {
+            return Some(());
+        };
+        for (key, value) in map {
+            if key == "$lastUpdated" {
+                match value {
+                    Value::Null => {}
+                    Value::String(text) => {
+                        raw::parse_time_zone(text).ok()?;
+                    }
+                    _ => return None,
+                }
+            } else if !key.starts_with('$') {
+                meta_times(value)?;
+            }
+        }
+        Some(())
+    }
+    let Value::Object(map) = body else {
+        return None;
+    };
+    validate_id(device).ok()?;
+    if let Some(module) = module {
+        validate_id(module).ok()?;
+    }
+    let (mut version, mut status, mut reason) = (None, None, None);
+    for (key, value) in map {
+        match key.as_str() {
+            "deviceId" if text(value)?? != device => return None,
+            "moduleId" => {
+                if let Some(id) = text(value)? {
+                    if Some(id) != module {
+                        return None;
+                    }
+                }
+            }
+            "etag" | "deviceEtag" | "generationId" | "statusUpdateTime" | "deviceScope" => {
+                text(value)?;
+            }
+            "status" => status = text(value)?,
+            "statusReason" => reason = text(value)?,
+            "version" => {
+                version = match value {
+                    Value::Null => None,
+                    Value::Number(n) => Some(n.as_u64()?),
+                    _ => return None,
+                }
+            }
+            "tags" => section(value, crate::doc::Section::Tags)?,
+            "properties" => {
+                let map = match value {
+                    Value::Null => continue,
+                    Value::Object(map) => map,
+                    _ => return None,
+                };
+                for (key, value) in map {
+                    match key.as_str() {
+                        "desired" => section(value, crate::doc::Section::Desired)?,
+                        "reported" => section(value, crate::doc::Section::Reported)?,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match (status, reason) {
+        (Some(status), reason) => {
+            raw::status(status).ok()?;
+            if let Some(reason) = reason {
+                validate_status_reason(reason).ok()?;
+            }
+        }
+        (None, Some(reason)) if !reason.is_empty() => return None,
+        (None, _) => {}
+    }
+    Some(version)
+}
+
 fn twin_body(
     file: &str,
     line: u64,
@@ -810,6 +935,46 @@ impl Serialize for TwinRef<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bodies hubs write take the check, not the full reading: a
+    /// replica's ingest builds no twin for them. What the check refuses
+    /// (or does not follow) goes to the full reading, which the suite's
+    /// `ingest::a_held_event_is_the_event_read_in_full` compares.
+    #[test]
+    fn the_bodies_hubs_write_are_held_without_a_twin_built() {
+        let at = "2024-03-01T12:00:00.1234567Z";
+        let bodies = [
+            json(&format!(
+                r#"{{"deviceId":"d1","etag":"AAAAAAAAAAE=","deviceEtag":"MTIz","version":7,"status":"enabled","statusReason":null,"statusUpdateTime":"0001-01-01T00:00:00Z","connectionState":"Disconnected","capabilities":{{"iotEdge":false}},"tags":{{"site":{{"floor":3}},"$etag":"x"}},"properties":{{"desired":{{"fan":2,"$metadata":{{"$lastUpdated":"{at}","fan":{{"$lastUpdated":"{at}","$lastUpdatedVersion":6}}}},"$version":6}},"reported":{{"$metadata":{{"$lastUpdated":"{at}"}},"$version":1}}}}}}"#
+            )),
+            json(r#"{"version":3,"properties":{"reported":{"temp":21.5,"list":[1,{"a":null}]}}}"#),
+            json(r#"{"moduleId":"m1","version":2,"tags":null}"#),
+        ];
+        for (body, module) in bodies.iter().zip([None, None, Some("m1")]) {
+            let held = held_body_version(body, "d1", module);
+            let full = twin_body_of_owned("e", 1, body.clone(), None, "d1", module)
+                .map(|(twin, _)| twin.version);
+            assert_eq!(held, full.ok(), "{body}");
+            assert!(held.is_some(), "{body}");
+        }
+        // A status no hub writes, a key no hub takes, a time that is no
+        // time: the check leaves each to the full reading, which refuses
+        // it.
+        for body in [
+            json(r#"{"status":"paused"}"#),
+            json(r#"{"tags":{"a.b":1}}"#),
+            json(r#"{"properties":{"desired":{"$metadata":{"$lastUpdated":"soon"}}}}"#),
+            json(r#"{"deviceId":"d2"}"#),
+            json(r#"{"statusReason":"why"}"#),
+        ] {
+            assert_eq!(held_body_version(&body, "d1", None), None, "{body}");
+            assert!(twin_body_of_owned("e", 1, body.clone(), None, "d1", None).is_err());
+        }
+    }
+
+    fn json(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_default()
+    }
 
     #[test]
     fn runtime_fields_are_dropped_and_the_device_etag_kept() {

@@ -59,7 +59,7 @@ use super::{Replica, Seed};
 use crate::clock::ReplicaId;
 use crate::format::{
     ExportReader, Format, ReadError, ReadErrorKind, TwinReader, collect_export, collect_twins,
-    parse_event_line,
+    parse_held_event_line,
 };
 
 /// The `format` of a state file.
@@ -412,7 +412,7 @@ pub fn read_state<R: Read>(mut reader: R, file: &str) -> Result<Replica, ReadErr
         for raw_event in &device.events {
             let text = raw_event.event.get();
             let line = lines.line_of(text);
-            let event = parse_event_line(file, line, text)?;
+            let event = parse_held_event_line(file, line, text)?;
             if event.device_id != device.id {
                 return Err(ReadError::new(
                     file,
