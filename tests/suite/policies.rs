@@ -880,3 +880,44 @@ fn a_merge_takes_the_devices_only_the_other_holds() {
     assert_eq!(m.device_ids().collect::<Vec<_>>(), ["d1", "d2"]);
     assert_eq!(read(&m, "d1").0, Some(d));
 }
+
+/// A module that one hub created, removed and created again, while the
+/// other hub created it without seeing any of that, has two live
+/// incarnations: the later creation is the module, and the other is
+/// logged whole, as a module shows (its keys only as fingerprints).
+#[test]
+fn a_losing_concurrent_module_incarnation_is_logged_whole() {
+    let base = base_with(&[device("d1", "k")]);
+    let with_module = |key: &str, site: &str| {
+        let mut d = device("d1", "k");
+        let mut module = device("d1", key).device;
+        module.tags.insert("site".into(), json!(site));
+        d.modules.insert("m1".into(), module);
+        d
+    };
+    let mut p = base.clone();
+    p.put_device(&with_module("kp-first", "lyon"), &at(1, "primary"), None);
+    p.put_device(&device("d1", "k"), &at(2, "primary"), None);
+    let fresh = with_module("kp", "paris");
+    p.put_device(&fresh, &at(6, "primary"), None);
+    let mut s = base.clone();
+    s.put_device(&with_module("ks", "oslo"), &at(4, "secondary"), None);
+    let m = merged(&p, &s);
+    let (snap, conflicts) = read_with(&m, "d1", &update_wins());
+    assert_eq!(snap.unwrap().modules["m1"], fresh.modules["m1"]);
+    let creations: Vec<&Conflict> = conflicts
+        .iter()
+        .filter(|c| c.rule == Rule::ConcurrentCreate)
+        .collect();
+    assert_eq!(creations.len(), 1, "{conflicts:?}");
+    assert_eq!(creations[0].module_id.as_deref(), Some("m1"));
+    assert_eq!(creations[0].winner.stamp, at(6, "primary"));
+    assert_eq!(creations[0].losers.len(), 1);
+    assert_eq!(creations[0].losers[0].stamp, at(4, "secondary"));
+    let loser = &creations[0].losers[0].value;
+    assert_eq!(loser["tags"], json!({"site": "oslo"}), "{loser}");
+    assert_eq!(loser["authentication"]["type"], "sas", "{loser}");
+    assert!(loser["incarnation"].is_string(), "{loser}");
+    assert!(!loser.to_string().contains("ks-"), "{loser}");
+    assert_eq!(creations[0].winner.value["tags"], json!({"site": "paris"}));
+}
