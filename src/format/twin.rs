@@ -382,7 +382,8 @@ fn twin_body(
     twin.entity.extra.remove("authentication");
     validate_entity(device, module, &twin.entity)
         .map_err(|e| in_body(ReadError::invalid(file, line, e)))?;
-    Ok((TwinLine { line, ..twin }, covers))
+    // Its `line` stays 0: the event that carried it has the line.
+    Ok((twin, covers))
 }
 
 /// A twin line as read, before its values are checked.
@@ -949,8 +950,14 @@ mod tests {
             )),
             json(r#"{"version":3,"properties":{"reported":{"temp":21.5,"list":[1,{"a":null}]}}}"#),
             json(r#"{"moduleId":"m1","version":2,"tags":null}"#),
+            // `null`s where the reader takes them, and an empty reason
+            // without a status.
+            json(r#"{"version":null,"statusReason":"","properties":null}"#),
+            json(
+                r#"{"properties":{"desired":{"x":1,"$metadata":{"$lastUpdated":null,"x":{"$lastUpdated":null}}}}}"#,
+            ),
         ];
-        for (body, module) in bodies.iter().zip([None, None, Some("m1")]) {
+        for (body, module) in bodies.iter().zip([None, None, Some("m1"), None, None]) {
             let held = held_body_version(body, "d1", module);
             let full = twin_body_of_owned("e", 1, body.clone(), None, "d1", module)
                 .map(|(twin, _)| twin.version);
