@@ -179,6 +179,16 @@ pub enum JobError {
     /// input knows their keys.
     #[error("{}", new_keys_message(.0))]
     NewKeys(Vec<String>),
+    /// The output directory exists and is not a previous output of a
+    /// merge (a file, or a directory holding other files): it is left as
+    /// it was, not replaced.
+    #[error("cannot write {path}: {source}")]
+    OutTaken {
+        /// The output directory.
+        path: String,
+        /// Why it is not replaced.
+        source: std::io::Error,
+    },
     /// Writing the results failed.
     #[error("cannot write {path}: {source}")]
     Io {

@@ -296,6 +296,86 @@ fn output_is_the_same_bytes_whatever_the_flag_order_and_run() {
     }
 }
 
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn out_replaces_a_previous_merge_output_but_not_a_directory_holding_other_files() {
+    let dir = scratch("out-guard");
+    let hubs = [
+        ("primary", fixture("primary.jsonl")),
+        ("secondary", fixture("secondary.jsonl")),
+    ];
+    let hubs: Vec<(&str, &str)> = hubs.iter().map(|(n, f)| (*n, f.as_str())).collect();
+    let fresh = dir.join("fresh");
+    assert!(
+        merge(&fixture("base.jsonl"), &hubs, &fresh)
+            .status
+            .success()
+    );
+
+    // A directory holding a file no merge writes, beside a name a merge
+    // does write: refused whole, nothing in it touched or added.
+    let other = dir.join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "keep me\n").unwrap();
+    std::fs::write(other.join("merged.jsonl"), "old\n").unwrap();
+    let run = merge(&fixture("base.jsonl"), &hubs, &other);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(other.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+    assert!(stderr.contains("give --out a new directory"), "{stderr}");
+    assert_eq!(names_in(&other), ["merged.jsonl", "notes.txt"]);
+    assert_eq!(read(&other.join("notes.txt")), "keep me\n");
+    assert_eq!(read(&other.join("merged.jsonl")), "old\n");
+    assert_eq!(
+        names_in(&dir),
+        ["fresh", "other"],
+        "temporary directory left"
+    );
+
+    // A previous merge's output, every name a merge can write (a hub's
+    // plan no longer merged, application metadata, jobs): replaced whole.
+    let previous = dir.join("previous");
+    std::fs::create_dir(&previous).unwrap();
+    for name in [
+        "merged.jsonl",
+        "conflicts.jsonl",
+        "report.json",
+        "jobs.jsonl",
+        "jobs.todo.jsonl",
+        "primary.import.jsonl",
+        "west.import.jsonl",
+    ] {
+        std::fs::write(previous.join(name), "stale\n").unwrap();
+    }
+    std::fs::create_dir(previous.join("appmeta")).unwrap();
+    std::fs::write(previous.join("appmeta").join("x.json"), "{}\n").unwrap();
+    let run = merge(&fixture("base.jsonl"), &hubs, &previous);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(names_in(&previous), names_in(&fresh));
+    for name in names_in(&fresh) {
+        assert_eq!(
+            read(&previous.join(&name)),
+            read(&fresh.join(&name)),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn keys_appear_only_in_the_merged_file_and_the_plans() {
     let dir = scratch("secrets");
