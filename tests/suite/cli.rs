@@ -377,6 +377,34 @@ fn out_replaces_a_previous_merge_output_but_not_a_directory_holding_other_files(
 }
 
 #[test]
+fn a_write_the_file_system_refuses_is_an_internal_error_exit_1() {
+    let dir = scratch("out-unwritable");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "x\n").unwrap();
+    let out = file.join("out");
+    let run = merge(
+        &fixture("base.jsonl"),
+        &[
+            ("primary", &fixture("primary.jsonl")),
+            ("secondary", &fixture("secondary.jsonl")),
+        ],
+        &out,
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "failback: internal error: cannot write {}: ",
+            out.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(read(&file), "x\n");
+    assert_eq!(names_in(&dir), ["a-file"]);
+}
+
+#[test]
 fn keys_appear_only_in_the_merged_file_and_the_plans() {
     let dir = scratch("secrets");
     let out = dir.join("out");

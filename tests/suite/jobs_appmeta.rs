@@ -269,6 +269,45 @@ fn a_merge_of_only_application_metadata_and_jobs_needs_no_hub() {
     // Without a base, one hub's documents are created as they are.
     let sites: Value = serde_json::from_slice(&tree(&out)["appmeta/sites.json"]).unwrap();
     assert_eq!(sites, json!({"lyon": {"timezone": "Europe/Paris"}}));
+    // Application metadata alone, no jobs: its documents, no jobs files.
+    let appmeta_only = dir.join("appmeta-only");
+    let run = failback(&args(&[
+        "merge",
+        "--appmeta",
+        &format!("primary={}", fixture("appmeta/primary")),
+        "--appmeta",
+        &format!("secondary={}", fixture("appmeta/secondary")),
+        "--out",
+        &appmeta_only.display().to_string(),
+    ]));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let files: Vec<String> = tree(&appmeta_only).into_keys().collect();
+    assert!(
+        files.contains(&"appmeta/sites.json".to_owned()),
+        "{files:?}"
+    );
+    assert!(!files.iter().any(|f| f.starts_with("jobs")), "{files:?}");
+    // A device base without hubs is a device merge missing its hubs, not
+    // one of the extras alone: refused, nothing written.
+    let with_base = dir.join("with-base");
+    let run = failback(&args(&[
+        "merge",
+        "--base",
+        &fixture("failback/base.jsonl"),
+        "--jobs-file",
+        &format!("primary={}", fixture("jobs/primary.json")),
+        "--jobs-file",
+        &format!("secondary={}", fixture("jobs/secondary.json")),
+        "--out",
+        &with_base.display().to_string(),
+    ]));
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("a merge needs at least two hubs, 0 given"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!with_base.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
