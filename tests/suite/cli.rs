@@ -275,6 +275,31 @@ fn output_is_the_same_bytes_whatever_the_flag_order_and_run() {
     ];
     assert!(runs.iter().all(|r| r.status.success()));
     assert_eq!(runs[0].stdout.len(), runs[1].stdout.len());
+    // Threads change nothing either; 0 runs on the calling thread, as 1.
+    for jobs in ["0", "1", "2"] {
+        let out = dir.join(format!("jobs-{jobs}"));
+        let run = failback(&[
+            "merge",
+            "--base",
+            &fixture("base.jsonl"),
+            "--hub",
+            &format!("primary={p}"),
+            "--hub",
+            &format!("secondary={s}"),
+            "--jobs",
+            jobs,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "--jobs {jobs}");
+        for file in ["merged.jsonl", "primary.import.jsonl", "report.json"] {
+            assert_eq!(
+                read(&out.join(file)),
+                read(&dir.join("a").join(file)),
+                "{file} with --jobs {jobs}"
+            );
+        }
+    }
     for file in [
         "merged.jsonl",
         "primary.import.jsonl",
