@@ -528,6 +528,44 @@ fn bad_input_exits_2_naming_file_and_line_and_leaves_no_output() {
 }
 
 #[test]
+fn a_device_given_twice_or_a_module_without_its_device_is_named_by_its_lines() {
+    let dir = scratch("grouping");
+    let cases = [
+        (
+            "dup",
+            "{\"id\":\"b\",\"status\":\"enabled\"}\n{\"id\":\"a\",\"status\":\"enabled\"}\n{\"id\":\"b\",\"status\":\"disabled\"}\n",
+            ":3: device \"b\": duplicate device line, first on line 1",
+        ),
+        (
+            "orphan",
+            "{\"id\":\"a\",\"status\":\"enabled\"}\n{\"id\":\"b\",\"moduleId\":\"m\"}\n",
+            ":2: device \"b\" module \"m\": module line without a line for its device",
+        ),
+    ];
+    for (name, text, error) in cases {
+        let file = dir.join(format!("{name}.jsonl"));
+        std::fs::write(&file, text).unwrap();
+        let out = dir.join(format!("out-{name}"));
+        let run = merge(
+            &fixture("base.jsonl"),
+            &[
+                ("primary", file.to_str().unwrap()),
+                ("secondary", &fixture("secondary.jsonl")),
+            ],
+            &out,
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!("failback: {}{error}", file.display()),
+            "{name}"
+        );
+        assert!(!out.exists(), "{name}: output left behind");
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let dir = scratch("usage");
     let p = fixture("primary.jsonl");
