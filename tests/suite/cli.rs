@@ -589,6 +589,49 @@ fn usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&unnamed_order.stderr).contains("--active-order"));
     let one_hub = merge(&fixture("base.jsonl"), &[("primary", &p)], &dir.join("o"));
     assert_eq!(one_hub.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&one_hub.stderr)
+            .starts_with("failback: a merge needs at least two hubs, 1 given"),
+        "{}",
+        String::from_utf8_lossy(&one_hub.stderr)
+    );
+    // Three hubs are fine; a name given twice, or the base's, is not.
+    let s = fixture("secondary.jsonl");
+    let three = failback(&[
+        "merge",
+        "--base",
+        &fixture("base.jsonl"),
+        "--hub",
+        &format!("primary={p}"),
+        "--hub",
+        &format!("secondary={s}"),
+        "--hub",
+        &format!("tertiary={s}"),
+        "--active-order",
+        "primary,tertiary,secondary",
+        "--out",
+        dir.join("three").to_str().unwrap(),
+    ]);
+    assert!(
+        three.status.success(),
+        "{}",
+        String::from_utf8_lossy(&three.stderr)
+    );
+    for (hubs, error) in [
+        (
+            [("primary", p.as_str()), ("primary", s.as_str())],
+            "failback: hub primary is given twice\n",
+        ),
+        (
+            [("primary", p.as_str()), ("base", s.as_str())],
+            "failback: the hub name \"base\" is reserved for the common base\n",
+        ),
+    ] {
+        let run = merge(&fixture("base.jsonl"), &hubs, &dir.join("o"));
+        assert_eq!(run.status.code(), Some(2));
+        assert_eq!(String::from_utf8_lossy(&run.stderr), error);
+    }
+    assert!(!dir.join("o").exists());
 }
 
 #[test]
