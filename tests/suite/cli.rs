@@ -634,6 +634,45 @@ fn usage_errors_exit_2() {
     assert!(!dir.join("o").exists());
 }
 
+/// Twin files carry no time for tags: a hub's tags take the newest time
+/// its file carries (policy 5), so the hub with the later times wins.
+#[test]
+fn untimed_twin_fields_take_their_hubs_newest_time() {
+    let dir = scratch("twin-newest");
+    let twin = |site: &str, hour: u32| {
+        format!(
+            "{{\"deviceId\":\"d1\",\"status\":\"enabled\",\"tags\":{{\"site\":\"{site}\"}},\"properties\":{{\"desired\":{{\"a\":1,\"$metadata\":{{\"a\":{{\"$lastUpdated\":\"2024-03-01T{hour}:00:00Z\"}}}}}}}}}}\n"
+        )
+    };
+    for (primary_hour, secondary_hour, winner) in [(11, 10, "lyon"), (10, 11, "paris")] {
+        let primary = dir.join("primary.jsonl");
+        let secondary = dir.join("secondary.jsonl");
+        std::fs::write(&primary, twin("lyon", primary_hour)).unwrap();
+        std::fs::write(&secondary, twin("paris", secondary_hour)).unwrap();
+        let out = dir.join(format!("out-{winner}"));
+        let run = failback(&[
+            "merge",
+            "--hub",
+            &format!("primary={}", primary.display()),
+            "--hub",
+            &format!("secondary={}", secondary.display()),
+            "--allow-new-keys",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let merged = read(&out.join("merged.jsonl"));
+        assert!(
+            merged.contains(&format!("\"site\":\"{winner}\"")),
+            "{winner}: {merged}"
+        );
+    }
+}
+
 #[test]
 fn twin_files_merge_leaf_by_leaf_by_their_own_times_without_a_base() {
     let dir = scratch("twins");
