@@ -237,6 +237,33 @@ pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Why [`DirWriter::begin`] left an existing `out` alone (it is not a
+/// directory, or holds something the command does not write): the
+/// operator's to settle (another path, or the directory cleared), not the
+/// machine's. Carried inside the [`io::Error`], see [`is_not_replaced`].
+#[derive(Debug)]
+pub(crate) struct NotReplaced(String);
+
+impl NotReplaced {
+    fn error(why: String) -> io::Error {
+        io::Error::new(io::ErrorKind::AlreadyExists, NotReplaced(why))
+    }
+}
+
+impl std::fmt::Display for NotReplaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotReplaced {}
+
+/// Whether `error` is [`DirWriter::begin`] refusing to replace its
+/// output: bad usage, not a failure of the file system.
+pub(crate) fn is_not_replaced(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<NotReplaced>())
+}
+
 /// A whole output directory being written: its files go into the sibling
 /// `.NAME.failback-tmp` (mode 0700), which [`DirWriter::commit`] puts in
 /// place of `out` in one step. Dropped without a commit, the temporary
@@ -274,21 +301,15 @@ impl DirWriter {
         remove_stale_dir(&tmp)?;
         if let Ok(meta) = fs::symlink_metadata(out) {
             if !meta.is_dir() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "exists and is not a directory",
-                ));
+                return Err(NotReplaced::error("exists and is not a directory".into()));
             }
             for entry in fs::read_dir(out)? {
                 let name = entry?.file_name();
                 let name = name.to_string_lossy();
                 if !is_output(&name) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        format!(
-                            "not replaced: it holds {name:?}, which is not an output of this command"
-                        ),
-                    ));
+                    return Err(NotReplaced::error(format!(
+                        "not replaced: it holds {name:?}, which is not an output of this command"
+                    )));
                 }
             }
         }

@@ -217,6 +217,9 @@ fn with_hint(error: &JobError) -> String {
         JobError::JobsHubNotOrdered { .. } => {
             "give --active-order naming each hub once, the one active now last (each hub before it failed over to the next)".to_owned()
         }
+        JobError::OutTaken { .. } => {
+            "give --out a new directory or a previous merge's output".to_owned()
+        }
         JobError::ExportWithoutBase { .. } => "--base is required".to_owned(),
         JobError::AsOfUnknownHub { .. } => "--as-of must name a --hub".to_owned(),
         JobError::Stamp(StampError::MissingAsOf { hub }) => format!("add --as-of {hub}=RFC3339"),

@@ -179,6 +179,16 @@ pub enum JobError {
     /// input knows their keys.
     #[error("{}", new_keys_message(.0))]
     NewKeys(Vec<String>),
+    /// The output directory exists and is not a previous output of a
+    /// merge (a file, or a directory holding other files): it is left as
+    /// it was, not replaced.
+    #[error("cannot write {path}: {source}")]
+    OutTaken {
+        /// The output directory.
+        path: String,
+        /// Why it is not replaced.
+        source: std::io::Error,
+    },
     /// Writing the results failed.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -566,4 +576,22 @@ fn check_distinct<'a>(names: impl IntoIterator<Item = &'a ReplicaId>) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_keys_refusal_names_the_first_thousand_lines_and_counts_the_rest() {
+        let records = |n: usize| -> Vec<String> { (0..n).map(|i| format!("line {i}")).collect() };
+        let thousand = new_keys_message(&records(NEW_KEYS_SHOWN));
+        assert_eq!(thousand.lines().count(), 1 + NEW_KEYS_SHOWN);
+        assert!(thousand.starts_with("refused: 1000 import lines would write"));
+        assert!(thousand.ends_with("\n  line 999"));
+        let more = new_keys_message(&records(NEW_KEYS_SHOWN + 2));
+        assert_eq!(more.lines().count(), 2 + NEW_KEYS_SHOWN);
+        assert!(more.starts_with("refused: 1002 import lines would write"));
+        assert!(more.ends_with("\n  line 999\n  ... and 2 more"));
+    }
 }

@@ -27,6 +27,19 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
     }
 }
 
+/// [`DirWriter::begin`]'s error: a refusal to replace `out` is the
+/// operator's (exit status 2), any other the machine's.
+fn begin_error(out: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
+    move |source| {
+        let path = out.display().to_string();
+        if crate::fsio::is_not_replaced(&source) {
+            JobError::OutTaken { path, source }
+        } else {
+            JobError::Io { path, source }
+        }
+    }
+}
+
 /// One conflict as a line of `conflicts.jsonl`. On the activation-order
 /// scale (`real_time` false) a stamp's `ms` is the hub's rank, not a time,
 /// and no `time` is written.
@@ -262,7 +275,7 @@ fn commit(dir: DirWriter, out: &Path, report: &MergeReport) -> Result<(), JobErr
 /// A merge of application metadata or jobs only: their files,
 /// `conflicts.jsonl` and `report.json`, all or nothing.
 pub(super) fn write_extras_only(out: &Path, extras: &Extras) -> Result<MergeReport, JobError> {
-    let mut dir = DirWriter::begin(out, &is_output).map_err(io_error(out))?;
+    let mut dir = DirWriter::begin(out, &is_output).map_err(begin_error(out))?;
     let mut report = MergeReport::default();
     let conflicts = extras.write(&mut dir, &mut report)?;
     dir.write("conflicts.jsonl", &conflicts)
@@ -283,7 +296,7 @@ impl Outputs {
     /// Starts the results for `hubs` (sorted by name), in a fresh
     /// temporary directory.
     pub(super) fn begin(out: &Path, hubs: &[ReplicaId]) -> Result<Self, JobError> {
-        let dir = DirWriter::begin(out, &is_output).map_err(io_error(out))?;
+        let dir = DirWriter::begin(out, &is_output).map_err(begin_error(out))?;
         // From here on, dropping `dir` removes the temporary directory.
         let mut plans = Vec::new();
         for hub in hubs {

@@ -440,3 +440,67 @@ fn join_and_write(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::source::Stream;
+    use super::*;
+
+    /// A stream of an export of the devices `ids`, in the order given.
+    fn stream(name: &str, ids: &[String]) -> (Source, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "failback-pipeline-{}-{name}.jsonl",
+            std::process::id()
+        ));
+        let text: String = ids
+            .iter()
+            .map(|id| format!("{{\"id\":\"{id}\",\"status\":\"enabled\"}}\n"))
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        let (stream, _) = Stream::open(&path, None).unwrap();
+        (Source::Stream(Box::new(stream)), path)
+    }
+
+    fn ids(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|n| format!("d{n:04}")).collect()
+    }
+
+    /// What `read_into` sends for `source`: each chunk's devices, an error
+    /// as `!`.
+    fn chunks(mut source: Source) -> Vec<Vec<String>> {
+        let (tx, rx) = sync_channel(64);
+        read_into(&mut source, &tx);
+        drop(tx);
+        rx.iter()
+            .map(|chunk| {
+                chunk
+                    .into_iter()
+                    .map(|item| item.map_or("!".to_owned(), |d| d.id().to_owned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_reader_sends_full_chunks_then_the_rest() {
+        let all = ids(0..2 * READ_CHUNK + 5);
+        let (source, path) = stream("chunks", &all);
+        let sent = chunks(source);
+        let _ = std::fs::remove_file(path);
+        let sizes: Vec<usize> = sent.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [READ_CHUNK, READ_CHUNK, 5]);
+        assert_eq!(sent.concat(), all);
+    }
+
+    #[test]
+    fn a_reader_sends_an_error_at_once_and_reads_no_further() {
+        // The device after `d0003` goes back: the stream stops there.
+        let mut unsorted = ids(0..4);
+        unsorted.push("d0001x".into());
+        unsorted.extend(ids(10..10 + 2 * READ_CHUNK));
+        let (source, path) = stream("error", &unsorted);
+        let sent = chunks(source);
+        let _ = std::fs::remove_file(path);
+        assert_eq!(sent, [["d0000", "d0001", "d0002", "d0003", "!"]]);
+    }
+}

@@ -275,6 +275,31 @@ fn output_is_the_same_bytes_whatever_the_flag_order_and_run() {
     ];
     assert!(runs.iter().all(|r| r.status.success()));
     assert_eq!(runs[0].stdout.len(), runs[1].stdout.len());
+    // Threads change nothing either; 0 runs on the calling thread, as 1.
+    for jobs in ["0", "1", "2"] {
+        let out = dir.join(format!("jobs-{jobs}"));
+        let run = failback(&[
+            "merge",
+            "--base",
+            &fixture("base.jsonl"),
+            "--hub",
+            &format!("primary={p}"),
+            "--hub",
+            &format!("secondary={s}"),
+            "--jobs",
+            jobs,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "--jobs {jobs}");
+        for file in ["merged.jsonl", "primary.import.jsonl", "report.json"] {
+            assert_eq!(
+                read(&out.join(file)),
+                read(&dir.join("a").join(file)),
+                "{file} with --jobs {jobs}"
+            );
+        }
+    }
     for file in [
         "merged.jsonl",
         "primary.import.jsonl",
@@ -294,6 +319,114 @@ fn output_is_the_same_bytes_whatever_the_flag_order_and_run() {
             "{file} differs between runs"
         );
     }
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn out_replaces_a_previous_merge_output_but_not_a_directory_holding_other_files() {
+    let dir = scratch("out-guard");
+    let hubs = [
+        ("primary", fixture("primary.jsonl")),
+        ("secondary", fixture("secondary.jsonl")),
+    ];
+    let hubs: Vec<(&str, &str)> = hubs.iter().map(|(n, f)| (*n, f.as_str())).collect();
+    let fresh = dir.join("fresh");
+    assert!(
+        merge(&fixture("base.jsonl"), &hubs, &fresh)
+            .status
+            .success()
+    );
+
+    // A directory holding a file no merge writes, beside a name a merge
+    // does write: refused whole, nothing in it touched or added.
+    let other = dir.join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "keep me\n").unwrap();
+    std::fs::write(other.join("merged.jsonl"), "old\n").unwrap();
+    let run = merge(&fixture("base.jsonl"), &hubs, &other);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(other.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+    assert!(stderr.contains("give --out a new directory"), "{stderr}");
+    assert_eq!(names_in(&other), ["merged.jsonl", "notes.txt"]);
+    assert_eq!(read(&other.join("notes.txt")), "keep me\n");
+    assert_eq!(read(&other.join("merged.jsonl")), "old\n");
+    assert_eq!(
+        names_in(&dir),
+        ["fresh", "other"],
+        "temporary directory left"
+    );
+
+    // A previous merge's output, every name a merge can write (a hub's
+    // plan no longer merged, application metadata, jobs): replaced whole.
+    let previous = dir.join("previous");
+    std::fs::create_dir(&previous).unwrap();
+    for name in [
+        "merged.jsonl",
+        "conflicts.jsonl",
+        "report.json",
+        "jobs.jsonl",
+        "jobs.todo.jsonl",
+        "primary.import.jsonl",
+        "west.import.jsonl",
+    ] {
+        std::fs::write(previous.join(name), "stale\n").unwrap();
+    }
+    std::fs::create_dir(previous.join("appmeta")).unwrap();
+    std::fs::write(previous.join("appmeta").join("x.json"), "{}\n").unwrap();
+    let run = merge(&fixture("base.jsonl"), &hubs, &previous);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(names_in(&previous), names_in(&fresh));
+    for name in names_in(&fresh) {
+        assert_eq!(
+            read(&previous.join(&name)),
+            read(&fresh.join(&name)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_write_the_file_system_refuses_is_an_internal_error_exit_1() {
+    let dir = scratch("out-unwritable");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "x\n").unwrap();
+    let out = file.join("out");
+    let run = merge(
+        &fixture("base.jsonl"),
+        &[
+            ("primary", &fixture("primary.jsonl")),
+            ("secondary", &fixture("secondary.jsonl")),
+        ],
+        &out,
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "failback: internal error: cannot write {}: ",
+            out.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(read(&file), "x\n");
+    assert_eq!(names_in(&dir), ["a-file"]);
 }
 
 #[test]
@@ -395,6 +528,44 @@ fn bad_input_exits_2_naming_file_and_line_and_leaves_no_output() {
 }
 
 #[test]
+fn a_device_given_twice_or_a_module_without_its_device_is_named_by_its_lines() {
+    let dir = scratch("grouping");
+    let cases = [
+        (
+            "dup",
+            "{\"id\":\"b\",\"status\":\"enabled\"}\n{\"id\":\"a\",\"status\":\"enabled\"}\n{\"id\":\"b\",\"status\":\"disabled\"}\n",
+            ":3: device \"b\": duplicate device line, first on line 1",
+        ),
+        (
+            "orphan",
+            "{\"id\":\"a\",\"status\":\"enabled\"}\n{\"id\":\"b\",\"moduleId\":\"m\"}\n",
+            ":2: device \"b\" module \"m\": module line without a line for its device",
+        ),
+    ];
+    for (name, text, error) in cases {
+        let file = dir.join(format!("{name}.jsonl"));
+        std::fs::write(&file, text).unwrap();
+        let out = dir.join(format!("out-{name}"));
+        let run = merge(
+            &fixture("base.jsonl"),
+            &[
+                ("primary", file.to_str().unwrap()),
+                ("secondary", &fixture("secondary.jsonl")),
+            ],
+            &out,
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!("failback: {}{error}", file.display()),
+            "{name}"
+        );
+        assert!(!out.exists(), "{name}: output left behind");
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let dir = scratch("usage");
     let p = fixture("primary.jsonl");
@@ -418,6 +589,88 @@ fn usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&unnamed_order.stderr).contains("--active-order"));
     let one_hub = merge(&fixture("base.jsonl"), &[("primary", &p)], &dir.join("o"));
     assert_eq!(one_hub.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&one_hub.stderr)
+            .starts_with("failback: a merge needs at least two hubs, 1 given"),
+        "{}",
+        String::from_utf8_lossy(&one_hub.stderr)
+    );
+    // Three hubs are fine; a name given twice, or the base's, is not.
+    let s = fixture("secondary.jsonl");
+    let three = failback(&[
+        "merge",
+        "--base",
+        &fixture("base.jsonl"),
+        "--hub",
+        &format!("primary={p}"),
+        "--hub",
+        &format!("secondary={s}"),
+        "--hub",
+        &format!("tertiary={s}"),
+        "--active-order",
+        "primary,tertiary,secondary",
+        "--out",
+        dir.join("three").to_str().unwrap(),
+    ]);
+    assert!(
+        three.status.success(),
+        "{}",
+        String::from_utf8_lossy(&three.stderr)
+    );
+    for (hubs, error) in [
+        (
+            [("primary", p.as_str()), ("primary", s.as_str())],
+            "failback: hub primary is given twice\n",
+        ),
+        (
+            [("primary", p.as_str()), ("base", s.as_str())],
+            "failback: the hub name \"base\" is reserved for the common base\n",
+        ),
+    ] {
+        let run = merge(&fixture("base.jsonl"), &hubs, &dir.join("o"));
+        assert_eq!(run.status.code(), Some(2));
+        assert_eq!(String::from_utf8_lossy(&run.stderr), error);
+    }
+    assert!(!dir.join("o").exists());
+}
+
+/// Twin files carry no time for tags: a hub's tags take the newest time
+/// its file carries (policy 5), so the hub with the later times wins.
+#[test]
+fn untimed_twin_fields_take_their_hubs_newest_time() {
+    let dir = scratch("twin-newest");
+    let twin = |site: &str, hour: u32| {
+        format!(
+            "{{\"deviceId\":\"d1\",\"status\":\"enabled\",\"tags\":{{\"site\":\"{site}\"}},\"properties\":{{\"desired\":{{\"a\":1,\"$metadata\":{{\"a\":{{\"$lastUpdated\":\"2024-03-01T{hour}:00:00Z\"}}}}}}}}}}\n"
+        )
+    };
+    for (primary_hour, secondary_hour, winner) in [(11, 10, "lyon"), (10, 11, "paris")] {
+        let primary = dir.join("primary.jsonl");
+        let secondary = dir.join("secondary.jsonl");
+        std::fs::write(&primary, twin("lyon", primary_hour)).unwrap();
+        std::fs::write(&secondary, twin("paris", secondary_hour)).unwrap();
+        let out = dir.join(format!("out-{winner}"));
+        let run = failback(&[
+            "merge",
+            "--hub",
+            &format!("primary={}", primary.display()),
+            "--hub",
+            &format!("secondary={}", secondary.display()),
+            "--allow-new-keys",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let merged = read(&out.join("merged.jsonl"));
+        assert!(
+            merged.contains(&format!("\"site\":\"{winner}\"")),
+            "{winner}: {merged}"
+        );
+    }
 }
 
 #[test]

@@ -260,6 +260,14 @@ fn scratch(name: &str) -> PathBuf {
 const NOW_MS: i64 = 1_709_294_400_000;
 
 fn twin_merge(name: &str, secondary: &str) -> (Result<(), JobError>, PathBuf) {
+    twin_merge_read(name, secondary, failback::job::Reading::Auto)
+}
+
+fn twin_merge_read(
+    name: &str,
+    secondary: &str,
+    reading: failback::job::Reading,
+) -> (Result<(), JobError>, PathBuf) {
     let dir = scratch(name);
     let primary = dir.join("primary.jsonl");
     std::fs::write(
@@ -280,7 +288,7 @@ fn twin_merge(name: &str, secondary: &str) -> (Result<(), JobError>, PathBuf) {
         max_drift_ms: 5 * 60 * 1000,
         now_ms: NOW_MS,
         jobs: 1,
-        reading: failback::job::Reading::Auto,
+        reading,
         format: None,
         policies: Policies::default(),
         // Twin files carry no keys: these tests are about times and streaming.
@@ -295,9 +303,21 @@ fn twin_merge(name: &str, secondary: &str) -> (Result<(), JobError>, PathBuf) {
 
 #[test]
 fn a_metadata_time_far_in_the_future_is_rejected_by_the_merge() {
-    let (result, out) = twin_merge(
-        "future-metadata",
+    // Streamed, and on the indexed path (which finds the newest time as
+    // it indexes the file).
+    for reading in [
+        failback::job::Reading::Auto,
+        failback::job::Reading::Indexed,
+    ] {
+        future_metadata_rejected(reading);
+    }
+}
+
+fn future_metadata_rejected(reading: failback::job::Reading) {
+    let (result, out) = twin_merge_read(
+        &format!("future-metadata-{reading:?}"),
         r#"{"deviceId":"d1","status":"enabled","properties":{"reported":{"fw":{"v":2},"$metadata":{"fw":{"$lastUpdated":"2024-03-01T11:00:00Z","v":{"$lastUpdated":"2999-01-01T00:00:00Z"}}}}}}"#,
+        reading,
     );
     match result {
         Err(JobError::Drift {

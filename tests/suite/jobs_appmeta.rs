@@ -229,6 +229,48 @@ fn every_output_in_one_directory_and_the_same_bytes_for_any_order_of_flags() {
     );
     assert_eq!(report["appmeta_deleted"], json!(["legacy-bridge"]));
     assert_eq!(report["conflicts"]["job-ending"], 1);
+    assert_eq!(report["conflicts"]["appmeta-delete-wins"], 1);
+    assert_eq!(report["conflicts"]["appmeta-concurrent-set"], 1);
+    assert_eq!(
+        report["jobs"],
+        json!({"cancelled": 1, "failed": 1, "queued": 1, "scheduled": 1})
+    );
+    let jobs_files = fixture("jobs/primary.json");
+    assert_eq!(report["skipped_lines"][jobs_files.as_str()], 0);
+    // No jobs line was skipped: no warning about them.
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("no JSON")),
+        "{warnings:?}"
+    );
+    // Each side of an extra's conflict names its hub and value.
+    let sides: Vec<(&str, &Value, &Value)> = lines
+        .iter()
+        .filter(|l| l.get("id").is_none())
+        .map(|l| (l["rule"].as_str().unwrap(), &l["winner"], &l["losers"]))
+        .collect();
+    assert_eq!(
+        sides,
+        [
+            (
+                "appmeta-delete-wins",
+                &json!({"hub": "secondary", "value": null}),
+                &json!([{"hub": "primary", "value": {"enabled": false, "endpoint": "legacy-1"}}])
+            ),
+            (
+                "appmeta-concurrent-set",
+                &json!({"hub": "secondary", "value": "queue-8"}),
+                &json!([{"hub": "primary", "value": "queue-7"}])
+            ),
+            (
+                "job-ending",
+                &json!({"hub": "secondary", "value": "failed"}),
+                &json!([{"hub": "primary", "value": "completed"}])
+            ),
+        ]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -269,6 +311,76 @@ fn a_merge_of_only_application_metadata_and_jobs_needs_no_hub() {
     // Without a base, one hub's documents are created as they are.
     let sites: Value = serde_json::from_slice(&tree(&out)["appmeta/sites.json"]).unwrap();
     assert_eq!(sites, json!({"lyon": {"timezone": "Europe/Paris"}}));
+    // A jobs file printed as a table: its lines skipped, counted and
+    // warned about, naming the file.
+    let table = dir.join("table.txt");
+    std::fs::write(
+        &table,
+        "JobId    Status\n-------  --------\nj        running\n",
+    )
+    .unwrap();
+    let tabled = dir.join("tabled");
+    let run = failback(&args(&[
+        "merge",
+        "--jobs-file",
+        &format!("primary={}", table.display()),
+        "--jobs-file",
+        &format!("secondary={}", fixture("jobs/secondary.json")),
+        "--out",
+        &tabled.display().to_string(),
+    ]));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let report: Value = serde_json::from_slice(&tree(&tabled)["report.json"]).unwrap();
+    let table = table.display().to_string();
+    assert_eq!(
+        report["skipped_lines"],
+        json!({table.as_str(): 3, fixture("jobs/secondary.json"): 0})
+    );
+    assert_eq!(
+        report["warnings"],
+        json!([format!(
+            "{table}: lines that are no JSON were skipped; give `az iot hub job list` output as JSON (its default output, not -o table or tsv)"
+        )])
+    );
+    // Application metadata alone, no jobs: its documents, no jobs files.
+    let appmeta_only = dir.join("appmeta-only");
+    let run = failback(&args(&[
+        "merge",
+        "--appmeta",
+        &format!("primary={}", fixture("appmeta/primary")),
+        "--appmeta",
+        &format!("secondary={}", fixture("appmeta/secondary")),
+        "--out",
+        &appmeta_only.display().to_string(),
+    ]));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let files: Vec<String> = tree(&appmeta_only).into_keys().collect();
+    assert!(
+        files.contains(&"appmeta/sites.json".to_owned()),
+        "{files:?}"
+    );
+    assert!(!files.iter().any(|f| f.starts_with("jobs")), "{files:?}");
+    // A device base without hubs is a device merge missing its hubs, not
+    // one of the extras alone: refused, nothing written.
+    let with_base = dir.join("with-base");
+    let run = failback(&args(&[
+        "merge",
+        "--base",
+        &fixture("failback/base.jsonl"),
+        "--jobs-file",
+        &format!("primary={}", fixture("jobs/primary.json")),
+        "--jobs-file",
+        &format!("secondary={}", fixture("jobs/secondary.json")),
+        "--out",
+        &with_base.display().to_string(),
+    ]));
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("a merge needs at least two hubs, 0 given"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!with_base.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -372,6 +484,57 @@ fn which_hubs_failed_must_be_known_and_hubs_must_be_the_merges() {
     assert!(run.status.success(), "{}", stderr(&run));
     let todo = std::fs::read_to_string(out.join("jobs.todo.jsonl")).unwrap();
     assert_eq!(todo.lines().count(), 2);
+    // Named twice is not named once.
+    let run = failback(&args(&[
+        "merge",
+        "--jobs-file",
+        &format!("westeurope={jobs}"),
+        "--active-order",
+        "northeurope,westeurope,westeurope",
+        "--out",
+        &dir.join("twice").display().to_string(),
+    ]));
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(
+            "hub westeurope failed over: the order the hubs were active in does not name it once"
+        ),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!dir.join("twice").exists());
+    // Told by as-of times, when every jobs hub has one: the same order,
+    // and the other way round nothing is lost (westeurope is active).
+    for (westeurope, lost) in [("2024-03-01T00:00:00Z", 2), ("2024-03-03T00:00:00Z", 0)] {
+        let run = failback(&args(&[
+            "merge",
+            "--jobs-file",
+            &format!("westeurope={jobs}"),
+            "--as-of",
+            &format!("westeurope={westeurope}"),
+            "--as-of",
+            "northeurope=2024-03-02T00:00:00Z",
+            "--out",
+            &out.display().to_string(),
+        ]));
+        assert!(run.status.success(), "{}", stderr(&run));
+        let todo = std::fs::read_to_string(out.join("jobs.todo.jsonl")).unwrap();
+        assert_eq!(todo.lines().count(), lost, "westeurope as of {westeurope}");
+    }
+    // An as-of time for some jobs hubs only tells nothing: the order of
+    // `primary` and `secondary` is taken.
+    let run = failback(&args(&[
+        "merge",
+        "--jobs-file",
+        &format!("primary={jobs}"),
+        "--jobs-file",
+        &format!("secondary={}", fixture("jobs/secondary.json")),
+        "--as-of",
+        "secondary=2024-03-03T00:00:00Z",
+        "--out",
+        &out.display().to_string(),
+    ]));
+    assert!(run.status.success(), "{}", stderr(&run));
     // A typo in a hub name is an error, not a third hub.
     let run = failback(&args(&[
         "merge",
