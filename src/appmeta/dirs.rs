@@ -446,4 +446,53 @@ mod tests {
         assert!(valid_name(&"n".repeat(128)));
         assert!(!valid_name(&"n".repeat(129)));
     }
+
+    #[test]
+    fn each_document_is_counted_once_by_what_became_of_it() {
+        let dir = std::env::temp_dir().join(format!("failback-outcomes-{}", std::process::id()));
+        let docs = |name: &str, files: &[(&str, &str)]| {
+            let path = dir.join(name);
+            std::fs::create_dir_all(&path).unwrap();
+            for (file, text) in files {
+                std::fs::write(path.join(file), text).unwrap();
+            }
+            path
+        };
+        let base = docs(
+            "base",
+            &[
+                ("same.json", "{}"),
+                ("changed.json", "{}"),
+                ("gone.json", "{}"),
+            ],
+        );
+        let p = docs(
+            "p",
+            &[
+                ("same.json", "{}"),
+                ("changed.json", r#"{"k": 1}"#),
+                ("gone.json", "{}"),
+                ("new.json", "{}"),
+            ],
+        );
+        let s = docs("s", &[("same.json", "{}"), ("changed.json", "{}")]);
+        let hubs = [
+            (ReplicaId::new("p").unwrap(), p),
+            (ReplicaId::new("s").unwrap(), s),
+        ];
+        let merged = merge_dirs(Some(&base), &hubs).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let want = [
+            ("created", 1),
+            ("deleted", 1),
+            ("merged", 1),
+            ("unchanged", 1),
+        ];
+        assert_eq!(merged.outcomes(), BTreeMap::from(want));
+        let outcome = |name: &str| merged.docs[name].outcome;
+        assert_eq!(
+            ["same", "changed", "gone", "new"].map(outcome),
+            ["unchanged", "merged", "deleted", "created"]
+        );
+    }
 }

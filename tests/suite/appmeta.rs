@@ -767,6 +767,42 @@ proptest! {
         doc.check_invariants().expect("invariants hold");
     }
 
+    /// The list diff keeps every element a replica kept: one replica
+    /// deletes and inserts elements around the ones it keeps, another
+    /// edits inside one of those, and the merge shows that edit on that
+    /// element, wherever the first replica's edits moved it. (A diff that
+    /// rewrote shifted elements in place would put the edit on another.)
+    #[test]
+    fn an_edit_inside_an_element_another_replica_kept_survives_its_list_edits(
+        n in 1..12usize,
+        keep in proptest::collection::vec(any::<bool>(), 12),
+        inserts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let element = |id: usize, kw: i64| json!({"id": id, "kw": kw});
+        let old: Vec<Value> = (0..n).map(|i| element(i, 0)).collect();
+        let kept: Vec<usize> = (0..n).filter(|&i| keep[i]).collect();
+        prop_assume!(!kept.is_empty());
+        let mut list: Vec<Value> = kept.iter().map(|&i| element(i, 0)).collect();
+        for (j, at) in inserts.iter().enumerate() {
+            list.insert(at.index(list.len() + 1), element(100 + j, 0));
+        }
+        let target = kept[pick.index(kept.len())];
+        let mut touched = old.clone();
+        touched[target]["kw"] = json!(1);
+        let start = base(json!({ "l": old }));
+        let a = edited(&start, "primary", json!({ "l": list }));
+        let b = edited(&start, "secondary", json!({ "l": touched }));
+        let m = both_ways(&a, &b);
+        for item in &mut list {
+            if item["id"] == json!(target) {
+                item["kw"] = json!(1);
+            }
+        }
+        prop_assert_eq!(m.to_json(), json!({ "l": list }));
+        prop_assert!(m.conflicts().is_empty());
+    }
+
     #[test]
     fn load_never_panics_on_damaged_bytes(
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
@@ -783,4 +819,152 @@ proptest! {
             let _ = doc.to_json();
         }
     }
+}
+
+// ---- nesting limit ---------------------------------------------------------------
+
+/// A document nesting `levels` deep, the root object counting as one:
+/// `{"x": ...}` around `1`, or arrays below the root when `arrays`.
+fn nested(levels: usize, arrays: bool) -> Value {
+    let mut value = json!(1);
+    for _ in 1..levels {
+        value = if arrays {
+            json!([value])
+        } else {
+            json!({ "x": value })
+        };
+    }
+    json!({ "x": value })
+}
+
+#[test]
+fn nesting_is_accepted_to_the_limit_and_refused_past_it_for_objects_and_arrays() {
+    let hub = replica("primary");
+    let limit = AppDocument::MAX_DEPTH;
+    for arrays in [false, true] {
+        // The root and `limit - 1` containers below it: at the limit.
+        let deepest = nested(limit, arrays);
+        let doc = AppDocument::from_json(&hub, &deepest).unwrap();
+        doc.check_invariants().expect("at the limit is allowed");
+        let loaded = AppDocument::load(&doc.save()).expect("and loads again");
+        assert_eq!(loaded.to_json(), deepest);
+        // One more level is refused before anything is written, naming
+        // where the limit was crossed.
+        let mut edited = doc.clone();
+        let err = edited
+            .set_json(&hub, &nested(limit + 1, arrays))
+            .unwrap_err();
+        let at = if arrays { "/x/0/0" } else { "/x/x/x" };
+        match &err {
+            AppMetaError::TooDeep { path, limit: 128 } => assert!(path.starts_with(at), "{err}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(edited, doc);
+    }
+}
+
+#[test]
+fn a_loaded_document_nesting_past_the_limit_is_refused() {
+    // Maps and lists in turn, 130 levels with the root: past the limit,
+    // which only a document written by another program can be.
+    let bytes = raw_doc(1, |tx| {
+        let mut obj = tx.put_object(ROOT, "x", ObjType::Map).unwrap();
+        for level in 0..AppDocument::MAX_DEPTH {
+            obj = if level % 2 == 0 {
+                tx.put_object(&obj, "x", ObjType::List).unwrap()
+            } else {
+                tx.insert_object(&obj, 0, ObjType::Map).unwrap()
+            };
+        }
+    });
+    match AppDocument::load(&bytes) {
+        Err(AppMetaError::TooDeep { path, limit: 128 }) => {
+            assert!(path.starts_with("/x/x/0/x/0"), "{path}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- equality, Debug and serde's other forms ---------------------------------------
+
+#[test]
+fn documents_with_other_changes_are_not_equal() {
+    let start = base(json!({"k": 1}));
+    let next = edited(&start, "primary", json!({"k": 2}));
+    assert_ne!(start, next);
+    assert_ne!(AppDocument::new(), start);
+    // The same value reached by another history is another document.
+    let other = edited(&next, "primary", json!({"k": 1}));
+    assert_eq!(other.to_json(), start.to_json());
+    assert_ne!(other, start);
+}
+
+#[test]
+fn debug_shows_the_heads_and_the_value() {
+    let doc = base(json!({"k": "v"}));
+    let head = Automerge::load(&doc.save()).unwrap().get_heads()[0];
+    let text = format!("{doc:?}");
+    assert_eq!(
+        text,
+        format!(r#"AppDocument {{ heads: ["{head}"], value: Object {{"k": String("v")}} }}"#)
+    );
+}
+
+/// A deserializer of a binary format: hands the visitor the bytes, as
+/// bytes or as a sequence of `u8`.
+struct Binary<'a> {
+    bytes: &'a [u8],
+    as_seq: bool,
+}
+
+impl<'de> serde::Deserializer<'de> for Binary<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        if self.as_seq {
+            v.visit_seq(serde::de::value::SeqDeserializer::new(
+                self.bytes.iter().copied(),
+            ))
+        } else {
+            v.visit_bytes(self.bytes)
+        }
+    }
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+#[test]
+fn serde_reads_upper_case_hex_and_the_bytes_of_binary_formats() {
+    use serde::Deserialize;
+    let doc = scenario();
+    let hex = serde_json::to_string(&doc).unwrap();
+    let back: AppDocument = serde_json::from_str(&hex.to_uppercase()).unwrap();
+    assert_eq!(back, doc);
+    let bytes = doc.save();
+    for as_seq in [false, true] {
+        let back = AppDocument::deserialize(Binary {
+            bytes: &bytes,
+            as_seq,
+        })
+        .unwrap();
+        assert_eq!(back.save(), bytes, "as_seq: {as_seq}");
+    }
+    // What a wrong type is told.
+    let err = serde_json::from_str::<AppDocument>("12").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid type: integer `12`, expected an automerge document as hex text or bytes at line 1 column 2"
+    );
+    let err = serde_json::from_str::<AppDocument>("\"abc\"").unwrap_err();
+    assert!(err.to_string().contains("odd number of digits"), "{err}");
+    let err = serde_json::from_str::<AppDocument>("\"0g\"").unwrap_err();
+    assert!(err.to_string().contains("not a hex digit"), "{err}");
 }

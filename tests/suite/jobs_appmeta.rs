@@ -753,6 +753,39 @@ fn whatever_is_no_document_is_refused_by_name() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_json_document_is_refused_at_its_line_with_serdes_words_and_no_position_twice() {
+    let dir = scratch("json-message");
+    let p = docs_dir(&dir, "p", &[("a.json", b"{\n  \"k\": 1,\n")]);
+    let err = merge_dirs(None, &[(hub("p"), p.clone())]).unwrap_err();
+    let file = p.join("a.json").display().to_string();
+    assert_eq!(
+        err.to_string(),
+        format!("{file}:3: invalid JSON at column 0: EOF while parsing a value")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_document_file_is_read_up_to_16_mib_and_refused_past_it() {
+    let dir = scratch("size");
+    // `{}` and spaces: 16 MiB exactly, then one byte more.
+    let mut text = b"{}".to_vec();
+    text.resize(16 << 20, b' ');
+    let p = docs_dir(&dir, "p", &[("big.json", &text)]);
+    let merged = merge_dirs(None, &[(hub("p"), p)]).unwrap();
+    assert_eq!(merged.documents().next().unwrap().1.to_json(), json!({}));
+    text.push(b' ');
+    let p = docs_dir(&dir, "p", &[("big.json", &text)]);
+    let err = merge_dirs(None, &[(hub("p"), p)]).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("big.json: not an application document: larger than 16 MiB"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // Jobs, through the library.
 
