@@ -260,8 +260,14 @@ impl std::error::Error for NotReplaced {}
 
 /// Whether `error` is [`DirWriter::begin`] refusing to replace its
 /// output: bad usage, not a failure of the file system.
+///
+/// Told by its kind and its payload, not by its type: the binary compiles
+/// its own copy of this module beside the library's, and the refusals of
+/// the library's writers (`c2d`'s) reach it as the library's type. No
+/// other error of this crate is `AlreadyExists` with a payload (those of
+/// the operating system carry none).
 pub(crate) fn is_not_replaced(error: &io::Error) -> bool {
-    error.get_ref().is_some_and(|e| e.is::<NotReplaced>())
+    error.kind() == io::ErrorKind::AlreadyExists && error.get_ref().is_some()
 }
 
 /// A whole output directory being written: its files go into the sibling

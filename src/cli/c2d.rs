@@ -71,7 +71,7 @@ pub fn run(args: C2dArgs) -> Result<ExitCode, Failure> {
     let settlement = inputs.settle(as_of);
     settlement
         .write_dir(&args.out)
-        .map_err(|e| Failure::Internal(format!("{}: {e}", args.out.display())))?;
+        .map_err(|e| super::output_failure("c2d", &args.out, &e))?;
 
     let report = settlement.report();
     let from = match as_of {

@@ -148,7 +148,7 @@ fn single(args: &DrillArgs) -> Result<ExitCode, Failure> {
 /// sees half a report nor the files of two reports. An existing `dir`
 /// holding anything but a report is refused, not replaced.
 fn write_report(dir: &Path, report: &Report) -> Result<(), Failure> {
-    let io = |e: std::io::Error| Failure::Input(format!("{}: {e}", dir.display()));
+    let io = |e: std::io::Error| super::output_failure("drill report", dir, &e);
     let is_report = |name: &str| matches!(name, "report.json" | "report.html");
     let out = fsio::DirWriter::begin(dir, &is_report).map_err(io)?;
     out.write("report.json", report.to_json().as_bytes())

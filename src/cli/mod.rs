@@ -49,6 +49,21 @@ pub enum Failure {
     Internal(String),
 }
 
+/// A failure writing the output directory `out` of `command`: a refusal to
+/// replace a directory that holds other files (or a file) is bad usage,
+/// exit 2, with what to give instead; anything else is the file system's,
+/// exit 1.
+fn output_failure(command: &str, out: &std::path::Path, error: &std::io::Error) -> Failure {
+    let shown = format!("cannot write {}: {error}", out.display());
+    if crate::fsio::is_not_replaced(error) {
+        Failure::Input(format!(
+            "{shown}; give a new directory or a previous {command} output"
+        ))
+    } else {
+        Failure::Internal(shown)
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

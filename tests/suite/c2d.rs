@@ -850,6 +850,33 @@ fn bad_input_exits_2_with_one_line_and_leaves_the_outputs_as_they_were() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--out` naming a directory that holds other files is refused as bad
+/// usage (exit 2, one line naming it), the directory left as it was; a
+/// previous output of `c2d` is replaced.
+#[test]
+fn an_out_directory_holding_other_files_is_refused_not_replaced() {
+    let dir = scratch("taken");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "keep me\n").unwrap();
+    let result = run(&c2d_args(&out, false));
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8(result.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&out.display().to_string()), "{stderr}");
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+    assert_eq!(
+        files(&out),
+        BTreeMap::from([("notes.txt".to_owned(), b"keep me\n".to_vec())])
+    );
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
+    assert!(run(&c2d_args(&out, false)).status.success());
+    let first = files(&out);
+    assert!(run(&c2d_args(&out, true)).status.success());
+    assert_eq!(files(&out), first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[cfg(unix)]
 #[test]
 fn a_kill_after_any_step_leaves_the_old_outputs_or_the_new() {

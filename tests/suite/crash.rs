@@ -466,3 +466,25 @@ fn a_sigkill_at_a_random_time_during_a_larger_merge_leaves_old_or_new() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// `drill --report` naming a directory that holds other files is refused
+/// as bad usage (exit 2, one line naming it), the directory left as it
+/// was, as `merge --out` and `c2d --out` are.
+#[test]
+fn a_drill_report_directory_holding_other_files_is_refused() {
+    let dir = scratch("report-taken");
+    let report = dir.join("report");
+    std::fs::create_dir_all(&report).unwrap();
+    std::fs::write(report.join("notes.txt"), "keep me\n").unwrap();
+    let out = command(&dir, &drill_args(1)).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+    let names: Vec<String> = std::fs::read_dir(&report)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["notes.txt"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
