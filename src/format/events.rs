@@ -127,9 +127,11 @@ pub struct Event {
     /// `operationTimestamp`, ms since the epoch (required but for
     /// connection events).
     pub time: Option<i64>,
-    /// The body's twin (none for connection events). Boxed: an event
-    /// without one (as a replica holds it, see `held_version`) is then
-    /// some 180 bytes, not 600.
+    /// The body's twin: none for connection events, nor for an event
+    /// read as a replica holds it ([`EventReader::held`]; its version is
+    /// still [`Event::version`]). Boxed: an event without one (as a
+    /// replica holds it, see `held_version`) is then some 180 bytes, not
+    /// 600.
     pub twin: Option<Box<EventTwin>>,
     /// The body as canonical JSON (keys sorted), without any
     /// `authentication`.
