@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::common::listing;
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/failback");
 
 fn failback(args: &[&str]) -> Output {
@@ -321,16 +323,6 @@ fn output_is_the_same_bytes_whatever_the_flag_order_and_run() {
     }
 }
 
-/// The names in `dir`, sorted.
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn out_replaces_a_previous_merge_output_but_not_a_directory_holding_other_files() {
     let dir = scratch("out-guard");
@@ -359,11 +351,11 @@ fn out_replaces_a_previous_merge_output_but_not_a_directory_holding_other_files(
     assert!(stderr.contains(other.to_str().unwrap()), "{stderr}");
     assert!(stderr.contains("notes.txt"), "{stderr}");
     assert!(stderr.contains("give --out a new directory"), "{stderr}");
-    assert_eq!(names_in(&other), ["merged.jsonl", "notes.txt"]);
+    assert_eq!(listing(&other), ["merged.jsonl", "notes.txt"]);
     assert_eq!(read(&other.join("notes.txt")), "keep me\n");
     assert_eq!(read(&other.join("merged.jsonl")), "old\n");
     assert_eq!(
-        names_in(&dir),
+        listing(&dir),
         ["fresh", "other"],
         "temporary directory left"
     );
@@ -391,8 +383,8 @@ fn out_replaces_a_previous_merge_output_but_not_a_directory_holding_other_files(
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert_eq!(names_in(&previous), names_in(&fresh));
-    for name in names_in(&fresh) {
+    assert_eq!(listing(&previous), listing(&fresh));
+    for name in listing(&fresh) {
         assert_eq!(
             read(&previous.join(&name)),
             read(&fresh.join(&name)),
@@ -426,7 +418,7 @@ fn a_write_the_file_system_refuses_is_an_internal_error_exit_1() {
         "{stderr}"
     );
     assert_eq!(read(&file), "x\n");
-    assert_eq!(names_in(&dir), ["a-file"]);
+    assert_eq!(listing(&dir), ["a-file"]);
 }
 
 #[test]

@@ -31,6 +31,16 @@ pub fn scratch(subject: &str, name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// The names in `dir`, hidden ones included, sorted.
+pub fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// 2024-03-01T12:00:00Z, where the event tests' histories start.
 pub const T0: i64 = 1_709_294_400_000;
 
