@@ -237,35 +237,22 @@ pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Why [`DirWriter::begin`] left an existing `out` alone (it is not a
-/// directory, or holds something the command does not write): the
+/// [`DirWriter::begin`] leaving an existing `out` alone (it is not a
+/// directory, or holds something the command does not write), `why`: the
 /// operator's to settle (another path, or the directory cleared), not the
-/// machine's. Carried inside the [`io::Error`], see [`is_not_replaced`].
-#[derive(Debug)]
-pub(crate) struct NotReplaced(String);
-
-impl NotReplaced {
-    fn error(why: String) -> io::Error {
-        io::Error::new(io::ErrorKind::AlreadyExists, NotReplaced(why))
-    }
+/// machine's. See [`is_not_replaced`].
+fn not_replaced(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::AlreadyExists, why)
 }
-
-impl std::fmt::Display for NotReplaced {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NotReplaced {}
 
 /// Whether `error` is [`DirWriter::begin`] refusing to replace its
 /// output: bad usage, not a failure of the file system.
 ///
-/// Told by its kind and its payload, not by its type: the binary compiles
-/// its own copy of this module beside the library's, and the refusals of
-/// the library's writers (`c2d`'s) reach it as the library's type. No
-/// other error of this crate is `AlreadyExists` with a payload (those of
-/// the operating system carry none).
+/// Told by its kind and its payload, not by a type of its own: the binary
+/// compiles its own copy of this module beside the library's, and the
+/// refusals of the library's writers (`c2d`'s) reach it from the library's
+/// copy. No other error of this crate is `AlreadyExists` with a payload
+/// (those of the operating system carry none).
 pub(crate) fn is_not_replaced(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::AlreadyExists && error.get_ref().is_some()
 }
@@ -307,13 +294,13 @@ impl DirWriter {
         remove_stale_dir(&tmp)?;
         if let Ok(meta) = fs::symlink_metadata(out) {
             if !meta.is_dir() {
-                return Err(NotReplaced::error("exists and is not a directory".into()));
+                return Err(not_replaced("exists and is not a directory".into()));
             }
             for entry in fs::read_dir(out)? {
                 let name = entry?.file_name();
                 let name = name.to_string_lossy();
                 if !is_output(&name) {
-                    return Err(NotReplaced::error(format!(
+                    return Err(not_replaced(format!(
                         "not replaced: it holds {name:?}, which is not an output of this command"
                     )));
                 }

@@ -251,8 +251,12 @@ pub(crate) fn validate_key(key: &str) -> Result<(), ValidationErrorKind> {
 /// UTF-8 bytes, numbers 8, booleans 4, `null` 0, objects and arrays by
 /// what they hold).
 pub(crate) fn section_size(section: &JsonMap) -> usize {
-    section
-        .iter()
+    entries_size(section.iter())
+}
+
+/// [`section_size`] of a section's properties given as `entries`.
+fn entries_size<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>) -> usize {
+    entries
         .map(|(key, value)| key.len().saturating_add(value_size(value)))
         .fold(0, usize::saturating_add)
 }
@@ -297,9 +301,7 @@ pub(crate) fn validate_section_entries<'a>(
     let mut path = String::with_capacity(64);
     path.push_str(section.path());
     check_entries(entries.clone(), 1, &mut path)?;
-    let bytes = entries
-        .map(|(key, value)| key.len().saturating_add(value_size(value)))
-        .fold(0, usize::saturating_add);
+    let bytes = entries_size(entries);
     let limit = max_section_bytes(section);
     if bytes > limit {
         return Err((
