@@ -81,20 +81,20 @@ pub fn typical_device(i: usize) -> DeviceSnapshot {
     d.device.capabilities = Some(json!({"iotEdge": false}));
     let tags =
         json!({"site": "berlin-03", "floor": i % 12, "owner": "facilities", "model": "th-200"});
-    d.device.tags = tags.as_object().cloned().unwrap_or_default();
+    d.device.tags = tags.as_object().cloned().unwrap_or_default().into();
     let desired = json!({
         "telemetry": {"interval": 30, "batch": 10, "enabled": true},
         "firmware": {"version": "4.2.1", "channel": "stable"},
         "thresholds": {"temp": {"high": 28.5, "low": 16.0}, "humidity": 70},
         "mode": "eco", "rev": i
     });
-    d.device.desired = desired.as_object().cloned().unwrap_or_default();
+    d.device.desired = desired.as_object().cloned().unwrap_or_default().into();
     let reported = json!({
         "firmware": {"version": "4.2.1", "installed": "2026-10-01T10:00:00Z"},
         "telemetry": {"interval": 30, "lastSent": "2026-11-26T06:00:00Z"},
         "battery": 87, "rssi": -61, "uptime": 123456, "temp": 22.4, "humidity": 41,
         "errors": 0
     });
-    d.device.reported = reported.as_object().cloned().unwrap_or_default();
+    d.device.reported = reported.as_object().cloned().unwrap_or_default().into();
     d
 }

@@ -17,7 +17,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use failback::doc::{
-    AuthType, Authentication, DeviceSnapshot, Entity, JsonMap, Secret, Status, StatusValue,
+    AuthType, Authentication, DeviceSnapshot, Entity, Secret, SectionMap, Status, StatusValue,
     X509Thumbprint,
 };
 use failback::format::{DeviceEtags, RecordMeta, write_device};
@@ -41,10 +41,10 @@ fn permille(seed: u64, i: usize, salt: u64) -> u64 {
     draw(seed, i, salt) % 1000
 }
 
-fn obj(value: Value) -> JsonMap {
+fn obj(value: Value) -> SectionMap {
     match value {
-        Value::Object(map) => map,
-        _ => JsonMap::new(),
+        Value::Object(map) => map.into(),
+        _ => SectionMap::new(),
     }
 }
 

@@ -274,7 +274,7 @@ fn strings(value: &Value, out: &mut BTreeSet<String>) {
 /// Every value an entity reads as that a replica could have written.
 fn traced(entity: &Entity, out: &mut BTreeSet<String>) {
     for section in [&entity.tags, &entity.desired, &entity.reported] {
-        strings(&Value::Object(section.clone()), out);
+        strings(&Value::Object(section.clone().into()), out);
     }
     if let Some(reason) = entity.status.as_ref().and_then(|s| s.reason.clone()) {
         out.insert(reason);

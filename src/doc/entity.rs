@@ -338,9 +338,9 @@ impl EntityDoc {
             sink.siblings(field.name(), rule, read.winner, &read.losers, id_side);
             put_field(&mut entity, field, &read.winner.value);
         }
-        entity.tags = twin::resolve(&self.tags, Section::Tags.path(), sink);
-        entity.desired = twin::resolve(&self.desired, Section::Desired.path(), sink);
-        entity.reported = twin::resolve(&self.reported, Section::Reported.path(), sink);
+        entity.tags = twin::resolve(&self.tags, Section::Tags.path(), sink).into();
+        entity.desired = twin::resolve(&self.desired, Section::Desired.path(), sink).into();
+        entity.reported = twin::resolve(&self.reported, Section::Reported.path(), sink).into();
         entity
     }
 

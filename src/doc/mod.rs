@@ -38,5 +38,7 @@ pub(crate) use secret::base64;
 pub use snapshot::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, MetaTree};
 pub use twin::Section;
 pub(crate) use values::Extra;
-pub use values::{AuthType, Authentication, Status, StatusValue, SymmetricKey, X509Thumbprint};
+pub use values::{
+    AuthType, Authentication, SectionMap, Status, StatusValue, SymmetricKey, X509Thumbprint,
+};
 internals!(values::JsonMap);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Authentication, Extra, JsonMap, StatusValue};
+use super::{Authentication, Extra, JsonMap, SectionMap, StatusValue};
 
 /// The resolved state of one device or module: identity fields and twin.
 ///
@@ -26,11 +26,11 @@ pub struct Entity {
     /// API versions).
     pub extra: Extra,
     /// Twin `tags`.
-    pub tags: JsonMap,
+    pub tags: SectionMap,
     /// Twin `properties.desired`, without `$metadata` and `$version`.
-    pub desired: JsonMap,
+    pub desired: SectionMap,
     /// Twin `properties.reported`, without `$metadata` and `$version`.
-    pub reported: JsonMap,
+    pub reported: SectionMap,
 }
 
 /// The resolved state of one device with its modules.
@@ -159,10 +159,16 @@ impl Entity {
         for (k, v) in &self.extra {
             out.insert(k.clone(), v.clone());
         }
-        out.insert("tags".into(), Value::Object(self.tags.clone()));
+        out.insert("tags".into(), Value::Object(JsonMap::clone(&self.tags)));
         let mut props = serde_json::Map::new();
-        props.insert("desired".into(), Value::Object(self.desired.clone()));
-        props.insert("reported".into(), Value::Object(self.reported.clone()));
+        props.insert(
+            "desired".into(),
+            Value::Object(JsonMap::clone(&self.desired)),
+        );
+        props.insert(
+            "reported".into(),
+            Value::Object(JsonMap::clone(&self.reported)),
+        );
         out.insert("properties".into(), Value::Object(props));
         Value::Object(out)
     }

@@ -1,6 +1,9 @@
 //! The values of identity fields: status and authentication.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -151,6 +154,113 @@ fn redact_strings(value: &mut Value) {
 
 /// A JSON object with keys in sorted order.
 pub type JsonMap = serde_json::Map<String, Value>;
+
+/// A twin section's JSON object (`tags`, `properties.desired`,
+/// `properties.reported`), shared between copies of an [`Entity`] until one
+/// of them writes to it.
+///
+/// Entities are copied far more often than their twins change: a hub's
+/// record, a plan line, an export read back and the merged state often hold
+/// the same section. Cloning a `SectionMap` counts a reference instead of
+/// copying the tree, two copies compare equal without walking it, and a
+/// write through [`DerefMut`] copies it first only when it is shared.
+/// Everything else reads it as the [`JsonMap`] it dereferences to.
+///
+/// [`Entity`]: super::Entity
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::SectionMap;
+/// use serde_json::json;
+///
+/// let mut tags = SectionMap::new();
+/// tags.insert("site".into(), json!("lyon"));
+/// let copy = tags.clone();
+/// tags.insert("floor".into(), json!(2));
+/// assert_eq!(copy.len(), 1, "the copy kept what it was given");
+/// assert_eq!(tags.get("floor"), Some(&json!(2)));
+/// assert_ne!(tags, copy);
+/// ```
+#[derive(Clone, Default)]
+pub struct SectionMap(Arc<JsonMap>);
+
+impl SectionMap {
+    /// An empty section.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The section's object, copied only when another copy shares it.
+    pub fn into_map(self) -> JsonMap {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+    }
+}
+
+impl Deref for SectionMap {
+    type Target = JsonMap;
+
+    fn deref(&self) -> &JsonMap {
+        &self.0
+    }
+}
+
+impl DerefMut for SectionMap {
+    fn deref_mut(&mut self) -> &mut JsonMap {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl PartialEq for SectionMap {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl PartialEq<JsonMap> for SectionMap {
+    fn eq(&self, other: &JsonMap) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl fmt::Debug for SectionMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<JsonMap> for SectionMap {
+    fn from(map: JsonMap) -> Self {
+        Self(Arc::new(map))
+    }
+}
+
+impl From<SectionMap> for JsonMap {
+    fn from(section: SectionMap) -> Self {
+        section.into_map()
+    }
+}
+
+impl FromIterator<(String, Value)> for SectionMap {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        Self(Arc::new(iter.into_iter().collect()))
+    }
+}
+
+impl Serialize for SectionMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'a> IntoIterator for &'a SectionMap {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = serde_json::map::Iter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
 
 /// Unknown identity fields, kept verbatim so nothing a newer hub sends is
 /// dropped.

@@ -215,8 +215,8 @@ impl Gen<'_> {
         };
         Entity {
             authentication: Some(self.auth(false)),
-            desired: desired.as_object().cloned().unwrap_or_default(),
-            reported: reported.as_object().cloned().unwrap_or_default(),
+            desired: desired.as_object().cloned().unwrap_or_default().into(),
+            reported: reported.as_object().cloned().unwrap_or_default().into(),
             ..Entity::default()
         }
     }
@@ -238,9 +238,9 @@ impl Gen<'_> {
             status: Some(status),
             authentication: Some(self.auth(!edge)),
             capabilities: Some(json!({"iotEdge": edge})),
-            tags: self.tags(),
-            desired: self.desired(),
-            reported: self.reported(),
+            tags: self.tags().into(),
+            desired: self.desired().into(),
+            reported: self.reported().into(),
             ..Entity::default()
         };
         let mut snapshot = DeviceSnapshot {

@@ -784,7 +784,8 @@ mod tests {
         d.device.desired = json!({"fw": {"version": "1.0"}, "logLevel": "info"})
             .as_object()
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into();
         d
     }
 

@@ -237,7 +237,7 @@ fn twin_body(id: &str, module: Option<&str>, e: &Entity, version: u64) -> Value 
     }
     m.insert("version".into(), json!(version));
     identity_fields(&mut m, e);
-    m.insert("tags".into(), Value::Object(e.tags.clone()));
+    m.insert("tags".into(), Value::Object(JsonMap::clone(&e.tags)));
     m.insert(
         "properties".into(),
         json!({"desired": e.desired, "reported": e.reported}),
@@ -870,8 +870,8 @@ mod tests {
     fn every_envelope_reads_back_as_the_same_events() {
         let t = crate::drill::EPOCH_MS;
         let entity = Entity {
-            tags: map(json!({"site": "Bülach"})),
-            desired: map(json!({"fan": 2})),
+            tags: map(json!({"site": "Bülach"})).into(),
+            desired: map(json!({"fan": 2})).into(),
             ..Entity::default()
         };
         let lifecycle = [

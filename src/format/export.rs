@@ -204,9 +204,9 @@ fn convert(raw: RawExport, id: String) -> Result<ExportLine, (String, ReadErrorK
             device_scope: raw.device_scope,
             parent_scopes: raw.parent_scopes,
             extra: raw.extra,
-            tags: raw.tags.map,
-            desired: raw.properties.desired.map,
-            reported: raw.properties.reported.map,
+            tags: raw.tags.map.into(),
+            desired: raw.properties.desired.map.into(),
+            reported: raw.properties.reported.map.into(),
         },
     })
 }
@@ -667,7 +667,9 @@ mod tests {
         let line = parse(
             r#"{"id":"d","status":"enabled","properties":{"desired":{"a":1,"$metadata":{"$lastUpdated":"x"},"$version":4}}}"#,
         );
-        let desired = line.map(|l| l.entity.desired).map_err(|e| e.to_string());
+        let desired = line
+            .map(|l| l.entity.desired.into_map())
+            .map_err(|e| e.to_string());
         assert_eq!(
             desired,
             Ok(serde_json::json!({"a":1})

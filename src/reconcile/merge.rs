@@ -493,7 +493,7 @@ mod tests {
     }
 
     fn tags(d: &DeviceSnapshot) -> serde_json::Value {
-        serde_json::Value::Object(d.device.tags.clone())
+        serde_json::Value::Object(d.device.tags.clone().into_map())
     }
 
     fn sas(key: &str, modules: &[&str]) -> DeviceSnapshot {
@@ -571,7 +571,7 @@ mod tests {
         );
         let modules: Vec<&String> = merged.modules.keys().collect();
         assert_eq!(modules, ["a", "b", "c", "shared"]);
-        let shared = serde_json::Value::Object(merged.modules["shared"].desired.clone());
+        let shared = serde_json::Value::Object(merged.modules["shared"].desired.clone().into_map());
         assert_eq!(shared, json!({"a": true, "b": true, "c": true}));
         let keys: Vec<&Conflict> = resolved
             .conflicts

@@ -622,9 +622,10 @@ impl Twin {
             .iter()
             .map(|(k, (_, v))| (k.clone(), v.clone()))
             .collect();
-        entity.tags = self.tags.render().0;
-        (entity.desired, times.desired) = self.desired.render();
-        (entity.reported, times.reported) = self.reported.render();
+        entity.tags = self.tags.render().0.into();
+        let (desired, reported) = (self.desired.render(), self.reported.render());
+        (entity.desired, times.desired) = (desired.0.into(), desired.1);
+        (entity.reported, times.reported) = (reported.0.into(), reported.1);
         (entity, times, id.etag.as_ref().map(|(_, e)| e.clone()))
     }
 }

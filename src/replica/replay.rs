@@ -564,14 +564,14 @@ fn whole(state: &mut State, twin: &EventTwin, time: i64, reset: bool) {
     }
     identity(state, twin, time);
     if reset || twin.has_tags {
-        state.entity.tags = without_nulls(&twin.entity.tags);
+        state.entity.tags = without_nulls(&twin.entity.tags).into();
     }
     if reset || twin.has_desired {
-        state.entity.desired = without_nulls(&twin.entity.desired);
+        state.entity.desired = without_nulls(&twin.entity.desired).into();
         state.times.desired = stamped(&twin.times.desired, time);
     }
     if reset || twin.has_reported {
-        state.entity.reported = without_nulls(&twin.entity.reported);
+        state.entity.reported = without_nulls(&twin.entity.reported).into();
         state.times.reported = stamped(&twin.times.reported, time);
     }
 }

@@ -391,7 +391,7 @@ fn a_late_older_patch_still_loses_after_compaction() {
     replica.compact();
     let d = replica.device("d").expect("exists");
     assert_eq!(
-        Value::Object(d.snapshot.device.desired.clone()),
+        Value::Object(d.snapshot.device.desired.clone().into()),
         json!({"fan": 5, "mode": {"eco": true}, "light": 1})
     );
     assert_eq!(d.meta.version, Some(5));
@@ -408,7 +408,7 @@ fn a_late_older_patch_still_loses_after_compaction() {
     replica.compact();
     let d = replica.device("d").expect("exists");
     assert_eq!(
-        Value::Object(d.snapshot.device.desired.clone()),
+        Value::Object(d.snapshot.device.desired.clone().into()),
         json!({"fan": 5, "light": 1})
     );
     // Its version is remembered: delivered again, it is a duplicate.

@@ -299,10 +299,13 @@ fn strings(value: &Value, out: &mut BTreeSet<String>) {
 /// the status reason and the keys.
 fn traced(device: &DeviceSnapshot) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    strings(&Value::Object(device.device.tags.clone()), &mut out);
-    strings(&Value::Object(device.device.desired.clone()), &mut out);
+    strings(&Value::Object(device.device.tags.clone().into()), &mut out);
+    strings(
+        &Value::Object(device.device.desired.clone().into()),
+        &mut out,
+    );
     for module in device.modules.values() {
-        strings(&Value::Object(module.reported.clone()), &mut out);
+        strings(&Value::Object(module.reported.clone().into()), &mut out);
     }
     if let Some(reason) = device.device.status.as_ref().and_then(|s| s.reason.clone()) {
         out.insert(reason);

@@ -1117,9 +1117,9 @@ mod round_trip {
                     device_scope,
                     parent_scopes,
                     extra,
-                    tags,
-                    desired,
-                    reported,
+                    tags: tags.into(),
+                    desired: desired.into(),
+                    reported: reported.into(),
                 },
             )
     }

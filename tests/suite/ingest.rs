@@ -588,7 +588,7 @@ fn a_null_in_a_patch_removes_the_property() {
     ]);
     let device = replica.device("d").expect("exists");
     assert_eq!(
-        serde_json::Value::Object(device.snapshot.device.desired),
+        serde_json::Value::Object(device.snapshot.device.desired.into()),
         json!({"b": {"d": 2}})
     );
 }
@@ -844,7 +844,7 @@ fn a_re_created_module_takes_only_its_new_incarnations_changes() {
 fn an_export_seed_without_times_compacts_to_the_same_device() {
     let mut record = failback::format::DeviceRecord::default();
     record.snapshot.id = "x".to_owned();
-    record.snapshot.device.desired = object(json!({"a": {"b": 1}, "c": 1}));
+    record.snapshot.device.desired = object(json!({"a": {"b": 1}, "c": 1})).into();
     // Its keys, which no event carries, are the seed's.
     let keys = Authentication::sas(
         Secret::new("cHJpbWFyeQAAAAAAAAAAAA=="),

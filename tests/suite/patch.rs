@@ -101,9 +101,9 @@ fn by_hub_state(
     let hub = hub();
     let mut snapshot = DeviceSnapshot::enabled_sas("d", "p", "s");
     match which {
-        0 => snapshot.device.tags = base.clone(),
-        1 => snapshot.device.desired = base.clone(),
-        _ => snapshot.device.reported = base.clone(),
+        0 => snapshot.device.tags = base.clone().into(),
+        1 => snapshot.device.desired = base.clone().into(),
+        _ => snapshot.device.reported = base.clone().into(),
     }
     let mut state = HubState::new();
     state.put_device(&snapshot, &Stamp::new(T0, 0, hub.clone()), None);

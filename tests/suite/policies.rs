@@ -18,11 +18,16 @@ fn at(ms: i64, name: &str) -> Stamp {
 fn device(id: &str, key: &str) -> DeviceSnapshot {
     let mut d =
         DeviceSnapshot::enabled_sas(id, &format!("{key}-primary"), &format!("{key}-secondary"));
-    d.device.tags = json!({"site": "berlin"}).as_object().unwrap().clone();
+    d.device.tags = json!({"site": "berlin"})
+        .as_object()
+        .unwrap()
+        .clone()
+        .into();
     d.device.desired = json!({"fw": "1.0", "cfg": {"rate": 5, "mode": "eco"}})
         .as_object()
         .unwrap()
-        .clone();
+        .clone()
+        .into();
     d
 }
 
@@ -431,12 +436,14 @@ fn creations_on_two_hubs_are_one_device_and_disabled_wins() {
     quarantined.device.tags = json!({"site": "berlin", "cell": 4})
         .as_object()
         .unwrap()
-        .clone();
+        .clone()
+        .into();
     let mut enabled = device("d1", "ks");
     enabled.device.tags = json!({"site": "paris", "owner": "ops"})
         .as_object()
         .unwrap()
-        .clone();
+        .clone()
+        .into();
     let (p, s) = (hub("primary"), hub("secondary"));
     let (sp, ss) = (at(1, "primary"), at(2, "secondary"));
     let hubs = [
@@ -461,7 +468,7 @@ fn creations_on_two_hubs_are_one_device_and_disabled_wins() {
     assert_eq!(status.status, Status::Disabled);
     assert_eq!(status.reason.as_deref(), Some("quarantine"));
     assert_eq!(
-        serde_json::Value::Object(merged.device.tags.clone()),
+        serde_json::Value::Object(merged.device.tags.clone().into()),
         json!({"site": "paris", "cell": 4, "owner": "ops"})
     );
     assert_eq!(merged.device.authentication, enabled.device.authentication);
