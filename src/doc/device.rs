@@ -391,3 +391,40 @@ pub(crate) fn patch_twin(
     target.patch_section(section, patch, w, stamps);
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ReplicaId;
+
+    /// The DotStore contract a lineage prunes by, for a whole incarnation:
+    /// bottom exactly when neither the device nor any module holds a write.
+    /// A join with a side that saw every write and kept none empties it; a
+    /// module alone keeps it.
+    #[test]
+    fn a_device_incarnation_is_bottom_when_neither_it_nor_a_module_holds_a_write() {
+        assert!(DeviceDoc::default().is_bottom());
+        let hub = ReplicaId::new("a").unwrap();
+        let stamp = Stamp::new(1, 0, hub.clone());
+        let mut ctx = CausalContext::new();
+        let mut w = Write::new(&hub, &mut ctx);
+        let mut module = EntityDoc::default();
+        module.create(&mut w, &stamp);
+        let mut doc = DeviceDoc::default();
+        let dot = Dot::new(hub.clone(), 1);
+        doc.modules.entry_mut("m".into()).insert(dot, module);
+        assert!(doc.entity.is_bottom(), "only the module is written");
+        assert!(!doc.is_bottom(), "a module's write keeps the incarnation");
+
+        let mut emptied = doc.clone();
+        emptied.join(&ctx, &DeviceDoc::default(), &ctx);
+        assert!(emptied.is_bottom(), "{emptied:?}");
+        let mut lineage: Lineage<DeviceDoc> = OrMap::default();
+        lineage.insert(Dot::new(hub.clone(), 1), emptied);
+        assert!(lineage.is_empty(), "an emptied incarnation is pruned");
+
+        let mut kept = doc.clone();
+        kept.join(&ctx, &DeviceDoc::default(), &CausalContext::new());
+        assert_eq!(kept, doc);
+    }
+}
