@@ -67,7 +67,6 @@ pub(crate) fn conflict_json(conflict: &Conflict, real_time: bool) -> serde_json:
 /// What a batch of devices counts for the report.
 #[derive(Debug, Default)]
 pub(super) struct Tally {
-    devices: usize,
     devices_merged: usize,
     outcomes: BTreeMap<&'static str, usize>,
     conflicts: BTreeMap<&'static str, usize>,
@@ -83,7 +82,6 @@ pub(super) struct Tally {
 
 impl Tally {
     fn add(&mut self, other: Tally) {
-        self.devices += other.devices;
         self.devices_merged += other.devices_merged;
         for (k, n) in other.outcomes {
             *self.outcomes.entry(k).or_default() += n;
@@ -152,7 +150,6 @@ pub(super) fn render_device(
 ) {
     // Writing into a `Vec` cannot fail; the results are ignored.
     let tally = &mut out.tally;
-    tally.devices += 1;
     *tally.outcomes.entry(outcome.name()).or_default() += 1;
     let merged = resolved.merged.as_deref();
     if let Some(device) = merged {
@@ -202,10 +199,8 @@ pub(super) fn render_device(
                 ));
             }
         });
-        if left_out > 0 {
-            if let Some(count) = tally.not_carried.get_mut(n) {
-                *count += left_out;
-            }
+        if let Some(count) = tally.not_carried.get_mut(n) {
+            *count += left_out;
         }
     }
 }
@@ -358,14 +353,14 @@ impl Outputs {
         report.devices_merged = tally.devices_merged;
         report.outcomes = tally.outcomes;
         report.conflicts = tally.conflicts;
-        if tally.devices > 0 {
-            let counts = tally
-                .plans
-                .into_iter()
-                .chain(std::iter::repeat_with(BTreeMap::new));
-            for ((hub, _), counts) in files.plans.iter().zip(counts) {
-                report.plans.insert(hub.to_string(), counts);
-            }
+        // Every plan file written is counted, an empty one too (a merge of
+        // no devices): its hub maps to no lines.
+        let counts = tally
+            .plans
+            .into_iter()
+            .chain(std::iter::repeat_with(BTreeMap::new));
+        for ((hub, _), counts) in files.plans.iter().zip(counts) {
+            report.plans.insert(hub.to_string(), counts);
         }
         for ((hub, _), n) in files.plans.iter().zip(&tally.not_carried) {
             if *n > 0 {

@@ -886,3 +886,34 @@ fn identity_files_tell_a_recreated_device_by_its_generation_id() {
         ]
     );
 }
+
+/// Empty exports (a hub wiped, or a drill of no devices) merge to empty
+/// files, and the report still names each hub's plan, with no lines: every
+/// `<hub>.import.jsonl` written has its entry.
+#[test]
+fn a_merge_of_no_devices_reports_each_hubs_empty_plan() {
+    let dir = scratch("no-devices");
+    for name in ["base.jsonl", "p.jsonl", "s.jsonl"] {
+        std::fs::write(dir.join(name), "").unwrap();
+    }
+    let path = |name: &str| dir.join(name).display().to_string();
+    let out = dir.join("out");
+    let run = merge(
+        &path("base.jsonl"),
+        &[
+            ("primary", &path("p.jsonl")),
+            ("secondary", &path("s.jsonl")),
+        ],
+        &out,
+    );
+    assert!(run.status.success(), "{run:?}");
+    for file in ["merged.jsonl", "conflicts.jsonl", "primary.import.jsonl"] {
+        assert_eq!(read(&out.join(file)), "", "{file}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&read(&out.join("report.json"))).unwrap();
+    assert_eq!(report["devices_merged"], 0);
+    assert_eq!(
+        report["plans"],
+        serde_json::json!({"primary": {}, "secondary": {}})
+    );
+}
