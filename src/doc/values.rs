@@ -316,4 +316,56 @@ mod tests {
         let auth: Authentication = serde_json::from_str(json).unwrap();
         assert_eq!(serde_json::to_string(&auth).unwrap(), json);
     }
+
+    /// One edit of a section: insert `key` = `value`, or remove `key`.
+    fn edit() -> impl proptest::strategy::Strategy<Value = (u8, Option<i64>)> {
+        (0u8..6, proptest::option::of(0i64..3))
+    }
+
+    fn apply(map: &mut JsonMap, (key, value): (u8, Option<i64>)) {
+        let key = format!("k{key}");
+        match value {
+            Some(v) => map.insert(key, json!(v)),
+            None => map.remove(&key),
+        };
+    }
+
+    proptest::proptest! {
+        /// A section is the map it holds, whatever its copies do: a copy
+        /// written to is copied first and never changes the others; copies
+        /// compare as their maps do, shared or not; the map taken out is
+        /// the one built by the same edits.
+        #[test]
+        fn a_section_behaves_as_its_map_and_copies_never_see_each_others_writes(
+            first in proptest::collection::vec(edit(), 0..8),
+            second in proptest::collection::vec(edit(), 0..8),
+        ) {
+            let mut model = JsonMap::new();
+            let mut section = SectionMap::new();
+            for &e in &first {
+                apply(&mut model, e);
+                apply(&mut section, e);
+            }
+            proptest::prop_assert_eq!(&section, &model);
+            let copy = section.clone();
+            proptest::prop_assert!(copy == section);
+            let mut other = model.clone();
+            for &e in &second {
+                apply(&mut other, e);
+                apply(&mut section, e);
+            }
+            proptest::prop_assert_eq!(&copy, &model, "the copy kept its map");
+            proptest::prop_assert_eq!(&section, &other);
+            proptest::prop_assert_eq!(section == copy, other == model);
+            proptest::prop_assert_eq!(format!("{section:?}"), format!("{other:?}"));
+            proptest::prop_assert_eq!(
+                serde_json::to_string(&section).ok(),
+                serde_json::to_string(&other).ok()
+            );
+            proptest::prop_assert_eq!((&section).into_iter().count(), other.len());
+            proptest::prop_assert_eq!(SectionMap::from(other.clone()), section.clone());
+            proptest::prop_assert_eq!(section.into_map(), other);
+            proptest::prop_assert_eq!(JsonMap::from(copy), model);
+        }
+    }
 }
