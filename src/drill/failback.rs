@@ -194,7 +194,12 @@ fn exports_checked(
             .map_err(|e| Box::new(ReadError::io("export", e)))
             .and_then(|()| read_back(format, buf));
         let read = match read {
-            Ok(file) => {
+            Ok(mut file) => {
+                for id in &fresh {
+                    if let (Some(d), Some(r)) = (held.device(id), file.devices.get_mut(*id)) {
+                        share_held(&d, &mut r.snapshot);
+                    }
+                }
                 let differs = |id: &str| {
                     let read = file.devices.get(id);
                     !held.device(id).zip(read).is_some_and(|(d, r)| {
@@ -262,6 +267,34 @@ fn exports_checked(
     Exports {
         hubs: [h0, h1],
         meta: [m0, m1],
+    }
+}
+
+/// Makes the twin sections of `read` the very maps `held` holds, where
+/// they are equal: what the merge and the checks then compare with the hub
+/// (or with what was merged from it) is found equal without a walk.
+fn share_held(held: &HeldDevice<'_>, read: &mut DeviceSnapshot) {
+    if let Some(r) = held.device {
+        share_sections(&r.entity, &mut read.device);
+    }
+    for (m, entity) in &mut read.modules {
+        if let Some(r) = held.modules.get(m) {
+            share_sections(&r.entity, entity);
+        }
+    }
+}
+
+/// Makes each twin section of `to` the one of `from` where the two are
+/// equal.
+fn share_sections(from: &Entity, to: &mut Entity) {
+    for (from, to) in [
+        (&from.tags, &mut to.tags),
+        (&from.desired, &mut to.desired),
+        (&from.reported, &mut to.reported),
+    ] {
+        if from == to {
+            to.clone_from(from);
+        }
     }
 }
 
@@ -389,11 +422,12 @@ fn plan_checked(
         });
     let made = || planned.iter().map(|p| planned_line(outcomes, p)).collect();
     match read {
-        Ok(read) => {
+        Ok(mut read) => {
             // Twin lines carry only the twin: compare what an import reads.
             let same = read.len() == planned.len()
-                && read.iter().zip(planned).all(|(r, p)| {
+                && read.iter_mut().zip(planned).all(|(r, p)| {
                     let entity = planned_entity(outcomes, p).unwrap_or(&none);
+                    share_sections(entity, &mut r.entity);
                     r.mode == p.mode
                         && r.id == id(p)
                         && r.module_id == p.module_id
