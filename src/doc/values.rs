@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -164,7 +164,8 @@ pub type JsonMap = serde_json::Map<String, Value>;
 /// the same section. Cloning a `SectionMap` counts a reference instead of
 /// copying the tree, two copies compare equal without walking it, and a
 /// write through [`DerefMut`] copies it first only when it is shared.
-/// Everything else reads it as the [`JsonMap`] it dereferences to.
+/// Everything else reads it as the [`JsonMap`] it dereferences to. An
+/// empty section allocates nothing.
 ///
 /// [`Entity`]: super::Entity
 ///
@@ -183,7 +184,7 @@ pub type JsonMap = serde_json::Map<String, Value>;
 /// assert_ne!(tags, copy);
 /// ```
 #[derive(Clone, Default)]
-pub struct SectionMap(Arc<JsonMap>);
+pub struct SectionMap(Option<Arc<JsonMap>>);
 
 impl SectionMap {
     /// An empty section.
@@ -193,7 +194,10 @@ impl SectionMap {
 
     /// The section's object, copied only when another copy shares it.
     pub fn into_map(self) -> JsonMap {
-        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+        match self.0 {
+            Some(map) => Arc::try_unwrap(map).unwrap_or_else(|shared| (*shared).clone()),
+            None => JsonMap::new(),
+        }
     }
 }
 
@@ -201,37 +205,42 @@ impl Deref for SectionMap {
     type Target = JsonMap;
 
     fn deref(&self) -> &JsonMap {
-        &self.0
+        static EMPTY: LazyLock<JsonMap> = LazyLock::new(JsonMap::new);
+        self.0.as_deref().unwrap_or(&EMPTY)
     }
 }
 
 impl DerefMut for SectionMap {
     fn deref_mut(&mut self) -> &mut JsonMap {
-        Arc::make_mut(&mut self.0)
+        Arc::make_mut(self.0.get_or_insert_default())
     }
 }
 
 impl PartialEq for SectionMap {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+            (None, None) => true,
+            _ => **self == **other,
+        }
     }
 }
 
 impl PartialEq<JsonMap> for SectionMap {
     fn eq(&self, other: &JsonMap) -> bool {
-        *self.0 == *other
+        **self == *other
     }
 }
 
 impl fmt::Debug for SectionMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        (**self).fmt(f)
     }
 }
 
 impl From<JsonMap> for SectionMap {
     fn from(map: JsonMap) -> Self {
-        Self(Arc::new(map))
+        Self((!map.is_empty()).then(|| Arc::new(map)))
     }
 }
 
@@ -243,13 +252,13 @@ impl From<SectionMap> for JsonMap {
 
 impl FromIterator<(String, Value)> for SectionMap {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
-        Self(Arc::new(iter.into_iter().collect()))
+        Self::from(iter.into_iter().collect::<JsonMap>())
     }
 }
 
 impl Serialize for SectionMap {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        (**self).serialize(serializer)
     }
 }
 
@@ -258,7 +267,7 @@ impl<'a> IntoIterator for &'a SectionMap {
     type IntoIter = serde_json::map::Iter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        (**self).iter()
     }
 }
 
