@@ -239,6 +239,9 @@ fn cases() -> Vec<Case> {
             name: "apply",
             setup: Box::new(|dir| {
                 run(dir, &merge_args(["primary", "secondary"], "plans"));
+                // The previous apply failed lines, so its error log is
+                // not the new one's (empty): a log beside the hub file of
+                // the other apply would show as a mix.
                 run(
                     dir,
                     &strings(&[
@@ -246,7 +249,7 @@ fn cases() -> Vec<Case> {
                         "--hub",
                         &fixture("failback/secondary.jsonl"),
                         "--plan",
-                        "plans/secondary.import.jsonl",
+                        "plans/primary.import.jsonl",
                         "--out",
                         "after.jsonl",
                     ]),
