@@ -471,4 +471,114 @@ mod tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
         let _ = fs::remove_dir_all(&dir);
     }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn files_are_written_in_the_temporary_directory_until_the_commit() {
+        let dir = scratch("paths");
+        let out = dir.join("out");
+        let mut w = DirWriter::begin(&out, &|_| true).unwrap();
+        w.create_dir("appmeta").unwrap();
+        let name = "appmeta/doc.json";
+        let mut file = w.create(name).unwrap();
+        assert_eq!(file.path(), w.path_of(name));
+        assert_eq!(
+            w.path_of(name),
+            sibling(&out, "failback-tmp").join("appmeta/doc.json")
+        );
+        file.append(b"{}").unwrap();
+        file.finish().unwrap();
+        assert_eq!(fs::read(w.path_of(name)).unwrap(), b"{}");
+        assert!(!out.exists());
+        w.commit().unwrap();
+        assert_eq!(fs::read(out.join(name)).unwrap(), b"{}");
+        #[cfg(unix)]
+        {
+            assert_eq!(mode(&out), DIR_MODE);
+            assert_eq!(mode(&out.join("appmeta")), DIR_MODE);
+            assert_eq!(mode(&out.join(name)), FILE_MODE);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_a_killed_run_left_at_a_temporary_or_aside_name_is_cleared() {
+        let dir = scratch("stale");
+        let out = dir.join("out");
+        let tmp = sibling(&out, "failback-tmp");
+        // A file where the temporary directory goes.
+        fs::write(&tmp, "stale").unwrap();
+        let w = DirWriter::begin(&out, &|_| true).unwrap();
+        w.write("a", b"1").unwrap();
+        w.commit().unwrap();
+        // A directory there, with a file in it.
+        fs::create_dir(&tmp).unwrap();
+        fs::write(tmp.join("a"), "stale").unwrap();
+        let w = DirWriter::begin(&out, &|_| true).unwrap();
+        w.write("a", b"2").unwrap();
+        w.commit().unwrap();
+        assert_eq!(fs::read(out.join("a")).unwrap(), b"2");
+        // An aside directory beside the output it was put back as: removed.
+        let aside = sibling(&out, "failback-aside");
+        fs::create_dir(&aside).unwrap();
+        fs::write(aside.join("a"), "old").unwrap();
+        drop(DirWriter::begin(&out, &|_| true).unwrap());
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out"]);
+        assert_eq!(fs::read(out.join("a")).unwrap(), b"2");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_directory_at_a_temporary_file_name_is_reported_not_written_over() {
+        let dir = scratch("tmpdir");
+        let path = dir.join("state.json");
+        fs::create_dir(sibling(&path, "failback-tmp")).unwrap();
+        let err = write_file(&path, |w| w.write_all(b"x")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::IsADirectory, "{err}");
+        assert!(!path.exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn remove_file_removes_a_file_passes_a_missing_one_and_refuses_a_directory() {
+        let dir = scratch("remove");
+        let path = dir.join("a.log");
+        fs::write(&path, "x").unwrap();
+        remove_file(&path).unwrap();
+        assert!(!path.exists());
+        remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        assert!(remove_file(&path).is_err());
+        assert!(path.is_dir());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_a_refusal_to_replace_reads_as_one() {
+        let dir = scratch("refusal");
+        let out = dir.join("out");
+        fs::write(&out, "a file").unwrap();
+        let Err(refused) = DirWriter::begin(&out, &|_| true) else {
+            panic!("a file at the output is replaced");
+        };
+        assert!(is_not_replaced(&refused), "{refused}");
+        assert_eq!(fs::read(&out).unwrap(), b"a file");
+        for other in [
+            io::Error::from(io::ErrorKind::AlreadyExists),
+            io::Error::other("disk on fire"),
+            io::Error::new(io::ErrorKind::NotFound, "gone"),
+        ] {
+            assert!(!is_not_replaced(&other), "{other}");
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

@@ -239,6 +239,9 @@ fn cases() -> Vec<Case> {
             name: "apply",
             setup: Box::new(|dir| {
                 run(dir, &merge_args(["primary", "secondary"], "plans"));
+                // The previous apply failed lines, so its error log is
+                // not the new one's (empty): a log beside the hub file of
+                // the other apply would show as a mix.
                 run(
                     dir,
                     &strings(&[
@@ -246,7 +249,7 @@ fn cases() -> Vec<Case> {
                         "--hub",
                         &fixture("failback/secondary.jsonl"),
                         "--plan",
-                        "plans/secondary.import.jsonl",
+                        "plans/primary.import.jsonl",
                         "--out",
                         "after.jsonl",
                     ]),
@@ -475,4 +478,53 @@ fn a_drill_report_directory_holding_other_files_is_refused() {
     assert!(stderr.contains("notes.txt"), "{stderr}");
     assert_eq!(listing(&report), ["notes.txt"]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The file at `name` in `dir`, if there is one.
+fn read_opt(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    std::fs::read(dir.join(name)).ok()
+}
+
+#[test]
+fn a_state_file_is_written_synced_renamed_then_its_directory_synced() {
+    let template = scratch("steps-template");
+    run(
+        &template,
+        &ingest_args("state.json", "missing-create.jsonl"),
+    );
+    let args = ingest_args("state.json", "primary-events.jsonl");
+    let old = read_opt(&template, "state.json").unwrap();
+    let good_dir = scratch("steps-good");
+    copy_tree(&template, &good_dir);
+    run(&good_dir, &args);
+    let new = read_opt(&good_dir, "state.json").unwrap();
+    assert_ne!(old, new);
+    let tmp = ".state.json.failback-tmp";
+    // After each step: what `state.json` and the temporary file hold.
+    let steps: [(&[u8], Option<&[u8]>); 5] = [
+        (&old, Some(b"")),  // the temporary file created
+        (&old, Some(&new)), // written whole
+        (&old, Some(&new)), // synced
+        (&new, None),       // renamed into place
+        (&new, None),       // the directory synced
+    ];
+    let dir = scratch("steps-crash");
+    for (step, (state, temporary)) in (1..).zip(steps) {
+        copy_tree(&template, &dir);
+        let status = run_crashing_at(&dir, &args, step);
+        assert_eq!(status.signal(), Some(6), "step {step}: {status:?}");
+        assert_eq!(
+            read_opt(&dir, "state.json").as_deref(),
+            Some(state),
+            "step {step}"
+        );
+        assert_eq!(read_opt(&dir, tmp).as_deref(), temporary, "step {step}");
+    }
+    // There is no sixth step: the run goes to the end.
+    copy_tree(&template, &dir);
+    assert_eq!(run_crashing_at(&dir, &args, 6).code(), Some(0));
+    assert_eq!(read_opt(&dir, "state.json").unwrap(), new);
+    for d in [&template, &good_dir, &dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
