@@ -25,12 +25,16 @@
 //! N-th step (a file or directory created, a file written, synced or
 //! renamed, a directory synced, swapped or removed). It is only honoured
 //! with the `cli` feature (the binary's build); unset, it costs one
-//! look-up per process. This file is compiled into both the library (for
-//! `merge`) and the binary (for `apply`, `ingest`, `replica` and `drill`),
-//! each crate using part of it and counting its own steps.
-#![allow(
-    dead_code,
-    reason = "compiled into both the library and the binary; each uses a part"
+//! look-up per process. The library's writers (`merge`, the C2D
+//! settlement) and the binary's (`apply`, `ingest`, `replica`, the drill
+//! report) all go through this module, public under the `internals`
+//! feature, so one counter numbers every step of a run.
+#![cfg_attr(
+    not(feature = "internals"),
+    allow(
+        dead_code,
+        reason = "without `internals` the library uses a part; the rest is the binary's"
+    )
 )]
 
 use std::fs::{self, File, OpenOptions};
@@ -38,9 +42,9 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// The mode of every output file: it may hold keys.
-pub(crate) const FILE_MODE: u32 = 0o600;
+pub const FILE_MODE: u32 = 0o600;
 /// The mode of every output directory.
-pub(crate) const DIR_MODE: u32 = 0o700;
+pub const DIR_MODE: u32 = 0o700;
 
 /// Marks one filesystem step done, and aborts the process when it is the
 /// step `FAILBACK_CRASH_AT` names.
@@ -66,7 +70,7 @@ fn step() {
 fn step() {}
 
 /// Creates `path`, which must not exist, for writing, mode 0600.
-pub(crate) fn create_private(path: &Path) -> io::Result<File> {
+pub fn create_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -77,7 +81,7 @@ pub(crate) fn create_private(path: &Path) -> io::Result<File> {
 }
 
 /// Creates the directory `path` (not its parents), mode 0700.
-pub(crate) fn create_dir_private(path: &Path) -> io::Result<()> {
+pub fn create_dir_private(path: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
@@ -87,7 +91,7 @@ pub(crate) fn create_dir_private(path: &Path) -> io::Result<()> {
 }
 
 /// `fsync`s the directory `path`, making the names in it durable.
-pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+pub fn sync_dir(path: &Path) -> io::Result<()> {
     #[cfg(unix)]
     File::open(path)?.sync_all()?;
     step();
@@ -131,14 +135,14 @@ fn remove_stale_dir(path: &Path) -> io::Result<()> {
 }
 
 /// An output file being written, its bytes buffered.
-pub(crate) struct OutFile {
+pub struct OutFile {
     path: PathBuf,
     writer: BufWriter<File>,
 }
 
 impl OutFile {
     /// Creates `path` (which must not exist), mode 0600.
-    pub(crate) fn create(path: PathBuf) -> io::Result<Self> {
+    pub fn create(path: PathBuf) -> io::Result<Self> {
         let file = create_private(&path)?;
         Ok(Self {
             writer: BufWriter::with_capacity(1 << 18, file),
@@ -147,22 +151,22 @@ impl OutFile {
     }
 
     /// Where it is being written.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Appends bytes.
-    pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.writer.write_all(bytes)
     }
 
     /// The writer, for serializers.
-    pub(crate) fn writer(&mut self) -> &mut BufWriter<File> {
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
         &mut self.writer
     }
 
     /// Flushes and `fsync`s the file.
-    pub(crate) fn finish(self) -> io::Result<()> {
+    pub fn finish(self) -> io::Result<()> {
         let file = self.writer.into_inner().map_err(|e| e.into_error())?;
         step();
         file.sync_all()?;
@@ -173,7 +177,7 @@ impl OutFile {
 
 /// A file written whole and synced under a temporary name, not yet in
 /// place. Dropped without [`Staged::commit`], it is removed.
-pub(crate) struct Staged {
+pub struct Staged {
     tmp: PathBuf,
     path: PathBuf,
     done: bool,
@@ -182,7 +186,7 @@ pub(crate) struct Staged {
 /// Writes a file for `path` under the temporary name `.NAME.failback-tmp`
 /// beside it (removing one a killed run left), mode 0600, and syncs it.
 /// Nothing is at `path` yet: see [`Staged::commit`].
-pub(crate) fn stage_file(
+pub fn stage_file(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<Staged> {
@@ -201,7 +205,7 @@ pub(crate) fn stage_file(
 
 impl Staged {
     /// Renames the file into place and syncs its directory.
-    pub(crate) fn commit(mut self) -> io::Result<()> {
+    pub fn commit(mut self) -> io::Result<()> {
         fs::rename(&self.tmp, &self.path)?;
         self.done = true;
         step();
@@ -218,7 +222,7 @@ impl Drop for Staged {
 }
 
 /// Writes `path` whole: [`stage_file`] then [`Staged::commit`].
-pub(crate) fn write_file(
+pub fn write_file(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
@@ -226,7 +230,7 @@ pub(crate) fn write_file(
 }
 
 /// Removes the file `path` if it exists, durably.
-pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
+pub fn remove_file(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {
             step();
@@ -253,7 +257,7 @@ fn not_replaced(why: String) -> io::Error {
 /// refusals of the library's writers (`c2d`'s) reach it from the library's
 /// copy. No other error of this crate is `AlreadyExists` with a payload
 /// (those of the operating system carry none).
-pub(crate) fn is_not_replaced(error: &io::Error) -> bool {
+pub fn is_not_replaced(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::AlreadyExists && error.get_ref().is_some()
 }
 
@@ -261,7 +265,7 @@ pub(crate) fn is_not_replaced(error: &io::Error) -> bool {
 /// `.NAME.failback-tmp` (mode 0700), which [`DirWriter::commit`] puts in
 /// place of `out` in one step. Dropped without a commit, the temporary
 /// directory is removed and `out` is left as it was.
-pub(crate) struct DirWriter {
+pub struct DirWriter {
     out: PathBuf,
     tmp: PathBuf,
     /// Subdirectories made with [`DirWriter::create_dir`], synced before
@@ -279,7 +283,7 @@ impl DirWriter {
     /// `out`, when it exists, must be a directory holding only names
     /// `is_output` accepts: a directory holding anything else is not
     /// replaced (its contents would be lost).
-    pub(crate) fn begin(out: &Path, is_output: &dyn Fn(&str) -> bool) -> io::Result<Self> {
+    pub fn begin(out: &Path, is_output: &dyn Fn(&str) -> bool) -> io::Result<Self> {
         let tmp = sibling(out, "failback-tmp");
         let aside = sibling(out, "failback-aside");
         if fs::symlink_metadata(&aside).is_ok() {
@@ -320,7 +324,7 @@ impl DirWriter {
 
     /// Makes the subdirectory `name` (mode 0700), in which files are then
     /// created as `name/FILE`.
-    pub(crate) fn create_dir(&mut self, name: &str) -> io::Result<()> {
+    pub fn create_dir(&mut self, name: &str) -> io::Result<()> {
         let path = self.tmp.join(name);
         create_dir_private(&path)?;
         self.subdirs.push(path);
@@ -328,17 +332,17 @@ impl DirWriter {
     }
 
     /// Where the file `name` is being written.
-    pub(crate) fn path_of(&self, name: &str) -> PathBuf {
+    pub fn path_of(&self, name: &str) -> PathBuf {
         self.tmp.join(name)
     }
 
     /// Creates the file `name` in the directory, mode 0600.
-    pub(crate) fn create(&self, name: &str) -> io::Result<OutFile> {
+    pub fn create(&self, name: &str) -> io::Result<OutFile> {
         OutFile::create(self.tmp.join(name))
     }
 
     /// Writes the file `name` whole and syncs it.
-    pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+    pub fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let mut file = self.create(name)?;
         file.append(bytes)?;
         file.finish()
@@ -348,7 +352,7 @@ impl DirWriter {
     /// [finished](OutFile::finish): syncs it, swaps it with the old `out`
     /// (or renames it, when there is none), syncs the parent, and removes
     /// the old one.
-    pub(crate) fn commit(mut self) -> io::Result<()> {
+    pub fn commit(mut self) -> io::Result<()> {
         for subdir in &self.subdirs {
             sync_dir(subdir)?;
         }

@@ -89,7 +89,8 @@
 //!   the drill, the tests and the fuzz targets (single-line parsers and
 //!   writers, the streaming line readers, the borrowing fleet merge, the
 //!   plan's comparisons, the CRDT kernel's building blocks, the C2D and
-//!   jobs lattices). Not covered by semver.
+//!   jobs lattices, the crash-safe output writers of `fsio`). Not covered
+//!   by semver.
 //!
 //! Library users depend on `failback` with `default-features = false`.
 #![forbid(unsafe_code)]
@@ -121,6 +122,9 @@ pub mod doc;
 #[cfg(feature = "drill")]
 pub mod drill;
 pub mod format;
+#[cfg(feature = "internals")]
+pub mod fsio;
+#[cfg(not(feature = "internals"))]
 mod fsio;
 pub mod job;
 pub mod kernel;

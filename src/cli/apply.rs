@@ -11,7 +11,7 @@ use failback::format::{DeviceFile, ExportReader, Format, InputFile, read_input};
 use failback::reconcile::{HubImage, ImportLine, identity_differs, is_system_module, twin_differs};
 
 use super::Failure;
-use crate::fsio;
+use failback::fsio;
 
 /// Arguments of `failback apply`.
 #[derive(clap::Args, Debug)]

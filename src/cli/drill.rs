@@ -13,7 +13,7 @@ use failback::drill::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Failure;
-use crate::fsio;
+use failback::fsio;
 
 /// Arguments of `failback drill`.
 #[derive(clap::Args, Debug)]
@@ -144,7 +144,7 @@ fn single(args: &DrillArgs) -> Result<ExitCode, Failure> {
 }
 
 /// Writes both files into a temporary directory beside `dir`, then puts it
-/// in place of `dir` in one step (see [`crate::fsio`]), so a reader never
+/// in place of `dir` in one step (see [`failback::fsio`]), so a reader never
 /// sees half a report nor the files of two reports. An existing `dir`
 /// holding anything but a report is refused, not replaced.
 fn write_report(dir: &Path, report: &Report) -> Result<(), Failure> {

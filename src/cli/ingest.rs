@@ -8,7 +8,7 @@
 //! and runs the same command again (which is safe: ingestion is
 //! idempotent). The state file is only ever replaced whole (written to a
 //! temporary file beside it, mode 0600 since seeds hold keys, synced,
-//! renamed, and its directory synced: see [`crate::fsio`]).
+//! renamed, and its directory synced: see [`failback::fsio`]).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -20,7 +20,7 @@ use failback::format::{Envelope, EventReader, InputFile, ReadError, read_input};
 use failback::replica::{Ingested, Replica, Seed, read_state, write_state};
 
 use super::Failure;
-use crate::fsio;
+use failback::fsio;
 
 /// Arguments of `failback ingest`.
 #[derive(clap::Args, Debug)]

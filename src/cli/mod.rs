@@ -55,7 +55,7 @@ pub enum Failure {
 /// exit 1.
 fn output_failure(command: &str, out: &std::path::Path, error: &std::io::Error) -> Failure {
     let shown = format!("cannot write {}: {error}", out.display());
-    if crate::fsio::is_not_replaced(error) {
+    if failback::fsio::is_not_replaced(error) {
         Failure::Input(format!(
             "{shown}; give a new directory or a previous {command} output"
         ))

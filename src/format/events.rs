@@ -656,6 +656,13 @@ pub fn parse_event_record_checked(
 /// assert_eq!(parse_event_record("e", 2, patch, None)?, Parsed::Skipped(Skipped::DigitalTwinChange));
 /// # Ok::<(), failback::format::ReadError>(())
 /// ```
+#[cfg_attr(
+    not(feature = "internals"),
+    allow(
+        dead_code,
+        reason = "the library reads events held; this is for the tools"
+    )
+)]
 pub fn parse_event_record(
     file: &str,
     line: u64,
