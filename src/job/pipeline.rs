@@ -503,4 +503,35 @@ mod tests {
         let _ = std::fs::remove_file(path);
         assert_eq!(sent, [["d0000", "d0001", "d0002", "d0003", "!"]]);
     }
+
+    #[test]
+    fn a_batch_holds_at_most_batch_devices_in_id_order() {
+        let all = ids(0..BATCH + 44);
+        let (mut source, path) = stream("batch", &all);
+        let mut join = Join::new(1, None, |_| source.next()).unwrap();
+        let mut sizes = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            let batch = join.next_batch().unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            sizes.push(batch.len());
+            for group in batch {
+                seen.extend(group.into_iter().flatten().map(|d| d.id().to_owned()));
+            }
+        }
+        drop(join);
+        let _ = std::fs::remove_file(path);
+        assert_eq!(sizes, [BATCH, 44]);
+        assert_eq!(seen, all);
+    }
+
+    #[test]
+    fn a_panic_shows_as_panic() {
+        let panic = Panic(Box::new("a worker's payload"));
+        assert_eq!(format!("{panic:?}"), "Panic");
+        let stop = Stop::Panicked(panic);
+        assert_eq!(format!("{stop:?}"), "Panicked(Panic)");
+    }
 }

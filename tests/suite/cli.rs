@@ -793,6 +793,60 @@ fn identity(id: &str, generation: &str, status: &str, keys: (&str, &str)) -> Str
     )
 }
 
+/// A hub's re-created device (its `generationId` differs from the base's)
+/// inherits nothing of the old incarnation. Twin files carry no keys: a
+/// device of the base's incarnation takes the base's keys, but the new
+/// incarnation's keys are unknown (the old ones would not let it
+/// connect), so the plan that would write it without them is refused.
+#[test]
+fn a_recreated_device_never_takes_the_old_incarnations_keys() {
+    let dir = scratch("recreated-keys");
+    let old = ("b2xkLXByaW1hcnkta2V5LTE=", "b2xkLXNlY29uZC1rZXktMQ==");
+    let write = |name: &str, line: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        path.display().to_string()
+    };
+    let twin = |generation: &str, site: &str| {
+        format!(
+            r#"{{"deviceId":"d1","etag":"ZXRhZw==","generationId":"{generation}","status":"enabled","authenticationType":"sas","tags":{{"site":"{site}"}},"properties":{{"desired":{{}},"reported":{{}}}}}}"#
+        )
+    };
+    let base = write("base.jsonl", identity("d1", "100", "enabled", old));
+    let secondary = write("secondary.jsonl", twin("100", "paris"));
+    let same = write("primary-same.jsonl", twin("100", "lyon"));
+    let out = dir.join("out-same");
+    let run = merge(
+        &base,
+        &[("primary", &same), ("secondary", &secondary)],
+        &out,
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let merged: serde_json::Value =
+        serde_json::from_str(read(&out.join("merged.jsonl")).trim()).unwrap();
+    assert_eq!(
+        merged["authentication"]["symmetricKey"]["primaryKey"],
+        old.0
+    );
+    // Re-created on the primary.
+    let renewed = write("primary-renewed.jsonl", twin("101", "lyon"));
+    let out = dir.join("out-renewed");
+    let run = merge(
+        &base,
+        &[("primary", &renewed), ("secondary", &secondary)],
+        &out,
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("without its keys"), "{stderr}");
+    assert!(stderr.contains(r#"secondary: device "d1""#), "{stderr}");
+    assert!(!out.exists());
+}
+
 /// Identity files give `generationId`: a hub whose `generationId` differs
 /// from the base's re-created the device, and the other hub's concurrent
 /// update of the old one loses (policy 2). A device the base lacks,
