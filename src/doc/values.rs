@@ -112,6 +112,46 @@ impl Authentication {
         }
     }
 
+    /// Whether the hub would make new keys to import it: SAS (named, or no
+    /// type and no thumbprint) without both keys. A hub never holds such a
+    /// device; a file shows one only where its keys were left out (an
+    /// export without keys, a listing that hides them).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{AuthType, Authentication, Secret, SymmetricKey};
+    ///
+    /// let keys = Authentication::sas(
+    ///     Secret::new("cHJpbWFyeS1rZXktMDEyMzQ1Njc4OWFi"),
+    ///     Secret::new("c2Vjb25kYXJ5LWtleS0wMTIzNDU2Nzg5"),
+    /// );
+    /// assert!(!keys.lacks_keys());
+    /// let hidden = Authentication {
+    ///     symmetric_key: Some(SymmetricKey::default()),
+    ///     x509_thumbprint: None,
+    ///     auth_type: Some(AuthType::Sas),
+    /// };
+    /// assert!(hidden.lacks_keys());
+    /// let x509 = Authentication { auth_type: Some(AuthType::SelfSigned), ..hidden };
+    /// assert!(!x509.lacks_keys(), "a certificate's identity has no keys to lack");
+    /// ```
+    pub fn lacks_keys(&self) -> bool {
+        let given = |s: &Option<Secret>| s.as_ref().is_some_and(|s| !s.expose().is_empty());
+        let sas = match self.auth_type {
+            Some(AuthType::Sas) => true,
+            None => !self
+                .x509_thumbprint
+                .as_ref()
+                .is_some_and(|t| given(&t.primary_thumbprint) || given(&t.secondary_thumbprint)),
+            Some(_) => false,
+        };
+        sas && !self
+            .symmetric_key
+            .as_ref()
+            .is_some_and(|k| given(&k.primary_key) && given(&k.secondary_key))
+    }
+
     /// Every key and thumbprint it holds.
     pub fn secrets(&self) -> impl Iterator<Item = &Secret> + '_ {
         let keys = self

@@ -188,7 +188,11 @@ fn convert(raw: RawExport, id: String) -> Result<ExportLine, (String, ReadErrorK
         }
         None => None,
     };
-    let authentication = raw.authentication.map(RawAuth::into_auth).transpose()?;
+    let authentication = raw
+        .authentication
+        .map(RawAuth::into_auth)
+        .transpose()?
+        .flatten();
     Ok(ExportLine {
         line: 0,
         id,
@@ -646,6 +650,7 @@ pub fn write_device<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doc::AuthType;
 
     fn parse(text: &str) -> Result<ExportLine, ReadError> {
         parse_export_line("devices.txt", 3, text)
@@ -659,6 +664,60 @@ mod tests {
         ] {
             let line = parse(text).map_err(|e| e.to_string());
             assert_eq!(line.map(|l| l.entity.authentication), Ok(None));
+        }
+    }
+
+    /// SAS without both keys is how an export made without keys shows a
+    /// SAS device: keys not shown, read as `null`, never as keys to write
+    /// (importing it would make the hub generate new ones). An identity
+    /// that needs no keys (a certificate's, `none`) is read as written.
+    #[test]
+    fn sas_without_both_keys_is_read_as_keys_not_shown() {
+        let key = "cHJpbWFyeS1rZXktMDEyMzQ1Njc4OWFi";
+        let nulls = r#""x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null}"#;
+        for auth in [
+            format!(
+                r#"{{"symmetricKey":{{"primaryKey":null,"secondaryKey":null}},{nulls},"type":"sas"}}"#
+            ),
+            format!(
+                r#"{{"symmetricKey":{{"primaryKey":"","secondaryKey":""}},{nulls},"type":"SAS"}}"#
+            ),
+            format!(
+                r#"{{"symmetricKey":{{"primaryKey":"{key}","secondaryKey":null}},{nulls},"type":"sas"}}"#
+            ),
+            r#"{"symmetricKey":null,"type":"sas"}"#.to_owned(),
+            r#"{"type":"sas"}"#.to_owned(),
+            // Old REST responses give no type: SAS, unless a thumbprint says otherwise.
+            r#"{"symmetricKey":{"primaryKey":null,"secondaryKey":null}}"#.to_owned(),
+            "{}".to_owned(),
+        ] {
+            let text = format!(r#"{{"id":"d","status":"enabled","authentication":{auth}}}"#);
+            let line = parse(&text).map_err(|e| e.to_string());
+            assert_eq!(line.map(|l| l.entity.authentication), Ok(None), "{auth}");
+        }
+        for (auth, kind) in [
+            (
+                format!(r#"{{"symmetricKey":{{"primaryKey":null,"secondaryKey":null}},{nulls},"type":"selfSigned"}}"#),
+                Some(AuthType::SelfSigned),
+            ),
+            (
+                format!(r#"{{"symmetricKey":{{"primaryKey":null,"secondaryKey":null}},{nulls},"type":"certificateAuthority"}}"#),
+                Some(AuthType::CertificateAuthority),
+            ),
+            (r#"{"type":"none"}"#.to_owned(), Some(AuthType::None)),
+            (
+                r#"{"x509Thumbprint":{"primaryThumbprint":"ABCDEF0123","secondaryThumbprint":null}}"#.to_owned(),
+                None,
+            ),
+            (
+                format!(r#"{{"symmetricKey":{{"primaryKey":"{key}","secondaryKey":"{key}"}},"type":"sas"}}"#),
+                Some(AuthType::Sas),
+            ),
+        ] {
+            let text = format!(r#"{{"id":"d","status":"enabled","authentication":{auth}}}"#);
+            let read = parse(&text).map_err(|e| e.to_string());
+            let read = read.map(|l| l.entity.authentication.map(|a| a.auth_type));
+            assert_eq!(read, Ok(Some(kind)), "{auth}");
         }
     }
 

@@ -210,7 +210,11 @@ fn convert(raw: RawIdentity, id: String) -> Result<ExportLine, (String, ReadErro
         }
         None => None,
     };
-    let authentication = raw.authentication.map(RawAuth::into_auth).transpose()?;
+    let authentication = raw
+        .authentication
+        .map(RawAuth::into_auth)
+        .transpose()?
+        .flatten();
     Ok(ExportLine {
         line: 0,
         id,

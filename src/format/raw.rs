@@ -824,7 +824,13 @@ pub(crate) struct RawAuth {
 
 impl RawAuth {
     /// The authentication, or an error naming `authentication.type`.
-    pub(crate) fn into_auth(self) -> Result<Authentication, (String, ReadErrorKind)> {
+    ///
+    /// SAS without both keys ([`Authentication::lacks_keys`]) is read as
+    /// `"authentication": null`, keys not shown: an export made without
+    /// keys shows its SAS devices so, and taking it as written would plan
+    /// an import that makes the hub generate new keys. Unknown keys are
+    /// filled from what another input knows, or the plan is refused.
+    pub(crate) fn into_auth(self) -> Result<Option<Authentication>, (String, ReadErrorKind)> {
         // In any case, as the hub reads it; `SELF_SIGNED` (an old Java
         // SDK's) is no name the hub takes, and stays an error.
         let named = |name: &str| {
@@ -860,11 +866,12 @@ impl RawAuth {
                 }
             }
         }
-        Ok(Authentication {
+        let auth = Authentication {
             symmetric_key: self.symmetric_key,
             x509_thumbprint: self.x509_thumbprint,
             auth_type,
-        })
+        };
+        Ok((!auth.lacks_keys()).then_some(auth))
     }
 }
 

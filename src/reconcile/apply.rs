@@ -369,8 +369,9 @@ impl HubImage {
     }
 
     /// Writes a whole identity (and the twin sections the line carries). An
-    /// identity without `authentication` gets fresh SAS keys, as IoT Hub
-    /// generates them; here they are derived from the etag so runs repeat.
+    /// identity without keys (no `authentication`, or SAS without both
+    /// keys) gets fresh SAS keys, as IoT Hub generates them; here they are
+    /// derived from the etag so runs repeat.
     fn write_identity(&mut self, id: &str, module_id: Option<&str>, entity: Cow<'_, Entity>) {
         if module_id.is_none() && is_edge(&entity) {
             self.create_system_modules(id);
@@ -379,7 +380,11 @@ impl HubImage {
         let etag = next_etag(previous.map_or("", |r| r.etag.as_str()), id);
         let twin_etag = next_etag(previous.map_or("", |r| r.twin_etag.as_str()), "twin");
         let mut entity = entity.into_owned();
-        if entity.authentication.is_none() {
+        if entity
+            .authentication
+            .as_ref()
+            .is_none_or(Authentication::lacks_keys)
+        {
             let seed = format!("{id}/{}/{etag}", module_id.unwrap_or(""));
             let key = |salt: &str| {
                 Secret::from_key_bytes(&Sha256::digest(format!("{seed}\u{0}{salt}").as_bytes()))

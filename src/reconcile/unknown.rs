@@ -149,10 +149,11 @@ pub(crate) fn hub_plan<'e>(
     left_out.len()
 }
 
-/// Whether an import line writes an identity without `authentication`:
-/// the hub would generate new keys for it, and the device could no longer
-/// connect. A plan holding one is refused unless new keys are allowed.
-/// `entity` is what the line carries (`None` for a delete).
+/// Whether an import line writes an identity without keys (no
+/// `authentication`, or SAS without both keys): the hub would generate new
+/// keys for it, and the device could no longer connect. A plan holding one
+/// is refused unless new keys are allowed. `entity` is what the line
+/// carries (`None` for a delete).
 pub(crate) fn writes_keyless(mode: ImportMode, entity: Option<&Entity>) -> bool {
     let writes_identity = !matches!(
         mode,
@@ -161,7 +162,12 @@ pub(crate) fn writes_keyless(mode: ImportMode, entity: Option<&Entity>) -> bool 
             | ImportMode::Delete
             | ImportMode::DeleteIfMatchETag
     );
-    writes_identity && entity.is_none_or(|e| e.authentication.is_none())
+    writes_identity
+        && entity.is_none_or(|e| {
+            e.authentication
+                .as_ref()
+                .is_none_or(crate::doc::Authentication::lacks_keys)
+        })
 }
 
 #[cfg(test)]
@@ -247,5 +253,29 @@ mod tests {
         );
         assert!(!writes_keyless(ImportMode::DeleteIfMatchETag, None));
         assert!(writes_keyless(ImportMode::Create, None));
+    }
+
+    /// SAS without both keys is as keyless as no `authentication`: the hub
+    /// would generate keys for either.
+    #[test]
+    fn a_line_writing_sas_without_its_keys_writes_keyless() {
+        let mut entity = device(Some("k"), 1).device;
+        assert!(!writes_keyless(
+            ImportMode::UpdateIfMatchETag,
+            Some(&entity)
+        ));
+        if let Some(keys) = entity
+            .authentication
+            .as_mut()
+            .and_then(|a| a.symmetric_key.as_mut())
+        {
+            keys.secondary_key = Some(Secret::new(""));
+        }
+        assert!(writes_keyless(ImportMode::UpdateIfMatchETag, Some(&entity)));
+        assert!(writes_keyless(ImportMode::CreateOrUpdate, Some(&entity)));
+        assert!(!writes_keyless(
+            ImportMode::UpdateTwinIfMatchETag,
+            Some(&entity)
+        ));
     }
 }

@@ -971,3 +971,74 @@ fn a_merge_of_no_devices_reports_each_hubs_empty_plan() {
         serde_json::json!({"primary": {}, "secondary": {}})
     );
 }
+
+/// An export made without keys shows a SAS device as `"type":"sas"` with
+/// `null` keys. Read as written, the merge took that for the primary
+/// changing its keys to nothing and planned both hubs to import the device
+/// so, and IoT Hub would have made new keys for it on both: the device
+/// locked out, exit 0. Such keys are keys not shown: the primary is given
+/// the keys the others know, the secondary (holding them) is left alone;
+/// where no input knows them, the merge is refused.
+#[test]
+fn sas_keys_an_export_left_out_are_filled_never_written_as_null() {
+    let dir = scratch("sas-null-keys");
+    let (k1, k2) = (
+        "cHJpbWFyeS1rZXktMDEyMzQ1Njc4OWFi",
+        "c2Vjb25kYXJ5LWtleS0wMTIzNDU2Nzg5",
+    );
+    let line = |etag: &str, status: &str, keys: Option<(&str, &str)>, fan: u8| {
+        let keys = keys.map_or(
+            r#""primaryKey":null,"secondaryKey":null"#.to_owned(),
+            |(p, s)| format!(r#""primaryKey":"{p}","secondaryKey":"{s}""#),
+        );
+        format!(
+            r#"{{"id":"d1","eTag":"{etag}","status":"{status}","authentication":{{"symmetricKey":{{{keys}}},"x509Thumbprint":{{"primaryThumbprint":null,"secondaryThumbprint":null}},"type":"sas"}},"twinETag":"t{etag}","tags":{{}},"properties":{{"desired":{{"fan":{fan}}},"reported":{{}}}}}}"#
+        ) + "\n"
+    };
+    let path = |name: &str| dir.join(name).display().to_string();
+    std::fs::write(
+        dir.join("base.jsonl"),
+        line("e1", "enabled", Some((k1, k2)), 1),
+    )
+    .unwrap();
+    std::fs::write(dir.join("p.jsonl"), line("e2", "enabled", None, 1)).unwrap();
+    std::fs::write(
+        dir.join("s.jsonl"),
+        line("e3", "disabled", Some((k1, k2)), 2),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let run = merge(
+        &path("base.jsonl"),
+        &[
+            ("primary", &path("p.jsonl")),
+            ("secondary", &path("s.jsonl")),
+        ],
+        &out,
+    );
+    assert!(run.status.success(), "{run:?}");
+    let plan = read(&out.join("primary.import.jsonl"));
+    let plan: serde_json::Value = serde_json::from_str(plan.trim()).unwrap();
+    assert_eq!(plan["status"], "disabled");
+    assert_eq!(plan["authentication"]["symmetricKey"]["primaryKey"], k1);
+    assert_eq!(plan["authentication"]["symmetricKey"]["secondaryKey"], k2);
+    assert_eq!(read(&out.join("secondary.import.jsonl")), "");
+    assert!(read(&out.join("merged.jsonl")).contains(k1));
+
+    // No input knows the keys: refused, nothing written.
+    std::fs::write(dir.join("base.jsonl"), line("e1", "enabled", None, 1)).unwrap();
+    std::fs::write(dir.join("s.jsonl"), line("e3", "disabled", None, 2)).unwrap();
+    let refused = dir.join("refused");
+    let run = merge(
+        &path("base.jsonl"),
+        &[
+            ("primary", &path("p.jsonl")),
+            ("secondary", &path("s.jsonl")),
+        ],
+        &refused,
+    );
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("without its keys"), "{stderr}");
+    assert!(!refused.exists());
+}

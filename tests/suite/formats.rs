@@ -575,7 +575,7 @@ fn bad_identity_key(key: &str) -> ReadError {
 #[test]
 fn enums_are_read_in_any_case_and_written_back_canonically() {
     let input = concat!(
-        r#"{"id":"d1","importMode":"UpdateIfMatchETag","eTag":"MQ==","status":"Enabled","authentication":{"type":"SAS","symmetricKey":{"primaryKey":null,"secondaryKey":null}}}"#,
+        r#"{"id":"d1","importMode":"UpdateIfMatchETag","eTag":"MQ==","status":"Enabled","authentication":{"type":"SAS","symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMDEyMzQ1Njc4OWFi","secondaryKey":"c2Vjb25kYXJ5LWtleS0wMTIzNDU2Nzg5"}}}"#,
         "\n",
         r#"{"id":"d2","importMode":"Update","status":"DISABLED","authentication":{"type":"CertificateAuthority"}}"#,
         "\n",
@@ -1151,7 +1151,15 @@ mod round_trip {
             let file = collect_export(ExportReader::new(out.as_slice(), "f"))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let device = &file.devices[&snapshot.id];
-            prop_assert_eq!(&device.snapshot, &snapshot);
+            // SAS without both keys reads as keys not shown: the hub would
+            // make new keys for it, never import it as written.
+            let mut expected = snapshot.clone();
+            for e in std::iter::once(&mut expected.device).chain(expected.modules.values_mut()) {
+                if e.authentication.as_ref().is_some_and(Authentication::lacks_keys) {
+                    e.authentication = None;
+                }
+            }
+            prop_assert_eq!(&device.snapshot, &expected);
             let read: BTreeMap<_, _> = device.modules.iter().map(|(m, r)| (m, &r.etag)).collect();
             let written: BTreeMap<_, _> = modules.iter().map(|(m, r)| (m, &r.etag)).collect();
             prop_assert_eq!(read, written);
@@ -1160,11 +1168,18 @@ mod round_trip {
                 e.strip_prefix('"').and_then(|e| e.strip_suffix('"')).unwrap_or(e).to_owned()
             });
             prop_assert_eq!(&device.meta.etag, &unquoted);
-            // Canonical: writing what was read gives the same bytes.
+            // Canonical: writing what was read gives the bytes of what it
+            // reads as (the same bytes, keys not shown aside).
             let mut again = Vec::new();
             write_device(&mut again, &device.snapshot, DeviceEtags { etag: etag.as_deref(), ..device.etags() })
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(again, out);
+            let mut canonical = Vec::new();
+            write_device(&mut canonical, &expected, etags)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&again, &canonical);
+            if expected == snapshot {
+                prop_assert_eq!(again, out);
+            }
         }
 
         /// `DeviceRecord`'s serde is the twin shape: what a twin can carry
