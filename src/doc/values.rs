@@ -204,7 +204,7 @@ pub type JsonMap = serde_json::Map<String, Value>;
 /// the same section. Cloning a `SectionMap` counts a reference instead of
 /// copying the tree, two copies compare equal without walking it, and a
 /// write through [`DerefMut`] copies it first only when it is shared.
-/// Everything else reads it as the [`JsonMap`] it dereferences to. An
+/// Everything else reads it as the [`serde_json::Map`] it dereferences to. An
 /// empty section allocates nothing.
 ///
 /// [`Entity`]: super::Entity
