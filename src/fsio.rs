@@ -241,24 +241,35 @@ pub fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Why [`DirWriter::begin`] left an existing output alone: the payload of
+/// its `AlreadyExists` error, shown as the reason.
+#[derive(Debug)]
+struct NotReplaced(String);
+
+impl std::fmt::Display for NotReplaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotReplaced {}
+
 /// [`DirWriter::begin`] leaving an existing `out` alone (it is not a
 /// directory, or holds something the command does not write), `why`: the
 /// operator's to settle (another path, or the directory cleared), not the
 /// machine's. See [`is_not_replaced`].
 fn not_replaced(why: String) -> io::Error {
-    io::Error::new(io::ErrorKind::AlreadyExists, why)
+    io::Error::new(io::ErrorKind::AlreadyExists, NotReplaced(why))
 }
 
 /// Whether `error` is [`DirWriter::begin`] refusing to replace its
-/// output: bad usage, not a failure of the file system.
-///
-/// Told by its kind and its payload, not by a type of its own: the binary
-/// compiles its own copy of this module beside the library's, and the
-/// refusals of the library's writers (`c2d`'s) reach it from the library's
-/// copy. No other error of this crate is `AlreadyExists` with a payload
-/// (those of the operating system carry none).
+/// output: bad usage, not a failure of the file system. Every writer, the
+/// library's and the binary's, goes through this one module, so the
+/// refusal is told by its own payload type.
 pub fn is_not_replaced(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::AlreadyExists && error.get_ref().is_some()
+    error
+        .get_ref()
+        .is_some_and(|payload| payload.is::<NotReplaced>())
 }
 
 /// A whole output directory being written: its files go into the sibling
@@ -578,6 +589,10 @@ mod tests {
         assert_eq!(fs::read(&out).unwrap(), b"a file");
         for other in [
             io::Error::from(io::ErrorKind::AlreadyExists),
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a directory",
+            ),
             io::Error::other("disk on fire"),
             io::Error::new(io::ErrorKind::NotFound, "gone"),
         ] {
