@@ -13,7 +13,9 @@
 //! /proc/self/status) is the replica's: events are generated one by one
 //! (never held), ingested, the state file written to a counting sink, and
 //! the peak RSS, state-file size and the export size of the same devices
-//! printed. `--compact N` compacts the replica every N events and at the
+//! printed, then both again gzip-compressed (the state file as `failback`
+//! writes a `STATE.json.gz`, the export through the same gzip level, for
+//! a like-for-like ratio). `--compact N` compacts the replica every N events and at the
 //! end (`failback ingest --compact`), so memory follows the devices.
 //! `--write PATH` also writes the state file to `PATH`, to look at.
 //!
@@ -25,7 +27,7 @@ use std::time::Instant;
 
 use failback::ReplicaId;
 use failback::format::{DeviceEtags, parse_held_event_line, write_device};
-use failback::replica::{Replica, write_state};
+use failback::replica::{Replica, write_state, write_state_gzip};
 
 const T0: i64 = 1_709_294_400_000;
 
@@ -194,13 +196,22 @@ fn bounded(devices: usize, n: usize, compact: Option<usize>, out: Option<&str>) 
         let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("--write PATH"));
         write_state(&mut file, &replica).expect("state file written");
     }
+    let gz_start = Instant::now();
+    let mut state_gz = Counter::default();
+    write_state_gzip(&mut state_gz, &replica).expect("to a counter");
+    let gz_elapsed = gz_start.elapsed().as_secs_f64();
     let mut export = Counter::default();
+    let mut export_gz =
+        flate2::write::GzEncoder::new(Counter::default(), flate2::Compression::new(6));
     for id in replica.device_ids() {
         if let Some(device) = replica.device(id) {
             write_device(&mut export, &device.snapshot, DeviceEtags::default())
                 .expect("to a counter");
+            write_device(&mut export_gz, &device.snapshot, DeviceEtags::default())
+                .expect("to a counter");
         }
     }
+    let export_gz = export_gz.finish().expect("to a counter");
     let rss = peak_rss();
     match compact {
         Some(every) => println!(
@@ -223,6 +234,13 @@ fn bounded(devices: usize, n: usize, compact: Option<usize>, out: Option<&str>) 
         state.0 as f64 / 1e6,
         state.0 as f64 / export.0.max(1) as f64,
         export.0 as f64 / 1e6
+    );
+    println!(
+        "  state file gzip           {:>9.1} MB  ({:.2}x the export, {:.2}x the export gzipped, {:.1} MB; {gz_elapsed:.1} s)",
+        state_gz.0 as f64 / 1e6,
+        state_gz.0 as f64 / export.0.max(1) as f64,
+        state_gz.0 as f64 / export_gz.0.max(1) as f64,
+        export_gz.0 as f64 / 1e6
     );
 }
 

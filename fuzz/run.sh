@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 SECONDS_EACH=${1:-60}
-read -r -a TARGETS <<<"${FUZZ_TARGETS:-parse_export parse_twin parse_events parse_c2d parse_jobs merge_converges apply_plan}"
+read -r -a TARGETS <<<"${FUZZ_TARGETS:-parse_export parse_twin parse_events parse_c2d parse_jobs parse_state merge_converges apply_plan}"
 JOBS=${FUZZ_JOBS:-$(nproc)}
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use failback::ReplicaId;
 use failback::format::{Envelope, EventReader, InputFile, ReadError, read_input};
-use failback::replica::{Ingested, Replica, Seed, read_state, write_state};
+use failback::replica::{Ingested, Replica, Seed, read_state, write_state, write_state_gzip};
 
 use super::Failure;
 use failback::fsio;
@@ -28,7 +28,9 @@ pub struct IngestArgs {
     /// The hub the events are from: the replica's name.
     #[arg(long, value_name = "NAME")]
     hub: String,
-    /// The replica state file: read when it exists, then replaced whole.
+    /// The replica state file: read when it exists, then replaced whole;
+    /// written gzip-compressed when its name ends in `.gz` (read either
+    /// way, whatever its name).
     #[arg(long, value_name = "STATE.json")]
     state: PathBuf,
     /// An export or twin file giving the devices' state before the
@@ -70,7 +72,8 @@ enum ReplicaCommand {
         /// The peer's replica (what it already holds).
         #[arg(long, value_name = "PEER.json")]
         since: PathBuf,
-        /// Where the delta goes.
+        /// Where the delta goes (gzip-compressed when the name ends in
+        /// `.gz`).
         #[arg(long, value_name = "DELTA.json")]
         out: PathBuf,
     },
@@ -83,7 +86,8 @@ enum ReplicaCommand {
     },
     /// Join deltas (or whole replicas of the same hub) into STATE.
     Apply {
-        /// The replica to update (created when absent).
+        /// The replica to update (created when absent; gzip-compressed
+        /// when the name ends in `.gz`).
         #[arg(long, value_name = "STATE.json")]
         state: PathBuf,
         /// Deltas from `failback replica delta`.
@@ -102,10 +106,18 @@ fn load(path: &Path) -> Result<Replica, Failure> {
 }
 
 /// Writes `replica` to `path` whole, mode 0600 (seeds hold keys): to a
-/// temporary file beside it, synced, renamed, and the directory synced.
+/// temporary file beside it, synced, renamed, and the directory synced;
+/// gzip-compressed when the name ends in `.gz`.
 fn save(path: &Path, replica: &Replica) -> Result<(), Failure> {
-    fsio::write_file(path, |mut w| write_state(&mut w, replica))
-        .map_err(|e| Failure::Internal(format!("{}: {e}", path.display())))
+    let gzip = path.extension().is_some_and(|e| e == "gz");
+    fsio::write_file(path, |mut w| {
+        if gzip {
+            write_state_gzip(&mut w, replica)
+        } else {
+            write_state(&mut w, replica)
+        }
+    })
+    .map_err(|e| Failure::Internal(format!("{}: {e}", path.display())))
 }
 
 /// Runs `failback ingest`.

@@ -1281,6 +1281,139 @@ fn cli_replicating_by_delta_gives_the_peer_the_same_bytes() {
     }
 }
 
+/// `failback merge` of `base.jsonl` with the primary's replica `state`
+/// and the secondary's export, into `out`.
+fn merge_primary_state(state: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "merge".to_owned(),
+        "--base".to_owned(),
+        fixture("base.jsonl"),
+        "--hub".to_owned(),
+        format!("primary={}", state.display()),
+        "--hub".to_owned(),
+        format!("secondary={}", fixture("secondary.jsonl")),
+        "--as-of".to_owned(),
+        "secondary=2024-03-01T12:00:30Z".to_owned(),
+        "--max-drift".to_owned(),
+        "1000000h".to_owned(),
+        "--out".to_owned(),
+        out.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    failback(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The text of gzip `bytes`.
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut text)
+        .expect("gzip");
+    text
+}
+
+/// A state file named `.gz` is written gzip-compressed: the plain file's
+/// bytes through gzip, private, the same bytes each time; every command
+/// reads it whatever its name (`ingest`, `replica delta` and `apply`,
+/// `merge`), and a file cut short is refused by name, exit 2, the state
+/// left as it was.
+#[test]
+fn cli_a_state_file_named_gz_is_written_compressed_and_read_either_way() {
+    let dir = scratch("gzip");
+    let (plain, gz) = (dir.join("primary.json"), dir.join("primary.json.gz"));
+    for state in [&plain, &gz] {
+        let out = failback(&[
+            "ingest",
+            "--hub",
+            "primary",
+            "--compact",
+            "1",
+            "--state",
+            &state.display().to_string(),
+            "--from",
+            &fixture("base.jsonl"),
+            &fixture("primary-events.jsonl"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let (plain_bytes, gz_bytes) = (
+        std::fs::read(&plain).unwrap_or_default(),
+        std::fs::read(&gz).unwrap_or_default(),
+    );
+    assert!(gz_bytes.starts_with(&[0x1f, 0x8b]), "gzip");
+    assert_eq!(gunzip(&gz_bytes), plain_bytes);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&gz).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600), "seeds hold keys");
+    }
+    // Ingested again (all duplicates): read compressed, the same bytes.
+    let out = ingest(&gz, &[&fixture("primary-events.jsonl")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&gz).ok(), Some(gz_bytes.clone()));
+
+    // Merged, the compressed state gives the plain one's outputs.
+    let merged = |state: &Path, name: &str| {
+        let out_dir = dir.join(name);
+        let out = merge_primary_state(state, &out_dir, &["--allow-new-keys"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::read(out_dir.join("merged.jsonl")).unwrap_or_default()
+    };
+    let from_plain = merged(&plain, "out-plain");
+    assert!(!from_plain.is_empty());
+    assert_eq!(merged(&gz, "out-gz"), from_plain);
+
+    // A delta from the compressed state, written compressed, applied to a
+    // plain replica: the plain bytes.
+    let (delta, peer) = (dir.join("delta.json.gz"), dir.join("peer.json"));
+    let empty = dir.join("empty.json");
+    std::fs::write(
+        &empty,
+        "{\"format\":\"failback-replica\",\"version\":1,\"hub\":\"primary\",\"devices\":[\n]}\n",
+    )
+    .expect("scratch");
+    let path = |p: &Path| p.display().to_string();
+    let out = failback(&[
+        "replica",
+        "delta",
+        "--state",
+        &path(&gz),
+        "--since",
+        &path(&empty),
+        "--out",
+        &path(&delta),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = failback(&["replica", "apply", "--state", &path(&peer), &path(&delta)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&peer).ok(), Some(plain_bytes));
+
+    // Cut short: refused by name, exit 2, the state file as it was.
+    let cut = dir.join("cut.json.gz");
+    std::fs::write(&cut, gz_bytes.get(..gz_bytes.len() / 2).unwrap_or_default()).expect("scratch");
+    let out = ingest(&cut, &[&fixture("primary-events.jsonl")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let shown = text(&out.stderr);
+    assert!(
+        shown.contains("cut.json.gz") && shown.contains("gzip"),
+        "{shown}"
+    );
+    assert_eq!(shown.trim_end().lines().count(), 1, "{shown}");
+    assert_eq!(
+        std::fs::read(&cut).ok().map(|b| b.len()),
+        Some(gz_bytes.len() / 2)
+    );
+    let out = merge_primary_state(&cut, &dir.join("out-cut"), &["--allow-new-keys"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let shown = text(&out.stderr);
+    assert!(
+        shown.contains("cut.json.gz") && shown.contains("gzip"),
+        "{shown}"
+    );
+}
+
 #[test]
 fn cli_a_replica_state_merges_with_exports() {
     let dir = scratch("merge");
@@ -1299,25 +1432,7 @@ fn cli_a_replica_state_merges_with_exports() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("seeded       1 devices\n"));
     let out_dir = dir.join("out");
-    let merge = |extra: &[&str]| {
-        let mut args = vec![
-            "merge".to_owned(),
-            "--base".to_owned(),
-            fixture("base.jsonl"),
-            "--hub".to_owned(),
-            format!("primary={s}"),
-            "--hub".to_owned(),
-            format!("secondary={}", fixture("secondary.jsonl")),
-            "--as-of".to_owned(),
-            "secondary=2024-03-01T12:00:30Z".to_owned(),
-            "--max-drift".to_owned(),
-            "1000000h".to_owned(),
-            "--out".to_owned(),
-            out_dir.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
-        failback(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    };
+    let merge = |extra: &[&str]| merge_primary_state(&state, &out_dir, extra);
     // pump-2 was created by events, which carry no keys: creating it on
     // the secondary would give it new keys. Refused, naming it, until the
     // operator allows it.
@@ -1379,6 +1494,43 @@ fn cli_a_replica_state_merges_with_exports() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let again = std::fs::read_to_string(out_dir.join("merged.jsonl")).unwrap_or_default();
     assert_eq!(again, merged);
+}
+
+/// The law of the `parse_state` fuzz target, on its committed seeds
+/// (state files of versions 1 and 3, seeded, with parked events, plain and
+/// gzip): each reads to a replica whose state file reads back to it and
+/// is a fixed point, and gzip changes nothing.
+#[test]
+fn the_parse_state_law_holds_on_its_seed_corpus() {
+    use failback::replica::{write_state, write_state_gzip};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_state");
+    let mut seeds: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the corpus is committed")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    seeds.sort();
+    assert!(seeds.len() >= 6);
+    let written = |replica: &Replica| {
+        let mut out = Vec::new();
+        write_state(&mut out, replica).expect("to a Vec");
+        out
+    };
+    let mut folded = 0;
+    for seed in seeds {
+        let data = std::fs::read(&seed).expect("readable");
+        let replica = read_state(data.as_slice(), "seed.json")
+            .unwrap_or_else(|e| panic!("{}: {e}", seed.display()));
+        folded += replica.folded_count();
+        let bytes = written(&replica);
+        let again = read_state(bytes.as_slice(), "again.json").expect("its own state file");
+        assert_eq!(again, replica, "{}", seed.display());
+        assert_eq!(written(&again), bytes, "{}", seed.display());
+        let mut gz = Vec::new();
+        write_state_gzip(&mut gz, &replica).expect("to a Vec");
+        let from_gz = read_state(gz.as_slice(), "again.json.gz").expect("its own gzip");
+        assert_eq!(written(&from_gz), bytes, "{}", seed.display());
+    }
+    assert!(folded > 0, "the corpus holds compacted replicas");
 }
 
 /// The law of the `parse_events` fuzz target, on its committed seeds (the
