@@ -1303,6 +1303,23 @@ fn merge_primary_state(state: &Path, out: &Path, extra: &[&str]) -> Output {
     failback(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// `failback ingest --compact 1` of the primary's events over the
+/// devices of `base.jsonl`, into `state`.
+fn ingest_primary_compacted(state: &Path) -> Output {
+    failback(&[
+        "ingest",
+        "--hub",
+        "primary",
+        "--compact",
+        "1",
+        "--state",
+        &state.display().to_string(),
+        "--from",
+        &fixture("base.jsonl"),
+        &fixture("primary-events.jsonl"),
+    ])
+}
+
 /// The text of gzip `bytes`.
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Read;
@@ -1323,18 +1340,7 @@ fn cli_a_state_file_named_gz_is_written_compressed_and_read_either_way() {
     let dir = scratch("gzip");
     let (plain, gz) = (dir.join("primary.json"), dir.join("primary.json.gz"));
     for state in [&plain, &gz] {
-        let out = failback(&[
-            "ingest",
-            "--hub",
-            "primary",
-            "--compact",
-            "1",
-            "--state",
-            &state.display().to_string(),
-            "--from",
-            &fixture("base.jsonl"),
-            &fixture("primary-events.jsonl"),
-        ]);
+        let out = ingest_primary_compacted(state);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     let (plain_bytes, gz_bytes) = (
@@ -1475,18 +1481,7 @@ fn cli_a_replica_state_merges_with_exports() {
     let compacted = std::fs::read_to_string(&state).unwrap_or_default();
     assert!(compacted.starts_with(r#"{"format":"failback-replica","version":3,"#));
     let streamed = dir.join("streamed.json");
-    let out = failback(&[
-        "ingest",
-        "--hub",
-        "primary",
-        "--compact",
-        "1",
-        "--state",
-        &streamed.display().to_string(),
-        "--from",
-        &fixture("base.jsonl"),
-        &fixture("primary-events.jsonl"),
-    ]);
+    let out = ingest_primary_compacted(&streamed);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(&streamed).ok(), Some(compacted));
     std::fs::remove_dir_all(&out_dir).expect("the first merge's outputs");
