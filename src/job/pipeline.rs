@@ -154,9 +154,37 @@ impl<P: FnMut(usize) -> Option<Result<RawDevice, SourceError>>> Join<P> {
     }
 }
 
+/// Input `n`'s file name and format.
+fn input_of<'c>(ctx: &'c Context<'_>, n: usize) -> (&'c str, Format) {
+    ctx.inputs
+        .get(n)
+        .map_or(("", Format::Export), |(f, format)| (f.as_str(), *format))
+}
+
+/// The input whose parsed device stands for input `n`'s: the first one
+/// before it in the same format with the same lines, byte for byte, else
+/// `n` itself. Lines alike in two formats do not say the same (a twin's
+/// `etag` is its twin's, an identity's the identity's; a twin file knows
+/// no keys, an identity file does), so only inputs of one format share.
+fn owner(group: &Group, ctx: &Context<'_>, n: usize) -> usize {
+    let Some(Some(raw)) = group.get(n) else {
+        return n;
+    };
+    let format = input_of(ctx, n).1;
+    group
+        .iter()
+        .take(n)
+        .enumerate()
+        .position(|(m, other)| {
+            input_of(ctx, m).1 == format && other.as_ref().is_some_and(|o| o.same_lines(raw))
+        })
+        .unwrap_or(n)
+}
+
 /// Parses a device's lines in each input, once for lines that are byte
-/// for byte an earlier input's: those share the earlier input's device,
-/// which the merge then knows to be the same without comparing.
+/// for byte an earlier input's of the same format: those share the
+/// earlier input's device, which the merge then knows to be the same
+/// without comparing.
 fn parse_group(group: &Group, ctx: &Context<'_>) -> Result<Vec<Option<DeviceInput>>, Stop> {
     let mut parsed: Vec<Option<DeviceInput>> = Vec::with_capacity(group.len());
     for (n, raw) in group.iter().enumerate() {
@@ -164,18 +192,11 @@ fn parse_group(group: &Group, ctx: &Context<'_>) -> Result<Vec<Option<DeviceInpu
             parsed.push(None);
             continue;
         };
-        let earlier = group
-            .iter()
-            .take(n)
-            .position(|other| other.as_ref().is_some_and(|o| o.same_lines(raw)));
-        if earlier.is_some() {
+        if owner(group, ctx, n) != n {
             parsed.push(None);
             continue;
         }
-        let (file, format) = ctx
-            .inputs
-            .get(n)
-            .map_or(("", Format::Export), |(f, format)| (f.as_str(), *format));
+        let (file, format) = input_of(ctx, n);
         let device = raw
             .parse(file, format)
             .map_err(|e| Stop::Source(n, SourceError::from(e)))?;
@@ -189,19 +210,10 @@ fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> 
     let mut out = Rendered::new(ctx.hubs.len());
     for group in batch {
         let parsed = parse_group(&group, ctx)?;
-        // Each input's device: its own, or the earlier input's it equals.
-        let inputs: Vec<Option<&DeviceInput>> = group
-            .iter()
-            .enumerate()
-            .map(|(n, raw)| {
-                let raw = raw.as_ref()?;
-                let owner = group
-                    .iter()
-                    .take(n)
-                    .position(|o| o.as_ref().is_some_and(|o| o.same_lines(raw)))
-                    .unwrap_or(n);
-                parsed.get(owner)?.as_ref()
-            })
+        // Each input's device: its own, or that of the earlier input of its
+        // format whose lines it equals.
+        let inputs: Vec<Option<&DeviceInput>> = (0..group.len())
+            .map(|n| parsed.get(owner(&group, ctx, n))?.as_ref())
             .collect();
         for (n, input) in inputs.iter().enumerate() {
             if input.is_some_and(|d| d.record.times_without_zone()) {

@@ -4,7 +4,8 @@
 //! A source yields each device's lines as text ([`RawDevice`]), read but
 //! not yet parsed: only the id is read from each line. Parsing waits for
 //! the merge, which parses lines that are byte for byte another input's
-//! once (most devices are the same in the base and every hub).
+//! of the same format once (most devices are the same in the base and
+//! every hub).
 //!
 //! In a stream, a device's lines are the run of consecutive lines with its
 //! id: its own line and its modules' lines, in any order among themselves
@@ -143,7 +144,9 @@ impl RawDevice {
     }
 
     /// Whether the two have the same lines, byte for byte, in the same
-    /// order: they then parse to the same device with the same etags.
+    /// order: read in one format, they then parse to the same device with
+    /// the same etags. (In two formats they need not: a twin's `etag` is
+    /// not an identity's.)
     pub(super) fn same_lines(&self, other: &RawDevice) -> bool {
         self.text == other.text
             && self

@@ -6,7 +6,9 @@
 //! must then hold the previous complete output or the new complete one,
 //! never a mix, and running the command again must give exactly the bytes
 //! of the uninterrupted run and leave no temporary file behind. A timed
-//! SIGKILL on a larger merge checks the same without the failpoint. The
+//! SIGKILL on a larger merge checks the same without the failpoint. Two
+//! tests pin which step is which, for `ingest` and for `merge`: what the
+//! files hold after each, and that there is none after the last. The
 //! modes test checks that files that can hold keys are 0600 in 0700
 //! directories.
 #![cfg(unix)]
@@ -379,14 +381,17 @@ impl Rng {
     }
 }
 
+/// The export line of device `i` of a generated fleet, with keys.
+fn fleet_line(i: usize, site: &str, fan: usize) -> String {
+    let keys = r#""authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMDA1QUJDREVGR0hJSktMTU5PUFFSU1Q=","secondaryKey":"c2Vjb25kYXJ5LWtleS0w1QUJDREVGR0hJSktMTU5PUFFSU1Q"},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
+    format!(
+        r#"{{"id":"dev-{i:06}","eTag":"ZTE=","status":"enabled",{keys},"twinETag":"AAAAAAAAAAE=","tags":{{"site":"{site}"}},"properties":{{"desired":{{"fan":{fan}}},"reported":{{}}}}}}"#
+    )
+}
+
 /// Writes a base and two diverged hub exports of `n` devices, sorted by id.
 fn fleet(dir: &Path, n: usize) {
-    let keys = r#""authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeS1rZXktMDA1QUJDREVGR0hJSktMTU5PUFFSU1Q=","secondaryKey":"c2Vjb25kYXJ5LWtleS0w1QUJDREVGR0hJSktMTU5PUFFSU1Q"},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"}"#;
-    let line = |i: usize, site: &str, fan: usize| {
-        format!(
-            r#"{{"id":"dev-{i:06}","eTag":"ZTE=","status":"enabled",{keys},"twinETag":"AAAAAAAAAAE=","tags":{{"site":"{site}"}},"properties":{{"desired":{{"fan":{fan}}},"reported":{{}}}}}}"#
-        )
-    };
+    let line = fleet_line;
     let mut files = [String::new(), String::new(), String::new()];
     for i in 0..n {
         files[0] += &line(i, "lyon", 1);
@@ -524,6 +529,152 @@ fn a_state_file_is_written_synced_renamed_then_its_directory_synced() {
     copy_tree(&template, &dir);
     assert_eq!(run_crashing_at(&dir, &args, 6).code(), Some(0));
     assert_eq!(read_opt(&dir, "state.json").unwrap(), new);
+    for d in [&template, &good_dir, &dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Writes a base and two hub exports of three devices, sorted by id (the
+/// merge streams them, in one pass), which give every file of a merge's
+/// results lines: device 0's site changed on both hubs (a conflict, and a
+/// line in the plan of the hub that lost it), device 1's fan on the
+/// primary (a line in the secondary's plan), device 2's on the secondary
+/// (a line in the primary's).
+fn three_devices(dir: &Path) {
+    let files = [
+        [("lyon", 1), ("lyon", 1), ("lyon", 1)],
+        [("paris", 1), ("lyon", 2), ("lyon", 1)],
+        [("rome", 1), ("lyon", 1), ("lyon", 3)],
+    ];
+    for (name, devices) in ["base", "primary", "secondary"].iter().zip(files) {
+        let lines: Vec<String> = devices
+            .iter()
+            .enumerate()
+            .map(|(i, (site, fan))| fleet_line(i, site, *fan))
+            .collect();
+        std::fs::write(dir.join(format!("{name}.jsonl")), lines.join("\n") + "\n").unwrap();
+    }
+}
+
+/// The files in `dir` by name; `None` when there is no such directory.
+fn files_in(dir: &Path) -> Option<BTreeMap<String, Vec<u8>>> {
+    dir.is_dir().then(|| {
+        listing(dir)
+            .into_iter()
+            .map(|name| {
+                let bytes = std::fs::read(dir.join(&name)).unwrap();
+                (name, bytes)
+            })
+            .collect()
+    })
+}
+
+/// A filesystem step of a merge, as `FAILBACK_CRASH_AT` counts them.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// The temporary directory `.out.failback-tmp` created.
+    TmpDir,
+    /// A file created in it, empty.
+    Created(&'static str),
+    /// A file's bytes written whole: its buffer flushed.
+    Written(&'static str),
+    /// A file `fsync`ed: nothing new to see.
+    Synced(&'static str),
+    /// A directory `fsync`ed (the temporary one, then out's parent):
+    /// nothing new to see.
+    DirSynced,
+    /// The temporary directory renamed to `out` (there was none).
+    Renamed,
+}
+
+/// A merge into a new `out` makes its files in a temporary directory,
+/// appends each device's lines to them (buffered: nothing reaches the
+/// files until they are finished), then finishes each file (flushed whole,
+/// then synced), writes `report.json` whole, syncs the directory, renames
+/// it into place and syncs its parent. Killed after each step, the files
+/// hold what the steps before gave them; there is no step after the last.
+#[test]
+fn a_merge_writes_and_syncs_each_file_then_renames_its_directory_into_place() {
+    use Step::*;
+    const TMP: &str = ".out.failback-tmp";
+    let [plan_p, plan_s] = ["primary.import.jsonl", "secondary.import.jsonl"];
+    let [merged, conflicts, report] = ["merged.jsonl", "conflicts.jsonl", "report.json"];
+    let steps = [
+        TmpDir,
+        // The plans (by hub name), then the merged devices and conflicts.
+        Created(plan_p),
+        Created(plan_s),
+        Created(merged),
+        Created(conflicts),
+        // Every device merged and appended: each file is finished.
+        Written(merged),
+        Synced(merged),
+        Written(conflicts),
+        Synced(conflicts),
+        Written(plan_p),
+        Synced(plan_p),
+        Written(plan_s),
+        Synced(plan_s),
+        // The report, counted from what was written, written whole.
+        Created(report),
+        Written(report),
+        Synced(report),
+        // The directory put in place.
+        DirSynced,
+        Renamed,
+        DirSynced,
+    ];
+    let template = scratch("merge-steps-template");
+    three_devices(&template);
+    let mut args = fleet_merge(["primary", "secondary"]);
+    args.extend(strings(&["--jobs", "1"]));
+    let good_dir = scratch("merge-steps-good");
+    copy_tree(&template, &good_dir);
+    run(&good_dir, &args);
+    let good = files_in(&good_dir.join("out")).unwrap();
+    assert_eq!(
+        names(&good),
+        [conflicts, merged, plan_p, report, plan_s],
+        "{good:?}"
+    );
+    // Each file has bytes, so that its being written shows.
+    for (name, bytes) in &good {
+        assert!(!bytes.is_empty(), "{name} is empty");
+    }
+    // What the steps so far gave: the directory's files, and where the
+    // directory is.
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut at: Option<&str> = None;
+    let dir = scratch("merge-steps-crash");
+    for (n, step) in (1..).zip(steps) {
+        match step {
+            TmpDir => at = Some(TMP),
+            Created(name) => assert!(files.insert(name.to_owned(), Vec::new()).is_none()),
+            Written(name) => {
+                files.insert(name.to_owned(), good[name].clone());
+            }
+            // A file is synced once whole, in the list as on disk.
+            Synced(name) => assert_eq!(files.get(name), good.get(name), "{name}"),
+            Renamed => at = Some("out"),
+            DirSynced => {}
+        }
+        copy_tree(&template, &dir);
+        let status = run_crashing_at(&dir, &args, n);
+        assert_eq!(status.signal(), Some(6), "step {n} ({step:?}): {status:?}");
+        for d in [TMP, "out"] {
+            assert_eq!(
+                files_in(&dir.join(d)),
+                (at == Some(d)).then(|| files.clone()),
+                "{d} after step {n} ({step:?})"
+            );
+        }
+    }
+    assert_eq!(files, good);
+    // There is no step after the last: the run goes to the end.
+    let last = steps.len() as u64;
+    copy_tree(&template, &dir);
+    assert_eq!(run_crashing_at(&dir, &args, last + 1).code(), Some(0));
+    assert_eq!(observe(&dir, &["out"]), observe(&good_dir, &["out"]));
     for d in [&template, &good_dir, &dir] {
         let _ = std::fs::remove_dir_all(d);
     }
