@@ -1491,6 +1491,19 @@ fn cli_a_replica_state_merges_with_exports() {
     assert_eq!(again, merged);
 }
 
+/// The committed seed files of fuzz target `target`, sorted.
+fn corpus(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut seeds: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the corpus is committed")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    seeds.sort();
+    seeds
+}
+
 /// The law of the `parse_state` fuzz target, on its committed seeds
 /// (state files of versions 1 and 3, seeded, with parked events, plain and
 /// gzip): each reads to a replica whose state file reads back to it and
@@ -1498,12 +1511,7 @@ fn cli_a_replica_state_merges_with_exports() {
 #[test]
 fn the_parse_state_law_holds_on_its_seed_corpus() {
     use failback::replica::{write_state, write_state_gzip};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_state");
-    let mut seeds: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("the corpus is committed")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    seeds.sort();
+    let seeds = corpus("parse_state");
     assert!(seeds.len() >= 6);
     let written = |replica: &Replica| {
         let mut out = Vec::new();
@@ -1535,12 +1543,7 @@ fn the_parse_state_law_holds_on_its_seed_corpus() {
 #[test]
 fn the_parse_events_law_holds_on_its_seed_corpus() {
     use failback::format::{EventReader, write_event_line};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_events");
-    let mut seeds: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("the corpus is committed")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    seeds.sort();
+    let seeds = corpus("parse_events");
     assert!(seeds.len() >= 10);
     for seed in seeds {
         let data = std::fs::read(&seed).expect("readable");
