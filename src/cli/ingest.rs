@@ -8,7 +8,9 @@
 //! and runs the same command again (which is safe: ingestion is
 //! idempotent). The state file is only ever replaced whole (written to a
 //! temporary file beside it, mode 0600 since seeds hold keys, synced,
-//! renamed, and its directory synced: see [`failback::fsio`]).
+//! renamed, and its directory synced: see [`failback::fsio`]), and
+//! gzip-compressed when its name ends in `.gz` (every state file is read
+//! plain or compressed, whatever its name).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -80,7 +82,8 @@ enum ReplicaCommand {
     /// Fold STATE's twin changes into their incarnations' trees (see
     /// `failback ingest --compact`), replacing it whole.
     Compact {
-        /// The replica to compact.
+        /// The replica to compact (written back gzip-compressed when the
+        /// name ends in `.gz`).
         #[arg(long, value_name = "STATE.json")]
         state: PathBuf,
     },
