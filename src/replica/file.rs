@@ -87,20 +87,22 @@ pub(crate) const FOLDED_VERSION: u64 = 3;
 pub(crate) const FOLDED_VERSION_2: u64 = 2;
 /// The first two bytes of a gzip member.
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-/// The gzip level state files are written at: zlib's default, about four
-/// times faster than level 9 on state files for a file a few percent
-/// larger.
+/// The gzip level state files are written at: zlib's default (a
+/// compacted state file of 2.3 MB: 103 KB at level 6, 96 KB at 9, 123 KB
+/// at 1, by `gzip`).
 const GZIP_LEVEL: u32 = 6;
 
 impl Replica {
-    /// Reads a state file written by [`Replica::write`], checking every
-    /// event and seed line as the event, export and twin readers do, and
-    /// every fold of a compacted replica.
+    /// Reads a state file written by [`Replica::write`] or
+    /// [`Replica::write_gzip`] (gzip told by its magic bytes), checking
+    /// every event and seed line as the event, export and twin readers
+    /// do, and every fold of a compacted replica.
     ///
     /// # Errors
     ///
-    /// A [`ReadError`] naming `file` and the line: not JSON, not a state
-    /// file of version 1, 2 or 3, an invalid hub name, a bad event or seed
+    /// A [`ReadError`] naming `file` and the line: gzip cut short or
+    /// holding something else, not JSON, not a state file of version 1,
+    /// 2 or 3, an invalid hub name, a bad event or seed
     /// line, an event under another device's id, an event whose stored dot
     /// is not its own, two events with one id and different payloads, a
     /// corrupted fold.
@@ -391,12 +393,14 @@ fn json_error(file: &str, error: &serde_json::Error) -> ReadError {
     )
 }
 
-/// Reads a state file written by [`write_state`] ([`Replica::read`]), checking every event
-/// and seed line as the event, export and twin readers do.
+/// Reads a state file written by [`write_state`] or [`write_state_gzip`]
+/// ([`Replica::read`]), checking every event and seed line as the event,
+/// export and twin readers do.
 ///
 /// # Errors
 ///
-/// A [`ReadError`] naming `file` and the line: not JSON, not a state
+/// A [`ReadError`] naming `file` and the line: gzip cut short or holding
+/// something else, not JSON, not a state
 /// file of version 1, 2 or 3, an invalid hub name, a bad event or seed line, an
 /// event under another device's id, an event whose stored dot is not its
 /// own, two events with one id and different payloads.
