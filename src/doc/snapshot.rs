@@ -127,6 +127,15 @@ pub struct DeviceTimes {
 }
 
 impl Entity {
+    /// Whether writing its identity makes the hub generate keys: no
+    /// `authentication`, or SAS without both keys
+    /// ([`Authentication::lacks_keys`]).
+    pub(crate) fn lacks_keys(&self) -> bool {
+        self.authentication
+            .as_ref()
+            .is_none_or(Authentication::lacks_keys)
+    }
+
     /// The entity in export shape (identity fields, `tags`, `properties`),
     /// with secrets as fingerprints: what conflict records show of a whole
     /// losing device.

@@ -380,11 +380,7 @@ impl HubImage {
         let etag = next_etag(previous.map_or("", |r| r.etag.as_str()), id);
         let twin_etag = next_etag(previous.map_or("", |r| r.twin_etag.as_str()), "twin");
         let mut entity = entity.into_owned();
-        if entity
-            .authentication
-            .as_ref()
-            .is_none_or(Authentication::lacks_keys)
-        {
+        if entity.lacks_keys() {
             let seed = format!("{id}/{}/{etag}", module_id.unwrap_or(""));
             let key = |salt: &str| {
                 Secret::from_key_bytes(&Sha256::digest(format!("{seed}\u{0}{salt}").as_bytes()))

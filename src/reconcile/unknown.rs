@@ -162,12 +162,7 @@ pub(crate) fn writes_keyless(mode: ImportMode, entity: Option<&Entity>) -> bool 
             | ImportMode::Delete
             | ImportMode::DeleteIfMatchETag
     );
-    writes_identity
-        && entity.is_none_or(|e| {
-            e.authentication
-                .as_ref()
-                .is_none_or(crate::doc::Authentication::lacks_keys)
-        })
+    writes_identity && entity.is_none_or(Entity::lacks_keys)
 }
 
 #[cfg(test)]
