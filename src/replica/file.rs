@@ -415,8 +415,7 @@ fn json_error(file: &str, error: &serde_json::Error) -> ReadError {
 /// ```
 pub fn read_state<R: Read>(reader: R, file: &str) -> Result<Replica, ReadError> {
     let (text, gzipped) = state_text(reader).map_err(|e| ReadError::io(file, e))?;
-    let expected = format!("{{\"format\":\"{FORMAT_NAME}\"");
-    if gzipped && !text.trim_start().starts_with(&expected) {
+    if gzipped && !opens_as_state(text.as_bytes()) {
         return Err(ReadError::new(
             file,
             1,
@@ -573,26 +572,26 @@ pub fn read_state<R: Read>(reader: R, file: &str) -> Result<Replica, ReadError> 
 /// gzip (the only compressed input failback reads: [`read_state`] then
 /// names what is wrong with one cut short or holding something else).
 pub(crate) fn is_state_file(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else {
+    let Ok(mut file) = std::fs::File::open(path) else {
         return false;
     };
-    let head = head_of(file, 64);
-    let expected = format!("{{\"format\":\"{FORMAT_NAME}\"");
-    head.starts_with(GZIP_MAGIC) || head.trim_ascii_start().starts_with(expected.as_bytes())
-}
-
-/// Up to `n` bytes of `reader`: fewer at its end or at an error.
-fn head_of(mut reader: impl Read, n: usize) -> Vec<u8> {
-    let mut head = vec![0; n];
+    let mut head = [0u8; 64];
     let mut got = 0;
-    while got < n {
-        match reader.read(head.get_mut(got..).unwrap_or_default()) {
+    while got < head.len() {
+        match file.read(head.get_mut(got..).unwrap_or_default()) {
             Ok(0) | Err(_) => break,
-            Ok(k) => got += k,
+            Ok(n) => got += n,
         }
     }
-    head.truncate(got);
-    head
+    let head = head.get(..got).unwrap_or_default();
+    head.starts_with(GZIP_MAGIC) || opens_as_state(head)
+}
+
+/// Whether `text` opens as [`write_state`] writes it,
+/// `{"format":"failback-replica"`, after any blanks.
+fn opens_as_state(text: &[u8]) -> bool {
+    let expected = format!("{{\"format\":\"{FORMAT_NAME}\"");
+    text.trim_ascii_start().starts_with(expected.as_bytes())
 }
 
 #[cfg(test)]
