@@ -182,17 +182,21 @@ fn owner(group: &Group, ctx: &Context<'_>, n: usize) -> usize {
 }
 
 /// Parses a device's lines in each input, once for lines that are byte
-/// for byte an earlier input's of the same format: those share the
-/// earlier input's device, which the merge then knows to be the same
-/// without comparing.
-fn parse_group(group: &Group, ctx: &Context<'_>) -> Result<Vec<Option<DeviceInput>>, Stop> {
+/// for byte an earlier input's of the same format (`owners`, by
+/// [`owner`]): those share the earlier input's device, which the merge
+/// then knows to be the same without comparing.
+fn parse_group(
+    group: &Group,
+    owners: &[usize],
+    ctx: &Context<'_>,
+) -> Result<Vec<Option<DeviceInput>>, Stop> {
     let mut parsed: Vec<Option<DeviceInput>> = Vec::with_capacity(group.len());
     for (n, raw) in group.iter().enumerate() {
         let Some(raw) = raw else {
             parsed.push(None);
             continue;
         };
-        if owner(group, ctx, n) != n {
+        if owners.get(n) != Some(&n) {
             parsed.push(None);
             continue;
         }
@@ -209,11 +213,13 @@ fn parse_group(group: &Group, ctx: &Context<'_>) -> Result<Vec<Option<DeviceInpu
 fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> {
     let mut out = Rendered::new(ctx.hubs.len());
     for group in batch {
-        let parsed = parse_group(&group, ctx)?;
+        let owners: Vec<usize> = (0..group.len()).map(|n| owner(&group, ctx, n)).collect();
+        let parsed = parse_group(&group, &owners, ctx)?;
         // Each input's device: its own, or that of the earlier input of its
         // format whose lines it equals.
-        let inputs: Vec<Option<&DeviceInput>> = (0..group.len())
-            .map(|n| parsed.get(owner(&group, ctx, n))?.as_ref())
+        let inputs: Vec<Option<&DeviceInput>> = owners
+            .iter()
+            .map(|&owner| parsed.get(owner)?.as_ref())
             .collect();
         for (n, input) in inputs.iter().enumerate() {
             if input.is_some_and(|d| d.record.times_without_zone()) {
