@@ -306,15 +306,12 @@ impl<R: BufRead> Lines<R> {
             }
             match self.classify() {
                 Line::Json(start, end) => {
-                    if self.layout == Layout::Unknown {
-                        if self.starts_values(start, end) {
-                            self.layout = Layout::Values;
-                            self.cursor = Some(start);
-                            self.scanner.max = self.max_line;
-                            self.scanner.line_start = self.line_start;
-                            return self.next_value();
-                        }
-                        self.layout = Layout::Lines;
+                    if self.layout == Layout::Unknown && self.starts_values(start, end) {
+                        self.layout = Layout::Values;
+                        self.cursor = Some(start);
+                        self.scanner.max = self.max_line;
+                        self.scanner.line_start = self.line_start;
+                        return self.next_value();
                     }
                     self.span = (self.line_start + start as u64, end - start);
                     break (start, end);
@@ -326,12 +323,20 @@ impl<R: BufRead> Lines<R> {
                 }
             }
         };
-        let text = self
-            .buf
-            .get(start..end)
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
-            .unwrap_or_default();
-        Some(Ok((self.line, text)))
+        // A line `classify` took at a glance is checked here, once.
+        match std::str::from_utf8(self.buf.get(start..end).unwrap_or_default()) {
+            Ok(text) => {
+                if self.layout == Layout::Unknown {
+                    self.layout = Layout::Lines;
+                }
+                Some(Ok((self.line, text)))
+            }
+            Err(e) => {
+                let valid_up_to = start - self.bom() + e.valid_up_to();
+                let kind = ReadErrorKind::InvalidUtf8 { valid_up_to };
+                Some(Err(ReadError::new(self.file.clone(), self.line, kind)))
+            }
+        }
     }
 
     /// Whether the first JSON line, `buf[start..end]`, opens JSON values
@@ -431,12 +436,15 @@ impl<R: BufRead> Lines<R> {
 
     /// What the line in `buf` is.
     fn classify(&self) -> Line {
-        let bom = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
-            3
-        } else {
-            0
-        };
+        let bom = self.bom();
         let bytes = self.buf.get(bom..).unwrap_or_default();
+        // What export jobs write: an object from the line's first byte to
+        // its last (or to a carriage return), its UTF-8 checked as it is
+        // read.
+        let body = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if body.first() == Some(&b'{') && body.last() == Some(&b'}') {
+            return Line::Json(bom, bom + body.len());
+        }
         match std::str::from_utf8(bytes) {
             Ok(text) => {
                 let trimmed = text.trim_start();
@@ -457,6 +465,16 @@ impl<R: BufRead> Lines<R> {
                 Line::BadUtf8(e.valid_up_to())
             }
             Err(_) => Line::Skip,
+        }
+    }
+
+    /// The length of the byte order mark the line in `buf` starts with:
+    /// one is allowed on the first line only.
+    fn bom(&self) -> usize {
+        if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
         }
     }
 
@@ -483,7 +501,7 @@ impl<R: BufRead> Lines<R> {
                 break;
             }
             any = true;
-            let (taken, end) = match chunk.iter().position(|&b| b == b'\n') {
+            let (taken, end) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (i, true),
                 None => (chunk.len(), false),
             };
@@ -659,6 +677,37 @@ mod tests {
     fn invalid_utf8_in_a_json_line_is_an_error() {
         let (out, _) = all(b"{\"id\":\"\xC3\x28\"}\n", 100);
         assert_eq!(out, vec![Err("f:1: invalid UTF-8 after byte 7".to_owned())]);
+    }
+
+    /// An object filling its line is taken at a glance and its UTF-8
+    /// checked as it is returned: the same texts, errors and offsets as a
+    /// line trimmed first, and a first line that is not UTF-8 still leaves
+    /// the layout to the next one.
+    #[test]
+    fn a_line_that_is_one_object_reads_as_any_other() {
+        let (out, _) = all(
+            b"\xEF\xBB\xBF{\"id\":\"\xC3\x28\"}\r\n[\n{\"a\":1}\n]\n",
+            100,
+        );
+        assert_eq!(
+            out,
+            vec![
+                Err("f:1: invalid UTF-8 after byte 7".to_owned()),
+                Ok((3, "{\"a\":1}".to_owned()))
+            ]
+        );
+        let (out, _) = all(
+            b"{\"a\":\"\xC3\xA9\"}\r\n \t{\"b\":\"\xC3\"} \n{\"c\":0}",
+            100,
+        );
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\"a\":\"\u{e9}\"}".to_owned())),
+                Err("f:2: invalid UTF-8 after byte 8".to_owned()),
+                Ok((3, "{\"c\":0}".to_owned()))
+            ]
+        );
     }
     /// A reader that fails once with `kind` before `at` bytes, then reads
     /// on, a few bytes at a time.
