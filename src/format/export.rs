@@ -539,46 +539,43 @@ pub(crate) fn write_line<W: Write>(
     let entity = line.entity;
     let identity = |e: &'_ Entity| !twin_only && e.status.is_some();
     let mut obj = Obj::open(w)?;
-    obj.field("id", line.id)?;
-    obj.opt("moduleId", line.module_id)?;
-    obj.opt("eTag", line.etag)?;
+    obj.text("id", line.id)?;
+    obj.opt_text("moduleId", line.module_id)?;
+    obj.opt_text("eTag", line.etag)?;
     let import_mode = line.import_mode.or_else(|| {
         (line.module_id.is_none() && !identity(entity)).then_some(ImportMode::UpdateTwin)
     });
     obj.opt("importMode", import_mode)?;
     if let Some(status) = entity.status.as_ref().filter(|_| !twin_only) {
         obj.field("status", &status.status)?;
-        obj.opt("statusReason", status.reason.as_deref())?;
+        obj.opt_text("statusReason", status.reason.as_deref())?;
     }
     if !twin_only {
         obj.opt("authentication", entity.authentication.as_ref())?;
     }
-    obj.opt("twinETag", line.twin_etag)?;
-    obj.field("tags", &entity.tags)?;
-    obj.field(
-        "properties",
-        &Properties {
-            desired: Section {
-                map: &entity.desired,
-                meta: None,
-            },
-            reported: Section {
-                map: &entity.reported,
-                meta: None,
-            },
+    obj.opt_text("twinETag", line.twin_etag)?;
+    obj.map("tags", &entity.tags)?;
+    obj.properties(&Properties {
+        desired: Section {
+            map: &entity.desired,
+            meta: None,
         },
-    )?;
+        reported: Section {
+            map: &entity.reported,
+            meta: None,
+        },
+    })?;
     if twin_only {
         return obj.close_line();
     }
     obj.opt("capabilities", entity.capabilities.as_ref())?;
-    obj.opt("deviceScope", entity.device_scope.as_deref())?;
+    obj.opt_text("deviceScope", entity.device_scope.as_deref())?;
     obj.opt("parentScopes", entity.parent_scopes.as_ref())?;
     for (key, value) in &entity.extra {
         // The reader never puts a known field here; a caller who did would
         // otherwise write a line with the key twice.
         if !FIELDS.contains(&key.as_str()) {
-            obj.field(key, value)?;
+            obj.value(key, value)?;
         }
     }
     obj.close_line()

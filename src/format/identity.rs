@@ -155,16 +155,16 @@ pub(crate) fn write_identity_line<W: std::io::Write>(
     obj.opt("authentication", entity.authentication.as_ref())?;
     obj.opt("capabilities", entity.capabilities.as_ref())?;
     obj.field("cloudToDeviceMessageCount", &0)?;
-    obj.field("connectionState", "Disconnected")?;
-    obj.field("deviceId", device_id)?;
-    obj.opt("deviceScope", entity.device_scope.as_deref())?;
-    obj.opt("etag", etag)?;
-    obj.field("lastActivityTime", "0001-01-01T00:00:00")?;
-    obj.opt("moduleId", module_id)?;
+    obj.text("connectionState", "Disconnected")?;
+    obj.text("deviceId", device_id)?;
+    obj.opt_text("deviceScope", entity.device_scope.as_deref())?;
+    obj.opt_text("etag", etag)?;
+    obj.text("lastActivityTime", "0001-01-01T00:00:00")?;
+    obj.opt_text("moduleId", module_id)?;
     obj.opt("parentScopes", entity.parent_scopes.as_ref())?;
     if let Some(status) = &entity.status {
         obj.field("status", &status.status)?;
-        obj.opt("statusReason", status.reason.as_deref())?;
+        obj.opt_text("statusReason", status.reason.as_deref())?;
     }
     obj.close_line()
 }

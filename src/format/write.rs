@@ -1,9 +1,16 @@
 //! Writing one JSON object with its fields in a fixed order.
+//!
+//! Strings, maps and values are written directly, in the bytes
+//! `serde_json::to_writer` gives them: a merge writes every twin of the
+//! fleet, and serde_json looks each byte of each string up in its escape
+//! table (7% of a merge's instructions, callgrind at 10k devices), where
+//! the strings of a twin almost never hold anything to escape.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
+use serde_json::Value;
 
 use crate::doc::{JsonMap, MetaTree};
 
@@ -22,13 +29,50 @@ impl<'w, W: Write> Obj<'w, W> {
     }
 
     pub(crate) fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> io::Result<()> {
+        self.name(name)?;
+        serde_json::to_writer(&mut *self.w, value)?;
+        Ok(())
+    }
+
+    /// A field holding a string.
+    pub(crate) fn text(&mut self, name: &str, value: &str) -> io::Result<()> {
+        self.name(name)?;
+        write_str(self.w, value)
+    }
+
+    /// A field holding a string, when there is one.
+    pub(crate) fn opt_text(&mut self, name: &str, value: Option<&str>) -> io::Result<()> {
+        match value {
+            Some(value) => self.text(name, value),
+            None => Ok(()),
+        }
+    }
+
+    /// A field holding any JSON value.
+    pub(crate) fn value(&mut self, name: &str, value: &Value) -> io::Result<()> {
+        self.name(name)?;
+        write_value(self.w, value)
+    }
+
+    /// A field holding a JSON object.
+    pub(crate) fn map(&mut self, name: &str, map: &JsonMap) -> io::Result<()> {
+        self.name(name)?;
+        write_map(self.w, map)
+    }
+
+    /// The `properties` field.
+    pub(crate) fn properties(&mut self, properties: &Properties<'_>) -> io::Result<()> {
+        self.name("properties")?;
+        properties.write(self.w)
+    }
+
+    /// The separator before a field, if any, and its name.
+    fn name(&mut self, name: &str) -> io::Result<()> {
         if !std::mem::replace(&mut self.first, false) {
             self.w.write_all(b",")?;
         }
-        serde_json::to_writer(&mut *self.w, name)?;
-        self.w.write_all(b":")?;
-        serde_json::to_writer(&mut *self.w, value)?;
-        Ok(())
+        write_str(self.w, name)?;
+        self.w.write_all(b":")
     }
 
     pub(crate) fn opt<T: Serialize>(&mut self, name: &str, value: Option<T>) -> io::Result<()> {
@@ -44,10 +88,79 @@ impl<'w, W: Write> Obj<'w, W> {
     }
 }
 
+/// Writes `s` as a JSON string, in the bytes serde_json writes. A string
+/// with nothing to escape (no quote, backslash or control character) is
+/// copied whole; any other goes through serde_json.
+pub(crate) fn write_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
+    // Without a short cut, so that the compiler checks many bytes at once.
+    let escapes = s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if escapes {
+        return Ok(serde_json::to_writer(w, s)?);
+    }
+    w.write_all(b"\"")?;
+    w.write_all(s.as_bytes())?;
+    w.write_all(b"\"")
+}
+
+/// Writes `value` in the bytes `serde_json::to_writer` gives it.
+pub(crate) fn write_value<W: Write + ?Sized>(w: &mut W, value: &Value) -> io::Result<()> {
+    match value {
+        Value::Null => w.write_all(b"null"),
+        Value::Bool(true) => w.write_all(b"true"),
+        Value::Bool(false) => w.write_all(b"false"),
+        Value::Number(n) => Ok(serde_json::to_writer(w, n)?),
+        Value::String(s) => write_str(w, s),
+        Value::Array(items) => {
+            w.write_all(b"[")?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                write_value(w, item)?;
+            }
+            w.write_all(b"]")
+        }
+        Value::Object(map) => write_map(w, map),
+    }
+}
+
+/// Writes `map` in the bytes `serde_json::to_writer` gives it.
+pub(crate) fn write_map<W: Write + ?Sized>(w: &mut W, map: &JsonMap) -> io::Result<()> {
+    w.write_all(b"{")?;
+    write_entries(w, map)?;
+    w.write_all(b"}")
+}
+
+/// Writes the entries of `map`, comma-separated, without braces.
+fn write_entries<W: Write + ?Sized>(w: &mut W, map: &JsonMap) -> io::Result<()> {
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        write_str(w, key)?;
+        w.write_all(b":")?;
+        write_value(w, value)?;
+    }
+    Ok(())
+}
+
 /// `properties` with its two sections, each with its metadata when given.
 pub(crate) struct Properties<'a> {
     pub(crate) desired: Section<'a>,
     pub(crate) reported: Section<'a>,
+}
+
+impl Properties<'_> {
+    /// Writes the object, in the bytes its `Serialize` gives.
+    pub(crate) fn write<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        w.write_all(b"{\"desired\":")?;
+        self.desired.write(w)?;
+        w.write_all(b",\"reported\":")?;
+        self.reported.write(w)?;
+        w.write_all(b"}")
+    }
 }
 
 impl Serialize for Properties<'_> {
@@ -79,8 +192,45 @@ impl Serialize for Section<'_> {
     }
 }
 
+impl Section<'_> {
+    fn write<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        let meta = self.meta.filter(|m| **m != MetaTree::default());
+        w.write_all(b"{")?;
+        write_entries(w, self.map)?;
+        if let Some(meta) = meta {
+            if !self.map.is_empty() {
+                w.write_all(b",")?;
+            }
+            w.write_all(b"\"$metadata\":")?;
+            Meta(meta).write(w)?;
+        }
+        w.write_all(b"}")
+    }
+}
+
 /// A metadata node: `$lastUpdated` then its children.
 struct Meta<'a>(&'a MetaTree);
+
+impl Meta<'_> {
+    fn write<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        w.write_all(b"{")?;
+        let mut first = true;
+        if let Some(time) = self.0.last_updated.and_then(format_time) {
+            first = false;
+            w.write_all(b"\"$lastUpdated\":")?;
+            write_str(w, &time)?;
+        }
+        for (key, child) in &self.0.children {
+            if !std::mem::replace(&mut first, false) {
+                w.write_all(b",")?;
+            }
+            write_str(w, key)?;
+            w.write_all(b":")?;
+            Meta(child).write(w)?;
+        }
+        w.write_all(b"}")
+    }
+}
 
 impl Serialize for Meta<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -92,5 +242,125 @@ impl Serialize for Meta<'_> {
             map.serialize_entry(key, &Meta(child))?;
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            // Any character, control characters and quotes most often.
+            "[\\x00-\\x1f\"\\\\/\\x7f a-zé€😀]{0,12}".prop_map(Value::String),
+            any::<String>().prop_map(Value::String),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map("[\\x00-\\x7f]{0,4}|\\PC{0,4}", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn meta() -> impl Strategy<Value = MetaTree> {
+        let node = prop::option::of(0_i64..4_102_444_800_000).prop_map(|last_updated| MetaTree {
+            last_updated,
+            children: BTreeMap::new(),
+        });
+        node.prop_recursive(3, 16, 3, |inner| {
+            (
+                prop::option::of(0_i64..4_102_444_800_000),
+                prop::collection::btree_map("[a-z\"\\\\\\x01]{1,3}", inner, 0..3),
+            )
+                .prop_map(|(last_updated, children)| MetaTree {
+                    last_updated,
+                    children,
+                })
+        })
+    }
+
+    fn object(value: Value) -> JsonMap {
+        match value {
+            Value::Object(map) => map,
+            other => JsonMap::from_iter([("v".to_owned(), other)]),
+        }
+    }
+
+    proptest! {
+        /// The direct writers give the bytes serde_json gives, whatever
+        /// the value holds.
+        #[test]
+        fn values_are_written_as_serde_json_writes_them(value in value()) {
+            let mut direct = Vec::new();
+            write_value(&mut direct, &value).unwrap();
+            prop_assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                serde_json::to_string(&value).unwrap()
+            );
+        }
+
+        #[test]
+        fn properties_are_written_as_their_serialize_writes_them(
+            desired in value(),
+            reported in value(),
+            desired_meta in prop::option::of(meta()),
+            reported_meta in prop::option::of(meta()),
+        ) {
+            let (desired, reported) = (object(desired), object(reported));
+            let properties = Properties {
+                desired: Section { map: &desired, meta: desired_meta.as_ref() },
+                reported: Section { map: &reported, meta: reported_meta.as_ref() },
+            };
+            let mut direct = Vec::new();
+            properties.write(&mut direct).unwrap();
+            prop_assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                serde_json::to_string(&properties).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn every_ascii_character_is_written_as_serde_json_writes_it() {
+        for b in 0_u8..0x80 {
+            let text = format!("a{}b", char::from(b));
+            let mut direct = Vec::new();
+            write_str(&mut direct, &text).unwrap();
+            assert_eq!(direct, serde_json::to_vec(&text).unwrap(), "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn fields_are_written_in_order_with_their_separators() {
+        let mut out = Vec::new();
+        let mut obj = Obj::open(&mut out).unwrap();
+        obj.text("id", "d\"1").unwrap();
+        obj.opt_text("moduleId", None).unwrap();
+        obj.opt_text("eTag", Some("AAA=")).unwrap();
+        obj.map(
+            "tags",
+            &object(serde_json::json!({"b": [1, 2.5], "a": null})),
+        )
+        .unwrap();
+        obj.value("x", &Value::Bool(true)).unwrap();
+        obj.close_line().unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"id\":\"d\\\"1\",\"eTag\":\"AAA=\",\"tags\":{\"a\":null,\"b\":[1,2.5]},\"x\":true}\n"
+        );
     }
 }
