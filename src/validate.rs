@@ -22,7 +22,6 @@
 //! values and keys of `authentication` stay out of messages.
 
 use std::fmt;
-use std::fmt::Write as _;
 
 use serde_json::Value;
 use thiserror::Error;
@@ -296,11 +295,7 @@ pub(crate) fn validate_section_entries<'a>(
     section: Section,
     entries: impl Iterator<Item = (&'a String, &'a Value)> + Clone,
 ) -> Result<(), (String, ValidationErrorKind)> {
-    // Room for a few levels of keys: the path is only read on an error,
-    // and growing it key by key would reallocate on every section.
-    let mut path = String::with_capacity(64);
-    path.push_str(section.path());
-    check_entries(entries.clone(), 1, &mut path)?;
+    check_entries(entries.clone(), 1).map_err(|broken| broken.at(section.path()))?;
     let bytes = entries_size(entries);
     let limit = max_section_bytes(section);
     if bytes > limit {
@@ -319,29 +314,19 @@ pub(crate) fn validate_section_entries<'a>(
 fn check_entries<'a>(
     entries: impl Iterator<Item = (&'a String, &'a Value)>,
     depth: usize,
-    path: &mut String,
-) -> Result<(), (String, ValidationErrorKind)> {
+) -> Result<(), Broken> {
     for (key, value) in entries {
-        let len = path.len();
-        path.push('.');
-        path.push_str(key);
-        if let Err(kind) = validate_key(key) {
-            return Err((path.clone(), kind));
-        }
-        if depth > MAX_DEPTH {
-            return Err((path.clone(), ValidationErrorKind::TooDeep));
-        }
-        check_value(value, depth, path)?;
-        path.truncate(len);
+        let broken = match validate_key(key) {
+            Err(kind) => Err(Broken::new(kind)),
+            Ok(()) if depth > MAX_DEPTH => Err(Broken::new(ValidationErrorKind::TooDeep)),
+            Ok(()) => check_value(value, depth),
+        };
+        broken.map_err(|broken| broken.in_key(key))?;
     }
     Ok(())
 }
 
-fn check_value(
-    value: &Value,
-    depth: usize,
-    path: &mut String,
-) -> Result<(), (String, ValidationErrorKind)> {
+fn check_value(value: &Value, depth: usize) -> Result<(), Broken> {
     match value {
         Value::Number(n) => {
             let in_range = match (n.as_i64(), n.as_u64()) {
@@ -351,28 +336,59 @@ fn check_value(
                 (None, None) => true,
             };
             if !in_range {
-                return Err((path.clone(), ValidationErrorKind::IntegerOutOfRange));
+                return Err(Broken::new(ValidationErrorKind::IntegerOutOfRange));
             }
         }
         Value::String(s) if s.len() > MAX_STRING_BYTES => {
-            return Err((
-                path.clone(),
-                ValidationErrorKind::StringTooLong { bytes: s.len() },
-            ));
+            return Err(Broken::new(ValidationErrorKind::StringTooLong {
+                bytes: s.len(),
+            }));
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                // Writing to a String cannot fail.
-                let _ = write!(path, "[{i}]");
-                check_value(item, depth, path)?;
-                path.truncate(len);
+                check_value(item, depth).map_err(|broken| broken.in_item(i))?;
             }
         }
-        Value::Object(map) => check_entries(map.iter(), depth + 1, path)?,
+        Value::Object(map) => check_entries(map.iter(), depth + 1)?,
         _ => {}
     }
     Ok(())
+}
+
+/// A broken limit inside a section, and the path to it, written as the
+/// error unwinds (so a valid twin builds no path): the innermost part
+/// first.
+struct Broken {
+    kind: ValidationErrorKind,
+    path: Vec<String>,
+}
+
+impl Broken {
+    fn new(kind: ValidationErrorKind) -> Self {
+        Self {
+            kind,
+            path: Vec::new(),
+        }
+    }
+
+    fn in_key(mut self, key: &str) -> Self {
+        self.path.push(format!(".{key}"));
+        self
+    }
+
+    fn in_item(mut self, index: usize) -> Self {
+        self.path.push(format!("[{index}]"));
+        self
+    }
+
+    /// The path from `root`, and the kind.
+    fn at(self, root: &str) -> (String, ValidationErrorKind) {
+        let mut path = root.to_owned();
+        for part in self.path.iter().rev() {
+            path.push_str(part);
+        }
+        (path, self.kind)
+    }
 }
 
 /// Checks a `statusReason`: at most 128 characters.
@@ -500,6 +516,11 @@ mod tests {
             ("$x", '$'),
             ("a b", ' '),
             ("a\u{85}", '\u{85}'),
+            ("é\u{1}", '\u{1}'),
+            ("é.", '.'),
+            ("a\u{7f}", '\u{7f}'),
+            ("a\tb", '\t'),
+            ("ab\u{0}", '\u{0}'),
         ] {
             assert_eq!(validate_key(key), Err(ValidationErrorKind::KeyChar { ch }));
         }

@@ -471,13 +471,17 @@ impl<'de> Visitor<'de> for SectionSeed<'_> {
                 }
                 _ => {
                     let value = map.next_value::<Value>()?;
-                    if section.map.contains_key(&key) {
-                        return Err(self.ctx.fail(
-                            format!("{}.{key}", self.path),
-                            ReadErrorKind::DuplicateField,
-                        ));
+                    match section.map.entry(key) {
+                        serde_json::map::Entry::Vacant(entry) => {
+                            entry.insert(value);
+                        }
+                        serde_json::map::Entry::Occupied(entry) => {
+                            return Err(self.ctx.fail(
+                                format!("{}.{}", self.path, entry.key()),
+                                ReadErrorKind::DuplicateField,
+                            ));
+                        }
                     }
-                    section.map.insert(key, value);
                 }
             }
         }
