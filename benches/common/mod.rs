@@ -5,15 +5,34 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use mimalloc::MiMalloc;
+
 use failback::doc::{Authentication, DeviceSnapshot, Secret, Status, StatusValue};
 use serde_json::json;
 
-/// Counts live heap bytes, so a bench can report memory per device.
+/// Counts live heap bytes, so a bench can report memory per device, and
+/// allocates with mimalloc, the allocator the `failback` binary links,
+/// for what a bench times on both sides of a ratio (the baselines too).
+/// Built with `FAILBACK_BENCH_ALLOCATOR=system` in the environment, it
+/// allocates with the system allocator instead, to compare.
 ///
 /// Counting costs two atomic operations per allocation, which threads
 /// allocating at once contend on: a bench that times parallel code turns
 /// it off with [`stop_counting`] before allocating anything.
 pub struct Counting;
+
+/// Whether this build allocates with the system allocator: fixed when the
+/// bench is compiled, so that no block is freed by another allocator than
+/// the one that gave it.
+const SYSTEM: bool = match option_env!("FAILBACK_BENCH_ALLOCATOR") {
+    Some(name) => name.as_bytes().eq_ignore_ascii_case(b"system"),
+    None => false,
+};
+
+/// The allocator's name, for the bench's output.
+pub fn allocator() -> &'static str {
+    if SYSTEM { "system" } else { "mimalloc" }
+}
 
 /// Where the count starts, so that frees of memory allocated while the
 /// count was off never take it below zero.
@@ -23,8 +42,8 @@ static LIVE: AtomicUsize = AtomicUsize::new(ORIGIN);
 static PEAK: AtomicUsize = AtomicUsize::new(ORIGIN);
 static OFF: AtomicBool = AtomicBool::new(false);
 
-// SAFETY: forwards every call to the system allocator unchanged; only
-// counts the sizes.
+// SAFETY: forwards every call to one allocator, the same for the whole
+// process, unchanged; only counts the sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if !OFF.load(Ordering::Relaxed) {
@@ -32,14 +51,61 @@ unsafe impl GlobalAlloc for Counting {
             PEAK.fetch_max(now, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
+        unsafe {
+            if SYSTEM {
+                System.alloc(layout)
+            } else {
+                MiMalloc.alloc(layout)
+            }
+        }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if !OFF.load(Ordering::Relaxed) {
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         }
+        // SAFETY: same contract as the caller's; `ptr` came from the same
+        // allocator, as `SYSTEM` never changes.
+        unsafe {
+            if SYSTEM {
+                System.dealloc(ptr, layout)
+            } else {
+                MiMalloc.dealloc(ptr, layout)
+            }
+        }
+    }
+    // Forwarded, not left to the trait's defaults: those allocate anew and
+    // copy on every growth of a `Vec` or `String` (and write zeros
+    // themselves), which the allocators do in place, and which made a
+    // merge in this bench take 40% more CPU than the binary.
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if !OFF.load(Ordering::Relaxed) {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
         // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe {
+            if SYSTEM {
+                System.alloc_zeroed(layout)
+            } else {
+                MiMalloc.alloc_zeroed(layout)
+            }
+        }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if !OFF.load(Ordering::Relaxed) {
+            let now = LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size;
+            PEAK.fetch_max(now, Ordering::Relaxed);
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's; `ptr` came from the same
+        // allocator, as `SYSTEM` never changes.
+        unsafe {
+            if SYSTEM {
+                System.realloc(ptr, layout, new_size)
+            } else {
+                MiMalloc.realloc(ptr, layout, new_size)
+            }
+        }
     }
 }
 

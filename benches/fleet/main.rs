@@ -552,7 +552,11 @@ fn print_table(table: &[(usize, u64, Results)], runs: usize) {
         })
         .collect();
     println!();
-    println!("Medians of {runs} run(s); ratios are of medians from this run.");
+    println!(
+        "Medians of {runs} run(s); ratios are of medians from this run. Every measurement \
+         allocates with {} (FAILBACK_BENCH_ALLOCATOR=system at build time for the system's).",
+        common::allocator()
+    );
     println!();
     println!("| devices | {} |", header.join(" | "));
     println!("|---|{}", "---:|".repeat(header.len()));
