@@ -25,9 +25,25 @@ pub struct Counting;
 /// bench is compiled, so that no block is freed by another allocator than
 /// the one that gave it.
 const SYSTEM: bool = match option_env!("FAILBACK_BENCH_ALLOCATOR") {
-    Some(name) => name.as_bytes().eq_ignore_ascii_case(b"system"),
+    Some(name) => is_system(name.as_bytes()),
     None => false,
 };
+
+/// Whether `name` is `system` (a `const` comparison of bytes).
+const fn is_system(name: &[u8]) -> bool {
+    let want = b"system";
+    if name.len() != want.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < want.len() {
+        if name[i] != want[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// The allocator's name, for the bench's output.
 pub fn allocator() -> &'static str {
