@@ -58,70 +58,54 @@ static LIVE: AtomicUsize = AtomicUsize::new(ORIGIN);
 static PEAK: AtomicUsize = AtomicUsize::new(ORIGIN);
 static OFF: AtomicBool = AtomicBool::new(false);
 
+/// The allocator every call goes to: a constant for the process.
+fn inner() -> &'static dyn GlobalAlloc {
+    if SYSTEM { &System } else { &MiMalloc }
+}
+
+/// Counts `size` bytes allocated, unless counting is off.
+fn count_alloc(size: usize) {
+    if !OFF.load(Ordering::Relaxed) {
+        let now = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+        PEAK.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// Counts `size` bytes freed, unless counting is off.
+fn count_free(size: usize) {
+    if !OFF.load(Ordering::Relaxed) {
+        LIVE.fetch_sub(size, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: forwards every call to one allocator, the same for the whole
-// process, unchanged; only counts the sizes.
+// process (`SYSTEM` is a constant), unchanged, so every block is freed or
+// grown by the allocator that gave it; only counts the sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !OFF.load(Ordering::Relaxed) {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
+        count_alloc(layout.size());
         // SAFETY: same contract as the caller's.
-        unsafe {
-            if SYSTEM {
-                System.alloc(layout)
-            } else {
-                MiMalloc.alloc(layout)
-            }
-        }
+        unsafe { inner().alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !OFF.load(Ordering::Relaxed) {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's; `ptr` came from the same
-        // allocator, as `SYSTEM` never changes.
-        unsafe {
-            if SYSTEM {
-                System.dealloc(ptr, layout)
-            } else {
-                MiMalloc.dealloc(ptr, layout)
-            }
-        }
+        count_free(layout.size());
+        // SAFETY: same contract as the caller's.
+        unsafe { inner().dealloc(ptr, layout) }
     }
     // Forwarded, not left to the trait's defaults: those allocate anew and
     // copy on every growth of a `Vec` or `String` (and write zeros
     // themselves), which the allocators do in place, and which made a
     // merge in this bench take 40% more CPU than the binary.
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !OFF.load(Ordering::Relaxed) {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
+        count_alloc(layout.size());
         // SAFETY: same contract as the caller's.
-        unsafe {
-            if SYSTEM {
-                System.alloc_zeroed(layout)
-            } else {
-                MiMalloc.alloc_zeroed(layout)
-            }
-        }
+        unsafe { inner().alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if !OFF.load(Ordering::Relaxed) {
-            let now = LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size;
-            PEAK.fetch_max(now, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's; `ptr` came from the same
-        // allocator, as `SYSTEM` never changes.
-        unsafe {
-            if SYSTEM {
-                System.realloc(ptr, layout, new_size)
-            } else {
-                MiMalloc.realloc(ptr, layout, new_size)
-            }
-        }
+        count_alloc(new_size);
+        count_free(layout.size());
+        // SAFETY: same contract as the caller's.
+        unsafe { inner().realloc(ptr, layout, new_size) }
     }
 }
 

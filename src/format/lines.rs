@@ -679,6 +679,22 @@ mod tests {
         assert_eq!(out, vec![Err("f:1: invalid UTF-8 after byte 7".to_owned())]);
     }
 
+    /// The first JSON line decides the layout: after an object line, a
+    /// line opening an array is a warning, not values; and an object line
+    /// with blanks after it is trimmed as any other.
+    #[test]
+    fn an_object_line_fixes_the_layout_and_is_trimmed() {
+        let (out, skipped) = all(b"{\"a\":1} \t\r\n[{\"b\":2}]\n{\"c\":3}", 100);
+        assert_eq!(
+            out,
+            vec![
+                Ok((1, "{\"a\":1}".to_owned())),
+                Ok((3, "{\"c\":3}".to_owned()))
+            ]
+        );
+        assert_eq!(skipped, 1);
+    }
+
     /// An object filling its line is taken at a glance and its UTF-8
     /// checked as it is returned: the same texts, errors and offsets as a
     /// line trimmed first, and a first line that is not UTF-8 still leaves

@@ -93,9 +93,9 @@ impl<'w, W: Write> Obj<'w, W> {
 /// copied whole; any other goes through serde_json.
 pub(crate) fn write_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
     // Without a short cut, so that the compiler checks many bytes at once.
-    let escapes = s.bytes().fold(false, |any, b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
+    let escapes = s
+        .bytes()
+        .fold(false, |any, b| any | (b < 0x20 || b == b'"' || b == b'\\'));
     if escapes {
         return Ok(serde_json::to_writer(w, s)?);
     }
