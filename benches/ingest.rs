@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use failback::ReplicaId;
 use failback::format::{DeviceEtags, parse_held_event_line, write_device};
-use failback::replica::{Replica, write_state, write_state_gzip};
+use failback::replica::{Replica, STATE_GZIP_LEVEL, write_state, write_state_gzip};
 
 const T0: i64 = 1_709_294_400_000;
 
@@ -201,8 +201,10 @@ fn bounded(devices: usize, n: usize, compact: Option<usize>, out: Option<&str>) 
     write_state_gzip(&mut state_gz, &replica).expect("to a counter");
     let gz_elapsed = gz_start.elapsed().as_secs_f64();
     let mut export = Counter::default();
-    let mut export_gz =
-        flate2::write::GzEncoder::new(Counter::default(), flate2::Compression::new(6));
+    let mut export_gz = flate2::write::GzEncoder::new(
+        Counter::default(),
+        flate2::Compression::new(STATE_GZIP_LEVEL),
+    );
     for id in replica.device_ids() {
         if let Some(device) = replica.device(id) {
             write_device(&mut export, &device.snapshot, DeviceEtags::default())

@@ -87,10 +87,11 @@ pub(crate) const FOLDED_VERSION: u64 = 3;
 pub(crate) const FOLDED_VERSION_2: u64 = 2;
 /// The first two bytes of a gzip member.
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-/// The gzip level state files are written at: zlib's default (a
+/// The gzip level [`write_state_gzip`] writes at: zlib's default (a
 /// compacted state file of 2.3 MB: 103 KB at level 6, 96 KB at 9, 123 KB
-/// at 1, by `gzip`).
-const GZIP_LEVEL: u32 = 6;
+/// at 1, by `gzip`). Public under `internals` for the bench that compares
+/// a compressed state file with an export compressed alike.
+pub const STATE_GZIP_LEVEL: u32 = 6;
 
 impl Replica {
     /// Reads a state file written by [`Replica::write`] or
@@ -188,8 +189,10 @@ impl Replica {
 /// ```
 pub fn write_state_gzip<W: Write>(w: &mut W, replica: &Replica) -> io::Result<()> {
     // Buffered ahead of the encoder: the state is written in small pieces.
-    let mut out =
-        BufWriter::with_capacity(1 << 16, GzEncoder::new(w, Compression::new(GZIP_LEVEL)));
+    let mut out = BufWriter::with_capacity(
+        1 << 16,
+        GzEncoder::new(w, Compression::new(STATE_GZIP_LEVEL)),
+    );
     write_state(&mut out, replica)?;
     out.into_inner()
         .map_err(io::IntoInnerError::into_error)?

@@ -119,7 +119,7 @@ use fold::{Twin, stamp_of};
 use versions::Versions;
 
 pub(crate) use file::is_state_file;
-internals!(file::{read_state, write_state, write_state_gzip});
+internals!(file::{STATE_GZIP_LEVEL, read_state, write_state, write_state_gzip});
 
 /// The id of one event in a replica: `id:` and its `correlation-id`, or
 /// `sha256:` and the first 32 hex digits of the SHA-256 of its canonical
