@@ -2,8 +2,9 @@
 //! merged independently, in parallel, in id order.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, btree_map};
+use std::iter::Peekable;
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -165,21 +166,23 @@ fn fleet_map<'a, T: Send>(
         .into_iter()
         .map(|(name, h)| Ok((name, h, stamp_of(stamps, name)?)))
         .collect::<Result<Vec<_>, StampError>>()?;
-    let ids = union_of_keys(
-        base.into_iter()
-            .chain(sorted.iter().map(|(_, h, _)| &h.devices))
-            .collect(),
-    );
-    let one = |id: &'a str| -> T {
+    // The maps walked side by side: the base's first when there is one.
+    let maps: Vec<&'a BTreeMap<String, DeviceSnapshot>> = base
+        .into_iter()
+        .chain(sorted.iter().map(|(_, h, _)| &h.devices))
+        .collect();
+    let skip = usize::from(base.is_some());
+    let one = |id: &'a str, held: &[Option<&'a DeviceSnapshot>]| -> T {
         let base_device = match base {
-            Some(b) => b.get(id).map_or(Base::Absent, Base::Present),
+            Some(_) => held[0].map_or(Base::Absent, Base::Present),
             None => Base::Unknown,
         };
         let views: Vec<HubDevice<'a>> = sorted
             .iter()
-            .map(|(name, h, stamp)| HubDevice {
+            .zip(&held[skip..])
+            .map(|((name, h, stamp), device)| HubDevice {
                 hub: name,
-                device: h.devices.get(id),
+                device: *device,
                 times: h.times.get(id),
                 stamp,
                 // Snapshots carry no generation ids.
@@ -194,59 +197,109 @@ fn fleet_map<'a, T: Send>(
             outcome,
         })
     };
+    let most = maps.iter().map(|m| m.len()).sum::<usize>();
+    let mut walk = Walk::new(maps);
     let jobs = jobs.max(1);
-    if jobs == 1 || ids.len() < 2 * jobs {
-        return Ok(ids.iter().map(|id| one(id)).collect());
+    if jobs == 1 || most <= BLOCK {
+        let mut out = Vec::with_capacity(most);
+        let mut held = Vec::new();
+        while let Some(id) = walk.next(&mut held) {
+            out.push(one(id, &held));
+            held.clear();
+        }
+        return Ok(out);
     }
     // Blocks handed out one at a time, so that a thread that drew devices
-    // the CRDT must merge does not hold the others back; results are put
-    // back in block order.
-    let blocks: Vec<&[&str]> = ids.chunks(BLOCK).collect();
-    let next = AtomicUsize::new(0);
-    let (one, blocks, next) = (&one, &blocks, &next);
-    let mut done: Vec<(usize, Vec<T>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..jobs.min(blocks.len()))
-            .map(|_| {
-                scope.spawn(move || {
-                    let mut mine = Vec::new();
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(block) = blocks.get(n) else {
-                            break mine;
-                        };
-                        mine.push((n, block.iter().map(|id| one(id)).collect()));
-                    }
-                })
-            })
+    // the CRDT must merge does not hold the others back; the thread that
+    // takes a block walks the maps for it (so that walk, with a cache miss
+    // or two per id, is shared out too), and the calling thread merges as
+    // well. Results are put back in block order.
+    let walk = Mutex::new((walk, 0usize));
+    let (one, walk) = (&one, &walk);
+    let run = move || {
+        let mut done: Vec<(usize, Vec<T>)> = Vec::new();
+        let (mut ids, mut held) = (Vec::with_capacity(BLOCK), Vec::new());
+        loop {
+            ids.clear();
+            held.clear();
+            // A poisoned lock means another worker panicked: its panic is
+            // resumed when it is joined.
+            let Ok(mut shared) = walk.lock() else {
+                break done;
+            };
+            let (maps, blocks) = &mut *shared;
+            while ids.len() < BLOCK {
+                let Some(id) = maps.next(&mut held) else {
+                    break;
+                };
+                ids.push(id);
+            }
+            let n = *blocks;
+            *blocks += 1;
+            drop(shared);
+            if ids.is_empty() {
+                break done;
+            }
+            let stride = held.len() / ids.len();
+            let block = ids
+                .iter()
+                .zip(held.chunks(stride))
+                .map(|(id, held)| one(id, held))
+                .collect();
+            done.push((n, block));
+        }
+    };
+    let mut done = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..jobs.min(most.div_ceil(BLOCK)))
+            .map(|_| scope.spawn(run))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        let mut done = run();
+        for helper in helpers {
+            done.extend(
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        done
     });
     done.sort_unstable_by_key(|(n, _)| *n);
-    Ok(done.into_iter().flat_map(|(_, block)| block).collect())
+    let mut out = Vec::with_capacity(done.iter().map(|(_, block)| block.len()).sum());
+    for (_, block) in done {
+        out.extend(block);
+    }
+    Ok(out)
 }
 
 /// Devices a thread takes at a time.
 const BLOCK: usize = 512;
 
-/// The keys of sorted maps, merged: each once, in order.
-fn union_of_keys<V>(maps: Vec<&BTreeMap<String, V>>) -> Vec<&str> {
-    let mut heads: Vec<_> = maps.into_iter().map(|m| m.keys().peekable()).collect();
-    let mut out = Vec::new();
-    while let Some(least) = heads.iter_mut().filter_map(|k| k.peek().copied()).min() {
-        for keys in &mut heads {
-            if keys.peek() == Some(&least) {
-                keys.next();
-            }
+/// The keys of sorted maps, merged: each once, in order, with the entry
+/// each map holds under it (no map is searched: each is read in order).
+struct Walk<'a> {
+    heads: Vec<Peekable<btree_map::Iter<'a, String, DeviceSnapshot>>>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(maps: Vec<&'a BTreeMap<String, DeviceSnapshot>>) -> Self {
+        Self {
+            heads: maps.into_iter().map(|m| m.iter().peekable()).collect(),
         }
-        out.push(least.as_str());
     }
-    out
+
+    /// The next key, its entries (one per map, in the maps' order)
+    /// appended to `held`.
+    fn next(&mut self, held: &mut Vec<Option<&'a DeviceSnapshot>>) -> Option<&'a str> {
+        let least: &'a String = self
+            .heads
+            .iter_mut()
+            .filter_map(|head| head.peek().map(|(id, _)| *id))
+            .min()?;
+        for head in &mut self.heads {
+            held.push(head.next_if(|(id, _)| *id == least).map(|(_, d)| d));
+        }
+        Some(least)
+    }
 }
 
 #[cfg(test)]
@@ -387,6 +440,64 @@ mod tests {
             let many = resolve_fleet(None, &hubs, &stamps, &Policies::default(), jobs).unwrap();
             assert_eq!(many, one);
         }
+        // With a base holding every third device, both hubs holding those
+        // (the secondary changed some and lacks every ninth), each device
+        // meets its own base and hubs whatever the threads: the outcomes
+        // mix, and each is that of a merge of the device alone.
+        let in_base = |i: usize| i % 3 == 0;
+        let base = fleet(&all.iter().step_by(3).cloned().collect::<Vec<_>>());
+        let primary: Vec<DeviceSnapshot> = (0..n)
+            .filter(|i| i % 2 == 0 || in_base(*i))
+            .map(|i| all[i].clone())
+            .collect();
+        let secondary: Vec<DeviceSnapshot> = (0..n)
+            .filter(|i| (i % 2 == 1 || in_base(*i)) && i % 9 != 0)
+            .map(|i| match in_base(i) && i % 2 == 1 {
+                true => device(&all[i].id, serde_json::json!({"changed": i})),
+                false => all[i].clone(),
+            })
+            .collect();
+        let based_hubs = [hub("secondary", &secondary), hub("primary", &primary)];
+        let based =
+            resolve_fleet(Some(&base), &based_hubs, &stamps, &Policies::default(), 1).unwrap();
+        assert_eq!(based.len(), n);
+        let outcomes: std::collections::BTreeSet<Outcome> =
+            based.iter().map(|o| o.outcome).collect();
+        assert!(outcomes.len() >= 3, "{outcomes:?}");
+        for jobs in [2, 3] {
+            let many = resolve_fleet(
+                Some(&base),
+                &based_hubs,
+                &stamps,
+                &Policies::default(),
+                jobs,
+            );
+            assert_eq!(many.unwrap(), based);
+        }
+        for (i, merged) in based.iter().enumerate().step_by(7) {
+            let alone = |m: &BTreeMap<String, DeviceSnapshot>| -> BTreeMap<String, DeviceSnapshot> {
+                m.get(merged.id)
+                    .map(|d| (d.id.clone(), d.clone()))
+                    .into_iter()
+                    .collect()
+            };
+            let hubs_alone: Vec<HubSnapshots> = based_hubs
+                .iter()
+                .map(|h| HubSnapshots {
+                    devices: alone(&h.devices),
+                    ..h.clone()
+                })
+                .collect();
+            let base_alone = alone(&base);
+            let single = resolve_fleet(
+                Some(&base_alone),
+                &hubs_alone,
+                &stamps,
+                &Policies::default(),
+                1,
+            );
+            assert_eq!(single.unwrap()[..], based[i..=i], "{}", merged.id);
+        }
         let owned = merge_fleet(None, &hubs, &stamps, &Policies::default(), 2).unwrap();
         assert_eq!(owned.len(), n);
         for (o, r) in owned.iter().zip(&one) {
@@ -397,11 +508,36 @@ mod tests {
     }
 
     #[test]
-    fn union_of_keys_takes_each_key_once_in_order() {
-        let a = BTreeMap::from([("a", 1), ("c", 1), ("e", 1)].map(|(k, v)| (k.to_owned(), v)));
-        let b = BTreeMap::from([("b", 1), ("c", 1)].map(|(k, v)| (k.to_owned(), v)));
-        let empty = BTreeMap::new();
-        assert_eq!(union_of_keys(vec![&a, &empty, &b]), ["a", "b", "c", "e"]);
-        assert!(union_of_keys::<i32>(vec![]).is_empty());
+    fn the_walk_takes_each_id_once_in_order_with_each_maps_device() {
+        let fleet = |ids: &[&str]| -> BTreeMap<String, DeviceSnapshot> {
+            ids.iter()
+                .map(|id| {
+                    let device = DeviceSnapshot {
+                        id: (*id).to_owned(),
+                        ..Default::default()
+                    };
+                    ((*id).to_owned(), device)
+                })
+                .collect()
+        };
+        let (a, b, empty) = (fleet(&["a", "c", "e"]), fleet(&["b", "c"]), fleet(&[]));
+        let mut walk = Walk::new(vec![&a, &empty, &b]);
+        let mut seen = Vec::new();
+        let mut held = Vec::new();
+        while let Some(id) = walk.next(&mut held) {
+            let held: Vec<_> = held.drain(..).map(|d| d.map(|d| d.id.as_str())).collect();
+            seen.push((id, held));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("a", vec![Some("a"), None, None]),
+                ("b", vec![None, None, Some("b")]),
+                ("c", vec![Some("c"), None, Some("c")]),
+                ("e", vec![Some("e"), None, None]),
+            ]
+        );
+        assert_eq!(Walk::new(vec![]).next(&mut held), None);
+        assert!(held.is_empty());
     }
 }
