@@ -81,6 +81,14 @@ pub(super) struct Tally {
 }
 
 impl Tally {
+    fn for_hubs(hubs: usize) -> Self {
+        Self {
+            plans: vec![BTreeMap::new(); hubs],
+            not_carried: vec![0; hubs],
+            ..Tally::default()
+        }
+    }
+
     fn add(&mut self, other: Tally) {
         self.devices_merged += other.devices_merged;
         for (k, n) in other.outcomes {
@@ -127,11 +135,18 @@ impl Rendered {
             merged: Vec::new(),
             conflicts: Vec::new(),
             plans: vec![Vec::new(); hubs],
-            tally: Tally {
-                plans: vec![BTreeMap::new(); hubs],
-                not_carried: vec![0; hubs],
-                ..Tally::default()
-            },
+            tally: Tally::for_hubs(hubs),
+        }
+    }
+
+    /// Empties it for the next batch, keeping the buffers' room: a batch's
+    /// lines are a few hundred kilobytes, which a fresh buffer reaches by
+    /// doubling, with a copy and new pages each time.
+    fn clear(&mut self) {
+        self.merged.clear();
+        self.conflicts.clear();
+        for plan in &mut self.plans {
+            plan.clear();
         }
     }
 }
@@ -325,7 +340,9 @@ impl Outputs {
     }
 
     /// Appends a batch of rendered devices.
-    pub(super) fn append(&mut self, rendered: Rendered) -> Result<(), JobError> {
+    /// Writes a batch's lines and counts, and empties `rendered` for the
+    /// next batch.
+    pub(super) fn append(&mut self, rendered: &mut Rendered) -> Result<(), JobError> {
         if let Some(files) = &mut self.files {
             files.merged.append(&rendered.merged)?;
             files.conflicts.append(&rendered.conflicts)?;
@@ -333,7 +350,12 @@ impl Outputs {
                 output.append(bytes)?;
             }
         }
-        self.tally.add(rendered.tally);
+        let hubs = rendered.plans.len();
+        self.tally.add(std::mem::replace(
+            &mut rendered.tally,
+            Tally::for_hubs(hubs),
+        ));
+        rendered.clear();
         Ok(())
     }
 

@@ -209,9 +209,8 @@ fn parse_group(
     Ok(parsed)
 }
 
-/// Merges and renders a batch of devices.
-fn render_batch(batch: Vec<Group>, ctx: &Context<'_>) -> Result<Rendered, Stop> {
-    let mut out = Rendered::new(ctx.hubs.len());
+/// Merges and renders a batch of devices into `out`, which is empty.
+fn render_batch(batch: Vec<Group>, ctx: &Context<'_>, mut out: Rendered) -> Result<Rendered, Stop> {
     for group in batch {
         let owners: Vec<usize> = (0..group.len()).map(|n| owner(&group, ctx, n)).collect();
         let parsed = parse_group(&group, &owners, ctx)?;
@@ -306,14 +305,14 @@ pub(super) fn run(
         let mut join = Join::new(count, ctx.shard, |n| {
             sources.get_mut(n).and_then(Source::next)
         })?;
+        let mut rendered = Rendered::new(ctx.hubs.len());
         loop {
             let batch = join.next_batch()?;
             if batch.is_empty() {
                 break;
             }
-            outputs
-                .append(render_batch(batch, ctx)?)
-                .map_err(Stop::Output)?;
+            rendered = render_batch(batch, ctx, rendered)?;
+            outputs.append(&mut rendered).map_err(Stop::Output)?;
         }
         drop(join);
         return Ok(sources.iter().map(Source::skipped).collect());
@@ -326,6 +325,10 @@ pub(super) fn run(
 
 type Work = Mutex<Receiver<(u64, Vec<Group>)>>;
 
+/// Rendered batches already written, emptied, for the workers to fill
+/// again (their buffers keep their room).
+type Spare = Mutex<Vec<Rendered>>;
+
 fn run_parallel(
     sources: Vec<Source>,
     ctx: &Context<'_>,
@@ -334,6 +337,7 @@ fn run_parallel(
 ) -> Result<Vec<u64>, Stop> {
     let (work_tx, work_rx) = sync_channel::<(u64, Vec<Group>)>(jobs);
     let work: Arc<Work> = Arc::new(Mutex::new(work_rx));
+    let spare: &Spare = &Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         let mut readers = Vec::new();
         let mut inputs = Vec::new();
@@ -351,7 +355,12 @@ fn run_parallel(
             let done_tx = done_tx.clone();
             scope.spawn(move || {
                 while let Some((seq, batch)) = next_work(&work) {
-                    let render = AssertUnwindSafe(|| render_batch(batch, ctx));
+                    let out = spare
+                        .lock()
+                        .ok()
+                        .and_then(|mut spare| spare.pop())
+                        .unwrap_or_else(|| Rendered::new(ctx.hubs.len()));
+                    let render = AssertUnwindSafe(|| render_batch(batch, ctx, out));
                     let rendered = std::panic::catch_unwind(render)
                         .unwrap_or_else(|panic| Err(Stop::Panicked(Panic(panic))));
                     if done_tx.send((seq, rendered)).is_err() {
@@ -361,7 +370,7 @@ fn run_parallel(
             });
         }
         drop(done_tx);
-        let merged = join_and_write(&inputs, work_tx, &done_rx, jobs, ctx.shard, outputs);
+        let merged = join_and_write(&inputs, work_tx, &done_rx, jobs, ctx.shard, spare, outputs);
         // Unblock and end every thread: readers on a full channel, workers
         // waiting for work.
         drop(inputs);
@@ -403,6 +412,7 @@ fn join_and_write(
     done_rx: &Receiver<(u64, Result<Rendered, Stop>)>,
     jobs: usize,
     shard: Option<super::Shard>,
+    spare: &Spare,
     outputs: &mut Outputs,
 ) -> Result<(), Stop> {
     let in_flight_max = 2 * jobs as u64 + 1;
@@ -420,7 +430,11 @@ fn join_and_write(
     let (mut sent, mut written) = (0u64, 0u64);
     let mut write_ready = |ready: &mut BTreeMap<u64, Result<Rendered, Stop>>, written: &mut u64| {
         while let Some(rendered) = ready.remove(written) {
-            outputs.append(rendered?).map_err(Stop::Output)?;
+            let mut rendered = rendered?;
+            outputs.append(&mut rendered).map_err(Stop::Output)?;
+            if let Ok(mut spare) = spare.lock() {
+                spare.push(rendered);
+            }
             *written += 1;
         }
         Ok::<(), Stop>(())
