@@ -551,7 +551,7 @@ pub(crate) fn write_line<W: Write>(
         obj.opt_text("statusReason", status.reason.as_deref())?;
     }
     if !twin_only {
-        obj.opt("authentication", entity.authentication.as_ref())?;
+        obj.auth("authentication", entity.authentication.as_ref())?;
     }
     obj.opt_text("twinETag", line.twin_etag)?;
     obj.map("tags", &entity.tags)?;

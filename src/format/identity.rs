@@ -152,7 +152,7 @@ pub(crate) fn write_identity_line<W: std::io::Write>(
     entity: &Entity,
 ) -> std::io::Result<()> {
     let mut obj = super::write::Obj::open(w)?;
-    obj.opt("authentication", entity.authentication.as_ref())?;
+    obj.auth("authentication", entity.authentication.as_ref())?;
     obj.opt("capabilities", entity.capabilities.as_ref())?;
     obj.field("cloudToDeviceMessageCount", &0)?;
     obj.text("connectionState", "Disconnected")?;
