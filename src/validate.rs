@@ -46,8 +46,9 @@ pub(crate) const MAX_STATUS_REASON_CHARS: usize = 128;
 
 pub use crate::doc::Section;
 
-/// The size limit of a twin section in bytes, counted as [`section_size`]
-/// does: `tags` 8 KB, `desired` and `reported` 32 KB each.
+/// The size limit of a twin section in bytes, counted as IoT Hub counts
+/// it (see `check_entries`): `tags` 8 KB, `desired` and `reported` 32 KB
+/// each.
 pub(crate) fn max_section_bytes(section: Section) -> usize {
     match section {
         Section::Tags => 8 * 1024,
@@ -110,7 +111,7 @@ pub enum ValidationErrorKind {
     SectionTooLarge {
         /// The section.
         section: Section,
-        /// Its size, counted as `section_size` does.
+        /// Its size, counted as IoT Hub counts it.
         bytes: usize,
         /// Its limit.
         limit: usize,
@@ -236,38 +237,19 @@ pub(crate) fn validate_key(key: &str) -> Result<(), ValidationErrorKind> {
     if key.len() > MAX_KEY_BYTES {
         return Err(ValidationErrorKind::KeyTooLong { bytes: key.len() });
     }
+    // Most keys are plain ASCII: checked a byte at a time, not decoded.
+    if key
+        .bytes()
+        .all(|b| b > b' ' && b < 0x7f && b != b'.' && b != b'$')
+    {
+        return Ok(());
+    }
     match key
         .chars()
         .find(|&c| c.is_control() || matches!(c, '.' | '$' | ' '))
     {
         Some(ch) => Err(ValidationErrorKind::KeyChar { ch }),
         None => Ok(()),
-    }
-}
-
-/// The size of a twin section as IoT Hub counts it: the sum over every
-/// property of its key's length and its value's length (strings by their
-/// UTF-8 bytes, numbers 8, booleans 4, `null` 0, objects and arrays by
-/// what they hold).
-pub(crate) fn section_size(section: &JsonMap) -> usize {
-    entries_size(section.iter())
-}
-
-/// [`section_size`] of a section's properties given as `entries`.
-fn entries_size<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>) -> usize {
-    entries
-        .map(|(key, value)| key.len().saturating_add(value_size(value)))
-        .fold(0, usize::saturating_add)
-}
-
-fn value_size(value: &Value) -> usize {
-    match value {
-        Value::Null => 0,
-        Value::Bool(_) => 4,
-        Value::Number(_) => 8,
-        Value::String(s) => s.len(),
-        Value::Array(items) => items.iter().map(value_size).fold(0, usize::saturating_add),
-        Value::Object(map) => section_size(map),
     }
 }
 
@@ -293,10 +275,9 @@ pub(crate) fn validate_section(
 /// like left out.
 pub(crate) fn validate_section_entries<'a>(
     section: Section,
-    entries: impl Iterator<Item = (&'a String, &'a Value)> + Clone,
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
 ) -> Result<(), (String, ValidationErrorKind)> {
-    check_entries(entries.clone(), 1).map_err(|broken| broken.at(section.path()))?;
-    let bytes = entries_size(entries);
+    let bytes = check_entries(entries, 1).map_err(|broken| broken.at(section.path()))?;
     let limit = max_section_bytes(section);
     if bytes > limit {
         return Err((
@@ -311,23 +292,33 @@ pub(crate) fn validate_section_entries<'a>(
     Ok(())
 }
 
+/// Checks every entry (keys, values, depth) and returns their size as IoT
+/// Hub counts it: the sum over every property of its key's length and its
+/// value's length (strings by their UTF-8 bytes, numbers 8, booleans 4,
+/// `null` 0, objects and arrays by what they hold). One walk of the tree
+/// does both.
 fn check_entries<'a>(
     entries: impl Iterator<Item = (&'a String, &'a Value)>,
     depth: usize,
-) -> Result<(), Broken> {
+) -> Result<usize, Broken> {
+    let mut size = 0usize;
     for (key, value) in entries {
-        let broken = match validate_key(key) {
+        let checked = match validate_key(key) {
             Err(kind) => Err(Broken::new(kind)),
             Ok(()) if depth > MAX_DEPTH => Err(Broken::new(ValidationErrorKind::TooDeep)),
             Ok(()) => check_value(value, depth),
         };
-        broken.map_err(|broken| broken.in_key(key))?;
+        let value_size = checked.map_err(|broken| broken.in_key(key))?;
+        size = size.saturating_add(key.len().saturating_add(value_size));
     }
-    Ok(())
+    Ok(size)
 }
 
-fn check_value(value: &Value, depth: usize) -> Result<(), Broken> {
+/// Checks `value` and returns its size, as [`check_entries`] counts it.
+fn check_value(value: &Value, depth: usize) -> Result<usize, Broken> {
     match value {
+        Value::Null => Ok(0),
+        Value::Bool(_) => Ok(4),
         Value::Number(n) => {
             let in_range = match (n.as_i64(), n.as_u64()) {
                 (Some(i), _) => (MIN_INTEGER..=MAX_INTEGER).contains(&i),
@@ -338,21 +329,24 @@ fn check_value(value: &Value, depth: usize) -> Result<(), Broken> {
             if !in_range {
                 return Err(Broken::new(ValidationErrorKind::IntegerOutOfRange));
             }
+            Ok(8)
         }
         Value::String(s) if s.len() > MAX_STRING_BYTES => {
-            return Err(Broken::new(ValidationErrorKind::StringTooLong {
+            Err(Broken::new(ValidationErrorKind::StringTooLong {
                 bytes: s.len(),
-            }));
+            }))
         }
+        Value::String(s) => Ok(s.len()),
         Value::Array(items) => {
+            let mut size = 0usize;
             for (i, item) in items.iter().enumerate() {
-                check_value(item, depth).map_err(|broken| broken.in_item(i))?;
+                let item_size = check_value(item, depth).map_err(|broken| broken.in_item(i))?;
+                size = size.saturating_add(item_size);
             }
+            Ok(size)
         }
-        Value::Object(map) => check_entries(map.iter(), depth + 1)?,
-        _ => {}
+        Value::Object(map) => check_entries(map.iter(), depth + 1),
     }
-    Ok(())
 }
 
 /// A broken limit inside a section, and the path to it, written as the
@@ -464,9 +458,69 @@ pub fn validate_snapshot(snapshot: &DeviceSnapshot) -> Result<(), ValidationErro
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
+
+    /// The size of a section as IoT Hub counts it, written apart from the
+    /// checks: what the one walk of `check_entries` must give.
+    fn section_size(section: &JsonMap) -> usize {
+        section
+            .iter()
+            .map(|(key, value)| key.len().saturating_add(value_size(value)))
+            .fold(0, usize::saturating_add)
+    }
+
+    fn value_size(value: &Value) -> usize {
+        match value {
+            Value::Null => 0,
+            Value::Bool(_) => 4,
+            Value::Number(_) => 8,
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(value_size).fold(0, usize::saturating_add),
+            Value::Object(map) => section_size(map),
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-1000i64..1000).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-zé]{1,4}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn one_walk_counts_what_the_size_rule_counts(
+            section in prop::collection::btree_map("[a-zé_]{1,6}", json_value(), 0..6)
+        ) {
+            let section: JsonMap = section.into_iter().collect();
+            let counted = check_entries(section.iter(), 1).map_err(|b| b.at("tags"));
+            prop_assert_eq!(counted, Ok(section_size(&section)));
+        }
+
+        #[test]
+        fn the_ascii_short_cut_judges_keys_as_the_characters_do(key in "[\\x00-\\x7f]{0,6}|\\PC{0,4}") {
+            let by_chars = match key.chars().find(|&c| c.is_control() || matches!(c, '.' | '$' | ' ')) {
+                Some(ch) => Err(ValidationErrorKind::KeyChar { ch }),
+                None => Ok(()),
+            };
+            prop_assert_eq!(validate_key(&key), by_chars);
+        }
+    }
 
     fn map(value: Value) -> JsonMap {
         match value {
