@@ -290,8 +290,10 @@ impl Stream {
     fn next(&mut self) -> Option<Result<RawDevice, SourceError>> {
         let mut device = RawDevice::default();
         if let Some((id, text, line)) = self.pending.take() {
+            // The line read ahead becomes the device's text as it is.
             device.id = id;
-            device.push(line, &text);
+            device.lines.push((line, text.len()));
+            device.text = text;
         }
         loop {
             let (line, text) = match self.lines.next_json() {
