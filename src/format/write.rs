@@ -369,18 +369,6 @@ mod tests {
             })
     }
 
-    proptest! {
-        #[test]
-        fn authentication_is_written_as_serde_writes_it(auth in auth()) {
-            let mut direct = Vec::new();
-            write_auth(&mut direct, &auth).unwrap();
-            prop_assert_eq!(
-                String::from_utf8(direct).unwrap(),
-                serde_json::to_string(&auth).unwrap()
-            );
-        }
-    }
-
     fn meta() -> impl Strategy<Value = MetaTree> {
         let node = prop::option::of(0_i64..4_102_444_800_000).prop_map(|last_updated| MetaTree {
             last_updated,
@@ -405,17 +393,32 @@ mod tests {
         }
     }
 
+    /// What `write` wrote, against what serde_json writes for `value`.
+    fn as_serde_writes<T: Serialize>(
+        value: &T,
+        write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+    ) -> Result<(), TestCaseError> {
+        let mut direct = Vec::new();
+        write(&mut direct).unwrap();
+        prop_assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            serde_json::to_string(value).unwrap()
+        );
+        Ok(())
+    }
+
     proptest! {
         /// The direct writers give the bytes serde_json gives, whatever
         /// the value holds.
         #[test]
         fn values_are_written_as_serde_json_writes_them(value in value()) {
-            let mut direct = Vec::new();
-            write_value(&mut direct, &value).unwrap();
-            prop_assert_eq!(
-                String::from_utf8(direct).unwrap(),
-                serde_json::to_string(&value).unwrap()
-            );
+            as_serde_writes(&value, |w| write_value(w, &value))?;
+        }
+
+        /// So does the authentication writer, with or without each part.
+        #[test]
+        fn authentication_is_written_as_serde_writes_it(auth in auth()) {
+            as_serde_writes(&auth, |w| write_auth(w, &auth))?;
         }
 
         #[test]
@@ -430,12 +433,7 @@ mod tests {
                 desired: Section { map: &desired, meta: desired_meta.as_ref() },
                 reported: Section { map: &reported, meta: reported_meta.as_ref() },
             };
-            let mut direct = Vec::new();
-            properties.write(&mut direct).unwrap();
-            prop_assert_eq!(
-                String::from_utf8(direct).unwrap(),
-                serde_json::to_string(&properties).unwrap()
-            );
+            as_serde_writes(&properties, |w| properties.write(w))?;
         }
     }
 
