@@ -69,9 +69,9 @@ pub struct MergeJob {
     /// The merging machine's time (the merge itself never reads a clock).
     pub now_ms: i64,
     /// Threads for the merge: 1 runs everything on the calling thread;
-    /// more read each input on a thread of its own and merge batches of
-    /// devices on `jobs` threads. The output is the same bytes for any
-    /// value.
+    /// more parse, merge and render batches of devices on `jobs` threads
+    /// while the calling thread reads the inputs and writes the results.
+    /// The output is the same bytes for any value.
     pub jobs: usize,
     /// How the inputs are read.
     pub reading: Reading,
