@@ -197,11 +197,15 @@ fn fleet_map<'a, T: Send>(
             outcome,
         })
     };
+    // The walk yields at least as many ids as the largest map holds, and
+    // at most as many as they all hold together.
+    let least = maps.iter().map(|m| m.len()).max().unwrap_or(0);
     let most = maps.iter().map(|m| m.len()).sum::<usize>();
+    let width = maps.len();
     let mut walk = Walk::new(maps);
     let jobs = jobs.max(1);
     if jobs == 1 || most <= BLOCK {
-        let mut out = Vec::with_capacity(most);
+        let mut out = Vec::with_capacity(least);
         let mut held = Vec::new();
         while let Some(id) = walk.next(&mut held) {
             out.push(one(id, &held));
@@ -240,10 +244,11 @@ fn fleet_map<'a, T: Send>(
             if ids.is_empty() {
                 break done;
             }
-            let stride = held.len() / ids.len();
+            // `held` holds `width` entries an id; there is at least one
+            // map, or the fleet would have been merged on this thread.
             let block = ids
                 .iter()
-                .zip(held.chunks(stride))
+                .zip(held.chunks(width))
                 .map(|(id, held)| one(id, held))
                 .collect();
             done.push((n, block));
