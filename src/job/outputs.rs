@@ -339,9 +339,8 @@ impl Outputs {
         &self.tally.keyless
     }
 
-    /// Appends a batch of rendered devices.
-    /// Writes a batch's lines and counts, and empties `rendered` for the
-    /// next batch.
+    /// Appends a batch of rendered devices (its lines and counts), and
+    /// empties `rendered` for the next batch.
     pub(super) fn append(&mut self, rendered: &mut Rendered) -> Result<(), JobError> {
         if let Some(files) = &mut self.files {
             files.merged.append(&rendered.merged)?;
