@@ -292,12 +292,13 @@ pub(super) fn run(
     jobs: usize,
     outputs: &mut Outputs,
 ) -> Result<Vec<u64>, Stop> {
+    let mut sources = sources;
+    let count = sources.len();
+    // The calling thread reads the inputs, whatever `jobs` is.
+    let mut join = Join::new(count, ctx.shard, |n| {
+        sources.get_mut(n).and_then(Source::next)
+    })?;
     if jobs <= 1 {
-        let mut sources = sources;
-        let count = sources.len();
-        let mut join = Join::new(count, ctx.shard, |n| {
-            sources.get_mut(n).and_then(Source::next)
-        })?;
         let mut rendered = Rendered::new(ctx.hubs.len());
         loop {
             let batch = join.next_batch()?;
@@ -307,13 +308,13 @@ pub(super) fn run(
             rendered = render_batch(batch, ctx, rendered)?;
             outputs.append(&mut rendered).map_err(Stop::Output)?;
         }
-        drop(join);
-        return Ok(sources.iter().map(Source::skipped).collect());
+    } else if let Err(stop) = run_parallel(join, ctx, jobs, outputs) {
+        match stop {
+            Stop::Panicked(panic) => panic.resume(),
+            stop => return Err(stop),
+        }
     }
-    match run_parallel(sources, ctx, jobs, outputs) {
-        Err(Stop::Panicked(panic)) => panic.resume(),
-        result => result,
-    }
+    Ok(sources.iter().map(Source::skipped).collect())
 }
 
 type Work = Mutex<Receiver<(u64, Vec<Group>)>>;
@@ -322,12 +323,12 @@ type Work = Mutex<Receiver<(u64, Vec<Group>)>>;
 /// again (their buffers keep their room).
 type Spare = Mutex<Vec<Rendered>>;
 
-fn run_parallel(
-    sources: Vec<Source>,
+fn run_parallel<P: FnMut(usize) -> Option<Result<RawDevice, SourceError>>>(
+    join: Join<P>,
     ctx: &Context<'_>,
     jobs: usize,
     outputs: &mut Outputs,
-) -> Result<Vec<u64>, Stop> {
+) -> Result<(), Stop> {
     let (work_tx, work_rx) = sync_channel::<(u64, Vec<Group>)>(jobs);
     let work: Arc<Work> = Arc::new(Mutex::new(work_rx));
     let spare: &Spare = &Mutex::new(Vec::new());
@@ -353,15 +354,10 @@ fn run_parallel(
             });
         }
         drop(done_tx);
-        let mut sources = sources;
-        let count = sources.len();
-        let merged = Join::new(count, ctx.shard, |n| {
-            sources.get_mut(n).and_then(Source::next)
-        })
-        .and_then(|join| join_and_write(join, work_tx, &done_rx, jobs, spare, outputs));
+        let merged = join_and_write(join, work_tx, &done_rx, jobs, spare, outputs);
         // Unblock and end every worker waiting for work.
         drop(done_rx);
-        merged.map(|()| sources.iter().map(Source::skipped).collect())
+        merged
     })
 }
 
