@@ -138,6 +138,16 @@ impl RawDevice {
         self.lines.push((line, self.text.len()));
     }
 
+    /// A device of one line so far, whose text is `text` as it is.
+    fn starting(id: String, line: u64, text: String) -> Self {
+        Self {
+            id,
+            lines: vec![(line, text.len())],
+            text,
+            derived: None,
+        }
+    }
+
     /// The device id.
     pub(super) fn id(&self) -> &str {
         &self.id
@@ -288,13 +298,11 @@ impl Stream {
     }
 
     fn next(&mut self) -> Option<Result<RawDevice, SourceError>> {
-        let mut device = RawDevice::default();
-        if let Some((id, text, line)) = self.pending.take() {
-            // The line read ahead becomes the device's text as it is.
-            device.id = id;
-            device.lines.push((line, text.len()));
-            device.text = text;
-        }
+        // The line read ahead, if any, is the device's first.
+        let mut device = match self.pending.take() {
+            Some((id, text, line)) => RawDevice::starting(id, line, text),
+            None => RawDevice::default(),
+        };
         loop {
             let (line, text) = match self.lines.next_json() {
                 None => break,
