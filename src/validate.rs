@@ -278,6 +278,12 @@ pub(crate) fn validate_section_entries<'a>(
     entries: impl Iterator<Item = (&'a String, &'a Value)>,
 ) -> Result<(), (String, ValidationErrorKind)> {
     let bytes = check_entries(entries, 1).map_err(|broken| broken.at(section.path()))?;
+    section_fits(section, bytes)
+}
+
+/// Whether a section of `bytes` (as [`check_entries`] counts them) is
+/// within its limit.
+fn section_fits(section: Section, bytes: usize) -> Result<(), (String, ValidationErrorKind)> {
     let limit = max_section_bytes(section);
     if bytes > limit {
         return Err((
@@ -312,6 +318,13 @@ fn check_entries<'a>(
         size = size.saturating_add(key.len().saturating_add(value_size));
     }
     Ok(size)
+}
+
+/// The size of a section as [`check_entries`] counts it, when it breaks
+/// no limit but its size.
+#[cfg(test)]
+pub(crate) fn section_size(map: &JsonMap) -> Option<usize> {
+    check_entries(map.iter(), 1).ok()
 }
 
 /// Checks `value` and returns its size, as [`check_entries`] counts it.
@@ -427,7 +440,12 @@ pub(crate) fn validate_entity(
         (Section::Desired, &entity.desired),
         (Section::Reported, &entity.reported),
     ] {
-        validate_section(section, map).map_err(|(path, kind)| error(path, kind))?;
+        let checked = match map.checked_size() {
+            // Its reader found every other limit kept, and counted it.
+            Some(bytes) => section_fits(section, bytes),
+            None => validate_section(section, map),
+        };
+        checked.map_err(|(path, kind)| error(path, kind))?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -207,6 +207,12 @@ pub type JsonMap = serde_json::Map<String, Value>;
 /// Everything else reads it as the [`serde_json::Map`] it dereferences to. An
 /// empty section allocates nothing.
 ///
+/// A section the readers in [`format`](crate::format) read is held as the
+/// JSON text its object is written as (keys sorted, no spaces), checked
+/// against IoT Hub's limits as it was read, and its object is built the
+/// first time something reads it: a merge compares most sections byte for
+/// byte and writes them as they came, without ever building them.
+///
 /// [`Entity`]: super::Entity
 ///
 /// # Example
@@ -224,7 +230,38 @@ pub type JsonMap = serde_json::Map<String, Value>;
 /// assert_ne!(tags, copy);
 /// ```
 #[derive(Clone, Default)]
-pub struct SectionMap(Option<Arc<JsonMap>>);
+pub struct SectionMap(Option<Arc<Held>>);
+
+/// What a non-empty section holds: the object, or the text it is written
+/// as, or both.
+///
+/// A section read from a file is kept as the text a writer gives its object
+/// (keys sorted, no spaces: the bytes `serde_json::to_writer` writes), and
+/// the object is built from it only when something reads it: a merge
+/// compares most sections without reading them (equal objects have equal
+/// texts, compared byte by byte) and writes them as they came. A write
+/// through [`DerefMut`] builds the object and drops the text.
+#[derive(Clone)]
+struct Held {
+    /// The object as written, `{...}`, when known.
+    text: Option<Box<[u8]>>,
+    /// The object: set from the start, or built from `text` when first read.
+    map: OnceLock<JsonMap>,
+    /// The section's size as IoT Hub counts it, when its reader found every
+    /// limit kept (see `validate`); `None` when unknown.
+    size: Option<usize>,
+}
+
+impl Held {
+    fn map(&self) -> &JsonMap {
+        self.map.get_or_init(|| {
+            let text = self.text.as_deref().unwrap_or(b"{}");
+            // The text was written from an object: it reads back to it.
+            serde_json::from_slice(text)
+                .expect("a section's text is the object it was written from")
+        })
+    }
+}
 
 impl SectionMap {
     /// An empty section.
@@ -235,8 +272,63 @@ impl SectionMap {
     /// The section's object, copied only when another copy shares it.
     pub fn into_map(self) -> JsonMap {
         match self.0 {
-            Some(map) => Arc::try_unwrap(map).unwrap_or_else(|shared| (*shared).clone()),
+            Some(held) => match Arc::try_unwrap(held) {
+                Ok(held) => {
+                    held.map();
+                    held.map.into_inner().unwrap_or_default()
+                }
+                Err(shared) => shared.map().clone(),
+            },
             None => JsonMap::new(),
+        }
+    }
+
+    /// Whether the section holds no property (without building its object).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::SectionMap;
+    /// use serde_json::json;
+    ///
+    /// let mut tags = SectionMap::new();
+    /// assert!(tags.is_empty());
+    /// tags.insert("site".into(), json!("lyon"));
+    /// assert!(!tags.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        match &self.0 {
+            None => true,
+            // A text is never that of an empty object.
+            Some(held) => held.text.is_none() && held.map().is_empty(),
+        }
+    }
+
+    /// A section from the text of a non-empty object as `write_map` writes
+    /// it (keys sorted, each once), and its size when every limit was
+    /// found kept. `{}` is the empty section.
+    pub(crate) fn from_text(text: Box<[u8]>, size: Option<usize>) -> Self {
+        if *text == *b"{}" {
+            return Self::new();
+        }
+        Self(Some(Arc::new(Held {
+            text: Some(text),
+            map: OnceLock::new(),
+            size,
+        })))
+    }
+
+    /// The object as written, when the section still holds its text.
+    pub(crate) fn text(&self) -> Option<&[u8]> {
+        self.0.as_ref().and_then(|held| held.text.as_deref())
+    }
+
+    /// The size its reader counted, when it found every limit kept; an
+    /// empty section's is 0.
+    pub(crate) fn checked_size(&self) -> Option<usize> {
+        match &self.0 {
+            Some(held) => held.size,
+            None => Some(0),
         }
     }
 }
@@ -246,13 +338,24 @@ impl Deref for SectionMap {
 
     fn deref(&self) -> &JsonMap {
         static EMPTY: LazyLock<JsonMap> = LazyLock::new(JsonMap::new);
-        self.0.as_deref().unwrap_or(&EMPTY)
+        self.0.as_deref().map_or(&EMPTY, Held::map)
     }
 }
 
 impl DerefMut for SectionMap {
     fn deref_mut(&mut self) -> &mut JsonMap {
-        Arc::make_mut(self.0.get_or_insert_default())
+        let held = Arc::make_mut(self.0.get_or_insert_with(|| {
+            Arc::new(Held {
+                text: None,
+                map: OnceLock::from(JsonMap::new()),
+                size: None,
+            })
+        }));
+        held.map();
+        // The object is about to change: its text and size no longer hold.
+        held.text = None;
+        held.size = None;
+        held.map.get_mut().expect("built just above")
     }
 }
 
@@ -261,6 +364,11 @@ impl PartialEq for SectionMap {
         match (&self.0, &other.0) {
             (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
             (None, None) => true,
+            (Some(a), Some(b)) => match (&a.text, &b.text) {
+                // Written alike exactly when equal.
+                (Some(x), Some(y)) => x == y,
+                _ => a.map() == b.map(),
+            },
             _ => **self == **other,
         }
     }
@@ -280,7 +388,13 @@ impl fmt::Debug for SectionMap {
 
 impl From<JsonMap> for SectionMap {
     fn from(map: JsonMap) -> Self {
-        Self((!map.is_empty()).then(|| Arc::new(map)))
+        Self((!map.is_empty()).then(|| {
+            Arc::new(Held {
+                text: None,
+                map: OnceLock::from(map),
+                size: None,
+            })
+        }))
     }
 }
 

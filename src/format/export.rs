@@ -208,9 +208,9 @@ fn convert(raw: RawExport, id: String) -> Result<ExportLine, (String, ReadErrorK
             device_scope: raw.device_scope,
             parent_scopes: raw.parent_scopes,
             extra: raw.extra,
-            tags: raw.tags.map.into(),
-            desired: raw.properties.desired.map.into(),
-            reported: raw.properties.reported.map.into(),
+            tags: raw.tags.section,
+            desired: raw.properties.desired.section,
+            reported: raw.properties.reported.section,
         },
     })
 }
@@ -554,7 +554,7 @@ pub(crate) fn write_line<W: Write>(
         obj.auth("authentication", entity.authentication.as_ref())?;
     }
     obj.opt_text("twinETag", line.twin_etag)?;
-    obj.map("tags", &entity.tags)?;
+    obj.section("tags", &entity.tags)?;
     obj.properties(&Properties {
         desired: Section {
             map: &entity.desired,

@@ -43,6 +43,7 @@
 #![allow(clippy::result_large_err)]
 
 mod c2d;
+mod canon;
 mod detect;
 mod envelope;
 mod error;

@@ -16,9 +16,10 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
+use super::canon::SectionText;
 use super::{ReadError, ReadErrorKind};
 use crate::doc::{
-    AuthType, Authentication, JsonMap, MetaTree, Status, SymmetricKey, X509Thumbprint,
+    AuthType, Authentication, MetaTree, SectionMap, Status, SymmetricKey, X509Thumbprint,
 };
 
 /// What a visitor knew when parsing failed.
@@ -415,7 +416,7 @@ pub(crate) struct SectionSeed<'c> {
 /// A section read by [`SectionSeed`].
 #[derive(Default)]
 pub(crate) struct RawSection {
-    pub(crate) map: JsonMap,
+    pub(crate) section: SectionMap,
     pub(crate) meta: Option<RawMeta>,
     /// `$metadata` already read into its tree (by a reader that parsed
     /// its times itself): taken before `meta`.
@@ -451,8 +452,9 @@ impl<'de> Visitor<'de> for SectionSeed<'_> {
             present: true,
             ..RawSection::default()
         };
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
+        let mut text = SectionText::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match &*key {
                 // Service metadata, never merged nor written: `$version`
                 // of a section, and the `$etag` Microsoft's own twin
                 // samples carry in `tags`.
@@ -470,21 +472,16 @@ impl<'de> Visitor<'de> for SectionSeed<'_> {
                     }
                 }
                 _ => {
-                    let value = map.next_value::<Value>()?;
-                    match section.map.entry(key) {
-                        serde_json::map::Entry::Vacant(entry) => {
-                            entry.insert(value);
-                        }
-                        serde_json::map::Entry::Occupied(entry) => {
-                            return Err(self.ctx.fail(
-                                format!("{}.{}", self.path, entry.key()),
-                                ReadErrorKind::DuplicateField,
-                            ));
-                        }
+                    if !text.property(key.clone(), &mut map)? {
+                        return Err(self.ctx.fail(
+                            format!("{}.{key}", self.path),
+                            ReadErrorKind::DuplicateField,
+                        ));
                     }
                 }
             }
         }
+        section.section = text.finish();
         Ok(section)
     }
 }
@@ -715,7 +712,7 @@ pub(crate) fn section_of_value(
     } else if let Some(meta) = map.remove("$metadata") {
         section.tree = Some(meta_of_value(meta, zoneless)?);
     }
-    section.map = map;
+    section.section = map.into();
     Some(section)
 }
 

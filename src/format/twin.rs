@@ -517,9 +517,9 @@ fn convert(mut raw: RawTwin, device_id: String) -> Result<TwinLine, (String, Rea
             device_scope: raw.device_scope,
             parent_scopes: raw.parent_scopes,
             extra: Extra::new(),
-            tags: raw.tags.map.into(),
-            desired: raw.properties.desired.map.into(),
-            reported: raw.properties.reported.map.into(),
+            tags: raw.tags.section,
+            desired: raw.properties.desired.section,
+            reported: raw.properties.reported.section,
         },
         times: EntityTimes {
             status: status_time,

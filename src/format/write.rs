@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value;
 
-use crate::doc::{AuthType, Authentication, JsonMap, MetaTree, Secret};
+use crate::doc::{AuthType, Authentication, JsonMap, MetaTree, Secret, SectionMap};
 
 use super::raw::format_time;
 
@@ -54,10 +54,10 @@ impl<'w, W: Write> Obj<'w, W> {
         write_value(self.w, value)
     }
 
-    /// A field holding a JSON object.
-    pub(crate) fn map(&mut self, name: &str, map: &JsonMap) -> io::Result<()> {
+    /// A field holding a twin section: its text when it has one.
+    pub(crate) fn section(&mut self, name: &str, section: &SectionMap) -> io::Result<()> {
         self.name(name)?;
-        write_map(self.w, map)
+        write_section(self.w, section)
     }
 
     /// The `properties` field.
@@ -193,6 +193,15 @@ pub(crate) fn write_map<W: Write + ?Sized>(w: &mut W, map: &JsonMap) -> io::Resu
     w.write_all(b"}")
 }
 
+/// Writes a twin section as [`write_map`] writes its object: the text it
+/// was read as, when it still holds it, is those bytes.
+pub(crate) fn write_section<W: Write + ?Sized>(w: &mut W, section: &SectionMap) -> io::Result<()> {
+    match section.text() {
+        Some(text) => w.write_all(text),
+        None => write_map(w, section),
+    }
+}
+
 /// Writes the entries of `map`, comma-separated, without braces.
 fn write_entries<W: Write + ?Sized>(w: &mut W, map: &JsonMap) -> io::Result<()> {
     for (i, (key, value)) in map.iter().enumerate() {
@@ -234,7 +243,7 @@ impl Serialize for Properties<'_> {
 
 /// A twin section followed by its `$metadata`, if any.
 pub(crate) struct Section<'a> {
-    pub(crate) map: &'a JsonMap,
+    pub(crate) map: &'a SectionMap,
     pub(crate) meta: Option<&'a MetaTree>,
 }
 
@@ -242,7 +251,7 @@ impl Serialize for Section<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let meta = self.meta.filter(|m| **m != MetaTree::default());
         let mut map = s.serialize_map(Some(self.map.len() + usize::from(meta.is_some())))?;
-        for (key, value) in self.map {
+        for (key, value) in self.map.iter() {
             map.serialize_entry(key, value)?;
         }
         if let Some(meta) = meta {
@@ -255,15 +264,22 @@ impl Serialize for Section<'_> {
 impl Section<'_> {
     fn write<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
         let meta = self.meta.filter(|m| **m != MetaTree::default());
-        w.write_all(b"{")?;
-        write_entries(w, self.map)?;
-        if let Some(meta) = meta {
-            if !self.map.is_empty() {
-                w.write_all(b",")?;
+        let Some(meta) = meta else {
+            return write_section(w, self.map);
+        };
+        match self.map.text() {
+            // `{...}` without its `}`.
+            Some(text) => w.write_all(&text[..text.len() - 1])?,
+            None => {
+                w.write_all(b"{")?;
+                write_entries(w, self.map)?;
             }
-            w.write_all(b"\"$metadata\":")?;
-            Meta(meta).write(w)?;
         }
+        if !self.map.is_empty() {
+            w.write_all(b",")?;
+        }
+        w.write_all(b"\"$metadata\":")?;
+        Meta(meta).write(w)?;
         w.write_all(b"}")
     }
 }
@@ -429,11 +445,18 @@ mod tests {
             reported_meta in prop::option::of(meta()),
         ) {
             let (desired, reported) = (object(desired), object(reported));
-            let properties = Properties {
-                desired: Section { map: &desired, meta: desired_meta.as_ref() },
-                reported: Section { map: &reported, meta: reported_meta.as_ref() },
+            // Each section as an object, then as the text it is read as.
+            let texts = |map: &JsonMap| {
+                let json = serde_json::to_string(map).unwrap();
+                [SectionMap::from(map.clone()), crate::format::canon::section_of_text(&json).unwrap()]
             };
-            as_serde_writes(&properties, |w| properties.write(w))?;
+            for (desired, reported) in texts(&desired).into_iter().zip(texts(&reported)) {
+                let properties = Properties {
+                    desired: Section { map: &desired, meta: desired_meta.as_ref() },
+                    reported: Section { map: &reported, meta: reported_meta.as_ref() },
+                };
+                as_serde_writes(&properties, |w| properties.write(w))?;
+            }
         }
     }
 
@@ -454,9 +477,9 @@ mod tests {
         obj.text("id", "d\"1").unwrap();
         obj.opt_text("moduleId", None).unwrap();
         obj.opt_text("eTag", Some("AAA=")).unwrap();
-        obj.map(
+        obj.section(
             "tags",
-            &object(serde_json::json!({"b": [1, 2.5], "a": null})),
+            &object(serde_json::json!({"b": [1, 2.5], "a": null})).into(),
         )
         .unwrap();
         obj.value("x", &Value::Bool(true)).unwrap();
