@@ -520,6 +520,9 @@ mod tests {
             proptest::prop_assert_eq!(&copy, &model, "the copy kept its map");
             proptest::prop_assert_eq!(&section, &other);
             proptest::prop_assert_eq!(section == copy, other == model);
+            proptest::prop_assert_eq!(copy == other, model == other, "against a map");
+            let collected: SectionMap = other.clone().into_iter().collect();
+            proptest::prop_assert_eq!(&collected, &other, "collected");
             proptest::prop_assert_eq!(format!("{section:?}"), format!("{other:?}"));
             proptest::prop_assert_eq!(
                 serde_json::to_string(&section).ok(),

@@ -344,6 +344,19 @@ mod tests {
         // The repeated nested key leaves the size to `validate`.
         assert_eq!(section.checked_size(), None);
         assert!(section_of_text(r#"{"a": 1, "b": 2, "a": 3}"#).is_err());
+        // Sorted as the keys read, not as written: `b"` is written `"b\""`,
+        // and `\` sorts after `0`; `b` comes before `b!`.
+        for json in [
+            r#"{"b0": 1, "b\"": 2, "b!": 3, "b": 4}"#,
+            r#"{"x": {"b0": 1, "b\"": 2, "b!": 3, "b": 4}}"#,
+            r#"{"c": 0, "b\"": 1, "b0": 2}"#,
+        ] {
+            let map: JsonMap = serde_json::from_str(json).unwrap();
+            assert_eq!(
+                section_of_text(json).unwrap().text(),
+                Some(written(&map).as_bytes())
+            );
+        }
         assert!(section_of_text("{}").unwrap().is_empty());
     }
 
@@ -368,9 +381,36 @@ mod tests {
         assert_eq!(kept.checked_size(), Some(2 + 1 + 8 + 3 + 4 + 8));
     }
 
+    #[test]
+    fn limits_kept_at_their_bounds_leave_the_size_known() {
+        let deep = format!("{}1{}", "{\"b\":".repeat(9), "}".repeat(9));
+        let json = format!(
+            r#"{{"s": "{}", "n": 4503599627370495, "m": -4503599627370496, "d": {deep}}}"#,
+            "x".repeat(4096)
+        );
+        let map: JsonMap = serde_json::from_str(&json).unwrap();
+        let size = crate::validate::section_size(&map);
+        assert_eq!(
+            size,
+            Some(4097 + 9 + 9 + 18),
+            "every limit kept, a key at depth 10"
+        );
+        assert_eq!(section_of_text(&json).unwrap().checked_size(), size);
+    }
+
     fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
-        let key = prop_oneof!["[a-c]{1,2}", Just("$x".to_owned()), Just("é\"".to_owned())];
+        // Keys whose written and read forms sort apart (`b"` is written
+        // `"b\""`, and `\` sorts after `0`), and a key that is a prefix of
+        // another with a byte below `"` after it.
+        let key = prop_oneof![
+            "[a-c]{1,2}",
+            Just("$x".to_owned()),
+            Just("é\"".to_owned()),
+            Just("b\"".to_owned()),
+            Just("b0".to_owned()),
+            Just("b!".to_owned()),
+        ];
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
