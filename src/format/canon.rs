@@ -114,13 +114,11 @@ impl<'de> SectionText<'de> {
         // Of a run of equal keys, keep the last.
         let mut kept: Vec<[usize; 3]> = Vec::with_capacity(before);
         for entry in order {
-            if let Some(last) = kept.last_mut()
-                && self.out[last[0]..last[1]] == self.out[entry[0]..entry[1]]
-            {
-                *last = entry;
-                continue;
+            let key = &self.out[entry[0]..entry[1]];
+            match kept.last_mut() {
+                Some(last) if self.out[last[0]..last[1]] == *key => *last = entry,
+                _ => kept.push(entry),
             }
-            kept.push(entry);
         }
         let mut sorted = Vec::with_capacity(self.out.len() - from);
         for (i, &[start, _, end]) in kept.iter().enumerate() {
