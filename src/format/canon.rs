@@ -79,8 +79,9 @@ impl<'de> SectionText<'de> {
             text: &mut *self,
             depth: 1,
         })?;
-        if self.last.as_ref().is_some_and(|last| *key <= **last) {
-            // Out of order, or given before: written alike exactly when equal.
+        // Once the keys are out of order, any of them may come again.
+        if !self.sorted || self.last.as_ref().is_some_and(|last| *key <= **last) {
+            // Keys are written alike exactly when they are equal.
             let new = &self.out[start..key_end];
             if self.entries.iter().any(|e| &self.out[e[0]..e[1]] == new) {
                 self.out.truncate(mark);
@@ -341,7 +342,14 @@ mod tests {
         assert_eq!(*section, map);
         // The repeated nested key leaves the size to `validate`.
         assert_eq!(section.checked_size(), None);
-        assert!(section_of_text(r#"{"a": 1, "b": 2, "a": 3}"#).is_err());
+        for twice in [
+            r#"{"a": 1, "b": 2, "a": 3}"#,
+            r#"{"b": 1, "a": 2, "b": 3}"#,
+            r#"{"c": 1, "a": 2, "b": 3, "c": 4}"#,
+            r#"{"a": 1, "\u0061": 2}"#,
+        ] {
+            assert!(section_of_text(twice).is_err(), "{twice}");
+        }
         // Sorted as the keys read, not as written: `b"` is written `"b\""`,
         // and `\` sorts after `0`; `b` comes before `b!`.
         for json in [

@@ -610,6 +610,13 @@ fn missing_and_duplicate_fields() {
     let e = bad_export(r#"{"id":"d1","status":"enabled","tags":{"a":1,"a":2}}"#);
     assert!(matches!(e.kind, ReadErrorKind::DuplicateField), "{e}");
     assert_eq!(e.field.as_deref(), Some("tags.a"));
+    // Given again after another key, and in a twin's properties.
+    let e = bad_export(r#"{"id":"d1","status":"enabled","tags":{"b":1,"a":2,"b":3}}"#);
+    assert!(matches!(e.kind, ReadErrorKind::DuplicateField), "{e}");
+    assert_eq!(e.field.as_deref(), Some("tags.b"));
+    let e = bad_twin(r#"{"deviceId":"d1","properties":{"desired":{"y":1,"x":2,"y":3}}}"#);
+    assert!(matches!(e.kind, ReadErrorKind::DuplicateField), "{e}");
+    assert_eq!(e.field.as_deref(), Some("properties.desired.y"));
     let e = bad_twin(r#"{"moduleId":"m"}"#);
     assert!(matches!(e.kind, ReadErrorKind::MissingField), "{e}");
     assert_eq!(e.field.as_deref(), Some("deviceId"));
