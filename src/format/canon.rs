@@ -154,6 +154,13 @@ fn push_number(out: &mut Vec<u8>, n: &Number) {
     serde_json::to_writer(out, n).expect("a Vec takes every write");
 }
 
+/// The key serde_json's `raw_value` feature gives a meaning: an object
+/// holding it, read as a `Value` (as a section's object is built from its
+/// text), is the JSON its string holds, or an error. Such an object is
+/// refused (IoT Hub refuses keys with `$` too), so that every text written
+/// here reads back to the object it was written from.
+const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+
 /// One value of a section, written as it is read; its size as `validate`
 /// counts it, a value at `depth` (the depth of the key holding it).
 struct Canon<'t, 'de> {
@@ -262,6 +269,11 @@ impl<'de> Visitor<'de> for Canon<'_, 'de> {
         let mut sorted = true;
         let mut last: Option<Cow<'de, str>> = None;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if key == RAW_VALUE_KEY {
+                return Err(de::Error::custom(format_args!(
+                    "a key IoT Hub refuses: {RAW_VALUE_KEY}"
+                )));
+            }
             if text.entries.len() > base {
                 text.out.push(b',');
             }
@@ -342,6 +354,17 @@ mod tests {
         assert_eq!(*section, map);
         // The repeated nested key leaves the size to `validate`.
         assert_eq!(section.checked_size(), None);
+        // serde_json reads an object holding this key as the JSON its
+        // string holds: refused, nested (a top-level key is only a key).
+        for json in [
+            r#"{"a": {"$serde_json::private::RawValue": "nope"}}"#,
+            r#"{"a": [{"b": 1, "$serde_json::private::RawValue": "{}"}]}"#,
+        ] {
+            assert!(section_of_text(json).is_err(), "{json}");
+        }
+        let top = section_of_text(r#"{"$serde_json::private::RawValue": "nope"}"#).unwrap();
+        assert_eq!(top.checked_size(), None);
+        assert_eq!(top.len(), 1);
         for twice in [
             r#"{"a": 1, "b": 2, "a": 3}"#,
             r#"{"b": 1, "a": 2, "b": 3}"#,

@@ -617,6 +617,13 @@ fn missing_and_duplicate_fields() {
     let e = bad_twin(r#"{"deviceId":"d1","properties":{"desired":{"y":1,"x":2,"y":3}}}"#);
     assert!(matches!(e.kind, ReadErrorKind::DuplicateField), "{e}");
     assert_eq!(e.field.as_deref(), Some("properties.desired.y"));
+    // The key serde_json's raw values use, nested: a typed error, not a
+    // section that could not be read back.
+    let e = bad_export(
+        r#"{"id":"d1","status":"enabled","tags":{"a":{"$serde_json::private::RawValue":"x"}}}"#,
+    );
+    assert!(matches!(e.kind, ReadErrorKind::InvalidJson { .. }), "{e}");
+    assert_eq!(e.field.as_deref(), Some("tags"));
     let e = bad_twin(r#"{"moduleId":"m"}"#);
     assert!(matches!(e.kind, ReadErrorKind::MissingField), "{e}");
     assert_eq!(e.field.as_deref(), Some("deviceId"));
