@@ -62,23 +62,9 @@ impl<'de> SectionText<'de> {
         key: Cow<'de, str>,
         map: &mut A,
     ) -> Result<bool, A::Error> {
-        let comma = !self.entries.is_empty();
         let mark = self.out.len();
-        if comma {
-            self.out.push(b',');
-        }
-        let start = self.out.len();
-        push_str(&mut self.out, &key);
-        let key_end = self.out.len();
-        self.out.push(b':');
         // Top-level keys are at depth 1, never too deep.
-        if validate_key(&key).is_err() {
-            self.ok = false;
-        }
-        let value = map.next_value_seed(Canon {
-            text: &mut *self,
-            depth: 1,
-        })?;
+        let ([start, key_end, end], size) = self.entry(&key, 1, 0, map)?;
         // Once the keys are out of order, any of them may come again.
         if !self.sorted || self.last.as_ref().is_some_and(|last| *key <= **last) {
             // Keys are written alike exactly when they are equal.
@@ -89,10 +75,39 @@ impl<'de> SectionText<'de> {
             }
             self.sorted = false;
         }
-        self.size = self.size.saturating_add(key.len().saturating_add(value));
-        self.entries.push([start, key_end, self.out.len()]);
+        self.size = self.size.saturating_add(size);
+        self.entries.push([start, key_end, end]);
         self.last = Some(key);
         Ok(true)
+    }
+
+    /// Writes `key` and the value `map` holds for it as a property of the
+    /// object whose properties start at `entries[base]` (after a comma
+    /// unless it is the first), a key at `depth`: its `[start, key end,
+    /// end]` in `out`, and its size as `validate` counts it.
+    fn entry<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        depth: usize,
+        base: usize,
+        map: &mut A,
+    ) -> Result<([usize; 3], usize), A::Error> {
+        if self.entries.len() > base {
+            self.out.push(b',');
+        }
+        let start = self.out.len();
+        push_str(&mut self.out, key);
+        let key_end = self.out.len();
+        self.out.push(b':');
+        if depth > MAX_DEPTH || validate_key(key).is_err() {
+            self.ok = false;
+        }
+        let value = map.next_value_seed(Canon {
+            text: &mut *self,
+            depth,
+        })?;
+        let size = key.len().saturating_add(value);
+        Ok(([start, key_end, self.out.len()], size))
     }
 
     /// The section: its text, and its size when every limit held.
@@ -274,25 +289,12 @@ impl<'de> Visitor<'de> for Canon<'_, 'de> {
                     "a key IoT Hub refuses: {RAW_VALUE_KEY}"
                 )));
             }
-            if text.entries.len() > base {
-                text.out.push(b',');
-            }
-            let start = text.out.len();
-            push_str(&mut text.out, &key);
-            let key_end = text.out.len();
-            text.out.push(b':');
-            if depth > MAX_DEPTH || validate_key(&key).is_err() {
-                text.ok = false;
-            }
-            let value = map.next_value_seed(Canon {
-                text: &mut *text,
-                depth,
-            })?;
-            size = size.saturating_add(key.len().saturating_add(value));
+            let (entry, entry_size) = text.entry(&key, depth, base, &mut map)?;
+            size = size.saturating_add(entry_size);
             if last.as_ref().is_some_and(|last| *key <= **last) {
                 sorted = false;
             }
-            text.entries.push([start, key_end, text.out.len()]);
+            text.entries.push(entry);
             last = Some(key);
         }
         // A key given twice: the object keeps the last value, and the size
