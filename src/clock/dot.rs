@@ -30,16 +30,47 @@ pub struct Dot {
 
 impl Dot {
     /// The dot of write number `counter` of `replica`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let primary = ReplicaId::new("primary")?;
+    /// let first = Dot::new(primary.clone(), 1);
+    /// assert!(first < Dot::new(primary, 2));
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn new(replica: ReplicaId, counter: u64) -> Self {
         Self { replica, counter }
     }
 
     /// The replica that made the write.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let dot = Dot::new(ReplicaId::new("secondary")?, 4);
+    /// assert_eq!(dot.replica().as_str(), "secondary");
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn replica(&self) -> &ReplicaId {
         &self.replica
     }
 
     /// The write's sequence number at its replica.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let dot = Dot::new(ReplicaId::new("primary")?, 12);
+    /// assert_eq!(dot.counter(), 12);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn counter(&self) -> u64 {
         self.counter
     }

@@ -9,12 +9,52 @@ use super::{ReplicaId, Stamp};
 ///
 /// Injected so that tests and simulations are deterministic; merges never
 /// read a clock at all.
+///
+/// # Example
+///
+/// ```
+/// use failback::clock::TimeSource;
+/// use failback::{HybridClock, ReplicaId};
+///
+/// /// A clock stopped at 2024-03-01T12:00:00Z.
+/// struct Frozen;
+/// impl TimeSource for Frozen {
+///     fn now_ms(&self) -> i64 {
+///         1_709_294_400_000
+///     }
+/// }
+///
+/// let mut clock = HybridClock::new(ReplicaId::new("primary")?, Frozen);
+/// assert_eq!(clock.tick().ms(), 1_709_294_400_000);
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
 pub trait TimeSource {
     /// Milliseconds since the Unix epoch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::clock::{SystemTime, TimeSource};
+    ///
+    /// let year_2024 = 1_704_067_200_000;
+    /// assert!(SystemTime.now_ms() > year_2024);
+    /// ```
     fn now_ms(&self) -> i64;
 }
 
 /// The machine's wall clock.
+///
+/// # Example
+///
+/// ```
+/// use failback::clock::{SystemTime, TimeSource};
+/// use failback::{HybridClock, ReplicaId};
+///
+/// let before = SystemTime.now_ms();
+/// let mut clock = HybridClock::new(ReplicaId::new("primary")?, SystemTime);
+/// assert!(clock.tick().ms() >= before);
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemTime;
 
@@ -73,6 +113,22 @@ impl TimeSource for ManualTime {
 pub const DEFAULT_MAX_DRIFT_MS: i64 = 5 * 60 * 1000;
 
 /// A stamp further ahead of the local clock than the allowed drift.
+///
+/// # Example
+///
+/// ```
+/// use failback::clock::{SystemTime, TimeSource};
+/// use failback::{HybridClock, ReplicaId, Stamp};
+///
+/// let mut clock = HybridClock::new(ReplicaId::new("primary")?, SystemTime);
+/// let next_year = SystemTime.now_ms() + 365 * 24 * 3600 * 1000;
+/// let far = Stamp::new(next_year, 0, ReplicaId::new("secondary")?);
+/// let err = clock.observe(&far).unwrap_err();
+/// assert_eq!(err.replica.as_str(), "secondary");
+/// assert_eq!(err.max_drift_ms, 5 * 60 * 1000);
+/// assert!(err.ahead_ms > err.max_drift_ms);
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "stamp {stamp} from {replica} is {ahead_ms} ms ahead of the local clock, more than the allowed {max_drift_ms} ms"
@@ -127,11 +183,15 @@ pub fn check_drift(stamp: &Stamp, now_ms: i64, max_drift_ms: i64) -> Result<(), 
 /// # Example
 ///
 /// ```
-/// use failback::clock::{HybridClock, ManualTime};
+/// use failback::clock::{HybridClock, TimeSource};
 /// use failback::{ReplicaId, Stamp};
 ///
-/// let time = ManualTime::new(10_000);
-/// let mut clock = HybridClock::new(ReplicaId::new("primary")?, time.clone());
+/// struct Stopped; // a wall clock that shows 10 s after the epoch, always
+/// impl TimeSource for Stopped {
+///     fn now_ms(&self) -> i64 { 10_000 }
+/// }
+///
+/// let mut clock = HybridClock::new(ReplicaId::new("primary")?, Stopped);
 /// let a = clock.tick();
 /// let b = clock.tick(); // same millisecond: the logical counter moves
 /// assert!(a < b);
@@ -152,6 +212,17 @@ pub struct HybridClock<T: TimeSource> {
 
 impl<T: TimeSource> HybridClock<T> {
     /// A clock for `replica` with the default drift bound of 5 minutes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::clock::SystemTime;
+    /// use failback::{HybridClock, ReplicaId};
+    ///
+    /// let mut clock = HybridClock::new(ReplicaId::new("primary")?, SystemTime);
+    /// assert_eq!(clock.tick().replica().as_str(), "primary");
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn new(replica: ReplicaId, source: T) -> Self {
         Self {
             replica,
@@ -163,17 +234,54 @@ impl<T: TimeSource> HybridClock<T> {
     }
 
     /// The same clock with another drift bound.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::clock::{SystemTime, TimeSource};
+    /// use failback::{HybridClock, ReplicaId, Stamp};
+    ///
+    /// let mut clock = HybridClock::new(ReplicaId::new("primary")?, SystemTime)
+    ///     .with_max_drift_ms(1_000);
+    /// let a_minute_ahead = Stamp::new(SystemTime.now_ms() + 60_000, 0, ReplicaId::new("secondary")?);
+    /// let err = clock.observe(&a_minute_ahead).unwrap_err(); // within 5 minutes, beyond 1 s
+    /// assert_eq!(err.max_drift_ms, 1_000);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn with_max_drift_ms(mut self, max_drift_ms: i64) -> Self {
         self.max_drift_ms = max_drift_ms;
         self
     }
 
     /// The replica this clock stamps for.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::clock::SystemTime;
+    /// use failback::{HybridClock, ReplicaId};
+    ///
+    /// let clock = HybridClock::new(ReplicaId::new("secondary")?, SystemTime);
+    /// assert_eq!(clock.replica().as_str(), "secondary");
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn replica(&self) -> &ReplicaId {
         &self.replica
     }
 
     /// A new stamp, greater than every stamp issued or observed before.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::clock::SystemTime;
+    /// use failback::{HybridClock, ReplicaId};
+    ///
+    /// let mut clock = HybridClock::new(ReplicaId::new("primary")?, SystemTime);
+    /// let stamps: Vec<_> = (0..3).map(|_| clock.tick()).collect();
+    /// assert!(stamps[0] < stamps[1] && stamps[1] < stamps[2]);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn tick(&mut self) -> Stamp {
         let now = self.source.now_ms();
         if now > self.last_ms {
@@ -192,6 +300,20 @@ impl<T: TimeSource> HybridClock<T> {
     /// [`DriftError`] when the stamp is more than the drift bound ahead of
     /// the local physical time; the clock is then left unchanged, so a
     /// replica with a clock set to next year cannot drag this one along.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::clock::{SystemTime, TimeSource};
+    /// use failback::{HybridClock, ReplicaId, Stamp};
+    ///
+    /// let mut clock = HybridClock::new(ReplicaId::new("primary")?, SystemTime);
+    /// // The secondary's clock runs a minute fast: within the 5-minute bound.
+    /// let remote = Stamp::new(SystemTime.now_ms() + 60_000, 0, ReplicaId::new("secondary")?);
+    /// clock.observe(&remote)?;
+    /// assert!(clock.tick() > remote);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn observe(&mut self, remote: &Stamp) -> Result<(), DriftError> {
         check_drift(remote, self.source.now_ms(), self.max_drift_ms)?;
         match remote.ms().cmp(&self.last_ms) {

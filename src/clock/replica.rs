@@ -25,6 +25,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct ReplicaId(Arc<str>);
 
 /// A replica name that breaks the rules of [`ReplicaId`].
+///
+/// # Example
+///
+/// ```
+/// use failback::ReplicaId;
+///
+/// let err = ReplicaId::new("primary hub").unwrap_err();
+/// assert_eq!(err.name, "primary hub");
+/// assert!(err.to_string().contains("[A-Za-z0-9._-]"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid replica id {name:?}: expected 1-64 characters of [A-Za-z0-9._-]")]
 pub struct InvalidReplicaId {
@@ -104,6 +114,14 @@ impl ReplicaId {
     }
 
     /// The name as text.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let hub = failback::ReplicaId::new("secondary")?;
+    /// assert_eq!(hub.as_str(), "secondary");
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -38,7 +38,18 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// A stamp at `ms` milliseconds since the epoch.
+    /// A stamp at `ms` milliseconds since the epoch, the `logical`-th
+    /// write of `replica` within that millisecond.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let stamp = Stamp::new(1_709_294_400_000, 2, ReplicaId::new("primary")?);
+    /// assert_eq!(stamp.to_string(), "1709294400000.2@primary");
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn new(ms: i64, logical: u32, replica: ReplicaId) -> Self {
         Self {
             ms,
@@ -49,21 +60,66 @@ impl Stamp {
 
     /// Milliseconds since the Unix epoch (or, for inputs that carry no time,
     /// the position on the activation-order scale).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let stamp = Stamp::new(1_709_294_400_000, 0, ReplicaId::new("primary")?);
+    /// assert_eq!(stamp.ms(), 1_709_294_400_000);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn ms(&self) -> i64 {
         self.ms
     }
 
     /// The logical counter within one millisecond.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let hub = ReplicaId::new("primary")?;
+    /// let third = Stamp::new(1_000, 2, hub.clone());
+    /// assert_eq!(third.logical(), 2);
+    /// assert!(Stamp::new(1_000, 1, hub) < third); // same millisecond, earlier write
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn logical(&self) -> u32 {
         self.logical
     }
 
     /// The replica that made the write.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let secondary = ReplicaId::new("secondary")?;
+    /// let stamp = Stamp::new(1_000, 0, secondary.clone());
+    /// assert_eq!(stamp.replica(), &secondary);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn replica(&self) -> &ReplicaId {
         &self.replica
     }
 
     /// The physical part as an RFC 3339 time, when it is a representable time.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let hub = ReplicaId::new("primary")?;
+    /// let stamp = Stamp::new(1_709_294_400_000, 0, hub.clone());
+    /// assert_eq!(stamp.to_rfc3339().as_deref(), Some("2024-03-01T12:00:00.000Z"));
+    /// assert_eq!(Stamp::new(i64::MAX, 0, hub).to_rfc3339(), None);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn to_rfc3339(&self) -> Option<String> {
         format_time(self.ms)
     }

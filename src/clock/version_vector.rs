@@ -41,16 +41,53 @@ pub struct VersionVector {
 
 impl VersionVector {
     /// The empty vector: nothing seen.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::VersionVector;
+    ///
+    /// let seen = VersionVector::new();
+    /// assert!(seen.is_empty());
+    /// assert_eq!(seen, VersionVector::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The highest contiguous counter seen from `replica` (0 for none).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, VersionVector};
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let mut seen = VersionVector::new();
+    /// seen.set(&p, 7);
+    /// assert_eq!(seen.get(&p), 7);
+    /// assert_eq!(seen.get(&s), 0);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn get(&self, replica: &ReplicaId) -> u64 {
         self.entries.get(replica).copied().unwrap_or(0)
     }
 
-    /// Whether the write `dot` is covered.
+    /// Whether the write `dot` is covered: its counter is at most the
+    /// entry of its replica.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{Dot, ReplicaId, VersionVector};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut seen = VersionVector::new();
+    /// seen.set(&p, 3);
+    /// assert!(seen.contains(&Dot::new(p.clone(), 2)));
+    /// assert!(!seen.contains(&Dot::new(p, 4)));
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn contains(&self, dot: &Dot) -> bool {
         dot.counter() <= self.get(dot.replica())
     }
@@ -60,11 +97,39 @@ impl VersionVector {
     /// The caller is responsible for contiguity: a version vector covers
     /// every counter up to its entry. `CausalContext`
     /// tracks non-contiguous dots.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{Dot, ReplicaId, VersionVector};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut seen = VersionVector::new();
+    /// seen.observe(&Dot::new(p.clone(), 2));
+    /// seen.observe(&Dot::new(p.clone(), 1)); // never lowers an entry
+    /// assert_eq!(seen.get(&p), 2);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn observe(&mut self, dot: &Dot) {
         self.set(dot.replica(), dot.counter());
     }
 
     /// Raises `replica`'s entry to at least `counter`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, VersionVector};
+    ///
+    /// let s = ReplicaId::new("secondary")?;
+    /// let mut seen = VersionVector::new();
+    /// seen.set(&s, 5);
+    /// seen.set(&s, 3);
+    /// assert_eq!(seen.get(&s), 5);
+    /// seen.set(&ReplicaId::new("primary")?, 0); // zeros are not stored
+    /// assert_eq!(seen.len(), 1);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn set(&mut self, replica: &ReplicaId, counter: u64) {
         if counter == 0 {
             return;
@@ -74,6 +139,21 @@ impl VersionVector {
     }
 
     /// The least upper bound: the pointwise maximum.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, VersionVector};
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let (mut a, mut b) = (VersionVector::new(), VersionVector::new());
+    /// a.set(&p, 4);
+    /// a.set(&s, 1);
+    /// b.set(&s, 3);
+    /// a.join(&b);
+    /// assert_eq!((a.get(&p), a.get(&s)), (4, 3));
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn join(&mut self, other: &Self) {
         for (replica, &counter) in &other.entries {
             self.set(replica, counter);
@@ -81,16 +161,53 @@ impl VersionVector {
     }
 
     /// The entries in replica order, without zeros.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, VersionVector};
+    ///
+    /// let mut seen = VersionVector::new();
+    /// seen.set(&ReplicaId::new("secondary")?, 2);
+    /// seen.set(&ReplicaId::new("primary")?, 9);
+    /// let entries: Vec<_> = seen.iter().map(|(r, n)| (r.as_str(), n)).collect();
+    /// assert_eq!(entries, [("primary", 9), ("secondary", 2)]);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = (&ReplicaId, u64)> + '_ {
         self.entries.iter().map(|(r, &n)| (r, n))
     }
 
     /// Whether nothing has been seen.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{Dot, ReplicaId, VersionVector};
+    ///
+    /// let mut seen = VersionVector::new();
+    /// assert!(seen.is_empty());
+    /// seen.observe(&Dot::new(ReplicaId::new("primary")?, 1));
+    /// assert!(!seen.is_empty());
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The number of replicas with a non-zero entry.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{ReplicaId, VersionVector};
+    ///
+    /// let mut seen = VersionVector::new();
+    /// seen.set(&ReplicaId::new("primary")?, 4);
+    /// seen.set(&ReplicaId::new("secondary")?, 1);
+    /// assert_eq!(seen.len(), 2);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.entries.len()
     }
