@@ -50,6 +50,23 @@ internals!(ormap::OrMap);
 /// ```
 pub trait Merge {
     /// Replaces `self` by the least upper bound of `self` and `other`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::{Merge, ReplicaId, VersionVector};
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let (mut a, mut b) = (VersionVector::new(), VersionVector::new());
+    /// a.set(&p, 3);
+    /// b.set(&s, 2);
+    /// let mut ab = a.clone();
+    /// ab.merge(&b);
+    /// b.merge(&a);
+    /// assert_eq!(ab, b); // commutative
+    /// assert_eq!((ab.get(&p), ab.get(&s)), (3, 2));
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     fn merge(&mut self, other: &Self);
 }
 
