@@ -7,6 +7,32 @@ use crate::clock::{ReplicaId, Stamp};
 use crate::kernel::Entry;
 
 /// The rule that decided a conflict.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, HubState, Policies, Rule, Status, StatusValue};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let device = DeviceSnapshot::enabled_sas("thermostat-7", "cHJpbWFyeQAAAAAAAAAAAA==", "c2Vjb25kYXJ5AAAAAAAAAA==");
+/// let mut primary = HubState::new();
+/// primary.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+/// let mut secondary = primary.clone();
+///
+/// // Concurrently, the secondary disables it and the primary re-enables it with a reason.
+/// let mut disabled = device.clone();
+/// disabled.device.status = Some(StatusValue { status: Status::Disabled, reason: Some("stolen".into()) });
+/// secondary.put_device(&disabled, &Stamp::new(2, 0, s), None);
+/// let mut enabled = device.clone();
+/// enabled.device.status = Some(StatusValue { status: Status::Enabled, reason: Some("checked".into()) });
+/// primary.put_device(&enabled, &Stamp::new(3, 0, p), None);
+///
+/// primary.try_merge(&secondary)?;
+/// let conflicts = primary.conflicts(&Policies::default());
+/// assert_eq!(conflicts[0].rule, Rule::DisabledWins);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -32,6 +58,16 @@ pub enum Rule {
 
 impl Rule {
     /// The rule's name as written in `conflicts.jsonl` and reports.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::Rule;
+    ///
+    /// assert_eq!(Rule::DisabledWins.name(), "disabled-wins");
+    /// assert_eq!(serde_json::to_string(&Rule::ConcurrentCreate)?, r#""concurrent-create""#);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Rule::DisabledWins => "disabled-wins",
@@ -53,6 +89,31 @@ impl std::fmt::Display for Rule {
 
 /// One side of a conflict: who wrote what, when. Secrets appear only as
 /// fingerprints.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, HubState, Policies, Section, TwinPatch};
+/// use failback::{ReplicaId, Stamp};
+/// use serde_json::json;
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let mut primary = HubState::new();
+/// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// primary.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+/// let mut secondary = primary.clone();
+/// for (state, hub, ms, fan) in [(&mut primary, &p, 10, 3), (&mut secondary, &s, 20, 5)] {
+///     let patch = json!({ "fan": fan });
+///     let patch = TwinPatch { id: "thermostat-7", module_id: None, section: Section::Desired, patch: patch.as_object().ok_or("an object")? };
+///     state.patch_twin(&patch, &Stamp::new(ms, 0, hub.clone()), None);
+/// }
+/// primary.try_merge(&secondary)?;
+/// let conflict = &primary.conflicts(&Policies::default())[0];
+/// let (winner, loser) = (&conflict.winner, &conflict.losers[0]);
+/// assert_eq!((winner.hub.as_str(), &winner.value, winner.stamp.ms()), ("secondary", &json!(5), 20));
+/// assert_eq!((loser.hub.as_str(), &loser.value), ("primary", &json!(3)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Side {
     /// The replica that made the write.
@@ -65,6 +126,32 @@ pub struct Side {
 
 /// Concurrent writes to one field, the winner the policy picked and every
 /// loser.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, HubState, Policies, Rule};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let mut primary = HubState::new();
+/// let mut device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// primary.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+/// let mut secondary = primary.clone();
+/// device.device.tags.insert("site".into(), "lyon".into());
+/// primary.put_device(&device, &Stamp::new(10, 0, p), None);
+/// device.device.tags.insert("site".into(), "berlin".into());
+/// secondary.put_device(&device, &Stamp::new(20, 0, s), None);
+///
+/// primary.try_merge(&secondary)?;
+/// let conflicts = primary.conflicts(&Policies::default());
+/// assert_eq!(conflicts.len(), 1);
+/// let c = &conflicts[0];
+/// assert_eq!((c.id.as_str(), c.module_id.as_deref(), c.path.as_str()), ("thermostat-7", None, "tags.site"));
+/// assert_eq!(c.rule, Rule::LatestWins);
+/// assert_eq!((&c.winner.value, &c.losers[0].value), (&"berlin".into(), &"lyon".into()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conflict {
     /// The device id.

@@ -192,6 +192,26 @@ impl DotStore for Devices {
 }
 
 /// A twin PATCH addressed to one section of a device or module.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, HubState, Policies, Section, TwinPatch};
+/// use failback::{ReplicaId, Stamp};
+/// use serde_json::json;
+///
+/// let p = ReplicaId::new("primary")?;
+/// let mut state = HubState::new();
+/// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// state.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+///
+/// let body = json!({ "setpoint": 21.5, "mode": null });
+/// let patch = TwinPatch { id: "thermostat-7", module_id: None, section: Section::Desired, patch: body.as_object().ok_or("an object")? };
+/// assert!(state.patch_twin(&patch, &Stamp::new(2, 0, p), None));
+/// let read = state.read_device("thermostat-7", &Policies::default(), &mut Vec::new()).ok_or("live")?;
+/// assert_eq!(read.device.desired["setpoint"], 21.5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct TwinPatch<'a> {
     /// The device id.
@@ -214,6 +234,26 @@ pub struct TwinPatch<'a> {
 /// leaves out devices it says nothing about.
 ///
 /// Deserializing checks that every dot it carries is in its context.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, HubDelta, HubState};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let p = ReplicaId::new("primary")?;
+/// let mut primary = HubState::new();
+/// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// primary.put_device(&device, &Stamp::new(1, 0, p), None);
+///
+/// // Sent as bytes to the secondary site, which has seen nothing yet.
+/// let mut secondary = HubState::new();
+/// let bytes = serde_json::to_vec(&primary.delta_since(secondary.version_vector()))?;
+/// let delta: HubDelta = serde_json::from_slice(&bytes)?;
+/// secondary.apply_delta(&delta)?;
+/// assert_eq!(secondary, primary);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawHubDelta")]
 pub struct HubDelta {
@@ -251,11 +291,41 @@ impl TryFrom<RawHubDelta> for HubDelta {
 
 impl HubDelta {
     /// Whether the delta carries no device.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let mut state = HubState::new();
+    /// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// state.put_device(&device, &Stamp::new(1, 0, ReplicaId::new("primary")?), None);
+    /// // A peer that has seen everything is sent nothing.
+    /// assert!(state.delta_since(state.version_vector()).is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
     }
 
     /// The number of devices it carries.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState};
+    /// use failback::{ReplicaId, Stamp, VersionVector};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut state = HubState::new();
+    /// for (ms, id) in [(1, "thermostat-7"), (2, "valve-3")] {
+    ///     let device = DeviceSnapshot { id: id.into(), ..Default::default() };
+    ///     state.put_device(&device, &Stamp::new(ms, 0, p.clone()), None);
+    /// }
+    /// assert_eq!(state.delta_since(&VersionVector::new()).len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.devices.len()
     }
@@ -263,6 +333,16 @@ impl HubDelta {
 
 impl HubState {
     /// The empty state.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::HubState;
+    ///
+    /// let state = HubState::new();
+    /// assert_eq!(state.device_ids().count(), 0);
+    /// assert!(state.version_vector().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -272,6 +352,22 @@ impl HubState {
     /// the fields that differ are written, each stamped with `stamp` or,
     /// when `times` are given, with the time the twin file gives for it.
     /// Returns whether anything was written.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState, Policies};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut state = HubState::new();
+    /// let device = DeviceSnapshot::enabled_sas("thermostat-7", "cHJpbWFyeQAAAAAAAAAAAA==", "c2Vjb25kYXJ5AAAAAAAAAA==");
+    /// assert!(state.put_device(&device, &Stamp::new(1, 0, p.clone()), None));
+    /// assert!(!state.put_device(&device, &Stamp::new(2, 0, p), None)); // nothing differs
+    /// let read = state.read_device("thermostat-7", &Policies::default(), &mut Vec::new());
+    /// assert_eq!(read, Some(device));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put_device(
         &mut self,
         snapshot: &DeviceSnapshot,
@@ -302,6 +398,22 @@ impl HubState {
 
     /// Deletes device `id` (with its modules) as one write of the replica
     /// `stamp` names. Returns whether it was live.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState, Policies};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut state = HubState::new();
+    /// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// state.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+    /// assert!(state.delete_device("thermostat-7", &Stamp::new(2, 0, p.clone())));
+    /// assert!(state.read_device("thermostat-7", &Policies::default(), &mut Vec::new()).is_none());
+    /// assert!(!state.delete_device("valve-3", &Stamp::new(3, 0, p))); // never known
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn delete_device(&mut self, id: &str, stamp: &Stamp) -> bool {
         self.delete_device_as(stamp.replica(), id, stamp)
     }
@@ -325,6 +437,30 @@ impl HubState {
     /// Applies a twin PATCH to a live device or module, as one write of
     /// the replica `stamp` names. Returns `false`, writing nothing, when
     /// the device or module is not live.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState, Policies, Section, TwinPatch};
+    /// use failback::{ReplicaId, Stamp};
+    /// use serde_json::json;
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut state = HubState::new();
+    /// let mut device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// device.device.tags.insert("site".into(), json!({ "city": "lyon", "floor": 2 }));
+    /// state.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+    ///
+    /// let body = json!({ "site": { "floor": 3 } }); // merges into the object
+    /// let patch = TwinPatch { id: "thermostat-7", module_id: None, section: Section::Tags, patch: body.as_object().ok_or("an object")? };
+    /// assert!(state.patch_twin(&patch, &Stamp::new(2, 0, p.clone()), None));
+    /// let read = state.read_device("thermostat-7", &Policies::default(), &mut Vec::new()).ok_or("live")?;
+    /// assert_eq!(read.device.tags["site"], json!({ "city": "lyon", "floor": 3 }));
+    ///
+    /// let absent = TwinPatch { id: "valve-3", ..patch };
+    /// assert!(!state.patch_twin(&absent, &Stamp::new(3, 0, p), None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn patch_twin(
         &mut self,
         patch: &TwinPatch<'_>,
@@ -351,6 +487,31 @@ impl HubState {
 
     /// Device `id` as `policies` read it, `None` when deleted or unknown;
     /// its conflicts are appended to `conflicts`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState, Policies};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let mut primary = HubState::new();
+    /// let mut device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// primary.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+    /// let mut secondary = primary.clone();
+    /// device.device.tags.insert("site".into(), "lyon".into());
+    /// primary.put_device(&device, &Stamp::new(10, 0, p), None);
+    /// device.device.tags.insert("site".into(), "berlin".into());
+    /// secondary.put_device(&device, &Stamp::new(20, 0, s), None);
+    /// primary.try_merge(&secondary)?;
+    ///
+    /// let mut conflicts = Vec::new();
+    /// let read = primary.read_device("thermostat-7", &Policies::default(), &mut conflicts).ok_or("live")?;
+    /// assert_eq!(read.device.tags["site"], "berlin");
+    /// assert_eq!(conflicts[0].losers[0].value, "lyon");
+    /// assert!(primary.read_device("valve-3", &Policies::default(), &mut conflicts).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_device(
         &self,
         id: &str,
@@ -362,6 +523,23 @@ impl HubState {
     }
 
     /// Every device id the state knows, live or deleted, in order.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut state = HubState::new();
+    /// for (ms, id) in [(1, "valve-3"), (2, "thermostat-7")] {
+    ///     let device = DeviceSnapshot { id: id.into(), ..Default::default() };
+    ///     state.put_device(&device, &Stamp::new(ms, 0, p.clone()), None);
+    /// }
+    /// state.delete_device("valve-3", &Stamp::new(3, 0, p));
+    /// assert_eq!(state.device_ids().collect::<Vec<_>>(), ["thermostat-7", "valve-3"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn device_ids(&self) -> impl Iterator<Item = &str> + '_ {
         self.doc.store.0.keys().map(|id| &**id)
     }
@@ -369,6 +547,32 @@ impl HubState {
     /// Every conflict of the state under `policies`, by device.
     ///
     /// A function of the state: the same for any order of merges.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState, Policies};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let mut primary = HubState::new();
+    /// let mut device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// primary.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+    /// let mut secondary = primary.clone();
+    /// device.device.desired.insert("fan".into(), 3.into());
+    /// primary.put_device(&device, &Stamp::new(10, 0, p), None);
+    /// device.device.desired.insert("fan".into(), 5.into());
+    /// secondary.put_device(&device, &Stamp::new(20, 0, s), None);
+    ///
+    /// let mut other_way = secondary.clone();
+    /// other_way.try_merge(&primary)?;
+    /// primary.try_merge(&secondary)?;
+    /// let conflicts = primary.conflicts(&Policies::default());
+    /// assert_eq!(conflicts.len(), 1);
+    /// assert_eq!(conflicts[0].path, "properties.desired.fan");
+    /// assert_eq!(other_way.conflicts(&Policies::default()), conflicts);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn conflicts(&self, policies: &Policies) -> Vec<Conflict> {
         let mut out = Vec::new();
         for (id, lineage) in &self.doc.store.0 {
@@ -378,11 +582,41 @@ impl HubState {
     }
 
     /// The contiguous part of the context: what this replica has seen.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut state = HubState::new();
+    /// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// state.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+    /// state.delete_device("thermostat-7", &Stamp::new(2, 0, p.clone()));
+    /// assert_eq!(state.version_vector().get(&p), 2); // two writes of the primary
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn version_vector(&self) -> &VersionVector {
         self.doc.ctx.version_vector()
     }
 
     /// The causal context: every write seen.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState};
+    /// use failback::{Dot, ReplicaId, Stamp};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut state = HubState::new();
+    /// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// state.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+    /// assert!(state.context().contains(&Dot::new(p.clone(), 1)));
+    /// assert!(!state.context().contains(&Dot::new(p, 2)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn context(&self) -> &CausalContext {
         &self.doc.ctx
     }
@@ -396,6 +630,25 @@ impl HubState {
     /// from one hub's change events replicates its events instead, with
     /// [`Replica::delta_since`](crate::replica::Replica::delta_since)
     /// (what `failback replica delta` does); the two are not mixed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut primary = HubState::new();
+    /// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// primary.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+    /// let secondary = primary.clone(); // in sync so far
+    /// let device = DeviceSnapshot { id: "valve-3".into(), ..Default::default() };
+    /// primary.put_device(&device, &Stamp::new(2, 0, p), None);
+    ///
+    /// let delta = primary.delta_since(secondary.version_vector());
+    /// assert_eq!(delta.len(), 1); // only valve-3 is new to the secondary
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn delta_since(&self, seen: &VersionVector) -> HubDelta {
         let mut devices = BTreeMap::new();
         for (id, lineage) in &self.doc.store.0 {
@@ -420,6 +673,25 @@ impl HubState {
     /// [`AppMergeError`] when one of the delta's application documents
     /// cannot be merged (see [`AppDocument::try_merge`]); the state is then
     /// unchanged.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut primary = HubState::new();
+    /// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// primary.put_device(&device, &Stamp::new(1, 0, p), None);
+    ///
+    /// let mut secondary = HubState::new();
+    /// let delta = primary.delta_since(secondary.version_vector());
+    /// secondary.apply_delta(&delta)?;
+    /// secondary.apply_delta(&delta)?; // a retransmission changes nothing
+    /// assert_eq!(secondary, primary);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn apply_delta(&mut self, delta: &HubDelta) -> Result<(), AppMergeError> {
         let apps = merged_apps(&self.apps, &delta.apps)?;
         for (id, theirs) in &delta.devices {
@@ -439,6 +711,27 @@ impl HubState {
     /// [`AppMergeError`] when an application document of `other` cannot be
     /// merged into this one's (see [`AppDocument::try_merge`]: only crafted
     /// documents); the state is then unchanged.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let (mut primary, mut secondary) = (HubState::new(), HubState::new());
+    /// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// primary.put_device(&device, &Stamp::new(1, 0, p), None);
+    /// let device = DeviceSnapshot { id: "valve-3".into(), ..Default::default() };
+    /// secondary.put_device(&device, &Stamp::new(1, 0, s), None);
+    ///
+    /// let mut merged = primary.clone();
+    /// merged.try_merge(&secondary)?;
+    /// secondary.try_merge(&primary)?; // the other way round: the same state
+    /// assert_eq!(merged, secondary);
+    /// assert_eq!(merged.device_ids().collect::<Vec<_>>(), ["thermostat-7", "valve-3"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_merge(&mut self, other: &Self) -> Result<(), AppMergeError> {
         let apps = merged_apps(&self.apps, &other.apps)?;
         self.doc.merge(&other.doc);
@@ -457,11 +750,41 @@ impl HubState {
     }
 
     /// The application-metadata document `name`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::HubState;
+    /// use failback::ReplicaId;
+    /// use serde_json::json;
+    ///
+    /// let mut state = HubState::new();
+    /// state.set_app(&ReplicaId::new("primary")?, "routing", &json!({ "region": "westeurope" }))?;
+    /// let routing = state.app("routing").ok_or("set above")?;
+    /// assert_eq!(routing.to_json(), json!({ "region": "westeurope" }));
+    /// assert!(state.app("billing").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn app(&self, name: &str) -> Option<&AppDocument> {
         self.apps.get(name)
     }
 
     /// The names of the application-metadata documents, in order.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::HubState;
+    /// use failback::ReplicaId;
+    /// use serde_json::json;
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut state = HubState::new();
+    /// state.set_app(&p, "routing", &json!({ "region": "westeurope" }))?;
+    /// state.set_app(&p, "alerts", &json!({ "email": "ops@contoso.com" }))?;
+    /// assert_eq!(state.app_names().collect::<Vec<_>>(), ["alerts", "routing"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn app_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.apps.keys().map(String::as_str)
     }
@@ -473,6 +796,27 @@ impl HubState {
     /// # Errors
     ///
     /// As [`AppDocument::set_json`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::HubState;
+    /// use failback::ReplicaId;
+    /// use serde_json::json;
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let mut primary = HubState::new();
+    /// assert!(primary.set_app(&p, "routing", &json!({ "region": "westeurope", "retries": 3 }))?);
+    /// let mut secondary = primary.clone();
+    /// // Concurrent edits of different keys both survive the merge.
+    /// primary.set_app(&p, "routing", &json!({ "region": "northeurope", "retries": 3 }))?;
+    /// secondary.set_app(&s, "routing", &json!({ "region": "westeurope", "retries": 5 }))?;
+    /// primary.try_merge(&secondary)?;
+    /// let merged = primary.app("routing").ok_or("set above")?.to_json();
+    /// assert_eq!(merged, json!({ "region": "northeurope", "retries": 5 }));
+    /// assert!(!primary.set_app(&p, "routing", &merged)?); // nothing differs
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_app(
         &mut self,
         replica: &ReplicaId,
@@ -519,6 +863,25 @@ impl HubState {
     /// [`InvariantError::DeviceUnseenDot`] naming the device and the dot,
     /// [`InvariantError::EmptyDevice`], or a register's or the context's
     /// error.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{DeviceSnapshot, HubState};
+    /// use failback::{ReplicaId, Stamp};
+    ///
+    /// let mut state = HubState::new();
+    /// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+    /// state.put_device(&device, &Stamp::new(1, 0, ReplicaId::new("primary")?), None);
+    /// assert!(state.check_invariants().is_ok());
+    ///
+    /// // A state file whose context forgot the write its device holds.
+    /// let text = String::from_utf8(state.to_canonical_json()?)?;
+    /// let corrupted = text.replace(r#""ctx":{"vv":{"primary":1}}"#, r#""ctx":{"vv":{}}"#);
+    /// let err = serde_json::from_str::<HubState>(&corrupted).unwrap_err();
+    /// assert!(err.to_string().contains("dot primary:1 is stored but missing from the causal context"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         self.doc.ctx.check_invariants()?;
         for (id, lineage) in &self.doc.store.0 {
@@ -534,11 +897,48 @@ impl HubState {
 }
 
 /// Why a state could not be written as JSON.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{EncodeError, HubState};
+///
+/// fn save(state: &HubState) -> Result<Vec<u8>, EncodeError> {
+///     state.to_canonical_json()
+/// }
+/// assert_eq!(save(&HubState::new())?, br#"{"store":{},"ctx":{"vv":{}}}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("the state cannot be written as JSON")]
 pub struct EncodeError(#[source] Box<dyn std::error::Error + Send + Sync>);
 
 /// Why two states' application documents could not be merged.
+///
+/// Documents this crate wrote always merge; only crafted ones are refused
+/// (see [`AppDocument::try_merge`]).
+///
+/// # Example
+///
+/// ```
+/// use failback::appmeta::AppMetaError;
+/// use failback::doc::{AppMergeError, HubState};
+/// use failback::ReplicaId;
+/// use serde_json::json;
+///
+/// let mut primary = HubState::new();
+/// primary.set_app(&ReplicaId::new("primary")?, "routing", &json!({ "region": "westeurope" }))?;
+/// let mut secondary = HubState::new();
+/// secondary.set_app(&ReplicaId::new("secondary")?, "routing", &json!({ "retries": 3 }))?;
+/// let merged: Result<(), AppMergeError> = primary.try_merge(&secondary);
+/// assert!(merged.is_ok());
+///
+/// // What a refusal says: the document, and why.
+/// let err = AppMergeError { name: "routing".into(), source: AppMetaError::ActorReused { actor: "7072696d617279".into(), seq: 1 } };
+/// assert_eq!(err.to_string(), r#"application document "routing" cannot be merged"#);
+/// assert!(matches!(err.source, AppMetaError::ActorReused { seq: 1, .. }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("application document {name:?} cannot be merged")]
 pub struct AppMergeError {

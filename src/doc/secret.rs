@@ -29,6 +29,15 @@ pub struct Secret(Box<str>);
 
 impl Secret {
     /// Wraps a clear value.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::Secret;
+    ///
+    /// let key = Secret::new("cHJpbWFyeS1rZXktMDEyMzQ1Njc4OWFi");
+    /// assert_eq!(format!("{key:?}"), key.fingerprint()); // never the key itself
+    /// ```
     pub fn new(clear: &str) -> Self {
         Self(clear.into())
     }
@@ -46,11 +55,31 @@ impl Secret {
     }
 
     /// The clear value: for writers of exports, plans and state files only.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::Secret;
+    ///
+    /// let key = Secret::new("cHJpbWFyeS1rZXktMDEyMzQ1Njc4OWFi");
+    /// let line = serde_json::to_string(&key)?; // what an export carries
+    /// assert_eq!(line, format!("\"{}\"", key.expose()));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }
 
     /// `sha256:` followed by the first 8 hex digits of the value's SHA-256.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::Secret;
+    ///
+    /// // SHA-256("abc") starts ba7816bf.
+    /// assert_eq!(Secret::new("abc").fingerprint(), "sha256:ba7816bf");
+    /// ```
     pub fn fingerprint(&self) -> String {
         fingerprint(self.0.as_bytes())
     }

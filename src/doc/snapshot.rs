@@ -10,6 +10,22 @@ use super::{Authentication, Extra, JsonMap, SectionMap, StatusValue};
 ///
 /// Readers fill it from a file; the three-way import compares snapshots;
 /// the merged state is read back into snapshots for the writers.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{Entity, Status, StatusValue};
+/// use serde_json::json;
+///
+/// let mut entity = Entity {
+///     status: Some(StatusValue { status: Status::Enabled, reason: None }),
+///     ..Entity::default()
+/// };
+/// entity.tags.insert("site".into(), json!("lyon"));
+/// entity.desired.insert("setpoint".into(), json!(21.5));
+/// assert_eq!(entity.redacted_json()["properties"]["desired"], json!({ "setpoint": 21.5 }));
+/// assert!(entity.authentication.is_none() && entity.reported.is_empty());
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Entity {
     /// `status` and `statusReason` (modules usually have none).
@@ -34,6 +50,20 @@ pub struct Entity {
 }
 
 /// The resolved state of one device with its modules.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Entity};
+/// use serde_json::json;
+///
+/// let mut gateway = DeviceSnapshot { id: "gateway-1".into(), ..Default::default() };
+/// let mut sensor = Entity::default();
+/// sensor.reported.insert("temperature".into(), json!(19.5));
+/// gateway.modules.insert("sensor".into(), sensor);
+/// assert_eq!(gateway.modules["sensor"].reported["temperature"], 19.5);
+/// assert!(gateway.device.status.is_none());
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceSnapshot {
     /// The device id.
@@ -46,6 +76,21 @@ pub struct DeviceSnapshot {
 
 /// A twin section as a tree of `$lastUpdated` times (milliseconds since the
 /// epoch), mirroring `$metadata`: the time of each node, objects included.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::DeviceRecord;
+///
+/// let twin = DeviceRecord::from_twin_json(r#"{"deviceId": "thermostat-7",
+///     "properties": {"desired": {"fan": 3, "$metadata": {
+///         "$lastUpdated": "2024-03-01T12:00:00Z",
+///         "fan": {"$lastUpdated": "2024-03-01T11:00:00Z"}}}}}"#)?;
+/// let desired = &twin.times.ok_or("a twin gives times")?.device.desired;
+/// assert_eq!(desired.last_updated, Some(1_709_294_400_000));
+/// assert_eq!(desired.children["fan"].last_updated, Some(1_709_290_800_000));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MetaTree {
     /// `$lastUpdated` of this node, when given.
@@ -90,6 +135,19 @@ impl DeviceSnapshot {
 impl MetaTree {
     /// The time of the node at `path`, or of its nearest ancestor that
     /// has one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::MetaTree;
+    ///
+    /// let mut desired = MetaTree { last_updated: Some(1_000), ..MetaTree::default() };
+    /// let fan = MetaTree { last_updated: Some(2_000), ..MetaTree::default() };
+    /// desired.children.insert("fan".into(), fan);
+    /// assert_eq!(desired.time_at(&["fan"]), Some(2_000));
+    /// assert_eq!(desired.time_at(&["fan", "speed"]), Some(2_000)); // its nearest ancestor's
+    /// assert_eq!(desired.time_at(&["mode"]), Some(1_000));
+    /// ```
     pub fn time_at(&self, path: &[&str]) -> Option<i64> {
         let mut node = self;
         let mut best = self.last_updated;
@@ -107,6 +165,21 @@ impl MetaTree {
 }
 
 /// When the parts of an entity were last written, as a twin file tells.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::DeviceRecord;
+///
+/// let twin = DeviceRecord::from_twin_json(r#"{"deviceId": "thermostat-7",
+///     "status": "enabled", "statusUpdateTime": "2024-03-01T12:00:00Z",
+///     "properties": {"reported": {"temperature": 19.5, "$metadata": {
+///         "temperature": {"$lastUpdated": "2024-03-01T12:05:00Z"}}}}}"#)?;
+/// let times = twin.times.ok_or("a twin gives times")?.device;
+/// assert_eq!(times.status, Some(1_709_294_400_000));
+/// assert_eq!(times.reported.time_at(&["temperature"]), Some(1_709_294_700_000));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EntityTimes {
     /// `statusUpdateTime`.
@@ -118,6 +191,24 @@ pub struct EntityTimes {
 }
 
 /// When the parts of a device and its modules were last written.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, DeviceTimes, HubState, Policies};
+/// use failback::{ReplicaId, Stamp};
+///
+/// // The twin file says the device's status was set at 12:00.
+/// let mut times = DeviceTimes::default();
+/// times.device.status = Some(1_709_294_400_000);
+/// assert!(times.modules.is_empty());
+///
+/// let device = DeviceSnapshot::enabled_sas("thermostat-7", "cHJpbWFyeQAAAAAAAAAAAA==", "c2Vjb25kYXJ5AAAAAAAAAA==");
+/// let mut state = HubState::new();
+/// assert!(state.put_device(&device, &Stamp::new(0, 0, ReplicaId::new("primary")?), Some(&times)));
+/// assert!(state.read_device("thermostat-7", &Policies::default(), &mut Vec::new()).is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceTimes {
     /// The device's own times.
@@ -139,6 +230,21 @@ impl Entity {
     /// The entity in export shape (identity fields, `tags`, `properties`),
     /// with secrets as fingerprints: what conflict records show of a whole
     /// losing device.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::DeviceSnapshot;
+    ///
+    /// let key = "cHJpbWFyeQAAAAAAAAAAAA==";
+    /// let device = DeviceSnapshot::enabled_sas("thermostat-7", key, "c2Vjb25kYXJ5AAAAAAAAAA==");
+    /// let shown = device.device.redacted_json();
+    /// assert_eq!(shown["status"], "enabled");
+    /// let primary = shown["authentication"]["symmetricKey"]["primaryKey"].as_str().ok_or("a key")?;
+    /// assert!(primary.starts_with("sha256:"));
+    /// assert!(!shown.to_string().contains(key));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn redacted_json(&self) -> Value {
         let mut out = serde_json::Map::new();
         if let Some(status) = &self.status {

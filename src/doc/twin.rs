@@ -21,6 +21,26 @@ use crate::clock::{Dot, Stamp};
 use crate::kernel::{CausalContext, DotStore, MvReg, OrMap, Rank};
 
 /// One of the three sections of a twin.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, HubState, Policies, Section, TwinPatch};
+/// use failback::{ReplicaId, Stamp};
+/// use serde_json::json;
+///
+/// let p = ReplicaId::new("primary")?;
+/// let mut state = HubState::new();
+/// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// state.put_device(&device, &Stamp::new(1, 0, p.clone()), None);
+/// let body = json!({ "temperature": 19.5 });
+/// let patch = TwinPatch { id: "thermostat-7", module_id: None, section: Section::Reported, patch: body.as_object().ok_or("an object")? };
+/// state.patch_twin(&patch, &Stamp::new(2, 0, p), None);
+/// let read = state.read_device("thermostat-7", &Policies::default(), &mut Vec::new()).ok_or("live")?;
+/// assert_eq!(read.device.reported["temperature"], 19.5);
+/// assert!(read.device.desired.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Section {
     /// `tags`, written by the back end.
@@ -34,6 +54,15 @@ pub enum Section {
 impl Section {
     /// The section's path in a twin: `tags`, `properties.desired` or
     /// `properties.reported`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::Section;
+    ///
+    /// assert_eq!(Section::Tags.path(), "tags");
+    /// assert_eq!(Section::Desired.path(), "properties.desired");
+    /// ```
     pub fn path(self) -> &'static str {
         match self {
             Section::Tags => "tags",

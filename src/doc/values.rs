@@ -11,6 +11,17 @@ use serde_json::Value;
 use super::Secret;
 
 /// Whether a device may connect.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Status};
+///
+/// let device = DeviceSnapshot::enabled_sas("thermostat-7", "cHJpbWFyeQAAAAAAAAAAAA==", "c2Vjb25kYXJ5AAAAAAAAAA==");
+/// assert_eq!(device.device.status.map(|s| s.status), Some(Status::Enabled));
+/// assert_eq!(serde_json::to_string(&Status::Disabled)?, r#""disabled""#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -22,6 +33,18 @@ pub enum Status {
 
 /// A device's status with the reason given for it: one value, so the
 /// reason always follows the status that won.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{Status, StatusValue};
+///
+/// let shut_out = StatusValue { status: Status::Disabled, reason: Some("stolen".into()) };
+/// assert_eq!(serde_json::to_string(&shut_out)?, r#"{"status":"disabled","reason":"stolen"}"#);
+/// let read: StatusValue = serde_json::from_str(r#"{"status":"enabled"}"#)?;
+/// assert_eq!((read.status, read.reason), (Status::Enabled, None));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StatusValue {
     /// The status.
@@ -32,6 +55,17 @@ pub struct StatusValue {
 }
 
 /// `authentication.type`.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{AuthType, Authentication};
+///
+/// let auth: Authentication = serde_json::from_str(r#"{"type":"selfSigned","x509Thumbprint":{"primaryThumbprint":"9C5E1A8A"}}"#)?;
+/// assert_eq!(auth.auth_type, Some(AuthType::SelfSigned));
+/// assert_eq!(serde_json::to_string(&AuthType::CertificateAuthority)?, r#""certificateAuthority""#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum AuthType {
     /// Shared access signature keys.
@@ -49,6 +83,19 @@ pub enum AuthType {
 }
 
 /// `authentication.symmetricKey`.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{Secret, SymmetricKey};
+///
+/// let keys: SymmetricKey = serde_json::from_str(r#"{"primaryKey":"cHJpbWFyeQAAAAAAAAAAAA==","secondaryKey":null}"#)?;
+/// let primary = keys.primary_key.as_ref().map(Secret::expose);
+/// assert_eq!(primary, Some("cHJpbWFyeQAAAAAAAAAAAA=="));
+/// assert!(keys.secondary_key.is_none());
+/// assert!(!format!("{keys:?}").contains("cHJpbWFyeQ")); // Debug shows fingerprints
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SymmetricKey {
@@ -59,6 +106,21 @@ pub struct SymmetricKey {
 }
 
 /// `authentication.x509Thumbprint`.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{Secret, X509Thumbprint};
+///
+/// let prints = X509Thumbprint {
+///     primary_thumbprint: Some(Secret::new("9C5E1A8A3F6B0D2E4C7A1B3D5F7E9A0C2B4D6F81")),
+///     secondary_thumbprint: None,
+/// };
+/// let json = serde_json::to_value(&prints)?;
+/// assert_eq!(json["primaryThumbprint"], "9C5E1A8A3F6B0D2E4C7A1B3D5F7E9A0C2B4D6F81");
+/// assert!(json["secondaryThumbprint"].is_null());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509Thumbprint {
@@ -101,6 +163,18 @@ pub struct Authentication {
 
 impl Authentication {
     /// SAS authentication with the two keys.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{AuthType, Authentication, Secret};
+    ///
+    /// let auth = Authentication::sas(Secret::new("cHJpbWFyeQAAAAAAAAAAAA=="), Secret::new("c2Vjb25kYXJ5AAAAAAAAAA=="));
+    /// assert_eq!(auth.auth_type, Some(AuthType::Sas));
+    /// let keys = auth.symmetric_key.ok_or("SAS keys")?;
+    /// assert_eq!(keys.secondary_key.as_ref().map(Secret::expose), Some("c2Vjb25kYXJ5AAAAAAAAAA=="));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sas(primary: Secret, secondary: Secret) -> Self {
         Self {
             symmetric_key: Some(SymmetricKey {
@@ -153,6 +227,17 @@ impl Authentication {
     }
 
     /// Every key and thumbprint it holds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{Authentication, Secret};
+    ///
+    /// let auth = Authentication::sas(Secret::new("cHJpbWFyeQAAAAAAAAAAAA=="), Secret::new("c2Vjb25kYXJ5AAAAAAAAAA=="));
+    /// let fingerprints: Vec<String> = auth.secrets().map(Secret::fingerprint).collect();
+    /// assert_eq!(fingerprints.len(), 2); // the two keys; no thumbprint
+    /// assert!(fingerprints.iter().all(|f| f.starts_with("sha256:")));
+    /// ```
     pub fn secrets(&self) -> impl Iterator<Item = &Secret> + '_ {
         let keys = self
             .symmetric_key
@@ -167,6 +252,18 @@ impl Authentication {
 
     /// The export shape with every secret replaced by its fingerprint: what
     /// conflict records and reports show.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::{Authentication, Secret};
+    ///
+    /// let primary = Secret::new("cHJpbWFyeQAAAAAAAAAAAA==");
+    /// let auth = Authentication::sas(primary.clone(), Secret::new("c2Vjb25kYXJ5AAAAAAAAAA=="));
+    /// let shown = auth.redacted();
+    /// assert_eq!(shown["symmetricKey"]["primaryKey"], primary.fingerprint());
+    /// assert_eq!(shown["type"], "sas"); // the type is no secret
+    /// ```
     pub fn redacted(&self) -> Value {
         let mut json = serde_json::to_value(self).unwrap_or(Value::Null);
         redact_strings(&mut json);
@@ -265,11 +362,33 @@ impl Held {
 
 impl SectionMap {
     /// An empty section.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::SectionMap;
+    ///
+    /// let tags = SectionMap::new();
+    /// assert!(tags.is_empty());
+    /// assert_eq!(tags, SectionMap::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The section's object, copied only when another copy shares it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::SectionMap;
+    /// use serde_json::json;
+    ///
+    /// let mut desired = SectionMap::new();
+    /// desired.insert("setpoint".into(), json!(21.5));
+    /// let map: serde_json::Map<String, serde_json::Value> = desired.into_map();
+    /// assert_eq!(serde_json::Value::Object(map), json!({ "setpoint": 21.5 }));
+    /// ```
     pub fn into_map(self) -> JsonMap {
         match self.0 {
             Some(held) => match Arc::try_unwrap(held) {
