@@ -135,6 +135,24 @@ impl Replica {
     /// # Errors
     ///
     /// Any error of `w`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// replica.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+    /// let mut state = Vec::new();
+    /// replica.write(&mut state)?;
+    /// let text = String::from_utf8(state)?;
+    /// assert!(text.contains(r#""id":"thermostat-7""#));
+    /// assert_eq!(text.lines().count(), 3); // header, one device a line, footer
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write<W: Write>(&self, w: &mut W) -> io::Result<()> {
         write_state(w, self)
     }

@@ -296,6 +296,24 @@ fn same_event(a: &Event, b: &Event) -> bool {
 }
 
 /// A device's starting snapshot, from an export or twin file.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{DeviceRecord, Format};
+/// use failback::replica::{Replica, Seed};
+/// use failback::ReplicaId;
+///
+/// let twin = DeviceRecord::from_twin_json(r#"{"deviceId":"thermostat-7","version":4,"properties":{"desired":{"fan":3}}}"#)?;
+/// let seed = Seed::from_twin(&twin);
+/// assert_eq!(seed.format, Format::Twin);
+/// assert_eq!(seed.record.snapshot.id, "thermostat-7");
+///
+/// let mut replica = Replica::new(ReplicaId::new("primary")?);
+/// assert!(replica.seed(seed)?);
+/// assert_eq!(replica.device("thermostat-7").ok_or("seeded")?.snapshot.device.desired["fan"], 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Seed {
     /// The format of the file it came from.
@@ -313,6 +331,21 @@ pub struct Seed {
 impl Seed {
     /// A seed from a device of an export file (or of a file of
     /// identities, as an export without twins).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::DeviceSnapshot;
+    /// use failback::format::{DeviceRecord, Format};
+    /// use failback::replica::Seed;
+    ///
+    /// let snapshot = DeviceSnapshot::enabled_sas("thermostat-7", "cHJpbWFyeQAAAAAAAAAAAA==", "c2Vjb25kYXJ5AAAAAAAAAA==");
+    /// let exported = DeviceRecord { snapshot, ..DeviceRecord::default() };
+    /// let seed = Seed::from_export(&exported);
+    /// assert_eq!(seed.format, Format::Export);
+    /// assert_eq!(seed.record.snapshot, exported.snapshot); // keys included
+    /// assert!(seed.record.times.is_none(), "an export gives no times");
+    /// ```
     pub fn from_export(device: &DeviceRecord) -> Self {
         let mut lines = Vec::new();
         // Writing to a Vec cannot fail.
@@ -325,6 +358,20 @@ impl Seed {
     }
 
     /// A seed from a device of a twin file.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::{DeviceRecord, Format};
+    /// use failback::replica::Seed;
+    ///
+    /// let twin = DeviceRecord::from_twin_json(r#"{"deviceId":"thermostat-7","version":4,"tags":{"site":"lyon"}}"#)?;
+    /// let seed = Seed::from_twin(&twin);
+    /// assert_eq!(seed.format, Format::Twin);
+    /// assert_eq!(seed.record.meta.version, Some(4)); // where replay starts from
+    /// assert!(seed.record.times.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_twin(device: &DeviceRecord) -> Self {
         let mut lines = Vec::new();
         let _ = crate::format::write_twin_device(&mut lines, device);
@@ -367,6 +414,23 @@ fn seed_record(device: &DeviceRecord, twin: bool) -> DeviceRecord {
 }
 
 /// An event that waits for a predecessor the replica has not seen.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::parse_event_line;
+/// use failback::replica::Replica;
+/// use failback::ReplicaId;
+///
+/// let update = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#;
+/// let mut replica = Replica::new(ReplicaId::new("primary")?);
+/// replica.ingest(parse_event_line("events.jsonl", 1, update)?)?;
+/// let gap = &replica.gaps()[0];
+/// assert_eq!((gap.device.as_str(), gap.module.as_deref()), ("thermostat-7", None));
+/// assert_eq!((gap.op.as_str(), gap.version, gap.dot.as_str()), ("updateTwin", 2, "id:c2"));
+/// assert_eq!(gap.waits_for, "createDeviceIdentity");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Gap {
     /// The device.
@@ -384,6 +448,27 @@ pub struct Gap {
 }
 
 /// What ingesting one event did.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::parse_event_line;
+/// use failback::replica::{Ingested, Replica};
+/// use failback::ReplicaId;
+///
+/// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+/// let update = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#;
+/// let connected = r#"{"properties":{"deviceId":"thermostat-7","opType":"deviceConnected"},"body":{"sequenceNumber":"000000000000000001D"}}"#;
+/// let mut replica = Replica::new(ReplicaId::new("primary")?);
+/// let mut ingest = |line: u64, text: &str| -> Result<Ingested, Box<dyn std::error::Error>> {
+///     Ok(replica.ingest(parse_event_line("events.jsonl", line, text)?)?)
+/// };
+/// assert_eq!(ingest(1, update)?, Ingested::Parked); // its create has not arrived
+/// assert_eq!(ingest(2, create)?, Ingested::Applied);
+/// assert_eq!(ingest(3, create)?, Ingested::Duplicate);
+/// assert_eq!(ingest(4, connected)?, Ingested::Ignored);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ingested {
     /// New, and applied.
@@ -398,6 +483,26 @@ pub enum Ingested {
 
 /// Why a replica refused an event, a delta or a seed. The replica is left
 /// as it was.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::parse_event_line;
+/// use failback::replica::{Replica, ReplicaError};
+/// use failback::ReplicaId;
+///
+/// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+/// let mut replica = Replica::new(ReplicaId::new("primary")?);
+/// replica.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+/// // The same correlation-id, another payload.
+/// let changed = create.replace(r#""status":"enabled""#, r#""status":"disabled""#);
+/// let err = replica.ingest(parse_event_line("events.jsonl", 2, &changed)?).unwrap_err();
+/// assert_eq!(err, ReplicaError::Conflict { device: "thermostat-7".into(), dot: "id:c1".into() });
+///
+/// let other = Replica::new(ReplicaId::new("secondary")?);
+/// assert!(matches!(replica.merge(&other), Err(ReplicaError::OtherHub { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplicaError {
@@ -438,6 +543,17 @@ pub enum ReplicaError {
 
 impl ReplicaError {
     /// The error as a [`ReadError`] naming `file` and the event's `line`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::replica::ReplicaError;
+    ///
+    /// let err = ReplicaError::SeedConflict { device: "thermostat-7".into() };
+    /// let read = err.at_line("devices.txt", 12);
+    /// assert_eq!((read.file.as_str(), read.line), ("devices.txt", 12));
+    /// assert!(read.to_string().starts_with("devices.txt:12: "));
+    /// ```
     pub fn at_line(&self, file: &str, line: u64) -> ReadError {
         match self {
             ReplicaError::Conflict { device, dot } => {
@@ -459,6 +575,24 @@ impl ReplicaError {
 
 /// The dots a replica holds, per device, and its seeds' digests: what a
 /// peer needs to send it exactly what it lacks.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::parse_event_line;
+/// use failback::replica::Replica;
+/// use failback::ReplicaId;
+///
+/// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+/// let mut site_a = Replica::new(ReplicaId::new("primary")?);
+/// site_a.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+/// let site_b = Replica::new(ReplicaId::new("primary")?);
+///
+/// let b_has = site_b.context(); // sent from site B to site A
+/// assert_eq!(site_a.delta_since(&b_has).event_count(), 1);
+/// assert_eq!(site_a.delta_since(&site_a.context()).event_count(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplicaContext {
     dots: BTreeSet<EventDot>,
@@ -468,6 +602,21 @@ pub struct ReplicaContext {
 
 impl ReplicaContext {
     /// How many events the context holds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// assert_eq!(replica.context().events(), 0);
+    /// replica.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+    /// assert_eq!(replica.context().events(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn events(&self) -> usize {
         self.dots.len()
     }
@@ -475,6 +624,23 @@ impl ReplicaContext {
 
 /// One hub's replica: the set of its change events and seeds, from which
 /// each device's state is derived. See the [module docs](self).
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::Status;
+/// use failback::format::parse_event_line;
+/// use failback::replica::Replica;
+/// use failback::ReplicaId;
+///
+/// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+/// let mut replica = Replica::new(ReplicaId::new("primary")?);
+/// replica.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+/// let device = replica.device("thermostat-7").ok_or("created")?;
+/// assert_eq!(device.snapshot.device.status.map(|s| s.status), Some(Status::Enabled));
+/// assert_eq!(device.meta.version, Some(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Replica {
     hub: ReplicaId,
@@ -570,6 +736,18 @@ fn seed_digest(seed: &Seed) -> [u8; 16] {
 
 impl Replica {
     /// An empty replica of `hub`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let replica = Replica::new(ReplicaId::new("primary")?);
+    /// assert_eq!(replica.event_count(), 0);
+    /// assert_eq!(replica.device_ids().count(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(hub: ReplicaId) -> Self {
         Self {
             hub,
@@ -581,16 +759,59 @@ impl Replica {
     }
 
     /// The hub this is a replica of.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let replica = Replica::new(ReplicaId::new("secondary")?);
+    /// assert_eq!(replica.hub().as_str(), "secondary");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn hub(&self) -> &ReplicaId {
         &self.hub
     }
 
     /// How many events it holds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// replica.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+    /// replica.ingest(parse_event_line("events.jsonl", 2, create)?)?; // redelivered
+    /// assert_eq!(replica.event_count(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn event_count(&self) -> usize {
         self.events.len()
     }
 
     /// The ids of the devices it knows of (seeded or with events), sorted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::DeviceSnapshot;
+    /// use failback::format::{parse_event_line, DeviceRecord};
+    /// use failback::replica::{Replica, Seed};
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// replica.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+    /// let valve = DeviceRecord { snapshot: DeviceSnapshot { id: "valve-3".into(), ..Default::default() }, ..Default::default() };
+    /// replica.seed(Seed::from_export(&valve))?;
+    /// assert_eq!(replica.device_ids().collect::<Vec<_>>(), ["thermostat-7", "valve-3"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn device_ids(&self) -> impl Iterator<Item = &str> {
         let mut ids: BTreeSet<&str> = self.devices.keys().map(String::as_str).collect();
         ids.extend(self.seeds.keys().map(String::as_str));
@@ -603,6 +824,22 @@ impl Replica {
     ///
     /// [`ReplicaError::Conflict`] when its id was seen with another
     /// payload; the replica is then unchanged.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::{Ingested, Replica};
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// let event = parse_event_line("events.jsonl", 1, create)?;
+    /// assert_eq!(replica.ingest(event.clone())?, Ingested::Applied);
+    /// assert_eq!(replica.ingest(event)?, Ingested::Duplicate);
+    /// assert!(replica.device("thermostat-7").is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ingest(&mut self, event: Event) -> Result<Ingested, ReplicaError> {
         if let Op::Connection(_) = event.op {
             return Ok(Ingested::Ignored);
@@ -693,11 +930,28 @@ impl Replica {
     /// Seeds a device's starting snapshot: the state it had before the
     /// first event of the stream. A seeded device's changes are not
     /// parked. Seeding again with the same snapshot changes nothing.
+    /// Returns whether the seed was new.
     ///
     /// # Errors
     ///
     /// [`ReplicaError::SeedConflict`] when the device was seeded from
     /// another snapshot.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::DeviceRecord;
+    /// use failback::replica::{Replica, ReplicaError, Seed};
+    /// use failback::ReplicaId;
+    ///
+    /// let twin = |fan: u8| DeviceRecord::from_twin_json(&format!(r#"{{"deviceId":"thermostat-7","version":4,"properties":{{"desired":{{"fan":{fan}}}}}}}"#));
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// assert!(replica.seed(Seed::from_twin(&twin(3)?))?);
+    /// assert!(!replica.seed(Seed::from_twin(&twin(3)?))?); // the same snapshot again
+    /// let err = replica.seed(Seed::from_twin(&twin(5)?)).unwrap_err();
+    /// assert_eq!(err, ReplicaError::SeedConflict { device: "thermostat-7".into() });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seed(&mut self, seed: Seed) -> Result<bool, ReplicaError> {
         let id = seed.record.snapshot.id.clone();
         match self.seeds.get(&id) {
@@ -720,11 +974,32 @@ impl Replica {
 
     /// Joins `other` (a replica of the same hub) into this one: the union
     /// of their events and seeds. Commutative, associative, idempotent.
+    /// Returns how many events, seeds and folds it added or grew (0 when
+    /// `other` held nothing new).
     ///
     /// # Errors
     ///
     /// Another hub, or an event id (or seed) the two hold with different
     /// payloads; nothing is changed then.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let update = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#;
+    /// let hub = ReplicaId::new("primary")?;
+    /// let (mut a, mut b) = (Replica::new(hub.clone()), Replica::new(hub));
+    /// a.ingest(parse_event_line("events-1.jsonl", 1, create)?)?;
+    /// b.ingest(parse_event_line("events-2.jsonl", 1, update)?)?;
+    /// assert_eq!(a.merge(&b)?, 1); // one event added
+    /// assert_eq!(a.merge(&b)?, 0); // idempotent
+    /// assert_eq!(a.device("thermostat-7").ok_or("created")?.snapshot.device.desired["fan"], 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn merge(&mut self, other: &Replica) -> Result<usize, ReplicaError> {
         if other.hub != self.hub {
             return Err(ReplicaError::OtherHub {
@@ -794,6 +1069,22 @@ impl Replica {
     }
 
     /// What this replica holds, for a peer's [`Replica::delta_since`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// replica.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+    /// let held = replica.context();
+    /// assert_eq!(held.events(), 1);
+    /// assert_eq!(replica.delta_since(&held).event_count(), 0); // nothing it lacks
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn context(&self) -> ReplicaContext {
         ReplicaContext {
             dots: self.events.keys().cloned().collect(),
@@ -821,6 +1112,27 @@ impl Replica {
     /// (`failback replica delta`); sites that write a
     /// [`HubState`](crate::HubState) themselves replicate it with
     /// [`HubState::delta_since`](crate::HubState::delta_since).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let update = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#;
+    /// let mut site_a = Replica::new(ReplicaId::new("primary")?);
+    /// site_a.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+    /// let mut site_b = site_a.clone();
+    /// site_a.ingest(parse_event_line("events.jsonl", 2, update)?)?;
+    ///
+    /// let delta = site_a.delta_since(&site_b.context());
+    /// assert_eq!((delta.hub().as_str(), delta.event_count()), ("primary", 1)); // the update alone
+    /// site_b.apply_delta(&delta)?;
+    /// assert_eq!(site_b, site_a);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn delta_since(&self, since: &ReplicaContext) -> Replica {
         let mut delta = Replica::new(self.hub.clone());
         for (dot, stored) in &self.events {
@@ -856,6 +1168,24 @@ impl Replica {
     /// # Errors
     ///
     /// As [`Replica::merge`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let mut site_a = Replica::new(ReplicaId::new("primary")?);
+    /// site_a.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+    /// let mut site_b = Replica::new(ReplicaId::new("primary")?);
+    /// let delta = site_a.delta_since(&site_b.context());
+    /// assert_eq!(site_b.apply_delta(&delta)?, 1);
+    /// assert_eq!(site_b.apply_delta(&delta)?, 0); // a retransmission changes nothing
+    /// assert_eq!(site_b.to_bytes(), site_a.to_bytes());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn apply_delta(&mut self, delta: &Replica) -> Result<usize, ReplicaError> {
         self.merge(delta)
     }
@@ -1004,6 +1334,24 @@ impl Replica {
     }
 
     /// How many twin versions its folds hold.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let update = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#;
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// replica.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+    /// replica.ingest(parse_event_line("events.jsonl", 2, update)?)?;
+    /// assert_eq!(replica.folded_count(), 0);
+    /// replica.compact();
+    /// assert_eq!(replica.folded_count(), 1); // twin version 2
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn folded_count(&self) -> u64 {
         self.folded
             .values()
@@ -1072,11 +1420,48 @@ impl Replica {
     /// each module's, are those of the last event or seed that gave one
     /// (no version when none did). The identity etag, `generationId` and
     /// line are not known from events and left empty.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let update = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#;
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// replica.ingest(parse_event_line("events.jsonl", 1, create)?)?;
+    /// replica.ingest(parse_event_line("events.jsonl", 2, update)?)?;
+    /// let device = replica.device("thermostat-7").ok_or("created")?;
+    /// assert_eq!(device.snapshot.device.desired["fan"], 3);
+    /// assert_eq!(device.meta.version, Some(2));
+    /// assert!(device.times.is_some());
+    /// assert!(replica.device("valve-3").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn device(&self, id: &str) -> Option<DeviceRecord> {
         replay::replay(self, id).device
     }
 
     /// Every event still parked, by device then dot.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let update = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#;
+    /// let mut replica = Replica::new(ReplicaId::new("primary")?);
+    /// replica.ingest(parse_event_line("events.jsonl", 1, update)?)?;
+    /// assert_eq!(replica.gaps().len(), 1);
+    /// replica.ingest(parse_event_line("events.jsonl", 2, create)?)?;
+    /// assert!(replica.gaps().is_empty()); // the create placed it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn gaps(&self) -> Vec<Gap> {
         let mut gaps = Vec::new();
         for id in self.devices.keys() {
@@ -1086,6 +1471,27 @@ impl Replica {
     }
 
     /// The canonical serialized state (see [`Replica::write`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    /// use failback::replica::Replica;
+    /// use failback::ReplicaId;
+    ///
+    /// let create = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2024-03-01T12:00:00Z"},"systemProperties":{"correlation-id":"c1"},"body":{"version":1,"status":"enabled"}}"#;
+    /// let update = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:05Z"},"systemProperties":{"correlation-id":"c2"},"body":{"version":2,"properties":{"desired":{"fan":3}}}}"#;
+    /// let hub = ReplicaId::new("primary")?;
+    /// let (mut a, mut b) = (Replica::new(hub.clone()), Replica::new(hub));
+    /// for (replica, order) in [(&mut a, [create, update]), (&mut b, [update, create])] {
+    ///     for (i, text) in order.into_iter().enumerate() {
+    ///         replica.ingest(parse_event_line("events.jsonl", i as u64 + 1, text)?)?;
+    ///     }
+    /// }
+    /// assert_eq!(a.to_bytes(), b.to_bytes()); // whatever the order of arrival
+    /// assert!(a.to_bytes().starts_with(br#"{"format":"failback-replica","version":1,"hub":"primary""#));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // Writing to a Vec cannot fail.
