@@ -91,6 +91,22 @@ const FILES: [&str; 3] = ["to-send.jsonl", "settled.jsonl", "report.json"];
 /// The time at which messages are judged expired, in ms since the epoch,
 /// and where it came from. The library never reads the clock: a caller
 /// that does says so, and the report repeats it.
+///
+/// # Example
+///
+/// ```
+/// use std::time::{SystemTime, UNIX_EPOCH};
+/// use failback::c2d::{AsOf, Inputs};
+///
+/// let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+/// let inputs = Inputs::new();
+/// let settlement = inputs.settle(AsOf::Clock(i64::try_from(now)?));
+/// assert_eq!(settlement.report().as_of_from, "clock");
+///
+/// let given = inputs.settle(AsOf::Given(1_795_867_200_000));
+/// assert_eq!(given.report().as_of, "2026-11-28T12:00:00.000Z");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AsOf {
     /// Given by the operator: the outputs are a function of the inputs.
@@ -123,6 +139,26 @@ struct Sent {
 ///
 /// Reading is order-free: the same records in any order, any number of
 /// times, in any files, give the same inputs.
+///
+/// # Example
+///
+/// ```
+/// use failback::c2d::{AsOf, Inputs};
+///
+/// let m1 = r#"{"messageId":"m1","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:00:00Z"}"#;
+/// let m2 = r#"{"messageId":"m2","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:01:00Z"}"#;
+/// let (mut one, mut other) = (Inputs::new(), Inputs::new());
+/// one.read_outbox(format!("{m1}\n{m2}").as_bytes(), "outbox.jsonl")?;
+/// other.read_outbox(m2.as_bytes(), "retry.jsonl")?;
+/// other.read_outbox(format!("{m2}\n{m1}").as_bytes(), "outbox.jsonl")?;
+/// let to_send = |inputs: &Inputs| -> std::io::Result<Vec<u8>> {
+///     let mut out = Vec::new();
+///     inputs.settle(AsOf::Given(1_795_867_200_000)).write_to_send(&mut out)?;
+///     Ok(out)
+/// };
+/// assert_eq!(to_send(&one)?, to_send(&other)?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct Inputs {
     outbox: BTreeMap<(String, String), Sent>,
@@ -132,6 +168,16 @@ pub struct Inputs {
 
 impl Inputs {
     /// No messages, no feedback.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::c2d::{AsOf, Inputs};
+    ///
+    /// let inputs = Inputs::new();
+    /// let report = inputs.settle(AsOf::Given(1_795_867_200_000)).report().clone();
+    /// assert_eq!((report.messages, report.feedback, report.to_send), (0, 0, 0));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -369,6 +415,23 @@ fn owned(map: BTreeMap<&str, Vec<&str>>) -> BTreeMap<String, Vec<String>> {
 /// The settled messages: what to send again, how each message ended, and
 /// the report. Every output is a function of the set of inputs and the
 /// as-of time.
+///
+/// # Example
+///
+/// ```
+/// use failback::c2d::{AsOf, Inputs};
+///
+/// let outbox = r#"{"messageId":"m1","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:00:00Z","expiryTimeUtc":"2026-11-28T11:00:00Z"}"#;
+/// let mut inputs = Inputs::new();
+/// inputs.read_outbox(outbox.as_bytes(), "outbox.json")?;
+/// // At noon, m1 had expired unsent: not sent again, reported.
+/// let settlement = inputs.settle(AsOf::Given(1_795_867_200_000));
+/// let mut to_send = Vec::new();
+/// settlement.write_to_send(&mut to_send)?;
+/// assert!(to_send.is_empty());
+/// assert_eq!(settlement.report().expired["pump-1"], ["m1"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Settlement<'a> {
     queues: C2dQueues,
@@ -391,6 +454,24 @@ struct SettledLine<'a> {
 
 impl Settlement<'_> {
     /// The report: counts and lists, as `report.json` holds them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::ReplicaId;
+    /// use failback::c2d::{AsOf, Inputs};
+    ///
+    /// let outbox = r#"{"messageId":"m1","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:00:00Z","body":{"open":true}}"#;
+    /// let feedback = r#"{"originalMessageId":"m1","deviceId":"pump-1","statusCode":"Rejected"}"#;
+    /// let mut inputs = Inputs::new();
+    /// inputs.read_outbox(outbox.as_bytes(), "outbox.jsonl")?;
+    /// inputs.read_feedback(&ReplicaId::new("secondary")?, feedback.as_bytes(), "feedback.jsonl")?;
+    /// let settlement = inputs.settle(AsOf::Given(1_795_867_200_000));
+    /// let report = settlement.report();
+    /// assert_eq!((report.messages, report.feedback, report.to_send), (1, 1, 0));
+    /// assert_eq!(report.settled["Rejected"], 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn report(&self) -> &Report {
         &self.report
     }
@@ -402,6 +483,28 @@ impl Settlement<'_> {
     /// # Errors
     ///
     /// The writer's.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::c2d::{AsOf, Inputs};
+    ///
+    /// let outbox = r#"[
+    ///   {"messageId":"m9","deviceId":"valve-2","enqueuedTimeUtc":"2026-11-28T09:00:00Z"},
+    ///   {"messageId":"m2","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:01:00Z"},
+    ///   {"messageId":"m3","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:00:00Z"}
+    /// ]"#;
+    /// let mut inputs = Inputs::new();
+    /// inputs.read_outbox(outbox.as_bytes(), "outbox.json")?;
+    /// let mut out = Vec::new();
+    /// inputs.settle(AsOf::Given(1_795_867_200_000)).write_to_send(&mut out)?;
+    /// let ids = String::from_utf8(out)?
+    ///     .lines()
+    ///     .map(|line| serde_json::from_str::<serde_json::Value>(line).map(|record| record["messageId"].clone()))
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(ids, ["m3", "m2", "m9"]); // pump-1 by enqueue time, then valve-2
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_to_send(&self, out: &mut dyn Write) -> io::Result<()> {
         for sent in &self.to_send {
             out.write_all(sent.canonical.as_bytes())?;
@@ -419,6 +522,28 @@ impl Settlement<'_> {
     /// # Errors
     ///
     /// The writer's.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::ReplicaId;
+    /// use failback::c2d::{AsOf, Inputs};
+    ///
+    /// let outbox = r#"{"messageId":"m1","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:00:00Z","body":{"open":true}}"#;
+    /// let outcome = |code: &str| format!(r#"{{"originalMessageId":"m1","deviceId":"pump-1","statusCode":"{code}"}}"#);
+    /// let mut inputs = Inputs::new();
+    /// inputs.read_outbox(outbox.as_bytes(), "outbox.jsonl")?;
+    /// inputs.read_feedback(&ReplicaId::new("primary")?, outcome("DeliveryCountExceeded").as_bytes(), "p.jsonl")?;
+    /// inputs.read_feedback(&ReplicaId::new("secondary")?, outcome("Success").as_bytes(), "s.jsonl")?;
+    /// let mut out = Vec::new();
+    /// inputs.settle(AsOf::Given(1_795_867_200_000)).write_settled(&mut out)?;
+    /// assert_eq!(
+    ///     String::from_utf8(out)?,
+    ///     "{\"deviceId\":\"pump-1\",\"hub\":\"secondary\",\"messageId\":\"m1\",\"outcome\":\"Success\",\
+    ///      \"outcomes\":{\"DeliveryCountExceeded\":[\"primary\"],\"Success\":[\"secondary\"]}}\n"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_settled(&self, out: &mut dyn Write) -> io::Result<()> {
         for ((device, id), given) in &self.hubs {
             let Some(outcome) = self.queues.get(device, id).and_then(C2dMessage::outcome) else {
@@ -449,6 +574,22 @@ impl Settlement<'_> {
     /// # Errors
     ///
     /// The writer's.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::c2d::{AsOf, Inputs};
+    ///
+    /// let outbox = r#"{"messageId":"m1","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:00:00Z","body":{"open":true}}"#;
+    /// let mut inputs = Inputs::new();
+    /// inputs.read_outbox(outbox.as_bytes(), "outbox.jsonl")?;
+    /// let mut out = Vec::new();
+    /// inputs.settle(AsOf::Given(1_795_867_200_000)).write_report(&mut out)?;
+    /// let report: serde_json::Value = serde_json::from_slice(&out)?;
+    /// assert_eq!(report["asOf"], "2026-11-28T12:00:00.000Z");
+    /// assert_eq!(report["toSend"], 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_report(&self, out: &mut dyn Write) -> io::Result<()> {
         serde_json::to_writer_pretty(&mut *out, &self.report)?;
         out.write_all(b"\n")
@@ -462,6 +603,24 @@ impl Settlement<'_> {
     /// # Errors
     ///
     /// The file system's; `out` is then as it was.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::c2d::{AsOf, Inputs};
+    ///
+    /// let out = std::env::temp_dir().join(format!("failback-doc-{}-c2d", std::process::id()));
+    /// let outbox = r#"{"messageId":"m1","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:00:00Z","body":{"open":true}}"#;
+    /// let mut inputs = Inputs::new();
+    /// inputs.read_outbox(outbox.as_bytes(), "outbox.jsonl")?;
+    /// inputs.settle(AsOf::Given(1_795_867_200_000)).write_dir(&out)?;
+    /// let to_send = std::fs::read_to_string(out.join("to-send.jsonl"))?;
+    /// let settled = std::fs::read_to_string(out.join("settled.jsonl"))?;
+    /// let has_report = out.join("report.json").is_file();
+    /// std::fs::remove_dir_all(&out)?;
+    /// assert_eq!((to_send.lines().count(), settled.len(), has_report), (1, 0, true));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_dir(&self, out: &Path) -> io::Result<()> {
         let dir = DirWriter::begin(out, &|name| FILES.contains(&name))?;
         for name in FILES {
@@ -479,6 +638,23 @@ impl Settlement<'_> {
 
 /// What [`Inputs::settle`] found, as `report.json` holds it (keys sorted).
 /// Lists are by device id, then in message-id order.
+///
+/// # Example
+///
+/// ```
+/// use failback::c2d::{AsOf, Inputs};
+///
+/// // `ack` none: the hub reports no completion, so no feedback proves it undelivered.
+/// let outbox = r#"{"messageId":"m1","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:00:00Z","ack":"none"}"#;
+/// let mut inputs = Inputs::new();
+/// inputs.read_outbox(outbox.as_bytes(), "outbox.jsonl")?;
+/// let settlement = inputs.settle(AsOf::Given(1_795_867_200_000));
+/// let report = settlement.report();
+/// assert_eq!((report.to_send, report.as_of_from.as_str()), (1, "given"));
+/// assert_eq!(report.unconfirmable["pump-1"], ["m1"]);
+/// assert!(report.expired.is_empty() && report.over_limit.is_empty());
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
@@ -514,6 +690,26 @@ pub struct Report {
 
 /// A feedback record whose `deviceId` and `originalMessageId` match no
 /// outbox message.
+///
+/// # Example
+///
+/// ```
+/// use failback::ReplicaId;
+/// use failback::c2d::{AsOf, Inputs};
+///
+/// let outbox = r#"{"messageId":"m1","deviceId":"pump-1","enqueuedTimeUtc":"2026-11-28T10:00:00Z","body":{"open":true}}"#;
+/// // The feedback names another device than the outbox does.
+/// let feedback = r#"{"originalMessageId":"m1","deviceId":"pump-2","statusCode":"Success"}"#;
+/// let mut inputs = Inputs::new();
+/// inputs.read_outbox(outbox.as_bytes(), "outbox.jsonl")?;
+/// inputs.read_feedback(&ReplicaId::new("primary")?, feedback.as_bytes(), "feedback.jsonl")?;
+/// let settlement = inputs.settle(AsOf::Given(1_795_867_200_000));
+/// let unmatched = &settlement.report().unmatched_feedback[0];
+/// assert_eq!((unmatched.device_id.as_str(), unmatched.hub.as_str()), ("pump-2", "primary"));
+/// assert_eq!(unmatched.outbox_devices, ["pump-1"]);
+/// assert_eq!(settlement.report().to_send, 1, "never applied");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]

@@ -57,6 +57,24 @@ use crate::kernel::Merge;
 /// the rivals claimed at the same epoch after a split brain (all greater
 /// than the hub, so every replica that has seen the same claims names the
 /// same hub).
+///
+/// # Example
+///
+/// ```
+/// use failback::concierge::ActiveHub;
+/// use failback::ReplicaId;
+///
+/// // Serialized as the concierge stores it: rivals only after a split brain.
+/// let register: ActiveHub = serde_json::from_str(r#"{"epoch":4,"hub":"secondary"}"#)?;
+/// assert_eq!(register.epoch(), 4);
+/// assert_eq!(register.active(), &ReplicaId::new("secondary")?);
+/// assert_eq!(serde_json::to_string(&register)?, r#"{"epoch":4,"hub":"secondary"}"#);
+///
+/// // A rival not after the hub was written by something else: refused.
+/// let bad = r#"{"epoch":4,"hub":"secondary","rivals":["primary"]}"#;
+/// assert!(serde_json::from_str::<ActiveHub>(bad).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawActiveHub")]
 pub struct ActiveHub {
@@ -109,6 +127,18 @@ impl TryFrom<RawActiveHub> for ActiveHub {
 
 impl ActiveHub {
     /// The register as first set up: `hub` active at epoch 0.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::concierge::ActiveHub;
+    /// use failback::ReplicaId;
+    ///
+    /// let register = ActiveHub::new(ReplicaId::new("primary")?);
+    /// assert_eq!((register.epoch(), register.active().as_str()), (0, "primary"));
+    /// assert!(register.split_brain().is_none());
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn new(hub: ReplicaId) -> Self {
         Self {
             epoch: 0,
@@ -118,18 +148,65 @@ impl ActiveHub {
     }
 
     /// The epoch of the last switch this replica has seen.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::concierge::ActiveHub;
+    /// use failback::ReplicaId;
+    ///
+    /// let mut register = ActiveHub::new(ReplicaId::new("primary")?);
+    /// register.switch_to(ReplicaId::new("secondary")?);
+    /// assert_eq!(register.epoch(), 1);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
 
     /// The active hub: the one made active at [`epoch`](Self::epoch), or,
     /// after a split brain, the least of the hubs claimed at it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::concierge::ActiveHub;
+    /// use failback::kernel::Merge;
+    /// use failback::ReplicaId;
+    ///
+    /// let mut west = ActiveHub::new(ReplicaId::new("primary")?);
+    /// let mut east = west.clone();
+    /// west.switch_to(ReplicaId::new("west-hub")?);
+    /// east.switch_to(ReplicaId::new("east-hub")?);
+    /// west.merge(&east);
+    /// assert_eq!(west.active().as_str(), "east-hub"); // the least of the claims
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn active(&self) -> &ReplicaId {
         &self.hub
     }
 
     /// Every hub claimed at the current epoch, when there are several: two
     /// replicas switched at the same epoch without seeing each other.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::concierge::ActiveHub;
+    /// use failback::kernel::Merge;
+    /// use failback::ReplicaId;
+    ///
+    /// let (primary, secondary) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let mut west = ActiveHub::new(primary.clone());
+    /// let mut east = west.clone();
+    /// west.switch_to(primary.clone());
+    /// east.switch_to(secondary.clone());
+    /// assert!(west.split_brain().is_none());
+    /// west.merge(&east);
+    /// let claims: Vec<_> = west.split_brain().into_iter().flatten().collect();
+    /// assert_eq!(claims, [&primary, &secondary]);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn split_brain(&self) -> Option<BTreeSet<&ReplicaId>> {
         (!self.rivals.is_empty()).then(|| std::iter::once(&self.hub).chain(&self.rivals).collect())
     }
@@ -137,6 +214,20 @@ impl ActiveHub {
     /// A failover or a failback: makes `hub` active at an epoch above every
     /// one this replica has seen (saturating at `u64::MAX`), and returns
     /// that epoch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::concierge::ActiveHub;
+    /// use failback::ReplicaId;
+    ///
+    /// let primary = ReplicaId::new("primary")?;
+    /// let mut register = ActiveHub::new(primary.clone());
+    /// assert_eq!(register.switch_to(ReplicaId::new("secondary")?), 1); // failover
+    /// assert_eq!(register.switch_to(primary.clone()), 2); // failback
+    /// assert_eq!(register.active(), &primary);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn switch_to(&mut self, hub: ReplicaId) -> u64 {
         self.epoch = self.epoch.saturating_add(1);
         self.hub = hub;
@@ -146,6 +237,22 @@ impl ActiveHub {
 
     /// Whether `self` has seen every switch `other` has: merging `other`
     /// into it would change nothing.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::concierge::ActiveHub;
+    /// use failback::kernel::Merge;
+    /// use failback::ReplicaId;
+    ///
+    /// let mut west = ActiveHub::new(ReplicaId::new("primary")?);
+    /// let mut east = west.clone();
+    /// east.switch_to(ReplicaId::new("secondary")?);
+    /// assert!(east.dominates(&west) && !west.dominates(&east));
+    /// west.merge(&east);
+    /// assert!(west.dominates(&east) && east.dominates(&west));
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn dominates(&self, other: &Self) -> bool {
         self.epoch > other.epoch
             || (self.epoch == other.epoch

@@ -64,6 +64,17 @@ impl fmt::Display for Section {
 
 /// What is wrong, without saying where: [`ValidationError`] adds the
 /// device, module and path.
+///
+/// # Example
+///
+/// ```
+/// use failback::validate::{validate_new_id, ValidationErrorKind};
+///
+/// assert_eq!(validate_new_id(""), Err(ValidationErrorKind::EmptyId));
+/// let error = validate_new_id("thermostat 7").unwrap_err();
+/// assert_eq!(error, ValidationErrorKind::IdChar { ch: ' ' });
+/// assert_eq!(error.to_string(), "id contains the forbidden character ' '");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum ValidationErrorKind {
@@ -127,6 +138,22 @@ pub enum ValidationErrorKind {
 /// A limit broken by one device or module, with the path where.
 ///
 /// Displays as `device "d1" module "m1" field "properties.desired.a": <reason>`.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Entity};
+/// use failback::validate::{validate_snapshot, ValidationErrorKind};
+///
+/// let mut snapshot = DeviceSnapshot { id: "edge-gw".into(), ..Default::default() };
+/// let mut camera = Entity::default();
+/// camera.desired.insert("fps.max".into(), 30.into());
+/// snapshot.modules.insert("camera".into(), camera);
+/// let error = validate_snapshot(&snapshot).unwrap_err();
+/// assert_eq!((error.module.as_deref(), error.path.as_str()), (Some("camera"), "properties.desired.fps.max"));
+/// assert_eq!(error.kind, ValidationErrorKind::KeyChar { ch: '.' });
+/// assert_eq!(error.to_string(), r#"device "edge-gw" module "camera" field "properties.desired.fps.max": key contains the forbidden character '.'"#);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[error("{}", self.display())]
 pub struct ValidationError {

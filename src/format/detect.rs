@@ -17,6 +17,21 @@ use super::{
 };
 
 /// The shapes a hub's devices come in.
+///
+/// [`read_input`] tells a file's format by its first JSON line, or takes
+/// one forced by name, as a command line gives it.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::Format;
+///
+/// let forced: Format = "twin".parse()?;
+/// assert_eq!(forced, Format::Twin);
+/// assert_eq!(forced.to_string(), "twin");
+/// assert!("devices".parse::<Format>().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Format {
     /// Bulk export / import lines: `id`, `moduleId`, `eTag`, ...
@@ -33,6 +48,15 @@ pub enum Format {
 
 impl Format {
     /// `export`, `twin` or `identity`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::Format;
+    ///
+    /// assert_eq!(Format::Export.as_str(), "export");
+    /// assert_eq!(Format::Identity.as_str(), "identity");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Export => "export",
@@ -42,11 +66,29 @@ impl Format {
     }
 
     /// Whether the format carries keys (`authentication`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::Format;
+    ///
+    /// assert!(Format::Export.carries_keys() && Format::Identity.carries_keys());
+    /// assert!(!Format::Twin.carries_keys());
+    /// ```
     pub fn carries_keys(self) -> bool {
         !matches!(self, Format::Twin)
     }
 
     /// Whether the format carries twins (`tags`, `properties`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::Format;
+    ///
+    /// assert!(Format::Export.carries_twins() && Format::Twin.carries_twins());
+    /// assert!(!Format::Identity.carries_twins());
+    /// ```
     pub fn carries_twins(self) -> bool {
         !matches!(self, Format::Identity)
     }
@@ -242,7 +284,21 @@ pub fn sniff_format<R: BufRead>(
     }
 }
 
-/// A file read in its format.
+/// A file read in its format, as [`read_input`] returns it.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{read_input, InputFile};
+///
+/// let path = std::env::temp_dir().join(format!("failback-doc-{}-twins.jsonl", std::process::id()));
+/// std::fs::write(&path, r#"{"deviceId":"thermostat-7","etag":"AAAAAAAAAAE=","version":2}"#)?;
+/// let read = read_input(&path, None);
+/// std::fs::remove_file(&path)?;
+/// let InputFile::Twin(twins) = read? else { panic!("a twin file") };
+/// assert_eq!(twins.devices["thermostat-7"].meta.version, Some(2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum InputFile {
     /// A bulk export or import file.

@@ -26,6 +26,19 @@ use super::{ReadError, ReadErrorKind};
 
 /// The envelope a file's change events come in. See the
 /// [`EventReader`](super::EventReader) for how a file's envelope is told.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{Envelope, EventReader};
+///
+/// // Routed to Azure Storage with JSON encoding: told by the first record's keys.
+/// let stored = r#"{"EnqueuedTimeUtc":"2026-11-28T10:00:00Z","Properties":{"deviceId":"thermostat-7","opType":"deleteDeviceIdentity","operationTimestamp":"2026-11-28T10:00:00Z"},"SystemProperties":{},"Body":{}}"#;
+/// let mut reader = EventReader::new(stored.as_bytes(), "routed.json");
+/// assert!(reader.next().is_some());
+/// assert_eq!(reader.envelope(), Some(Envelope::StorageJson));
+/// assert_eq!("storage-json".parse::<Envelope>().ok(), Some(Envelope::StorageJson));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Envelope {
     /// `{"properties": {...}, "systemProperties": {...}, "body": {...}}`,
@@ -65,6 +78,17 @@ impl Envelope {
     ];
 
     /// The envelope's name, as `failback ingest --envelope` takes it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::Envelope;
+    ///
+    /// assert_eq!(Envelope::MonitorEvents.as_str(), "monitor-events");
+    /// for envelope in Envelope::ALL {
+    ///     assert_eq!(envelope.as_str().parse::<Envelope>().ok(), Some(envelope));
+    /// }
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Envelope::Canonical => "canonical",

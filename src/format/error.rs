@@ -39,7 +39,18 @@ pub struct ReadError {
     pub kind: ReadErrorKind,
 }
 
-/// What is wrong with a line.
+/// What is wrong with a line: the [`ReadError::kind`] of every error a
+/// reader returns, to match on.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{DeviceRecord, ReadErrorKind};
+///
+/// let error = DeviceRecord::from_twin_json(r#"{"deviceId":"thermostat-7","version":"two"}"#).unwrap_err();
+/// assert!(matches!(&error.kind, ReadErrorKind::WrongType { found, .. } if found == "a string"));
+/// assert_eq!(error.field.as_deref(), Some("version"));
+/// ```
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ReadErrorKind {
@@ -282,6 +293,15 @@ fn shown(value: &Option<String>) -> String {
 
 impl ReadError {
     /// An error on `line` of `file`, about no device yet.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::{ReadError, ReadErrorKind};
+    ///
+    /// let error = ReadError::new("devices.txt", 12, ReadErrorKind::MissingField);
+    /// assert_eq!(error.to_string(), "devices.txt:12: missing field");
+    /// ```
     pub fn new(file: impl Into<String>, line: u64, kind: ReadErrorKind) -> Self {
         Self {
             file: file.into(),
@@ -295,12 +315,38 @@ impl ReadError {
     }
 
     /// An error about a whole file: it could not be opened or read.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::io;
+    /// use failback::format::{ReadError, ReadErrorKind};
+    ///
+    /// let error = ReadError::io("devices.txt", io::Error::from(io::ErrorKind::NotFound));
+    /// assert_eq!(error.line, 0);
+    /// assert!(matches!(error.kind, ReadErrorKind::Io(_)));
+    /// assert_eq!(error.to_string(), "devices.txt: cannot read: entity not found");
+    /// ```
     pub fn io(file: impl Into<String>, error: io::Error) -> Self {
         Self::new(file, 0, ReadErrorKind::Io(error))
     }
 
     /// An error from validation, with the device, module and path it
     /// names.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::doc::DeviceSnapshot;
+    /// use failback::format::ReadError;
+    /// use failback::validate::validate_snapshot;
+    ///
+    /// let snapshot = DeviceSnapshot { id: "thermostat 7".into(), ..Default::default() };
+    /// let invalid = validate_snapshot(&snapshot).unwrap_err();
+    /// let error = ReadError::invalid("devices.txt", 3, invalid);
+    /// assert_eq!(error.device.as_deref(), Some("thermostat 7"));
+    /// assert_eq!(error.to_string(), r#"devices.txt:3: device "thermostat 7" field "id": id contains the forbidden character ' '"#);
+    /// ```
     pub fn invalid(file: impl Into<String>, line: u64, error: ValidationError) -> Self {
         Self {
             file: file.into(),
@@ -314,6 +360,20 @@ impl ReadError {
     }
 
     /// Names the device (and the module) the error is about.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::{ReadError, ReadErrorKind};
+    ///
+    /// let error = ReadError::new("devices.txt", 4, ReadErrorKind::OrphanModule)
+    ///     .with_device(Some("edge-gw"), Some("$edgeHub"));
+    /// assert_eq!(error.module.as_deref(), Some("$edgeHub"));
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     r#"devices.txt:4: device "edge-gw" module "$edgeHub": module line without a line for its device"#
+    /// );
+    /// ```
     #[must_use]
     pub fn with_device(mut self, device: Option<&str>, module: Option<&str>) -> Self {
         self.device = device.map(str::to_owned);
@@ -322,6 +382,17 @@ impl ReadError {
     }
 
     /// Names the cloud-to-device message the error is about.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::{ReadError, ReadErrorKind};
+    ///
+    /// let error = ReadError::new("outbox.jsonl", 2, ReadErrorKind::MissingField)
+    ///     .with_device(Some("thermostat-7"), None)
+    ///     .with_message_id(Some("m-42"));
+    /// assert_eq!(error.to_string(), r#"outbox.jsonl:2: device "thermostat-7" message "m-42": missing field"#);
+    /// ```
     #[must_use]
     pub fn with_message_id(mut self, message_id: Option<&str>) -> Self {
         self.message_id = message_id.map(str::to_owned);
@@ -329,6 +400,16 @@ impl ReadError {
     }
 
     /// Names the field the error is about.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::{ReadError, ReadErrorKind};
+    ///
+    /// let error = ReadError::new("devices.txt", 7, ReadErrorKind::MissingField).with_field("status");
+    /// assert_eq!(error.field.as_deref(), Some("status"));
+    /// assert_eq!(error.to_string(), r#"devices.txt:7: field "status": missing field"#);
+    /// ```
     #[must_use]
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());

@@ -28,7 +28,19 @@ use super::twin::{Covers, held_body_version, twin_body_of_owned};
 use super::{ReadError, ReadErrorKind};
 use crate::doc::{Entity, EntityTimes};
 
-/// What an event does.
+/// What an event does: its `opType`, as [`Event::op`] gives it.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{parse_event_line, Op};
+///
+/// let text = r#"{"properties":{"deviceId":"thermostat-7","opType":"deviceConnected","operationTimestamp":"2026-11-28T10:00:00Z"},"body":{}}"#;
+/// let event = parse_event_line("events.jsonl", 1, text)?;
+/// assert_eq!(event.op, Op::Connection("deviceConnected".into()));
+/// assert!(event.twin.is_none(), "connection events are read without their body");
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Op {
     /// `createDeviceIdentity`: the device's twin as created.
@@ -50,6 +62,16 @@ pub enum Op {
 
 impl Op {
     /// The `opType` of the event.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::Op;
+    ///
+    /// assert_eq!(Op::UpdateTwin.as_str(), "updateTwin");
+    /// assert_eq!(Op::DeleteDevice.to_string(), "deleteDeviceIdentity");
+    /// assert_eq!(Op::Connection("deviceDisconnected".into()).as_str(), "deviceDisconnected");
+    /// ```
     pub fn as_str(&self) -> &str {
         match self {
             Op::CreateDevice => "createDeviceIdentity",
@@ -77,6 +99,15 @@ impl Op {
     }
 
     /// Whether the event is about a module (its `moduleId` is required).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::Op;
+    ///
+    /// assert!(Op::CreateModule.is_module_op() && Op::DeleteModule.is_module_op());
+    /// assert!(!Op::UpdateTwin.is_module_op());
+    /// ```
     pub fn is_module_op(&self) -> bool {
         matches!(self, Op::CreateModule | Op::DeleteModule)
     }
@@ -90,6 +121,19 @@ impl fmt::Display for Op {
 
 /// The twin an event carries: the whole twin of a create or replace, the
 /// changed parts of an update.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::parse_event_line;
+///
+/// let text = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2026-11-28T10:00:00Z"},"body":{"version":9,"etag":"AAAAAAAAAAk=","properties":{"desired":{"setpoint":21}}}}"#;
+/// let twin = parse_event_line("events.jsonl", 1, text)?.twin.expect("a twin change");
+/// assert_eq!((twin.version, twin.etag.as_deref()), (Some(9), Some("AAAAAAAAAAk=")));
+/// assert_eq!(twin.entity.desired["setpoint"], 21);
+/// assert!(twin.has_desired && !twin.has_reported && !twin.has_tags);
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventTwin {
     /// `version`: the twin's version after the change.
@@ -109,7 +153,23 @@ pub struct EventTwin {
     pub has_reported: bool,
 }
 
-/// One change event.
+/// One change event, as an [`EventReader`] or [`parse_event_line`] reads
+/// it.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{parse_event_line, Op};
+///
+/// let text = r#"{"properties":{"hubName":"primary","deviceId":"edge-gw","moduleId":"camera","opType":"deleteModuleIdentity","operationTimestamp":"2026-11-28T10:00:00Z"},"systemProperties":{"correlation-id":"c-81"},"body":{}}"#;
+/// let event = parse_event_line("events.jsonl", 4, text)?;
+/// assert_eq!((event.op, event.line), (Op::DeleteModule, 4));
+/// assert_eq!((event.hub.as_deref(), event.device_id.as_str()), (Some("primary"), "edge-gw"));
+/// assert_eq!(event.module_id.as_deref(), Some("camera"));
+/// assert_eq!(event.correlation_id.as_deref(), Some("c-81"));
+/// assert_eq!(event.time, Some(1_795_860_000_000));
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
 #[derive(Clone, PartialEq)]
 pub struct Event {
     /// The line number in the file, from 1. Not part of the event.
@@ -162,11 +222,34 @@ impl fmt::Debug for Event {
 
 impl Event {
     /// The body as canonical JSON, keys sorted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    ///
+    /// let text = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2026-11-28T10:00:00Z"},"body":{"tags":{"site":"lyon"},"version":5}}"#;
+    /// let event = parse_event_line("events.jsonl", 1, text)?;
+    /// assert_eq!(event.body_json(), Some(r#"{"tags":{"site":"lyon"},"version":5}"#));
+    /// # Ok::<(), failback::format::ReadError>(())
+    /// ```
     pub fn body_json(&self) -> Option<&str> {
         self.body.as_deref()
     }
 
     /// The twin version the event carries, 0 when none.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::parse_event_line;
+    ///
+    /// let update = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2026-11-28T10:00:00Z"},"body":{"version":12,"tags":{}}}"#;
+    /// assert_eq!(parse_event_line("events.jsonl", 1, update)?.version(), 12);
+    /// let delete = r#"{"properties":{"deviceId":"thermostat-7","opType":"deleteDeviceIdentity","operationTimestamp":"2026-11-28T10:00:00Z"},"body":{}}"#;
+    /// assert_eq!(parse_event_line("events.jsonl", 2, delete)?.version(), 0);
+    /// # Ok::<(), failback::format::ReadError>(())
+    /// ```
     pub fn version(&self) -> u64 {
         match &self.twin {
             Some(twin) => twin.version,
@@ -201,7 +284,22 @@ impl fmt::Display for Skipped {
     }
 }
 
-/// How many records of each kind a reader skipped.
+/// How many records of each kind a reader skipped, as
+/// [`EventReader::skipped_events`] counts them.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{EventReader, SkipCounts};
+///
+/// let input = concat!(
+///     r#"{"properties":{"deviceId":"thermostat-7"},"systemProperties":{"iothub-message-source":"Telemetry"},"body":{"t":21.5}}"#, "\n",
+///     r#"{"properties":{"deviceId":"thermostat-7"},"systemProperties":{"iothub-message-source":"Telemetry"},"body":{"t":21.7}}"#, "\n",
+/// );
+/// let mut reader = EventReader::new(input.as_bytes(), "route.jsonl");
+/// assert!(reader.next().is_none());
+/// assert_eq!(reader.skipped_events(), SkipCounts { telemetry: 2, digital_twin: 0 });
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SkipCounts {
     /// Telemetry messages.
@@ -308,7 +406,20 @@ impl<R> fmt::Debug for EventReader<R> {
 }
 
 impl<R: BufRead> EventReader<R> {
-    /// Reads `reader`, naming it `file` in errors.
+    /// Reads `reader`, naming it `file` in errors. The reader is an
+    /// iterator of `Result<Event, ReadError>`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::EventReader;
+    ///
+    /// let input = r#"{"properties":{"deviceId":"thermostat-7","opType":"createDeviceIdentity","operationTimestamp":"2026-11-28T10:00:00Z"},"body":{"deviceId":"thermostat-7","version":1}}"#;
+    /// let events = EventReader::new(input.as_bytes(), "events.jsonl").collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(events.len(), 1);
+    /// assert_eq!(events[0].device_id, "thermostat-7");
+    /// # Ok::<(), failback::format::ReadError>(())
+    /// ```
     pub fn new(reader: R, file: impl Into<String>) -> Self {
         Self {
             source: Source::Start(reader),
@@ -346,6 +457,18 @@ impl<R: BufRead> EventReader<R> {
 
     /// Reads every record in `envelope`, rather than the one the file
     /// tells.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::{Envelope, EventReader, ReadErrorKind};
+    ///
+    /// let canonical = r#"{"properties":{"deviceId":"thermostat-7","opType":"deleteDeviceIdentity","operationTimestamp":"2026-11-28T10:00:00Z"},"body":{}}"#;
+    /// let mut reader = EventReader::new(canonical.as_bytes(), "grid.json").with_envelope(Envelope::EventGrid);
+    /// assert_eq!(reader.envelope(), Some(Envelope::EventGrid));
+    /// let error = reader.next().expect("one record").unwrap_err();
+    /// assert!(matches!(error.kind, ReadErrorKind::EnvelopeMismatch { found: Envelope::Canonical, .. }));
+    /// ```
     #[must_use]
     pub fn with_envelope(mut self, envelope: Envelope) -> Self {
         self.envelope = Some(envelope);
@@ -353,12 +476,35 @@ impl<R: BufRead> EventReader<R> {
     }
 
     /// The file's envelope: forced, or told once a record was read.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::{Envelope, EventReader};
+    ///
+    /// let input = r#"{"properties":{"deviceId":"thermostat-7","opType":"deleteDeviceIdentity","operationTimestamp":"2026-11-28T10:00:00Z"},"body":{}}"#;
+    /// let mut reader = EventReader::new(input.as_bytes(), "events.jsonl");
+    /// assert_eq!(reader.envelope(), None);
+    /// reader.next();
+    /// assert_eq!(reader.envelope(), Some(Envelope::Canonical));
+    /// ```
     pub fn envelope(&self) -> Option<Envelope> {
         self.envelope
     }
 
     /// How many lines were skipped so far because they do not start with
     /// `{`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::EventReader;
+    ///
+    /// let input = "Warning: partial blob\n[truncated]\n";
+    /// let mut reader = EventReader::new(input.as_bytes(), "events.jsonl");
+    /// assert!(reader.next().is_none());
+    /// assert_eq!(reader.skipped(), 2);
+    /// ```
     pub fn skipped(&self) -> u64 {
         match &self.source {
             Source::Json(lines) => lines.skipped(),
@@ -367,6 +513,17 @@ impl<R: BufRead> EventReader<R> {
     }
 
     /// How many telemetry and digital-twin records were skipped so far.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::EventReader;
+    ///
+    /// let input = r#"{"properties":{"deviceId":"thermostat-7","opType":"updateTwin","operationTimestamp":"2026-11-28T10:00:00Z"},"body":[{"op":"replace","path":"/setpoint","value":21}]}"#;
+    /// let mut reader = EventReader::new(input.as_bytes(), "events.jsonl");
+    /// assert!(reader.next().is_none());
+    /// assert_eq!(reader.skipped_events().digital_twin, 1);
+    /// ```
     pub fn skipped_events(&self) -> SkipCounts {
         self.skips
     }

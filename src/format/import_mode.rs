@@ -8,6 +8,17 @@ use serde::{Deserialize, Serialize};
 ///
 /// All nine modes are read; plans use the guarded ones (`...IfMatchETag`),
 /// so a hub that changed again meanwhile is not clobbered.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::ImportMode;
+///
+/// let mode: ImportMode = serde_json::from_str(r#""updateTwinIfMatchETag""#)?;
+/// assert_eq!(mode, ImportMode::UpdateTwinIfMatchETag);
+/// assert_eq!(ImportMode::default(), ImportMode::CreateOrUpdate);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -49,6 +60,15 @@ impl ImportMode {
     ];
 
     /// The name in an import file, such as `updateTwinIfMatchETag`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::ImportMode;
+    ///
+    /// assert_eq!(ImportMode::DeleteIfMatchETag.as_str(), "deleteIfMatchETag");
+    /// assert_eq!(ImportMode::UpdateTwin.to_string(), "updateTwin");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             ImportMode::CreateOrUpdate => "createOrUpdate",
@@ -83,6 +103,16 @@ impl ImportMode {
 
     /// Whether a line in this mode carries a whole identity, so that
     /// `status` is required on a device line.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::ImportMode;
+    ///
+    /// assert!(ImportMode::CreateOrUpdateIfMatchETag.writes_identity());
+    /// assert!(!ImportMode::UpdateTwinIfMatchETag.writes_identity());
+    /// assert!(!ImportMode::Delete.writes_identity());
+    /// ```
     pub fn writes_identity(self) -> bool {
         matches!(
             self,

@@ -21,11 +21,10 @@ use crate::doc::{DeviceSnapshot, DeviceTimes, EntityTimes, MetaTree};
 /// # Example
 ///
 /// ```
-/// use failback::format::{collect_twins, TwinReader};
+/// use failback::format::DeviceRecord;
 ///
 /// let input = r#"{"deviceId":"d1","etag":"AAAAAAAAAAE=","deviceEtag":"NzU5","version":4}"#;
-/// let file = collect_twins(TwinReader::new(input.as_bytes(), "twins.jsonl"))?;
-/// let meta = &file.devices["d1"].meta;
+/// let meta = DeviceRecord::from_twin_json(input)?.meta;
 /// assert_eq!(meta.etag.as_deref(), Some("NzU5"));
 /// assert_eq!(meta.twin_etag.as_deref(), Some("AAAAAAAAAAE="));
 /// assert_eq!(meta.version, Some(4));
@@ -53,19 +52,20 @@ pub struct RecordMeta {
 /// # Example
 ///
 /// ```
-/// use failback::format::{collect_export, ExportReader};
-///
-/// let input = concat!(
+/// let path = std::env::temp_dir().join(format!("failback-doc-{}-devices.txt", std::process::id()));
+/// std::fs::write(&path, concat!(
 ///     r#"{"id":"edge-1","eTag":"MQ==","status":"enabled","capabilities":{"iotEdge":true}}"#, "\n",
 ///     r#"{"id":"edge-1","moduleId":"$edgeAgent","eTag":"Mg=="}"#, "\n",
-/// );
-/// let file = collect_export(ExportReader::new(input.as_bytes(), "devices.txt"))?;
+/// ))?;
+/// let file = failback::format::read_export(&path);
+/// std::fs::remove_file(&path)?;
+/// let file = file?;
 /// let device = &file.devices["edge-1"];
 /// assert_eq!(device.meta.etag.as_deref(), Some("MQ=="));
 /// assert_eq!(device.modules["$edgeAgent"].etag.as_deref(), Some("Mg=="));
 /// assert!(device.snapshot.modules.contains_key("$edgeAgent"));
 /// assert!(device.times.is_none(), "an export gives no per-field times");
-/// # Ok::<(), failback::format::ReadError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceRecord {
@@ -84,6 +84,19 @@ pub struct DeviceRecord {
 
 impl DeviceRecord {
     /// The etags to write the device with, for [`write_device`](super::write_device).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::DeviceRecord;
+    ///
+    /// let twin = r#"{"deviceId":"thermostat-7","etag":"AAAAAAAAAAM=","deviceEtag":"NzU5"}"#;
+    /// let record = DeviceRecord::from_twin_json(twin)?;
+    /// let etags = record.etags();
+    /// assert_eq!(etags.etag, Some("NzU5")); // the identity's: a twin's deviceEtag
+    /// assert_eq!(etags.twin_etag, Some("AAAAAAAAAAM="));
+    /// # Ok::<(), failback::format::ReadError>(())
+    /// ```
     pub fn etags(&self) -> DeviceEtags<'_> {
         DeviceEtags {
             etag: self.meta.etag.as_deref(),
@@ -93,6 +106,19 @@ impl DeviceRecord {
     }
 
     /// Whether a time of the device or a module had no zone (read as UTC).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::DeviceRecord;
+    ///
+    /// let twin = |at: &str| format!(
+    ///     r#"{{"deviceId":"thermostat-7","properties":{{"desired":{{"setpoint":21,
+    ///         "$metadata":{{"setpoint":{{"$lastUpdated":"{at}"}}}}}}}}}}"#);
+    /// assert!(DeviceRecord::from_twin_json(&twin("2026-11-28T10:00:00"))?.times_without_zone());
+    /// assert!(!DeviceRecord::from_twin_json(&twin("2026-11-28T10:00:00Z"))?.times_without_zone());
+    /// # Ok::<(), failback::format::ReadError>(())
+    /// ```
     pub fn times_without_zone(&self) -> bool {
         self.meta.times_without_zone || self.modules.values().any(|m| m.times_without_zone)
     }
@@ -101,6 +127,21 @@ impl DeviceRecord {
     /// `$lastUpdated`), in milliseconds since the epoch: what
     /// [`HubTiming::newest`](crate::reconcile::HubTiming::newest) wants.
     /// `None` for a file without times.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::format::DeviceRecord;
+    ///
+    /// let record = DeviceRecord::from_twin_json(r#"{
+    ///     "deviceId": "thermostat-7", "statusUpdateTime": "2026-11-28T09:00:00Z",
+    ///     "properties": {"reported": {"temp": 21.5, "$metadata": {
+    ///         "temp": {"$lastUpdated": "2026-11-28T10:00:00Z"}}}}
+    /// }"#)?;
+    /// assert_eq!(record.newest(), Some(1_795_860_000_000)); // 10:00, the later
+    /// assert_eq!(DeviceRecord::default().newest(), None);
+    /// # Ok::<(), failback::format::ReadError>(())
+    /// ```
     pub fn newest(&self) -> Option<i64> {
         let times = self.times.as_ref()?;
         std::iter::once(&times.device)
@@ -125,6 +166,23 @@ fn newest_of(times: &EntityTimes) -> Option<i64> {
 }
 
 /// A whole hub file, grouped by device.
+///
+/// # Example
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("failback-doc-{}-file.jsonl", std::process::id()));
+/// std::fs::write(&path, concat!(
+///     "Warning: query results may be incomplete\n",
+///     r#"{"deviceId":"thermostat-7","etag":"AAAAAAAAAAE=","version":3}"#, "\n",
+///     r#"{"deviceId":"valve-2","etag":"AAAAAAAAAAI=","version":8}"#, "\n",
+/// ))?;
+/// let twins = failback::format::read_twins(&path);
+/// std::fs::remove_file(&path)?;
+/// let twins = twins?;
+/// assert_eq!(twins.devices.keys().collect::<Vec<_>>(), ["thermostat-7", "valve-2"]);
+/// assert_eq!(twins.skipped, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceFile {
     /// The devices by id.
@@ -133,7 +191,22 @@ pub struct DeviceFile {
     pub skipped: u64,
 }
 
-/// The etags to write with a device and its modules.
+/// The etags to write with a device and its modules: a
+/// [`DeviceRecord::etags`], or none for a device to create.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::DeviceSnapshot;
+/// use failback::format::{write_device, DeviceEtags};
+///
+/// let snapshot = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// let etags = DeviceEtags { etag: Some("NzU5"), ..Default::default() };
+/// let mut out = Vec::new();
+/// write_device(&mut out, &snapshot, etags)?;
+/// assert!(String::from_utf8(out)?.contains(r#""eTag":"NzU5""#));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DeviceEtags<'a> {
     /// The device's `eTag`.

@@ -39,6 +39,41 @@ pub use shard::Shard;
 use source::{Index, Source, SourceError, Stream, replica_source};
 
 /// What to merge and where to put the results.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::job::{run_merge, MergeJob, Reading};
+/// use failback::{Policies, ReplicaId};
+///
+/// let dir = std::env::temp_dir().join(format!("failback-doc-{}-job", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let twin = |setpoint: u8, at: &str| format!(
+///     concat!(r#"{{"deviceId":"thermostat-7","etag":"AAAAAAAAAAE=","properties":{{"desired":{{"setpoint":{}"#,
+///     r#","$metadata":{{"setpoint":{{"$lastUpdated":"{}"}}}}}}}}}}"#), setpoint, at);
+/// std::fs::write(dir.join("primary.jsonl"), twin(19, "2026-11-28T10:00:00Z"))?;
+/// std::fs::write(dir.join("secondary.jsonl"), twin(22, "2026-11-28T10:05:00Z"))?;
+/// let job = MergeJob {
+///     base: None, // twin files carry their own times
+///     hubs: vec![
+///         (ReplicaId::new("primary")?, dir.join("primary.jsonl")),
+///         (ReplicaId::new("secondary")?, dir.join("secondary.jsonl")),
+///     ],
+///     appmeta_base: None, appmeta: vec![], jobs_files: vec![],
+///     out: dir.join("out"),
+///     active_order: None, as_of: BTreeMap::new(),
+///     max_drift_ms: 300_000, now_ms: 1_795_867_200_000, // 2026-11-28T12:00:00Z
+///     jobs: 1, reading: Reading::Auto, format: None,
+///     policies: Policies::default(), shard: None, allow_new_keys: false,
+/// };
+/// run_merge(&job)?;
+/// let mut written: Vec<_> = std::fs::read_dir(&job.out)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+/// written.sort();
+/// std::fs::remove_dir_all(&dir)?;
+/// assert_eq!(written, ["conflicts.jsonl", "merged.jsonl", "primary.import.jsonl", "report.json", "secondary.import.jsonl"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct MergeJob {
     /// The common base (the backup the secondary was seeded from). Needed
@@ -89,6 +124,39 @@ pub struct MergeJob {
 }
 
 /// How a merge reads its inputs.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::job::{run_merge, MergeJob, Reading};
+/// use failback::{Policies, ReplicaId};
+///
+/// # let dir = std::env::temp_dir().join(format!("failback-doc-{}-{}", std::process::id(), "reading"));
+/// # std::fs::create_dir_all(&dir)?;
+/// # let twin = |setpoint: u8, at: &str| format!(
+/// #     concat!(r#"{{"deviceId":"thermostat-7","etag":"AAAAAAAAAAE=","properties":{{"desired":{{"setpoint":{}"#,
+/// #     r#","$metadata":{{"setpoint":{{"$lastUpdated":"{}"}}}}}}}}}}"#), setpoint, at);
+/// # std::fs::write(dir.join("primary.jsonl"), twin(19, "2026-11-28T10:00:00Z"))?;
+/// # std::fs::write(dir.join("secondary.jsonl"), twin(22, "2026-11-28T10:05:00Z"))?;
+/// let job = MergeJob {
+///     hubs: vec![
+///         (ReplicaId::new("primary")?, dir.join("primary.jsonl")),
+///         (ReplicaId::new("secondary")?, dir.join("secondary.jsonl")),
+///     ],
+///     out: dir.join("out"),
+///     reading: Reading::Indexed, // inputs in any order
+/// #   base: None, appmeta_base: None, appmeta: vec![], jobs_files: vec![],
+/// #   active_order: None, as_of: BTreeMap::new(), max_drift_ms: 300_000,
+/// #   now_ms: 1_795_867_200_000, jobs: 1, format: None, policies: Policies::default(),
+/// #   shard: None, allow_new_keys: false,
+/// };
+/// assert_eq!(Reading::default(), Reading::Auto);
+/// let report = run_merge(&job)?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// assert!(!report.streamed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reading {
@@ -103,6 +171,29 @@ pub enum Reading {
 }
 
 /// Why a merge could not run. Everything but `Io` is the input's fault.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::job::{run_merge, JobError, MergeJob, Reading};
+/// use failback::{Policies, ReplicaId};
+///
+/// // Checked before any file is read.
+/// let job = MergeJob {
+///     hubs: vec![(ReplicaId::new("primary")?, "primary.jsonl".into())],
+///     out: "merged".into(),
+///     reading: Reading::Auto,
+/// #   base: None, appmeta_base: None, appmeta: vec![], jobs_files: vec![],
+/// #   active_order: None, as_of: BTreeMap::new(), max_drift_ms: 300_000,
+/// #   now_ms: 1_795_867_200_000, jobs: 1, format: None, policies: Policies::default(),
+/// #   shard: None, allow_new_keys: false,
+/// };
+/// let error = run_merge(&job).unwrap_err();
+/// assert!(matches!(error, JobError::TooFewHubs { given: 1 }));
+/// assert_eq!(error.to_string(), "a merge needs at least two hubs, 1 given");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JobError {
@@ -207,6 +298,16 @@ impl From<ReadError> for JobError {
 
 impl JobError {
     /// Whether the input (not the machine) is at fault: exit status 2.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::job::JobError;
+    ///
+    /// assert!(JobError::ReservedHubName.is_input());
+    /// let full = std::io::Error::other("no space left on device");
+    /// assert!(!JobError::Io { path: "out/merged.jsonl".into(), source: full }.is_input());
+    /// ```
     pub fn is_input(&self) -> bool {
         !matches!(self, JobError::Io { .. })
     }
@@ -233,7 +334,43 @@ fn new_keys_message(records: &[String]) -> String {
     text
 }
 
-/// What a merge did, for the report and the human summary.
+/// What a merge did, for the report and the human summary: what
+/// [`run_merge`] returns and writes as `report.json`.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::job::{run_merge, MergeJob, Reading};
+/// use failback::{Policies, ReplicaId};
+///
+/// # let dir = std::env::temp_dir().join(format!("failback-doc-{}-{}", std::process::id(), "report"));
+/// # std::fs::create_dir_all(&dir)?;
+/// # let twin = |setpoint: u8, at: &str| format!(
+/// #     concat!(r#"{{"deviceId":"thermostat-7","etag":"AAAAAAAAAAE=","properties":{{"desired":{{"setpoint":{}"#,
+/// #     r#","$metadata":{{"setpoint":{{"$lastUpdated":"{}"}}}}}}}}}}"#), setpoint, at);
+/// # std::fs::write(dir.join("primary.jsonl"), twin(19, "2026-11-28T10:00:00Z"))?;
+/// # std::fs::write(dir.join("secondary.jsonl"), twin(22, "2026-11-28T10:05:00Z"))?;
+/// let job = MergeJob {
+///     hubs: vec![
+///         (ReplicaId::new("primary")?, dir.join("primary.jsonl")),
+///         (ReplicaId::new("secondary")?, dir.join("secondary.jsonl")),
+///     ],
+///     out: dir.join("out"),
+///     reading: Reading::Auto,
+/// #   base: None, appmeta_base: None, appmeta: vec![], jobs_files: vec![],
+/// #   active_order: None, as_of: BTreeMap::new(), max_drift_ms: 300_000,
+/// #   now_ms: 1_795_867_200_000, jobs: 1, format: None, policies: Policies::default(),
+/// #   shard: None, allow_new_keys: false,
+/// };
+/// let report = run_merge(&job)?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// assert_eq!(report.devices_merged, 1);
+/// assert_eq!(report.outcomes["conflicted"], 1);
+/// assert_eq!(report.plans["primary"]["updateTwinIfMatchETag"], 1); // the primary takes 22
+/// assert!(report.plans["secondary"].is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct MergeReport {
     /// Devices in the merged state.
@@ -279,6 +416,41 @@ pub struct MergeReport {
 ///
 /// [`JobError`]: bad input or arguments (nothing is written then), or an
 /// I/O error while writing (the output directory is then left as it was).
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::job::{run_merge, MergeJob, Reading};
+/// use failback::{Policies, ReplicaId};
+///
+/// # let dir = std::env::temp_dir().join(format!("failback-doc-{}-{}", std::process::id(), "run"));
+/// # std::fs::create_dir_all(&dir)?;
+/// # let twin = |setpoint: u8, at: &str| format!(
+/// #     concat!(r#"{{"deviceId":"thermostat-7","etag":"AAAAAAAAAAE=","properties":{{"desired":{{"setpoint":{}"#,
+/// #     r#","$metadata":{{"setpoint":{{"$lastUpdated":"{}"}}}}}}}}}}"#), setpoint, at);
+/// # std::fs::write(dir.join("primary.jsonl"), twin(19, "2026-11-28T10:00:00Z"))?;
+/// # std::fs::write(dir.join("secondary.jsonl"), twin(22, "2026-11-28T10:05:00Z"))?;
+/// let job = MergeJob {
+///     hubs: vec![
+///         (ReplicaId::new("primary")?, dir.join("primary.jsonl")),
+///         (ReplicaId::new("secondary")?, dir.join("secondary.jsonl")),
+///     ],
+///     out: dir.join("out"),
+///     reading: Reading::Auto,
+/// #   base: None, appmeta_base: None, appmeta: vec![], jobs_files: vec![],
+/// #   active_order: None, as_of: BTreeMap::new(), max_drift_ms: 300_000,
+/// #   now_ms: 1_795_867_200_000, jobs: 1, format: None, policies: Policies::default(),
+/// #   shard: None, allow_new_keys: false,
+/// };
+/// run_merge(&job)?;
+/// let merged = std::fs::read_to_string(job.out.join("merged.jsonl"))?;
+/// let conflicts = std::fs::read_to_string(job.out.join("conflicts.jsonl"))?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// assert!(merged.contains(r#""setpoint":22"#)); // the later write
+/// assert_eq!(conflicts.lines().count(), 1); // the primary's 19, kept
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run_merge(job: &MergeJob) -> Result<MergeReport, JobError> {
     let names: Vec<ReplicaId> = job.hubs.iter().map(|(n, _)| n.clone()).collect();
     let extras_only = names.is_empty()

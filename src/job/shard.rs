@@ -45,6 +45,16 @@ impl Shard {
     /// # Errors
     ///
     /// A message when `n` is 0 or `k` is not in `1..=n`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::job::Shard;
+    ///
+    /// assert_eq!(Shard::new(2, 4)?.to_string(), "2/4");
+    /// assert_eq!(Shard::new(5, 4).unwrap_err(), "shard 5/4: expected K/N with 1 <= K <= N");
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn new(k: u64, n: u64) -> Result<Self, String> {
         if n == 0 || k == 0 || k > n {
             return Err(format!("shard {k}/{n}: expected K/N with 1 <= K <= N"));
@@ -56,6 +66,17 @@ impl Shard {
     }
 
     /// Whether device `id` (and its modules) belong to this shard.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::job::Shard;
+    ///
+    /// let (first, second) = (Shard::new(1, 2)?, Shard::new(2, 2)?);
+    /// assert_ne!(first.contains("thermostat-7"), second.contains("thermostat-7"));
+    /// assert!(Shard::new(1, 1)?.contains("thermostat-7"));
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn contains(&self, id: &str) -> bool {
         fnv1a(id.as_bytes()) % self.count == self.index
     }

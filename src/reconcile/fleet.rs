@@ -14,6 +14,34 @@ use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{DeviceSnapshot, DeviceTimes, Policies};
 
 /// One hub's devices as its file gave them.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::format::DeviceRecord;
+/// use failback::reconcile::{merge_fleet, HubSnapshots};
+/// use failback::{Policies, ReplicaId, Stamp};
+///
+/// // Each hub's twin of thermostat-7, with the times of its fields.
+/// let hub = |name: &str, setpoint: u8, at: &str| -> Result<HubSnapshots, Box<dyn std::error::Error>> {
+///     let twin = DeviceRecord::from_twin_json(&format!(
+///         r#"{{"deviceId":"thermostat-7","properties":{{"desired":{{"setpoint":{setpoint},
+///             "$metadata":{{"setpoint":{{"$lastUpdated":"{at}"}}}}}}}}}}"#))?;
+///     let id = twin.snapshot.id.clone();
+///     Ok(HubSnapshots {
+///         hub: ReplicaId::new(name)?,
+///         times: twin.times.into_iter().map(|t| (id.clone(), t)).collect(),
+///         devices: BTreeMap::from([(id, twin.snapshot)]),
+///     })
+/// };
+/// let hubs = [hub("primary", 19, "2026-11-28T10:00:00Z")?, hub("secondary", 22, "2026-11-28T10:05:00Z")?];
+/// let stamps = hubs.iter().map(|h| (h.hub.clone(), Stamp::new(0, 0, h.hub.clone()))).collect();
+/// let fleet = merge_fleet(None, &hubs, &stamps, &Policies::default(), 1)?;
+/// let merged = fleet[0].merge.merged.as_ref().expect("not deleted");
+/// assert_eq!(merged.device.desired["setpoint"], 22); // the later write
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct HubSnapshots {
     /// The hub.
@@ -24,7 +52,30 @@ pub struct HubSnapshots {
     pub times: BTreeMap<String, DeviceTimes>,
 }
 
-/// How a device came out of the merge.
+/// How a device came out of the merge, as [`DeviceOutcome::outcome`]
+/// gives it and `report.json` counts it.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::doc::DeviceSnapshot;
+/// use failback::reconcile::{merge_fleet, HubClocks, HubSnapshots, Outcome};
+/// use failback::{Policies, ReplicaId};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let valve = DeviceSnapshot { id: "valve-2".into(), ..Default::default() };
+/// let devices = BTreeMap::from([("valve-2".to_owned(), valve)]);
+/// // The base lacks valve-2: the secondary created it while it was active.
+/// let hubs = [
+///     HubSnapshots { hub: p.clone(), devices: BTreeMap::new(), times: BTreeMap::new() },
+///     HubSnapshots { hub: s.clone(), devices, times: BTreeMap::new() },
+/// ];
+/// let stamps = HubClocks::Order(vec![p, s]).stamps();
+/// let fleet = merge_fleet(Some(&BTreeMap::new()), &hubs, &stamps, &Policies::default(), 1)?;
+/// assert_eq!(fleet[0].outcome, Outcome::Created);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
@@ -42,6 +93,16 @@ pub enum Outcome {
 
 impl Outcome {
     /// The outcome's name in reports.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::reconcile::Outcome;
+    ///
+    /// assert_eq!(Outcome::Conflicted.name(), "conflicted");
+    /// assert_eq!(serde_json::to_string(&Outcome::Deleted)?, r#""deleted""#);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Unchanged => "unchanged",
@@ -53,7 +114,31 @@ impl Outcome {
     }
 }
 
-/// The merge of one device id, with its outcome.
+/// The merge of one device id, with its outcome: one element of what
+/// [`merge_fleet`] returns.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::doc::DeviceSnapshot;
+/// use failback::reconcile::{merge_fleet, HubClocks, HubSnapshots, Outcome};
+/// use failback::{Policies, ReplicaId};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let valve = DeviceSnapshot { id: "valve-2".into(), ..Default::default() };
+/// let base = BTreeMap::from([("valve-2".to_owned(), valve)]);
+/// // The secondary deleted valve-2; the primary left it as it was.
+/// let hubs = [
+///     HubSnapshots { hub: p.clone(), devices: base.clone(), times: BTreeMap::new() },
+///     HubSnapshots { hub: s.clone(), devices: BTreeMap::new(), times: BTreeMap::new() },
+/// ];
+/// let stamps = HubClocks::Order(vec![p, s]).stamps();
+/// let fleet = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), 1)?;
+/// assert_eq!((fleet[0].id.as_str(), fleet[0].outcome), ("valve-2", Outcome::Deleted));
+/// assert!(fleet[0].merge.merged.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeviceOutcome {
     /// The device id.
@@ -95,6 +180,33 @@ pub struct ResolvedOutcome<'a> {
 ///
 /// [`StampError::Unstamped`] naming the first hub (by name) that `stamps`
 /// has no stamp for: merging without its writes would lose them.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use failback::doc::DeviceSnapshot;
+/// use failback::reconcile::{merge_fleet, HubClocks, HubSnapshots, Outcome, StampError};
+/// use failback::{Policies, ReplicaId};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let valve = DeviceSnapshot { id: "valve-2".into(), ..Default::default() };
+/// let base = BTreeMap::from([("valve-2".to_owned(), valve.clone())]);
+/// let mut tagged = valve;
+/// tagged.device.tags.insert("site".into(), "lyon".into());
+/// let hubs = [
+///     HubSnapshots { hub: p.clone(), devices: base.clone(), times: BTreeMap::new() },
+///     HubSnapshots { hub: s.clone(), devices: BTreeMap::from([("valve-2".to_owned(), tagged.clone())]), times: BTreeMap::new() },
+/// ];
+/// let stamps = HubClocks::Order(vec![p.clone(), s]).stamps();
+/// let fleet = merge_fleet(Some(&base), &hubs, &stamps, &Policies::default(), 2)?;
+/// assert_eq!((fleet[0].outcome, fleet[0].merge.merged.as_ref()), (Outcome::Merged, Some(&tagged)));
+///
+/// let only_primary = HubClocks::Order(vec![p]).stamps();
+/// let error = merge_fleet(Some(&base), &hubs, &only_primary, &Policies::default(), 2).unwrap_err();
+/// assert!(matches!(error, StampError::Unstamped { hub } if hub.as_str() == "secondary"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn merge_fleet(
     base: Option<&BTreeMap<String, DeviceSnapshot>>,
     hubs: &[HubSnapshots],

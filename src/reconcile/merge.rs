@@ -17,7 +17,26 @@ use std::collections::BTreeSet;
 use crate::clock::{ReplicaId, Stamp};
 use crate::doc::{Conflict, DeviceSnapshot, DeviceTimes, HubState, Policies};
 
-/// One hub's view of one device.
+/// One hub's view of one device: what [`merge_device`] merges.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Policies};
+/// use failback::reconcile::{merge_device, Base, HubDevice};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let base = DeviceSnapshot { id: "valve-2".into(), ..Default::default() };
+/// let (sp, ss) = (Stamp::new(1, 0, p.clone()), Stamp::new(2, 0, s.clone()));
+/// let hubs = [
+///     HubDevice { hub: &p, device: Some(&base), times: None, stamp: &sp, recreated: false },
+///     // The secondary lacks the base's device: it deleted it.
+///     HubDevice { hub: &s, device: None, times: None, stamp: &ss, recreated: false },
+/// ];
+/// assert_eq!(merge_device(Base::Present(&base), &hubs, &Policies::default()).merged, None);
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct HubDevice<'a> {
     /// The hub.
@@ -53,6 +72,30 @@ pub fn recreated(base: Option<&str>, hub: Option<&str>) -> bool {
 }
 
 /// What the base says of a device.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Policies};
+/// use failback::reconcile::{merge_device, Base, HubDevice};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let mut on_p = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// let mut on_s = on_p.clone();
+/// on_p.device.tags.insert("site".into(), "lyon".into());
+/// on_s.device.tags.insert("floor".into(), 3.into());
+/// let (sp, ss) = (Stamp::new(1, 0, p.clone()), Stamp::new(2, 0, s.clone()));
+/// let hubs = [
+///     HubDevice { hub: &p, device: Some(&on_p), times: None, stamp: &sp, recreated: false },
+///     HubDevice { hub: &s, device: Some(&on_s), times: None, stamp: &ss, recreated: false },
+/// ];
+/// // Absent from the base: both hubs created it, and it is one device.
+/// let merged = merge_device(Base::Absent, &hubs, &Policies::default()).merged.expect("created");
+/// assert_eq!(merged.device.tags["site"], "lyon");
+/// assert_eq!(merged.device.tags["floor"], 3);
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub enum Base<'a> {
     /// A common base was given and holds the device.
@@ -66,6 +109,30 @@ pub enum Base<'a> {
 }
 
 /// The merge of one device.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Policies};
+/// use failback::reconcile::{merge_device, Base, DeviceMerge, HubDevice};
+/// use failback::{ReplicaId, Stamp};
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let base = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// let (mut on_p, mut on_s) = (base.clone(), base.clone());
+/// on_p.device.tags.insert("site".into(), "lyon".into());
+/// on_s.device.tags.insert("site".into(), "paris".into());
+/// let (sp, ss) = (Stamp::new(1, 0, p.clone()), Stamp::new(2, 0, s.clone()));
+/// let hubs = [
+///     HubDevice { hub: &p, device: Some(&on_p), times: None, stamp: &sp, recreated: false },
+///     HubDevice { hub: &s, device: Some(&on_s), times: None, stamp: &ss, recreated: false },
+/// ];
+/// let DeviceMerge { merged, conflicts } = merge_device(Base::Present(&base), &hubs, &Policies::default());
+/// assert_eq!(merged, Some(on_s)); // the later stamp wins
+/// assert_eq!(conflicts[0].path, "tags.site");
+/// assert_eq!(conflicts[0].losers[0].value, "lyon"); // and the loser, kept
+/// # Ok::<(), failback::clock::InvalidReplicaId>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceMerge {
     /// The merged device; `None` when it ends deleted.

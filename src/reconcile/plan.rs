@@ -6,7 +6,22 @@ use super::apply::{HubImage, ImportLine};
 use crate::doc::{DeviceSnapshot, Entity};
 use crate::format::ImportMode;
 
-/// What one import line does.
+/// What one import line does: the [`PlanOp::action`] of each operation of
+/// a [`device_plan`].
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::DeviceSnapshot;
+/// use failback::reconcile::{device_plan, Action};
+///
+/// let on_hub = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// let mut merged = on_hub.clone();
+/// merged.device.tags.insert("site".into(), "lyon".into());
+/// let actions: Vec<Action> = device_plan(Some(&on_hub), Some(&merged)).iter().map(|op| op.action).collect();
+/// assert_eq!(actions, [Action::UpdateTwin]); // a twin change only
+/// assert_eq!(device_plan(Some(&on_hub), None)[0].action, Action::Delete);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
     /// Create a device or module the hub lacks (`create`: fails, rather than
@@ -70,7 +85,22 @@ pub(crate) fn guard<'a>(
     }
 }
 
-/// One operation of a plan.
+/// One operation of a plan, as [`device_plan`] gives it.
+///
+/// # Example
+///
+/// ```
+/// use failback::doc::{DeviceSnapshot, Entity};
+/// use failback::reconcile::{device_plan, Action};
+///
+/// let mut on_hub = DeviceSnapshot { id: "edge-gw".into(), ..Default::default() };
+/// let merged = on_hub.clone();
+/// on_hub.modules.insert("camera".into(), Entity::default());
+/// let ops = device_plan(Some(&on_hub), Some(&merged));
+/// assert_eq!(ops.len(), 1);
+/// assert_eq!((ops[0].action, ops[0].id, ops[0].module_id), (Action::Delete, "edge-gw", Some("camera")));
+/// assert!(ops[0].entity.is_none(), "a delete writes no state");
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanOp<'a> {
     /// What it does.

@@ -4,7 +4,26 @@ use std::collections::BTreeMap;
 
 use crate::clock::{ReplicaId, Stamp, check_drift};
 
-/// What a caller knows about when one hub took its writes.
+/// What a caller knows about when one hub took its writes: what
+/// [`hub_clocks`] places the hubs' untimed writes in time by.
+///
+/// # Example
+///
+/// ```
+/// use failback::reconcile::{hub_clocks, HubClocks, HubTiming};
+/// use failback::ReplicaId;
+///
+/// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+/// let hubs = [
+///     // A twin file: stamped at the newest time it carries.
+///     HubTiming { hub: p.clone(), real_times: true, as_of: None, newest: Some(1_795_860_000_000) },
+///     // An export: no times of its own, so its as-of time.
+///     HubTiming { hub: s.clone(), real_times: false, as_of: Some(1_795_867_200_000), newest: None },
+/// ];
+/// let clocks = hub_clocks(&hubs, None, 1_795_867_200_000, 300_000)?;
+/// assert_eq!(clocks, HubClocks::Times([(p, 1_795_860_000_000), (s, 1_795_867_200_000)].into()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubTiming {
     /// The hub.
@@ -18,6 +37,20 @@ pub struct HubTiming {
 }
 
 /// Why the hubs' writes cannot be put on one time scale.
+///
+/// # Example
+///
+/// ```
+/// use failback::reconcile::{hub_clocks, HubTiming, StampError};
+/// use failback::ReplicaId;
+///
+/// let hubs = ["primary", "secondary"].map(|h| HubTiming {
+///     hub: ReplicaId::new(h).unwrap(), real_times: false, as_of: None, newest: None,
+/// });
+/// let error = hub_clocks(&hubs, None, 0, 300_000).unwrap_err();
+/// assert_eq!(error, StampError::NeedOrder);
+/// assert!(error.to_string().starts_with("the hubs carry no times"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StampError {
@@ -90,6 +123,18 @@ pub enum HubClocks {
 
 impl HubClocks {
     /// Whether the stamps are real times (else activation ranks).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::reconcile::HubClocks;
+    /// use failback::ReplicaId;
+    ///
+    /// let primary = ReplicaId::new("primary")?;
+    /// assert!(HubClocks::Times([(primary.clone(), 1_795_867_200_000)].into()).is_real_time());
+    /// assert!(!HubClocks::Order(vec![primary]).is_real_time());
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn is_real_time(&self) -> bool {
         matches!(self, Self::Times(_))
     }
@@ -100,6 +145,19 @@ impl HubClocks {
     ///
     /// [`StampError::Unstamped`] when `hub` has no clock here: merging
     /// without its writes would lose them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::reconcile::{HubClocks, StampError};
+    /// use failback::ReplicaId;
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// let clocks = HubClocks::Times([(p.clone(), 1_795_867_200_000)].into());
+    /// assert_eq!(clocks.stamp(&p)?.ms(), 1_795_867_200_000);
+    /// assert_eq!(clocks.stamp(&s), Err(StampError::Unstamped { hub: s.clone() }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stamp(&self, hub: &ReplicaId) -> Result<Stamp, StampError> {
         let ms = match self {
             Self::Order(order) => order
@@ -112,7 +170,21 @@ impl HubClocks {
             .ok_or_else(|| StampError::Unstamped { hub: hub.clone() })
     }
 
-    /// Every hub's stamp, by hub.
+    /// Every hub's stamp, by hub: what [`merge_fleet`](super::merge_fleet)
+    /// takes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use failback::reconcile::HubClocks;
+    /// use failback::ReplicaId;
+    ///
+    /// let (p, s) = (ReplicaId::new("primary")?, ReplicaId::new("secondary")?);
+    /// // Failed over to the secondary, then back: the primary is active last.
+    /// let stamps = HubClocks::Order(vec![s.clone(), p.clone()]).stamps();
+    /// assert_eq!((stamps[&s].ms(), stamps[&p].ms()), (1, 2));
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn stamps(&self) -> BTreeMap<ReplicaId, Stamp> {
         let hubs: Vec<&ReplicaId> = match self {
             Self::Order(order) => order.iter().collect(),
