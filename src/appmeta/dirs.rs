@@ -64,7 +64,8 @@ struct Merged {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::ReplicaId;
 /// use failback::appmeta::merge_dirs;
 ///
@@ -168,7 +169,8 @@ impl AppMetaMerge {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::ReplicaId;
 /// use failback::appmeta::merge_dirs;
 /// use serde_json::json;

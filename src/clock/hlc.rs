@@ -73,7 +73,8 @@ impl TimeSource for SystemTime {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::clock::{ManualTime, TimeSource};
 ///
 /// let time = ManualTime::new(1_000);
@@ -152,7 +153,8 @@ pub struct DriftError {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::clock::{check_drift, DEFAULT_MAX_DRIFT_MS};
 /// use failback::{ReplicaId, Stamp};
 ///

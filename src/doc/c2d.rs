@@ -95,7 +95,8 @@ impl Merge for C2dMessage {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::doc::{C2dMessage, C2dQueues, Outcome};
 /// use failback::kernel::Merge;
 ///

@@ -146,7 +146,8 @@ impl Merge for JobStatistics {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::doc::{JobDoc, JobStatus};
 /// use failback::kernel::Merge;
 ///
@@ -275,7 +276,8 @@ impl JobDoc {
     ///
     /// # Example
     ///
-    /// ```
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
     /// use failback::ReplicaId;
     /// use failback::doc::JobStatus;
     /// use failback::format::read_jobs;
@@ -298,7 +300,8 @@ impl JobDoc {
     ///
     /// # Example
     ///
-    /// ```
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
     /// use failback::ReplicaId;
     /// use failback::format::read_jobs;
     ///
@@ -320,7 +323,8 @@ impl JobDoc {
     ///
     /// # Example
     ///
-    /// ```
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
     /// use failback::ReplicaId;
     /// use failback::format::read_jobs;
     /// use failback::kernel::Merge;
@@ -385,7 +389,8 @@ impl JobDoc {
     ///
     /// # Example
     ///
-    /// ```
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
     /// use failback::ReplicaId;
     /// use failback::format::read_jobs;
     ///
@@ -511,7 +516,8 @@ impl Merge for JobDoc {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::doc::{JobDoc, JobSet, JobStatus};
 /// use failback::kernel::Merge;
 ///
@@ -567,7 +573,8 @@ impl JobSet {
     ///
     /// # Example
     ///
-    /// ```
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
     /// use failback::ReplicaId;
     /// use failback::format::read_jobs;
     /// use failback::kernel::Merge;

@@ -140,7 +140,8 @@ impl FromStr for Format {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{detect_format, Format};
 ///
 /// assert_eq!(detect_format(r#"{"id":"d1","status":"enabled"}"#), Some(Format::Export));
@@ -254,7 +255,8 @@ impl<'de> Visitor<'de> for IdVisitor {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{sniff_format, Format};
 ///
 /// let input = "Warning: export started\n{\"deviceId\":\"d1\"}\n";

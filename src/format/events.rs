@@ -755,7 +755,8 @@ fn read_json_record_checked(
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{parse_event_record, parse_event_record_checked};
 ///
 /// let text = r#"{"properties":{"deviceId":"d1","opType":"updateTwin","operationTimestamp":"2024-03-01T12:00:00Z"},"body":{"version":2,"tags":{"a":1}}}"#;
@@ -795,7 +796,8 @@ pub fn parse_event_record_checked(
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{parse_event_line, parse_event_record, Parsed, Skipped};
 ///
 /// let storage = concat!(

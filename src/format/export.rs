@@ -53,7 +53,8 @@ pub struct ExportLine {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{ExportReader, ImportMode};
 ///
 /// let input = "Warning: 1 device skipped\n\
@@ -85,7 +86,8 @@ impl ParseLine for ExportLine {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{parse_export_line, ReadErrorKind};
 ///
 /// let err = parse_export_line("devices.txt", 7, r#"{"id":"d1","importMode":"upsert"}"#).unwrap_err();
@@ -333,7 +335,8 @@ pub fn read_export(path: impl AsRef<Path>) -> Result<DeviceFile, ReadError> {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{collect_export, ExportReader};
 ///
 /// let input = concat!(
@@ -360,7 +363,8 @@ pub fn collect_export<R: BufRead>(reader: ExportReader<R>) -> Result<DeviceFile,
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{collect_identities, IdentityReader};
 ///
 /// let input = r#"[{"deviceId":"gw","etag":"MQ==","status":"enabled","authentication":{"type":"sas","symmetricKey":{"primaryKey":"cHJpbWFyeWtleXByaW1hcnk=","secondaryKey":"c2Vjb25kYXJ5a2V5c2Vjb25k"}}},
@@ -498,7 +502,8 @@ impl<'a> From<&'a ExportLine> for ExportLineRef<'a> {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::doc::{Entity, Status, StatusValue};
 /// use failback::format::{write_export_line, ExportLineRef, ImportMode};
 ///
@@ -594,7 +599,7 @@ pub(crate) fn write_line<W: Write>(
 ///
 /// ```
 /// use failback::doc::{DeviceSnapshot, Entity, Status, StatusValue};
-/// use failback::format::{collect_export, write_device, DeviceEtags, ExportReader};
+/// use failback::format::{read_export, write_device, DeviceEtags};
 ///
 /// let mut snapshot = DeviceSnapshot { id: "edge-1".into(), ..Default::default() };
 /// snapshot.device.status = Some(StatusValue { status: Status::Enabled, reason: None });
@@ -602,8 +607,16 @@ pub(crate) fn write_line<W: Write>(
 /// snapshot.modules.insert("$edgeAgent".into(), Entity::default());
 /// let mut out = Vec::new();
 /// write_device(&mut out, &snapshot, DeviceEtags::default())?;
-/// let file = collect_export(ExportReader::new(out.as_slice(), "merged.jsonl"))?;
-/// assert_eq!(file.devices["edge-1"].snapshot, snapshot);
+/// let text = String::from_utf8(out)?;
+/// let lines: Vec<&str> = text.lines().collect();
+/// assert!(lines[0].starts_with(r#"{"id":"edge-1","status":"enabled""#));
+/// assert!(lines[1].contains(r#""moduleId":"$edgeAgent""#), "modules sorted");
+///
+/// let path = std::env::temp_dir().join(format!("failback-doc-{}-merged.jsonl", std::process::id()));
+/// std::fs::write(&path, &text)?;
+/// let file = read_export(&path);
+/// std::fs::remove_file(&path)?;
+/// assert_eq!(file?.devices["edge-1"].snapshot, snapshot);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn write_device<W: Write>(

@@ -37,7 +37,8 @@ pub struct IdentityLine(pub ExportLine);
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::IdentityReader;
 ///
 /// let input = r#"[
@@ -94,7 +95,8 @@ impl DeviceLine for IdentityLine {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::parse_identity_line;
 ///
 /// let text = r#"{"deviceId":"d1","moduleId":"m1","etag":"\"Mg==\"","managedBy":"iotEdge","authentication":{"type":"none"}}"#;

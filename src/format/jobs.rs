@@ -187,7 +187,8 @@ impl ParseLine for JobLine {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::ReplicaId;
 /// use failback::doc::JobStatus;
 /// use failback::format::read_jobs;

@@ -17,21 +17,26 @@
 //! # Example
 //!
 //! ```
-//! use failback::format::{collect_export, write_device, ExportReader};
+//! use failback::format::{read_export, write_device};
 //!
+//! let dir = std::env::temp_dir().join(format!("failback-doc-{}-format", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
 //! let input = concat!(
 //!     "Warning: hub export started\n",
 //!     r#"{"id":"d1","eTag":"\"MQ==\"","status":"enabled","authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeQAAAAAAAAAAAA==","secondaryKey":"c2Vjb25kYXJ5AAAAAAAAAA=="},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"},"twinETag":"AAAAAAAAAAE=","tags":{"site":"lyon"},"properties":{"desired":{},"reported":{}}}"#,
 //!     "\n",
 //! );
-//! let export = collect_export(ExportReader::new(input.as_bytes(), "devices.txt"))?;
+//! std::fs::write(dir.join("devices.txt"), input)?;
+//! let export = read_export(dir.join("devices.txt"))?;
 //! assert_eq!(export.skipped, 1);
 //! let device = &export.devices["d1"];
 //! assert_eq!(device.meta.etag.as_deref(), Some("MQ=="));
 //!
 //! let mut out = Vec::new();
 //! write_device(&mut out, &device.snapshot, device.etags())?;
-//! let again = collect_export(ExportReader::new(out.as_slice(), "merged.jsonl"))?;
+//! std::fs::write(dir.join("merged.jsonl"), &out)?;
+//! let again = read_export(dir.join("merged.jsonl"))?;
+//! std::fs::remove_dir_all(&dir)?;
 //! assert_eq!(again.devices["d1"].snapshot, device.snapshot);
 //! assert_eq!(again.devices["d1"].etags().etag, Some("MQ=="));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

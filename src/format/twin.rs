@@ -83,7 +83,8 @@ const FIELDS: [&str; 14] = [
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::TwinReader;
 ///
 /// let input = concat!(
@@ -116,7 +117,8 @@ impl ParseLine for TwinLine {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{parse_twin_line, ReadErrorKind};
 ///
 /// let text = r#"{"deviceId":"d1","properties":{"reported":{"$metadata":{"t":{"$lastUpdated":"soon"}}}}}"#;
@@ -632,7 +634,8 @@ pub fn read_twins(path: impl AsRef<Path>) -> Result<DeviceFile, ReadError> {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::format::{collect_twins, TwinReader};
 ///
 /// let input = concat!(
@@ -759,15 +762,20 @@ pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
 /// # Example
 ///
 /// ```
-/// use failback::format::{collect_twins, write_twin_device, DeviceRecord, TwinReader};
+/// use failback::format::{read_twins, write_twin_device, DeviceRecord};
 ///
 /// let mut device = DeviceRecord::default();
-/// device.snapshot.id = "d1".into();
-/// device.snapshot.modules.insert("m1".into(), Default::default());
+/// device.snapshot.id = "edge-1".into();
+/// device.snapshot.modules.insert("$edgeAgent".into(), Default::default());
 /// let mut out = Vec::new();
 /// write_twin_device(&mut out, &device)?;
-/// let file = collect_twins(TwinReader::new(out.as_slice(), "t"))?;
-/// assert_eq!(file.devices["d1"].snapshot, device.snapshot);
+/// assert_eq!(String::from_utf8(out.clone())?.lines().count(), 2);
+///
+/// let path = std::env::temp_dir().join(format!("failback-doc-{}-twins.jsonl", std::process::id()));
+/// std::fs::write(&path, &out)?;
+/// let file = read_twins(&path);
+/// std::fs::remove_file(&path)?;
+/// assert_eq!(file?.devices["edge-1"].snapshot, device.snapshot);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn write_twin_device<W: Write>(w: &mut W, device: &DeviceRecord) -> io::Result<()> {

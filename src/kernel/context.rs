@@ -21,7 +21,8 @@ use crate::clock::{Dot, ReplicaId, VersionVector};
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::kernel::CausalContext;
 /// use failback::{Dot, ReplicaId};
 ///

@@ -12,12 +12,25 @@ use crate::clock::Dot;
 /// # Example
 ///
 /// ```
-/// use failback::kernel::MvReg;
+/// use failback::doc::{DeviceSnapshot, HubState};
+/// use failback::kernel::InvariantError;
+/// use failback::{Dot, ReplicaId, Stamp};
 ///
-/// let twice = r#"[{"dot":"a:1","stamp":{"ms":1,"l":0,"r":"a"},"value":1},
-///                 {"dot":"a:1","stamp":{"ms":1,"l":0,"r":"a"},"value":2}]"#;
-/// let err = serde_json::from_str::<MvReg<u8>>(twice).unwrap_err();
-/// assert!(err.to_string().starts_with("dot a:1 is held twice by one register"));
+/// let primary = ReplicaId::new("primary")?;
+/// let mut state = HubState::new();
+/// let device = DeviceSnapshot { id: "thermostat-7".into(), ..Default::default() };
+/// state.put_device(&device, &Stamp::new(1, 0, primary.clone()), None);
+///
+/// // A state file whose causal context forgot the write its device holds.
+/// let text = String::from_utf8(state.to_canonical_json()?)?;
+/// let corrupted = text.replace(r#""ctx":{"vv":{"primary":1}}"#, r#""ctx":{"vv":{}}"#);
+/// let err = serde_json::from_str::<HubState>(&corrupted).unwrap_err();
+/// let broken = InvariantError::DeviceUnseenDot {
+///     device: "thermostat-7".into(),
+///     dot: Dot::new(primary, 1),
+/// };
+/// assert!(err.to_string().contains(&broken.to_string()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

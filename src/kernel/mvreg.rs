@@ -148,7 +148,8 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entry<V> {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::kernel::{Causal, Merge, MvReg, Rank};
 /// use failback::{ReplicaId, Stamp};
 ///

@@ -23,7 +23,8 @@ use crate::clock::Dot;
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::kernel::{Causal, Merge, MvReg, OrMap, Rank};
 /// use failback::{ReplicaId, Stamp};
 ///

@@ -59,7 +59,8 @@ pub struct HubDevice<'a> {
 /// re-created the device the base holds: both are known and differ.
 /// Inputs without generation ids (exports) never say so.
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::reconcile::recreated;
 ///
 /// assert!(recreated(Some("636"), Some("637")));
@@ -210,7 +211,8 @@ pub struct Resolved<'a> {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::doc::{DeviceSnapshot, Policies};
 /// use failback::reconcile::{resolve_device, Base, HubDevice};
 /// use failback::{ReplicaId, Stamp};

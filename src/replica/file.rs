@@ -192,7 +192,8 @@ impl Replica {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::replica::{read_state, write_state_gzip, Replica};
 /// use failback::ReplicaId;
 ///
@@ -243,7 +244,8 @@ fn state_text<R: Read>(mut reader: R) -> io::Result<(String, bool)> {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::replica::{read_state, write_state, Replica};
 /// use failback::ReplicaId;
 ///
@@ -428,7 +430,8 @@ fn json_error(file: &str, error: &serde_json::Error) -> ReadError {
 ///
 /// # Example
 ///
-/// ```
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
 /// use failback::replica::read_state;
 ///
 /// let err = read_state(&br#"{"format":"failback-replica","version":4,"hub":"p","devices":[]}"#[..], "s.json").unwrap_err();
