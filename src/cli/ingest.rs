@@ -49,6 +49,9 @@ pub struct IngestArgs {
     /// incarnation whose create is known into a tree, every N events
     /// (default 100000) and at the end, so memory and the state file grow
     /// with devices, not events (the state is then written as version 3).
+    /// A compacted state file is still about 6x an export of the same
+    /// devices as plain JSON and about a quarter of one as `STATE.json.gz`:
+    /// keep a long-lived replica as `.gz`.
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "100000")]
     compact: Option<u64>,
     /// Change-event files: JSON records in any envelope, or Avro files of
