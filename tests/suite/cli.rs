@@ -22,6 +22,19 @@ fn scratch(name: &str) -> PathBuf {
     crate::common::scratch("cli", name)
 }
 
+/// `merge` of the base fixture, `primary` as the primary hub and the
+/// secondary fixture.
+fn merge_primary(primary: &str, out: &Path) -> Output {
+    merge(
+        &fixture("base.jsonl"),
+        &[
+            ("primary", primary),
+            ("secondary", &fixture("secondary.jsonl")),
+        ],
+        out,
+    )
+}
+
 fn merge(base: &str, hubs: &[(&str, &str)], out: &Path) -> Output {
     let mut args = vec!["merge".to_owned(), "--base".into(), base.into()];
     for (name, file) in hubs {
@@ -122,14 +135,7 @@ fn plans_bring_every_hub_to_the_merged_state_and_a_second_merge_is_empty() {
 fn the_fixture_merge_follows_every_policy() {
     let dir = scratch("policies");
     let out = dir.join("out");
-    let run = merge(
-        &fixture("base.jsonl"),
-        &[
-            ("primary", &fixture("primary.jsonl")),
-            ("secondary", &fixture("secondary.jsonl")),
-        ],
-        &out,
-    );
+    let run = merge_primary(&fixture("primary.jsonl"), &out);
     assert!(run.status.success());
     let merged = read(&out.join("merged.jsonl"));
     let line = |id: &str| -> serde_json::Value {
@@ -399,14 +405,7 @@ fn a_write_the_file_system_refuses_is_an_internal_error_exit_1() {
     let file = dir.join("a-file");
     std::fs::write(&file, "x\n").unwrap();
     let out = file.join("out");
-    let run = merge(
-        &fixture("base.jsonl"),
-        &[
-            ("primary", &fixture("primary.jsonl")),
-            ("secondary", &fixture("secondary.jsonl")),
-        ],
-        &out,
-    );
+    let run = merge_primary(&fixture("primary.jsonl"), &out);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
@@ -425,14 +424,7 @@ fn a_write_the_file_system_refuses_is_an_internal_error_exit_1() {
 fn keys_appear_only_in_the_merged_file_and_the_plans() {
     let dir = scratch("secrets");
     let out = dir.join("out");
-    let run = merge(
-        &fixture("base.jsonl"),
-        &[
-            ("primary", &fixture("primary.jsonl")),
-            ("secondary", &fixture("secondary.jsonl")),
-        ],
-        &out,
-    );
+    let run = merge_primary(&fixture("primary.jsonl"), &out);
     assert!(run.status.success());
     let mut keys = Vec::new();
     for file in ["base.jsonl", "primary.jsonl", "secondary.jsonl"] {
@@ -487,14 +479,7 @@ fn bad_input_exits_2_naming_file_and_line_and_leaves_no_output() {
         let file = dir.join(format!("{name}.jsonl"));
         std::fs::write(&file, text).unwrap();
         let out = dir.join(format!("out-{name}"));
-        let run = merge(
-            &fixture("base.jsonl"),
-            &[
-                ("primary", file.to_str().unwrap()),
-                ("secondary", &fixture("secondary.jsonl")),
-            ],
-            &out,
-        );
+        let run = merge_primary(file.to_str().unwrap(), &out);
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(2), "{name}: {stderr}");
         assert!(
@@ -538,14 +523,7 @@ fn a_device_given_twice_or_a_module_without_its_device_is_named_by_its_lines() {
         let file = dir.join(format!("{name}.jsonl"));
         std::fs::write(&file, text).unwrap();
         let out = dir.join(format!("out-{name}"));
-        let run = merge(
-            &fixture("base.jsonl"),
-            &[
-                ("primary", file.to_str().unwrap()),
-                ("secondary", &fixture("secondary.jsonl")),
-            ],
-            &out,
-        );
+        let run = merge_primary(file.to_str().unwrap(), &out);
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(2), "{name}: {stderr}");
         assert_eq!(
