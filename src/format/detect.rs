@@ -108,7 +108,19 @@ impl fmt::Display for Format {
     }
 }
 
-/// A name that is none of `export`, `twin`, `identity`.
+/// A name that is none of `export`, `twin`, `identity`: the error of
+/// parsing a [`Format`].
+///
+/// # Example
+///
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
+/// use failback::format::{Format, UnknownFormatName};
+///
+/// let err = "devices".parse::<Format>().unwrap_err();
+/// assert_eq!(err, UnknownFormatName("devices".into()));
+/// assert_eq!(err.to_string(), r#"unknown format "devices", expected "export", "twin" or "identity""#);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown format {0:?}, expected \"export\", \"twin\" or \"identity\"")]
 pub struct UnknownFormatName(pub String);
@@ -336,20 +348,62 @@ pub enum InputFile {
 pub fn read_input(path: impl AsRef<Path>, forced: Option<Format>) -> Result<InputFile, ReadError> {
     let path = path.as_ref();
     let name = path.display().to_string();
-    let open = || {
+    read_twice(&name, forced, || {
         File::open(path)
             .map(BufReader::new)
             .map_err(|e| ReadError::io(name.clone(), e))
-    };
+    })
+}
+
+/// Reads the text of a whole file held in memory, named `file` in errors,
+/// as [`read_input`] reads a file: in the format `forced`, or that of its
+/// first JSON line.
+///
+/// # Errors
+///
+/// As [`read_input`], but for opening a file.
+///
+/// # Example
+///
+/// ```
+/// use failback::format::{parse_input, Format, InputFile};
+///
+/// let text = concat!(
+///     "Warning: export started\n",
+///     r#"{"id":"thermostat-7","eTag":"MQ==","status":"disabled","statusReason":"stolen"}"#, "\n",
+/// );
+/// let InputFile::Export(export) = parse_input("devices.txt", text.as_bytes(), None)? else {
+///     panic!("an export");
+/// };
+/// assert_eq!(export.skipped, 1);
+/// assert_eq!(export.devices["thermostat-7"].meta.etag.as_deref(), Some("MQ=="));
+///
+/// let err = parse_input("twins.jsonl", text.as_bytes(), Some(Format::Twin)).unwrap_err();
+/// assert!(err.to_string().starts_with("twins.jsonl:2:"));
+/// # Ok::<(), failback::format::ReadError>(())
+/// ```
+pub fn parse_input(
+    file: &str,
+    text: &[u8],
+    forced: Option<Format>,
+) -> Result<InputFile, ReadError> {
+    read_twice(file, forced, || Ok(text))
+}
+
+/// Reads the stream `open` gives twice: once for its format, once in it.
+fn read_twice<R: BufRead>(
+    name: &str,
+    forced: Option<Format>,
+    open: impl Fn() -> Result<R, ReadError>,
+) -> Result<InputFile, ReadError> {
+    let name = name.to_owned();
     match sniff_format(open()?, &name, forced)? {
-        Some(Format::Twin) => {
-            collect_twins(TwinReader::new(open()?, name.clone())).map(InputFile::Twin)
-        }
+        Some(Format::Twin) => collect_twins(TwinReader::new(open()?, name)).map(InputFile::Twin),
         Some(Format::Identity) => {
-            collect_identities(IdentityReader::new(open()?, name.clone())).map(InputFile::Identity)
+            collect_identities(IdentityReader::new(open()?, name)).map(InputFile::Identity)
         }
         Some(Format::Export) | None => {
-            collect_export(ExportReader::new(open()?, name.clone())).map(InputFile::Export)
+            collect_export(ExportReader::new(open()?, name)).map(InputFile::Export)
         }
     }
 }

@@ -599,7 +599,7 @@ pub(crate) fn write_line<W: Write>(
 ///
 /// ```
 /// use failback::doc::{DeviceSnapshot, Entity, Status, StatusValue};
-/// use failback::format::{read_export, write_device, DeviceEtags};
+/// use failback::format::{parse_input, write_device, DeviceEtags, InputFile};
 ///
 /// let mut snapshot = DeviceSnapshot { id: "edge-1".into(), ..Default::default() };
 /// snapshot.device.status = Some(StatusValue { status: Status::Enabled, reason: None });
@@ -611,12 +611,10 @@ pub(crate) fn write_line<W: Write>(
 /// let lines: Vec<&str> = text.lines().collect();
 /// assert!(lines[0].starts_with(r#"{"id":"edge-1","status":"enabled""#));
 /// assert!(lines[1].contains(r#""moduleId":"$edgeAgent""#), "modules sorted");
-///
-/// let path = std::env::temp_dir().join(format!("failback-doc-{}-merged.jsonl", std::process::id()));
-/// std::fs::write(&path, &text)?;
-/// let file = read_export(&path);
-/// std::fs::remove_file(&path)?;
-/// assert_eq!(file?.devices["edge-1"].snapshot, snapshot);
+/// let InputFile::Export(file) = parse_input("merged.jsonl", text.as_bytes(), None)? else {
+///     panic!("an export");
+/// };
+/// assert_eq!(file.devices["edge-1"].snapshot, snapshot);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn write_device<W: Write>(

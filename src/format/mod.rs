@@ -17,26 +17,25 @@
 //! # Example
 //!
 //! ```
-//! use failback::format::{read_export, write_device};
+//! use failback::format::{parse_input, write_device, InputFile};
 //!
-//! let dir = std::env::temp_dir().join(format!("failback-doc-{}-format", std::process::id()));
-//! std::fs::create_dir_all(&dir)?;
 //! let input = concat!(
 //!     "Warning: hub export started\n",
 //!     r#"{"id":"d1","eTag":"\"MQ==\"","status":"enabled","authentication":{"symmetricKey":{"primaryKey":"cHJpbWFyeQAAAAAAAAAAAA==","secondaryKey":"c2Vjb25kYXJ5AAAAAAAAAA=="},"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"type":"sas"},"twinETag":"AAAAAAAAAAE=","tags":{"site":"lyon"},"properties":{"desired":{},"reported":{}}}"#,
 //!     "\n",
 //! );
-//! std::fs::write(dir.join("devices.txt"), input)?;
-//! let export = read_export(dir.join("devices.txt"))?;
+//! let InputFile::Export(export) = parse_input("devices.txt", input.as_bytes(), None)? else {
+//!     panic!("an export");
+//! };
 //! assert_eq!(export.skipped, 1);
 //! let device = &export.devices["d1"];
 //! assert_eq!(device.meta.etag.as_deref(), Some("MQ=="));
 //!
 //! let mut out = Vec::new();
 //! write_device(&mut out, &device.snapshot, device.etags())?;
-//! std::fs::write(dir.join("merged.jsonl"), &out)?;
-//! let again = read_export(dir.join("merged.jsonl"))?;
-//! std::fs::remove_dir_all(&dir)?;
+//! let InputFile::Export(again) = parse_input("merged.jsonl", &out, None)? else {
+//!     panic!("an export");
+//! };
 //! assert_eq!(again.devices["d1"].snapshot, device.snapshot);
 //! assert_eq!(again.devices["d1"].etags().etag, Some("MQ=="));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -67,7 +66,7 @@ mod write;
 
 pub(crate) use c2d::{Ack, FeedbackRecord, OutboxRecord, outcome_name};
 pub(crate) use detect::line_id;
-pub use detect::{Format, InputFile, read_input};
+pub use detect::{Format, InputFile, parse_input, read_input};
 internals!(detect::UnknownFormatName);
 internals!(detect::detect_format);
 internals!(detect::sniff_format);

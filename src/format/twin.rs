@@ -762,7 +762,7 @@ pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
 /// # Example
 ///
 /// ```
-/// use failback::format::{read_twins, write_twin_device, DeviceRecord};
+/// use failback::format::{parse_input, write_twin_device, DeviceRecord, InputFile};
 ///
 /// let mut device = DeviceRecord::default();
 /// device.snapshot.id = "edge-1".into();
@@ -770,12 +770,10 @@ pub fn write_twin_line<W: Write>(w: &mut W, twin: &TwinLine) -> io::Result<()> {
 /// let mut out = Vec::new();
 /// write_twin_device(&mut out, &device)?;
 /// assert_eq!(String::from_utf8(out.clone())?.lines().count(), 2);
-///
-/// let path = std::env::temp_dir().join(format!("failback-doc-{}-twins.jsonl", std::process::id()));
-/// std::fs::write(&path, &out)?;
-/// let file = read_twins(&path);
-/// std::fs::remove_file(&path)?;
-/// assert_eq!(file?.devices["edge-1"].snapshot, device.snapshot);
+/// let InputFile::Twin(file) = parse_input("twins.jsonl", &out, None)? else {
+///     panic!("a twin file");
+/// };
+/// assert_eq!(file.devices["edge-1"].snapshot, device.snapshot);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn write_twin_device<W: Write>(w: &mut W, device: &DeviceRecord) -> io::Result<()> {
