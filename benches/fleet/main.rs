@@ -238,20 +238,9 @@ fn merge_job(dir: &Path, out: &Path, jobs: usize, reading: Reading) -> MergeJob 
             (ReplicaId::new("primary").expect("valid"), primary),
             (ReplicaId::new("secondary").expect("valid"), secondary),
         ],
-        out: out.to_owned(),
-        active_order: None,
-        as_of: BTreeMap::new(),
-        max_drift_ms: 300_000,
-        now_ms: 1_800_000_000_000,
         jobs,
         reading,
-        format: None,
-        policies: Policies::default(),
-        allow_new_keys: false,
-        shard: None,
-        appmeta_base: None,
-        appmeta: Vec::new(),
-        jobs_files: Vec::new(),
+        ..MergeJob::new(out, 1_800_000_000_000)
     }
 }
 

@@ -43,8 +43,7 @@ use source::{Index, Source, SourceError, Stream, replica_source};
 /// # Example
 ///
 /// ```
-/// use std::collections::BTreeMap;
-/// use failback::job::{run_merge, MergeJob, Reading};
+/// use failback::job::{run_merge, MergeJob};
 /// use failback::{Policies, ReplicaId};
 ///
 /// let dir = std::env::temp_dir().join(format!("failback-doc-{}-job", std::process::id()));
@@ -60,12 +59,8 @@ use source::{Index, Source, SourceError, Stream, replica_source};
 ///         (ReplicaId::new("primary")?, dir.join("primary.jsonl")),
 ///         (ReplicaId::new("secondary")?, dir.join("secondary.jsonl")),
 ///     ],
-///     appmeta_base: None, appmeta: vec![], jobs_files: vec![],
-///     out: dir.join("out"),
-///     active_order: None, as_of: BTreeMap::new(),
-///     max_drift_ms: 300_000, now_ms: 1_795_867_200_000, // 2026-11-28T12:00:00Z
-///     jobs: 1, reading: Reading::Auto, format: None,
-///     policies: Policies::default(), shard: None, allow_new_keys: false,
+///     policies: Policies::default(),
+///     ..MergeJob::new(dir.join("out"), 1_795_867_200_000) // 2026-11-28T12:00:00Z
 /// };
 /// run_merge(&job)?;
 /// let mut written: Vec<_> = std::fs::read_dir(&job.out)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
@@ -123,14 +118,65 @@ pub struct MergeJob {
     pub allow_new_keys: bool,
 }
 
+impl MergeJob {
+    /// A merge into `out` at the merging machine's time `now_ms`, with the
+    /// defaults of `failback merge`: no base, no hubs yet (add them), no
+    /// application metadata or jobs, no activation order or as-of times,
+    /// a drift bound of 5 minutes,
+    /// one thread, inputs read as [`Reading::Auto`] in the format each
+    /// file tells, the default policies, every shard, and no new keys.
+    /// Set the rest with struct update syntax.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    /// use failback::job::{MergeJob, Reading};
+    /// use failback::ReplicaId;
+    ///
+    /// let job = MergeJob {
+    ///     base: Some(PathBuf::from("base.jsonl")),
+    ///     hubs: vec![
+    ///         (ReplicaId::new("primary")?, PathBuf::from("primary.jsonl")),
+    ///         (ReplicaId::new("secondary")?, PathBuf::from("secondary.jsonl")),
+    ///     ],
+    ///     jobs: 2,
+    ///     ..MergeJob::new("out", 1_795_867_200_000)
+    /// };
+    /// assert_eq!(job.max_drift_ms, 300_000);
+    /// assert_eq!(job.reading, Reading::Auto);
+    /// assert!(!job.allow_new_keys);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
+    pub fn new(out: impl Into<PathBuf>, now_ms: i64) -> Self {
+        Self {
+            base: None,
+            hubs: Vec::new(),
+            appmeta_base: None,
+            appmeta: Vec::new(),
+            jobs_files: Vec::new(),
+            out: out.into(),
+            active_order: None,
+            as_of: BTreeMap::new(),
+            max_drift_ms: crate::clock::DEFAULT_MAX_DRIFT_MS,
+            now_ms,
+            jobs: 1,
+            reading: Reading::Auto,
+            format: None,
+            policies: Policies::default(),
+            shard: None,
+            allow_new_keys: false,
+        }
+    }
+}
+
 /// How a merge reads its inputs.
 ///
 /// # Example
 ///
 /// ```
-/// use std::collections::BTreeMap;
 /// use failback::job::{run_merge, MergeJob, Reading};
-/// use failback::{Policies, ReplicaId};
+/// use failback::ReplicaId;
 ///
 /// # let dir = std::env::temp_dir().join(format!("failback-doc-{}-{}", std::process::id(), "reading"));
 /// # std::fs::create_dir_all(&dir)?;
@@ -144,12 +190,8 @@ pub struct MergeJob {
 ///         (ReplicaId::new("primary")?, dir.join("primary.jsonl")),
 ///         (ReplicaId::new("secondary")?, dir.join("secondary.jsonl")),
 ///     ],
-///     out: dir.join("out"),
 ///     reading: Reading::Indexed, // inputs in any order
-/// #   base: None, appmeta_base: None, appmeta: vec![], jobs_files: vec![],
-/// #   active_order: None, as_of: BTreeMap::new(), max_drift_ms: 300_000,
-/// #   now_ms: 1_795_867_200_000, jobs: 1, format: None, policies: Policies::default(),
-/// #   shard: None, allow_new_keys: false,
+///     ..MergeJob::new(dir.join("out"), 1_795_867_200_000)
 /// };
 /// assert_eq!(Reading::default(), Reading::Auto);
 /// let report = run_merge(&job)?;
@@ -175,19 +217,13 @@ pub enum Reading {
 /// # Example
 ///
 /// ```
-/// use std::collections::BTreeMap;
-/// use failback::job::{run_merge, JobError, MergeJob, Reading};
-/// use failback::{Policies, ReplicaId};
+/// use failback::job::{run_merge, JobError, MergeJob};
+/// use failback::ReplicaId;
 ///
 /// // Checked before any file is read.
 /// let job = MergeJob {
 ///     hubs: vec![(ReplicaId::new("primary")?, "primary.jsonl".into())],
-///     out: "merged".into(),
-///     reading: Reading::Auto,
-/// #   base: None, appmeta_base: None, appmeta: vec![], jobs_files: vec![],
-/// #   active_order: None, as_of: BTreeMap::new(), max_drift_ms: 300_000,
-/// #   now_ms: 1_795_867_200_000, jobs: 1, format: None, policies: Policies::default(),
-/// #   shard: None, allow_new_keys: false,
+///     ..MergeJob::new("merged", 1_795_867_200_000)
 /// };
 /// let error = run_merge(&job).unwrap_err();
 /// assert!(matches!(error, JobError::TooFewHubs { given: 1 }));
@@ -340,9 +376,8 @@ fn new_keys_message(records: &[String]) -> String {
 /// # Example
 ///
 /// ```
-/// use std::collections::BTreeMap;
-/// use failback::job::{run_merge, MergeJob, Reading};
-/// use failback::{Policies, ReplicaId};
+/// use failback::job::{run_merge, MergeJob};
+/// use failback::ReplicaId;
 ///
 /// # let dir = std::env::temp_dir().join(format!("failback-doc-{}-{}", std::process::id(), "report"));
 /// # std::fs::create_dir_all(&dir)?;
@@ -356,12 +391,7 @@ fn new_keys_message(records: &[String]) -> String {
 ///         (ReplicaId::new("primary")?, dir.join("primary.jsonl")),
 ///         (ReplicaId::new("secondary")?, dir.join("secondary.jsonl")),
 ///     ],
-///     out: dir.join("out"),
-///     reading: Reading::Auto,
-/// #   base: None, appmeta_base: None, appmeta: vec![], jobs_files: vec![],
-/// #   active_order: None, as_of: BTreeMap::new(), max_drift_ms: 300_000,
-/// #   now_ms: 1_795_867_200_000, jobs: 1, format: None, policies: Policies::default(),
-/// #   shard: None, allow_new_keys: false,
+///     ..MergeJob::new(dir.join("out"), 1_795_867_200_000)
 /// };
 /// let report = run_merge(&job)?;
 /// # std::fs::remove_dir_all(&dir)?;
@@ -420,9 +450,8 @@ pub struct MergeReport {
 /// # Example
 ///
 /// ```
-/// use std::collections::BTreeMap;
-/// use failback::job::{run_merge, MergeJob, Reading};
-/// use failback::{Policies, ReplicaId};
+/// use failback::job::{run_merge, MergeJob};
+/// use failback::ReplicaId;
 ///
 /// # let dir = std::env::temp_dir().join(format!("failback-doc-{}-{}", std::process::id(), "run"));
 /// # std::fs::create_dir_all(&dir)?;
@@ -436,12 +465,7 @@ pub struct MergeReport {
 ///         (ReplicaId::new("primary")?, dir.join("primary.jsonl")),
 ///         (ReplicaId::new("secondary")?, dir.join("secondary.jsonl")),
 ///     ],
-///     out: dir.join("out"),
-///     reading: Reading::Auto,
-/// #   base: None, appmeta_base: None, appmeta: vec![], jobs_files: vec![],
-/// #   active_order: None, as_of: BTreeMap::new(), max_drift_ms: 300_000,
-/// #   now_ms: 1_795_867_200_000, jobs: 1, format: None, policies: Policies::default(),
-/// #   shard: None, allow_new_keys: false,
+///     ..MergeJob::new(dir.join("out"), 1_795_867_200_000)
 /// };
 /// run_merge(&job)?;
 /// let merged = std::fs::read_to_string(job.out.join("merged.jsonl"))?;

@@ -11,7 +11,6 @@ use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
 use failback::ReplicaId;
-use failback::doc::Policies;
 use failback::format::{
     DEFAULT_MAX_LINE, ExportReader, InputFile, ReadError, ReadErrorKind, TwinReader,
     collect_export, collect_twins, read_input,
@@ -282,21 +281,10 @@ fn twin_merge_read(
     let job = MergeJob {
         base: None,
         hubs: vec![(hub("primary"), primary), (hub("secondary"), second)],
-        out: out.clone(),
-        active_order: None,
-        as_of: Default::default(),
-        max_drift_ms: 5 * 60 * 1000,
-        now_ms: NOW_MS,
-        jobs: 1,
         reading,
-        format: None,
-        policies: Policies::default(),
         // Twin files carry no keys: these tests are about times and streaming.
         allow_new_keys: true,
-        shard: None,
-        appmeta_base: None,
-        appmeta: Vec::new(),
-        jobs_files: Vec::new(),
+        ..MergeJob::new(&out, NOW_MS)
     };
     (run_merge(&job).map(|_| ()), out)
 }

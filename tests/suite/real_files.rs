@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use failback::ReplicaId;
-use failback::doc::{AuthType, Policies, Status};
+use failback::doc::{AuthType, Status};
 use failback::format::{DeviceFile, InputFile, read_input};
-use failback::job::{MergeJob, Reading, run_merge};
+use failback::job::{MergeJob, run_merge};
 use proptest::prelude::*;
 
 fn fixture(name: &str) -> PathBuf {
@@ -539,20 +539,7 @@ proptest! {
                 (ReplicaId::new("primary").unwrap_or_else(|e| panic!("{e}")), paths[1].clone()),
                 (ReplicaId::new("secondary").unwrap_or_else(|e| panic!("{e}")), paths[2].clone()),
             ],
-            out: out.clone(),
-            active_order: None,
-            as_of: BTreeMap::new(),
-            max_drift_ms: 300_000,
-            now_ms: 1_800_000_000_000,
-            jobs: 1,
-            reading: Reading::Auto,
-            format: None,
-            policies: Policies::default(),
-            allow_new_keys: false,
-            shard: None,
-            appmeta_base: None,
-            appmeta: Vec::new(),
-            jobs_files: Vec::new(),
+            ..MergeJob::new(&out, 1_800_000_000_000)
         };
         let report = run_merge(&job);
         prop_assert!(report.is_ok(), "{:?}", report.err());

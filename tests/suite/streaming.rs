@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use failback::ReplicaId;
-use failback::doc::Policies;
 use failback::job::{JobError, MergeJob, MergeReport, Reading, run_merge};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -24,21 +23,9 @@ fn job(base: Option<&Path>, hubs: &[(&str, &Path)], out: &Path) -> MergeJob {
             .iter()
             .map(|(n, p)| (ReplicaId::new(n).unwrap(), p.to_path_buf()))
             .collect(),
-        out: out.to_owned(),
-        active_order: None,
-        as_of: BTreeMap::new(),
-        max_drift_ms: 300_000,
-        now_ms: 1_800_000_000_000,
-        jobs: 1,
-        reading: Reading::Auto,
-        format: None,
-        policies: Policies::default(),
         // Twin files carry no keys: these tests are about times and streaming.
         allow_new_keys: true,
-        shard: None,
-        appmeta_base: None,
-        appmeta: Vec::new(),
-        jobs_files: Vec::new(),
+        ..MergeJob::new(out, 1_800_000_000_000)
     }
 }
 
