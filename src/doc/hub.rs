@@ -601,7 +601,9 @@ impl HubState {
         self.doc.ctx.version_vector()
     }
 
-    /// The causal context: every write seen.
+    /// The causal context: every write seen. Public with the `internals`
+    /// feature, as [`CausalContext`] is; [`HubState::version_vector`] is
+    /// its contiguous part.
     ///
     /// # Example
     ///
@@ -617,6 +619,7 @@ impl HubState {
     /// assert!(!state.context().contains(&Dot::new(p, 2)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[cfg(feature = "internals")]
     pub fn context(&self) -> &CausalContext {
         &self.doc.ctx
     }

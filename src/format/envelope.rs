@@ -119,7 +119,18 @@ impl fmt::Display for Envelope {
     }
 }
 
-/// A name that is no [`Envelope`].
+/// A name that is no [`Envelope`]: the error of parsing one.
+///
+/// # Example
+///
+#[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+#[cfg_attr(feature = "internals", doc = "```")]
+/// use failback::format::{Envelope, UnknownEnvelope};
+///
+/// let err = "json".parse::<Envelope>().unwrap_err();
+/// assert_eq!(err, UnknownEnvelope("json".into()));
+/// assert!(err.to_string().starts_with(r#"unknown envelope "json", expected canonical"#));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown envelope {0:?}, expected canonical, storage-json, avro, monitor-events, event-grid or cloud-events"

@@ -189,9 +189,8 @@ pub struct Event {
     pub time: Option<i64>,
     /// The body's twin: none for connection events, nor for an event
     /// read as a replica holds it ([`EventReader::held`]; its version is
-    /// still [`Event::version`]). Boxed: an event without one (as a
-    /// replica holds it, see `held_version`) is then some 180 bytes, not
-    /// 600.
+    /// still [`Event::version`]). Boxed: an event without one, as a
+    /// replica holds it, is then some 180 bytes, not 600.
     pub twin: Option<Box<EventTwin>>,
     /// The body as canonical JSON (keys sorted), without any
     /// `authentication`.

@@ -45,16 +45,59 @@ pub struct CausalContext {
 
 impl CausalContext {
     /// The empty context.
+    ///
+    /// # Example
+    ///
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
+    /// use failback::kernel::CausalContext;
+    ///
+    /// let ctx = CausalContext::new();
+    /// assert!(ctx.is_empty());
+    /// assert_eq!(ctx, CausalContext::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Whether `dot` has been seen.
+    ///
+    /// # Example
+    ///
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
+    /// use failback::kernel::CausalContext;
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let ctx: CausalContext = [Dot::new(p.clone(), 1), Dot::new(p.clone(), 3)].into_iter().collect();
+    /// assert!(ctx.contains(&Dot::new(p.clone(), 1)));
+    /// assert!(!ctx.contains(&Dot::new(p.clone(), 2)), "a gap is not seen");
+    /// assert!(ctx.contains(&Dot::new(p, 3)));
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn contains(&self, dot: &Dot) -> bool {
         self.vv.contains(dot) || self.cloud.contains(dot)
     }
 
     /// Records `dot` as seen.
+    ///
+    /// # Example
+    ///
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
+    /// use failback::kernel::CausalContext;
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let s = ReplicaId::new("secondary")?;
+    /// let mut ctx = CausalContext::new();
+    /// ctx.insert(Dot::new(s.clone(), 3));
+    /// assert_eq!(ctx.cloud().count(), 1, "beyond a gap: in the cloud");
+    /// ctx.insert(Dot::new(s.clone(), 1));
+    /// ctx.insert(Dot::new(s.clone(), 2));
+    /// assert_eq!((ctx.version_vector().get(&s), ctx.cloud().count()), (3, 0));
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn insert(&mut self, dot: Dot) {
         if self.vv.contains(&dot) {
             return;
@@ -69,6 +112,21 @@ impl CausalContext {
 
     /// The dot the next write of `replica` should take: one past the
     /// highest counter of `replica` seen so far.
+    ///
+    /// # Example
+    ///
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
+    /// use failback::kernel::CausalContext;
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut ctx = CausalContext::new();
+    /// assert_eq!(ctx.next_dot(&p), Dot::new(p.clone(), 1));
+    /// ctx.insert(Dot::new(p.clone(), 5)); // seen out of order still counts
+    /// assert_eq!(ctx.next_dot(&p), Dot::new(p, 6));
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn next_dot(&self, replica: &ReplicaId) -> Dot {
         let in_cloud = self
             .cloud
@@ -80,6 +138,22 @@ impl CausalContext {
     }
 
     /// The union of both contexts.
+    ///
+    /// # Example
+    ///
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
+    /// use failback::kernel::CausalContext;
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let mut mine: CausalContext = [Dot::new(p.clone(), 1)].into_iter().collect();
+    /// let theirs: CausalContext = [Dot::new(p.clone(), 2), Dot::new(p.clone(), 4)].into_iter().collect();
+    /// mine.join(&theirs);
+    /// assert_eq!(mine.version_vector().get(&p), 2);
+    /// assert_eq!(mine.cloud().collect::<Vec<_>>(), [&Dot::new(p, 4)]);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn join(&mut self, other: &Self) {
         self.vv.join(&other.vv);
         for dot in &other.cloud {
@@ -92,16 +166,57 @@ impl CausalContext {
 
     /// The contiguous part: every replica's writes up to the counter given
     /// are seen. Dots seen out of order are not included.
+    ///
+    /// # Example
+    ///
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
+    /// use failback::kernel::CausalContext;
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let ctx: CausalContext = [1, 2, 4].map(|n| Dot::new(p.clone(), n)).into_iter().collect();
+    /// assert_eq!(ctx.version_vector().get(&p), 2);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn version_vector(&self) -> &VersionVector {
         &self.vv
     }
 
     /// Dots seen out of order, beyond a gap.
+    ///
+    /// # Example
+    ///
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
+    /// use failback::kernel::CausalContext;
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let p = ReplicaId::new("primary")?;
+    /// let ctx: CausalContext = [1, 3, 4].map(|n| Dot::new(p.clone(), n)).into_iter().collect();
+    /// let cloud: Vec<u64> = ctx.cloud().map(Dot::counter).collect();
+    /// assert_eq!(cloud, [3, 4]);
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn cloud(&self) -> impl Iterator<Item = &Dot> + '_ {
         self.cloud.iter()
     }
 
     /// Whether nothing has been seen.
+    ///
+    /// # Example
+    ///
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
+    /// use failback::kernel::CausalContext;
+    /// use failback::{Dot, ReplicaId};
+    ///
+    /// let mut ctx = CausalContext::new();
+    /// assert!(ctx.is_empty());
+    /// ctx.insert(Dot::new(ReplicaId::new("primary")?, 7));
+    /// assert!(!ctx.is_empty(), "a dot in the cloud is seen");
+    /// # Ok::<(), failback::clock::InvalidReplicaId>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.vv.is_empty() && self.cloud.is_empty()
     }
@@ -114,6 +229,19 @@ impl CausalContext {
     ///
     /// [`InvariantError::CloudNotBeyondGap`] on a cloud dot covered by, or
     /// adjacent to, the version vector.
+    ///
+    /// # Example
+    ///
+    #[cfg_attr(not(feature = "internals"), doc = "```ignore")]
+    #[cfg_attr(feature = "internals", doc = "```")]
+    /// use failback::kernel::CausalContext;
+    ///
+    /// // Deserializing folds a cloud dot next to the vector into it.
+    /// let ctx: CausalContext = serde_json::from_str(r#"{"vv":{"primary":1},"cloud":["primary:2","primary:5"]}"#)?;
+    /// assert!(ctx.check_invariants().is_ok());
+    /// assert_eq!(ctx.cloud().count(), 1);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         for dot in &self.cloud {
             let top = self.vv.get(dot.replica());
