@@ -1298,3 +1298,48 @@ mod round_trip {
         assert_eq!(ok, Some(json!(1)));
     }
 }
+
+/// `parse_input` reads bytes as `read_input` reads the file holding them:
+/// the same devices, or the same error, for every shape the fixtures hold
+/// (exports, twins, identities, arrays, pretty-printed, bad lines).
+#[test]
+fn parse_input_reads_bytes_as_read_input_reads_their_file() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in ["", "real", "failback", "twins"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        files.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_file() && p.extension().is_some_and(|e| e == "json" || e == "jsonl")
+                }),
+        );
+    }
+    files.sort();
+    assert!(files.len() > 10, "{files:?}");
+    let (mut read, mut refused) = (0, 0);
+    for path in &files {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).unwrap();
+        for forced in [None, Some(Format::Twin), Some(Format::Export)] {
+            let from_file = failback::format::read_input(path, forced);
+            let from_bytes = failback::format::parse_input(&name, &bytes, forced);
+            match (&from_file, &from_bytes) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b, "{name} {forced:?}");
+                    read += 1;
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.to_string(), b.to_string(), "{name} {forced:?}");
+                    refused += 1;
+                }
+                _ => panic!("{name} {forced:?}: {from_file:?} vs {from_bytes:?}"),
+            }
+        }
+    }
+    assert!(read > 10 && refused > 3, "read {read}, refused {refused}");
+}
