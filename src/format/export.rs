@@ -2,18 +2,20 @@
 //! reader, a reader of whole files grouped by device, and a canonical
 //! writer.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 
-use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::de::MapAccess;
 use serde_json::Value;
 
 use super::group::{DeviceLine, collect};
 use super::lines::{JsonlReader, ParseLine};
-use super::raw::{self, Ctx, Key, PropertiesSeed, RawAuth, RawProperties, RawSection, SectionSeed};
+use super::raw::{
+    self, Ctx, Fields, PropertiesSeed, RawAuth, RawProperties, RawSection, Record, SectionSeed,
+};
 use super::write::{Obj, Properties, Section};
 use super::{
     DeviceEtags, DeviceFile, DeviceRecord, Format, ImportMode, ReadError, ReadErrorKind, RecordMeta,
@@ -97,7 +99,7 @@ impl ParseLine for ExportLine {
 pub fn parse_export_line(file: &str, line: u64, text: &str) -> Result<ExportLine, ReadError> {
     let ctx = Ctx::default();
     let mut raw =
-        raw::parse(text, ExportSeed { ctx: &ctx }).map_err(|e| ctx.error(file, line, &e))?;
+        raw::parse(text, Record::<RawExport>::new(&ctx)).map_err(|e| ctx.error(file, line, &e))?;
     let (device, module) = (raw.id.clone(), raw.module_id.clone());
     let fail = |field: &str, kind| {
         ReadError::new(file, line, kind)
@@ -225,79 +227,61 @@ pub(crate) fn unquote(etag: String) -> String {
     }
 }
 
-struct ExportSeed<'c> {
-    ctx: &'c Ctx,
-}
+impl<'de> Fields<'de> for RawExport {
+    const NAMES: &'static [&'static str] = &FIELDS;
 
-impl<'de> DeserializeSeed<'de> for ExportSeed<'_> {
-    type Value = RawExport;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawExport, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ExportSeed<'_> {
-    type Value = RawExport;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawExport, A::Error> {
-        let ctx = self.ctx;
-        let mut raw = RawExport::default();
-        let mut seen = [false; FIELDS.len()];
-        while let Some(Key(key)) = map.next_key()? {
-            let Some(i) = FIELDS.iter().position(|f| *f == key) else {
-                raw.saw_device_id |= key == "deviceId";
-                let value = map.next_value::<Value>()?;
-                if raw.extra.contains_key(key.as_ref()) {
-                    return Err(ctx.fail(key, ReadErrorKind::DuplicateField));
-                }
-                raw.extra.insert(key.into_owned(), value);
-                continue;
-            };
-            let (Some(name), Some(seen)) = (FIELDS.get(i).copied(), seen.get_mut(i)) else {
-                continue;
-            };
-            match name {
-                "id" => {
-                    let id: String = ctx.value(&mut map, name, seen)?;
-                    *ctx.device.borrow_mut() = Some(id.clone());
-                    raw.id = Some(id);
-                }
-                "moduleId" => {
-                    raw.module_id = ctx.value(&mut map, name, seen)?;
-                    ctx.module.borrow_mut().clone_from(&raw.module_id);
-                }
-                "eTag" => raw.etag = ctx.value(&mut map, name, seen)?,
-                "importMode" => raw.import_mode = ctx.value(&mut map, name, seen)?,
-                "status" => raw.status = ctx.value(&mut map, name, seen)?,
-                "statusReason" => raw.status_reason = ctx.value(&mut map, name, seen)?,
-                "authentication" => raw.authentication = ctx.value(&mut map, name, seen)?,
-                "twinETag" => raw.twin_etag = ctx.value(&mut map, name, seen)?,
-                "tags" => {
-                    let seed = SectionSeed {
-                        ctx,
-                        path: "tags",
-                        metadata: false,
-                    };
-                    raw.tags = ctx.value_seed(&mut map, name, seen, seed)?;
-                }
-                "properties" => {
-                    let seed = PropertiesSeed {
-                        ctx,
-                        metadata: false,
-                    };
-                    raw.properties = ctx.value_seed(&mut map, name, seen, seed)?;
-                }
-                "capabilities" => raw.capabilities = ctx.value(&mut map, name, seen)?,
-                "deviceScope" => raw.device_scope = ctx.value(&mut map, name, seen)?,
-                _ => raw.parent_scopes = ctx.value(&mut map, name, seen)?,
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        ctx: &Ctx,
+        name: &'static str,
+        seen: &mut bool,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match name {
+            "id" => self.id = ctx.device_id(map, name, seen)?,
+            "moduleId" => self.module_id = ctx.module_id(map, name, seen)?,
+            "eTag" => self.etag = ctx.value(map, name, seen)?,
+            "importMode" => self.import_mode = ctx.value(map, name, seen)?,
+            "status" => self.status = ctx.value(map, name, seen)?,
+            "statusReason" => self.status_reason = ctx.value(map, name, seen)?,
+            "authentication" => self.authentication = ctx.value(map, name, seen)?,
+            "twinETag" => self.twin_etag = ctx.value(map, name, seen)?,
+            "tags" => {
+                let seed = SectionSeed {
+                    ctx,
+                    path: "tags",
+                    metadata: false,
+                };
+                self.tags = ctx.value_seed(map, name, seen, seed)?;
             }
+            "properties" => {
+                let seed = PropertiesSeed {
+                    ctx,
+                    metadata: false,
+                };
+                self.properties = ctx.value_seed(map, name, seen, seed)?;
+            }
+            "capabilities" => self.capabilities = ctx.value(map, name, seen)?,
+            "deviceScope" => self.device_scope = ctx.value(map, name, seen)?,
+            _ => self.parent_scopes = ctx.value(map, name, seen)?,
         }
-        Ok(raw)
+        Ok(())
+    }
+
+    /// Every other field is kept, verbatim, once.
+    fn other<A: MapAccess<'de>>(
+        &mut self,
+        ctx: &Ctx,
+        key: Cow<'de, str>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        self.saw_device_id |= key == "deviceId";
+        let value = map.next_value::<Value>()?;
+        if self.extra.contains_key(key.as_ref()) {
+            return Err(ctx.fail(key, ReadErrorKind::DuplicateField));
+        }
+        self.extra.insert(key.into_owned(), value);
+        Ok(())
     }
 }
 

@@ -11,15 +11,15 @@
 //! crate does not know: an identity is no import line, and what it holds
 //! beyond the registry's fields is the tool's that printed it.
 
-use std::fmt;
+use std::borrow::Cow;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{IgnoredAny, MapAccess};
 use serde_json::Value;
 
 use super::export::unquote;
 use super::group::DeviceLine;
 use super::lines::{JsonlReader, ParseLine};
-use super::raw::{self, Ctx, Key, RawAuth};
+use super::raw::{self, Ctx, Fields, RawAuth, Record};
 use super::{ExportLine, Format, ImportMode, ReadError, ReadErrorKind};
 use crate::doc::{Entity, StatusValue};
 use crate::validate::validate_entity;
@@ -108,8 +108,8 @@ impl DeviceLine for IdentityLine {
 /// ```
 pub fn parse_identity_line(file: &str, line: u64, text: &str) -> Result<ExportLine, ReadError> {
     let ctx = Ctx::default();
-    let raw =
-        raw::parse(text, IdentitySeed { ctx: &ctx }).map_err(|e| ctx.error(file, line, &e))?;
+    let raw = raw::parse(text, Record::<RawIdentity>::new(&ctx))
+        .map_err(|e| ctx.error(file, line, &e))?;
     let (device, module) = (raw.device_id.clone(), raw.module_id.clone());
     let fail = |field: &str, kind| {
         ReadError::new(file, line, kind)
@@ -236,59 +236,41 @@ fn convert(raw: RawIdentity, id: String) -> Result<ExportLine, (String, ReadErro
     })
 }
 
-struct IdentitySeed<'c> {
-    ctx: &'c Ctx,
-}
+impl<'de> Fields<'de> for RawIdentity {
+    const NAMES: &'static [&'static str] = &FIELDS;
 
-impl<'de> DeserializeSeed<'de> for IdentitySeed<'_> {
-    type Value = RawIdentity;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawIdentity, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for IdentitySeed<'_> {
-    type Value = RawIdentity;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawIdentity, A::Error> {
-        let ctx = self.ctx;
-        let mut raw = RawIdentity::default();
-        let mut seen = [false; FIELDS.len()];
-        while let Some(Key(key)) = map.next_key()? {
-            let Some(i) = FIELDS.iter().position(|f| *f == key) else {
-                raw.saw_id |= key == "id";
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            let (Some(name), Some(seen)) = (FIELDS.get(i).copied(), seen.get_mut(i)) else {
-                continue;
-            };
-            match name {
-                "deviceId" => {
-                    let id: String = ctx.value(&mut map, name, seen)?;
-                    *ctx.device.borrow_mut() = Some(id.clone());
-                    raw.device_id = Some(id);
-                }
-                "moduleId" => {
-                    raw.module_id = ctx.value(&mut map, name, seen)?;
-                    ctx.module.borrow_mut().clone_from(&raw.module_id);
-                }
-                "generationId" => raw.generation_id = ctx.value(&mut map, name, seen)?,
-                "etag" => raw.etag = ctx.value(&mut map, name, seen)?,
-                "status" => raw.status = ctx.value(&mut map, name, seen)?,
-                "statusReason" => raw.status_reason = ctx.value(&mut map, name, seen)?,
-                "authentication" => raw.authentication = ctx.value(&mut map, name, seen)?,
-                "capabilities" => raw.capabilities = ctx.value(&mut map, name, seen)?,
-                "deviceScope" => raw.device_scope = ctx.value(&mut map, name, seen)?,
-                _ => raw.parent_scopes = ctx.value(&mut map, name, seen)?,
-            }
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        ctx: &Ctx,
+        name: &'static str,
+        seen: &mut bool,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match name {
+            "deviceId" => self.device_id = ctx.device_id(map, name, seen)?,
+            "moduleId" => self.module_id = ctx.module_id(map, name, seen)?,
+            "generationId" => self.generation_id = ctx.value(map, name, seen)?,
+            "etag" => self.etag = ctx.value(map, name, seen)?,
+            "status" => self.status = ctx.value(map, name, seen)?,
+            "statusReason" => self.status_reason = ctx.value(map, name, seen)?,
+            "authentication" => self.authentication = ctx.value(map, name, seen)?,
+            "capabilities" => self.capabilities = ctx.value(map, name, seen)?,
+            "deviceScope" => self.device_scope = ctx.value(map, name, seen)?,
+            _ => self.parent_scopes = ctx.value(map, name, seen)?,
         }
-        Ok(raw)
+        Ok(())
+    }
+
+    /// Every other field (what the service computes) is skipped.
+    fn other<A: MapAccess<'de>>(
+        &mut self,
+        _: &Ctx,
+        key: Cow<'de, str>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        self.saw_id |= key == "id";
+        map.next_value::<IgnoredAny>()?;
+        Ok(())
     }
 }
 

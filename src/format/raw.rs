@@ -59,6 +59,30 @@ impl Ctx {
         self.value_seed(map, field, seen, std::marker::PhantomData)
     }
 
+    /// Reads the device id field `field`, noting the id for errors.
+    pub(crate) fn device_id<'de, A: MapAccess<'de>>(
+        &self,
+        map: &mut A,
+        field: &'static str,
+        seen: &mut bool,
+    ) -> Result<Option<String>, A::Error> {
+        let id: String = self.value(map, field, seen)?;
+        *self.device.borrow_mut() = Some(id.clone());
+        Ok(Some(id))
+    }
+
+    /// Reads the module id field `field`, noting the id for errors.
+    pub(crate) fn module_id<'de, A: MapAccess<'de>>(
+        &self,
+        map: &mut A,
+        field: &'static str,
+        seen: &mut bool,
+    ) -> Result<Option<String>, A::Error> {
+        let id: Option<String> = self.value(map, field, seen)?;
+        self.module.borrow_mut().clone_from(&id);
+        Ok(id)
+    }
+
     /// As [`Ctx::value`], with a seed.
     pub(crate) fn value_seed<'de, A, S>(
         &self,
@@ -381,6 +405,82 @@ pub(crate) fn status(value: &str) -> Result<Status, (String, ReadErrorKind)> {
 
 /// An object key, borrowed from the line when it has no escapes.
 pub(crate) struct Key<'de>(pub(crate) std::borrow::Cow<'de, str>);
+
+/// A line's typed fields as a [`Record`] reads them: each known field by
+/// name, each other key as the format wants (kept, or skipped).
+pub(crate) trait Fields<'de>: Default {
+    /// The known fields, in the order the writer writes them.
+    const NAMES: &'static [&'static str];
+
+    /// Reads the known field `name`; `seen` refuses a second occurrence
+    /// (see [`Ctx::value`]).
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        ctx: &Ctx,
+        name: &'static str,
+        seen: &mut bool,
+        map: &mut A,
+    ) -> Result<(), A::Error>;
+
+    /// Reads or skips the value of a key that is not in
+    /// [`NAMES`](Fields::NAMES).
+    fn other<A: MapAccess<'de>>(
+        &mut self,
+        ctx: &Ctx,
+        key: std::borrow::Cow<'de, str>,
+        map: &mut A,
+    ) -> Result<(), A::Error>;
+}
+
+/// The most known fields a [`Fields`] type may have.
+const MAX_FIELDS: usize = 16;
+
+/// Reads one JSON object into `T` by its [`Fields`], straight from the
+/// line's text.
+pub(crate) struct Record<'c, T> {
+    ctx: &'c Ctx,
+    fields: std::marker::PhantomData<T>,
+}
+
+impl<'c, T> Record<'c, T> {
+    /// A reader recording what fails in `ctx`.
+    pub(crate) fn new(ctx: &'c Ctx) -> Self {
+        Record {
+            ctx,
+            fields: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Fields<'de>> DeserializeSeed<'de> for Record<'_, T> {
+    type Value = T;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Fields<'de>> Visitor<'de> for Record<'_, T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        const { assert!(T::NAMES.len() <= MAX_FIELDS) };
+        let mut fields = T::default();
+        let mut seen = [false; MAX_FIELDS];
+        while let Some(Key(key)) = map.next_key()? {
+            let known = T::NAMES.iter().position(|name| *name == key);
+            match known.and_then(|i| Some((*T::NAMES.get(i)?, seen.get_mut(i)?))) {
+                Some((name, seen)) => fields.field(self.ctx, name, seen, &mut map)?,
+                None => fields.other(self.ctx, key, &mut map)?,
+            }
+        }
+        Ok(fields)
+    }
+}
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -12,19 +12,21 @@
 //! are kept beside the twin. Fields this crate does not know are dropped
 //! too: a twin is no import line, and they have nowhere to go.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess};
 use serde::ser::{Serialize, SerializeMap};
 use serde_json::Value;
 
 use super::group::{DeviceLine, collect};
 use super::lines::{JsonlReader, ParseLine};
-use super::raw::{self, Ctx, Key, PropertiesSeed, RawProperties, RawSection, SectionSeed};
+use super::raw::{
+    self, Ctx, Fields, PropertiesSeed, RawProperties, RawSection, Record, SectionSeed,
+};
 use super::write::{Properties, Section};
 use super::{DeviceFile, DeviceRecord, Format, ReadError, ReadErrorKind, RecordMeta};
 use crate::doc::{DeviceSnapshot, DeviceTimes, Entity, EntityTimes, Extra, MetaTree, StatusValue};
@@ -129,7 +131,7 @@ impl ParseLine for TwinLine {
 pub fn parse_twin_line(file: &str, line: u64, text: &str) -> Result<TwinLine, ReadError> {
     let ctx = Ctx::default();
     let mut raw =
-        raw::parse(text, TwinSeed { ctx: &ctx }).map_err(|e| ctx.error(file, line, &e))?;
+        raw::parse(text, Record::<RawTwin>::new(&ctx)).map_err(|e| ctx.error(file, line, &e))?;
     let (device, module) = (raw.device_id.clone(), raw.module_id.clone());
     let fail = |field: &str, kind| {
         ReadError::new(file, line, kind)
@@ -179,7 +181,7 @@ pub(crate) fn twin_body_of_value(
     module: Option<&str>,
 ) -> Result<(TwinLine, Covers), ReadError> {
     twin_body(file, line, device, module, |ctx| {
-        TwinSeed { ctx }.deserialize(body)
+        Record::<RawTwin>::new(ctx).deserialize(body)
     })
 }
 
@@ -411,7 +413,7 @@ struct RawTwin {
 }
 
 impl RawTwin {
-    /// A twin read from a parsed JSON value, by move, as [`TwinSeed`]
+    /// A twin read from a parsed JSON value, by move, as [`Record`]
     /// reads it; `None` where that would fail (a field of another type,
     /// a bad time in `$metadata`), for the caller to read it that way and
     /// get its error.
@@ -532,76 +534,59 @@ fn convert(mut raw: RawTwin, device_id: String) -> Result<TwinLine, (String, Rea
     })
 }
 
-struct TwinSeed<'c> {
-    ctx: &'c Ctx,
-}
+impl<'de> Fields<'de> for RawTwin {
+    const NAMES: &'static [&'static str] = &FIELDS;
 
-impl<'de> DeserializeSeed<'de> for TwinSeed<'_> {
-    type Value = RawTwin;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawTwin, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TwinSeed<'_> {
-    type Value = RawTwin;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTwin, A::Error> {
-        let ctx = self.ctx;
-        let mut raw = RawTwin::default();
-        let mut seen = [false; FIELDS.len()];
-        while let Some(Key(key)) = map.next_key()? {
-            let Some(i) = FIELDS.iter().position(|f| *f == key) else {
-                raw.saw_id |= key == "id";
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            let (Some(name), Some(seen)) = (FIELDS.get(i).copied(), seen.get_mut(i)) else {
-                continue;
-            };
-            match name {
-                "deviceId" => {
-                    let id: String = ctx.value(&mut map, name, seen)?;
-                    *ctx.device.borrow_mut() = Some(id.clone());
-                    raw.device_id = Some(id);
-                }
-                "moduleId" => {
-                    raw.module_id = ctx.value(&mut map, name, seen)?;
-                    ctx.module.borrow_mut().clone_from(&raw.module_id);
-                }
-                "etag" => raw.etag = ctx.value(&mut map, name, seen)?,
-                "deviceEtag" => raw.device_etag = ctx.value(&mut map, name, seen)?,
-                "generationId" => raw.generation_id = ctx.value(&mut map, name, seen)?,
-                "version" => raw.version = ctx.value(&mut map, name, seen)?,
-                "status" => raw.status = ctx.value(&mut map, name, seen)?,
-                "statusReason" => raw.status_reason = ctx.value(&mut map, name, seen)?,
-                "statusUpdateTime" => raw.status_update_time = ctx.value(&mut map, name, seen)?,
-                "capabilities" => raw.capabilities = ctx.value(&mut map, name, seen)?,
-                "deviceScope" => raw.device_scope = ctx.value(&mut map, name, seen)?,
-                "parentScopes" => raw.parent_scopes = ctx.value(&mut map, name, seen)?,
-                "tags" => {
-                    let seed = SectionSeed {
-                        ctx,
-                        path: "tags",
-                        metadata: false,
-                    };
-                    raw.tags = ctx.value_seed(&mut map, name, seen, seed)?;
-                }
-                _ => {
-                    let seed = PropertiesSeed {
-                        ctx,
-                        metadata: true,
-                    };
-                    raw.properties = ctx.value_seed(&mut map, name, seen, seed)?;
-                }
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        ctx: &Ctx,
+        name: &'static str,
+        seen: &mut bool,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match name {
+            "deviceId" => self.device_id = ctx.device_id(map, name, seen)?,
+            "moduleId" => self.module_id = ctx.module_id(map, name, seen)?,
+            "etag" => self.etag = ctx.value(map, name, seen)?,
+            "deviceEtag" => self.device_etag = ctx.value(map, name, seen)?,
+            "generationId" => self.generation_id = ctx.value(map, name, seen)?,
+            "version" => self.version = ctx.value(map, name, seen)?,
+            "status" => self.status = ctx.value(map, name, seen)?,
+            "statusReason" => self.status_reason = ctx.value(map, name, seen)?,
+            "statusUpdateTime" => self.status_update_time = ctx.value(map, name, seen)?,
+            "capabilities" => self.capabilities = ctx.value(map, name, seen)?,
+            "deviceScope" => self.device_scope = ctx.value(map, name, seen)?,
+            "parentScopes" => self.parent_scopes = ctx.value(map, name, seen)?,
+            "tags" => {
+                let seed = SectionSeed {
+                    ctx,
+                    path: "tags",
+                    metadata: false,
+                };
+                self.tags = ctx.value_seed(map, name, seen, seed)?;
+            }
+            _ => {
+                let seed = PropertiesSeed {
+                    ctx,
+                    metadata: true,
+                };
+                self.properties = ctx.value_seed(map, name, seen, seed)?;
             }
         }
-        Ok(raw)
+        Ok(())
+    }
+
+    /// Every other field (what the service computes or reports) is
+    /// skipped.
+    fn other<A: MapAccess<'de>>(
+        &mut self,
+        _: &Ctx,
+        key: Cow<'de, str>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        self.saw_id |= key == "id";
+        map.next_value::<IgnoredAny>()?;
+        Ok(())
     }
 }
 
