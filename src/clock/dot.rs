@@ -29,7 +29,10 @@ pub struct Dot {
 }
 
 impl Dot {
-    /// The dot of write number `counter` of `replica`.
+    /// The dot of write number `counter` of `replica`. Counters start at 1
+    /// (a [`VersionVector`](crate::VersionVector) entry of 0 means nothing
+    /// seen): nothing here issues a dot of counter 0, and one read back
+    /// from JSON is refused.
     ///
     /// # Example
     ///
