@@ -70,6 +70,10 @@ fn step() {
 fn step() {}
 
 /// Creates `path`, which must not exist, for writing, mode 0600.
+///
+/// # Errors
+///
+/// The file system's: `path` exists (`AlreadyExists`), or its directory is missing or not writable.
 pub fn create_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
@@ -81,6 +85,10 @@ pub fn create_private(path: &Path) -> io::Result<File> {
 }
 
 /// Creates the directory `path` (not its parents), mode 0700.
+///
+/// # Errors
+///
+/// The file system's: `path` exists, or its parent is missing or not writable.
 pub fn create_dir_private(path: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     #[cfg(unix)]
@@ -91,6 +99,10 @@ pub fn create_dir_private(path: &Path) -> io::Result<()> {
 }
 
 /// `fsync`s the directory `path`, making the names in it durable.
+///
+/// # Errors
+///
+/// The file system's, opening or syncing the directory.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     #[cfg(unix)]
     File::open(path)?.sync_all()?;
@@ -142,6 +154,10 @@ pub struct OutFile {
 
 impl OutFile {
     /// Creates `path` (which must not exist), mode 0600.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_private`].
     pub fn create(path: PathBuf) -> io::Result<Self> {
         let file = create_private(&path)?;
         Ok(Self {
@@ -156,6 +172,10 @@ impl OutFile {
     }
 
     /// Appends bytes.
+    ///
+    /// # Errors
+    ///
+    /// The file system's, when the buffer is written out.
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.writer.write_all(bytes)
     }
@@ -166,6 +186,11 @@ impl OutFile {
     }
 
     /// Flushes and `fsync`s the file.
+    ///
+    /// # Errors
+    ///
+    /// The file system's, flushing or syncing: the file may then be
+    /// partial, and is never renamed into place.
     pub fn finish(self) -> io::Result<()> {
         let file = self.writer.into_inner().map_err(|e| e.into_error())?;
         step();
@@ -186,6 +211,10 @@ pub struct Staged {
 /// Writes a file for `path` under the temporary name `.NAME.failback-tmp`
 /// beside it (removing one a killed run left), mode 0600, and syncs it.
 /// Nothing is at `path` yet: see [`Staged::commit`].
+///
+/// # Errors
+///
+/// The file system's, or `write`'s: the temporary file is then removed.
 pub fn stage_file(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
@@ -205,6 +234,10 @@ pub fn stage_file(
 
 impl Staged {
     /// Renames the file into place and syncs its directory.
+    ///
+    /// # Errors
+    ///
+    /// The file system's, renaming or syncing the directory.
     pub fn commit(mut self) -> io::Result<()> {
         fs::rename(&self.tmp, &self.path)?;
         self.done = true;
@@ -222,6 +255,10 @@ impl Drop for Staged {
 }
 
 /// Writes `path` whole: [`stage_file`] then [`Staged::commit`].
+///
+/// # Errors
+///
+/// As [`stage_file`] and [`Staged::commit`].
 pub fn write_file(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
@@ -230,6 +267,10 @@ pub fn write_file(
 }
 
 /// Removes the file `path` if it exists, durably.
+///
+/// # Errors
+///
+/// The file system's, but for a file that is not there.
 pub fn remove_file(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {
@@ -294,6 +335,11 @@ impl DirWriter {
     /// `out`, when it exists, must be a directory holding only names
     /// `is_output` accepts: a directory holding anything else is not
     /// replaced (its contents would be lost).
+    ///
+    /// # Errors
+    ///
+    /// The file system's, or an `AlreadyExists` error when `out` is not
+    /// a directory of outputs (see [`is_not_replaced`]).
     pub fn begin(out: &Path, is_output: &dyn Fn(&str) -> bool) -> io::Result<Self> {
         let tmp = sibling(out, "failback-tmp");
         let aside = sibling(out, "failback-aside");
@@ -335,6 +381,10 @@ impl DirWriter {
 
     /// Makes the subdirectory `name` (mode 0700), in which files are then
     /// created as `name/FILE`.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_dir_private`].
     pub fn create_dir(&mut self, name: &str) -> io::Result<()> {
         let path = self.tmp.join(name);
         create_dir_private(&path)?;
@@ -348,11 +398,19 @@ impl DirWriter {
     }
 
     /// Creates the file `name` in the directory, mode 0600.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_private`].
     pub fn create(&self, name: &str) -> io::Result<OutFile> {
         OutFile::create(self.tmp.join(name))
     }
 
     /// Writes the file `name` whole and syncs it.
+    ///
+    /// # Errors
+    ///
+    /// As [`OutFile::create`] and [`OutFile::finish`].
     pub fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let mut file = self.create(name)?;
         file.append(bytes)?;
@@ -363,6 +421,11 @@ impl DirWriter {
     /// [finished](OutFile::finish): syncs it, swaps it with the old `out`
     /// (or renames it, when there is none), syncs the parent, and removes
     /// the old one.
+    ///
+    /// # Errors
+    ///
+    /// The file system's, syncing, swapping, renaming or removing: `out`
+    /// then holds the old outputs or the new, never a mix.
     pub fn commit(mut self) -> io::Result<()> {
         for subdir in &self.subdirs {
             sync_dir(subdir)?;
