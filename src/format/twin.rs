@@ -970,6 +970,42 @@ mod tests {
         }
     }
 
+    /// A body read from its value by the line reader's seeds (the path
+    /// taken when the owned reading gives up) gives the twin and the
+    /// sections covered the owned reading gives.
+    #[test]
+    fn a_body_read_by_either_path_covers_the_same_sections() {
+        let cases = [
+            (
+                r#"{"version":2,"tags":{"site":"lyon"}}"#,
+                (true, false, false),
+            ),
+            (r#"{"version":2,"tags":null}"#, (true, false, false)),
+            (
+                r#"{"version":3,"properties":{"desired":{"fan":1},"reported":null}}"#,
+                (false, true, true),
+            ),
+            (r#"{"version":4,"properties":{}}"#, (false, false, false)),
+            (r#"{"version":5}"#, (false, false, false)),
+        ];
+        for (text, (tags, desired, reported)) in cases {
+            let body = json(text);
+            let by_value = twin_body_of_value("e", 1, &body, "d1", None);
+            let owned = twin_body_of_owned("e", 1, body, None, "d1", None);
+            let (Ok((twin, covers)), Ok((owned_twin, owned_covers))) = (by_value, owned) else {
+                panic!("{text}: both read");
+            };
+            let expected = Covers {
+                tags,
+                desired,
+                reported,
+            };
+            assert_eq!(covers, expected, "{text}");
+            assert_eq!(owned_covers, expected, "{text}");
+            assert_eq!(twin.entity, owned_twin.entity, "{text}");
+        }
+    }
+
     fn json(text: &str) -> Value {
         serde_json::from_str(text).unwrap_or_default()
     }
