@@ -303,13 +303,12 @@ pub fn sniff_format<R: BufRead>(
 /// # Example
 ///
 /// ```
-/// use failback::format::{read_input, InputFile};
+/// use failback::format::{parse_input, InputFile};
 ///
-/// let path = std::env::temp_dir().join(format!("failback-doc-{}-twins.jsonl", std::process::id()));
-/// std::fs::write(&path, r#"{"deviceId":"thermostat-7","etag":"AAAAAAAAAAE=","version":2}"#)?;
-/// let read = read_input(&path, None);
-/// std::fs::remove_file(&path)?;
-/// let InputFile::Twin(twins) = read? else { panic!("a twin file") };
+/// let text = r#"{"deviceId":"thermostat-7","etag":"AAAAAAAAAAE=","version":2}"#;
+/// let InputFile::Twin(twins) = parse_input("twins.jsonl", text.as_bytes(), None)? else {
+///     panic!("a twin file");
+/// };
 /// assert_eq!(twins.devices["thermostat-7"].meta.version, Some(2));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

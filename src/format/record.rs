@@ -52,14 +52,15 @@ pub struct RecordMeta {
 /// # Example
 ///
 /// ```
-/// let path = std::env::temp_dir().join(format!("failback-doc-{}-devices.txt", std::process::id()));
-/// std::fs::write(&path, concat!(
+/// use failback::format::{parse_input, InputFile};
+///
+/// let text = concat!(
 ///     r#"{"id":"edge-1","eTag":"MQ==","status":"enabled","capabilities":{"iotEdge":true}}"#, "\n",
 ///     r#"{"id":"edge-1","moduleId":"$edgeAgent","eTag":"Mg=="}"#, "\n",
-/// ))?;
-/// let file = failback::format::read_export(&path);
-/// std::fs::remove_file(&path)?;
-/// let file = file?;
+/// );
+/// let InputFile::Export(file) = parse_input("devices.txt", text.as_bytes(), None)? else {
+///     panic!("an export");
+/// };
 /// let device = &file.devices["edge-1"];
 /// assert_eq!(device.meta.etag.as_deref(), Some("MQ=="));
 /// assert_eq!(device.modules["$edgeAgent"].etag.as_deref(), Some("Mg=="));
@@ -170,15 +171,16 @@ fn newest_of(times: &EntityTimes) -> Option<i64> {
 /// # Example
 ///
 /// ```
-/// let path = std::env::temp_dir().join(format!("failback-doc-{}-file.jsonl", std::process::id()));
-/// std::fs::write(&path, concat!(
+/// use failback::format::{parse_input, InputFile};
+///
+/// let text = concat!(
 ///     "Warning: query results may be incomplete\n",
 ///     r#"{"deviceId":"thermostat-7","etag":"AAAAAAAAAAE=","version":3}"#, "\n",
 ///     r#"{"deviceId":"valve-2","etag":"AAAAAAAAAAI=","version":8}"#, "\n",
-/// ))?;
-/// let twins = failback::format::read_twins(&path);
-/// std::fs::remove_file(&path)?;
-/// let twins = twins?;
+/// );
+/// let InputFile::Twin(twins) = parse_input("twins.jsonl", text.as_bytes(), None)? else {
+///     panic!("a twin file");
+/// };
 /// assert_eq!(twins.devices.keys().collect::<Vec<_>>(), ["thermostat-7", "valve-2"]);
 /// assert_eq!(twins.skipped, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
